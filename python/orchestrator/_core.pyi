@@ -1,0 +1,184 @@
+"""Type stub of ``orchestrator._core``, the Rust selection core (PyO3)."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional, final
+
+__all__ = [
+    "CAPABILITY_NAMES",
+    "DEFAULT_INPUT_TOKENS",
+    "DEFAULT_OUTPUT_TOKENS",
+    "ERROR_CLASSES",
+    "KEY_FORMAT_VERSION",
+    "STATS_COLUMNS",
+    "SelectionCore",
+    "__version__",
+    "cache_key",
+]
+
+__version__: str
+CAPABILITY_NAMES: list[str]
+ERROR_CLASSES: list[str]
+STATS_COLUMNS: list[str]
+KEY_FORMAT_VERSION: int
+DEFAULT_INPUT_TOKENS: int
+DEFAULT_OUTPUT_TOKENS: int
+
+def cache_key(
+    model: str,
+    provider: str,
+    prompt: object,
+    params: Optional[object] = None,
+    namespace: str = "",
+) -> str:
+    """Stable 128-bit cache key (32 hex digits) of a request."""
+
+@final
+class SelectionCore:
+    """Selection state of one registry: models as slots in parallel arrays."""
+
+    def __new__(
+        cls,
+        strategy: str = "ucb",
+        exploration_factor: float = 2.0,
+        min_trials: int = 5,
+        confidence_level: float = 0.95,
+        discount: float = 1.0,
+    ) -> SelectionCore: ...
+    def configure_strategy(
+        self,
+        strategy: str,
+        exploration_factor: float = 2.0,
+        min_trials: int = 5,
+        confidence_level: float = 0.95,
+        discount: float = 1.0,
+    ) -> None: ...
+    def configure_reward(
+        self,
+        success: float = 1.0,
+        latency: float = 0.5,
+        cost: float = 0.25,
+        quality: float = 1.0,
+        latency_ref_s: float = 2.0,
+        cost_ref_usd: float = 0.01,
+    ) -> None: ...
+    def configure_breaker(
+        self,
+        failure_threshold: int = 3,
+        recovery_threshold: int = 2,
+        base_cooldown_s: float = 30.0,
+        max_cooldown_s: float = 600.0,
+        error_rate_threshold: float = 0.5,
+        error_rate_window: int = 20,
+    ) -> None: ...
+    def set_pending_timeout(self, seconds: float) -> None: ...
+    def register(
+        self,
+        model: Any,
+        name: str,
+        provider: str,
+        capabilities: Iterable[str],
+        context_length: int = 0,
+        input_price_per_million: float = 0.0,
+        output_price_per_million: float = 0.0,
+        request_fee: float = 0.0,
+        priced: bool = False,
+        declared_speed: Optional[float] = None,
+    ) -> int: ...
+    def update(
+        self,
+        slot: int,
+        name: str,
+        provider: str,
+        capabilities: Iterable[str],
+        context_length: int = 0,
+        input_price_per_million: float = 0.0,
+        output_price_per_million: float = 0.0,
+        request_fee: float = 0.0,
+        priced: bool = False,
+        declared_speed: Optional[float] = None,
+    ) -> None: ...
+    def unregister(self, name: str) -> int: ...
+    def model(self, slot: int) -> Any: ...
+    def slot_of(self, name: str) -> Optional[int]: ...
+    def __len__(self) -> int: ...
+    def select(
+        self,
+        capabilities: Optional[Iterable[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude: Optional[Iterable[str]] = None,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> Optional[tuple[Any, int, int, int]]:
+        """``(model, slot, ticket, flags)`` or ``None``; flags: 1 forced
+        trial, 2 every breaker open, 4 moved to half-open."""
+    def select_many(
+        self,
+        count: int,
+        capabilities: Optional[Iterable[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude: Optional[Iterable[str]] = None,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> list[tuple[Any, int, int]]: ...
+    def explain(
+        self,
+        capabilities: Optional[Iterable[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude: Optional[Iterable[str]] = None,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> tuple[list[dict[str, Any]], Optional[int], bool]: ...
+    def scores(
+        self,
+        capabilities: Optional[Iterable[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude: Optional[Iterable[str]] = None,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> bytes: ...
+    def report(
+        self,
+        slot: int,
+        ticket: int,
+        success: bool,
+        error_class: int = 0,
+        latency: float = 0.0,
+        time_to_first_token: Optional[float] = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: float = 0.0,
+        quality: Optional[float] = None,
+        reward: Optional[float] = None,
+        retry_after: float = 0.0,
+    ) -> int:
+        """Transition code: 0 none, 1 opened, 2 half-opened, 3 closed."""
+    def report_many(
+        self,
+        slots: Sequence[int],
+        tickets: Sequence[int],
+        successes: Sequence[bool],
+        latencies: Sequence[float],
+        error_classes: Optional[Sequence[int]] = None,
+        input_tokens: Optional[Sequence[int]] = None,
+        output_tokens: Optional[Sequence[int]] = None,
+        costs: Optional[Sequence[float]] = None,
+        qualities: Optional[Sequence[float]] = None,
+    ) -> list[int]: ...
+    def cancel(self, slot: int, ticket: int) -> None: ...
+    def record_health_check(self, slot: int, healthy: bool) -> int: ...
+    def breaker(self, slot: int) -> dict[str, Any]: ...
+    def snapshot(self, slot: int) -> dict[str, Any]: ...
+    def stats_matrix(self) -> tuple[bytes, int, list[str]]: ...
+    def pending(self, slot: int) -> int: ...
+    def outstanding_tickets(self) -> int: ...
+    def now(self) -> float: ...
+    def advance_clock(self, seconds: float) -> None: ...
+    def sweep(self) -> None: ...

@@ -1,0 +1,596 @@
+"""The model abstraction: what a model can do, what it costs, what was observed
+of it, and the base class every provider adapter and user model extends.
+
+Every call of :meth:`Model.generate_response` or :meth:`Model.stream_response`,
+including overrides in subclasses, is measured (latency, time to first token,
+tokens, cost, success or error class) and reported to every registry the model
+is registered in, so their selectors learn with no code from the user.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from orchestrator import _core
+from orchestrator.errors import (
+    MalformedResponseError,
+    UnsupportedOperationError,
+    error_class_of,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.core.cache import ModelCache
+    from orchestrator.models.model_registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+#: A prompt is a string or a list of chat messages (``{"role", "content"}``).
+Prompt = Union[str, Sequence[dict[str, Any]]]
+
+CAPABILITY_NAMES: tuple[str, ...] = tuple(_core.CAPABILITY_NAMES)
+ERROR_CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(_core.ERROR_CLASSES)}
+
+
+class ModelCapabilities(BaseModel):
+    """What a model can do. The boolean flags are the capability names that
+    ``select_model(capabilities=[...])`` accepts."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=True)
+
+    text_generation: bool = True
+    code_generation: bool = False
+    chat: bool = False
+    embeddings: bool = False
+    vision: bool = False
+    function_calling: bool = False
+    json_mode: bool = False
+    supports_streaming: bool = False
+    audio: bool = False
+    reasoning: bool = False
+    context_length: int = Field(0, ge=0, description="Context window in tokens; 0 if unknown.")
+    max_tokens: Optional[int] = Field(None, gt=0, description="Most output tokens per request.")
+
+    def names(self) -> list[str]:
+        """The capability flags that are set."""
+        return [name for name in CAPABILITY_NAMES if getattr(self, name)]
+
+
+def check_capability_names(names: Sequence[str]) -> list[str]:
+    """Validate capability names, raising ``ValueError`` that lists the known ones."""
+    if isinstance(names, str):
+        raise TypeError("capabilities must be a list of capability names, not a string")
+    unknown = [n for n in names if n not in CAPABILITY_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown capability {unknown[0]!r}; known capabilities: {', '.join(CAPABILITY_NAMES)}"
+        )
+    return list(names)
+
+
+class ModelCost(BaseModel):
+    """Prices in USD: per million input tokens, per million output tokens, and
+    an optional fixed fee per request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(0.0, ge=0, allow_inf_nan=False)
+    output_per_million: float = Field(0.0, ge=0, allow_inf_nan=False)
+    per_request: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+    @property
+    def is_free(self) -> bool:
+        return self.input_per_million == self.output_per_million == self.per_request == 0.0
+
+    def price(self, input_tokens: int, output_tokens: int) -> float:
+        """USD cost of one request with these token counts."""
+        if input_tokens < 0 or output_tokens < 0:
+            raise ValueError(
+                f"token counts must be >= 0, got input_tokens={input_tokens}, "
+                f"output_tokens={output_tokens}"
+            )
+        return (
+            input_tokens * self.input_per_million / 1e6
+            + output_tokens * self.output_per_million / 1e6
+            + self.per_request
+        )
+
+
+class ModelMetrics(BaseModel):
+    """What a registry observed of a model: a snapshot read from the Rust core.
+    Latencies are in seconds; ``None`` means not observed yet."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    failures_by_class: dict[str, int] = Field(default_factory=dict)
+    success_rate: Optional[float] = None
+    mean_reward: Optional[float] = None
+    latency_p50: Optional[float] = None
+    latency_p95: Optional[float] = None
+    time_to_first_token_p50: Optional[float] = None
+    time_to_first_token_p95: Optional[float] = None
+    tokens_per_second: Optional[float] = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_cost: float = 0.0
+    pending: int = 0
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> ModelMetrics:
+        requests = int(snap["requests"])
+        successes = int(snap["successes"])
+        return cls(
+            **snap,
+            failures=requests - successes,
+            success_rate=successes / requests if requests else None,
+        )
+
+
+class ModelConstraints(BaseModel):
+    """One request's constraints: the keyword arguments of ``select_model``.
+
+    * ``max_cost``: the most the request may cost, in USD, priced from
+      ``input_tokens``/``output_tokens`` when given, else from the default
+      request size (1,000 input and 500 output tokens).
+    * ``min_speed``: output tokens per second, observed, else declared.
+    * ``context_length``: the context window the request needs, in tokens.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capabilities: list[str] = Field(default_factory=list)
+    max_cost: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
+    min_speed: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
+    context_length: Optional[int] = Field(None, gt=0)
+    exclude_models: list[str] = Field(default_factory=list)
+    input_tokens: Optional[int] = Field(None, ge=0)
+    output_tokens: Optional[int] = Field(None, ge=0)
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: list[str]) -> list[str]:
+        return check_capability_names(value)
+
+    def core_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the core's ``select``/``explain``."""
+        return {
+            "capabilities": self.capabilities or None,
+            "max_cost": self.max_cost,
+            "min_speed": self.min_speed,
+            "context_length": self.context_length,
+            "exclude": self.exclude_models or None,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+def estimate_tokens(value: Any) -> int:
+    """Rough token count (four characters a token) when a provider gave none."""
+    if isinstance(value, str):
+        return max(1, (len(value) + 3) // 4) if value else 0
+    if isinstance(value, (list, tuple)):
+        return sum(
+            estimate_tokens(m.get("content", "") if isinstance(m, dict) else m) for m in value
+        )
+    return 0
+
+
+@dataclass
+class CallRecord:
+    """Measurements of one model call, filled in by the adapter as it goes."""
+
+    model: Model
+    started: float = field(default_factory=time.perf_counter)
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    cost: Optional[float] = None
+    first_token_at: Optional[float] = None
+    retry_after: float = 0.0
+    quality: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A finished call: the text and what it used. Caches store these."""
+
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    latency: float
+
+
+@dataclass
+class Binding:
+    """A model's place in one registry: the registry's core and the slot."""
+
+    registry: ModelRegistry
+    core: _core.SelectionCore
+    slot: int
+
+
+_ACTIVE_CALL: contextvars.ContextVar[Optional[CallRecord]] = contextvars.ContextVar(
+    "orchestrator_active_call", default=None
+)
+#: Tickets issued by ``select_model`` in this task, by (id(core), slot).
+_TICKETS: contextvars.ContextVar[Optional[dict[tuple[int, int], int]]] = contextvars.ContextVar(
+    "orchestrator_tickets", default=None
+)
+
+
+def hold_ticket(core: _core.SelectionCore, slot: int, ticket: int) -> None:
+    """Remember a selection's ticket for the next call of that model in this
+    task; an older unused ticket for the same model is released."""
+    held = _TICKETS.get()
+    key = (id(core), slot)
+    if held is None:
+        _TICKETS.set({key: ticket})
+        return
+    old = held.get(key)
+    if old is not None:
+        try:
+            core.cancel(slot, old)
+        except ValueError:
+            logger.debug("superseded ticket %s had already expired", old)
+    _TICKETS.set({**held, key: ticket})
+
+
+def _take_tickets(bindings: list[Binding]) -> list[int]:
+    held = _TICKETS.get()
+    if not held:
+        return [0] * len(bindings)
+    remaining = dict(held)
+    tickets = [remaining.pop((id(b.core), b.slot), 0) for b in bindings]
+    _TICKETS.set(remaining or None)
+    return tickets
+
+
+def current_call() -> Optional[CallRecord]:
+    """The measurements of the model call running in this task, if any."""
+    return _ACTIVE_CALL.get()
+
+
+GenerateFn = Callable[..., Awaitable[str]]
+StreamFn = Callable[..., AsyncIterator[str]]
+EmbedFn = Callable[..., Awaitable[list[list[float]]]]
+
+
+def _measured_generate(fn: GenerateFn) -> GenerateFn:
+    @functools.wraps(fn)
+    async def generate_response(self: Model, prompt: Prompt, **kwargs: Any) -> str:
+        active = _ACTIVE_CALL.get()
+        if active is not None and active.model is self:
+            return await fn(self, prompt, **kwargs)  # nested: the outer call measures
+        use_cache = kwargs.pop("cache", True)
+        refresh = kwargs.pop("refresh_cache", False)
+        if self._cache is not None and use_cache:
+            return await self._cache.generate(
+                self, prompt, kwargs, lambda: self._run_measured(fn, prompt, kwargs), refresh
+            )
+        return (await self._run_measured(fn, prompt, kwargs)).text
+
+    generate_response.__orchestrator_measured__ = True  # type: ignore[attr-defined]
+    return generate_response
+
+
+def _measured_stream(fn: StreamFn) -> StreamFn:
+    @functools.wraps(fn)
+    def stream_response(self: Model, prompt: Prompt, **kwargs: Any) -> AsyncIterator[str]:
+        active = _ACTIVE_CALL.get()
+        if active is not None and active.model is self:
+            return fn(self, prompt, **kwargs)
+        use_cache = kwargs.pop("cache", True)
+        refresh = kwargs.pop("refresh_cache", False)
+        if self._cache is not None and use_cache:
+            return self._cache.stream(
+                self, prompt, kwargs, lambda: MeasuredStream(self, fn, prompt, kwargs), refresh
+            )
+        return MeasuredStream(self, fn, prompt, kwargs)
+
+    stream_response.__orchestrator_measured__ = True  # type: ignore[attr-defined]
+    return stream_response
+
+
+def _cached_embed(fn: EmbedFn) -> EmbedFn:
+    """Serve ``embed`` per text from the model's cache (embedding models only):
+    only the texts that missed reach the provider."""
+
+    @functools.wraps(fn)
+    async def embed(self: Model, texts: Sequence[str], **kwargs: Any) -> list[list[float]]:
+        use_cache = kwargs.pop("cache", True)
+        refresh = kwargs.pop("refresh_cache", False)
+        if self._cache is not None and use_cache and self.capabilities.embeddings:
+            return await self._cache.embed(
+                self, texts, lambda missing: fn(self, missing, **kwargs), refresh, kwargs
+            )
+        return await fn(self, texts, **kwargs)
+
+    embed.__orchestrator_measured__ = True  # type: ignore[attr-defined]
+    return embed
+
+
+class MeasuredStream:
+    """An async iterator over a model's streamed chunks that measures the call
+    and reports it when the stream ends. ``result`` is set once it completed."""
+
+    def __init__(self, model: Model, fn: StreamFn, prompt: Prompt, params: dict[str, Any]) -> None:
+        self._model = model
+        self._fn = fn
+        self._prompt = prompt
+        self._params = params
+        self._inner: Optional[AsyncIterator[str]] = None
+        self._record: Optional[CallRecord] = None
+        self._tickets: list[int] = []
+        self._chunks: list[str] = []
+        self._done = False
+        self.result: Optional[CallResult] = None
+
+    def __aiter__(self) -> MeasuredStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        if self._record is None:
+            self._record = CallRecord(self._model)
+            self._tickets = _take_tickets(self._model._bindings)
+        token = _ACTIVE_CALL.set(self._record)
+        try:
+            if self._inner is None:
+                self._inner = self._fn(self._model, self._prompt, **self._params)
+            chunk = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            self.result = self._model._finish(
+                self._record, self._tickets, self._prompt, "".join(self._chunks), None
+            )
+            raise
+        except BaseException as exc:
+            self._done = True
+            self._model._finish(self._record, self._tickets, self._prompt, None, exc)
+            raise
+        finally:
+            _ACTIVE_CALL.reset(token)
+        if self._record.first_token_at is None:
+            self._record.first_token_at = time.perf_counter()
+        self._chunks.append(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        """Stop early: the call is not reported as an outcome, and its
+        selection ticket is released."""
+        if not self._done and self._record is not None:
+            self._done = True
+            self._model._release(self._tickets)
+        if self._inner is not None and hasattr(self._inner, "aclose"):
+            await self._inner.aclose()
+
+
+class Model(abc.ABC):
+    """A model that can be registered, selected and called.
+
+    Subclasses implement :meth:`generate_response` and :meth:`health_check`,
+    and may implement :meth:`stream_response` and :meth:`embed`. Adapters
+    call :meth:`record_usage` with the provider's token counts; otherwise
+    tokens are estimated from the text.
+    """
+
+    _measured_methods: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "generate_response": _measured_generate,
+        "stream_response": _measured_stream,
+        "embed": _cached_embed,
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, wrap in Model._measured_methods.items():
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__orchestrator_measured__", False):
+                setattr(cls, name, wrap(fn))
+
+    def __init__(
+        self,
+        name: str,
+        provider: str,
+        capabilities: Optional[ModelCapabilities] = None,
+        cost: Optional[ModelCost] = None,
+        *,
+        speed: Optional[float] = None,
+    ) -> None:
+        """``cost=None`` marks the model unpriced: ``max_cost`` then excludes it.
+        ``speed`` declares output tokens per second until speed is observed."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"invalid name: {name!r} (a non-empty string is required)")
+        if not isinstance(provider, str) or not provider.strip():
+            raise ValueError(f"invalid provider: {provider!r} (a non-empty string is required)")
+        if capabilities is None:
+            capabilities = ModelCapabilities()
+        elif not isinstance(capabilities, ModelCapabilities):
+            kind = type(capabilities).__name__
+            raise TypeError(f"invalid capabilities: expected ModelCapabilities, got {kind}")
+        if cost is not None and not isinstance(cost, ModelCost):
+            raise TypeError(f"invalid cost: expected ModelCost or None, got {type(cost).__name__}")
+        if speed is not None and (
+            not isinstance(speed, (int, float)) or not speed >= 0 or speed == float("inf")
+        ):
+            raise ValueError(f"invalid speed: {speed!r} (output tokens per second, >= 0)")
+        self.name = name
+        self.provider = provider
+        self.capabilities = capabilities
+        self.cost = cost
+        self.speed = None if speed is None else float(speed)
+        self._bindings: list[Binding] = []
+        self._cache: Optional[ModelCache] = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, provider={self.provider!r})"
+
+    # ----- what subclasses implement -----------------------------------------
+
+    @abc.abstractmethod
+    async def generate_response(self, prompt: Prompt, **kwargs: Any) -> str:
+        """Generate a completion for a prompt or a list of chat messages.
+
+        Keyword arguments are generation parameters (``temperature``,
+        ``max_tokens``, ...); ``cache=False`` skips the cache for this call and
+        ``refresh_cache=True`` replaces the cached answer."""
+
+    @abc.abstractmethod
+    async def health_check(self) -> bool:
+        """Whether the model answers, using the provider's cheapest probe."""
+
+    async def stream_response(self, prompt: Prompt, **kwargs: Any) -> AsyncIterator[str]:
+        """Stream a completion as text chunks. The default yields the whole
+        answer of :meth:`generate_response` as one chunk."""
+        yield await self.generate_response(prompt, **kwargs)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed texts, for models with the ``embeddings`` capability."""
+        raise UnsupportedOperationError(f"{self.name} does not offer embeddings", model=self.name)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the model holds (connections, weights)."""
+
+    # ----- identity and caching ----------------------------------------------
+
+    def cache_identity(self) -> str:
+        """What identifies this model's answers in a cache key. Adapters add
+        their endpoint, so two servers' answers never mix."""
+        return self.name
+
+    def enable_caching(self, cache: ModelCache) -> None:
+        """Serve identical requests from ``cache`` (see :mod:`orchestrator.core.cache`)."""
+        from orchestrator.core.cache import ModelCache
+
+        if not isinstance(cache, ModelCache):
+            raise TypeError(f"invalid cache: expected ModelCache, got {type(cache).__name__}")
+        self._cache = cache
+
+    def disable_caching(self) -> None:
+        self._cache = None
+
+    @property
+    def cache(self) -> Optional[ModelCache]:
+        return self._cache
+
+    # ----- measurement --------------------------------------------------------
+
+    @staticmethod
+    def record_usage(
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+        cost: Optional[float] = None,
+    ) -> None:
+        """Record the provider's token counts (and cost, if it billed one) for
+        the call running in this task."""
+        record = _ACTIVE_CALL.get()
+        if record is None:
+            return
+        if input_tokens is not None:
+            record.input_tokens = int(input_tokens)
+        if output_tokens is not None:
+            record.output_tokens = int(output_tokens)
+        if cost is not None:
+            record.cost = float(cost)
+
+    @staticmethod
+    def record_retry_after(seconds: float) -> None:
+        """Record a provider's ``Retry-After`` for the running call."""
+        record = _ACTIVE_CALL.get()
+        if record is not None and seconds > 0:
+            record.retry_after = max(record.retry_after, float(seconds))
+
+    @property
+    def metrics(self) -> ModelMetrics:
+        """What the first registry this model is registered in observed."""
+        if not self._bindings:
+            return ModelMetrics()
+        b = self._bindings[0]
+        return ModelMetrics.from_snapshot(b.core.snapshot(b.slot))
+
+    async def _run_measured(
+        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any]
+    ) -> CallResult:
+        record = CallRecord(self)
+        tickets = _take_tickets(self._bindings)
+        token = _ACTIVE_CALL.set(record)
+        try:
+            text = await fn(self, prompt, **params)
+        except BaseException as exc:
+            self._finish(record, tickets, prompt, None, exc)
+            raise
+        finally:
+            _ACTIVE_CALL.reset(token)
+        if not isinstance(text, str):
+            exc = MalformedResponseError(
+                f"generate_response returned {type(text).__name__}, expected str", model=self.name
+            )
+            self._finish(record, tickets, prompt, None, exc)
+            raise exc
+        return self._finish(record, tickets, prompt, text, None)
+
+    def _release(self, tickets: list[int]) -> None:
+        for binding, ticket in zip(self._bindings, tickets):
+            if ticket:
+                try:
+                    binding.core.cancel(binding.slot, ticket)
+                except ValueError:
+                    logger.debug("ticket %s of %s already expired", ticket, self.name)
+
+    def _finish(
+        self,
+        record: CallRecord,
+        tickets: list[int],
+        prompt: Prompt,
+        text: Optional[str],
+        exc: Optional[BaseException],
+    ) -> CallResult:
+        """Report a finished call to every registry; returns its result."""
+        latency = time.perf_counter() - record.started
+        if exc is not None and not isinstance(exc, Exception):
+            # Cancelled or interrupted: not the model's fault, not an outcome.
+            self._release(tickets)
+            return CallResult("", self.name, 0, 0, 0.0, latency)
+        input_tokens = (
+            record.input_tokens if record.input_tokens is not None else estimate_tokens(prompt)
+        )
+        output_tokens = (
+            record.output_tokens
+            if record.output_tokens is not None
+            else (estimate_tokens(text) if text is not None else 0)
+        )
+        cost = record.cost
+        if cost is None:
+            cost = self.cost.price(input_tokens, output_tokens) if self.cost is not None else 0.0
+        ttft = record.first_token_at - record.started if record.first_token_at is not None else None
+        error_class = 0 if exc is None else ERROR_CLASS_INDEX[error_class_of(exc)]
+        retry_after = record.retry_after or float(getattr(exc, "retry_after", None) or 0.0)
+        for binding, ticket in zip(list(self._bindings), tickets):
+            binding.registry._record_outcome(
+                self,
+                binding,
+                ticket,
+                success=exc is None,
+                error_class=error_class,
+                latency=latency,
+                time_to_first_token=ttft,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost=cost,
+                quality=record.quality,
+                retry_after=retry_after,
+                error=exc,
+            )
+        return CallResult(text or "", self.name, input_tokens, output_tokens, cost, latency)

@@ -1,0 +1,862 @@
+"""The model registry: registration, selection and learning.
+
+``select_model`` crosses into the Rust core once: the core filters every
+registered model by the request's constraints and scores the eligible ones
+(UCB, cost or performance) in one pass, marks the winner pending under a
+ticket, and returns the model object. When the model is then called, the
+measured outcome is reported back under that ticket, so each outcome is
+counted exactly once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator import _core
+from orchestrator.core.model import (
+    CAPABILITY_NAMES,
+    ERROR_CLASS_INDEX,
+    Binding,
+    Model,
+    ModelConstraints,
+    ModelMetrics,
+    check_capability_names,
+    hold_ticket,
+)
+from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from orchestrator.core.cache import ModelCache
+    from orchestrator.models.health_monitor import HealthStatus, ModelHealthMonitor
+
+logger = logging.getLogger(__name__)
+
+#: Breaker transitions reported by the core, by code.
+TRANSITIONS = {1: "opened", 2: "half_open", 3: "closed"}
+
+
+class ModelNotFoundError(OrchestratorError, KeyError):
+    """No model of that name is registered; the message suggests close names."""
+
+    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
+        self.name = name
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        if not known:
+            hint = "; the registry is empty"
+        super().__init__(f"no model named {name!r} is registered{hint}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DuplicateModelError(OrchestratorError, ValueError):
+    """A model of that name is already registered."""
+
+
+class NoEligibleModelsError(OrchestratorError):
+    """No registered model satisfies the request. ``reasons`` maps each
+    model's name to the constraint that excluded it."""
+
+    def __init__(self, explanation: SelectionExplanation) -> None:
+        self.explanation = explanation
+        self.reasons = {c.name: f"{c.constraint}: {c.reason}" for c in explanation.candidates}
+        if not explanation.candidates:
+            message = "no models are registered"
+        else:
+            lines = "; ".join(f"{name} ({why})" for name, why in self.reasons.items())
+            message = f"no registered model satisfies the request: {lines}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class CandidateExplanation:
+    """One model's verdict for a request."""
+
+    name: str
+    provider: str
+    eligible: bool
+    constraint: Optional[str] = None
+    reason: Optional[str] = None
+    estimate: Optional[float] = None
+    exploration_bonus: Optional[float] = None
+    score: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    trials: int = 0
+    pending: int = 0
+    forced: bool = False
+    expected_cost: Optional[float] = None
+
+    def describe(self) -> str:
+        if not self.eligible:
+            return f"{self.name}: rejected by {self.constraint} ({self.reason})"
+        cost = "unpriced" if self.expected_cost is None else f"${self.expected_cost:.6f}"
+        if self.forced:
+            return f"{self.name}: forced trial ({self.trials} outcomes so far), cost {cost}"
+        return (
+            f"{self.name}: score {self.score:.4f} = estimate {self.estimate:.4f} "
+            f"+ bonus {self.exploration_bonus:.4f}; "
+            f"CI [{self.ci_low:.3f}, {self.ci_high:.3f}] over {self.trials} outcomes, "
+            f"{self.pending} pending, cost {cost}"
+        )
+
+
+@dataclass(frozen=True)
+class SelectionExplanation:
+    """Why a request would go to ``chosen``: every candidate's verdict."""
+
+    strategy: str
+    constraints: ModelConstraints
+    chosen: Optional[str]
+    candidates: list[CandidateExplanation]
+    all_breakers_open: bool = False
+
+    def __str__(self) -> str:
+        head = f"strategy {self.strategy}: " + (
+            f"chose {self.chosen}" if self.chosen else "no eligible model"
+        )
+        if self.all_breakers_open:
+            head += " (every eligible model's circuit is open; probing the soonest to recover)"
+        return "\n".join([head, *("  " + c.describe() for c in self.candidates)])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A selected model and the ticket its outcome must be reported under."""
+
+    model: Model
+    ticket: int
+    slot: int
+
+
+class ModelSelector:
+    """Base class of selectors.
+
+    Built-in selectors name a ``strategy`` that the Rust core scores. A
+    user-written selector subclasses this and implements :meth:`choose`; the
+    core still filters by constraints, and :meth:`choose` picks among the
+    eligible models in Python.
+    """
+
+    strategy: ClassVar[Optional[str]] = None
+
+    def core_config(self) -> dict[str, Any]:
+        """Parameters for the core, for built-in selectors."""
+        raise NotImplementedError
+
+    def choose(
+        self, candidates: list[Model], constraints: ModelConstraints, registry: ModelRegistry
+    ) -> Model:
+        """Pick one of ``candidates`` (all satisfy ``constraints``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement choose()")
+
+
+class UCBModelSelector(ModelSelector):
+    """Upper-confidence-bound bandit: mean reward plus
+    ``sqrt(exploration_factor * ln N / n)``, after ``min_trials`` forced
+    trials per model; ``confidence_level`` sets the reported intervals.
+
+    ``discount`` below 1 (for example 0.995) weights each past outcome by
+    ``discount`` per later outcome: use it when providers drift (a model gets
+    slow for an hour); keep 1.0 for stable providers, where it converges best.
+    """
+
+    strategy = "ucb"
+
+    def __init__(
+        self,
+        exploration_factor: float = 2.0,
+        min_trials: int = 5,
+        confidence_level: float = 0.95,
+        discount: float = 1.0,
+    ) -> None:
+        _core.SelectionCore("ucb", exploration_factor, min_trials, confidence_level, discount)
+        self.exploration_factor = float(exploration_factor)
+        self.min_trials = int(min_trials)
+        self.confidence_level = float(confidence_level)
+        self.discount = float(discount)
+
+    def core_config(self) -> dict[str, Any]:
+        return {
+            "strategy": "ucb",
+            "exploration_factor": self.exploration_factor,
+            "min_trials": self.min_trials,
+            "confidence_level": self.confidence_level,
+            "discount": self.discount,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"UCBModelSelector(exploration_factor={self.exploration_factor}, "
+            f"min_trials={self.min_trials}, confidence_level={self.confidence_level}, "
+            f"discount={self.discount})"
+        )
+
+
+class CostBasedSelector(ModelSelector):
+    """The cheapest eligible model for the request's size; ties go to the
+    better observed reward. Unpriced models come last."""
+
+    strategy = "cost"
+
+    def core_config(self) -> dict[str, Any]:
+        return {"strategy": "cost", "min_trials": 0}
+
+    def __repr__(self) -> str:
+        return "CostBasedSelector()"
+
+
+class PerformanceSelector(ModelSelector):
+    """The best observed mean reward (success, latency, cost, quality), after
+    ``min_trials`` forced trials per model; no exploration bonus."""
+
+    strategy = "performance"
+
+    def __init__(self, min_trials: int = 5, discount: float = 1.0) -> None:
+        _core.SelectionCore("performance", 0.0, min_trials, 0.95, discount)
+        self.min_trials = int(min_trials)
+        self.discount = float(discount)
+
+    def core_config(self) -> dict[str, Any]:
+        return {"strategy": "performance", "min_trials": self.min_trials, "discount": self.discount}
+
+    def __repr__(self) -> str:
+        return f"PerformanceSelector(min_trials={self.min_trials}, discount={self.discount})"
+
+
+SELECTORS: dict[str, Callable[[], ModelSelector]] = {
+    "ucb": UCBModelSelector,
+    "discounted_ucb": lambda: UCBModelSelector(discount=0.995),
+    "cost": CostBasedSelector,
+    "cost_based": CostBasedSelector,
+    "performance": PerformanceSelector,
+}
+
+
+def selector_for(strategy: str) -> ModelSelector:
+    """The built-in selector named ``strategy``."""
+    try:
+        return SELECTORS[strategy]()
+    except KeyError:
+        raise ValueError(
+            f"invalid selection_strategy: {strategy!r}; choose one of {', '.join(SELECTORS)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """How an outcome becomes a reward in [0, 1]. A failure is 0; a success is
+    the weighted mean of 1 (``success``), ``latency_ref_s / (latency_ref_s +
+    latency)`` (``latency``), ``cost_ref_usd / (cost_ref_usd + cost)``
+    (``cost``) and the caller's quality score when given (``quality``)."""
+
+    success: float = 1.0
+    latency: float = 0.5
+    cost: float = 0.25
+    quality: float = 1.0
+    latency_ref_s: float = 2.0
+    cost_ref_usd: float = 0.01
+
+
+class ModelRegistry:
+    """Registered models and the selector that picks among them.
+
+    Args:
+        selection_strategy: ``"ucb"`` (default), ``"discounted_ucb"``,
+            ``"cost"`` or ``"performance"``; ignored when ``model_selector``
+            is given.
+        model_selector: a :class:`ModelSelector` instance.
+        health_monitor: a :class:`~orchestrator.models.health_monitor.ModelHealthMonitor`;
+            one with ``check_interval=health_check_interval`` is created if omitted.
+        health_check_interval: seconds between active health checks.
+        cache_responses: ``True`` for an in-memory :class:`ModelCache`, or a
+            cache instance, enabled on every registered model without one.
+        reward_weights: how outcomes become rewards (:class:`RewardWeights`).
+        pending_timeout: seconds after which a selection never reported stops
+            counting as in flight.
+    """
+
+    def __init__(
+        self,
+        selection_strategy: Optional[str] = None,
+        model_selector: Optional[ModelSelector] = None,
+        health_monitor: Optional[ModelHealthMonitor] = None,
+        health_check_interval: float = 300,
+        cache_responses: Union[bool, ModelCache] = False,
+        *,
+        reward_weights: Optional[RewardWeights] = None,
+        pending_timeout: float = 600.0,
+    ) -> None:
+        if model_selector is not None and not isinstance(model_selector, ModelSelector):
+            kind = type(model_selector).__name__
+            raise TypeError(f"invalid model_selector: expected a ModelSelector, got {kind}")
+        if (
+            model_selector is not None
+            and selection_strategy is not None
+            and model_selector.strategy != selection_strategy
+        ):
+            raise ValueError(
+                f"selection_strategy={selection_strategy!r} conflicts with "
+                f"model_selector={model_selector!r}; pass one of them"
+            )
+        if selection_strategy is not None and not isinstance(selection_strategy, str):
+            raise TypeError(f"invalid selection_strategy: {selection_strategy!r}")
+        selector = model_selector or selector_for(selection_strategy or "ucb")
+        if (
+            not isinstance(health_check_interval, (int, float))
+            or isinstance(health_check_interval, bool)
+            or not 0 < health_check_interval < float("inf")
+        ):
+            raise ValueError(
+                f"invalid health_check_interval: {health_check_interval!r} (seconds, > 0)"
+            )
+        self._core = _core.SelectionCore()
+        self._selector = selector
+        self._custom = selector.strategy is None
+        if not self._custom:
+            self._core.configure_strategy(**selector.core_config())
+        weights = reward_weights or RewardWeights()
+        if not isinstance(weights, RewardWeights):
+            raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
+        self._core.configure_reward(**weights.__dict__)
+        self._core.set_pending_timeout(pending_timeout)
+        self.reward_weights = weights
+        self.health_check_interval = float(health_check_interval)
+        self._models: dict[str, Model] = {}
+        self._lock = threading.Lock()  # registration only; never on the selection path
+        self._cache = self._make_cache(cache_responses)
+        self.health_monitor = self._attach_monitor(health_monitor)
+
+    @classmethod
+    def from_config(cls, path: Union[str, os.PathLike[str]]) -> ModelRegistry:
+        """Build a registry, with its models, from a TOML configuration file
+        (see :mod:`orchestrator.config`)."""
+        from orchestrator.config import registry_from_config
+
+        return registry_from_config(path)
+
+    # ----- configuration ------------------------------------------------------
+
+    @staticmethod
+    def _make_cache(cache_responses: Union[bool, ModelCache]) -> Optional[ModelCache]:
+        if cache_responses is False or cache_responses is None:
+            return None
+        from orchestrator.core.cache import ModelCache
+
+        if cache_responses is True:
+            return ModelCache()
+        if isinstance(cache_responses, ModelCache):
+            return cache_responses
+        raise TypeError(
+            f"invalid cache_responses: expected bool or ModelCache, got {cache_responses!r}"
+        )
+
+    def _attach_monitor(self, monitor: Optional[ModelHealthMonitor]) -> ModelHealthMonitor:
+        from orchestrator.models.health_monitor import ModelHealthMonitor
+
+        if monitor is None:
+            monitor = ModelHealthMonitor(check_interval=self.health_check_interval)
+        elif not isinstance(monitor, ModelHealthMonitor):
+            raise TypeError(
+                f"invalid health_monitor: expected ModelHealthMonitor, got {type(monitor).__name__}"
+            )
+        monitor.attach(self)
+        return monitor
+
+    @property
+    def model_selector(self) -> ModelSelector:
+        return self._selector
+
+    @property
+    def strategy(self) -> str:
+        return self._selector.strategy or type(self._selector).__name__
+
+    @property
+    def cache(self) -> Optional[ModelCache]:
+        return self._cache
+
+    # ----- registration -------------------------------------------------------
+
+    def register_model(self, model: Model) -> Model:
+        """Register ``model``; a second model with the same name is an error."""
+        if not isinstance(model, Model):
+            raise TypeError(f"invalid model: expected a Model, got {type(model).__name__}")
+        caps = model.capabilities
+        cost = model.cost
+        with self._lock:
+            if model.name in self._models:
+                raise DuplicateModelError(f"a model named {model.name!r} is already registered")
+            try:
+                slot = self._core.register(
+                    model,
+                    model.name,
+                    model.provider,
+                    caps.names(),
+                    caps.context_length,
+                    cost.input_per_million if cost else 0.0,
+                    cost.output_per_million if cost else 0.0,
+                    cost.per_request if cost else 0.0,
+                    cost is not None,
+                    model.speed,
+                )
+            except ValueError as exc:
+                raise ValueError(f"cannot register {model.name!r}: {exc}") from None
+            self._models[model.name] = model
+            model._bindings.append(Binding(self, self._core, slot))
+        if self._cache is not None and model.cache is None:
+            model.enable_caching(self._cache)
+        return model
+
+    def update_model(self, model: Model) -> None:
+        """Push a registered model's changed capabilities, cost or speed to the core."""
+        binding = self._binding(model)
+        caps, cost = model.capabilities, model.cost
+        self._core.update(
+            binding.slot,
+            model.name,
+            model.provider,
+            caps.names(),
+            caps.context_length,
+            cost.input_per_million if cost else 0.0,
+            cost.output_per_million if cost else 0.0,
+            cost.per_request if cost else 0.0,
+            cost is not None,
+            model.speed,
+        )
+
+    def unregister_model(self, name: str) -> Model:
+        """Remove a model; its statistics are dropped."""
+        with self._lock:
+            model = self.get_model(name)
+            self._core.unregister(name)
+            del self._models[name]
+            model._bindings = [b for b in model._bindings if b.registry is not self]
+        return model
+
+    def get_model(self, name: str) -> Model:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ModelNotFoundError(name, list(self._models)) from None
+        except TypeError:
+            raise TypeError(f"invalid name: {name!r} (a string is required)") from None
+
+    def list_models(
+        self,
+        provider: Optional[str] = None,
+        capabilities: Optional[Sequence[str]] = None,
+    ) -> list[Model]:
+        """Registered models, optionally only one provider's or those with
+        every listed capability."""
+        wanted = check_capability_names(capabilities or [])
+        return [
+            m
+            for m in self._models.values()
+            if (provider is None or m.provider == provider)
+            and all(getattr(m.capabilities, c) for c in wanted)
+        ]
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._models
+
+    def __iter__(self) -> Iterator[Model]:
+        return iter(list(self._models.values()))
+
+    def _binding(self, model: Model) -> Binding:
+        for b in model._bindings:
+            if b.registry is self:
+                return b
+        raise ModelNotFoundError(model.name, list(self._models))
+
+    # ----- selection ----------------------------------------------------------
+
+    def select_model(
+        self,
+        capabilities: Optional[Sequence[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude_models: Optional[Sequence[str]] = None,
+        *,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+        constraints: Optional[ModelConstraints] = None,
+    ) -> Model:
+        """The best registered model for a request.
+
+        Args:
+            capabilities: capability names the model must have
+                (see :class:`~orchestrator.core.model.ModelCapabilities`).
+            max_cost: most USD one request may cost, priced from
+                ``input_tokens``/``output_tokens`` or from 1,000 input and 500
+                output tokens when they are not given; unpriced models are excluded.
+            min_speed: least output tokens per second, observed, else declared.
+            context_length: context window (tokens) the request needs.
+            exclude_models: names never to choose (for example after a failure).
+            constraints: all of the above as one :class:`ModelConstraints`.
+
+        Raises:
+            NoEligibleModelsError: naming, for every model, what excluded it.
+        """
+        selection = self.select(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            constraints=constraints,
+        )
+        if selection.ticket:
+            hold_ticket(self._core, selection.slot, selection.ticket)
+        return selection.model
+
+    def select(
+        self,
+        capabilities: Optional[Sequence[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude_models: Optional[Sequence[str]] = None,
+        *,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+        constraints: Optional[ModelConstraints] = None,
+    ) -> Selection:
+        """Like :meth:`select_model`, returning the model with its ticket, for
+        callers that report outcomes themselves (:meth:`report_outcome`).
+        Calls of the model do not consume this ticket."""
+        if constraints is not None:
+            return self.select(**constraints.model_dump(exclude_defaults=True))
+        if self._custom:
+            return self._select_custom(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            )
+        picked = self._core.select(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens,
+            output_tokens,
+        )
+        if picked is None:
+            raise NoEligibleModelsError(
+                self.explain_selection(
+                    capabilities,
+                    max_cost,
+                    min_speed,
+                    context_length,
+                    exclude_models,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                )
+            )
+        model, slot, ticket, flags = picked
+        if flags & 6:
+            self.health_monitor.selected_open(model, all_open=bool(flags & 2))
+        return Selection(model, ticket, slot)
+
+    def _select_custom(
+        self,
+        capabilities: Optional[Sequence[str]],
+        max_cost: Optional[float],
+        min_speed: Optional[float],
+        context_length: Optional[int],
+        exclude_models: Optional[Sequence[str]],
+        input_tokens: Optional[int],
+        output_tokens: Optional[int],
+    ) -> Selection:
+        explanation = self.explain_selection(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+        eligible = [self._models[c.name] for c in explanation.candidates if c.eligible]
+        if not eligible:
+            raise NoEligibleModelsError(explanation)
+        model = self._selector.choose(eligible, explanation.constraints, self)
+        if model not in eligible:
+            raise ValueError(
+                f"{type(self._selector).__name__}.choose returned {model!r}, "
+                "which is not one of the eligible candidates"
+            )
+        binding = self._binding(model)
+        return Selection(model, 0, binding.slot)
+
+    def select_many(
+        self,
+        count: int,
+        capabilities: Optional[Sequence[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude_models: Optional[Sequence[str]] = None,
+        *,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> list[Selection]:
+        """Select for ``count`` requests at once in one core call; each
+        selection counts the earlier ones as in flight. Report the outcomes
+        with :meth:`report_many`."""
+        if self._custom:
+            raise NotImplementedError("select_many needs a built-in selector")
+        picked = self._core.select_many(
+            count,
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens,
+            output_tokens,
+        )
+        return [Selection(model, ticket, slot) for model, slot, ticket in picked]
+
+    def explain_selection(
+        self,
+        capabilities: Optional[Sequence[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude_models: Optional[Sequence[str]] = None,
+        *,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> SelectionExplanation:
+        """Every candidate's verdict for a request, and the model that
+        :meth:`select_model` would choose, without selecting it."""
+        constraints = ModelConstraints(
+            capabilities=list(capabilities or []),
+            max_cost=max_cost,
+            min_speed=min_speed,
+            context_length=context_length,
+            exclude_models=list(exclude_models or []),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+        rows, chosen_slot, all_open = self._core.explain(**constraints.core_kwargs())
+        candidates = []
+        chosen = None
+        for row in rows:
+            slot = row.pop("slot")
+            model: Model = self._core.model(slot)
+            if slot == chosen_slot:
+                chosen = model.name
+            candidates.append(CandidateExplanation(name=model.name, provider=model.provider, **row))
+        return SelectionExplanation(
+            strategy=self.strategy,
+            constraints=constraints,
+            chosen=chosen if not self._custom else None,
+            candidates=candidates,
+            all_breakers_open=all_open,
+        )
+
+    # ----- outcomes -----------------------------------------------------------
+
+    def report_outcome(
+        self,
+        selection: Union[Selection, str],
+        success: bool,
+        latency: float,
+        *,
+        error_class: str = "none",
+        time_to_first_token: Optional[float] = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: Optional[float] = None,
+        quality: Optional[float] = None,
+        retry_after: float = 0.0,
+    ) -> None:
+        """Report an outcome for a :class:`Selection` (or a model name, for a
+        call that was not selected). Model calls report themselves; use this
+        when you call the provider yourself. ``cost`` defaults to the model's
+        price for the token counts."""
+        if isinstance(selection, Selection):
+            model, ticket = selection.model, selection.ticket
+        else:
+            model, ticket = self.get_model(selection), 0
+        if error_class not in ERROR_CLASS_INDEX:
+            raise ValueError(
+                f"invalid error_class: {error_class!r}; known: {', '.join(ERROR_CLASS_INDEX)}"
+            )
+        if not success and error_class == "none":
+            error_class = "other"
+        if cost is None:
+            cost = model.cost.price(input_tokens, output_tokens) if model.cost else 0.0
+        self._record_outcome(
+            model,
+            self._binding(model),
+            ticket,
+            success=bool(success),
+            error_class=ERROR_CLASS_INDEX[error_class],
+            latency=latency,
+            time_to_first_token=time_to_first_token,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            quality=quality,
+            retry_after=retry_after,
+            error=None,
+            strict_ticket=True,
+        )
+
+    def report_many(
+        self,
+        selections: Sequence[Selection],
+        successes: Sequence[bool],
+        latencies: Sequence[float],
+        *,
+        error_classes: Optional[Sequence[str]] = None,
+        input_tokens: Optional[Sequence[int]] = None,
+        output_tokens: Optional[Sequence[int]] = None,
+        costs: Optional[Sequence[float]] = None,
+        qualities: Optional[Sequence[float]] = None,
+    ) -> None:
+        """Report many outcomes in one core call. All are validated before
+        any is applied, so a bad value changes nothing."""
+        classes = None
+        if error_classes is not None:
+            try:
+                classes = [ERROR_CLASS_INDEX[c] for c in error_classes]
+            except KeyError as exc:
+                raise ValueError(
+                    f"invalid error_classes: {exc.args[0]!r}; known: {', '.join(ERROR_CLASS_INDEX)}"
+                ) from None
+        codes = self._core.report_many(
+            [s.slot for s in selections],
+            [s.ticket for s in selections],
+            [bool(x) for x in successes],
+            [float(x) for x in latencies],
+            classes,
+            None if input_tokens is None else [int(x) for x in input_tokens],
+            None if output_tokens is None else [int(x) for x in output_tokens],
+            None if costs is None else [float(x) for x in costs],
+            None if qualities is None else [float(x) for x in qualities],
+        )
+        for selection, code in zip(selections, codes):
+            if code:
+                self.health_monitor.transition(selection.model, TRANSITIONS[code])
+
+    def _record_outcome(
+        self,
+        model: Model,
+        binding: Binding,
+        ticket: int,
+        *,
+        success: bool,
+        error_class: int,
+        latency: float,
+        time_to_first_token: Optional[float],
+        input_tokens: int,
+        output_tokens: int,
+        cost: float,
+        quality: Optional[float],
+        retry_after: float,
+        error: Optional[BaseException],
+        strict_ticket: bool = False,
+    ) -> None:
+        """Fold one outcome into the core. A model call whose ticket expired
+        while it ran still counts (without the ticket); an explicit report
+        (``strict_ticket``) of a spent ticket is an error."""
+        args = (
+            success,
+            error_class,
+            latency,
+            time_to_first_token,
+            input_tokens,
+            output_tokens,
+            cost,
+            quality,
+            None,
+            retry_after,
+        )
+        try:
+            code = self._core.report(binding.slot, ticket, *args)
+        except ValueError as exc:
+            if strict_ticket or not ticket or "ticket" not in str(exc):
+                raise
+            # The ticket expired while the call ran: still count the outcome.
+            code = self._core.report(binding.slot, 0, *args)
+        if code:
+            self.health_monitor.transition(model, TRANSITIONS[code])
+        if error is not None:
+            self.health_monitor.record_error(model, error)
+
+    # ----- reading ------------------------------------------------------------
+
+    def get_metrics(self, name: str) -> ModelMetrics:
+        """What this registry observed of a model."""
+        model = self.get_model(name)
+        return ModelMetrics.from_snapshot(self._core.snapshot(self._binding(model).slot))
+
+    def statistics(self) -> dict[str, Any]:
+        """Every model's statistics as numpy arrays, one per column, aligned
+        with the ``"name"`` list; unknown values are NaN."""
+        raw, rows, columns = self._core.stats_matrix()
+        matrix = np.frombuffer(raw, dtype="<f8").reshape(rows, len(columns))
+        names = self._slot_names(rows)
+        active = matrix[:, 0] == 1.0
+        out: dict[str, Any] = {"name": [n for n, a in zip(names, active) if a]}
+        for i, column in enumerate(columns[1:], start=1):
+            out[column] = matrix[active, i].copy()
+        return out
+
+    def scores(
+        self,
+        capabilities: Optional[Sequence[str]] = None,
+        max_cost: Optional[float] = None,
+        min_speed: Optional[float] = None,
+        context_length: Optional[int] = None,
+        exclude_models: Optional[Sequence[str]] = None,
+    ) -> tuple[list[str], npt.NDArray[np.float64]]:
+        """Every model's current score for a request as a numpy array
+        (``-inf`` where the model is not eligible), with the names."""
+        raw = self._core.scores(capabilities, max_cost, min_speed, context_length, exclude_models)
+        values = np.frombuffer(raw, dtype="<f8")
+        names = self._slot_names(len(values))
+        keep = [i for i, n in enumerate(names) if n is not None]
+        return [names[i] for i in keep], values[keep].copy()  # type: ignore[misc]
+
+    def _slot_names(self, rows: int) -> list[Optional[str]]:
+        names: list[Optional[str]] = [None] * rows
+        for model in self._models.values():
+            slot = self._binding(model).slot
+            if slot < rows:
+                names[slot] = model.name
+        return names
+
+    # ----- health -------------------------------------------------------------
+
+    async def get_model_health(self, name: str) -> HealthStatus:
+        """The health of a registered model (see ``ModelHealthMonitor``)."""
+        return await self.health_monitor.get_status(self.get_model(name))
+
+    @staticmethod
+    def capability_names() -> tuple[str, ...]:
+        return CAPABILITY_NAMES

@@ -1,0 +1,76 @@
+//! Errors of the core. Each names the field and the value at fault.
+
+use std::fmt;
+
+/// What went wrong in a core call; the Python layer maps each to an exception.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreError {
+    /// A field had a value outside its domain (NaN, negative, empty, ...).
+    Invalid { field: &'static str, value: String },
+    /// A capability name that is not in [`crate::CAPABILITY_NAMES`].
+    UnknownCapability(String),
+    /// A model name that is not registered.
+    UnknownModel(String),
+    /// A model name that is already registered.
+    DuplicateModel(String),
+    /// A slot index that holds no model.
+    UnknownSlot(u32),
+    /// A ticket that was already reported, expired, or never issued.
+    StaleTicket(u64),
+    /// A value that cannot be part of a cache key.
+    Unhashable { path: String, reason: String },
+}
+
+impl CoreError {
+    pub fn invalid(field: &'static str, value: impl fmt::Display) -> Self {
+        CoreError::Invalid {
+            field,
+            value: value.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::Invalid { field, value } => write!(f, "invalid {field}: {value}"),
+            CoreError::UnknownCapability(name) => write!(
+                f,
+                "unknown capability {name:?}; known capabilities: {}",
+                crate::CAPABILITY_NAMES.join(", ")
+            ),
+            CoreError::UnknownModel(name) => write!(f, "no model named {name:?} is registered"),
+            CoreError::DuplicateModel(name) => {
+                write!(f, "a model named {name:?} is already registered")
+            }
+            CoreError::UnknownSlot(slot) => write!(f, "no model is registered in slot {slot}"),
+            CoreError::StaleTicket(ticket) => write!(
+                f,
+                "ticket {ticket} was already reported, has expired, or was never issued"
+            ),
+            CoreError::Unhashable { path, reason } => {
+                write!(f, "cannot hash {path} for a cache key: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+/// A finite, non-negative f64, or an `Invalid` error naming the field.
+pub fn non_negative(field: &'static str, value: f64) -> Result<f64, CoreError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(CoreError::invalid(field, value))
+    }
+}
+
+/// A finite f64 in `[0, 1]`, or an `Invalid` error naming the field.
+pub fn unit_interval(field: &'static str, value: f64) -> Result<f64, CoreError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(CoreError::invalid(field, value))
+    }
+}

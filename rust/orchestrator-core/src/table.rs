@@ -1,0 +1,1225 @@
+//! The model table: every registered model as a slot in parallel arrays,
+//! selection in one pass over them, and outcome reporting.
+
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+
+use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
+use crate::error::{non_negative, unit_interval, CoreError};
+use crate::reward::RewardWeights;
+use crate::stats::{Observation, Observed, Snapshot};
+use crate::strategy::{Strategy, StrategyConfig};
+use crate::{CAPABILITY_NAMES, ERROR_AUTHENTICATION, ERROR_CLASSES};
+
+/// Request size used to price a request whose token counts are not given.
+pub const DEFAULT_INPUT_TOKENS: u32 = 1000;
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 500;
+/// Mean reward assumed for a model with no reported outcome in its estimate.
+const PRIOR_MEAN: f64 = 0.5;
+/// Rescale the discounted statistics when the running weight exceeds this.
+const RESCALE_AT: f64 = 1e100;
+/// How many selections between sweeps of expired tickets.
+const SWEEP_EVERY: u64 = 4096;
+
+/// What is declared about a model when it is registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub provider: String,
+    pub capabilities: u32,
+    /// Context window in tokens; 0 when unknown.
+    pub context_length: u32,
+    pub input_price_per_million: f64,
+    pub output_price_per_million: f64,
+    pub request_fee: f64,
+    /// False when the model has no known price.
+    pub priced: bool,
+    /// Declared output tokens per second, used until speed is observed.
+    pub declared_speed: Option<f64>,
+}
+
+impl ModelSpec {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if self.name.trim().is_empty() {
+            return Err(CoreError::invalid("name", format!("{:?}", self.name)));
+        }
+        if self.provider.trim().is_empty() {
+            return Err(CoreError::invalid(
+                "provider",
+                format!("{:?}", self.provider),
+            ));
+        }
+        non_negative("input_price_per_million", self.input_price_per_million)?;
+        non_negative("output_price_per_million", self.output_price_per_million)?;
+        non_negative("request_fee", self.request_fee)?;
+        if let Some(speed) = self.declared_speed {
+            non_negative("declared_speed", speed)?;
+        }
+        Ok(())
+    }
+
+    fn expected_cost(&self, input_tokens: u32, output_tokens: u32) -> Option<f64> {
+        self.priced.then(|| {
+            f64::from(input_tokens) * self.input_price_per_million / 1e6
+                + f64::from(output_tokens) * self.output_price_per_million / 1e6
+                + self.request_fee
+        })
+    }
+}
+
+/// One request's constraints, validated by [`Constraints::new`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Constraints {
+    pub required_capabilities: u32,
+    pub max_cost: Option<f64>,
+    pub min_speed: Option<f64>,
+    pub context_length: Option<u32>,
+    pub exclude: Vec<u32>,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+impl Constraints {
+    pub fn new(
+        required_capabilities: u32,
+        max_cost: Option<f64>,
+        min_speed: Option<f64>,
+        context_length: Option<i64>,
+        exclude: Vec<u32>,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
+    ) -> Result<Self, CoreError> {
+        if let Some(cost) = max_cost {
+            non_negative("max_cost", cost)?;
+        }
+        if let Some(speed) = min_speed {
+            non_negative("min_speed", speed)?;
+        }
+        let tokens = |field: &'static str, v: Option<i64>, default: u32| match v {
+            None => Ok(default),
+            Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => Ok(n as u32),
+            Some(n) => Err(CoreError::invalid(field, n)),
+        };
+        let context_length = match context_length {
+            None => None,
+            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
+            Some(n) => return Err(CoreError::invalid("context_length", n)),
+        };
+        Ok(Constraints {
+            required_capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude,
+            input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
+            output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
+        })
+    }
+}
+
+/// Why a model was not eligible for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    MissingCapabilities(u32),
+    ContextUnknown { needed: u32 },
+    ContextTooSmall { needed: u32, has: u32 },
+    Unpriced,
+    TooExpensive { cost: f64, max: f64 },
+    SpeedUnknown,
+    TooSlow { speed: f64, min: f64 },
+    Excluded,
+    CircuitOpen { retry_in_s: f64 },
+    ProbeInFlight,
+}
+
+impl Rejection {
+    /// The `select_model` keyword this rejection is about.
+    pub fn constraint(&self) -> &'static str {
+        match self {
+            Rejection::MissingCapabilities(_) => "capabilities",
+            Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
+                "context_length"
+            }
+            Rejection::Unpriced | Rejection::TooExpensive { .. } => "max_cost",
+            Rejection::SpeedUnknown | Rejection::TooSlow { .. } => "min_speed",
+            Rejection::Excluded => "exclude_models",
+            Rejection::CircuitOpen { .. } | Rejection::ProbeInFlight => "health",
+        }
+    }
+
+    /// A sentence a person can read.
+    pub fn describe(&self) -> String {
+        match self {
+            Rejection::MissingCapabilities(mask) => {
+                let names: Vec<&str> = CAPABILITY_NAMES
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| mask & (1 << bit) != 0)
+                    .map(|(_, n)| *n)
+                    .collect();
+                format!("lacks capabilities: {}", names.join(", "))
+            }
+            Rejection::ContextUnknown { needed } => {
+                format!("context window unknown, {needed} tokens needed")
+            }
+            Rejection::ContextTooSmall { needed, has } => {
+                format!("context window {has} tokens < {needed} needed")
+            }
+            Rejection::Unpriced => {
+                "has no known price, so max_cost cannot be checked (give it a cost)".to_owned()
+            }
+            Rejection::TooExpensive { cost, max } => {
+                format!("expected cost ${cost:.6} per request > max_cost ${max:.6}")
+            }
+            Rejection::SpeedUnknown => {
+                "speed unknown: not declared and not yet observed".to_owned()
+            }
+            Rejection::TooSlow { speed, min } => {
+                format!("speed {speed:.1} tokens/s < min_speed {min:.1}")
+            }
+            Rejection::Excluded => "excluded by exclude_models".to_owned(),
+            Rejection::CircuitOpen { retry_in_s } => {
+                format!("circuit open, next probe in {retry_in_s:.1}s")
+            }
+            Rejection::ProbeInFlight => "circuit half-open, a probe is in flight".to_owned(),
+        }
+    }
+}
+
+/// How an eligible model scored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreParts {
+    /// Estimated mean reward (or negative cost for the cost strategy).
+    pub estimate: f64,
+    pub exploration_bonus: f64,
+    pub score: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub trials: u64,
+    pub pending: u32,
+    /// True while the model still owes `min_trials` forced trials.
+    pub forced: bool,
+    pub expected_cost: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Eligible(ScoreParts),
+    Rejected(Rejection),
+}
+
+/// One candidate's verdict in an explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub slot: u32,
+    pub verdict: Verdict,
+}
+
+/// The outcome of [`Table::select`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Selection {
+    pub slot: u32,
+    pub ticket: u64,
+    /// Chosen as a forced trial (fewer than `min_trials` outcomes).
+    pub forced: bool,
+    /// Every eligible model's breaker was open; this one recovers soonest.
+    pub fallback_open: bool,
+    /// The breaker moved to half-open for this request.
+    pub transition: Transition,
+}
+
+/// One observed outcome of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Outcome {
+    pub success: bool,
+    /// Index into [`ERROR_CLASSES`]; 0 for success.
+    pub error_class: u8,
+    pub latency_s: f64,
+    pub ttft_s: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Caller's quality score in `[0, 1]`.
+    pub quality: Option<f64>,
+    /// A reward in `[0, 1]` that replaces the computed one.
+    pub reward: Option<f64>,
+    /// Provider's `Retry-After` in seconds; 0 when absent.
+    pub retry_after_s: f64,
+}
+
+impl Outcome {
+    fn validate(&self) -> Result<(), CoreError> {
+        non_negative("latency", self.latency_s)?;
+        if let Some(ttft) = self.ttft_s {
+            non_negative("time_to_first_token", ttft)?;
+        }
+        non_negative("cost", self.cost_usd)?;
+        non_negative("retry_after", self.retry_after_s)?;
+        if let Some(q) = self.quality {
+            unit_interval("quality", q)?;
+        }
+        if let Some(r) = self.reward {
+            unit_interval("reward", r)?;
+        }
+        if usize::from(self.error_class) >= ERROR_CLASSES.len() {
+            return Err(CoreError::invalid("error_class", self.error_class));
+        }
+        if self.success && self.error_class != 0 {
+            return Err(CoreError::invalid(
+                "error_class",
+                format!(
+                    "{} on a successful outcome",
+                    ERROR_CLASSES[usize::from(self.error_class)]
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ticket {
+    slot: u32,
+    generation: u32,
+    issued_at: f64,
+}
+
+/// Every registered model's selection state, as arrays indexed by slot.
+#[derive(Debug)]
+pub struct Table {
+    strategy: StrategyConfig,
+    reward_weights: RewardWeights,
+    breaker_config: BreakerConfig,
+    pending_timeout_s: f64,
+
+    active: Vec<bool>,
+    generation: Vec<u32>,
+    specs: Vec<ModelSpec>,
+    pending: Vec<u32>,
+    trials: Vec<u64>,
+    /// Discounted outcome count, reward sum and squared-reward sum, all
+    /// multiplied by `weight` (see `report`).
+    disc_n: Vec<f64>,
+    disc_sum: Vec<f64>,
+    disc_sq: Vec<f64>,
+    breakers: Vec<Breaker>,
+    observed: Vec<Observed>,
+
+    by_name: FxHashMap<String, u32>,
+    free_slots: Vec<u32>,
+    tickets: FxHashMap<u64, Ticket>,
+    next_ticket: u64,
+    weight: f64,
+    total_disc_n: f64,
+    total_pending: u64,
+    selections: u64,
+    clock_origin: Instant,
+    clock_offset_s: f64,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::new(
+            StrategyConfig::default(),
+            RewardWeights::default(),
+            BreakerConfig::default(),
+        )
+        .expect("defaults are valid")
+    }
+}
+
+impl Table {
+    pub fn new(
+        strategy: StrategyConfig,
+        reward_weights: RewardWeights,
+        breaker_config: BreakerConfig,
+    ) -> Result<Self, CoreError> {
+        reward_weights.validate()?;
+        breaker_config.validate()?;
+        Ok(Table {
+            strategy,
+            reward_weights,
+            breaker_config,
+            pending_timeout_s: 600.0,
+            active: Vec::new(),
+            generation: Vec::new(),
+            specs: Vec::new(),
+            pending: Vec::new(),
+            trials: Vec::new(),
+            disc_n: Vec::new(),
+            disc_sum: Vec::new(),
+            disc_sq: Vec::new(),
+            breakers: Vec::new(),
+            observed: Vec::new(),
+            by_name: FxHashMap::default(),
+            free_slots: Vec::new(),
+            tickets: FxHashMap::default(),
+            next_ticket: 1,
+            weight: 1.0,
+            total_disc_n: 0.0,
+            total_pending: 0,
+            selections: 0,
+            clock_origin: Instant::now(),
+            clock_offset_s: 0.0,
+        })
+    }
+
+    // ----- configuration -------------------------------------------------
+
+    pub fn strategy(&self) -> StrategyConfig {
+        self.strategy
+    }
+
+    pub fn set_strategy(&mut self, strategy: StrategyConfig) {
+        self.strategy = strategy;
+    }
+
+    pub fn reward_weights(&self) -> RewardWeights {
+        self.reward_weights
+    }
+
+    pub fn set_reward_weights(&mut self, weights: RewardWeights) -> Result<(), CoreError> {
+        weights.validate()?;
+        self.reward_weights = weights;
+        Ok(())
+    }
+
+    pub fn breaker_config(&self) -> BreakerConfig {
+        self.breaker_config
+    }
+
+    pub fn set_breaker_config(&mut self, config: BreakerConfig) -> Result<(), CoreError> {
+        config.validate()?;
+        self.breaker_config = config;
+        Ok(())
+    }
+
+    /// Seconds after which an unreported selection stops counting as pending.
+    pub fn set_pending_timeout(&mut self, seconds: f64) -> Result<(), CoreError> {
+        non_negative("pending_timeout", seconds)?;
+        if seconds == 0.0 {
+            return Err(CoreError::invalid("pending_timeout", seconds));
+        }
+        self.pending_timeout_s = seconds;
+        Ok(())
+    }
+
+    /// The core's monotonic clock, in seconds.
+    pub fn now(&self) -> f64 {
+        self.clock_origin.elapsed().as_secs_f64() + self.clock_offset_s
+    }
+
+    /// Move the core's clock forward, for tests of cool-downs and expiry.
+    pub fn advance_clock(&mut self, seconds: f64) -> Result<(), CoreError> {
+        self.clock_offset_s += non_negative("seconds", seconds)?;
+        Ok(())
+    }
+
+    // ----- registration --------------------------------------------------
+
+    pub fn register(&mut self, spec: ModelSpec) -> Result<u32, CoreError> {
+        spec.validate()?;
+        if self.by_name.contains_key(&spec.name) {
+            return Err(CoreError::DuplicateModel(spec.name));
+        }
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                let i = slot as usize;
+                self.active[i] = true;
+                self.specs[i] = spec.clone();
+                self.pending[i] = 0;
+                self.trials[i] = 0;
+                self.disc_n[i] = 0.0;
+                self.disc_sum[i] = 0.0;
+                self.disc_sq[i] = 0.0;
+                self.breakers[i] = Breaker::default();
+                self.observed[i] = Observed::default();
+                slot
+            }
+            None => {
+                self.active.push(true);
+                self.generation.push(0);
+                self.specs.push(spec.clone());
+                self.pending.push(0);
+                self.trials.push(0);
+                self.disc_n.push(0.0);
+                self.disc_sum.push(0.0);
+                self.disc_sq.push(0.0);
+                self.breakers.push(Breaker::default());
+                self.observed.push(Observed::default());
+                (self.active.len() - 1) as u32
+            }
+        };
+        self.by_name.insert(spec.name, slot);
+        Ok(slot)
+    }
+
+    /// Replace what is declared about a registered model (its name stays).
+    pub fn update_spec(&mut self, slot: u32, spec: ModelSpec) -> Result<(), CoreError> {
+        let i = self.check_slot(slot)?;
+        spec.validate()?;
+        if spec.name != self.specs[i].name {
+            return Err(CoreError::invalid("name", format!("{:?}", spec.name)));
+        }
+        self.specs[i] = spec;
+        Ok(())
+    }
+
+    pub fn unregister(&mut self, name: &str) -> Result<u32, CoreError> {
+        let slot = self
+            .by_name
+            .remove(name)
+            .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
+        let i = slot as usize;
+        self.active[i] = false;
+        self.generation[i] = self.generation[i].wrapping_add(1);
+        self.total_disc_n -= self.disc_n[i];
+        self.total_pending -= u64::from(self.pending[i]);
+        self.pending[i] = 0;
+        self.free_slots.push(slot);
+        Ok(slot)
+    }
+
+    pub fn slot_of(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Number of slots, active or not; arrays are this long.
+    pub fn capacity(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn is_active(&self, slot: u32) -> bool {
+        self.active.get(slot as usize).copied().unwrap_or(false)
+    }
+
+    pub fn spec(&self, slot: u32) -> Result<&ModelSpec, CoreError> {
+        let i = self.check_slot(slot)?;
+        Ok(&self.specs[i])
+    }
+
+    fn check_slot(&self, slot: u32) -> Result<usize, CoreError> {
+        if self.is_active(slot) {
+            Ok(slot as usize)
+        } else {
+            Err(CoreError::UnknownSlot(slot))
+        }
+    }
+
+    // ----- selection -----------------------------------------------------
+
+    /// Observed output speed, else declared.
+    fn speed(&self, i: usize) -> Option<f64> {
+        self.observed[i]
+            .tokens_per_second
+            .or(self.specs[i].declared_speed)
+    }
+
+    /// The first constraint slot `i` fails, or its expected cost.
+    #[inline]
+    fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
+        let spec = &self.specs[i];
+        let missing = c.required_capabilities & !spec.capabilities;
+        if missing != 0 {
+            return Err(Rejection::MissingCapabilities(missing));
+        }
+        if let Some(needed) = c.context_length {
+            if spec.context_length == 0 {
+                return Err(Rejection::ContextUnknown { needed });
+            }
+            if spec.context_length < needed {
+                return Err(Rejection::ContextTooSmall {
+                    needed,
+                    has: spec.context_length,
+                });
+            }
+        }
+        let cost = spec.expected_cost(c.input_tokens, c.output_tokens);
+        if let Some(max) = c.max_cost {
+            match cost {
+                None => return Err(Rejection::Unpriced),
+                Some(cost) if cost > max => return Err(Rejection::TooExpensive { cost, max }),
+                Some(_) => {}
+            }
+        }
+        if let Some(min) = c.min_speed {
+            match self.speed(i) {
+                None => return Err(Rejection::SpeedUnknown),
+                Some(speed) if speed < min => return Err(Rejection::TooSlow { speed, min }),
+                Some(_) => {}
+            }
+        }
+        if c.exclude.contains(&(i as u32)) {
+            return Err(Rejection::Excluded);
+        }
+        let breaker = &self.breakers[i];
+        if !breaker.would_admit(now) {
+            return Err(Rejection::CircuitOpen {
+                retry_in_s: (breaker.open_until - now).max(0.0),
+            });
+        }
+        let half_open = breaker.state == BreakerState::HalfOpen
+            || (breaker.state == BreakerState::Open && now >= breaker.open_until);
+        if half_open && self.pending[i] > 0 {
+            return Err(Rejection::ProbeInFlight);
+        }
+        Ok(cost)
+    }
+
+    /// Score of an eligible slot: (primary, secondary) key, higher is better.
+    #[inline]
+    fn score(&self, i: usize, cost: Option<f64>, ln_total: f64) -> ScoreParts {
+        let s = &self.strategy;
+        let pending = self.pending[i];
+        let trials = self.trials[i];
+        let tried = trials + u64::from(pending);
+        let n = self.disc_n[i] / self.weight;
+        let mean = if self.disc_n[i] > 0.0 {
+            self.disc_sum[i] / self.disc_n[i]
+        } else {
+            PRIOR_MEAN
+        };
+        let var = if self.disc_n[i] > 0.0 {
+            (self.disc_sq[i] / self.disc_n[i] - mean * mean).max(0.0)
+        } else {
+            0.25
+        };
+        let half_width = s.z * ((var + 1e-12) / n.max(1.0)).sqrt();
+        let ci_low = (mean - half_width).max(0.0);
+        let ci_high = (mean + half_width).min(1.0);
+        let n_eff = n + f64::from(pending);
+        let forced = match s.strategy {
+            Strategy::CostBased => false,
+            _ => tried < u64::from(s.min_trials) || n_eff <= 0.0,
+        };
+        let (estimate, bonus) = match s.strategy {
+            Strategy::Ucb if n_eff > 0.0 => (
+                mean,
+                (s.exploration_factor * ln_total.max(0.0) / n_eff).sqrt(),
+            ),
+            Strategy::Ucb => (mean, 0.0),
+            Strategy::Performance => (mean, 0.0),
+            Strategy::CostBased => (cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
+        };
+        ScoreParts {
+            estimate,
+            exploration_bonus: bonus,
+            score: estimate + bonus,
+            ci_low,
+            ci_high,
+            trials,
+            pending,
+            forced,
+            expected_cost: cost,
+        }
+    }
+
+    /// `ln` of the total (discounted) number of outcomes plus pending requests.
+    fn ln_total(&self) -> f64 {
+        (self.total_disc_n / self.weight + self.total_pending as f64)
+            .max(1.0)
+            .ln()
+    }
+
+    /// The model `select` would choose, without changing anything:
+    /// `(slot, forced, fallback_open)`.
+    pub fn pick(&self, c: &Constraints) -> Option<(usize, bool, bool)> {
+        let now = self.now();
+        let ln_total = self.ln_total();
+        // Best forced trial: fewest tried. Best scored: highest (score, secondary).
+        let mut forced: Option<(usize, u64)> = None;
+        let mut best: Option<(usize, f64, f64)> = None;
+        let mut soonest_open: Option<(usize, f64)> = None;
+        for i in 0..self.active.len() {
+            if !self.active[i] {
+                continue;
+            }
+            let cost = match self.check(i, c, now) {
+                Ok(cost) => cost,
+                Err(Rejection::CircuitOpen { .. }) => {
+                    let until = self.breakers[i].open_until;
+                    if soonest_open.is_none_or(|(_, t)| until < t) {
+                        soonest_open = Some((i, until));
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let parts = self.score(i, cost, ln_total);
+            if parts.forced {
+                let tried = parts.trials + u64::from(parts.pending);
+                if forced.is_none_or(|(_, t)| tried < t) {
+                    forced = Some((i, tried));
+                }
+            } else if forced.is_none() {
+                let secondary = match self.strategy.strategy {
+                    Strategy::CostBased => parts.ci_high,
+                    _ => -cost.unwrap_or(f64::MAX / 4.0),
+                };
+                let better = match best {
+                    None => true,
+                    Some((_, s, t)) => parts.score > s || (parts.score == s && secondary > t),
+                };
+                if better {
+                    best = Some((i, parts.score, secondary));
+                }
+            }
+        }
+        if let Some((i, _)) = forced {
+            Some((i, true, false))
+        } else if let Some((i, _, _)) = best {
+            Some((i, false, false))
+        } else {
+            soonest_open.map(|(i, _)| (i, false, true))
+        }
+    }
+
+    /// Pick a model for a request, marking it pending under a new ticket.
+    /// `None` when no model is eligible.
+    pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
+        self.selections += 1;
+        if self.selections % SWEEP_EVERY == 0 {
+            let now = self.now();
+            self.expire_tickets(now);
+        }
+        let (slot, forced, fallback) = self.pick(c)?;
+        let now = self.now();
+        let transition = if fallback {
+            // Probe the soonest-recovering model early rather than fail.
+            let b = &mut self.breakers[slot];
+            b.state = BreakerState::HalfOpen;
+            b.consecutive_successes = 0;
+            Transition::HalfOpened
+        } else {
+            self.breakers[slot].admit(now).1
+        };
+        Some(self.issue(slot, now, forced, fallback, transition))
+    }
+
+    fn issue(
+        &mut self,
+        slot: usize,
+        now: f64,
+        forced: bool,
+        fallback_open: bool,
+        transition: Transition,
+    ) -> Selection {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.tickets.insert(
+            ticket,
+            Ticket {
+                slot: slot as u32,
+                generation: self.generation[slot],
+                issued_at: now,
+            },
+        );
+        self.pending[slot] += 1;
+        self.total_pending += 1;
+        Selection {
+            slot: slot as u32,
+            ticket,
+            forced,
+            fallback_open,
+            transition,
+        }
+    }
+
+    /// Select for `count` requests at once; each selection sees the ones
+    /// before it as pending. Stops early if no model is eligible.
+    pub fn select_many(&mut self, c: &Constraints, count: usize) -> Vec<Selection> {
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            match self.select(c) {
+                Some(sel) => out.push(sel),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Every active model's verdict for a request, in slot order.
+    pub fn explain(&self, c: &Constraints) -> Vec<Explanation> {
+        let now = self.now();
+        let ln_total = self.ln_total();
+        (0..self.active.len())
+            .filter(|&i| self.active[i])
+            .map(|i| Explanation {
+                slot: i as u32,
+                verdict: match self.check(i, c, now) {
+                    Ok(cost) => Verdict::Eligible(self.score(i, cost, ln_total)),
+                    Err(rejection) => Verdict::Rejected(rejection),
+                },
+            })
+            .collect()
+    }
+
+    /// Scores of every slot for a request; `-inf` where not eligible or inactive.
+    pub fn scores(&self, c: &Constraints) -> Vec<f64> {
+        let now = self.now();
+        let ln_total = self.ln_total();
+        (0..self.active.len())
+            .map(|i| {
+                if !self.active[i] {
+                    return f64::NEG_INFINITY;
+                }
+                match self.check(i, c, now) {
+                    Ok(cost) => self.score(i, cost, ln_total).score,
+                    Err(_) => f64::NEG_INFINITY,
+                }
+            })
+            .collect()
+    }
+
+    // ----- reporting -----------------------------------------------------
+
+    fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<(), CoreError> {
+        match self.tickets.get(&ticket) {
+            Some(t) if t.slot as usize == slot && t.generation == self.generation[slot] => {
+                self.tickets.remove(&ticket);
+                self.pending[slot] -= 1;
+                self.total_pending -= 1;
+                Ok(())
+            }
+            _ => Err(CoreError::StaleTicket(ticket)),
+        }
+    }
+
+    /// Release a ticket without an outcome (the request was abandoned).
+    pub fn cancel(&mut self, slot: u32, ticket: u64) -> Result<(), CoreError> {
+        let i = self.check_slot(slot)?;
+        self.take_ticket(i, ticket)
+    }
+
+    /// Fold one outcome in. `ticket` is the one `select` issued, or `None`
+    /// for a call that was not selected by this table. Validates everything
+    /// before changing anything.
+    pub fn report(
+        &mut self,
+        slot: u32,
+        ticket: Option<u64>,
+        outcome: &Outcome,
+    ) -> Result<Transition, CoreError> {
+        let i = self.check_slot(slot)?;
+        outcome.validate()?;
+        if let Some(t) = ticket {
+            self.take_ticket(i, t)?;
+        }
+        Ok(self.apply(i, outcome))
+    }
+
+    /// Report many outcomes; all are validated (slots, tickets, values)
+    /// before any is applied.
+    pub fn report_many(
+        &mut self,
+        items: &[(u32, Option<u64>, Outcome)],
+    ) -> Result<Vec<Transition>, CoreError> {
+        let mut seen = rustc_hash::FxHashSet::default();
+        for (slot, ticket, outcome) in items {
+            let i = self.check_slot(*slot)?;
+            outcome.validate()?;
+            if let Some(t) = ticket {
+                let valid = matches!(self.tickets.get(t),
+                    Some(tk) if tk.slot as usize == i && tk.generation == self.generation[i]);
+                if !valid || !seen.insert(*t) {
+                    return Err(CoreError::StaleTicket(*t));
+                }
+            }
+        }
+        let mut transitions = Vec::with_capacity(items.len());
+        for (slot, ticket, outcome) in items {
+            let i = *slot as usize;
+            if let Some(t) = ticket {
+                self.take_ticket(i, *t)?;
+            }
+            transitions.push(self.apply(i, outcome));
+        }
+        Ok(transitions)
+    }
+
+    fn apply(&mut self, i: usize, o: &Outcome) -> Transition {
+        let now = self.now();
+        let reward = o.reward.unwrap_or_else(|| {
+            self.reward_weights
+                .reward(o.success, o.latency_s, o.cost_usd, o.quality)
+        });
+        // Discounting: every stored statistic is kept multiplied by `weight`,
+        // which grows by 1/discount per outcome, so one multiplication here
+        // decays every model's past at once.
+        if self.strategy.discount < 1.0 {
+            self.weight /= self.strategy.discount;
+        }
+        let w = self.weight;
+        self.disc_n[i] += w;
+        self.disc_sum[i] += reward * w;
+        self.disc_sq[i] += reward * reward * w;
+        self.total_disc_n += w;
+        if self.weight > RESCALE_AT {
+            self.rescale();
+        }
+        self.trials[i] += 1;
+        let error_class = if o.success || o.error_class != 0 {
+            o.error_class
+        } else {
+            (ERROR_CLASSES.len() - 1) as u8
+        };
+        self.observed[i].record(&Observation {
+            success: o.success,
+            error_class,
+            latency_s: o.latency_s,
+            ttft_s: o.ttft_s,
+            input_tokens: o.input_tokens,
+            output_tokens: o.output_tokens,
+            cost_usd: o.cost_usd,
+            reward,
+        });
+        self.breakers[i].record(
+            &self.breaker_config,
+            now,
+            o.success,
+            error_class == ERROR_AUTHENTICATION,
+            o.retry_after_s,
+        )
+    }
+
+    fn rescale(&mut self) {
+        let inv = 1.0 / self.weight;
+        for i in 0..self.active.len() {
+            self.disc_n[i] *= inv;
+            self.disc_sum[i] *= inv;
+            self.disc_sq[i] *= inv;
+        }
+        self.total_disc_n = (0..self.active.len())
+            .filter(|&i| self.active[i])
+            .map(|i| self.disc_n[i])
+            .sum();
+        self.weight = 1.0;
+    }
+
+    fn expire_tickets(&mut self, now: f64) {
+        let timeout = self.pending_timeout_s;
+        let generation = &self.generation;
+        let pending = &mut self.pending;
+        let mut expired = 0u64;
+        self.tickets.retain(|_, t| {
+            if now - t.issued_at <= timeout {
+                return true;
+            }
+            let i = t.slot as usize;
+            if generation[i] == t.generation && pending[i] > 0 {
+                pending[i] -= 1;
+                expired += 1;
+            }
+            false
+        });
+        self.total_pending -= expired;
+    }
+
+    /// Expire tickets older than the pending timeout now, rather than at the
+    /// next periodic sweep.
+    pub fn sweep(&mut self) {
+        let now = self.now();
+        self.expire_tickets(now);
+    }
+
+    // ----- health ---------------------------------------------------------
+
+    pub fn breaker(&self, slot: u32) -> Result<Breaker, CoreError> {
+        let i = self.check_slot(slot)?;
+        Ok(self.breakers[i])
+    }
+
+    /// Record an active health check's verdict.
+    pub fn record_health_check(
+        &mut self,
+        slot: u32,
+        healthy: bool,
+    ) -> Result<Transition, CoreError> {
+        let i = self.check_slot(slot)?;
+        let now = self.now();
+        let cfg = self.breaker_config;
+        Ok(self.breakers[i].force(&cfg, now, healthy))
+    }
+
+    // ----- reading --------------------------------------------------------
+
+    pub fn snapshot(&self, slot: u32) -> Result<Snapshot, CoreError> {
+        let i = self.check_slot(slot)?;
+        Ok(self.observed[i].snapshot())
+    }
+
+    pub fn pending(&self, slot: u32) -> Result<u32, CoreError> {
+        let i = self.check_slot(slot)?;
+        Ok(self.pending[i])
+    }
+
+    pub fn outstanding_tickets(&self) -> usize {
+        self.tickets.len()
+    }
+
+    /// Column names of [`Table::stats_matrix`].
+    pub const STATS_COLUMNS: [&'static str; 12] = [
+        "active",
+        "trials",
+        "pending",
+        "successes",
+        "failures",
+        "mean_reward",
+        "discounted_trials",
+        "discounted_mean_reward",
+        "latency_ewma_s",
+        "tokens_per_second",
+        "total_cost_usd",
+        "breaker_state",
+    ];
+
+    /// Row-major `capacity() x STATS_COLUMNS.len()` matrix; unknown values are NaN.
+    pub fn stats_matrix(&self) -> Vec<f64> {
+        let cols = Self::STATS_COLUMNS.len();
+        let mut out = Vec::with_capacity(self.active.len() * cols);
+        for i in 0..self.active.len() {
+            let o = &self.observed[i];
+            let mean = |sum: f64, n: f64| if n > 0.0 { sum / n } else { f64::NAN };
+            out.extend_from_slice(&[
+                f64::from(u8::from(self.active[i])),
+                self.trials[i] as f64,
+                f64::from(self.pending[i]),
+                o.successes as f64,
+                (o.requests - o.successes) as f64,
+                mean(o.reward_sum, o.requests as f64),
+                self.disc_n[i] / self.weight,
+                mean(self.disc_sum[i], self.disc_n[i]),
+                o.latency_ewma_s.unwrap_or(f64::NAN),
+                o.tokens_per_second.unwrap_or(f64::NAN),
+                o.total_cost_usd,
+                f64::from(self.breakers[i].state as u8),
+            ]);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability_mask;
+
+    fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
+        ModelSpec {
+            name: name.to_owned(),
+            provider: "test".to_owned(),
+            capabilities: capability_mask(caps.iter().copied()).unwrap(),
+            context_length: 8192,
+            input_price_per_million: price,
+            output_price_per_million: price,
+            request_fee: 0.0,
+            priced: true,
+            declared_speed: Some(50.0),
+        }
+    }
+
+    fn ok(latency: f64) -> Outcome {
+        Outcome {
+            success: true,
+            latency_s: latency,
+            ..Default::default()
+        }
+    }
+
+    fn fail() -> Outcome {
+        Outcome {
+            success: false,
+            error_class: 5,
+            latency_s: 0.1,
+            ..Default::default()
+        }
+    }
+
+    fn any() -> Constraints {
+        Constraints::new(0, None, None, None, vec![], None, None).unwrap()
+    }
+
+    #[test]
+    fn constraints_filter_and_name_the_reason() {
+        let mut t = Table::default();
+        t.register(spec("cheap", &["text_generation"], 1.0))
+            .unwrap();
+        t.register(spec("coder", &["text_generation", "code_generation"], 30.0))
+            .unwrap();
+        let mask = capability_mask(["code_generation"]).unwrap();
+        let c = Constraints::new(mask, None, None, None, vec![], None, None).unwrap();
+        assert_eq!(t.select(&c).unwrap().slot, 1);
+        let c = Constraints::new(mask, Some(0.01), None, None, vec![], None, None).unwrap();
+        assert!(t.select(&c).is_none());
+        let why = t.explain(&c);
+        assert_eq!(
+            why[0].verdict,
+            Verdict::Rejected(Rejection::MissingCapabilities(mask))
+        );
+        match &why[1].verdict {
+            Verdict::Rejected(r) => assert_eq!(r.constraint(), "max_cost"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn forced_trials_then_exploitation() {
+        let mut t = Table::default();
+        for name in ["a", "b", "c"] {
+            t.register(spec(name, &["text_generation"], 1.0)).unwrap();
+        }
+        let c = any();
+        for round in 0..300 {
+            let sel = t.select(&c).unwrap();
+            let outcome = if sel.slot == 1 || round % 2 == 0 {
+                ok(0.2)
+            } else {
+                fail()
+            };
+            t.report(sel.slot, Some(sel.ticket), &outcome).unwrap();
+        }
+        for slot in 0..3 {
+            assert!(t.snapshot(slot).unwrap().requests >= 5);
+        }
+        let best = t.snapshot(1).unwrap().requests;
+        assert!(best > 150, "best model got {best} of 300");
+        assert_eq!(t.outstanding_tickets(), 0);
+    }
+
+    #[test]
+    fn a_ticket_is_reported_once() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        let sel = t.select(&any()).unwrap();
+        assert_eq!(t.pending(0).unwrap(), 1);
+        t.report(0, Some(sel.ticket), &ok(0.1)).unwrap();
+        assert_eq!(
+            t.report(0, Some(sel.ticket), &ok(0.1)),
+            Err(CoreError::StaleTicket(sel.ticket))
+        );
+        assert_eq!(t.snapshot(0).unwrap().requests, 1);
+        assert_eq!(t.pending(0).unwrap(), 0);
+    }
+
+    #[test]
+    fn pending_spreads_concurrent_requests() {
+        let mut t = Table::new(
+            StrategyConfig::new(Strategy::Ucb, 2.0, 1, 0.95, 1.0).unwrap(),
+            RewardWeights::default(),
+            BreakerConfig::default(),
+        )
+        .unwrap();
+        for name in ["a", "b", "c", "d"] {
+            t.register(spec(name, &[], 1.0)).unwrap();
+        }
+        let sels = t.select_many(&any(), 4);
+        let mut slots: Vec<u32> = sels.iter().map(|s| s.slot).collect();
+        slots.sort_unstable();
+        assert_eq!(slots, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn bad_outcomes_change_nothing() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        let sel = t.select(&any()).unwrap();
+        let bad = Outcome {
+            latency_s: f64::NAN,
+            ..ok(0.0)
+        };
+        let err = t.report(0, Some(sel.ticket), &bad).unwrap_err();
+        assert!(err.to_string().contains("latency"));
+        assert_eq!(t.pending(0).unwrap(), 1);
+        assert_eq!(t.snapshot(0).unwrap().requests, 0);
+        let batch = vec![
+            (0, Some(sel.ticket), ok(0.1)),
+            (0, Some(sel.ticket), ok(0.1)),
+        ];
+        assert!(t.report_many(&batch).is_err());
+        assert_eq!(t.snapshot(0).unwrap().requests, 0);
+    }
+
+    #[test]
+    fn open_breakers_are_skipped_and_the_soonest_is_probed_when_all_are_open() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        t.register(spec("b", &[], 1.0)).unwrap();
+        for _ in 0..3 {
+            t.report(0, None, &fail()).unwrap();
+        }
+        for _ in 0..20 {
+            let sel = t.select(&any()).unwrap();
+            assert_eq!(sel.slot, 1);
+            t.report(sel.slot, Some(sel.ticket), &ok(0.1)).unwrap();
+        }
+        for _ in 0..3 {
+            t.report(1, None, &fail()).unwrap();
+        }
+        let sel = t.select(&any()).unwrap();
+        assert!(sel.fallback_open);
+        assert_eq!(sel.slot, 0, "a opened first, so it recovers first");
+    }
+
+    #[test]
+    fn discounting_follows_drift() {
+        let mut t = Table::new(
+            StrategyConfig::new(Strategy::Ucb, 0.5, 3, 0.95, 0.99).unwrap(),
+            RewardWeights::default(),
+            BreakerConfig {
+                failure_threshold: 1000,
+                error_rate_threshold: 1.0,
+                error_rate_window: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        t.register(spec("b", &[], 1.0)).unwrap();
+        let mut late_b = 0;
+        for round in 0..4000 {
+            let sel = t.select(&any()).unwrap();
+            let a_good = round < 2000;
+            let good = (sel.slot == 0) == a_good;
+            let outcome = if good { ok(0.1) } else { fail() };
+            t.report(sel.slot, Some(sel.ticket), &outcome).unwrap();
+            if round >= 3000 && sel.slot == 1 {
+                late_b += 1;
+            }
+        }
+        assert!(late_b > 800, "discounted UCB moved to b: {late_b} of 1000");
+    }
+
+    #[test]
+    fn unregister_frees_the_slot_and_stale_tickets_do_not_leak() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        let sel = t.select(&any()).unwrap();
+        t.unregister("a").unwrap();
+        assert_eq!(t.register(spec("b", &[], 1.0)).unwrap(), 0);
+        assert_eq!(
+            t.report(0, Some(sel.ticket), &ok(0.1)),
+            Err(CoreError::StaleTicket(sel.ticket))
+        );
+        assert_eq!(t.pending(0).unwrap(), 0);
+        assert!(t.register(spec("b", &[], 1.0)).is_err());
+    }
+
+    #[test]
+    fn expired_tickets_stop_counting_as_pending() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        t.select(&any()).unwrap();
+        t.advance_clock(601.0).unwrap();
+        t.sweep();
+        assert_eq!(t.pending(0).unwrap(), 0);
+    }
+}
