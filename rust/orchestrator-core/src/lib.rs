@@ -19,7 +19,8 @@ pub use error::CoreError;
 pub use reward::RewardWeights;
 pub use strategy::{Strategy, StrategyConfig};
 pub use table::{
-    Constraints, Explanation, ModelSpec, Outcome, Rejection, ScoreParts, Selection, Table, Verdict,
+    Constraints, Delta, Explanation, ModelSpec, Outcome, Rejection, ScoreParts, Selection,
+    SharedStats, Table, Verdict,
 };
 
 /// Capability flags, in bit order. The Python `ModelCapabilities` model has one

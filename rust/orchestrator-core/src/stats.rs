@@ -120,7 +120,11 @@ impl Observed {
             let generation_s = o.latency_s - o.ttft_s.unwrap_or(0.0);
             if o.output_tokens > 0 && generation_s > 0.0 {
                 let speed = o.output_tokens as f64 / generation_s;
-                self.tokens_per_second = Some(ewma(self.tokens_per_second, speed));
+                // A near-zero duration says nothing about speed (and would
+                // overflow); such calls are skipped rather than poisoning it.
+                if speed.is_finite() {
+                    self.tokens_per_second = Some(ewma(self.tokens_per_second, speed));
+                }
             }
         } else {
             let class = usize::from(o.error_class).min(ERROR_CLASSES.len() - 1);
@@ -172,6 +176,27 @@ pub struct Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instant_answer_does_not_make_speed_infinite() {
+        let mut o = Observed::default();
+        let fast = Observation {
+            success: true,
+            error_class: 0,
+            latency_s: 1e-320,
+            ttft_s: None,
+            input_tokens: 1,
+            output_tokens: 10,
+            cost_usd: 0.0,
+            reward: 1.0,
+        };
+        o.record(&fast);
+        o.record(&Observation {
+            latency_s: 1.0,
+            ..fast
+        });
+        assert_eq!(o.tokens_per_second, Some(10.0));
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

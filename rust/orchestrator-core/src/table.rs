@@ -58,14 +58,6 @@ impl ModelSpec {
         }
         Ok(())
     }
-
-    fn expected_cost(&self, input_tokens: u32, output_tokens: u32) -> Option<f64> {
-        self.priced.then(|| {
-            f64::from(input_tokens) * self.input_price_per_million / 1e6
-                + f64::from(output_tokens) * self.output_price_per_million / 1e6
-                + self.request_fee
-        })
-    }
 }
 
 /// One request's constraints, validated by [`Constraints::new`].
@@ -278,6 +270,64 @@ impl Outcome {
     }
 }
 
+/// Other workers' statistics of one model, as effective counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SharedStats {
+    pub n: f64,
+    pub reward_sum: f64,
+    pub reward_sq_sum: f64,
+}
+
+/// What one model observed since the last [`Table::take_deltas`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Delta {
+    pub requests: u64,
+    pub successes: u64,
+    pub failures_by_class: [u64; ERROR_CLASSES.len()],
+    pub reward_sum: f64,
+    pub reward_sq_sum: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// The fields selection reads for every model, packed together so the
+/// one-pass scan stays in cache.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    capabilities: u32,
+    context_length: u32,
+    input_price: f64,
+    output_price: f64,
+    request_fee: f64,
+    priced: bool,
+    /// Observed output tokens per second, else declared; NaN when unknown.
+    speed: f64,
+}
+
+impl Hot {
+    fn of(spec: &ModelSpec) -> Self {
+        Hot {
+            capabilities: spec.capabilities,
+            context_length: spec.context_length,
+            input_price: spec.input_price_per_million / 1e6,
+            output_price: spec.output_price_per_million / 1e6,
+            request_fee: spec.request_fee,
+            priced: spec.priced,
+            speed: spec.declared_speed.unwrap_or(f64::NAN),
+        }
+    }
+
+    #[inline]
+    fn expected_cost(&self, input_tokens: u32, output_tokens: u32) -> Option<f64> {
+        self.priced.then(|| {
+            f64::from(input_tokens) * self.input_price
+                + f64::from(output_tokens) * self.output_price
+                + self.request_fee
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Ticket {
     slot: u32,
@@ -296,6 +346,7 @@ pub struct Table {
     active: Vec<bool>,
     generation: Vec<u32>,
     specs: Vec<ModelSpec>,
+    hot: Vec<Hot>,
     pending: Vec<u32>,
     trials: Vec<u64>,
     /// Discounted outcome count, reward sum and squared-reward sum, all
@@ -303,6 +354,11 @@ pub struct Table {
     disc_n: Vec<f64>,
     disc_sum: Vec<f64>,
     disc_sq: Vec<f64>,
+    /// Other workers' statistics (effective count, reward sum, squared
+    /// reward sum), set by the shared-state sync; zero when not shared.
+    shared: Vec<SharedStats>,
+    /// Outcomes reported here since the last `take_deltas`.
+    deltas: Vec<Delta>,
     breakers: Vec<Breaker>,
     observed: Vec<Observed>,
 
@@ -312,6 +368,7 @@ pub struct Table {
     next_ticket: u64,
     weight: f64,
     total_disc_n: f64,
+    total_shared_n: f64,
     total_pending: u64,
     selections: u64,
     clock_origin: Instant,
@@ -345,11 +402,14 @@ impl Table {
             active: Vec::new(),
             generation: Vec::new(),
             specs: Vec::new(),
+            hot: Vec::new(),
             pending: Vec::new(),
             trials: Vec::new(),
             disc_n: Vec::new(),
             disc_sum: Vec::new(),
             disc_sq: Vec::new(),
+            shared: Vec::new(),
+            deltas: Vec::new(),
             breakers: Vec::new(),
             observed: Vec::new(),
             by_name: FxHashMap::default(),
@@ -358,6 +418,7 @@ impl Table {
             next_ticket: 1,
             weight: 1.0,
             total_disc_n: 0.0,
+            total_shared_n: 0.0,
             total_pending: 0,
             selections: 0,
             clock_origin: Instant::now(),
@@ -427,12 +488,15 @@ impl Table {
             Some(slot) => {
                 let i = slot as usize;
                 self.active[i] = true;
+                self.hot[i] = Hot::of(&spec);
                 self.specs[i] = spec.clone();
                 self.pending[i] = 0;
                 self.trials[i] = 0;
                 self.disc_n[i] = 0.0;
                 self.disc_sum[i] = 0.0;
                 self.disc_sq[i] = 0.0;
+                self.shared[i] = SharedStats::default();
+                self.deltas[i] = Delta::default();
                 self.breakers[i] = Breaker::default();
                 self.observed[i] = Observed::default();
                 slot
@@ -440,12 +504,15 @@ impl Table {
             None => {
                 self.active.push(true);
                 self.generation.push(0);
+                self.hot.push(Hot::of(&spec));
                 self.specs.push(spec.clone());
                 self.pending.push(0);
                 self.trials.push(0);
                 self.disc_n.push(0.0);
                 self.disc_sum.push(0.0);
                 self.disc_sq.push(0.0);
+                self.shared.push(SharedStats::default());
+                self.deltas.push(Delta::default());
                 self.breakers.push(Breaker::default());
                 self.observed.push(Observed::default());
                 (self.active.len() - 1) as u32
@@ -462,6 +529,11 @@ impl Table {
         if spec.name != self.specs[i].name {
             return Err(CoreError::invalid("name", format!("{:?}", spec.name)));
         }
+        let observed = self.observed[i].tokens_per_second;
+        self.hot[i] = Hot::of(&spec);
+        if let Some(speed) = observed {
+            self.hot[i].speed = speed;
+        }
         self.specs[i] = spec;
         Ok(())
     }
@@ -475,6 +547,8 @@ impl Table {
         self.active[i] = false;
         self.generation[i] = self.generation[i].wrapping_add(1);
         self.total_disc_n -= self.disc_n[i];
+        self.total_shared_n -= self.shared[i].n;
+        self.shared[i] = SharedStats::default();
         self.total_pending -= u64::from(self.pending[i]);
         self.pending[i] = 0;
         self.free_slots.push(slot);
@@ -517,17 +591,10 @@ impl Table {
 
     // ----- selection -----------------------------------------------------
 
-    /// Observed output speed, else declared.
-    fn speed(&self, i: usize) -> Option<f64> {
-        self.observed[i]
-            .tokens_per_second
-            .or(self.specs[i].declared_speed)
-    }
-
     /// The first constraint slot `i` fails, or its expected cost.
     #[inline]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
-        let spec = &self.specs[i];
+        let spec = &self.hot[i];
         let missing = c.required_capabilities & !spec.capabilities;
         if missing != 0 {
             return Err(Rejection::MissingCapabilities(missing));
@@ -552,10 +619,12 @@ impl Table {
             }
         }
         if let Some(min) = c.min_speed {
-            match self.speed(i) {
-                None => return Err(Rejection::SpeedUnknown),
-                Some(speed) if speed < min => return Err(Rejection::TooSlow { speed, min }),
-                Some(_) => {}
+            let speed = spec.speed;
+            if speed.is_nan() {
+                return Err(Rejection::SpeedUnknown);
+            }
+            if speed < min {
+                return Err(Rejection::TooSlow { speed, min });
             }
         }
         if c.exclude.contains(&(i as u32)) {
@@ -575,57 +644,80 @@ impl Table {
         Ok(cost)
     }
 
-    /// Score of an eligible slot: (primary, secondary) key, higher is better.
+    /// Whether slot `i` still owes forced trials, its estimate and its
+    /// exploration bonus: all that selection needs.
     #[inline]
-    fn score(&self, i: usize, cost: Option<f64>, ln_total: f64) -> ScoreParts {
+    fn rank(&self, i: usize, cost: Option<f64>, ln_total: f64) -> (bool, f64, f64) {
         let s = &self.strategy;
         let pending = self.pending[i];
-        let trials = self.trials[i];
-        let tried = trials + u64::from(pending);
-        let n = self.disc_n[i] / self.weight;
-        let mean = if self.disc_n[i] > 0.0 {
-            self.disc_sum[i] / self.disc_n[i]
-        } else {
-            PRIOR_MEAN
-        };
-        let var = if self.disc_n[i] > 0.0 {
-            (self.disc_sq[i] / self.disc_n[i] - mean * mean).max(0.0)
-        } else {
-            0.25
-        };
-        let half_width = s.z * ((var + 1e-12) / n.max(1.0)).sqrt();
-        let ci_low = (mean - half_width).max(0.0);
-        let ci_high = (mean + half_width).min(1.0);
+        let (n, sum, _) = self.combined(i);
+        let tried = self.trials[i] + self.shared[i].n as u64 + u64::from(pending);
         let n_eff = n + f64::from(pending);
-        let forced = match s.strategy {
-            Strategy::CostBased => false,
-            _ => tried < u64::from(s.min_trials) || n_eff <= 0.0,
+        let mean = if n > 0.0 { sum / n } else { PRIOR_MEAN };
+        match s.strategy {
+            Strategy::CostBased => (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
+            Strategy::Performance => (tried < u64::from(s.min_trials) || n_eff <= 0.0, mean, 0.0),
+            Strategy::Ucb => {
+                let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
+                let bonus = if n_eff > 0.0 {
+                    (s.exploration_factor * ln_total.max(0.0) / n_eff).sqrt()
+                } else {
+                    0.0
+                };
+                (forced, mean, bonus)
+            }
+        }
+    }
+
+    /// The full score breakdown of an eligible slot, for explanations.
+    fn score(&self, i: usize, cost: Option<f64>, ln_total: f64) -> ScoreParts {
+        let (forced, estimate, bonus) = self.rank(i, cost, ln_total);
+        let (n, sum, sq) = self.combined(i);
+        let (mean, var) = if n > 0.0 {
+            let mean = sum / n;
+            ((mean), (sq / n - mean * mean).max(0.0))
+        } else {
+            (PRIOR_MEAN, 0.25)
         };
-        let (estimate, bonus) = match s.strategy {
-            Strategy::Ucb if n_eff > 0.0 => (
-                mean,
-                (s.exploration_factor * ln_total.max(0.0) / n_eff).sqrt(),
-            ),
-            Strategy::Ucb => (mean, 0.0),
-            Strategy::Performance => (mean, 0.0),
-            Strategy::CostBased => (cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
-        };
+        let half_width = self.strategy.z * ((var + 1e-12) / n.max(1.0)).sqrt();
         ScoreParts {
             estimate,
             exploration_bonus: bonus,
             score: estimate + bonus,
-            ci_low,
-            ci_high,
-            trials,
-            pending,
+            ci_low: (mean - half_width).max(0.0),
+            ci_high: (mean + half_width).min(1.0),
+            trials: self.trials[i],
+            pending: self.pending[i],
             forced,
             expected_cost: cost,
         }
     }
 
+    fn disc_mean(&self, i: usize) -> f64 {
+        let (n, sum, _) = self.combined(i);
+        if n > 0.0 {
+            sum / n
+        } else {
+            PRIOR_MEAN
+        }
+    }
+
+    /// Effective outcome count, reward sum and squared-reward sum of slot
+    /// `i`: this worker's (discounted) plus other workers' shared ones.
+    #[inline]
+    fn combined(&self, i: usize) -> (f64, f64, f64) {
+        let inv = 1.0 / self.weight;
+        let shared = &self.shared[i];
+        (
+            self.disc_n[i] * inv + shared.n,
+            self.disc_sum[i] * inv + shared.reward_sum,
+            self.disc_sq[i] * inv + shared.reward_sq_sum,
+        )
+    }
+
     /// `ln` of the total (discounted) number of outcomes plus pending requests.
     fn ln_total(&self) -> f64 {
-        (self.total_disc_n / self.weight + self.total_pending as f64)
+        (self.total_disc_n / self.weight + self.total_shared_n + self.total_pending as f64)
             .max(1.0)
             .ln()
     }
@@ -654,23 +746,24 @@ impl Table {
                 }
                 Err(_) => continue,
             };
-            let parts = self.score(i, cost, ln_total);
-            if parts.forced {
-                let tried = parts.trials + u64::from(parts.pending);
+            let (is_forced, estimate, bonus) = self.rank(i, cost, ln_total);
+            if is_forced {
+                let tried = self.trials[i] + u64::from(self.pending[i]);
                 if forced.is_none_or(|(_, t)| tried < t) {
                     forced = Some((i, tried));
                 }
             } else if forced.is_none() {
+                let score = estimate + bonus;
                 let secondary = match self.strategy.strategy {
-                    Strategy::CostBased => parts.ci_high,
+                    Strategy::CostBased => self.disc_mean(i),
                     _ => -cost.unwrap_or(f64::MAX / 4.0),
                 };
                 let better = match best {
                     None => true,
-                    Some((_, s, t)) => parts.score > s || (parts.score == s && secondary > t),
+                    Some((_, s, t)) => score > s || (score == s && secondary > t),
                 };
                 if better {
-                    best = Some((i, parts.score, secondary));
+                    best = Some((i, score, secondary));
                 }
             }
         }
@@ -872,6 +965,17 @@ impl Table {
         } else {
             (ERROR_CLASSES.len() - 1) as u8
         };
+        let d = &mut self.deltas[i];
+        d.requests += 1;
+        d.successes += u64::from(o.success);
+        if !o.success {
+            d.failures_by_class[usize::from(error_class)] += 1;
+        }
+        d.reward_sum += reward;
+        d.reward_sq_sum += reward * reward;
+        d.input_tokens += o.input_tokens;
+        d.output_tokens += o.output_tokens;
+        d.cost_usd += o.cost_usd;
         self.observed[i].record(&Observation {
             success: o.success,
             error_class,
@@ -882,6 +986,9 @@ impl Table {
             cost_usd: o.cost_usd,
             reward,
         });
+        if let Some(speed) = self.observed[i].tokens_per_second {
+            self.hot[i].speed = speed;
+        }
         self.breakers[i].record(
             &self.breaker_config,
             now,
@@ -929,6 +1036,62 @@ impl Table {
     pub fn sweep(&mut self) {
         let now = self.now();
         self.expire_tickets(now);
+    }
+
+    // ----- shared state ---------------------------------------------------
+
+    /// The outcomes each model observed since the last call, by slot, and
+    /// reset them: what a worker adds to shared totals.
+    pub fn take_deltas(&mut self) -> Vec<(u32, Delta)> {
+        let mut out = Vec::new();
+        for i in 0..self.active.len() {
+            if self.active[i] && self.deltas[i].requests > 0 {
+                out.push((i as u32, std::mem::take(&mut self.deltas[i])));
+            }
+        }
+        out
+    }
+
+    /// Put back deltas that could not be delivered, so they are sent later
+    /// (added to whatever was observed since).
+    pub fn restore_deltas(&mut self, deltas: &[(u32, Delta)]) {
+        for (slot, d) in deltas {
+            let i = *slot as usize;
+            if !self.is_active(*slot) {
+                continue;
+            }
+            let t = &mut self.deltas[i];
+            t.requests += d.requests;
+            t.successes += d.successes;
+            for (a, b) in t.failures_by_class.iter_mut().zip(d.failures_by_class) {
+                *a += b;
+            }
+            t.reward_sum += d.reward_sum;
+            t.reward_sq_sum += d.reward_sq_sum;
+            t.input_tokens += d.input_tokens;
+            t.output_tokens += d.output_tokens;
+            t.cost_usd += d.cost_usd;
+        }
+    }
+
+    /// Set other workers' statistics of a model, used with this worker's own
+    /// in every score.
+    pub fn set_shared(&mut self, slot: u32, stats: SharedStats) -> Result<(), CoreError> {
+        let i = self.check_slot(slot)?;
+        non_negative("shared.n", stats.n)?;
+        non_negative("shared.reward_sum", stats.reward_sum)?;
+        non_negative("shared.reward_sq_sum", stats.reward_sq_sum)?;
+        if stats.reward_sum > stats.n * (1.0 + 1e-9) + 1e-9 {
+            return Err(CoreError::invalid("shared.reward_sum", stats.reward_sum));
+        }
+        self.total_shared_n += stats.n - self.shared[i].n;
+        self.shared[i] = stats;
+        Ok(())
+    }
+
+    pub fn shared(&self, slot: u32) -> Result<SharedStats, CoreError> {
+        let i = self.check_slot(slot)?;
+        Ok(self.shared[i])
     }
 
     // ----- health ---------------------------------------------------------
@@ -1211,6 +1374,46 @@ mod tests {
         );
         assert_eq!(t.pending(0).unwrap(), 0);
         assert!(t.register(spec("b", &[], 1.0)).is_err());
+    }
+
+    #[test]
+    fn deltas_are_taken_once_and_shared_stats_join_the_score() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        t.register(spec("b", &[], 1.0)).unwrap();
+        for _ in 0..3 {
+            t.report(0, None, &ok(0.1)).unwrap();
+        }
+        t.report(0, None, &fail()).unwrap();
+        let deltas = t.take_deltas();
+        assert_eq!(deltas.len(), 1);
+        assert_eq!((deltas[0].1.requests, deltas[0].1.successes), (4, 3));
+        assert!(t.take_deltas().is_empty(), "taken once");
+        t.restore_deltas(&deltas);
+        assert_eq!(t.take_deltas()[0].1.requests, 4);
+        // Other workers tried b 100 times with a perfect record: no forced
+        // trials are owed and its estimate is theirs.
+        let shared = SharedStats {
+            n: 100.0,
+            reward_sum: 100.0,
+            reward_sq_sum: 100.0,
+        };
+        t.set_shared(1, shared).unwrap();
+        let why = t.explain(&any());
+        match &why[1].verdict {
+            Verdict::Eligible(p) => {
+                assert!(!p.forced);
+                assert!((p.estimate - 1.0).abs() < 1e-12);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let bad = SharedStats {
+            n: 1.0,
+            reward_sum: 5.0,
+            reward_sq_sum: 5.0,
+        };
+        assert!(t.set_shared(1, bad).is_err());
+        assert_eq!(t.shared(1).unwrap(), shared);
     }
 
     #[test]

@@ -58,6 +58,9 @@ fn capability_mask(capabilities: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
     Ok(mask)
 }
 
+/// One model's deltas as `take_deltas` returns them.
+type DeltaRow = (u32, u64, u64, Vec<u64>, f64, f64, u64, u64, f64);
+
 /// What `select` returns: the model object, its slot, the ticket, and flags.
 type Picked = (Py<PyAny>, u32, u64, u8);
 
@@ -708,6 +711,85 @@ impl SelectionCore {
             table.capacity(),
             Table::STATS_COLUMNS.to_vec(),
         )
+    }
+
+    /// Outcomes observed since the last call, per model, as tuples
+    /// `(slot, requests, successes, failures_by_class, reward_sum,
+    /// reward_sq_sum, input_tokens, output_tokens, cost)`; resets them.
+    fn take_deltas(&self) -> Vec<DeltaRow> {
+        self.inner
+            .lock()
+            .table
+            .take_deltas()
+            .into_iter()
+            .map(|(slot, d)| {
+                (
+                    slot,
+                    d.requests,
+                    d.successes,
+                    d.failures_by_class.to_vec(),
+                    d.reward_sum,
+                    d.reward_sq_sum,
+                    d.input_tokens,
+                    d.output_tokens,
+                    d.cost_usd,
+                )
+            })
+            .collect()
+    }
+
+    /// Put back deltas from `take_deltas` that could not be delivered.
+    fn restore_deltas(&self, rows: Vec<DeltaRow>) -> PyResult<()> {
+        let mut deltas = Vec::with_capacity(rows.len());
+        for (slot, requests, successes, failures, reward_sum, reward_sq, inp, out, cost) in rows {
+            let mut failures_by_class = [0u64; core::ERROR_CLASSES.len()];
+            if failures.len() != failures_by_class.len() {
+                return Err(PyValueError::new_err(format!(
+                    "invalid failures_by_class: {} values, expected {}",
+                    failures.len(),
+                    failures_by_class.len()
+                )));
+            }
+            failures_by_class.copy_from_slice(&failures);
+            deltas.push((
+                slot,
+                core::Delta {
+                    requests,
+                    successes,
+                    failures_by_class,
+                    reward_sum,
+                    reward_sq_sum: reward_sq,
+                    input_tokens: inp,
+                    output_tokens: out,
+                    cost_usd: cost,
+                },
+            ));
+        }
+        self.inner.lock().table.restore_deltas(&deltas);
+        Ok(())
+    }
+
+    /// Set other workers' statistics of a slot (effective count, reward sum,
+    /// squared reward sum).
+    fn set_shared(&self, slot: u32, n: f64, reward_sum: f64, reward_sq_sum: f64) -> PyResult<()> {
+        self.inner
+            .lock()
+            .table
+            .set_shared(
+                slot,
+                core::SharedStats {
+                    n,
+                    reward_sum,
+                    reward_sq_sum,
+                },
+            )
+            .map_err(to_py)
+    }
+
+    /// Other workers' statistics of a slot: `(n, reward_sum, reward_sq_sum)`.
+    fn shared(&self, slot: u32) -> PyResult<(f64, f64, f64)> {
+        let s = self.inner.lock().table.shared(slot).map_err(to_py)?;
+        Ok((s.n, s.reward_sum, s.reward_sq_sum))
     }
 
     fn pending(&self, slot: u32) -> PyResult<u32> {
