@@ -1,0 +1,56 @@
+"""The interface every cache store implements: bytes in, bytes out, with a TTL."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Optional
+
+
+class BackendUnavailable(Exception):
+    """The store is known to be down; the call was not attempted."""
+
+
+class Backend(abc.ABC):
+    """A key-value store of encoded entries. Methods may raise any exception
+    on failure: the cache counts it and goes on without the store."""
+
+    #: Short name used in logs and statistics.
+    name: str = "backend"
+
+    def __init__(self) -> None:
+        self.evictions = 0
+        #: Set by the cache while the store is failing, so an outage logs once.
+        self.failing = False
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> Optional[bytes]:
+        """The stored value, or ``None`` when absent or expired."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[Optional[bytes]]:
+        """Values for several keys; stores override this to use one round trip."""
+        return [await self.get(k) for k in keys]
+
+    @abc.abstractmethod
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` for ``ttl`` seconds, replacing any older value."""
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store several values; stores override this to batch."""
+        for key, value in items:
+            await self.set(key, value, ttl)
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove one entry (a damaged one, for instance)."""
+
+    @abc.abstractmethod
+    async def clear(self, prefix: str) -> None:
+        """Remove every entry whose key starts with ``prefix``."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most stores hold nothing
+        """Release connections and files."""
+
+    def size(self) -> tuple[Optional[int], Optional[int]]:
+        """(entries, bytes) as known without a round trip; ``None`` if unknown."""
+        return None, None

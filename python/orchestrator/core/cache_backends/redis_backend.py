@@ -1,0 +1,110 @@
+"""Redis store over ``redis.asyncio``: one round trip per lookup, short
+timeouts, and a pause after a failure so an outage costs no more than one
+timeout now and then. The client connects lazily, per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Optional, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from orchestrator.core.cache_backends.base import Backend, BackendUnavailable
+
+T = TypeVar("T")
+
+#: Keys deleted per command by :meth:`RedisBackend.clear`.
+_CLEAR_BATCH = 500
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisBackend(Backend):
+    """Entries are Redis strings set with ``SET key value PX ttl``."""
+
+    name = "redis"
+
+    def __init__(self, url: str, timeout: float, retry_interval: float) -> None:
+        super().__init__()
+        self.url = url
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._client: Optional[aioredis.Redis] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._down_until = 0.0
+
+    def _connection(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # A client's sockets belong to the loop that opened them.
+            self._client = aioredis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                health_check_interval=0,
+                decode_responses=False,
+            )
+            self._loop = loop
+        return self._client
+
+    async def _call(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        if time.monotonic() < self._down_until:
+            raise BackendUnavailable(f"redis at {self.url} failed recently; not retried yet")
+        try:
+            return await asyncio.wait_for(op(self._connection()), self.timeout)
+        except Exception:
+            self._down_until = time.monotonic() + self.retry_interval
+            raise
+
+    async def get(self, key: str) -> Optional[bytes]:
+        value: Any = await self._call(lambda r: r.get(key))
+        return None if value is None else bytes(value)
+
+    async def get_many(self, keys: Sequence[str]) -> list[Optional[bytes]]:
+        if not keys:
+            return []
+        values: list[Any] = await self._call(lambda r: r.mget(list(keys)))
+        return [None if v is None else bytes(v) for v in values]
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._call(lambda r: r.set(key, value, px=max(1, int(ttl * 1000))))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        if not items:
+            return
+        px = max(1, int(ttl * 1000))
+
+        async def run(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                for key, value in items:
+                    pipe.set(key, value, px=px)
+                await pipe.execute()
+
+        await self._call(run)
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda r: r.delete(key))
+
+    async def clear(self, prefix: str) -> None:
+        client = self._connection()
+        batch: list[Any] = []
+        async for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=_CLEAR_BATCH):
+            batch.append(key)
+            if len(batch) >= _CLEAR_BATCH:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
