@@ -230,6 +230,8 @@ impl Breaker {
     pub fn force(&mut self, cfg: &BreakerConfig, now: f64, healthy: bool) -> Transition {
         if healthy {
             match self.state {
+                // A passing active check ends the cool-down early; the
+                // monitor does not probe a model inside its Retry-After.
                 BreakerState::Open => {
                     self.state = BreakerState::HalfOpen;
                     self.consecutive_successes = 0;

@@ -1,9 +1,16 @@
 //! How eligible models are scored.
 //!
-//! * `Ucb`: mean reward plus `sqrt(exploration_factor * ln(N) / n)`, after
-//!   `min_trials` forced trials per model. With `discount < 1` each past
+//! * `Ucb`: mean reward plus `sqrt(exploration_factor * ln(N) / n * s)`, after
+//!   `min_trials` forced trials per model, where `s = min(1, 4 * (v + sqrt(2
+//!   ln(N) / n)))` and `v` is the variance of the model's rewards (UCB1-Tuned):
+//!   the bonus is UCB1's for the noisiest possible model and shrinks for
+//!   steady ones, so close rivals are told apart sooner. With `discount < 1` each past
 //!   outcome's weight decays by `discount` per reported outcome (discounted
 //!   UCB), so the estimate follows a provider whose quality drifts.
+//! * `Thompson`: Gaussian Thompson sampling: each model's score is a draw
+//!   from `N(mean, (v + 1/(n+1)) / (n+1) * exploration_factor / 2)`, after
+//!   `min_trials` forced trials; it explores in proportion to how likely a
+//!   model is to be the best, which usually costs less than UCB's bonus.
 //! * `CostBased`: the cheapest expected request, ties broken by mean reward.
 //! * `Performance`: the best mean reward, after `min_trials` forced trials.
 
@@ -12,6 +19,7 @@ use crate::error::{unit_interval, CoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
     Ucb,
+    Thompson,
     CostBased,
     Performance,
 }
@@ -20,6 +28,7 @@ impl Strategy {
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Ucb => "ucb",
+            Strategy::Thompson => "thompson",
             Strategy::CostBased => "cost",
             Strategy::Performance => "performance",
         }

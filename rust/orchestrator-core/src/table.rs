@@ -13,8 +13,8 @@ use crate::strategy::{Strategy, StrategyConfig};
 use crate::{CAPABILITY_NAMES, ERROR_AUTHENTICATION, ERROR_CLASSES};
 
 /// Request size used to price a request whose token counts are not given.
-pub const DEFAULT_INPUT_TOKENS: u32 = 1000;
-pub const DEFAULT_OUTPUT_TOKENS: u32 = 500;
+pub const DEFAULT_INPUT_TOKENS: u32 = 100;
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 /// Mean reward assumed for a model with no reported outcome in its estimate.
 const PRIOR_MEAN: f64 = 0.5;
 /// Rescale the discounted statistics when the running weight exceeds this.
@@ -373,6 +373,40 @@ pub struct Table {
     selections: u64,
     clock_origin: Instant,
     clock_offset_s: f64,
+    rng: Rng,
+}
+
+/// A small deterministic generator (SplitMix64) for Thompson sampling.
+#[derive(Debug)]
+struct Rng {
+    state: std::cell::Cell<u64>,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng {
+            state: std::cell::Cell::new(seed),
+        }
+    }
+
+    fn next_u64(&self) -> u64 {
+        let mut z = self.state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.state.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
 }
 
 impl Default for Table {
@@ -423,6 +457,7 @@ impl Table {
             selections: 0,
             clock_origin: Instant::now(),
             clock_offset_s: 0.0,
+            rng: Rng::new(0x5EED),
         })
     }
 
@@ -454,6 +489,11 @@ impl Table {
         config.validate()?;
         self.breaker_config = config;
         Ok(())
+    }
+
+    /// Seed the generator Thompson sampling draws from, for reproducible runs.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
     }
 
     /// Seconds after which an unreported selection stops counting as pending.
@@ -650,17 +690,38 @@ impl Table {
     fn rank(&self, i: usize, cost: Option<f64>, ln_total: f64) -> (bool, f64, f64) {
         let s = &self.strategy;
         let pending = self.pending[i];
-        let (n, sum, _) = self.combined(i);
+        let (n, sum, sq) = self.combined(i);
         let tried = self.trials[i] + self.shared[i].n as u64 + u64::from(pending);
         let n_eff = n + f64::from(pending);
         let mean = if n > 0.0 { sum / n } else { PRIOR_MEAN };
         match s.strategy {
             Strategy::CostBased => (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
             Strategy::Performance => (tried < u64::from(s.min_trials) || n_eff <= 0.0, mean, 0.0),
+            Strategy::Thompson => {
+                let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
+                let var = if n > 0.0 {
+                    (sq / n - mean * mean).max(0.0)
+                } else {
+                    0.25
+                };
+                let sd =
+                    ((var + 1.0 / (n + 1.0)) / (n_eff + 1.0) * s.exploration_factor / 2.0).sqrt();
+                (forced, mean, sd * self.rng.normal())
+            }
             Strategy::Ucb => {
                 let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
                 let bonus = if n_eff > 0.0 {
-                    (s.exploration_factor * ln_total.max(0.0) / n_eff).sqrt()
+                    let ln_n = ln_total.max(0.0);
+                    let var = if n > 0.0 {
+                        (sq / n - mean * mean).max(0.0)
+                    } else {
+                        0.25
+                    };
+                    // UCB1-Tuned: the variance (plus its own uncertainty)
+                    // scales the bonus, so it equals UCB1's at the largest
+                    // variance of a [0, 1] reward and shrinks for steady models.
+                    let spread = (4.0 * (var + (2.0 * ln_n / n_eff).sqrt())).min(1.0);
+                    (s.exploration_factor * ln_n / n_eff * spread).sqrt()
                 } else {
                     0.0
                 };
@@ -1221,7 +1282,7 @@ mod tests {
         let mask = capability_mask(["code_generation"]).unwrap();
         let c = Constraints::new(mask, None, None, None, vec![], None, None).unwrap();
         assert_eq!(t.select(&c).unwrap().slot, 1);
-        let c = Constraints::new(mask, Some(0.01), None, None, vec![], None, None).unwrap();
+        let c = Constraints::new(mask, Some(0.001), None, None, vec![], None, None).unwrap();
         assert!(t.select(&c).is_none());
         let why = t.explain(&c);
         assert_eq!(
@@ -1414,6 +1475,36 @@ mod tests {
         };
         assert!(t.set_shared(1, bad).is_err());
         assert_eq!(t.shared(1).unwrap(), shared);
+    }
+
+    #[test]
+    fn thompson_sampling_settles_on_the_best_model() {
+        let mut t = Table::new(
+            StrategyConfig::new(Strategy::Thompson, 2.0, 3, 0.95, 1.0).unwrap(),
+            RewardWeights::default(),
+            BreakerConfig {
+                failure_threshold: 1000,
+                error_rate_threshold: 1.0,
+                error_rate_window: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        t.seed(7);
+        for name in ["a", "b", "c"] {
+            t.register(spec(name, &[], 1.0)).unwrap();
+        }
+        let mut late_b = 0;
+        for round in 0..2000 {
+            let sel = t.select(&any()).unwrap();
+            let good = sel.slot == 1 || round % 3 == 0;
+            let outcome = if good { ok(0.2) } else { fail() };
+            t.report(sel.slot, Some(sel.ticket), &outcome).unwrap();
+            if round >= 1000 && sel.slot == 1 {
+                late_b += 1;
+            }
+        }
+        assert!(late_b > 900, "thompson settled on b: {late_b} of 1000");
     }
 
     #[test]

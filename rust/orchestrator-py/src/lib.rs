@@ -22,10 +22,11 @@ fn to_py(err: CoreError) -> PyErr {
 fn parse_strategy(name: &str) -> PyResult<Strategy> {
     match name {
         "ucb" | "discounted_ucb" => Ok(Strategy::Ucb),
+        "thompson" => Ok(Strategy::Thompson),
         "cost" | "cost_based" => Ok(Strategy::CostBased),
         "performance" => Ok(Strategy::Performance),
         other => Err(PyValueError::new_err(format!(
-            "invalid strategy: {other:?}; choose one of \"ucb\", \"cost\", \"performance\""
+            "invalid strategy: {other:?}; choose one of \"ucb\", \"thompson\", \"cost\", \"performance\""
         ))),
     }
 }
@@ -229,6 +230,11 @@ impl SelectionCore {
             .table
             .set_breaker_config(config)
             .map_err(to_py)
+    }
+
+    /// Seed the generator Thompson sampling draws from.
+    fn seed(&self, seed: u64) {
+        self.inner.lock().table.seed(seed);
     }
 
     fn set_pending_timeout(&self, seconds: f64) -> PyResult<()> {
