@@ -142,7 +142,7 @@ class ModelConstraints(BaseModel):
 
     * ``max_cost``: the most the request may cost, in USD, priced from
       ``input_tokens``/``output_tokens`` when given, else from the default
-      request size (1,000 input and 500 output tokens).
+      request size (100 input and 100 output tokens, a short chat turn).
     * ``min_speed``: output tokens per second, observed, else declared.
     * ``context_length``: the context window the request needs, in tokens.
     """

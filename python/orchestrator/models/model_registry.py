@@ -10,6 +10,7 @@ counted exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import os
@@ -36,7 +37,10 @@ from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.core.cache import ModelCache
+    from orchestrator.core.model import Prompt
+    from orchestrator.models.failover import FailoverStream, GenerationResult
     from orchestrator.models.health_monitor import HealthStatus, ModelHealthMonitor
+    from orchestrator.models.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +207,47 @@ class UCBModelSelector(ModelSelector):
         )
 
 
+class ThompsonSelector(ModelSelector):
+    """Gaussian Thompson sampling: each model's score is a random draw around
+    its mean reward, as wide as the uncertainty about it (scaled by
+    ``exploration_factor / 2``), after ``min_trials`` forced trials. It
+    explores in proportion to how likely a model is to be the best, which
+    usually costs fewer requests than UCB when models are close.
+    ``discount`` works as for :class:`UCBModelSelector`; ``seed`` makes runs
+    reproducible."""
+
+    strategy = "thompson"
+
+    def __init__(
+        self,
+        exploration_factor: float = 2.0,
+        min_trials: int = 5,
+        discount: float = 1.0,
+        seed: Optional[int] = None,
+    ) -> None:
+        _core.SelectionCore("thompson", exploration_factor, min_trials, 0.95, discount)
+        if seed is not None and (not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
+        self.exploration_factor = float(exploration_factor)
+        self.min_trials = int(min_trials)
+        self.discount = float(discount)
+        self.seed = seed
+
+    def core_config(self) -> dict[str, Any]:
+        return {
+            "strategy": "thompson",
+            "exploration_factor": self.exploration_factor,
+            "min_trials": self.min_trials,
+            "discount": self.discount,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ThompsonSelector(exploration_factor={self.exploration_factor}, "
+            f"min_trials={self.min_trials}, discount={self.discount}, seed={self.seed})"
+        )
+
+
 class CostBasedSelector(ModelSelector):
     """The cheapest eligible model for the request's size; ties go to the
     better observed reward. Unpriced models come last."""
@@ -237,6 +282,8 @@ class PerformanceSelector(ModelSelector):
 SELECTORS: dict[str, Callable[[], ModelSelector]] = {
     "ucb": UCBModelSelector,
     "discounted_ucb": lambda: UCBModelSelector(discount=0.995),
+    "thompson": ThompsonSelector,
+    "discounted_thompson": lambda: ThompsonSelector(discount=0.995),
     "cost": CostBasedSelector,
     "cost_based": CostBasedSelector,
     "performance": PerformanceSelector,
@@ -273,8 +320,8 @@ class ModelRegistry:
 
     Args:
         selection_strategy: ``"ucb"`` (default), ``"discounted_ucb"``,
-            ``"cost"`` or ``"performance"``; ignored when ``model_selector``
-            is given.
+            ``"thompson"``, ``"discounted_thompson"``, ``"cost"`` or
+            ``"performance"``.
         model_selector: a :class:`ModelSelector` instance.
         health_monitor: a :class:`~orchestrator.models.health_monitor.ModelHealthMonitor`;
             one with ``check_interval=health_check_interval`` is created if omitted.
@@ -284,6 +331,11 @@ class ModelRegistry:
         reward_weights: how outcomes become rewards (:class:`RewardWeights`).
         pending_timeout: seconds after which a selection never reported stops
             counting as in flight.
+        state: ``"local"`` (default: statistics live in this process) or a
+            ``redis://``/``rediss://`` URL: workers sharing it add their outcomes
+            to shared totals and read back everyone's every ``sync_interval``
+            seconds, off the selection path (see :mod:`orchestrator.models.shared_state`).
+        state_namespace: separates registries sharing one Redis.
     """
 
     def __init__(
@@ -296,6 +348,9 @@ class ModelRegistry:
         *,
         reward_weights: Optional[RewardWeights] = None,
         pending_timeout: float = 600.0,
+        state: str = "local",
+        state_namespace: str = "default",
+        sync_interval: float = 0.5,
     ) -> None:
         if model_selector is not None and not isinstance(model_selector, ModelSelector):
             kind = type(model_selector).__name__
@@ -325,6 +380,9 @@ class ModelRegistry:
         self._custom = selector.strategy is None
         if not self._custom:
             self._core.configure_strategy(**selector.core_config())
+            seed = getattr(selector, "seed", None)
+            if seed is not None:
+                self._core.seed(seed)
         weights = reward_weights or RewardWeights()
         if not isinstance(weights, RewardWeights):
             raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
@@ -336,6 +394,7 @@ class ModelRegistry:
         self._lock = threading.Lock()  # registration only; never on the selection path
         self._cache = self._make_cache(cache_responses)
         self.health_monitor = self._attach_monitor(health_monitor)
+        self._shared = self._connect_state(state, state_namespace, sync_interval)
 
     @classmethod
     def from_config(cls, path: Union[str, os.PathLike[str]]) -> ModelRegistry:
@@ -372,6 +431,30 @@ class ModelRegistry:
             )
         monitor.attach(self)
         return monitor
+
+    def _connect_state(
+        self, state: str, namespace: str, sync_interval: float
+    ) -> Optional[SharedState]:
+        if state == "local":
+            return None
+        if not isinstance(state, str) or not state.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f'invalid state: {state!r}; use "local" or a redis:// or rediss:// URL'
+            )
+        from orchestrator.models.shared_state import SharedState
+
+        return SharedState(self, state, namespace=namespace, sync_interval=sync_interval)
+
+    @property
+    def shared_state(self) -> Optional[SharedState]:
+        """The Redis-backed shared state, when ``state`` is a Redis URL."""
+        return self._shared
+
+    def _transition(self, model: Model, state: str) -> None:
+        """One breaker transition: tell the monitor and the other workers."""
+        self.health_monitor.transition(model, state)
+        if self._shared is not None:
+            self._shared.publish_transition(model, state)
 
     @property
     def model_selector(self) -> ModelSelector:
@@ -413,6 +496,8 @@ class ModelRegistry:
                 raise ValueError(f"cannot register {model.name!r}: {exc}") from None
             self._models[model.name] = model
             model._bindings.append(Binding(self, self._core, slot))
+        if self._shared is not None:
+            self._shared.model_added(model)
         if self._cache is not None and model.cache is None:
             model.enable_caching(self._cache)
         return model
@@ -441,6 +526,8 @@ class ModelRegistry:
             self._core.unregister(name)
             del self._models[name]
             model._bindings = [b for b in model._bindings if b.registry is not self]
+        if self._shared is not None:
+            self._shared.model_removed(name)
         return model
 
     def get_model(self, name: str) -> Model:
@@ -501,8 +588,9 @@ class ModelRegistry:
             capabilities: capability names the model must have
                 (see :class:`~orchestrator.core.model.ModelCapabilities`).
             max_cost: most USD one request may cost, priced from
-                ``input_tokens``/``output_tokens`` or from 1,000 input and 500
-                output tokens when they are not given; unpriced models are excluded.
+                ``input_tokens``/``output_tokens``, or from 100 input and 100
+                output tokens (a short chat turn) when they are not given;
+                unpriced models are excluded.
             min_speed: least output tokens per second, observed, else declared.
             context_length: context window (tokens) the request needs.
             exclude_models: names never to choose (for example after a failure).
@@ -511,19 +599,47 @@ class ModelRegistry:
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
         """
-        selection = self.select(
+        if constraints is not None or self._custom:
+            selection = self.select(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                constraints=constraints,
+            )
+            if selection.ticket:
+                hold_ticket(self._core, selection.slot, selection.ticket)
+            return selection.model
+        # The hot path: one call into the core, nothing allocated but the ticket.
+        picked = self._core.select(
             capabilities,
             max_cost,
             min_speed,
             context_length,
             exclude_models,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            constraints=constraints,
+            input_tokens,
+            output_tokens,
         )
-        if selection.ticket:
-            hold_ticket(self._core, selection.slot, selection.ticket)
-        return selection.model
+        if picked is None:
+            raise NoEligibleModelsError(
+                self.explain_selection(
+                    capabilities,
+                    max_cost,
+                    min_speed,
+                    context_length,
+                    exclude_models,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                )
+            )
+        model, slot, ticket, flags = picked
+        hold_ticket(self._core, slot, ticket)
+        if flags & 6:
+            self.health_monitor.selected_open(model, all_open=bool(flags & 2))
+        return model  # type: ignore[no-any-return]
 
     def select(
         self,
@@ -726,6 +842,11 @@ class ModelRegistry:
             strict_ticket=True,
         )
 
+    def cancel(self, selection: Selection) -> None:
+        """Release a selection that will get no outcome (for example, the
+        answer came from a cache), so it stops counting as in flight."""
+        self._core.cancel(selection.slot, selection.ticket)
+
     def report_many(
         self,
         selections: Sequence[Selection],
@@ -761,7 +882,7 @@ class ModelRegistry:
         )
         for selection, code in zip(selections, codes):
             if code:
-                self.health_monitor.transition(selection.model, TRANSITIONS[code])
+                self._transition(selection.model, TRANSITIONS[code])
 
     def _record_outcome(
         self,
@@ -803,8 +924,11 @@ class ModelRegistry:
                 raise
             # The ticket expired while the call ran: still count the outcome.
             code = self._core.report(binding.slot, 0, *args)
+        self.health_monitor.observe(
+            model, success=success, latency=latency, retry_after=retry_after, error=error
+        )
         if code:
-            self.health_monitor.transition(model, TRANSITIONS[code])
+            self._transition(model, TRANSITIONS[code])
         if error is not None:
             self.health_monitor.record_error(model, error)
 
@@ -860,3 +984,78 @@ class ModelRegistry:
     @staticmethod
     def capability_names() -> tuple[str, ...]:
         return CAPABILITY_NAMES
+
+    # ----- lifecycle and failover ---------------------------------------------
+
+    async def start(self) -> None:
+        """Start the health monitor's background checks."""
+        await self.health_monitor.start()
+
+    def close(self) -> None:
+        """Flush and stop the shared-state sync, if any (blocks up to about a
+        second). Use :meth:`aclose` from async code."""
+        if self._shared is not None:
+            self._shared.close()
+
+    async def aclose(self) -> None:
+        """Stop the health monitor and the shared-state sync; no task or
+        thread of this registry keeps running."""
+        await self.health_monitor.stop()
+        if self._shared is not None:
+            await asyncio.to_thread(self._shared.close)
+
+    async def __aenter__(self) -> ModelRegistry:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        retry_budget: int = 2,
+        deadline: Optional[float] = None,
+        attempt_timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> GenerationResult:
+        """Select a model and call it; on a retryable failure try the
+        next-best eligible model (each at most once), up to ``retry_budget``
+        retries and within ``deadline`` seconds in total (``attempt_timeout``
+        caps each try). Keyword arguments of :meth:`select_model` constrain
+        selection; the rest go to ``generate_response``. A non-retryable error
+        is raised at once, with ``.attempts``; giving up raises
+        :class:`~orchestrator.models.failover.FailoverError`."""
+        from orchestrator.models import failover
+
+        return await failover.generate(
+            self,
+            prompt,
+            retry_budget=retry_budget,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            **kwargs,
+        )
+
+    def stream(
+        self,
+        prompt: Prompt,
+        *,
+        retry_budget: int = 2,
+        deadline: Optional[float] = None,
+        attempt_timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> FailoverStream:
+        """Like :meth:`generate`, as an async iterator of text chunks; fails
+        over only until the first chunk has reached the caller."""
+        from orchestrator.models import failover
+
+        return failover.stream(
+            self,
+            prompt,
+            retry_budget=retry_budget,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            **kwargs,
+        )
