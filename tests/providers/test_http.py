@@ -1,0 +1,260 @@
+"""The shared transport: retry-after parsing, error mapping, stream parsers,
+pooling, retry policy, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.errors import (
+    AuthenticationError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+    StreamCutError,
+    is_retryable,
+)
+from orchestrator.integrations._http import (
+    RetryPolicy,
+    Secret,
+    Transport,
+    error_detail,
+    error_for_payload,
+    get_client,
+    iter_ndjson,
+    iter_sse,
+    iter_sse_json,
+    parse_retry_after,
+    public_url,
+    redact,
+    same_model,
+)
+from tests.servers import OpenAIServer
+
+
+async def lines_of(text: str) -> AsyncIterator[str]:
+    for line in text.splitlines():
+        yield line
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("-2") == 0.0
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(30, abs=1)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    for bad in (None, "", "soon", "nan"):
+        assert parse_retry_after(bad) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (
+            401,
+            {"error": {"message": "bad key", "type": "invalid_request_error"}},
+            AuthenticationError,
+        ),
+        (
+            403,
+            {"type": "error", "error": {"type": "permission_error", "message": "no"}},
+            AuthenticationError,
+        ),
+        (404, {"error": "model not found"}, NotFoundError),
+        (
+            429,
+            {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "x"}},
+            RateLimitError,
+        ),
+        (500, None, ServerError),
+        (503, {"error": {"message": "unavailable"}}, ServerError),
+        (
+            529,
+            {"type": "error", "error": {"type": "overloaded_error", "message": "o"}},
+            ServerError,
+        ),
+        (408, None, ProviderTimeoutError),
+        (422, {"error": "bad input", "error_type": "validation"}, InvalidRequestError),
+        (
+            400,
+            {
+                "error": {
+                    "message": "maximum context length is 8192 tokens",
+                    "code": "context_length_exceeded",
+                }
+            },
+            ContextLengthExceededError,
+        ),
+        (
+            400,
+            {"type": "error", "error": {"message": "prompt is too long: 1 > 0"}},
+            ContextLengthExceededError,
+        ),
+        (
+            400,
+            {"error": {"code": "content_policy_violation", "message": "x"}},
+            ContentFilteredError,
+        ),
+        (400, {"error": {"message": "bad"}}, InvalidRequestError),
+        (
+            None,
+            {"type": "error", "error": {"type": "overloaded_error", "message": "o"}},
+            ServerError,
+        ),
+        (
+            None,
+            {"type": "error", "error": {"type": "rate_limit_error", "message": "r"}},
+            RateLimitError,
+        ),
+    ],
+)
+def test_error_mapping(status: int, body: object, cls: type) -> None:
+    exc = error_for_payload(error_detail(body), status=status, model="m")
+    assert type(exc) is cls
+    assert exc.status_code == status and exc.model == "m"
+
+
+def test_google_retry_delay_and_spent_quota() -> None:
+    body = {
+        "error": {"code": 429, "details": [{"retryDelay": "7s"}], "status": "RESOURCE_EXHAUSTED"}
+    }
+    exc = error_for_payload(error_detail(body), status=429, model=None)
+    assert exc.retry_after == 7.0 and exc.retryable
+    spent = {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
+    exc = error_for_payload(error_detail(spent), status=429, model=None)
+    assert isinstance(exc, RateLimitError) and not is_retryable(exc)
+
+
+async def test_sse_parser_follows_the_spec() -> None:
+    text = (
+        ": comment\n"
+        "event: a\ndata: one\ndata: two\nid: 7\n\n"
+        "data:no-space\r\n\r\n"
+        'data: {"x": 1}\n\n'
+        "data: unterminated"
+    )
+    events = [e async for e in iter_sse(lines_of(text))]
+    assert [(e.event, e.data) for e in events] == [
+        ("a", "one\ntwo"),
+        ("message", "no-space"),
+        ("message", '{"x": 1}'),
+    ]
+    assert events[0].id == "7"
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), max_size=6))
+def test_sse_json_round_trip(payloads: list[dict[str, int]]) -> None:
+    text = "".join(f"data: {json.dumps(p)}\n\n" for p in payloads) + "data: [DONE]\n\n"
+
+    async def run() -> list[object]:
+        return [
+            p
+            async for _, p in iter_sse_json(
+                lines_of(text), is_end=lambda _: False, sentinel="[DONE]"
+            )
+        ]
+
+    assert asyncio.run(run()) == payloads
+
+
+async def test_stream_parsers_raise_on_cut_and_malformed() -> None:
+    with pytest.raises(StreamCutError):
+        async for _ in iter_sse_json(
+            lines_of("data: {}\n\n"), is_end=lambda p: False, sentinel="[DONE]"
+        ):
+            pass
+    with pytest.raises(MalformedResponseError):
+        async for _ in iter_sse_json(lines_of("data: {oops\n\n"), is_end=lambda p: True):
+            pass
+    got = [
+        p
+        async for p in iter_ndjson(
+            lines_of('{"a":1}\n\n{"done":true}\n{"late":1}'), is_end=lambda p: p.get("done")
+        )
+    ]
+    assert got == [{"a": 1}, {"done": True}]
+    with pytest.raises(StreamCutError):
+        async for _ in iter_ndjson(lines_of('{"a":1}\n'), is_end=lambda p: False):
+            pass
+    with pytest.raises(MalformedResponseError):
+        async for _ in iter_ndjson(lines_of('{"a":\n'), is_end=lambda p: False):
+            pass
+
+
+def test_same_model() -> None:
+    assert same_model("gpt-4", "gpt-4-0613")
+    assert same_model("gpt-4o", "gpt-4o-2024-08-06")
+    assert same_model("gemini-1.5-flash", "gemini-1.5-flash-002")
+    assert same_model("models/gemini-2.0-flash", "gemini-2.0-flash")
+    assert same_model("llama3.2", "llama3.2:latest")
+    assert same_model("claude-3-5-sonnet-latest", "claude-3-5-sonnet-20241022")
+    assert not same_model("gpt-4", "gpt-4o")
+    assert not same_model("gpt-4", "gpt-4-turbo")
+    assert not same_model("gpt-4o", "gpt-4o-mini")
+    assert not same_model("llama3.2", "mistral:latest")
+
+
+def test_secrets_and_urls() -> None:
+    secret = Secret("sk-abcdef123456")
+    assert "abcdef" not in repr(secret) and "abcdef" not in str(secret) and secret.get()
+    assert redact("key sk-abcdef123456 here", ("sk-abcdef123456",)) == "key *** here"
+    assert redact("https://h/x?key=AIzaXYZ&alt=sse", ()) == "https://h/x?key=***&alt=sse"
+    assert public_url("https://user:pw@example.com:8443/v1/?q=1#f") == "https://example.com:8443/v1"
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    for attempt, cap in [(0, 0.5), (1, 1.0), (2, 2.0), (5, 4.0)]:
+        delays = [policy.backoff(attempt) for _ in range(50)]
+        assert all(cap / 2 <= d <= cap for d in delays)
+        assert len(set(delays)) > 1  # jitter
+
+
+async def test_one_pooled_client_per_base_url() -> None:
+    a = get_client("http://127.0.0.1:1/v1")
+    assert get_client("http://127.0.0.1:1/v1") is a
+    assert get_client("http://127.0.0.1:2") is not a
+
+
+async def test_keep_alive_and_concurrency_share_the_pool() -> None:
+    with OpenAIServer() as server:
+        transport = Transport(server.url, "gpt-4")
+        body = {"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]}
+        for _ in range(5):
+            await transport.request_json("POST", "/chat/completions", json_body=body)
+        assert server.connections == 1
+        await asyncio.gather(
+            *(
+                transport.request_json("POST", "/chat/completions", json_body=body)
+                for _ in range(20)
+            )
+        )
+        assert server.connections <= 21
+
+
+async def test_deadline_bounds_all_attempts() -> None:
+    with OpenAIServer() as server:
+        server.add_fault(delay=0.5, times=-1)
+        transport = Transport(
+            server.url,
+            "gpt-4",
+            policy=RetryPolicy(max_retries=10, base_delay=0.01, timeout=5, deadline=0.3),
+        )
+        started = time.monotonic()
+        with pytest.raises(ProviderTimeoutError):
+            await transport.request_json("GET", "/models")
+        assert time.monotonic() - started < 1.0
