@@ -1,0 +1,831 @@
+"""Selection statistics and breaker trips shared by many workers through Redis.
+
+``ModelRegistry(state="redis://...")`` creates a :class:`SharedState`. Every
+worker keeps selecting from its own Rust arrays; nothing on the selection path
+touches the network. A daemon thread, every ``sync_interval`` seconds:
+
+1. takes the core's outcome deltas (per model, reset on take) and adds them to
+   Redis with one Lua script, atomically and exactly once: the script first
+   records the batch id (``SET applied:<id> NX``, kept ``APPLIED_TTL_S``) and
+   only then increments. A batch whose reply was lost is retried with the SAME
+   id, so it is never counted twice; no value is read and written back from
+   Python;
+2. reads the merged totals back in one pipeline and gives the core, per model,
+   everyone's statistics minus what this worker delivered itself
+   (``set_shared``); the core adds its own to them in every score.
+
+Keys (one Redis Cluster slot per namespace, thanks to the ``{namespace}`` tag):
+``orchestrator:{ns}:meta`` (``version``, ``epoch``, ``discount``,
+``bucket_seconds``, ``ref_bucket``), ``orchestrator:{ns}:totals`` (fields
+``<model>:requests``, ``:successes``, ``:failures_<class>``, ``:reward_sum``,
+``:reward_sq_sum``, ``:input_tokens``, ``:output_tokens``, ``:cost``),
+``orchestrator:{ns}:discounted`` and ``orchestrator:{ns}:applied:<batch>``.
+Breaker trips go over the pub/sub channel ``orchestrator:{ns}:breakers``.
+
+Discounted statistics (selector ``discount < 1``) are merged by one wall-clock
+rule that every worker applies to the same numbers: time is cut into buckets of
+``bucket_seconds`` (60 s) of the *Redis server's* clock, and an outcome from
+bucket ``b`` weighs ``discount ** (B - b)`` in bucket ``B``. Redis stores each
+sum pre-scaled by ``discount ** (ref_bucket - b)`` (rebased atomically when the
+scale passes 1e100), so one hash holds the whole history and every worker's
+view at bucket ``B`` is ``discount ** (B - ref_bucket) * stored``: the same for
+all. A worker's own outcomes are discounted per outcome by the core; the other
+workers' part comes from this rule (their view minus this worker's delivered
+share under the same weights). Outcomes delivered late (after an outage) are
+dated at delivery.
+
+When Redis is unreachable the workers keep selecting with what they have. The
+undelivered outcomes are counters, not a list: one in-flight batch plus the
+core's running delta per model, whatever the outage's length (the bound is
+O(models) memory; nothing is dropped). One warning is logged per outage. When
+Redis returns, the in-flight batch is retried with its id; if Redis came back
+empty (its ``epoch`` is gone) the first worker to notice starts a fresh epoch and
+every worker re-adds everything it has ever delivered, so totals again equal
+the sum of all observed outcomes. Breaker messages that cannot be published
+during an outage are dropped (each worker's breakers still work locally).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Union
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from orchestrator import _core
+from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from orchestrator.core.model import Model
+    from orchestrator.models.model_registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+#: Format of the keys; a namespace written with another version is refused.
+FORMAT_VERSION = 1
+#: Width of the wall-clock buckets of discounted statistics.
+BUCKET_SECONDS = 60.0
+#: How long Redis remembers an applied batch id (a retry later than this after
+#: a lost reply would count twice).
+APPLIED_TTL_S = 86_400
+#: Rebase the pre-scaled discounted sums when their scale passes this.
+RESCALE_LIMIT = 1e100
+#: Breaker messages waiting to be published, at most (older ones are dropped).
+MAX_OUTBOX = 256
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
+_INT_SUFFIXES = (
+    "requests",
+    "successes",
+    "input_tokens",
+    "output_tokens",
+    *(f"failures_{c}" for c in _core.ERROR_CLASSES),
+)
+_DISC_SUFFIXES = ("n", "reward_sum", "reward_sq_sum")
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# Creates the namespace's meta hash when it is missing (a fresh Redis, or one
+# restarted empty): stale statistics are dropped with it, since workers re-add
+# everything they delivered under the new epoch. Returns the stored meta.
+_INIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  local t = redis.call('TIME')
+  local b = math.floor(tonumber(t[1]) / tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[1], 'version', ARGV[1], 'epoch', ARGV[2], 'discount', ARGV[3],
+             'bucket_seconds', ARGV[4], 'ref_bucket', string.format('%d', b))
+end
+return redis.call('HMGET', KEYS[1], 'version', 'epoch', 'discount', 'bucket_seconds',
+                  'ref_bucket')
+"""
+
+# Adds one batch exactly once. ARGV: epoch, ttl, origin bucket ('now' or the
+# bucket the discounted values are scaled to), rescale limit, then three
+# counted lists of field/value pairs: integer totals, float totals, discounted
+# sums. Returns 'reset' when the epoch is gone, else the ref bucket and the
+# factor the discounted values were scaled by (remembered for duplicates).
+_APPLY = """
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'discount', 'bucket_seconds', 'ref_bucket')
+if meta[1] ~= ARGV[1] then return {'reset'} end
+local done = redis.call('GET', KEYS[4])
+if done then return {'dup', done} end
+local lambda = tonumber(meta[2])
+local ref = tonumber(meta[4])
+local t = redis.call('TIME')
+local now_b = math.floor(tonumber(t[1]) / tonumber(meta[3]))
+if lambda < 1 and now_b > ref and math.pow(lambda, ref - now_b) > tonumber(ARGV[4]) then
+  local f = math.pow(lambda, now_b - ref)
+  local all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    redis.call('HSET', KEYS[3], all[i], string.format('%.17g', tonumber(all[i + 1]) * f))
+  end
+  ref = now_b
+  redis.call('HSET', KEYS[1], 'ref_bucket', string.format('%d', ref))
+end
+local origin = now_b
+if ARGV[3] ~= 'now' then origin = tonumber(ARGV[3]) end
+local factor = 1
+if lambda < 1 then factor = math.pow(lambda, ref - origin) end
+local record = string.format('%d %.17g', ref, factor)
+redis.call('SET', KEYS[4], record, 'EX', tonumber(ARGV[2]))
+local i = 5
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local v = tonumber(ARGV[i + 1]) * factor
+  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], string.format('%.17g', v))
+  i = i + 2
+end
+return {'ok', record}
+"""
+
+
+class SharedStateError(OrchestratorError):
+    """The shared state cannot be used as configured (bad URL, namespace,
+    credentials, or a namespace written with another format or discount)."""
+
+
+class StateVersionError(SharedStateError):
+    """The namespace in Redis was written by another format version."""
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    netloc = f"{user}:***@{host}{port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def check_namespace(namespace: object) -> str:
+    """A valid namespace, else a ``ValueError`` saying what is allowed."""
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(
+            f"invalid state_namespace: {namespace!r}; use 1-100 characters of letters, "
+            "digits and _ . : / -, starting with a letter or digit (no braces or spaces)"
+        )
+    return namespace
+
+
+def check_url(url: object) -> str:
+    """A usable Redis URL, else a ``ValueError`` naming the problem (without the password)."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"invalid state URL: {url!r}; use redis://, rediss:// or unix://")
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValueError(f"invalid state URL {shown}: {exc}") from None
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise ValueError(f"invalid state URL {shown}: no host")
+        db = unquote(parts.path).strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"invalid state URL {shown}: database {db!r} is not a number")
+    return url
+
+
+def discount_weight(discount: float, age_buckets: float) -> float:
+    """Weight of an outcome ``age_buckets`` buckets old: ``discount ** age``."""
+    return 1.0 if discount >= 1.0 else float(discount**age_buckets)
+
+
+@dataclass
+class _Batch:
+    """Outcomes on their way to Redis; retried with the same id until applied."""
+
+    id: str
+    epoch: str
+    ints: dict[str, int]
+    floats: dict[str, float]
+    disc: dict[str, float]
+    origin: str = "now"
+    kind: str = "delta"
+
+
+@dataclass
+class SyncStats:
+    """What the background sync has done, for monitoring and benchmarks."""
+
+    cycles: int = 0
+    batches_applied: int = 0
+    duplicates: int = 0
+    resets: int = 0
+    cpu_seconds: float = 0.0
+    last_sync_monotonic: float = 0.0
+    published: int = 0
+    received: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class SharedState:
+    """One registry's link to Redis: background delta sync and breaker pub/sub.
+
+    Args:
+        registry: the registry whose core is shared.
+        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``.
+        namespace: separates registries sharing one Redis.
+        sync_interval: seconds between syncs.
+        bucket_seconds: width of the discounted statistics' time buckets.
+        connect_timeout: seconds to wait for Redis on each connection attempt.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        url: str,
+        *,
+        namespace: str = "default",
+        sync_interval: float = 0.5,
+        bucket_seconds: float = BUCKET_SECONDS,
+        connect_timeout: float = 1.0,
+    ) -> None:
+        self.url = check_url(url)
+        self.namespace = check_namespace(namespace)
+        if (
+            not isinstance(sync_interval, (int, float))
+            or isinstance(sync_interval, bool)
+            or not 0 < sync_interval <= 3600
+        ):
+            raise ValueError(f"invalid sync_interval: {sync_interval!r} (seconds, > 0, <= 3600)")
+        if not isinstance(bucket_seconds, (int, float)) or not 1 <= bucket_seconds <= 86_400:
+            raise ValueError(f"invalid bucket_seconds: {bucket_seconds!r} (1 to 86400)")
+        self.sync_interval = float(sync_interval)
+        self.bucket_seconds = float(bucket_seconds)
+        self.discount = float(getattr(registry.model_selector, "discount", 1.0))
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = SyncStats()
+        self._registry = registry
+        self._core = registry._core
+        prefix = f"orchestrator:{{{namespace}}}"
+        self.keys = {
+            "meta": f"{prefix}:meta",
+            "totals": f"{prefix}:totals",
+            "disc": f"{prefix}:discounted",
+            "applied": f"{prefix}:applied:",
+        }
+        self.channel = f"{prefix}:breakers"
+        self._password = urlsplit(url).password
+        options: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": max(2.0, connect_timeout),
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._client = redis.Redis.from_url(url, **options)
+        self._sub_client = redis.Redis.from_url(url, **options)
+        self._init_script = self._client.register_script(_INIT)
+        self._apply_script = self._client.register_script(_APPLY)
+
+        self._lock = threading.Lock()  # models and own contributions
+        self._sync_lock = threading.Lock()  # one sync cycle at a time
+        self._slots: dict[str, int] = {}
+        self._own_ints: dict[str, int] = collections.defaultdict(int)
+        self._own_floats: dict[str, float] = collections.defaultdict(float)
+        self._own_disc: dict[str, float] = collections.defaultdict(float)
+        self._own_ref: Optional[int] = None
+        self._pending: list[_Batch] = []
+        self._outbox: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_OUTBOX)
+        self._removals: collections.deque[str] = collections.deque()
+        self._epoch: Optional[str] = None
+        self._ref_bucket = 0
+        self._fatal: Optional[SharedStateError] = None
+        self._outage = False
+        self._outage_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+        try:
+            self._init_meta()
+        except SharedStateError:
+            self._client.close()
+            self._sub_client.close()
+            raise
+        except _CONNECTION_ERRORS as exc:
+            self._down(exc)
+        _LIVE.add(self)
+
+    # ----- hooks called by the registry -------------------------------------
+
+    def model_added(self, model: Model) -> None:
+        """Track a newly registered model; starts the background threads."""
+        slot = self._core.slot_of(model.name)
+        if slot is None:
+            return
+        with self._lock:
+            self._slots[model.name] = slot
+        self._start()
+
+    def model_removed(self, name: str) -> None:
+        """Forget a model here, and (in the background) delete its fields in
+        Redis and tell the other workers to forget their share of it."""
+        with self._lock:
+            self._slots.pop(name, None)
+            self._forget_own(name)
+        self._removals.append(name)
+        self._outbox.append((name, "removed"))
+        self._wake.set()
+
+    def publish_transition(self, model: Model, state: str) -> None:
+        """Queue a breaker trip ("opened") or recovery ("closed") for the other
+        workers; published by the background thread at once (no I/O here)."""
+        if state in ("opened", "closed") and not self._closed:
+            self._outbox.append((model.name, state))
+            self._wake.set()
+
+    # ----- lifecycle ----------------------------------------------------------
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the background threads and, with ``flush``, deliver what is
+        left (best effort, one attempt). Idempotent; blocks at most a few seconds."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        if flush and self._fatal is None:
+            try:
+                delivered = self.sync_now()
+            except Exception:  # never raise from close
+                logger.exception("shared state: final sync failed")
+                delivered = False
+            if not delivered:
+                logger.warning(
+                    "shared state: final sync to %s failed; outcomes since the last "
+                    "sync were not shared",
+                    redact(self.url),
+                )
+        _LIVE.discard(self)
+        self._client.close()
+        self._sub_client.close()
+
+    def sync_now(self) -> bool:
+        """Run one sync cycle in this thread: deliver every outcome so far and
+        read the merged totals. True on success, False when Redis is down."""
+        if self._fatal is not None:
+            raise self._fatal
+        return self._cycle()
+
+    def wait_subscribed(self, timeout: float = 5.0) -> bool:
+        """Wait until this worker receives other workers' breaker messages
+        (pub/sub drops messages sent before the subscription)."""
+        return self._subscribed.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        """False while an outage is in progress."""
+        return not self._outage
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._threads or self._closed:
+                return
+            for target, name in (
+                (self._run_sync, "sync"),
+                (self._run_subscriber, "subscriber"),
+            ):
+                thread = threading.Thread(
+                    target=target, name=f"orchestrator-shared-{name}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    # ----- background sync --------------------------------------------------
+
+    def _run_sync(self) -> None:
+        due = time.monotonic() + self.sync_interval
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set() or self._fatal is not None:
+                break
+            started = time.thread_time()
+            try:
+                self._publish_outbox()
+                if time.monotonic() >= due:
+                    due = time.monotonic() + self.sync_interval
+                    self._cycle()
+            except SharedStateError:
+                break  # logged by _cycle; the registry keeps selecting locally
+            except Exception:  # the thread must survive anything
+                logger.exception("shared state: sync cycle failed")
+            self.stats.cpu_seconds += time.thread_time() - started
+
+    def _cycle(self) -> bool:
+        """Deliver pending and new deltas, then read totals; False if Redis is down."""
+        with self._sync_lock:
+            self.stats.cycles += 1
+            self.stats.last_sync_monotonic = time.monotonic()
+            try:
+                if self._epoch is None:
+                    self._init_meta()
+                self._apply_removals()
+                self._deliver_pending()
+                batch = self._take_batch()
+                if batch is not None:
+                    self._pending.append(batch)
+                    self._deliver_pending()
+                if not self._read_back():
+                    # The epoch changed under us: deliver the reseed, read again.
+                    self._deliver_pending()
+                    self._read_back()
+            except SharedStateError as exc:
+                self._fatal = exc
+                logger.error("shared state disabled: %s", exc)
+                raise
+            except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+                self._down(exc)
+                return False
+            self._up()
+            return True
+
+    def _init_meta(self) -> None:
+        keys = [self.keys["meta"], self.keys["totals"], self.keys["disc"]]
+        args: list[Union[str, int]] = [
+            FORMAT_VERSION,
+            uuid.uuid4().hex,
+            repr(self.discount),
+            repr(self.bucket_seconds),
+        ]
+        try:
+            version, epoch, discount, bucket, ref = self._init_script(keys=keys, args=args)
+        except redis.exceptions.AuthenticationError as exc:
+            raise SharedStateError(
+                f"Redis at {redact(self.url)} refused the credentials: {self._scrub(exc)}"
+            ) from None
+        except redis.exceptions.ResponseError as exc:
+            raise SharedStateError(
+                f"Redis at {redact(self.url)} refused the shared-state script: {self._scrub(exc)}"
+            ) from None
+        if _text(version) != str(FORMAT_VERSION):
+            raise StateVersionError(
+                f"namespace {self.namespace!r} at {redact(self.url)} holds format version "
+                f"{_text(version)!r}; this orchestrator writes version {FORMAT_VERSION}. "
+                "Use another state_namespace, or delete the namespace's keys to start over."
+            )
+        if float(discount) != self.discount or float(bucket) != self.bucket_seconds:
+            raise SharedStateError(
+                f"namespace {self.namespace!r} shares statistics with discount "
+                f"{float(discount)} and {float(bucket)} s buckets, but this registry uses "
+                f"discount {self.discount} and {self.bucket_seconds} s buckets; workers "
+                "sharing a namespace must use the same selector settings"
+            )
+        epoch_text = _text(epoch)
+        if self._epoch is not None and epoch_text != self._epoch:
+            self._reseed(epoch_text)
+        self._epoch = epoch_text
+        self._ref_bucket = int(ref)
+
+    def _reseed(self, epoch: str) -> None:
+        """Redis lost the namespace: queue everything this worker delivered
+        (to models still registered) under the new epoch, before anything else."""
+        self.stats.resets += 1
+        logger.warning(
+            "shared state: namespace %r at %s was reset (Redis restarted empty?); "
+            "re-adding this worker's outcomes",
+            self.namespace,
+            redact(self.url),
+        )
+        with self._lock:
+            ints = {k: v for k, v in self._own_ints.items() if v}
+            floats = {k: v for k, v in self._own_floats.items() if v}
+            disc = {k: v for k, v in self._own_disc.items() if v}
+            origin = "now" if self._own_ref is None else str(self._own_ref)
+            self._own_ints.clear()
+            self._own_floats.clear()
+            self._own_disc.clear()
+            self._own_ref = None
+        pending = [
+            _Batch(uuid.uuid4().hex, epoch, b.ints, b.floats, b.disc, b.origin, b.kind)
+            for b in self._pending
+        ]
+        self._pending = []
+        if ints:
+            self._pending.append(
+                _Batch(uuid.uuid4().hex, epoch, ints, floats, disc, origin, "reseed")
+            )
+        self._pending.extend(pending)
+
+    def _take_batch(self) -> Optional[_Batch]:
+        rows = self._core.take_deltas()
+        if not rows:
+            return None
+        with self._lock:
+            names = {slot: name for name, slot in self._slots.items()}
+        ints: dict[str, int] = {}
+        floats: dict[str, float] = {}
+        disc: dict[str, float] = {}
+        unknown = [row for row in rows if row[0] not in names]
+        if unknown:  # registered in the core, model_added not called yet
+            self._core.restore_deltas(unknown)
+        for slot, requests, successes, failures, rsum, rsq, tin, tout, cost in rows:
+            name = names.get(slot)
+            if name is None:
+                continue
+            ints[f"{name}:requests"] = requests
+            ints[f"{name}:successes"] = successes
+            if tin:
+                ints[f"{name}:input_tokens"] = tin
+            if tout:
+                ints[f"{name}:output_tokens"] = tout
+            for cls, count in zip(_core.ERROR_CLASSES, failures):
+                if count:
+                    ints[f"{name}:failures_{cls}"] = count
+            floats[f"{name}:reward_sum"] = rsum
+            floats[f"{name}:reward_sq_sum"] = rsq
+            if cost:
+                floats[f"{name}:cost"] = cost
+            if self.discount < 1.0:
+                disc[f"{name}:n"] = float(requests)
+                disc[f"{name}:reward_sum"] = rsum
+                disc[f"{name}:reward_sq_sum"] = rsq
+        if not ints:
+            return None
+        assert self._epoch is not None
+        return _Batch(uuid.uuid4().hex, self._epoch, ints, floats, disc)
+
+    def _deliver_pending(self) -> None:
+        while self._pending:
+            batch = self._pending[0]
+            if batch.epoch != self._epoch:
+                assert self._epoch is not None
+                self._reseed(self._epoch)
+                continue
+            reply = self._apply(batch)
+            status = _text(reply[0])
+            if status == "reset":
+                self._init_meta()  # a new epoch: re-stamps and reseeds the pending batches
+                continue
+            if status == "dup":
+                self.stats.duplicates += 1
+            else:
+                self.stats.batches_applied += 1
+            ref_text, factor_text = _text(reply[1]).split()
+            self._credit(batch, int(ref_text), float(factor_text))
+            self._pending.pop(0)
+
+    def _apply(self, batch: _Batch) -> list[Any]:
+        args: list[Union[str, int, float]] = [
+            batch.epoch,
+            APPLIED_TTL_S,
+            batch.origin,
+            repr(RESCALE_LIMIT),
+            len(batch.ints),
+        ]
+        for key, value in batch.ints.items():
+            args += [key, value]
+        args.append(len(batch.floats))
+        for key, fvalue in batch.floats.items():
+            args += [key, repr(fvalue)]
+        args.append(len(batch.disc))
+        for key, fvalue in batch.disc.items():
+            args += [key, repr(fvalue)]
+        keys = [
+            self.keys["meta"],
+            self.keys["totals"],
+            self.keys["disc"],
+            self.keys["applied"] + batch.id,
+        ]
+        reply: list[Any] = self._apply_script(keys=keys, args=args)
+        return reply
+
+    def _credit(self, batch: _Batch, ref: int, factor: float) -> None:
+        """Count an applied batch as this worker's own contribution."""
+        with self._lock:
+            if self._own_ref is not None and self._own_ref != ref:
+                rescale = discount_weight(self.discount, ref - self._own_ref)
+                for key in self._own_disc:
+                    self._own_disc[key] *= rescale
+            self._own_ref = ref
+            live = self._slots
+            for key, value in batch.ints.items():
+                if key.rsplit(":", 1)[0] in live:
+                    self._own_ints[key] += value
+            for key, fvalue in batch.floats.items():
+                if key.rsplit(":", 1)[0] in live:
+                    self._own_floats[key] += fvalue
+            for key, fvalue in batch.disc.items():
+                if key.rsplit(":", 1)[0] in live:
+                    self._own_disc[key] += fvalue * factor
+
+    def _read_back(self) -> bool:
+        """Give the core everyone else's statistics; False (and a reseed
+        queued) when the namespace's epoch changed since the last delivery."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self.keys["totals"])
+        pipe.hgetall(self.keys["disc"])
+        pipe.hmget(self.keys["meta"], "epoch", "ref_bucket")
+        pipe.time()
+        totals_raw, disc_raw, (epoch, ref), (seconds, _micros) = pipe.execute()
+        if epoch is None or _text(epoch) != self._epoch:
+            self._init_meta()
+            return False
+        totals = {_text(k): float(v) for k, v in totals_raw.items()}
+        disc = {_text(k): float(v) for k, v in disc_raw.items()}
+        ref_bucket = int(ref)
+        bucket = int(int(seconds) // self.bucket_seconds)
+        view = discount_weight(self.discount, bucket - ref_bucket)
+        with self._lock:
+            own_scale = (
+                1.0
+                if self._own_ref is None
+                else discount_weight(self.discount, ref_bucket - self._own_ref)
+            )
+            rows = []
+            for name, slot in self._slots.items():
+                if self.discount < 1.0:
+                    n = disc.get(f"{name}:n", 0.0) - self._own_disc[f"{name}:n"] * own_scale
+                    s = disc.get(f"{name}:reward_sum", 0.0)
+                    s -= self._own_disc[f"{name}:reward_sum"] * own_scale
+                    sq = disc.get(f"{name}:reward_sq_sum", 0.0)
+                    sq -= self._own_disc[f"{name}:reward_sq_sum"] * own_scale
+                    n, s, sq = n * view, s * view, sq * view
+                else:
+                    n = totals.get(f"{name}:requests", 0.0) - self._own_ints[f"{name}:requests"]
+                    s = totals.get(f"{name}:reward_sum", 0.0)
+                    s -= self._own_floats[f"{name}:reward_sum"]
+                    sq = totals.get(f"{name}:reward_sq_sum", 0.0)
+                    sq -= self._own_floats[f"{name}:reward_sq_sum"]
+                rows.append((slot, *_clamp(n, s, sq)))
+        for slot, n, s, sq in rows:
+            with contextlib.suppress(ValueError):  # the model was removed meanwhile
+                self._core.set_shared(slot, n, s, sq)
+        return True
+
+    def _apply_removals(self) -> None:
+        while self._removals:
+            name = self._removals[0]
+            fields = [f"{name}:{suffix}" for suffix in (*_INT_SUFFIXES, "reward_sum")]
+            fields += [f"{name}:reward_sq_sum", f"{name}:cost"]
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hdel(self.keys["totals"], *fields)
+            pipe.hdel(self.keys["disc"], *(f"{name}:{s}" for s in _DISC_SUFFIXES))
+            pipe.execute()
+            self._removals.popleft()
+
+    def _forget_own(self, name: str) -> None:
+        prefix = f"{name}:"
+        for table in (self._own_ints, self._own_floats, self._own_disc):
+            for key in [k for k in table if k.startswith(prefix)]:
+                del table[key]
+
+    # ----- breaker messages ---------------------------------------------------
+
+    def _publish_outbox(self) -> None:
+        while self._outbox:
+            name, state = self._outbox[0]
+            message = json.dumps({"w": self.worker_id, "m": name, "s": state})
+            try:
+                self._client.publish(self.channel, message)
+            except _CONNECTION_ERRORS as exc:
+                self._down(exc)
+                self._outbox.clear()  # stale by the time Redis is back
+                return
+            self._outbox.popleft()
+            self.stats.published += 1
+
+    def _run_subscriber(self) -> None:
+        pubsub: Optional[redis.client.PubSub] = None
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._sub_client.pubsub()  # type: ignore[no-untyped-call]
+                    pubsub.subscribe(self.channel)
+                message = pubsub.get_message(timeout=0.5)
+                if message is None:
+                    continue
+                if message.get("type") == "subscribe":
+                    self._subscribed.set()
+                elif message.get("type") == "message":
+                    self._on_message(message["data"])
+            except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+                # Outages are reported by the sync thread, once.
+                self._subscribed.clear()
+                logger.debug("shared state: subscriber reconnecting: %s", self._scrub(exc))
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+                    pubsub = None
+                self._stop.wait(0.2)
+            except Exception:
+                logger.exception("shared state: breaker subscriber failed")
+                self._stop.wait(0.2)
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    def _on_message(self, data: Union[bytes, str]) -> None:
+        """Apply another worker's breaker transition or model removal."""
+        try:
+            message = json.loads(data)
+            worker, name, state = message["w"], message["m"], message["s"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("shared state: ignoring a malformed breaker message")
+            return
+        if worker == self.worker_id:
+            return
+        self.stats.received += 1
+        with self._lock:
+            slot = self._slots.get(name)
+            if state == "removed":
+                self._forget_own(name)
+        if slot is None or state not in ("opened", "closed"):
+            return
+        try:
+            code = self._core.record_health_check(slot, state == "closed")
+            model = self._core.model(slot)
+        except ValueError:
+            return
+        if code:
+            from orchestrator.models.model_registry import TRANSITIONS
+
+            # Tell the local monitor, but do not publish again.
+            self._registry.health_monitor.transition(model, TRANSITIONS[code])
+
+    # ----- outage bookkeeping -------------------------------------------------
+
+    def _down(self, exc: BaseException) -> None:
+        self.stats.errors[type(exc).__name__] = self.stats.errors.get(type(exc).__name__, 0) + 1
+        with self._outage_lock:
+            if self._outage:
+                return
+            self._outage = True
+        logger.warning(
+            "shared state: Redis at %s is unreachable (%s: %s); selecting with local "
+            "statistics and keeping outcomes until it returns",
+            redact(self.url),
+            type(exc).__name__,
+            self._scrub(exc),
+        )
+
+    def _up(self) -> None:
+        with self._outage_lock:
+            if not self._outage:
+                return
+            self._outage = False
+        logger.info("shared state: Redis at %s is back; outcomes merged", redact(self.url))
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc)
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+
+def _text(value: Union[bytes, str, None]) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)
+
+
+def _clamp(n: float, s: float, sq: float) -> tuple[float, float, float]:
+    """Other workers' share, cleaned of rounding: 0 <= sq <= s <= n."""
+    n = max(n, 0.0)
+    if n < 1e-9:
+        return 0.0, 0.0, 0.0
+    s = min(max(s, 0.0), n)
+    sq = min(max(sq, 0.0), s)
+    if not (math.isfinite(n) and math.isfinite(s) and math.isfinite(sq)):
+        return 0.0, 0.0, 0.0
+    return n, s, sq
+
+
+_LIVE: weakref.WeakSet[SharedState] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Deliver what is left when the interpreter exits without ``close()``."""
+    for state in list(_LIVE):
+        state.close()

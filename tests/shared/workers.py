@@ -1,0 +1,225 @@
+"""Worker processes of the shared-state tests (importable by ``spawn``).
+
+Each worker builds a registry over simulated models, runs select-and-report
+rounds and returns what it recorded, so the parent can compare with Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
+from orchestrator.models.health_monitor import ModelHealthMonitor
+from orchestrator.models.model_registry import ModelRegistry, UCBModelSelector
+
+#: Success probability of each simulated model; "m4" is the best.
+RATES = {"m0": 0.50, "m1": 0.60, "m2": 0.70, "m3": 0.75, "m4": 0.90}
+BEST = "m4"
+
+
+class SimModel(Model):
+    """A model that is never called: outcomes are simulated by the worker."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            name,
+            "sim",
+            ModelCapabilities(text_generation=True, chat=True, context_length=8192),
+            ModelCost(input_per_million=1.0, output_per_million=1.0),
+            speed=100.0,
+        )
+
+    async def generate_response(self, prompt: Prompt, **kwargs: Any) -> str:
+        raise NotImplementedError
+
+    async def health_check(self) -> bool:
+        return True
+
+
+class CountWarnings(logging.Handler):
+    """Counts warnings of the shared-state module."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def make_registry(
+    state: str,
+    namespace: str,
+    sync_interval: float = 0.1,
+    tolerant: bool = True,
+    **selector: Any,
+) -> ModelRegistry:
+    """A registry over the simulated models; ``tolerant`` keeps breakers
+    closed through the simulated failures (only selection is under test)."""
+    monitor = (
+        ModelHealthMonitor(failure_threshold=1_000_000, error_rate_threshold=1.0)
+        if tolerant
+        else None
+    )
+    registry = ModelRegistry(
+        model_selector=UCBModelSelector(**selector),
+        health_monitor=monitor,
+        state=state,
+        state_namespace=namespace,
+        sync_interval=sync_interval,
+    )
+    for name in RATES:
+        registry.register_model(SimModel(name))
+    return registry
+
+
+def final_sync(registry: ModelRegistry, timeout: float = 20.0) -> None:
+    """Deliver everything; retries while Redis comes back."""
+    shared = registry.shared_state
+    assert shared is not None
+    deadline = time.monotonic() + timeout
+    while not shared.sync_now():
+        if time.monotonic() > deadline:
+            raise RuntimeError("final sync did not succeed")
+        time.sleep(0.1)
+
+
+def entry(queue: Any, barrier: Any, index: int, name: str, kwargs: dict[str, Any]) -> None:
+    """Process entry point: run ``name`` and put ``(index, result)`` on ``queue``."""
+    try:
+        result = globals()[name](ready=barrier.wait, index=index, **kwargs)
+        queue.put((index, result))
+    except BaseException:
+        queue.put((index, {"error": traceback.format_exc()}))
+
+
+def count_rounds(
+    ready: Callable[[], Any],
+    index: int,
+    url: str,
+    namespace: str,
+    rounds: int,
+    pace: float = 0.0,
+) -> dict[str, Any]:
+    """Run ``rounds`` select-and-report rounds; return what was recorded."""
+    handler = CountWarnings()
+    logging.getLogger("orchestrator.models.shared_state").addHandler(handler)
+    rng = random.Random(index)
+    registry = make_registry(url, namespace)
+    requests = dict.fromkeys(RATES, 0)
+    successes = dict.fromkeys(RATES, 0)
+    ready()
+    began = time.time()
+    for i in range(rounds):
+        selection = registry.select()
+        name = selection.model.name
+        ok = rng.random() < RATES[name]
+        registry.report_outcome(selection, ok, 0.2, input_tokens=10, output_tokens=10)
+        requests[name] += 1
+        successes[name] += ok
+        if pace:
+            time.sleep(max(0.0, began + (i + 1) * pace - time.time()))
+    final_sync(registry)
+    shared = registry.shared_state
+    assert shared is not None
+    slots = {m.name: registry._binding(m).slot for m in registry}
+    shared_view = {name: registry._core.shared(slot) for name, slot in slots.items()}
+    stats = shared.stats
+    registry._shared = None  # closed below; keep the registry from publishing
+    shared.close()
+    return {
+        "requests": requests,
+        "successes": successes,
+        "shared_view": shared_view,
+        "warnings": handler.messages,
+        "resets": stats.resets,
+        "duplicates": stats.duplicates,
+        "cpu": stats.cpu_seconds,
+        "cycles": stats.cycles,
+    }
+
+
+def breaker_worker(
+    ready: Callable[[], Any],
+    index: int,
+    url: str,
+    namespace: str,
+    fail_after: float,
+    duration: float,
+) -> dict[str, Any]:
+    """Select and report at about 1 kHz for ``duration`` seconds; every call
+    succeeds and the best model is the fastest, except that worker 0 sees the
+    best model fail from ``fail_after`` seconds on. Returns when it tripped
+    and when each worker last selected the model (wall clock)."""
+    registry = make_registry(url, namespace, sync_interval=0.1, tolerant=False, min_trials=2)
+    assert registry.shared_state is not None and registry.shared_state.wait_subscribed()
+    ready()
+    fail_at = time.time() + fail_after
+    stop_at = time.time() + duration
+    tripped: Optional[float] = None
+    opened: Optional[float] = None
+    last_best: Optional[float] = None
+    picks_after = 0
+    slot = registry._binding(registry.get_model(BEST)).slot
+    while time.time() < stop_at:
+        selection = registry.select()
+        now = time.time()
+        name = selection.model.name
+        if name == BEST:
+            last_best = now
+            if now > fail_at:
+                picks_after += 1
+        failing = index == 0 and name == BEST and now >= fail_at
+        if failing:
+            registry.report_outcome(selection, False, 0.2, error_class="server_error")
+            if tripped is None and registry._core.breaker(slot)["state"] == "open":
+                tripped = time.time()
+        else:
+            registry.report_outcome(selection, True, 0.1 if name == BEST else 3.0)
+        if opened is None and registry._core.breaker(slot)["state"] == "open":
+            opened = time.time()
+        time.sleep(0.001)
+    state = registry._core.breaker(slot)["state"]
+    shared = registry.shared_state
+    assert shared is not None
+    received = shared.stats.received
+    shared.close()
+    return {
+        "fail_at": fail_at,
+        "tripped": tripped,
+        "opened": opened,
+        "last_best": last_best,
+        "state": state,
+        "received": received,
+        "picks_after": picks_after,
+    }
+
+
+def convergence_worker(
+    ready: Callable[[], Any],
+    index: int,
+    state: str,
+    namespace: str,
+    rounds: int,
+    pace: float,
+    seed: int = 0,
+) -> list[str]:
+    """The sequence of models this worker chose, one per round."""
+    rng = random.Random(seed * 100 + index)
+    registry = make_registry(state, namespace, sync_interval=0.05)
+    ready()
+    began = time.time()
+    chosen = []
+    for i in range(rounds):
+        selection = registry.select()
+        name = selection.model.name
+        chosen.append(name)
+        registry.report_outcome(selection, rng.random() < RATES[name], 0.2)
+        time.sleep(max(0.0, began + (i + 1) * pace - time.time()))
+    if registry.shared_state is not None:
+        registry.shared_state.close()
+    return chosen
