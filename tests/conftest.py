@@ -1,0 +1,57 @@
+"""Shared test helpers: a scripted in-process model."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import pytest
+
+from orchestrator.core.model import Model, ModelCapabilities, ModelCost
+
+DEFAULT_COST = ModelCost(input_per_million=1.0, output_per_million=2.0)
+
+
+class ScriptedModel(Model):
+    """A model whose answers are scripted: succeeds unless ``fail`` is set,
+    sleeps ``delay`` seconds, and counts its calls."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        capabilities: Optional[ModelCapabilities] = None,
+        cost: Optional[ModelCost] = DEFAULT_COST,
+        speed: Optional[float] = 100.0,
+        fail: Optional[BaseException] = None,
+        delay: float = 0.0,
+        provider: str = "scripted",
+    ) -> None:
+        super().__init__(
+            name=name,
+            provider=provider,
+            capabilities=capabilities
+            or ModelCapabilities(text_generation=True, chat=True, context_length=8192),
+            cost=cost,
+            speed=speed,
+        )
+        self.fail = fail
+        self.delay = delay
+        self.calls = 0
+
+    async def generate_response(self, prompt: Any, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        self.record_usage(input_tokens=10, output_tokens=20)
+        return f"{self.name}: {prompt}"
+
+    async def health_check(self) -> bool:
+        return self.fail is None
+
+
+@pytest.fixture
+def scripted() -> type[ScriptedModel]:
+    return ScriptedModel
