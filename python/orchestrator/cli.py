@@ -54,7 +54,16 @@ EXIT_CONFIG = 3
 EXIT_INTERRUPTED = 130
 
 DEFAULT_PLOT = Path("orchestrator-simulation.png")
-STRATEGIES = ["ucb", "discounted_ucb", "performance", "cost", "random", "oracle"]
+STRATEGIES = [
+    "ucb",
+    "discounted_ucb",
+    "thompson",
+    "discounted_thompson",
+    "performance",
+    "cost",
+    "random",
+    "oracle",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -238,7 +247,9 @@ def simulate(
         help="default, stationary, drift, outage or price_constrained.",
     ),
     strategy: str = typer.Option(
-        "ucb", "--strategy", help="ucb, discounted_ucb, performance, cost, random or oracle."
+        "thompson",
+        "--strategy",
+        help=f"One of: {', '.join(STRATEGIES)}.",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed: same seed, same numbers."),
     requests: Optional[int] = typer.Option(

@@ -3,7 +3,8 @@
 A file looks like ``examples/orchestrator.toml``::
 
     [selection]
-    strategy = "ucb"            # ucb | discounted_ucb | cost | performance
+    strategy = "ucb"            # ucb | discounted_ucb | thompson | discounted_thompson
+                                # | cost | performance
     exploration_factor = 2.0
 
     [cache]
@@ -120,7 +121,15 @@ class RewardSection(_Section):
 class SelectionSection(_Section):
     """``[selection]``: the strategy and its parameters."""
 
-    strategy: Literal["ucb", "discounted_ucb", "cost", "cost_based", "performance"] = "ucb"
+    strategy: Literal[
+        "ucb",
+        "discounted_ucb",
+        "thompson",
+        "discounted_thompson",
+        "cost",
+        "cost_based",
+        "performance",
+    ] = "ucb"
     exploration_factor: Optional[float] = Field(None, ge=0)
     min_trials: Optional[int] = Field(None, ge=0)
     confidence_level: Optional[float] = Field(None, gt=0, lt=1)
@@ -384,6 +393,8 @@ def _check_semantics(loaded: LoadedConfig) -> None:
     allowed = {
         "ucb": {"exploration_factor", "min_trials", "confidence_level", "discount"},
         "discounted_ucb": {"exploration_factor", "min_trials", "confidence_level", "discount"},
+        "thompson": {"exploration_factor", "min_trials", "discount"},
+        "discounted_thompson": {"exploration_factor", "min_trials", "discount"},
         "performance": {"min_trials", "discount"},
         "cost": set(),
         "cost_based": set(),
@@ -408,6 +419,7 @@ def build_selector(section: SelectionSection) -> ModelSelector:
     from orchestrator.models.model_registry import (
         CostBasedSelector,
         PerformanceSelector,
+        ThompsonSelector,
         UCBModelSelector,
     )
 
@@ -423,6 +435,11 @@ def build_selector(section: SelectionSection) -> ModelSelector:
     if section.strategy == "discounted_ucb":
         params.setdefault("discount", 0.995)
         return UCBModelSelector(**params)
+    if section.strategy in ("thompson", "discounted_thompson"):
+        params.pop("confidence_level", None)
+        if section.strategy == "discounted_thompson":
+            params.setdefault("discount", 0.995)
+        return ThompsonSelector(**params)
     if section.strategy == "performance":
         return PerformanceSelector(**params)
     return CostBasedSelector()

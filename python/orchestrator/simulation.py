@@ -658,6 +658,8 @@ def _registry_for(
     registry = ModelRegistry(
         model_selector=selector, health_monitor=health_monitor, reward_weights=weights
     )
+    if getattr(selector, "seed", None) is None:
+        registry.seed(seed)  # sampling strategies draw from the run's seed too
     models = [SimulatedModel(p.name, p, seed=seed + i) for i, p in enumerate(scenario.models)]
     for model in models:
         registry.register_model(model)

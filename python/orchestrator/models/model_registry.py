@@ -456,6 +456,13 @@ class ModelRegistry:
         if self._shared is not None:
             self._shared.publish_transition(model, state)
 
+    def seed(self, seed: int) -> None:
+        """Seed the random draws of sampling strategies (Thompson), for
+        reproducible runs."""
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
+        self._core.seed(seed)
+
     @property
     def model_selector(self) -> ModelSelector:
         return self._selector
