@@ -4,11 +4,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Optional, final
 
 __all__ = [
+    "BASELINE_LATENCIES",
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
     "DEFAULT_OUTPUT_TOKENS",
     "ERROR_CLASSES",
     "KEY_FORMAT_VERSION",
+    "RECENT_LATENCIES",
     "STATS_COLUMNS",
     "SelectionCore",
     "__version__",
@@ -22,6 +24,8 @@ STATS_COLUMNS: list[str]
 KEY_FORMAT_VERSION: int
 DEFAULT_INPUT_TOKENS: int
 DEFAULT_OUTPUT_TOKENS: int
+RECENT_LATENCIES: int
+BASELINE_LATENCIES: int
 
 def cache_key(
     model: str,

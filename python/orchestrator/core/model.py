@@ -106,7 +106,10 @@ class ModelCost(BaseModel):
 
 class ModelMetrics(BaseModel):
     """What a registry observed of a model: a snapshot read from the Rust core.
-    Latencies are in seconds; ``None`` means not observed yet."""
+    Latencies are in seconds; ``None`` means not observed yet.
+    ``recent_latency_p50`` is the median of the latest 20 successes and
+    ``baseline_latency_p50`` of up to 200 before them; ``idle_for`` is the
+    time since the latest outcome."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -125,6 +128,9 @@ class ModelMetrics(BaseModel):
     output_tokens: int = 0
     total_cost: float = 0.0
     pending: int = 0
+    recent_latency_p50: Optional[float] = None
+    baseline_latency_p50: Optional[float] = None
+    idle_for: Optional[float] = None
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> ModelMetrics:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator import _core
 from orchestrator.core.model import Model
 
 if TYPE_CHECKING:
@@ -34,9 +33,6 @@ TransitionCallback = Callable[[Model, str], None]
 
 #: Breaker transitions reported by the core, by code (as in the registry).
 _TRANSITIONS = {1: "opened", 2: "half_open", 3: "closed"}
-#: Successful latencies in the "recent" window, and in the longer-run window before it.
-RECENT_LATENCY_WINDOW = 20
-BASELINE_LATENCY_WINDOW = 200
 #: A recent p50 must also exceed the normal by this many seconds to be flagged,
 #: so 1 ms -> 4 ms is not reported as a problem.
 MIN_LATENCY_EXCESS_S = 0.05
@@ -77,12 +73,7 @@ class _Track:
     """What the monitor itself keeps of one model (the core keeps the rest)."""
 
     first_seen: float
-    last_outcome: Optional[float] = None
-    observed: int = 0  # outcomes seen through observe()
-    bulk: int = 0  # outcomes the core counted that observe() never saw
     retry_until: float = 0.0
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_LATENCY_WINDOW))
-    baseline: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_LATENCY_WINDOW))
     last_check: Optional[float] = None
     last_check_healthy: Optional[bool] = None
     last_check_error: Optional[str] = None
@@ -107,8 +98,9 @@ class ModelHealthMonitor:
     open breaker to half-open; a failing, hanging or raising one opens it (or
     extends its cool-down). Only real requests close a breaker.
 
-    ``latency_factor``: recent latency p50 above this multiple of the model's
-    longer-run p50 is reported in ``issues``.
+    ``latency_factor``: a p50 latency over the last 20 successes above this
+    multiple of the p50 over the 200 before them is reported in ``issues``
+    (the core keeps both, from every outcome).
     """
 
     def __init__(
@@ -219,36 +211,20 @@ class ModelHealthMonitor:
             except Exception:
                 logger.exception("health transition callback failed for %s", model.name)
 
-    def record_error(self, model: Model, error: BaseException) -> None:
-        """Remember a model's latest error, for ``issues``."""
-        self._last_error[model.name] = f"{type(error).__name__}: {error}"
-
-    def observe(
-        self,
-        model: Model,
-        *,
-        success: bool,
-        latency: float,
-        retry_after: float = 0.0,
-        error: Optional[BaseException] = None,
+    def record_failure(
+        self, model: Model, error: Optional[BaseException], retry_after: float = 0.0
     ) -> None:
-        """Fold one reported outcome into the passive view (latency against
-        the model's normal, idleness, ``Retry-After``). Called by the registry
-        for every outcome, before any transition it causes is announced."""
-        registry = self._registry
-        now = registry._core.now() if registry is not None else time.monotonic()
-        track = self._track(model.name)
-        with self._lock:
-            track.last_outcome = now
-            track.observed += 1
-            if retry_after > 0:
-                track.retry_until = max(track.retry_until, now + retry_after)
-            if success:
-                if len(track.recent) == track.recent.maxlen:
-                    track.baseline.append(track.recent[0])
-                track.recent.append(latency)
+        """Called by the registry for each failed outcome (successes cost the
+        monitor nothing): remember the error for ``issues`` and the provider's
+        ``Retry-After``, inside which no health check is sent."""
         if error is not None:
-            self.record_error(model, error)
+            self._last_error[model.name] = f"{type(error).__name__}: {error}"
+        if retry_after > 0:
+            registry = self._registry
+            now = registry._core.now() if registry is not None else time.monotonic()
+            track = self._track(model.name)
+            with self._lock:
+                track.retry_until = max(track.retry_until, now + retry_after)
 
     def selected_open(self, model: Model, all_open: bool) -> None:
         """Called when selection moves a breaker to half-open to probe it."""
@@ -281,10 +257,9 @@ class ModelHealthMonitor:
         metrics = registry.get_metrics(model.name)
         now = core.now()
         track = self._track(model.name)
-        self._note_activity(track, metrics.requests, now)
         state: str = breaker["state"]
-        recent_p50, baseline_p50 = self._latency_levels(track)
-        idle = self._is_idle(track, now)
+        recent_p50, baseline_p50 = metrics.recent_latency_p50, metrics.baseline_latency_p50
+        idle = self._is_idle(track, metrics.idle_for, now)
         issues: list[str] = []
         if state == "open":
             issues.append(
@@ -308,7 +283,8 @@ class ModelHealthMonitor:
         if self._latency_degraded(recent_p50, baseline_p50):
             assert recent_p50 is not None and baseline_p50 is not None
             issues.append(
-                f"slow: latency p50 {recent_p50:.2f}s over the last {len(track.recent)} calls "
+                f"slow: latency p50 {recent_p50:.2f}s over the last "
+                f"{min(_core.RECENT_LATENCIES, metrics.successes)} calls "
                 f"is {recent_p50 / baseline_p50:.1f}x its usual {baseline_p50:.2f}s"
             )
         return HealthStatus(
@@ -330,30 +306,17 @@ class ModelHealthMonitor:
             idle=idle,
         )
 
-    def _latency_levels(self, track: _Track) -> tuple[Optional[float], Optional[float]]:
-        with self._lock:
-            recent = list(track.recent)
-            baseline = list(track.baseline)
-        recent_p50 = statistics.median(recent) if recent else None
-        baseline_p50 = statistics.median(baseline) if baseline else None
-        return recent_p50, baseline_p50
-
     def _latency_degraded(self, recent: Optional[float], baseline: Optional[float]) -> bool:
         if recent is None or baseline is None:
             return False
         return recent > self.latency_factor * baseline and recent - baseline > MIN_LATENCY_EXCESS_S
 
-    def _note_activity(self, track: _Track, requests: int, now: float) -> None:
-        # Outcomes reported in bulk (report_many) do not pass through observe:
-        # count them as activity when they are first noticed.
-        unseen = requests - track.observed - track.bulk
-        if unseen > 0:
-            track.bulk += unseen
-            track.last_outcome = now
-
-    def _is_idle(self, track: _Track, now: float) -> bool:
-        since = track.last_outcome if track.last_outcome is not None else track.first_seen
-        return now - since >= self.idle_after
+    def _is_idle(self, track: _Track, idle_for: Optional[float], now: float) -> bool:
+        """No outcome for ``idle_after`` seconds (counting from attachment
+        for a model that never had one)."""
+        if idle_for is None:
+            idle_for = now - track.first_seen
+        return idle_for >= self.idle_after
 
     def _next_probe_in(
         self, state: str, retry_in: float, track: _Track, idle: bool, now: float
@@ -390,9 +353,9 @@ class ModelHealthMonitor:
                 continue  # unregistered meanwhile
             state = registry._core.breaker(slot)["state"]
             track = self._track(model.name)
-            self._note_activity(track, int(registry._core.snapshot(slot)["requests"]), now)
             probing = state == "half_open" or (state == "open" and now >= track.retry_until)
-            if probing or (state == "closed" and self._is_idle(track, now)):
+            idle_for = registry._core.snapshot(slot)["idle_for"]
+            if probing or (state == "closed" and self._is_idle(track, idle_for, now)):
                 due.append(model)
         return due
 

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -134,9 +134,9 @@ class SelectionExplanation:
         return "\n".join([head, *("  " + c.describe() for c in self.candidates)])
 
 
-@dataclass(frozen=True)
-class Selection:
-    """A selected model and the ticket its outcome must be reported under."""
+class Selection(NamedTuple):
+    """A selected model and the ticket its outcome must be reported under
+    (a tuple: it is built on every selection)."""
 
     model: Model
     ticket: int
@@ -820,34 +820,44 @@ class ModelRegistry:
         call that was not selected). Model calls report themselves; use this
         when you call the provider yourself. ``cost`` defaults to the model's
         price for the token counts."""
-        if isinstance(selection, Selection):
-            model, ticket = selection.model, selection.ticket
+        if type(selection) is Selection:
+            model, ticket, slot = selection
         else:
-            model, ticket = self.get_model(selection), 0
-        if error_class not in ERROR_CLASS_INDEX:
+            model, ticket = self.get_model(selection), 0  # type: ignore[arg-type]
+            slot = self._binding(model).slot
+        code = ERROR_CLASS_INDEX.get(error_class)
+        if code is None:
             raise ValueError(
                 f"invalid error_class: {error_class!r}; known: {', '.join(ERROR_CLASS_INDEX)}"
             )
-        if not success and error_class == "none":
-            error_class = "other"
+        if not success and code == 0:
+            code = ERROR_CLASS_INDEX["other"]
         if cost is None:
-            cost = model.cost.price(input_tokens, output_tokens) if model.cost else 0.0
-        self._record_outcome(
-            model,
-            self._binding(model),
+            price = model.cost
+            if price is None:
+                cost = 0.0
+            elif input_tokens or output_tokens:
+                cost = price.price(input_tokens, output_tokens)
+            else:
+                cost = price.per_request
+        transition = self._core.report(
+            slot,
             ticket,
-            success=bool(success),
-            error_class=ERROR_CLASS_INDEX[error_class],
-            latency=latency,
-            time_to_first_token=time_to_first_token,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            quality=quality,
-            retry_after=retry_after,
-            error=None,
-            strict_ticket=True,
+            bool(success),
+            code,
+            latency,
+            time_to_first_token,
+            input_tokens,
+            output_tokens,
+            cost,
+            quality,
+            None,
+            retry_after,
         )
+        if not success:
+            self.health_monitor.record_failure(model, None, retry_after)
+        if transition:
+            self._transition(model, TRANSITIONS[transition])
 
     def cancel(self, selection: Selection) -> None:
         """Release a selection that will get no outcome (for example, the
@@ -907,11 +917,9 @@ class ModelRegistry:
         quality: Optional[float],
         retry_after: float,
         error: Optional[BaseException],
-        strict_ticket: bool = False,
     ) -> None:
-        """Fold one outcome into the core. A model call whose ticket expired
-        while it ran still counts (without the ticket); an explicit report
-        (``strict_ticket``) of a spent ticket is an error."""
+        """Fold a model call's outcome into the core. A call whose ticket
+        expired while it ran still counts (without the ticket)."""
         args = (
             success,
             error_class,
@@ -927,17 +935,14 @@ class ModelRegistry:
         try:
             code = self._core.report(binding.slot, ticket, *args)
         except ValueError as exc:
-            if strict_ticket or not ticket or "ticket" not in str(exc):
+            if not ticket or "ticket" not in str(exc):
                 raise
             # The ticket expired while the call ran: still count the outcome.
             code = self._core.report(binding.slot, 0, *args)
-        self.health_monitor.observe(
-            model, success=success, latency=latency, retry_after=retry_after, error=error
-        )
+        if not success:
+            self.health_monitor.record_failure(model, error, retry_after)
         if code:
             self._transition(model, TRANSITIONS[code])
-        if error is not None:
-            self.health_monitor.record_error(model, error)
 
     # ----- reading ------------------------------------------------------------
 

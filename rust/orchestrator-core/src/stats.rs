@@ -5,6 +5,9 @@ use crate::ERROR_CLASSES;
 
 /// Recent latencies kept per model for percentiles.
 const RING: usize = 256;
+/// Successes in the "recent" latency window and in the baseline before it.
+pub const RECENT_LATENCIES: usize = 20;
+pub const BASELINE_LATENCIES: usize = 200;
 /// Weight of the newest observation in the moving averages.
 const EWMA_ALPHA: f64 = 0.2;
 
@@ -68,6 +71,16 @@ impl Ring {
         self.len = (self.len + 1).min(RING);
     }
 
+    /// Median of the newest `recent` values, and of up to `baseline` values
+    /// before them: a model's latency now against its own normal.
+    fn levels(&self, recent: usize, baseline: usize) -> (Option<f64>, Option<f64>) {
+        let newest_first =
+            (1..=self.len).map(|back| f64::from(self.values[(self.next + RING - back) % RING]));
+        let values: Vec<f64> = newest_first.take(recent + baseline).collect();
+        let split = recent.min(values.len());
+        (median(&values[..split]), median(&values[split..]))
+    }
+
     /// `(p50, p95)` of the kept values, by nearest rank.
     fn percentiles(&self) -> (Option<f64>, Option<f64>) {
         if self.len == 0 {
@@ -81,6 +94,20 @@ impl Ring {
         };
         (Some(rank(0.50)), Some(rank(0.95)))
     }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    })
 }
 
 fn ewma(previous: Option<f64>, value: f64) -> f64 {
@@ -135,7 +162,11 @@ impl Observed {
     pub fn snapshot(&self) -> Snapshot {
         let (latency_p50_s, latency_p95_s) = self.latencies.percentiles();
         let (ttft_p50_s, ttft_p95_s) = self.ttfts.percentiles();
+        let (recent_latency_p50_s, baseline_latency_p50_s) =
+            self.latencies.levels(RECENT_LATENCIES, BASELINE_LATENCIES);
         Snapshot {
+            recent_latency_p50_s,
+            baseline_latency_p50_s,
             requests: self.requests,
             successes: self.successes,
             failures_by_class: self.failures_by_class,
@@ -171,6 +202,10 @@ pub struct Snapshot {
     pub ttft_p50_s: Option<f64>,
     pub ttft_p95_s: Option<f64>,
     pub tokens_per_second: Option<f64>,
+    /// Median latency of the newest [`RECENT_LATENCIES`] successes.
+    pub recent_latency_p50_s: Option<f64>,
+    /// Median latency of up to [`BASELINE_LATENCIES`] successes before those.
+    pub baseline_latency_p50_s: Option<f64>,
 }
 
 #[cfg(test)]
@@ -196,6 +231,19 @@ mod tests {
             ..fast
         });
         assert_eq!(o.tokens_per_second, Some(10.0));
+    }
+
+    #[test]
+    fn recent_latency_is_compared_with_the_values_before_it() {
+        let mut ring = Ring::default();
+        for _ in 0..100 {
+            ring.push(1.0);
+        }
+        for _ in 0..20 {
+            ring.push(5.0);
+        }
+        assert_eq!(ring.levels(20, 200), (Some(5.0), Some(1.0)));
+        assert_eq!(Ring::default().levels(20, 200), (None, None));
     }
 
     #[test]

@@ -361,6 +361,8 @@ pub struct Table {
     deltas: Vec<Delta>,
     breakers: Vec<Breaker>,
     observed: Vec<Observed>,
+    /// Core-clock time of each slot's latest outcome; NaN before the first.
+    last_outcome_at: Vec<f64>,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -446,6 +448,7 @@ impl Table {
             deltas: Vec::new(),
             breakers: Vec::new(),
             observed: Vec::new(),
+            last_outcome_at: Vec::new(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: FxHashMap::default(),
@@ -539,6 +542,7 @@ impl Table {
                 self.deltas[i] = Delta::default();
                 self.breakers[i] = Breaker::default();
                 self.observed[i] = Observed::default();
+                self.last_outcome_at[i] = f64::NAN;
                 slot
             }
             None => {
@@ -555,6 +559,7 @@ impl Table {
                 self.deltas.push(Delta::default());
                 self.breakers.push(Breaker::default());
                 self.observed.push(Observed::default());
+                self.last_outcome_at.push(f64::NAN);
                 (self.active.len() - 1) as u32
             }
         };
@@ -632,7 +637,7 @@ impl Table {
     // ----- selection -----------------------------------------------------
 
     /// The first constraint slot `i` fails, or its expected cost.
-    #[inline]
+    #[inline(always)]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
         let spec = &self.hot[i];
         let missing = c.required_capabilities & !spec.capabilities;
@@ -686,47 +691,38 @@ impl Table {
 
     /// Whether slot `i` still owes forced trials, its estimate and its
     /// exploration bonus: all that selection needs.
-    #[inline]
+    #[inline(always)]
     fn rank(&self, i: usize, cost: Option<f64>, ln_total: f64) -> (bool, f64, f64) {
         let s = &self.strategy;
         let pending = self.pending[i];
         let (n, sum, sq) = self.combined(i);
         let tried = self.trials[i] + self.shared[i].n as u64 + u64::from(pending);
         let n_eff = n + f64::from(pending);
-        let mean = if n > 0.0 { sum / n } else { PRIOR_MEAN };
+        let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
+        let (mean, var) = if n > 0.0 {
+            let inv_n = 1.0 / n;
+            let mean = sum * inv_n;
+            (mean, (sq * inv_n - mean * mean).max(0.0))
+        } else {
+            (PRIOR_MEAN, 0.25)
+        };
         match s.strategy {
             Strategy::CostBased => (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
-            Strategy::Performance => (tried < u64::from(s.min_trials) || n_eff <= 0.0, mean, 0.0),
+            Strategy::Performance => (forced, mean, 0.0),
             Strategy::Thompson => {
-                let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
-                let var = if n > 0.0 {
-                    (sq / n - mean * mean).max(0.0)
-                } else {
-                    0.25
-                };
                 let sd =
                     ((var + 1.0 / (n + 1.0)) / (n_eff + 1.0) * s.exploration_factor / 2.0).sqrt();
                 (forced, mean, sd * self.rng.normal())
             }
-            Strategy::Ucb => {
-                let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
-                let bonus = if n_eff > 0.0 {
-                    let ln_n = ln_total.max(0.0);
-                    let var = if n > 0.0 {
-                        (sq / n - mean * mean).max(0.0)
-                    } else {
-                        0.25
-                    };
-                    // UCB1-Tuned: the variance (plus its own uncertainty)
-                    // scales the bonus, so it equals UCB1's at the largest
-                    // variance of a [0, 1] reward and shrinks for steady models.
-                    let spread = (4.0 * (var + (2.0 * ln_n / n_eff).sqrt())).min(1.0);
-                    (s.exploration_factor * ln_n / n_eff * spread).sqrt()
-                } else {
-                    0.0
-                };
-                (forced, mean, bonus)
+            Strategy::Ucb if n_eff > 0.0 => {
+                let ratio = ln_total.max(0.0) / n_eff;
+                // UCB1-Tuned: the variance (plus its own uncertainty) scales
+                // the bonus, so it equals UCB1's at the largest variance of a
+                // [0, 1] reward and shrinks for steady models.
+                let spread = (4.0 * (var + (2.0 * ratio).sqrt())).min(1.0);
+                (forced, mean, (s.exploration_factor * ratio * spread).sqrt())
             }
+            Strategy::Ucb => (forced, mean, 0.0),
         }
     }
 
@@ -1021,6 +1017,7 @@ impl Table {
             self.rescale();
         }
         self.trials[i] += 1;
+        self.last_outcome_at[i] = now;
         let error_class = if o.success || o.error_class != 0 {
             o.error_class
         } else {
@@ -1179,6 +1176,13 @@ impl Table {
     pub fn snapshot(&self, slot: u32) -> Result<Snapshot, CoreError> {
         let i = self.check_slot(slot)?;
         Ok(self.observed[i].snapshot())
+    }
+
+    /// Seconds since the slot's latest outcome, `None` before the first.
+    pub fn idle_for(&self, slot: u32) -> Result<Option<f64>, CoreError> {
+        let i = self.check_slot(slot)?;
+        let last = self.last_outcome_at[i];
+        Ok((!last.is_nan()).then(|| (self.now() - last).max(0.0)))
     }
 
     pub fn pending(&self, slot: u32) -> Result<u32, CoreError> {

@@ -673,12 +673,13 @@ impl SelectionCore {
 
     /// What was observed of a slot, as a dict.
     fn snapshot<'py>(&self, py: Python<'py>, slot: u32) -> PyResult<Bound<'py, PyDict>> {
-        let (s, pending) = {
+        let (s, pending, idle_for) = {
             let guard = self.inner.lock();
             let table = &guard.table;
             (
                 table.snapshot(slot).map_err(to_py)?,
                 table.pending(slot).map_err(to_py)?,
+                table.idle_for(slot).map_err(to_py)?,
             )
         };
         let d = PyDict::new(py);
@@ -701,6 +702,9 @@ impl SelectionCore {
         d.set_item("time_to_first_token_p95", s.ttft_p95_s)?;
         d.set_item("tokens_per_second", s.tokens_per_second)?;
         d.set_item("pending", pending)?;
+        d.set_item("recent_latency_p50", s.recent_latency_p50_s)?;
+        d.set_item("baseline_latency_p50", s.baseline_latency_p50_s)?;
+        d.set_item("idle_for", idle_for)?;
         Ok(d)
     }
 
@@ -996,6 +1000,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KEY_FORMAT_VERSION", core::hash::KEY_FORMAT_VERSION)?;
     m.add("DEFAULT_INPUT_TOKENS", core::table::DEFAULT_INPUT_TOKENS)?;
     m.add("DEFAULT_OUTPUT_TOKENS", core::table::DEFAULT_OUTPUT_TOKENS)?;
+    m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
+    m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
