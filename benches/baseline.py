@@ -341,7 +341,7 @@ class BaselineRegistry:
     ) -> None:
         defaults = {
             "ucb": ("ucb", 5, 1.0),
-            "discounted_ucb": ("ucb", 5, 0.995),
+            "discounted_ucb": ("ucb", 5, 0.999),
             "performance": ("performance", 5, 1.0),
             "cost": ("cost", 0, 1.0),
         }
@@ -370,6 +370,7 @@ class BaselineRegistry:
         self.disc_n: list[float] = []
         self.disc_sum: list[float] = []
         self.disc_sq: list[float] = []
+        self.recent_reward: list[list[float]] = []  # [level, outcomes seen]
         self.breakers: list[Breaker] = []
         self.observed: list[Observed] = []
         self.by_name: dict[str, int] = {}
@@ -407,6 +408,7 @@ class BaselineRegistry:
         self.disc_n.append(0.0)
         self.disc_sum.append(0.0)
         self.disc_sq.append(0.0)
+        self.recent_reward.append([0.0, 0.0])
         self.breakers.append(Breaker())
         self.observed.append(Observed())
         self.by_name[model.name] = slot
@@ -655,6 +657,8 @@ class BaselineRegistry:
         self.disc_sum[i] += reward * w
         self.disc_sq[i] += reward * reward * w
         self.total_disc_n += w
+        if success or self.breakers[i].consecutive_failures == 0:
+            self._detect_change(i, reward)
         if self.weight > RESCALE_AT:
             self._rescale()
         self.trials[i] += 1
@@ -666,6 +670,28 @@ class BaselineRegistry:
         return self.breakers[i].record(
             self.breaker_config, now, success, error_class == ERROR_AUTHENTICATION, retry_after
         )
+
+    def _detect_change(self, i: int, reward: float) -> None:
+        """The core's change detection: a fast average far from the long-run
+        mean cuts the model's history to 20 outcomes at the recent level."""
+        alpha, sigmas, keep_n = 0.03, 6.0, 20.0
+        track = self.recent_reward[i]
+        track[0] = reward if track[1] == 0 else track[0] + alpha * (reward - track[0])
+        track[1] += 1
+        n = self.disc_n[i] / self.weight
+        if track[1] < 2.0 / alpha or n <= 2.0 * keep_n:
+            return
+        mean = self.disc_sum[i] / self.disc_n[i]
+        var = max(self.disc_sq[i] / self.disc_n[i] - mean * mean, 1e-4)
+        level = track[0]
+        if abs(level - mean) <= sigmas * math.sqrt(var * alpha / (2.0 - alpha)):
+            return
+        keep = keep_n * self.weight
+        self.total_disc_n += keep - self.disc_n[i]
+        self.disc_n[i] = keep
+        self.disc_sum[i] = level * keep
+        self.disc_sq[i] = (var + level * level) * keep
+        track[1] = 0
 
     def _rescale(self) -> None:
         inv = 1.0 / self.weight

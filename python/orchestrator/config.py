@@ -433,12 +433,12 @@ def build_selector(section: SelectionSection) -> ModelSelector:
     if section.strategy == "ucb":
         return UCBModelSelector(**params)
     if section.strategy == "discounted_ucb":
-        params.setdefault("discount", 0.995)
+        params.setdefault("discount", 0.999)
         return UCBModelSelector(**params)
     if section.strategy in ("thompson", "discounted_thompson"):
         params.pop("confidence_level", None)
         if section.strategy == "discounted_thompson":
-            params.setdefault("discount", 0.995)
+            params.setdefault("discount", 0.999)
         return ThompsonSelector(**params)
     if section.strategy == "performance":
         return PerformanceSelector(**params)

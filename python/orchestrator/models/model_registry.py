@@ -167,12 +167,18 @@ class ModelSelector:
 
 class UCBModelSelector(ModelSelector):
     """Upper-confidence-bound bandit: mean reward plus
-    ``sqrt(exploration_factor * ln N / n)``, after ``min_trials`` forced
-    trials per model; ``confidence_level`` sets the reported intervals.
+    ``sqrt(exploration_factor * ln N / n * s)``, after ``min_trials`` forced
+    trials per model, where ``s`` scales the bonus by the model's observed
+    reward variance (UCB1-Tuned: UCB1's bonus for the noisiest model, smaller
+    for steady ones); ``confidence_level`` sets the reported intervals.
 
-    ``discount`` below 1 (for example 0.995) weights each past outcome by
-    ``discount`` per later outcome: use it when providers drift (a model gets
-    slow for an hour); keep 1.0 for stable providers, where it converges best.
+    Every strategy detects abrupt change: when a model's recent rewards sit
+    far from its long-run mean (six standard errors of a ~30-outcome moving
+    average; a run of failures is left to the circuit breaker), its history
+    is cut to 20 outcomes at the recent level so it is re-learned quickly.
+    ``discount`` below 1 (for example 0.999) also weights each past outcome by
+    ``discount`` per later outcome, for providers that drift slowly; keep 1.0
+    for stable providers, where it converges best.
     """
 
     strategy = "ucb"
@@ -281,9 +287,9 @@ class PerformanceSelector(ModelSelector):
 
 SELECTORS: dict[str, Callable[[], ModelSelector]] = {
     "ucb": UCBModelSelector,
-    "discounted_ucb": lambda: UCBModelSelector(discount=0.995),
+    "discounted_ucb": lambda: UCBModelSelector(discount=0.999),
     "thompson": ThompsonSelector,
-    "discounted_thompson": lambda: ThompsonSelector(discount=0.995),
+    "discounted_thompson": lambda: ThompsonSelector(discount=0.999),
     "cost": CostBasedSelector,
     "cost_based": CostBasedSelector,
     "performance": PerformanceSelector,

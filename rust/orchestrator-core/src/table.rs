@@ -354,6 +354,9 @@ pub struct Table {
     disc_n: Vec<f64>,
     disc_sum: Vec<f64>,
     disc_sq: Vec<f64>,
+    /// Fast moving average of each slot's reward and the outcomes it has
+    /// seen, for change detection (see `detect_change`).
+    recent_reward: Vec<(f64, u32)>,
     /// Other workers' statistics (effective count, reward sum, squared
     /// reward sum), set by the shared-state sync; zero when not shared.
     shared: Vec<SharedStats>,
@@ -445,6 +448,7 @@ impl Table {
             disc_sum: Vec::new(),
             disc_sq: Vec::new(),
             shared: Vec::new(),
+            recent_reward: Vec::new(),
             deltas: Vec::new(),
             breakers: Vec::new(),
             observed: Vec::new(),
@@ -539,6 +543,7 @@ impl Table {
                 self.disc_sum[i] = 0.0;
                 self.disc_sq[i] = 0.0;
                 self.shared[i] = SharedStats::default();
+                self.recent_reward[i] = (0.0, 0);
                 self.deltas[i] = Delta::default();
                 self.breakers[i] = Breaker::default();
                 self.observed[i] = Observed::default();
@@ -556,6 +561,7 @@ impl Table {
                 self.disc_sum.push(0.0);
                 self.disc_sq.push(0.0);
                 self.shared.push(SharedStats::default());
+                self.recent_reward.push((0.0, 0));
                 self.deltas.push(Delta::default());
                 self.breakers.push(Breaker::default());
                 self.observed.push(Observed::default());
@@ -1013,6 +1019,11 @@ impl Table {
         self.disc_sum[i] += reward * w;
         self.disc_sq[i] += reward * reward * w;
         self.total_disc_n += w;
+        // A run of failures is the breaker's business (an outage); change
+        // detection looks at how the model behaves when it answers.
+        if o.success || self.breakers[i].consecutive_failures == 0 {
+            self.detect_change(i, reward);
+        }
         if self.weight > RESCALE_AT {
             self.rescale();
         }
@@ -1054,6 +1065,41 @@ impl Table {
             error_class == ERROR_AUTHENTICATION,
             o.retry_after_s,
         )
+    }
+
+    /// Change detection: when a model's recent rewards (a fast moving
+    /// average over about 30 outcomes) sit more than `CHANGE_SIGMAS` standard
+    /// errors from its long-run mean, its history no longer describes it:
+    /// keep only `CHANGE_KEEP` outcomes' worth, centred on the recent level,
+    /// so the model is re-learned in tens of requests instead of thousands.
+    fn detect_change(&mut self, i: usize, reward: f64) {
+        const ALPHA: f64 = 0.03;
+        const CHANGE_SIGMAS: f64 = 6.0;
+        const CHANGE_KEEP: f64 = 20.0;
+        let (level, seen) = &mut self.recent_reward[i];
+        *level = if *seen == 0 {
+            reward
+        } else {
+            *level + ALPHA * (reward - *level)
+        };
+        *seen = seen.saturating_add(1);
+        let n = self.disc_n[i] / self.weight;
+        if f64::from(*seen) < 2.0 / ALPHA || n <= 2.0 * CHANGE_KEEP {
+            return;
+        }
+        let mean = self.disc_sum[i] / self.disc_n[i];
+        let var = (self.disc_sq[i] / self.disc_n[i] - mean * mean).max(1e-4);
+        let level = *level;
+        let sd_level = (var * ALPHA / (2.0 - ALPHA)).sqrt();
+        if (level - mean).abs() <= CHANGE_SIGMAS * sd_level {
+            return;
+        }
+        let keep = CHANGE_KEEP * self.weight;
+        self.total_disc_n += keep - self.disc_n[i];
+        self.disc_n[i] = keep;
+        self.disc_sum[i] = level * keep;
+        self.disc_sq[i] = (var + level * level) * keep;
+        self.recent_reward[i].1 = 0;
     }
 
     fn rescale(&mut self) {
@@ -1509,6 +1555,38 @@ mod tests {
             }
         }
         assert!(late_b > 900, "thompson settled on b: {late_b} of 1000");
+    }
+
+    #[test]
+    fn a_model_that_changes_is_relearned_and_a_steady_one_is_not() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        t.register(spec("b", &[], 1.0)).unwrap();
+        let good = Outcome {
+            reward: Some(0.9),
+            ..ok(0.1)
+        };
+        let worse = Outcome {
+            reward: Some(0.5),
+            ..ok(0.1)
+        };
+        for round in 0..1000 {
+            t.report(0, None, &good).unwrap();
+            // b fails now and then, alone: no change.
+            let b = if round % 50 == 0 { fail() } else { good };
+            t.report(1, None, &b).unwrap();
+        }
+        let n = |t: &Table, i: usize| t.disc_n[i] / t.weight;
+        assert_eq!(n(&t, 1), 1000.0, "isolated failures are not a change");
+        for _ in 0..60 {
+            t.report(0, None, &worse).unwrap();
+        }
+        assert!(n(&t, 0) < 100.0, "a's history was cut: {}", n(&t, 0));
+        let mean = t.disc_sum[0] / t.disc_n[0];
+        assert!(
+            (mean - 0.5).abs() < 0.1,
+            "a's estimate moved to its new level: {mean}"
+        );
     }
 
     #[test]
