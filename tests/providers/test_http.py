@@ -258,3 +258,16 @@ async def test_deadline_bounds_all_attempts() -> None:
         with pytest.raises(ProviderTimeoutError):
             await transport.request_json("GET", "/models")
         assert time.monotonic() - started < 1.0
+
+
+def test_pool_limits_are_validated_and_apply_to_new_clients() -> None:
+    from orchestrator.integrations import _http
+
+    before = _http._LIMITS
+    try:
+        with pytest.raises(ValueError, match="invalid max_keepalive_connections: 0"):
+            _http.set_pool_limits(max_keepalive_connections=0)
+        _http.set_pool_limits(max_connections=10, max_keepalive_connections=5)
+        assert (_http._LIMITS.max_connections, _http._LIMITS.max_keepalive_connections) == (10, 5)
+    finally:
+        _http._LIMITS = before

@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 TransitionCallback = Callable[[Model, str], None]
 
-#: Breaker transitions reported by the core, by code (as in the registry).
-_TRANSITIONS = {1: "opened", 2: "half_open", 3: "closed"}
+#: Breaker transitions reported by the core, by code.
+TRANSITIONS = {1: "opened", 2: "half_open", 3: "closed"}
 #: A recent p50 must also exceed the normal by this many seconds to be flagged,
 #: so 1 ms -> 4 ms is not reported as a problem.
 MIN_LATENCY_EXCESS_S = 0.05
@@ -416,7 +416,7 @@ class ModelHealthMonitor:
             logger.info("health check of %s failed: %s", model.name, why)
         code = registry._core.record_health_check(slot, healthy)
         if code:
-            self.transition(model, _TRANSITIONS[code])
+            self.transition(model, TRANSITIONS[code])
 
     async def _run(self) -> None:
         while True:

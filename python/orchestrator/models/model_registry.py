@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, NoReturn, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ from orchestrator.core.model import (
     hold_ticket,
 )
 from orchestrator.errors import OrchestratorError
+from orchestrator.models.health_monitor import TRANSITIONS
 
 if TYPE_CHECKING:
     from orchestrator.core.cache import ModelCache
@@ -43,9 +44,6 @@ if TYPE_CHECKING:
     from orchestrator.models.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
-
-#: Breaker transitions reported by the core, by code.
-TRANSITIONS = {1: "opened", 2: "half_open", 3: "closed"}
 
 
 class ModelNotFoundError(OrchestratorError, KeyError):
@@ -637,22 +635,42 @@ class ModelRegistry:
             output_tokens,
         )
         if picked is None:
-            raise NoEligibleModelsError(
-                self.explain_selection(
-                    capabilities,
-                    max_cost,
-                    min_speed,
-                    context_length,
-                    exclude_models,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                )
+            self._no_eligible(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
             )
         model, slot, ticket, flags = picked
         hold_ticket(self._core, slot, ticket)
         if flags & 6:
             self.health_monitor.selected_open(model, all_open=bool(flags & 2))
         return model  # type: ignore[no-any-return]
+
+    def _no_eligible(
+        self,
+        capabilities: Optional[Sequence[str]],
+        max_cost: Optional[float],
+        min_speed: Optional[float],
+        context_length: Optional[int],
+        exclude_models: Optional[Sequence[str]],
+        input_tokens: Optional[int],
+        output_tokens: Optional[int],
+    ) -> NoReturn:
+        raise NoEligibleModelsError(
+            self.explain_selection(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+            )
+        )
 
     def select(
         self,
@@ -691,16 +709,14 @@ class ModelRegistry:
             output_tokens,
         )
         if picked is None:
-            raise NoEligibleModelsError(
-                self.explain_selection(
-                    capabilities,
-                    max_cost,
-                    min_speed,
-                    context_length,
-                    exclude_models,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                )
+            self._no_eligible(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
             )
         model, slot, ticket, flags = picked
         if flags & 6:

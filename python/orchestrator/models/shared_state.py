@@ -768,7 +768,7 @@ class SharedState:
         except ValueError:
             return
         if code:
-            from orchestrator.models.model_registry import TRANSITIONS
+            from orchestrator.models.health_monitor import TRANSITIONS
 
             # Tell the local monitor, but do not publish again.
             self._registry.health_monitor.transition(model, TRANSITIONS[code])
