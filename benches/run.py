@@ -55,7 +55,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "os": f"{platform.system()} {platform.release()}",
         "versions": versions,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

@@ -16,9 +16,9 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis

@@ -24,8 +24,8 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Iterator
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest

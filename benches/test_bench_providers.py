@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import openai

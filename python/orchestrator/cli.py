@@ -660,16 +660,16 @@ def health(
 
 
 async def _health(
-    registry: ModelRegistry, probe: bool, timeout: float
+    registry: ModelRegistry, probe: bool, probe_timeout: float
 ) -> list[tuple[str, str, str, str, str]]:
     async def one(model: Model) -> tuple[str, str, str, str, str]:
         probed = "skipped"
         if probe:
             try:
-                ok = await asyncio.wait_for(model.health_check(), timeout)
+                ok = await asyncio.wait_for(model.health_check(), probe_timeout)
                 probed = "ok" if ok else "failed"
-            except asyncio.TimeoutError:
-                probed = f"no answer in {timeout:g}s"
+            except TimeoutError:
+                probed = f"no answer in {probe_timeout:g}s"
             except Exception as exc:
                 probed = f"error: {_one_line(exc)}"
         status = await registry.get_model_health(model.name)

@@ -38,7 +38,7 @@ import importlib
 import logging
 import os
 import re
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
@@ -47,11 +47,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.core.model import CAPABILITY_NAMES, Model, ModelCapabilities, ModelCost
 from orchestrator.errors import OrchestratorError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.9/3.10
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     from orchestrator.core.cache import ModelCache

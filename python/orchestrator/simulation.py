@@ -47,12 +47,13 @@ Rewards
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -266,7 +267,7 @@ def expected_rewards(
         bounds.update({math.ceil(change.start * requests), math.ceil(change.end * requests)})
     edges = sorted(b for b in bounds if 0 <= b <= requests)
     out = np.empty((requests, k), dtype=np.float64)
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         if hi <= lo:
             continue
         fraction = lo / requests
@@ -285,7 +286,7 @@ def _truth_matrix(scenario: Scenario, requests: int) -> tuple[FloatArray, FloatA
     for change in scenario.changes:
         bounds.update({math.ceil(change.start * requests), math.ceil(change.end * requests)})
     edges = sorted(bounds)
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         for i in range(k):
             s, lat, q = _truth(scenario, i, lo / requests)
             success[lo:hi, i], latency[lo:hi, i], quality[lo:hi, i] = s, lat, q

@@ -5,7 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import queue as queue_module
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import redis
 

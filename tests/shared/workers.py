@@ -10,7 +10,8 @@ import logging
 import random
 import time
 import traceback
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.models.health_monitor import ModelHealthMonitor

@@ -7,8 +7,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any, Callable, Optional
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Optional
 
 from orchestrator.core.model import Prompt
 from orchestrator.integrations.huggingface_model import HuggingFaceModel

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -202,23 +201,12 @@ class _TimeLimit:
         self.seconds = seconds
         self.expired = False
         self._timeout: Optional[asyncio.Timeout] = None
-        self._handle: Optional[asyncio.TimerHandle] = None
 
     async def __aenter__(self) -> _TimeLimit:
         if self.seconds is None:
             return self
-        if sys.version_info >= (3, 11):
-            self._timeout = asyncio.timeout(self.seconds)
-            await self._timeout.__aenter__()
-        else:  # pragma: no cover - Python 3.9 and 3.10
-            task = asyncio.current_task()
-            assert task is not None
-
-            def fire() -> None:
-                self.expired = True
-                task.cancel()
-
-            self._handle = asyncio.get_running_loop().call_later(self.seconds, fire)
+        self._timeout = asyncio.timeout(self.seconds)
+        await self._timeout.__aenter__()
         return self
 
     async def __aexit__(
@@ -232,11 +220,6 @@ class _TimeLimit:
                 await self._timeout.__aexit__(exc_type, exc, tb)
             finally:
                 self.expired = self._timeout.expired()
-            return None
-        if self._handle is not None:  # pragma: no cover - Python 3.9 and 3.10
-            self._handle.cancel()
-            if self.expired and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
         return None
 
 

@@ -15,9 +15,9 @@ import difflib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn, Optional, Union
 
 import numpy as np
 import numpy.typing as npt

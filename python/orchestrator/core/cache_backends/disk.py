@@ -13,9 +13,9 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, TypeVar
+from typing import Optional, TypeVar
 
 from orchestrator.core.cache_backends.base import Backend
 
