@@ -159,8 +159,9 @@ def test_unknown_capability_lists_the_known_ones(registry: ModelRegistry) -> Non
     [
         ({"capabilities": "text_generation"}, "not a string"),
         ({"capabilities": [1]}, "capabilities must hold strings"),
-        ({"max_cost": "cheap"}, "max_cost"),
-        ({"context_length": 1.5}, "context_length"),
+        ({"max_cost": "cheap"}, "invalid max_cost: 'cheap'"),
+        ({"context_length": 1.5}, "invalid context_length: 1.5"),
+        ({"exclude_models": [3]}, "exclude_models must hold model names"),
     ],
 )
 def test_wrong_types_raise_type_errors(
@@ -172,6 +173,8 @@ def test_wrong_types_raise_type_errors(
 
 def test_bad_reports_change_nothing(registry: ModelRegistry) -> None:
     selection = registry.select()
+    with pytest.raises(TypeError, match="invalid latency: 'slow'"):
+        registry.report_outcome(selection, True, "slow")  # type: ignore[arg-type]
     before = registry.get_metrics(selection.model.name)
     for bad in ({"latency": float("nan")}, {"latency": -1.0}, {"quality": 1.5}, {"cost": -2.0}):
         kwargs = {"latency": 0.1, **bad}

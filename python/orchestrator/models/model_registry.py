@@ -14,6 +14,7 @@ import asyncio
 import difflib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,21 @@ if TYPE_CHECKING:
     from orchestrator.models.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
+
+
+#: Core argument names that differ from the registry's keywords.
+_KEYWORD_OF = {"exclude": "exclude_models"}
+
+
+def _naming_the_field(exc: TypeError, values: dict[str, Any]) -> TypeError:
+    """The core's type error, rewritten to name the keyword and its value
+    (PyO3 puts the argument's name in a note)."""
+    for note in getattr(exc, "__notes__", ()):
+        match = re.fullmatch(r"while processing '(\w+)'", note)
+        if match:
+            field = _KEYWORD_OF.get(match.group(1), match.group(1))
+            return TypeError(f"invalid {field}: {values.get(field)!r} ({exc})")
+    return exc
 
 
 class ModelNotFoundError(OrchestratorError, KeyError):
@@ -163,7 +179,32 @@ class ModelSelector:
         raise NotImplementedError(f"{type(self).__name__} must implement choose()")
 
 
-class UCBModelSelector(ModelSelector):
+class CoreSelector(ModelSelector):
+    """A built-in selector: the Rust core scores it, and validates its
+    parameters (a bad one raises ``ValueError``/``TypeError`` naming it)."""
+
+    def __init__(self, **params: Any) -> None:
+        core_params: dict[str, Any] = {
+            "exploration_factor": 2.0,
+            "min_trials": 5,
+            "confidence_level": 0.95,
+            "discount": 1.0,
+        }
+        core_params.update(params)
+        _core.SelectionCore(self.strategy or "", **core_params)
+        self._params = params
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    def core_config(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, **self._params}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={value!r}" for name, value in self._params.items())
+        return f"{type(self).__name__}({args})"
+
+
+class UCBModelSelector(CoreSelector):
     """Upper-confidence-bound bandit: mean reward plus
     ``sqrt(exploration_factor * ln N / n * s)``, after ``min_trials`` forced
     trials per model, where ``s`` scales the bonus by the model's observed
@@ -180,6 +221,10 @@ class UCBModelSelector(ModelSelector):
     """
 
     strategy = "ucb"
+    exploration_factor: float
+    min_trials: int
+    confidence_level: float
+    discount: float
 
     def __init__(
         self,
@@ -188,30 +233,15 @@ class UCBModelSelector(ModelSelector):
         confidence_level: float = 0.95,
         discount: float = 1.0,
     ) -> None:
-        _core.SelectionCore("ucb", exploration_factor, min_trials, confidence_level, discount)
-        self.exploration_factor = float(exploration_factor)
-        self.min_trials = int(min_trials)
-        self.confidence_level = float(confidence_level)
-        self.discount = float(discount)
-
-    def core_config(self) -> dict[str, Any]:
-        return {
-            "strategy": "ucb",
-            "exploration_factor": self.exploration_factor,
-            "min_trials": self.min_trials,
-            "confidence_level": self.confidence_level,
-            "discount": self.discount,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"UCBModelSelector(exploration_factor={self.exploration_factor}, "
-            f"min_trials={self.min_trials}, confidence_level={self.confidence_level}, "
-            f"discount={self.discount})"
+        super().__init__(
+            exploration_factor=exploration_factor,
+            min_trials=min_trials,
+            confidence_level=confidence_level,
+            discount=discount,
         )
 
 
-class ThompsonSelector(ModelSelector):
+class ThompsonSelector(CoreSelector):
     """Gaussian Thompson sampling: each model's score is a random draw around
     its mean reward, as wide as the uncertainty about it (scaled by
     ``exploration_factor / 2``), after ``min_trials`` forced trials. It
@@ -221,6 +251,9 @@ class ThompsonSelector(ModelSelector):
     reproducible."""
 
     strategy = "thompson"
+    exploration_factor: float
+    min_trials: int
+    discount: float
 
     def __init__(
         self,
@@ -229,58 +262,37 @@ class ThompsonSelector(ModelSelector):
         discount: float = 1.0,
         seed: Optional[int] = None,
     ) -> None:
-        _core.SelectionCore("thompson", exploration_factor, min_trials, 0.95, discount)
+        super().__init__(
+            exploration_factor=exploration_factor, min_trials=min_trials, discount=discount
+        )
         if seed is not None and (not isinstance(seed, int) or seed < 0):
             raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
-        self.exploration_factor = float(exploration_factor)
-        self.min_trials = int(min_trials)
-        self.discount = float(discount)
         self.seed = seed
 
-    def core_config(self) -> dict[str, Any]:
-        return {
-            "strategy": "thompson",
-            "exploration_factor": self.exploration_factor,
-            "min_trials": self.min_trials,
-            "discount": self.discount,
-        }
-
     def __repr__(self) -> str:
-        return (
-            f"ThompsonSelector(exploration_factor={self.exploration_factor}, "
-            f"min_trials={self.min_trials}, discount={self.discount}, seed={self.seed})"
-        )
+        return f"{super().__repr__()[:-1]}, seed={self.seed!r})"
 
 
-class CostBasedSelector(ModelSelector):
+class CostBasedSelector(CoreSelector):
     """The cheapest eligible model for the request's size; ties go to the
     better observed reward. Unpriced models come last."""
 
     strategy = "cost"
 
-    def core_config(self) -> dict[str, Any]:
-        return {"strategy": "cost", "min_trials": 0}
-
-    def __repr__(self) -> str:
-        return "CostBasedSelector()"
+    def __init__(self) -> None:
+        super().__init__(min_trials=0)
 
 
-class PerformanceSelector(ModelSelector):
+class PerformanceSelector(CoreSelector):
     """The best observed mean reward (success, latency, cost, quality), after
     ``min_trials`` forced trials per model; no exploration bonus."""
 
     strategy = "performance"
+    min_trials: int
+    discount: float
 
     def __init__(self, min_trials: int = 5, discount: float = 1.0) -> None:
-        _core.SelectionCore("performance", 0.0, min_trials, 0.95, discount)
-        self.min_trials = int(min_trials)
-        self.discount = float(discount)
-
-    def core_config(self) -> dict[str, Any]:
-        return {"strategy": "performance", "min_trials": self.min_trials, "discount": self.discount}
-
-    def __repr__(self) -> str:
-        return f"PerformanceSelector(min_trials={self.min_trials}, discount={self.discount})"
+        super().__init__(min_trials=min_trials, discount=discount)
 
 
 SELECTORS: dict[str, Callable[[], ModelSelector]] = {
@@ -625,15 +637,18 @@ class ModelRegistry:
                 hold_ticket(self._core, selection.slot, selection.ticket)
             return selection.model
         # The hot path: one call into the core, nothing allocated but the ticket.
-        picked = self._core.select(
-            capabilities,
-            max_cost,
-            min_speed,
-            context_length,
-            exclude_models,
-            input_tokens,
-            output_tokens,
-        )
+        try:
+            picked = self._core.select(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            )
+        except TypeError as exc:
+            raise _naming_the_field(exc, locals()) from None
         if picked is None:
             self._no_eligible(
                 capabilities,
@@ -699,15 +714,18 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
             )
-        picked = self._core.select(
-            capabilities,
-            max_cost,
-            min_speed,
-            context_length,
-            exclude_models,
-            input_tokens,
-            output_tokens,
-        )
+        try:
+            picked = self._core.select(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            )
+        except TypeError as exc:
+            raise _naming_the_field(exc, locals()) from None
         if picked is None:
             self._no_eligible(
                 capabilities,
@@ -862,20 +880,23 @@ class ModelRegistry:
                 cost = price.price(input_tokens, output_tokens)
             else:
                 cost = price.per_request
-        transition = self._core.report(
-            slot,
-            ticket,
-            bool(success),
-            code,
-            latency,
-            time_to_first_token,
-            input_tokens,
-            output_tokens,
-            cost,
-            quality,
-            None,
-            retry_after,
-        )
+        try:
+            transition = self._core.report(
+                slot,
+                ticket,
+                bool(success),
+                code,
+                latency,
+                time_to_first_token,
+                input_tokens,
+                output_tokens,
+                cost,
+                quality,
+                None,
+                retry_after,
+            )
+        except TypeError as exc:
+            raise _naming_the_field(exc, locals()) from None
         if not success:
             self.health_monitor.record_failure(model, None, retry_after)
         if transition:
