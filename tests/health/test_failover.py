@@ -99,7 +99,8 @@ async def test_deadline_bounds_the_whole_request_and_a_hang_is_recorded() -> Non
     started = time.perf_counter()
     with pytest.raises(FailoverTimeoutError, match=r"deadline of 0\.2s") as info:
         await registry.generate("hi", deadline=0.2)
-    assert 0.15 < time.perf_counter() - started < 1.0
+    # Bounded by the deadline, not by the hanging models (generous for a loaded machine).
+    assert 0.15 < time.perf_counter() - started < 5.0
     assert isinstance(info.value, TimeoutError)
     assert [(x.model, x.outcome) for x in info.value.attempts] == [("a", "timeout")]
     # The cut call counts as a timeout of that model, so a hanging model trips.

@@ -109,9 +109,8 @@ async def test_hanging_health_check_times_out_and_never_blocks_selection() -> No
     round_ = asyncio.ensure_future(monitor.run_checks())
     await asyncio.sleep(0.01)
     assert hung.health_checks == 1 and not round_.done()  # the check is hanging now
-    started = time.perf_counter()
-    selected = [registry.select_model() for _ in range(50)]  # not held up by it
-    assert time.perf_counter() - started < 0.1 and len(selected) == 50
+    selected = [registry.select_model() for _ in range(50)]
+    assert len(selected) == 50 and not round_.done()  # selected while the check still hangs
     assert await round_ == {"hung": False, "ok": True}
     status = await registry.get_model_health("hung")
     assert status.state == "open"

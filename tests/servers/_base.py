@@ -165,6 +165,10 @@ class LoopbackServer:
 
             loop.run_until_complete(serve())
             loop.run_forever()
+            handlers = asyncio.all_tasks(loop)  # connections still open at stop
+            for task in handlers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*handlers, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
