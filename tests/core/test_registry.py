@@ -350,3 +350,14 @@ async def test_cancelled_calls_release_their_ticket_without_an_outcome() -> None
         await task
     m = r.get_metrics("slow")
     assert (m.requests, m.pending) == (0, 0)
+
+
+async def test_generate_reports_the_providers_usage_and_a_cache_hit_costs_nothing() -> None:
+    registry = ModelRegistry(cache_responses=True)
+    registry.register_model(ScriptedModel("m"))
+    first = await registry.generate("hello")
+    assert (first.input_tokens, first.output_tokens) == (10, 20)  # what the model recorded
+    assert first.cost == pytest.approx(10 * 1e-6 + 20 * 2e-6)
+    again = await registry.generate("hello")
+    assert again.text == first.text and again.cost == 0.0
+    assert registry.get_metrics("m").requests == 1

@@ -268,6 +268,19 @@ def current_call() -> Optional[CallRecord]:
     return _ACTIVE_CALL.get()
 
 
+#: The result of the latest measured provider call made by this task.
+_LAST_CALL: contextvars.ContextVar[Optional[CallResult]] = contextvars.ContextVar(
+    "orchestrator_last_call", default=None
+)
+
+
+def last_call() -> Optional[CallResult]:
+    """What this task's latest ``generate_response`` cost: the provider's token
+    counts, the price and the latency. ``None`` when that answer came from a
+    cache (it cost nothing) or the call failed."""
+    return _LAST_CALL.get()
+
+
 GenerateFn = Callable[..., Awaitable[str]]
 StreamFn = Callable[..., AsyncIterator[str]]
 EmbedFn = Callable[..., Awaitable[list[list[float]]]]
@@ -281,6 +294,7 @@ def _measured_generate(fn: GenerateFn) -> GenerateFn:
             return await fn(self, prompt, **kwargs)  # nested: the outer call measures
         use_cache = kwargs.pop("cache", True)
         refresh = kwargs.pop("refresh_cache", False)
+        _LAST_CALL.set(None)
         if self._cache is not None and use_cache:
             return await self._cache.generate(
                 self, prompt, kwargs, lambda: self._run_measured(fn, prompt, kwargs), refresh
@@ -545,7 +559,9 @@ class Model(abc.ABC):
             )
             self._finish(record, tickets, prompt, None, exc)
             raise exc
-        return self._finish(record, tickets, prompt, text, None)
+        result = self._finish(record, tickets, prompt, text, None)
+        _LAST_CALL.set(result)
+        return result
 
     def _release(self, tickets: list[int]) -> None:
         for binding, ticket in zip(self._bindings, tickets):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
-from orchestrator.core.model import Model, ModelConstraints, Prompt, estimate_tokens
+from orchestrator.core.model import Model, ModelConstraints, Prompt, estimate_tokens, last_call
 from orchestrator.errors import OrchestratorError, error_class_of, is_retryable
 
 if TYPE_CHECKING:
@@ -41,10 +41,10 @@ class Attempt(NamedTuple):
 @dataclass(frozen=True)
 class GenerationResult:
     """The answer of :meth:`ModelRegistry.generate`: which model answered and
-    everything that was tried. Token counts and ``cost`` are for the answering
-    call, estimated from the text and the model's price (the adapters' exact
-    counts are not exposed through ``generate_response``); ``latency`` is the
-    whole request's, failed attempts included."""
+    everything that was tried. Token counts and ``cost`` are the answering
+    call's, as the provider reported them (an answer served from a cache cost
+    nothing; its tokens are estimated from the text); ``latency`` is the whole
+    request's, failed attempts included."""
 
     text: str
     model: str
@@ -253,8 +253,11 @@ async def generate(
             continue
         latency = time.perf_counter() - started
         plan.attempts.append(Attempt(model.name, "ok", latency))
-        input_tokens, output_tokens = estimate_tokens(prompt), estimate_tokens(text)
-        cost = model.cost.price(input_tokens, output_tokens) if model.cost is not None else 0.0
+        call = last_call()
+        if call is not None:
+            input_tokens, output_tokens, cost = call.input_tokens, call.output_tokens, call.cost
+        else:  # served from a cache
+            input_tokens, output_tokens, cost = estimate_tokens(prompt), estimate_tokens(text), 0.0
         return GenerationResult(
             text=text,
             model=model.name,
