@@ -4,7 +4,7 @@ written in plain Python, as the speed baseline.
 It takes the same inputs as ``ModelRegistry.select`` / ``report_outcome`` and
 makes the same decisions: filter every model by capability mask, context
 window, expected cost, speed, exclusion and circuit breaker; score the
-eligible ones (UCB1-Tuned with forced ``min_trials`` and pending in-flight
+eligible ones (UCB1 with forced ``min_trials`` and pending in-flight
 counts, discounted statistics, or the cost / performance strategies; the
 core's Thompson strategy draws from its own generator and is left out); issue a ticket
 and count it pending; fold a reported outcome into the statistics, the
@@ -492,7 +492,7 @@ class BaselineRegistry:
         caps, context, priced = self.caps, self.context, self.priced
         in_price, out_price, fee = self.in_price, self.out_price, self.fee
         pending, trials = self.pending, self.trials
-        disc_n, disc_sum, disc_sq = self.disc_n, self.disc_sum, self.disc_sq
+        disc_n, disc_sum = self.disc_n, self.disc_sum
         breakers, observed, declared = self.breakers, self.observed, self.declared_speed
 
         forced_slot = -1
@@ -542,10 +542,7 @@ class BaselineRegistry:
                 continue
             mean = disc_sum[i] * inv / n if n > 0.0 else PRIOR_MEAN
             if is_ucb:
-                # UCB1-Tuned: the variance (plus its own uncertainty) scales the bonus
-                var = max(disc_sq[i] * inv / n - mean * mean, 0.0) if n > 0.0 else 0.25
-                spread = min(4.0 * (var + math.sqrt(2.0 * ln_n / n_eff)), 1.0)
-                score = mean + math.sqrt(ef * ln_n / n_eff * spread)
+                score = mean + math.sqrt(ef * ln_n / n_eff)
                 secondary = -cost if cost is not None else -F64_MAX / 4.0
             elif is_cost:
                 score = -cost if cost is not None else -F64_MAX / 4.0

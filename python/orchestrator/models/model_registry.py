@@ -206,10 +206,8 @@ class CoreSelector(ModelSelector):
 
 class UCBModelSelector(CoreSelector):
     """Upper-confidence-bound bandit: mean reward plus
-    ``sqrt(exploration_factor * ln N / n * s)``, after ``min_trials`` forced
-    trials per model, where ``s`` scales the bonus by the model's observed
-    reward variance (UCB1-Tuned: UCB1's bonus for the noisiest model, smaller
-    for steady ones); ``confidence_level`` sets the reported intervals.
+    ``sqrt(exploration_factor * ln N / n)`` (UCB1), after ``min_trials``
+    forced trials per model; ``confidence_level`` sets the reported intervals.
 
     Every strategy detects abrupt change: when a model's recent rewards sit
     far from its long-run mean (six standard errors of a ~30-outcome moving

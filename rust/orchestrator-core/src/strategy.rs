@@ -1,10 +1,7 @@
 //! How eligible models are scored.
 //!
-//! * `Ucb`: mean reward plus `sqrt(exploration_factor * ln(N) / n * s)`, after
-//!   `min_trials` forced trials per model, where `s = min(1, 4 * (v + sqrt(2
-//!   ln(N) / n)))` and `v` is the variance of the model's rewards (UCB1-Tuned):
-//!   the bonus is UCB1's for the noisiest possible model and shrinks for
-//!   steady ones, so close rivals are told apart sooner. With `discount < 1` each past
+//! * `Ucb`: mean reward plus `sqrt(exploration_factor * ln(N) / n)` (UCB1),
+//!   after `min_trials` forced trials per model. With `discount < 1` each past
 //!   outcome's weight decays by `discount` per reported outcome (discounted
 //!   UCB), so the estimate follows a provider whose quality drifts.
 //! * `Thompson`: Gaussian Thompson sampling: each model's score is a draw

@@ -722,11 +722,7 @@ impl Table {
             }
             Strategy::Ucb if n_eff > 0.0 => {
                 let ratio = ln_total.max(0.0) / n_eff;
-                // UCB1-Tuned: the variance (plus its own uncertainty) scales
-                // the bonus, so it equals UCB1's at the largest variance of a
-                // [0, 1] reward and shrinks for steady models.
-                let spread = (4.0 * (var + (2.0 * ratio).sqrt())).min(1.0);
-                (forced, mean, (s.exploration_factor * ratio * spread).sqrt())
+                (forced, mean, (s.exploration_factor * ratio).sqrt())
             }
             Strategy::Ucb => (forced, mean, 0.0),
         }
