@@ -159,12 +159,13 @@ class SelectionCore:
         time_to_first_token: Optional[float] = None,
         input_tokens: int = 0,
         output_tokens: int = 0,
-        cost: float = 0.0,
+        cost: Optional[float] = None,
         quality: Optional[float] = None,
         reward: Optional[float] = None,
         retry_after: float = 0.0,
     ) -> int:
-        """Transition code: 0 none, 1 opened, 2 half-opened, 3 closed."""
+        """Transition code: 0 none, 1 opened, 2 half-opened, 3 closed.
+        ``cost=None`` prices the tokens at the model's declared prices."""
     def report_many(
         self,
         slots: Sequence[int],

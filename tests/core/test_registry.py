@@ -361,3 +361,12 @@ async def test_generate_reports_the_providers_usage_and_a_cache_hit_costs_nothin
     again = await registry.generate("hello")
     assert again.text == first.text and again.cost == 0.0
     assert registry.get_metrics("m").requests == 1
+
+
+def test_reports_without_a_cost_are_priced_at_the_models_prices(registry: ModelRegistry) -> None:
+    selection = registry.select(exclude_models=["unpriced", "coder"])  # cheap: $0.1/$0.2 per M
+    registry.report_outcome(selection, True, 0.1, input_tokens=1000, output_tokens=500)
+    assert registry.get_metrics("cheap").total_cost == pytest.approx(1000 * 0.1e-6 + 500 * 0.2e-6)
+    batch = registry.select_many(2, exclude_models=["cheap", "coder"])  # unpriced: free
+    registry.report_many(batch, [True, True], [0.1, 0.1], output_tokens=[10, 10])
+    assert registry.get_metrics("unpriced").total_cost == 0.0

@@ -870,14 +870,6 @@ class ModelRegistry:
             )
         if not success and code == 0:
             code = ERROR_CLASS_INDEX["other"]
-        if cost is None:
-            price = model.cost
-            if price is None:
-                cost = 0.0
-            elif input_tokens or output_tokens:
-                cost = price.price(input_tokens, output_tokens)
-            else:
-                cost = price.per_request
         try:
             transition = self._core.report(
                 slot,

@@ -627,6 +627,25 @@ impl Table {
         self.active.get(slot as usize).copied().unwrap_or(false)
     }
 
+    /// What a request of these token counts costs on `slot` at its declared
+    /// prices (0 for an unpriced model).
+    pub fn price(
+        &self,
+        slot: u32,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<f64, CoreError> {
+        let i = self.check_slot(slot)?;
+        let hot = &self.hot[i];
+        Ok(if hot.priced {
+            input_tokens as f64 * hot.input_price
+                + output_tokens as f64 * hot.output_price
+                + hot.request_fee
+        } else {
+            0.0
+        })
+    }
+
     pub fn spec(&self, slot: u32) -> Result<&ModelSpec, CoreError> {
         let i = self.check_slot(slot)?;
         Ok(&self.specs[i])

@@ -517,8 +517,9 @@ impl SelectionCore {
     }
 
     /// Fold one outcome in; returns the breaker transition code
-    /// (0 none, 1 opened, 2 half-opened, 3 closed). `ticket` 0 means none.
-    #[pyo3(signature = (slot, ticket, success, error_class=0, latency=0.0, time_to_first_token=None, input_tokens=0, output_tokens=0, cost=0.0, quality=None, reward=None, retry_after=0.0))]
+    /// (0 none, 1 opened, 2 half-opened, 3 closed). `ticket` 0 means none;
+    /// `cost` `None` prices the token counts at the model's declared prices.
+    #[pyo3(signature = (slot, ticket, success, error_class=0, latency=0.0, time_to_first_token=None, input_tokens=0, output_tokens=0, cost=None, quality=None, reward=None, retry_after=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn report(
         &self,
@@ -530,27 +531,35 @@ impl SelectionCore {
         time_to_first_token: Option<f64>,
         input_tokens: i64,
         output_tokens: i64,
-        cost: f64,
+        cost: Option<f64>,
         quality: Option<f64>,
         reward: Option<f64>,
         retry_after: f64,
     ) -> PyResult<u8> {
+        let input_tokens = count("input_tokens", input_tokens)?;
+        let output_tokens = count("output_tokens", output_tokens)?;
+        let ticket = (ticket != 0).then_some(ticket);
+        let mut guard = self.inner.lock();
+        let table = &mut guard.table;
+        let cost_usd = match cost {
+            Some(c) => c,
+            None => table
+                .price(slot, input_tokens, output_tokens)
+                .map_err(to_py)?,
+        };
         let outcome = Outcome {
             success,
             error_class,
             latency_s: latency,
             ttft_s: time_to_first_token,
-            input_tokens: count("input_tokens", input_tokens)?,
-            output_tokens: count("output_tokens", output_tokens)?,
-            cost_usd: cost,
+            input_tokens,
+            output_tokens,
+            cost_usd,
             quality,
             reward,
             retry_after_s: retry_after,
         };
-        let ticket = (ticket != 0).then_some(ticket);
-        self.inner
-            .lock()
-            .table
+        table
             .report(slot, ticket, &outcome)
             .map(|t| t.code())
             .map_err(to_py)
@@ -596,10 +605,18 @@ impl SelectionCore {
                 same_len(field, len)?;
             }
         }
+        let mut guard = self.inner.lock();
+        let table = &mut guard.table;
         let mut items = Vec::with_capacity(n);
         for i in 0..n {
             let success = successes[i];
             let error_class = error_classes.as_ref().map_or(0, |v| v[i]);
+            let inp = count("input_tokens", input_tokens.as_ref().map_or(0, |v| v[i]))?;
+            let out = count("output_tokens", output_tokens.as_ref().map_or(0, |v| v[i]))?;
+            let cost_usd = match &costs {
+                Some(v) => v[i],
+                None => table.price(slots[i], inp, out).map_err(to_py)?,
+            };
             items.push((
                 slots[i],
                 (tickets[i] != 0).then_some(tickets[i]),
@@ -612,21 +629,16 @@ impl SelectionCore {
                     },
                     latency_s: latencies[i],
                     ttft_s: None,
-                    input_tokens: count("input_tokens", input_tokens.as_ref().map_or(0, |v| v[i]))?,
-                    output_tokens: count(
-                        "output_tokens",
-                        output_tokens.as_ref().map_or(0, |v| v[i]),
-                    )?,
-                    cost_usd: costs.as_ref().map_or(0.0, |v| v[i]),
+                    input_tokens: inp,
+                    output_tokens: out,
+                    cost_usd,
                     quality: qualities.as_ref().map(|v| v[i]).filter(|q| !q.is_nan()),
                     reward: None,
                     retry_after_s: 0.0,
                 },
             ));
         }
-        self.inner
-            .lock()
-            .table
+        table
             .report_many(&items)
             .map(|ts| ts.into_iter().map(|t| t.code()).collect())
             .map_err(to_py)
