@@ -4,110 +4,15 @@ port (killable and restartable on the same port) and a small test model."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from tests.redis_server import RedisServer
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.errors import ServerError
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A ``redis-server`` process the test owns: no persistence, loopback only."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.proc: Optional[subprocess.Popen[bytes]] = None
-        self.log = directory / "redis.log"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert self.proc is None, "already running"
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.log)]
-        args += ["--protected-mode", "no"]
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.log.read_text(errors='replace')}")
-            if self.command(b"PING") == b"+PONG":
-                return
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer PING within 10 s")
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), as a crash would."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def restart(self) -> None:
-        """Kill if running, then start again on the same port (empty)."""
-        self.kill()
-        self.start()
-
-    def command(self, *parts: bytes) -> Optional[bytes]:
-        """Send one command over a raw socket; the reply's first line, or None."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                msg = b"*%d\r\n" % len(parts) + b"".join(
-                    b"$%d\r\n%s\r\n" % (len(p), p) for p in parts
-                )
-                s.sendall(msg)
-                data = b""
-                while b"\r\n" not in data:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                return data.split(b"\r\n", 1)[0]
-        except OSError:
-            return None
-
-    def info(self, section: str) -> dict[str, str]:
-        """``INFO section`` parsed into a dict."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-            s.sendall(b"*2\r\n$4\r\nINFO\r\n$%d\r\n%s\r\n" % (len(section), section.encode()))
-            data = b""
-            header = b""
-            while True:
-                data += s.recv(65536)
-                if b"\r\n" in data and not header:
-                    header, _, _ = data.partition(b"\r\n")
-                length = int(header[1:]) if header else -1
-                if header and len(data) >= len(header) + 2 + length + 2:
-                    break
-        body = data.split(b"\r\n", 1)[1].decode()
-        out: dict[str, str] = {}
-        for line in body.splitlines():
-            if ":" in line and not line.startswith("#"):
-                k, _, v = line.partition(":")
-                out[k] = v
-        return out
 
 
 @pytest.fixture

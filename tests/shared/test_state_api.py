@@ -19,7 +19,7 @@ from orchestrator.models.shared_state import (
     StateVersionError,
     redact,
 )
-from tests.shared.conftest import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port
 from tests.shared.helpers import totals
 from tests.shared.workers import RATES, SimModel, make_registry
 
