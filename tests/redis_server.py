@@ -3,6 +3,7 @@ port, no persistence, killable and restartable on the same port."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,15 @@ from pathlib import Path
 from typing import Optional
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
@@ -22,9 +32,11 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` process the test owns: no persistence, loopback only."""
 
-    def __init__(self, directory: Path, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, directory: Path, extra: tuple[str, ...] = (), port: Optional[int] = None
+    ) -> None:
         self.dir = directory
-        self.port = free_port()
+        self.port = port or free_port()
         self.extra = extra
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log = directory / "redis.log"
@@ -102,3 +114,80 @@ class RedisServer:
                 k, _, v = line.partition(":")
                 out[k] = v
         return out
+
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+class RedisCluster:
+    """Three ``redis-server`` masters joined into a Redis Cluster on free
+    loopback ports (no replicas, no persistence)."""
+
+    def __init__(self, directory: Path, nodes: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                self._node_dir(directory, i),
+                extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                port=self._bus_safe_port(),
+            )
+            for i in range(nodes)
+        ]
+
+    @staticmethod
+    def _bus_safe_port() -> int:
+        """A free port whose cluster bus port (+10,000) is free and valid."""
+        for _ in range(200):
+            port = random.randint(20_000, 55_000)
+            if all(_is_free(p) for p in (port, port + 10_000)):
+                return port
+        raise RuntimeError("no free port pair for a cluster node")
+
+    @staticmethod
+    def _node_dir(directory: Path, i: int) -> Path:
+        node = directory / f"node{i}"
+        node.mkdir(parents=True, exist_ok=True)
+        return node
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [
+                REDIS_CLI,
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(self._cluster_ok(node) for node in self.nodes):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok within 15 s")
+
+    @staticmethod
+    def _cluster_ok(node: RedisServer) -> bool:
+        out = subprocess.run(
+            [REDIS_CLI, "-p", str(node.port), "cluster", "info"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
+        return "cluster_state:ok" in out
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()

@@ -451,11 +451,11 @@ class ModelRegistry:
     ) -> Optional[SharedState]:
         if state == "local":
             return None
-        if not isinstance(state, str) or not state.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                f'invalid state: {state!r}; use "local" or a redis:// or rediss:// URL'
-            )
-        from orchestrator.models.shared_state import SharedState
+        from orchestrator.models.shared_state import SharedState, check_url
+
+        if not isinstance(state, str):
+            raise TypeError(f'invalid state: {state!r}; use "local" or a Redis URL')
+        check_url(state)
 
         return SharedState(self, state, namespace=namespace, sync_interval=sync_interval)
 

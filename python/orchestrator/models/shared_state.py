@@ -10,7 +10,8 @@ touches the network. A daemon thread, every ``sync_interval`` seconds:
    only then increments. A batch whose reply was lost is retried with the SAME
    id, so it is never counted twice; no value is read and written back from
    Python;
-2. reads the merged totals back in one pipeline and gives the core, per model,
+2. reads the merged totals back in one pipeline (and the Redis clock, for
+   discounting) and gives the core, per model,
    everyone's statistics minus what this worker delivered itself
    (``set_shared``); the core adds its own to them in every score.
 
@@ -192,11 +193,20 @@ def check_namespace(namespace: object) -> str:
     return namespace
 
 
+#: URL schemes of a Redis Cluster, and the plain scheme each stands for.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
 def check_url(url: object) -> str:
     """A usable Redis URL, else a ``ValueError`` naming the problem (without the password)."""
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"invalid state URL: {url!r}; use redis://, rediss:// or unix://")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if not isinstance(url, str) or not url.startswith(schemes):
+        raise ValueError(
+            f"invalid state URL: {url!r}; use redis://, rediss://, unix://, "
+            "or redis+cluster:// / rediss+cluster:// for a Redis Cluster"
+        )
     shown = redact(url)
+    url = _plain_url(url)
     try:
         parts = urlsplit(url)
         _ = parts.port
@@ -210,6 +220,21 @@ def check_url(url: object) -> str:
         if db and not db.isdigit():
             raise ValueError(f"invalid state URL {shown}: database {db!r} is not a number")
     return url
+
+
+def _plain_url(url: str) -> str:
+    """``url`` with a cluster scheme replaced by the plain one it stands for."""
+    scheme, sep, rest = url.partition("://")
+    return f"{CLUSTER_SCHEMES.get(scheme, scheme)}{sep}{rest}"
+
+
+def connect(url: str, **options: Any) -> Any:
+    """A client for ``url``: ``RedisCluster`` for a cluster scheme (every key
+    of a namespace shares one hash tag, so scripts and pipelines stay on one
+    node), else ``Redis``."""
+    if url.split("://", 1)[0] in CLUSTER_SCHEMES:
+        return redis.RedisCluster.from_url(_plain_url(url), **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def discount_weight(discount: float, age_buckets: float) -> float:
@@ -267,7 +292,8 @@ class SharedState:
         bucket_seconds: float = BUCKET_SECONDS,
         connect_timeout: float = 1.0,
     ) -> None:
-        self.url = check_url(url)
+        check_url(url)
+        self.url = url
         self.namespace = check_namespace(namespace)
         if (
             not isinstance(sync_interval, (int, float))
@@ -298,10 +324,14 @@ class SharedState:
             "socket_timeout": max(2.0, connect_timeout),
             "retry": Retry(NoBackoff(), 0),
         }
-        self._client = redis.Redis.from_url(url, **options)
-        self._sub_client = redis.Redis.from_url(url, **options)
+        self._client = connect(url, **options)
+        self._sub_client = connect(url, **options)
         self._init_script = self._client.register_script(_INIT)
         self._apply_script = self._client.register_script(_APPLY)
+        # TIME has no key, so a cluster cannot route it; this script runs on
+        # the node that holds the namespace (a cluster pipeline cannot carry
+        # scripts, so it is its own round trip, once per sync).
+        self._clock_script = self._client.register_script("return redis.call('TIME')")
 
         self._lock = threading.Lock()  # models and own contributions
         self._sync_lock = threading.Lock()  # one sync cycle at a time
@@ -646,8 +676,8 @@ class SharedState:
         pipe.hgetall(self.keys["totals"])
         pipe.hgetall(self.keys["disc"])
         pipe.hmget(self.keys["meta"], "epoch", "ref_bucket")
-        pipe.time()
-        totals_raw, disc_raw, (epoch, ref), (seconds, _micros) = pipe.execute()
+        totals_raw, disc_raw, (epoch, ref) = pipe.execute()
+        seconds, _micros = self._clock_script(keys=[self.keys["meta"]])
         if epoch is None or _text(epoch) != self._epoch:
             self._init_meta()
             return False
@@ -716,11 +746,11 @@ class SharedState:
             self.stats.published += 1
 
     def _run_subscriber(self) -> None:
-        pubsub: Optional[redis.client.PubSub] = None
+        pubsub: Any = None  # PubSub, or ClusterPubSub for a cluster
         while not self._stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._sub_client.pubsub()  # type: ignore[no-untyped-call]
+                    pubsub = self._sub_client.pubsub()
                     pubsub.subscribe(self.channel)
                 message = pubsub.get_message(timeout=0.5)
                 if message is None:
