@@ -28,7 +28,7 @@ import urllib.parse
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, TypeVar
+from typing import Any, ClassVar, Optional, TypedDict, TypeVar
 
 import httpx
 
@@ -742,6 +742,28 @@ class ShapeGuard:
             ) from None
 
 
+class HTTPOptions(TypedDict, total=False):
+    """Keywords every HTTP adapter accepts.
+
+    ``capabilities``, ``cost`` and ``speed`` override the catalogue;
+    ``timeout`` bounds one attempt, ``max_retries`` counts retries after it
+    and ``deadline`` bounds the whole call, retries included;
+    ``validate_model=False`` accepts answers labelled with another model name
+    (for servers that label every answer with their one model)."""
+
+    capabilities: Optional[ModelCapabilities]
+    cost: Optional[ModelCost]
+    speed: Optional[float]
+    timeout: float
+    max_retries: int
+    deadline: float
+    validate_model: bool
+
+
+#: What an HTTP adapter can do unless the catalogue or the user says otherwise.
+CHAT_CAPABILITIES = ModelCapabilities(text_generation=True, chat=True, supports_streaming=True)
+
+
 class HTTPModel(Model):
     """Base of the HTTP adapters: catalogue lookup, key handling (a :class:`Secret`,
     read from the environment at call time when not given), the shared
@@ -749,6 +771,9 @@ class HTTPModel(Model):
 
     #: Environment variables holding the key, first set wins.
     api_key_env: ClassVar[tuple[str, ...]] = ()
+    #: Environment variable holding the base URL, and the URL when it is unset.
+    base_url_env: ClassVar[Optional[str]] = None
+    default_base_url: ClassVar[str] = ""
     #: Whether a call needs a key at all with this base URL.
     requires_key: bool = True
 
@@ -757,21 +782,24 @@ class HTTPModel(Model):
         name: str,
         provider: str,
         *,
-        base_url: str,
+        base_url: Optional[str],
         api_key: Optional[str],
         model_id: Optional[str],
-        capabilities: Optional[ModelCapabilities],
-        cost: Optional[ModelCost],
-        speed: Optional[float],
-        timeout: float,
-        max_retries: int,
-        deadline: float,
-        validate_model: bool,
-        default_capabilities: ModelCapabilities,
+        capabilities: Optional[ModelCapabilities] = None,
+        cost: Optional[ModelCost] = None,
+        speed: Optional[float] = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        deadline: float = 120.0,
+        validate_model: bool = True,
         default_cost: Optional[ModelCost] = None,
         use_alias_id: bool = True,
     ) -> None:
         from orchestrator.integrations import catalogue
+
+        if not base_url:
+            from_env = os.environ.get(self.base_url_env) if self.base_url_env else None
+            base_url = from_env or self.default_base_url
 
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError("api_key must be a string or None")
@@ -786,7 +814,7 @@ class HTTPModel(Model):
             capabilities=capabilities,
             cost=cost,
             speed=speed,
-            default_capabilities=default_capabilities,
+            default_capabilities=CHAT_CAPABILITIES,
             default_cost=default_cost,
             use_alias_id=use_alias_id,
         )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Unpack
 
-from orchestrator.core.model import ModelCapabilities, ModelCost, Prompt
+from orchestrator.core.model import Prompt
 from orchestrator.errors import ContentFilteredError, MalformedResponseError
 from orchestrator.integrations._http import (
     HTTPModel,
+    HTTPOptions,
     ShapeGuard,
     chat_messages,
     error_detail,
@@ -29,9 +29,12 @@ class AnthropicModel(HTTPModel):
     id the API expects (``claude-3-opus-20240229``). The key comes from
     ``api_key`` or ``ANTHROPIC_API_KEY`` (read at call time), the endpoint
     from ``base_url`` or ``ANTHROPIC_BASE_URL``. ``max_tokens``, required by
-    the API, defaults to ``default_max_tokens``."""
+    the API, defaults to ``default_max_tokens``. Other keywords:
+    :class:`~orchestrator.integrations._http.HTTPOptions`."""
 
     api_key_env = ("ANTHROPIC_API_KEY",)
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -42,31 +45,10 @@ class AnthropicModel(HTTPModel):
         model_id: Optional[str] = None,
         default_max_tokens: int = 1024,
         api_version: str = API_VERSION,
-        capabilities: Optional[ModelCapabilities] = None,
-        cost: Optional[ModelCost] = None,
-        speed: Optional[float] = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        deadline: float = 120.0,
-        validate_model: bool = True,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        base = base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
         super().__init__(
-            name,
-            "anthropic",
-            base_url=base,
-            api_key=api_key,
-            model_id=model_id,
-            capabilities=capabilities,
-            cost=cost,
-            speed=speed,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            validate_model=validate_model,
-            default_capabilities=ModelCapabilities(
-                text_generation=True, chat=True, supports_streaming=True
-            ),
+            name, "anthropic", base_url=base_url, api_key=api_key, model_id=model_id, **options
         )
         if default_max_tokens <= 0:
             raise ValueError("default_max_tokens must be > 0")

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Unpack
 
-from orchestrator.core.model import ModelCapabilities, ModelCost, Prompt
+from orchestrator.core.model import Prompt
 from orchestrator.errors import ContentFilteredError, MalformedResponseError
 from orchestrator.integrations._http import (
     HTTPModel,
+    HTTPOptions,
     ShapeGuard,
     chat_messages,
     error_detail,
@@ -40,9 +40,12 @@ class GoogleModel(HTTPModel):
     The key comes from ``api_key``, else ``GOOGLE_API_KEY`` or
     ``GEMINI_API_KEY`` (google-genai's order: ``GOOGLE_API_KEY`` first), read
     at call time; the endpoint from ``base_url`` or ``GOOGLE_GEMINI_BASE_URL``;
-    ``api_version`` defaults to ``v1beta``."""
+    ``api_version`` defaults to ``v1beta``. Other keywords:
+    :class:`~orchestrator.integrations._http.HTTPOptions`."""
 
     api_key_env = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    base_url_env = "GOOGLE_GEMINI_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -53,31 +56,15 @@ class GoogleModel(HTTPModel):
         api_version: str = "v1beta",
         model_id: Optional[str] = None,
         embedding_model: Optional[str] = None,
-        capabilities: Optional[ModelCapabilities] = None,
-        cost: Optional[ModelCost] = None,
-        speed: Optional[float] = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        deadline: float = 120.0,
-        validate_model: bool = True,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        base = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         super().__init__(
             name,
             "google",
-            base_url=base,
+            base_url=base_url,
             api_key=api_key,
             model_id=(model_id or name).removeprefix("models/"),
-            capabilities=capabilities,
-            cost=cost,
-            speed=speed,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            validate_model=validate_model,
-            default_capabilities=ModelCapabilities(
-                text_generation=True, chat=True, supports_streaming=True
-            ),
+            **options,
         )
         self.api_version = api_version.strip("/")
         self.embedding_model = (embedding_model or self.model_id).removeprefix("models/")

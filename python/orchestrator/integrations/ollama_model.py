@@ -8,12 +8,13 @@ import logging
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Unpack
 
 from orchestrator.core.model import ModelCapabilities, ModelCost, Prompt
 from orchestrator.errors import MalformedResponseError, NotFoundError
 from orchestrator.integrations._http import (
     HTTPModel,
+    HTTPOptions,
     ShapeGuard,
     chat_messages,
     error_detail,
@@ -70,7 +71,9 @@ class OllamaModel(HTTPModel):
     ``OLLAMA_HOST``; no key is needed (one given is sent as a bearer token,
     for a proxy). Local models have no per-token bill: ``cost`` defaults to
     free. :meth:`refresh_capabilities` (run by :meth:`health_check`) reads
-    the context length and capabilities from ``/api/show``."""
+    the context length and capabilities from ``/api/show``. Other keywords:
+    :class:`~orchestrator.integrations._http.HTTPOptions` (here ``timeout``
+    defaults to 120 s and ``deadline`` to 300 s)."""
 
     def __init__(
         self,
@@ -80,37 +83,23 @@ class OllamaModel(HTTPModel):
         api_key: Optional[str] = None,
         model_id: Optional[str] = None,
         keep_alive: Optional[str] = None,
-        capabilities: Optional[ModelCapabilities] = None,
-        cost: Optional[ModelCost] = None,
-        speed: Optional[float] = None,
-        timeout: float = 120.0,
-        max_retries: int = 2,
-        deadline: float = 300.0,
-        validate_model: bool = True,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        base = base_url or parse_host(os.environ.get("OLLAMA_HOST"))
+        options.setdefault("timeout", 120.0)  # local generation is slower to start
+        options.setdefault("deadline", 300.0)
         super().__init__(
             name,
             "ollama",
-            base_url=base,
+            base_url=base_url or parse_host(os.environ.get("OLLAMA_HOST")),
             api_key=api_key,
             model_id=model_id or name,
-            capabilities=capabilities,
-            cost=cost,
-            speed=speed,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            validate_model=validate_model,
-            default_capabilities=ModelCapabilities(
-                text_generation=True, chat=True, supports_streaming=True
-            ),
             default_cost=ModelCost(),
             use_alias_id=False,
+            **options,
         )
         self.requires_key = False
         self.keep_alive = keep_alive
-        self._user_capabilities = capabilities is not None
+        self._user_capabilities = options.get("capabilities") is not None
         self._shown = False
 
     def _headers(self) -> Mapping[str, str]:

@@ -4,14 +4,14 @@ Chat Completions with SSE streaming and usage, embeddings, models list."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Unpack
 
-from orchestrator.core.model import ModelCapabilities, ModelCost, Prompt
+from orchestrator.core.model import Prompt
 from orchestrator.errors import ContentFilteredError, MalformedResponseError, NotFoundError
 from orchestrator.integrations._http import (
     HTTPModel,
+    HTTPOptions,
     ShapeGuard,
     chat_messages,
     error_detail,
@@ -29,10 +29,13 @@ class OpenAIModel(HTTPModel):
     The key comes from ``api_key`` or ``OPENAI_API_KEY`` (read at call time),
     the endpoint from ``base_url`` or ``OPENAI_BASE_URL``. A key is required
     for the official endpoint; other servers get one only if it is set.
-    ``validate_model=False`` accepts answers labelled with another model name
-    (for servers that label every answer with their one model)."""
+    The other keywords (``capabilities``, ``cost``, ``speed``, ``timeout``,
+    ``max_retries``, ``deadline``, ``validate_model``) are
+    :class:`~orchestrator.integrations._http.HTTPOptions`."""
 
     api_key_env = ("OPENAI_API_KEY",)
+    base_url_env = "OPENAI_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -43,31 +46,10 @@ class OpenAIModel(HTTPModel):
         model_id: Optional[str] = None,
         organization: Optional[str] = None,
         embedding_model: Optional[str] = None,
-        capabilities: Optional[ModelCapabilities] = None,
-        cost: Optional[ModelCost] = None,
-        speed: Optional[float] = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        deadline: float = 120.0,
-        validate_model: bool = True,
+        **options: Unpack[HTTPOptions],
     ) -> None:
-        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         super().__init__(
-            name,
-            "openai",
-            base_url=base,
-            api_key=api_key,
-            model_id=model_id,
-            capabilities=capabilities,
-            cost=cost,
-            speed=speed,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            validate_model=validate_model,
-            default_capabilities=ModelCapabilities(
-                text_generation=True, chat=True, supports_streaming=True
-            ),
+            name, "openai", base_url=base_url, api_key=api_key, model_id=model_id, **options
         )
         self.requires_key = public_url(self.base_url) == DEFAULT_BASE_URL
         self.organization = organization
