@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -635,6 +635,30 @@ class ModelRegistry:
                 hold_ticket(self._core, selection.slot, selection.ticket)
             return selection.model
         # The hot path: one call into the core, nothing allocated but the ticket.
+        model, slot, ticket = self._pick(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens,
+            output_tokens,
+        )
+        hold_ticket(self._core, slot, ticket)
+        return model
+
+    def _pick(
+        self,
+        capabilities: Optional[Sequence[str]],
+        max_cost: Optional[float],
+        min_speed: Optional[float],
+        context_length: Optional[int],
+        exclude_models: Optional[Sequence[str]],
+        input_tokens: Optional[int],
+        output_tokens: Optional[int],
+    ) -> tuple[Model, int, int]:
+        """The core's choice for a request, as ``(model, slot, ticket)``;
+        raises ``NoEligibleModelsError`` naming each model's reason."""
         try:
             picked = self._core.select(
                 capabilities,
@@ -648,42 +672,21 @@ class ModelRegistry:
         except TypeError as exc:
             raise _naming_the_field(exc, locals()) from None
         if picked is None:
-            self._no_eligible(
-                capabilities,
-                max_cost,
-                min_speed,
-                context_length,
-                exclude_models,
-                input_tokens,
-                output_tokens,
+            raise NoEligibleModelsError(
+                self.explain_selection(
+                    capabilities,
+                    max_cost,
+                    min_speed,
+                    context_length,
+                    exclude_models,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                )
             )
         model, slot, ticket, flags = picked
-        hold_ticket(self._core, slot, ticket)
         if flags & 6:
             self.health_monitor.selected_open(model, all_open=bool(flags & 2))
-        return model  # type: ignore[no-any-return]
-
-    def _no_eligible(
-        self,
-        capabilities: Optional[Sequence[str]],
-        max_cost: Optional[float],
-        min_speed: Optional[float],
-        context_length: Optional[int],
-        exclude_models: Optional[Sequence[str]],
-        input_tokens: Optional[int],
-        output_tokens: Optional[int],
-    ) -> NoReturn:
-        raise NoEligibleModelsError(
-            self.explain_selection(
-                capabilities,
-                max_cost,
-                min_speed,
-                context_length,
-                exclude_models,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-            )
-        )
+        return model, slot, ticket
 
     def select(
         self,
@@ -712,31 +715,15 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
             )
-        try:
-            picked = self._core.select(
-                capabilities,
-                max_cost,
-                min_speed,
-                context_length,
-                exclude_models,
-                input_tokens,
-                output_tokens,
-            )
-        except TypeError as exc:
-            raise _naming_the_field(exc, locals()) from None
-        if picked is None:
-            self._no_eligible(
-                capabilities,
-                max_cost,
-                min_speed,
-                context_length,
-                exclude_models,
-                input_tokens,
-                output_tokens,
-            )
-        model, slot, ticket, flags = picked
-        if flags & 6:
-            self.health_monitor.selected_open(model, all_open=bool(flags & 2))
+        model, slot, ticket = self._pick(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens,
+            output_tokens,
+        )
         return Selection(model, ticket, slot)
 
     def _select_custom(
