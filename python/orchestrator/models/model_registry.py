@@ -16,9 +16,9 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,17 @@ from orchestrator.core.model import (
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.models.health_monitor import TRANSITIONS
+from orchestrator.models.selectors import (
+    SELECTORS,
+    CoreSelector,
+    CostBasedSelector,
+    ModelSelector,
+    PerformanceSelector,
+    RewardWeights,
+    ThompsonSelector,
+    UCBModelSelector,
+    selector_for,
+)
 
 if TYPE_CHECKING:
     from orchestrator.core.cache import ModelCache
@@ -45,6 +56,25 @@ if TYPE_CHECKING:
     from orchestrator.models.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SELECTORS",
+    "CandidateExplanation",
+    "CoreSelector",
+    "CostBasedSelector",
+    "DuplicateModelError",
+    "ModelNotFoundError",
+    "ModelRegistry",
+    "ModelSelector",
+    "NoEligibleModelsError",
+    "PerformanceSelector",
+    "RewardWeights",
+    "Selection",
+    "SelectionExplanation",
+    "ThompsonSelector",
+    "UCBModelSelector",
+    "selector_for",
+]
 
 
 #: Core argument names that differ from the registry's keywords.
@@ -155,178 +185,6 @@ class Selection(NamedTuple):
     model: Model
     ticket: int
     slot: int
-
-
-class ModelSelector:
-    """Base class of selectors.
-
-    Built-in selectors name a ``strategy`` that the Rust core scores. A
-    user-written selector subclasses this and implements :meth:`choose`; the
-    core still filters by constraints, and :meth:`choose` picks among the
-    eligible models in Python.
-    """
-
-    strategy: ClassVar[Optional[str]] = None
-
-    def core_config(self) -> dict[str, Any]:
-        """Parameters for the core, for built-in selectors."""
-        raise NotImplementedError
-
-    def choose(
-        self, candidates: list[Model], constraints: ModelConstraints, registry: ModelRegistry
-    ) -> Model:
-        """Pick one of ``candidates`` (all satisfy ``constraints``)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement choose()")
-
-
-class CoreSelector(ModelSelector):
-    """A built-in selector: the Rust core scores it, and validates its
-    parameters (a bad one raises ``ValueError``/``TypeError`` naming it)."""
-
-    def __init__(self, **params: Any) -> None:
-        core_params: dict[str, Any] = {
-            "exploration_factor": 2.0,
-            "min_trials": 5,
-            "confidence_level": 0.95,
-            "discount": 1.0,
-        }
-        core_params.update(params)
-        _core.SelectionCore(self.strategy or "", **core_params)
-        self._params = params
-        for name, value in params.items():
-            setattr(self, name, value)
-
-    def core_config(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, **self._params}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{name}={value!r}" for name, value in self._params.items())
-        return f"{type(self).__name__}({args})"
-
-
-class UCBModelSelector(CoreSelector):
-    """Upper-confidence-bound bandit: mean reward plus
-    ``sqrt(exploration_factor * ln N / n)`` (UCB1), after ``min_trials``
-    forced trials per model; ``confidence_level`` sets the reported intervals.
-
-    Every strategy detects abrupt change: when a model's recent rewards sit
-    far from its long-run mean (six standard errors of a ~30-outcome moving
-    average; a run of failures is left to the circuit breaker), its history
-    is cut to 20 outcomes at the recent level so it is re-learned quickly.
-    ``discount`` below 1 (for example 0.999) also weights each past outcome by
-    ``discount`` per later outcome, for providers that drift slowly; keep 1.0
-    for stable providers, where it converges best.
-    """
-
-    strategy = "ucb"
-    exploration_factor: float
-    min_trials: int
-    confidence_level: float
-    discount: float
-
-    def __init__(
-        self,
-        exploration_factor: float = 2.0,
-        min_trials: int = 5,
-        confidence_level: float = 0.95,
-        discount: float = 1.0,
-    ) -> None:
-        super().__init__(
-            exploration_factor=exploration_factor,
-            min_trials=min_trials,
-            confidence_level=confidence_level,
-            discount=discount,
-        )
-
-
-class ThompsonSelector(CoreSelector):
-    """Gaussian Thompson sampling: each model's score is a random draw around
-    its mean reward, as wide as the uncertainty about it (scaled by
-    ``exploration_factor / 2``), after ``min_trials`` forced trials. It
-    explores in proportion to how likely a model is to be the best, which
-    usually costs fewer requests than UCB when models are close.
-    ``discount`` works as for :class:`UCBModelSelector`; ``seed`` makes runs
-    reproducible."""
-
-    strategy = "thompson"
-    exploration_factor: float
-    min_trials: int
-    discount: float
-
-    def __init__(
-        self,
-        exploration_factor: float = 2.0,
-        min_trials: int = 5,
-        discount: float = 1.0,
-        seed: Optional[int] = None,
-    ) -> None:
-        super().__init__(
-            exploration_factor=exploration_factor, min_trials=min_trials, discount=discount
-        )
-        if seed is not None and (not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
-        self.seed = seed
-
-    def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]}, seed={self.seed!r})"
-
-
-class CostBasedSelector(CoreSelector):
-    """The cheapest eligible model for the request's size; ties go to the
-    better observed reward. Unpriced models come last."""
-
-    strategy = "cost"
-
-    def __init__(self) -> None:
-        super().__init__(min_trials=0)
-
-
-class PerformanceSelector(CoreSelector):
-    """The best observed mean reward (success, latency, cost, quality), after
-    ``min_trials`` forced trials per model; no exploration bonus."""
-
-    strategy = "performance"
-    min_trials: int
-    discount: float
-
-    def __init__(self, min_trials: int = 5, discount: float = 1.0) -> None:
-        super().__init__(min_trials=min_trials, discount=discount)
-
-
-SELECTORS: dict[str, Callable[[], ModelSelector]] = {
-    "ucb": UCBModelSelector,
-    "discounted_ucb": lambda: UCBModelSelector(discount=0.999),
-    "thompson": ThompsonSelector,
-    "discounted_thompson": lambda: ThompsonSelector(discount=0.999),
-    "cost": CostBasedSelector,
-    "cost_based": CostBasedSelector,
-    "performance": PerformanceSelector,
-}
-
-
-def selector_for(strategy: str) -> ModelSelector:
-    """The built-in selector named ``strategy``."""
-    try:
-        return SELECTORS[strategy]()
-    except KeyError:
-        raise ValueError(
-            f"invalid selection_strategy: {strategy!r}; choose one of {', '.join(SELECTORS)}"
-        ) from None
-
-
-@dataclass(frozen=True)
-class RewardWeights:
-    """How an outcome becomes a reward in [0, 1]. A failure is 0; a success is
-    the weighted mean of 1 (``success``), ``latency_ref_s / (latency_ref_s +
-    latency)`` (``latency``), ``cost_ref_usd / (cost_ref_usd + cost)``
-    (``cost``) and the caller's quality score when given (``quality``)."""
-
-    success: float = 1.0
-    latency: float = 0.5
-    cost: float = 0.25
-    quality: float = 1.0
-    latency_ref_s: float = 2.0
-    cost_ref_usd: float = 0.01
 
 
 class ModelRegistry:
