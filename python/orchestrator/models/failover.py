@@ -19,12 +19,31 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from orchestrator.core.model import Model, ModelConstraints, Prompt, estimate_tokens, last_call
-from orchestrator.errors import OrchestratorError, error_class_of, is_retryable
+from orchestrator.errors import (
+    FailoverError,
+    FailoverExhaustedError,
+    FailoverTimeoutError,
+    NoEligibleModelsError,
+    error_class_of,
+    is_retryable,
+)
 
 if TYPE_CHECKING:
     from orchestrator.models.model_registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SELECTION_KEYS",
+    "Attempt",
+    "FailoverError",
+    "FailoverExhaustedError",
+    "FailoverStream",
+    "FailoverTimeoutError",
+    "GenerationResult",
+    "generate",
+    "stream",
+]
 
 #: Keyword arguments that constrain selection; every other one is a generation parameter.
 SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"}
@@ -53,27 +72,6 @@ class GenerationResult:
     output_tokens: int
     cost: float
     latency: float
-
-
-class FailoverError(OrchestratorError):
-    """A failover call gave up; ``attempts`` says what was tried and
-    ``last_error`` (also the ``__cause__``) why the last try failed."""
-
-    def __init__(
-        self, message: str, attempts: list[Attempt], last_error: Optional[BaseException]
-    ) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.last_error = last_error
-
-
-class FailoverExhaustedError(FailoverError):
-    """Every allowed attempt failed with a retryable error, or no eligible
-    model was left to try."""
-
-
-class FailoverTimeoutError(FailoverError, TimeoutError):
-    """The request's total ``deadline`` passed."""
 
 
 @dataclass
@@ -113,8 +111,6 @@ class _Plan:
 
     def select(self) -> Model:
         """The next-best eligible model not tried yet."""
-        from orchestrator.models.model_registry import NoEligibleModelsError
-
         if len(self.attempts) > self.retry_budget:
             raise self.exhausted(f"retry budget of {self.retry_budget} spent")
         exclude = [*self.constraints.exclude_models, *self.excluded]

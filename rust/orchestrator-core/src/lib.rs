@@ -10,9 +10,11 @@ pub mod breaker;
 pub mod error;
 pub mod hash;
 pub mod reward;
+pub mod rng;
 pub mod stats;
 pub mod strategy;
 pub mod table;
+pub mod tickets;
 
 pub use breaker::{BreakerConfig, BreakerState, Transition};
 pub use error::CoreError;

@@ -8,8 +8,10 @@ use rustc_hash::FxHashMap;
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
 use crate::error::{non_negative, unit_interval, CoreError};
 use crate::reward::RewardWeights;
+use crate::rng::DrawKey;
 use crate::stats::{Observation, Observed, Snapshot};
 use crate::strategy::{Strategy, StrategyConfig};
+use crate::tickets::{Ticket, TicketStore};
 use crate::{CAPABILITY_NAMES, ERROR_AUTHENTICATION, ERROR_CLASSES};
 
 /// Request size used to price a request whose token counts are not given.
@@ -19,8 +21,8 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 const PRIOR_MEAN: f64 = 0.5;
 /// Rescale the discounted statistics when the running weight exceeds this.
 const RESCALE_AT: f64 = 1e100;
-/// How many selections between sweeps of expired tickets.
-const SWEEP_EVERY: u64 = 4096;
+/// The most selections one `select_many` call makes.
+pub const MAX_SELECT_MANY: usize = 10_000;
 
 /// What is declared about a model when it is registered.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,7 +233,9 @@ pub struct Outcome {
     pub ttft_s: Option<f64>,
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub cost_usd: f64,
+    /// What the call cost; `None` prices the token counts at the model's
+    /// declared prices (0 for an unpriced model).
+    pub cost_usd: Option<f64>,
     /// Caller's quality score in `[0, 1]`.
     pub quality: Option<f64>,
     /// A reward in `[0, 1]` that replaces the computed one.
@@ -241,12 +245,32 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn validate(&self) -> Result<(), CoreError> {
+    /// The error class counted for this outcome: a failure reported with
+    /// class `none` counts as `other`.
+    pub fn counted_error_class(&self) -> u8 {
+        if self.success || self.error_class != 0 {
+            self.error_class
+        } else {
+            (ERROR_CLASSES.len() - 1) as u8
+        }
+    }
+
+    /// This outcome as the core counts it (see [`Self::counted_error_class`]),
+    /// if every field is valid.
+    pub fn checked(mut self) -> Result<Outcome, CoreError> {
+        self.error_class = self.counted_error_class();
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn validate(&self) -> Result<(), CoreError> {
         non_negative("latency", self.latency_s)?;
         if let Some(ttft) = self.ttft_s {
             non_negative("time_to_first_token", ttft)?;
         }
-        non_negative("cost", self.cost_usd)?;
+        if let Some(cost) = self.cost_usd {
+            non_negative("cost", cost)?;
+        }
         non_negative("retry_after", self.retry_after_s)?;
         if let Some(q) = self.quality {
             unit_interval("quality", q)?;
@@ -318,6 +342,17 @@ impl Hot {
         }
     }
 
+    /// What a call of these token counts costs at the declared prices.
+    fn price(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        if self.priced {
+            input_tokens as f64 * self.input_price
+                + output_tokens as f64 * self.output_price
+                + self.request_fee
+        } else {
+            0.0
+        }
+    }
+
     #[inline]
     fn expected_cost(&self, input_tokens: u32, output_tokens: u32) -> Option<f64> {
         self.priced.then(|| {
@@ -326,13 +361,6 @@ impl Hot {
                 + self.request_fee
         })
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Ticket {
-    slot: u32,
-    generation: u32,
-    issued_at: f64,
 }
 
 /// Every registered model's selection state, as arrays indexed by slot.
@@ -369,49 +397,16 @@ pub struct Table {
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
-    tickets: FxHashMap<u64, Ticket>,
-    next_ticket: u64,
+    tickets: TicketStore,
     weight: f64,
     total_disc_n: f64,
     total_shared_n: f64,
     total_pending: u64,
+    /// Number of selections made: the counter Thompson draws are keyed by.
     selections: u64,
     clock_origin: Instant,
     clock_offset_s: f64,
-    rng: Rng,
-}
-
-/// A small deterministic generator (SplitMix64) for Thompson sampling.
-#[derive(Debug)]
-struct Rng {
-    state: std::cell::Cell<u64>,
-}
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng {
-            state: std::cell::Cell::new(seed),
-        }
-    }
-
-    fn next_u64(&self) -> u64 {
-        let mut z = self.state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        self.state.set(z);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box-Muller).
-    fn normal(&self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
+    draws: DrawKey,
 }
 
 impl Default for Table {
@@ -455,8 +450,7 @@ impl Table {
             last_outcome_at: Vec::new(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
-            tickets: FxHashMap::default(),
-            next_ticket: 1,
+            tickets: TicketStore::default(),
             weight: 1.0,
             total_disc_n: 0.0,
             total_shared_n: 0.0,
@@ -464,7 +458,7 @@ impl Table {
             selections: 0,
             clock_origin: Instant::now(),
             clock_offset_s: 0.0,
-            rng: Rng::new(0x5EED),
+            draws: DrawKey::new(0x5EED),
         })
     }
 
@@ -499,8 +493,11 @@ impl Table {
     }
 
     /// Seed the generator Thompson sampling draws from, for reproducible runs.
+    /// The selection counter restarts, so the run from here on depends
+    /// only on the seed and the calls that change state.
     pub fn seed(&mut self, seed: u64) {
-        self.rng = Rng::new(seed);
+        self.draws = DrawKey::new(seed);
+        self.selections = 0;
     }
 
     /// Seconds after which an unreported selection stops counting as pending.
@@ -636,14 +633,7 @@ impl Table {
         output_tokens: u64,
     ) -> Result<f64, CoreError> {
         let i = self.check_slot(slot)?;
-        let hot = &self.hot[i];
-        Ok(if hot.priced {
-            input_tokens as f64 * hot.input_price
-                + output_tokens as f64 * hot.output_price
-                + hot.request_fee
-        } else {
-            0.0
-        })
+        Ok(self.hot[i].price(input_tokens, output_tokens))
     }
 
     pub fn spec(&self, slot: u32) -> Result<&ModelSpec, CoreError> {
@@ -703,7 +693,7 @@ impl Table {
         let breaker = &self.breakers[i];
         if !breaker.would_admit(now) {
             return Err(Rejection::CircuitOpen {
-                retry_in_s: (breaker.open_until - now).max(0.0),
+                retry_in_s: breaker.retry_in(now),
             });
         }
         let half_open = breaker.state == BreakerState::HalfOpen
@@ -737,7 +727,7 @@ impl Table {
             Strategy::Thompson => {
                 let sd =
                     ((var + 1.0 / (n + 1.0)) / (n_eff + 1.0) * s.exploration_factor / 2.0).sqrt();
-                (forced, mean, sd * self.rng.normal())
+                (forced, mean, sd * self.draws.normal(self.selections, i))
             }
             Strategy::Ucb if n_eff > 0.0 => {
                 let ratio = ln_total.max(0.0) / n_eff;
@@ -857,13 +847,10 @@ impl Table {
     /// Pick a model for a request, marking it pending under a new ticket.
     /// `None` when no model is eligible.
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
-        self.selections += 1;
-        if self.selections % SWEEP_EVERY == 0 {
-            let now = self.now();
-            self.expire_tickets(now);
-        }
-        let (slot, forced, fallback) = self.pick(c)?;
         let now = self.now();
+        self.expire_tickets(now);
+        let (slot, forced, fallback) = self.pick(c)?;
+        self.selections += 1;
         let transition = if fallback {
             // Probe the soonest-recovering model early rather than fail.
             let b = &mut self.breakers[slot];
@@ -884,16 +871,16 @@ impl Table {
         fallback_open: bool,
         transition: Transition,
     ) -> Selection {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.tickets.insert(
-            ticket,
-            Ticket {
-                slot: slot as u32,
-                generation: self.generation[slot],
-                issued_at: now,
-            },
-        );
+        let issued = Ticket {
+            slot: slot as u32,
+            generation: self.generation[slot],
+            issued_at: now,
+        };
+        let (generation, pending, total) =
+            (&self.generation, &mut self.pending, &mut self.total_pending);
+        let ticket = self.tickets.issue(issued, |old| {
+            release_pending(generation, pending, total, old);
+        });
         self.pending[slot] += 1;
         self.total_pending += 1;
         Selection {
@@ -905,9 +892,20 @@ impl Table {
         }
     }
 
-    /// Select for `count` requests at once; each selection sees the ones
-    /// before it as pending. Stops early if no model is eligible.
-    pub fn select_many(&mut self, c: &Constraints, count: usize) -> Vec<Selection> {
+    /// Select for `count` requests at once (at most [`MAX_SELECT_MANY`]);
+    /// each selection sees the ones before it as pending. Stops early if no
+    /// model is eligible.
+    pub fn select_many(
+        &mut self,
+        c: &Constraints,
+        count: usize,
+    ) -> Result<Vec<Selection>, CoreError> {
+        if count > MAX_SELECT_MANY {
+            return Err(CoreError::invalid(
+                "n",
+                format!("{count} (at most {MAX_SELECT_MANY} selections per call)"),
+            ));
+        }
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             match self.select(c) {
@@ -915,7 +913,7 @@ impl Table {
                 None => break,
             }
         }
-        out
+        Ok(out)
     }
 
     /// Every active model's verdict for a request, in slot order.
@@ -954,15 +952,15 @@ impl Table {
     // ----- reporting -----------------------------------------------------
 
     fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<(), CoreError> {
-        match self.tickets.get(&ticket) {
-            Some(t) if t.slot as usize == slot && t.generation == self.generation[slot] => {
-                self.tickets.remove(&ticket);
-                self.pending[slot] -= 1;
-                self.total_pending -= 1;
-                Ok(())
-            }
-            _ => Err(CoreError::StaleTicket(ticket)),
-        }
+        let generation = self.generation[slot];
+        self.tickets
+            .take_if(ticket, |t| {
+                t.slot as usize == slot && t.generation == generation
+            })
+            .ok_or(CoreError::StaleTicket(ticket))?;
+        self.pending[slot] -= 1;
+        self.total_pending -= 1;
+        Ok(())
     }
 
     /// Release a ticket without an outcome (the request was abandoned).
@@ -988,6 +986,20 @@ impl Table {
         Ok(self.apply(i, outcome))
     }
 
+    /// Fold in the outcome of a measured call. A call whose ticket expired
+    /// (or was displaced) while it ran still counts, without the ticket.
+    pub fn record_call(
+        &mut self,
+        slot: u32,
+        ticket: Option<u64>,
+        outcome: &Outcome,
+    ) -> Result<Transition, CoreError> {
+        match self.report(slot, ticket, outcome) {
+            Err(CoreError::StaleTicket(_)) => self.report(slot, None, outcome),
+            other => other,
+        }
+    }
+
     /// Report many outcomes; all are validated (slots, tickets, values)
     /// before any is applied.
     pub fn report_many(
@@ -999,7 +1011,7 @@ impl Table {
             let i = self.check_slot(*slot)?;
             outcome.validate()?;
             if let Some(t) = ticket {
-                let valid = matches!(self.tickets.get(t),
+                let valid = matches!(self.tickets.get(*t),
                     Some(tk) if tk.slot as usize == i && tk.generation == self.generation[i]);
                 if !valid || !seen.insert(*t) {
                     return Err(CoreError::StaleTicket(*t));
@@ -1019,9 +1031,12 @@ impl Table {
 
     fn apply(&mut self, i: usize, o: &Outcome) -> Transition {
         let now = self.now();
+        let cost_usd = o
+            .cost_usd
+            .unwrap_or_else(|| self.hot[i].price(o.input_tokens, o.output_tokens));
         let reward = o.reward.unwrap_or_else(|| {
             self.reward_weights
-                .reward(o.success, o.latency_s, o.cost_usd, o.quality)
+                .reward(o.success, o.latency_s, cost_usd, o.quality)
         });
         // Discounting: every stored statistic is kept multiplied by `weight`,
         // which grows by 1/discount per outcome, so one multiplication here
@@ -1044,11 +1059,7 @@ impl Table {
         }
         self.trials[i] += 1;
         self.last_outcome_at[i] = now;
-        let error_class = if o.success || o.error_class != 0 {
-            o.error_class
-        } else {
-            (ERROR_CLASSES.len() - 1) as u8
-        };
+        let error_class = o.counted_error_class();
         let d = &mut self.deltas[i];
         d.requests += 1;
         d.successes += u64::from(o.success);
@@ -1059,7 +1070,7 @@ impl Table {
         d.reward_sq_sum += reward * reward;
         d.input_tokens += o.input_tokens;
         d.output_tokens += o.output_tokens;
-        d.cost_usd += o.cost_usd;
+        d.cost_usd += cost_usd;
         self.observed[i].record(&Observation {
             success: o.success,
             error_class,
@@ -1067,7 +1078,7 @@ impl Table {
             ttft_s: o.ttft_s,
             input_tokens: o.input_tokens,
             output_tokens: o.output_tokens,
-            cost_usd: o.cost_usd,
+            cost_usd,
             reward,
         });
         if let Some(speed) = self.observed[i].tokens_per_second {
@@ -1132,22 +1143,11 @@ impl Table {
     }
 
     fn expire_tickets(&mut self, now: f64) {
-        let timeout = self.pending_timeout_s;
-        let generation = &self.generation;
-        let pending = &mut self.pending;
-        let mut expired = 0u64;
-        self.tickets.retain(|_, t| {
-            if now - t.issued_at <= timeout {
-                return true;
-            }
-            let i = t.slot as usize;
-            if generation[i] == t.generation && pending[i] > 0 {
-                pending[i] -= 1;
-                expired += 1;
-            }
-            false
+        let (generation, pending, total) =
+            (&self.generation, &mut self.pending, &mut self.total_pending);
+        self.tickets.expire(now, self.pending_timeout_s, |t| {
+            release_pending(generation, pending, total, t);
         });
-        self.total_pending -= expired;
     }
 
     /// Expire tickets older than the pending timeout now, rather than at the
@@ -1255,6 +1255,12 @@ impl Table {
         self.tickets.len()
     }
 
+    /// The number of the selection `select` makes next (Thompson draws are
+    /// keyed by it).
+    pub fn selections(&self) -> u64 {
+        self.selections
+    }
+
     /// Column names of [`Table::stats_matrix`].
     pub const STATS_COLUMNS: [&'static str; 12] = [
         "active",
@@ -1294,6 +1300,16 @@ impl Table {
             ]);
         }
         out
+    }
+}
+
+/// A ticket leaves without an outcome (expired or displaced): it stops
+/// counting as pending, unless its model was unregistered since.
+fn release_pending(generation: &[u32], pending: &mut [u32], total: &mut u64, t: &Ticket) {
+    let i = t.slot as usize;
+    if generation[i] == t.generation && pending[i] > 0 {
+        pending[i] -= 1;
+        *total -= 1;
     }
 }
 
@@ -1410,7 +1426,7 @@ mod tests {
         for name in ["a", "b", "c", "d"] {
             t.register(spec(name, &[], 1.0)).unwrap();
         }
-        let sels = t.select_many(&any(), 4);
+        let sels = t.select_many(&any(), 4).unwrap();
         let mut slots: Vec<u32> = sels.iter().map(|s| s.slot).collect();
         slots.sort_unstable();
         assert_eq!(slots, vec![0, 1, 2, 3]);
