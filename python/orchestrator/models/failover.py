@@ -141,14 +141,20 @@ class _Plan:
         self.excluded.append(model.name)
         logger.info("%s failed (%s); failing over", model.name, error_class_of(exc))
 
+    def report_timeout(self, model: Model, started: float) -> float:
+        """Report a call cut by the deadline as a ``timeout`` outcome to the
+        core and the breaker; returns its latency."""
+        latency = time.perf_counter() - started
+        with contextlib.suppress(LookupError, ValueError):
+            self.registry.report_outcome(model.name, False, latency, error_class="timeout")
+        return latency
+
     def hung(self, model: Model, started: float) -> None:
         """A call cut by the deadline or ``attempt_timeout``: the model's
         wrapper reports no outcome for a cancelled call, so report a timeout
         here, or a hanging model would never trip its breaker."""
-        latency = time.perf_counter() - started
+        latency = self.report_timeout(model, started)
         error = TimeoutError(f"{model.name} did not answer within the time left")
-        with contextlib.suppress(LookupError, ValueError):
-            self.registry.report_outcome(model.name, False, latency, error_class="timeout")
         self.attempts.append(Attempt(model.name, "timeout", latency))
         self.last_error = error
         self.excluded.append(model.name)
@@ -279,6 +285,7 @@ class FailoverStream:
         self._prompt = prompt
         self._plan = plan
         self._inner: Optional[AsyncIterator[str]] = None
+        self._streaming: Optional[Model] = None
         self._started = 0.0
         self._closed = False
         self.model: Optional[str] = None
@@ -308,6 +315,11 @@ class FailoverStream:
         except TimeoutError as exc:
             self._end("timeout")
             if time_limit.expired:
+                # Cut mid-stream by the deadline: the model's wrapper saw a
+                # cancellation (no outcome), so report the stall here, or a
+                # model that stalls mid-stream would never trip its breaker.
+                assert self._streaming is not None
+                self._plan.report_timeout(self._streaming, self._started)
                 raise self._plan.timed_out() from None
             self._attach(exc)
             raise
@@ -336,6 +348,7 @@ class FailoverStream:
                     chunk = await inner.__anext__()
             except StopAsyncIteration:
                 self._inner, self._started, self.model = inner, started, model.name
+                self._streaming = model
                 self._end("ok")
                 raise
             except TimeoutError as exc:
@@ -353,6 +366,7 @@ class FailoverStream:
                 await _close(inner)
                 raise
             self._inner, self._started, self.model = inner, started, model.name
+            self._streaming = model
             return chunk
 
     def _end(self, outcome: str) -> None:

@@ -21,6 +21,9 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 const PRIOR_MEAN: f64 = 0.5;
 /// Rescale the discounted statistics when the running weight exceeds this.
 const RESCALE_AT: f64 = 1e100;
+/// A discounted outcome count below this (relative to the newest outcome's
+/// weight of 1) is forgotten when rescaling.
+const FORGOTTEN: f64 = 1e-200;
 /// The most selections one `select_many` call makes.
 pub const MAX_SELECT_MANY: usize = 10_000;
 
@@ -1134,6 +1137,13 @@ impl Table {
             self.disc_n[i] *= inv;
             self.disc_sum[i] *= inv;
             self.disc_sq[i] *= inv;
+            if self.disc_n[i] < FORGOTTEN {
+                // Discounted to nothing: forget it exactly, rather than let a
+                // subnormal count make `1 / n` infinite.
+                self.disc_n[i] = 0.0;
+                self.disc_sum[i] = 0.0;
+                self.disc_sq[i] = 0.0;
+            }
         }
         self.total_disc_n = (0..self.active.len())
             .filter(|&i| self.active[i])

@@ -56,8 +56,10 @@ pub fn real(value: &Bound<'_, PyAny>, field: &str) -> PyResult<f64> {
     value.extract::<f64>().map_err(|err| {
         if err.is_instance_of::<PyOverflowError>(value.py()) {
             out_of_range(field, value, "too large for a float")
-        } else {
+        } else if err.is_instance_of::<PyTypeError>(value.py()) {
             wrong_type(field, value, "a number is required")
+        } else {
+            err // the caller's own __float__ failed: its error, unchanged
         }
     })
 }
@@ -81,12 +83,20 @@ pub fn integer(value: &Bound<'_, PyAny>, field: &str, min: i128, max: i128) -> P
         return Err(wrong_type(field, value, "an integer is required"));
     }
     let range = || format!("an integer from {min} to {max}");
-    let n = match value.extract::<i128>() {
+    // i64 first: extracting an i128 takes CPython's slow byte-array path.
+    let n = match value
+        .extract::<i64>()
+        .map(i128::from)
+        .or_else(|_| value.extract::<i128>())
+    {
         Ok(n) => n,
         Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
             return Err(out_of_range(field, value, &range()))
         }
-        Err(_) => return Err(wrong_type(field, value, "an integer is required")),
+        Err(err) if err.is_instance_of::<PyTypeError>(value.py()) => {
+            return Err(wrong_type(field, value, "an integer is required"))
+        }
+        Err(err) => return Err(err), // the caller's own __index__ failed
     };
     if (min..=max).contains(&n) {
         Ok(n)
