@@ -216,13 +216,39 @@ class SelectionCore:
         *,
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
+        constraints: Optional[Any] = None,
     ) -> Any: ...
-    def select_request(self, request: Request) -> Any: ...
-    def select(self, request: Request) -> tuple[Any, int, int]: ...
+    def select(
+        self,
+        capabilities: Optional[object] = None,
+        max_cost: Optional[object] = None,
+        min_speed: Optional[object] = None,
+        context_length: Optional[object] = None,
+        exclude_models: Optional[object] = None,
+        *,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        constraints: Optional[Any] = None,
+    ) -> tuple[Any, int, int]: ...
     def select_many(self, n: object, request: Request) -> list[tuple[Any, int, int]]: ...
     def explain(self, request: Request) -> Explanation: ...
     def scores(self, request: Request) -> tuple[list[str], bytes]: ...
-    def report(self, slot: int, ticket: int, outcome: Outcome) -> int: ...
+    def report(
+        self,
+        model: Any,
+        slot: int,
+        ticket: int,
+        success: object,
+        latency: object,
+        *,
+        error_class: Optional[object] = None,
+        time_to_first_token: Optional[object] = None,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        cost: Optional[object] = None,
+        quality: Optional[object] = None,
+        retry_after: Optional[object] = None,
+    ) -> int: ...
     def record(self, slot: int, ticket: int, outcome: Outcome) -> int: ...
     def take_held(self, slot: int) -> int: ...
     def report_many(

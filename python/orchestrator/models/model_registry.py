@@ -161,7 +161,7 @@ class ModelRegistry:
             seed = getattr(selector, "seed", None)
             if seed is not None:
                 self._core.seed(seed)
-        self._core.set_listener(self._probing)
+        self._core.set_listener(self)
         weights = reward_weights or RewardWeights()
         if not isinstance(weights, RewardWeights):
             raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
@@ -175,6 +175,10 @@ class ModelRegistry:
         self._cache = self._make_cache(cache_responses)
         self.health_monitor = self._attach_monitor(health_monitor)
         self._shared = self._connect_state(state, state_namespace, sync_interval)
+        if not self._custom:
+            # The hot path: the core's method itself, with the same signature
+            # and rules as the method below (one crossing, no Python frame).
+            self.select_model = self._core.select_model  # type: ignore[method-assign]
 
     @classmethod
     def from_config(cls, path: Union[str, os.PathLike[str]]) -> ModelRegistry:
@@ -235,10 +239,20 @@ class ModelRegistry:
         if self._shared is not None:
             self._shared.publish_transition(model, state)
 
-    def _probing(self, model: Model, all_open: bool) -> None:
-        """The core sent a probe to a half-open model (called after its lock
-        is released)."""
+    def _on_probe(self, model: Model, all_open: bool) -> None:
+        """The core sent a probe to a half-open model (called by the core
+        after its lock is released)."""
         self.health_monitor.selected_open(model, all_open=all_open)
+
+    def _no_eligible_error(
+        self, core_explanation: _core.Explanation, request: _core.Request
+    ) -> NoEligibleModelsError:
+        """The error for a request no model satisfies, explained from the
+        snapshot of the failed selection (called by the core after its lock
+        is released)."""
+        return NoEligibleModelsError(
+            explanation_of(core_explanation, self.strategy, request, not self._custom)
+        )
 
     def seed(self, seed: int) -> None:
         """Seed the random draws of sampling strategies (Thompson), for
@@ -383,20 +397,7 @@ class ModelRegistry:
             TypeError, ValueError: an argument of the wrong type or range,
                 naming it (the same rules at every entry point).
         """
-        try:
-            if constraints is None and not self._custom:
-                # The hot path: one call into the core, which converts the
-                # arguments, selects, and holds the ticket for this task.
-                model: Model = self._core.select_model(
-                    capabilities,
-                    max_cost,
-                    min_speed,
-                    context_length,
-                    exclude_models,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                )
-                return model
+        if self._custom:
             request = self._request(
                 capabilities,
                 max_cost,
@@ -407,12 +408,21 @@ class ModelRegistry:
                 output_tokens,
                 constraints,
             )
-            if self._custom:
-                return self._choose(request).model
-            chosen: Model = self._core.select_request(request)
-            return chosen
-        except _core.NoEligible as exc:
-            raise self._no_eligible(exc) from None
+            return self._choose(request).model
+        # One call into the core, which converts the arguments, selects and
+        # holds the ticket for this task (built-in selectors bind the core's
+        # method directly in __init__, skipping even this frame).
+        model: Model = self._core.select_model(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            constraints=constraints,
+        )
+        return model
 
     def _request(
         self,
@@ -444,14 +454,6 @@ class ModelRegistry:
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
-    def _no_eligible(self, exc: _core.NoEligible) -> NoEligibleModelsError:
-        """The public error for the core's ``NoEligible(explanation, request)``,
-        explained from the same snapshot as the failed selection."""
-        core_explanation, request = exc.args
-        return NoEligibleModelsError(
-            explanation_of(core_explanation, self.strategy, request, not self._custom)
-        )
-
     def select(
         self,
         capabilities: Optional[Sequence[str]] = None,
@@ -467,22 +469,29 @@ class ModelRegistry:
         """Like :meth:`select_model`, returning the model with its ticket, for
         callers that report outcomes themselves (:meth:`report_outcome`).
         Calls of the model do not consume this ticket."""
-        request = self._request(
+        if self._custom:
+            return self._choose(
+                self._request(
+                    capabilities,
+                    max_cost,
+                    min_speed,
+                    context_length,
+                    exclude_models,
+                    input_tokens,
+                    output_tokens,
+                    constraints,
+                )
+            )
+        model, slot, ticket = self._core.select(
             capabilities,
             max_cost,
             min_speed,
             context_length,
             exclude_models,
-            input_tokens,
-            output_tokens,
-            constraints,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            constraints=constraints,
         )
-        if self._custom:
-            return self._choose(request)
-        try:
-            model, slot, ticket = self._core.select(request)
-        except _core.NoEligible as exc:
-            raise self._no_eligible(exc) from None
         return Selection(model, ticket, slot)
 
     def _choose(self, request: _core.Request) -> Selection:
@@ -531,10 +540,7 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
         )
-        try:
-            picked = self._core.select_many(count, request)
-        except _core.NoEligible as exc:
-            raise self._no_eligible(exc) from None
+        picked = self._core.select_many(count, request)
         return [Selection(model, ticket, slot) for model, slot, ticket in picked]
 
     def explain_selection(
@@ -594,7 +600,14 @@ class ModelRegistry:
             StaleTicketError: the selection was already reported, released,
                 expired, or came from another registry.
         """
-        outcome = _core.Outcome(
+        if type(selection) is Selection:
+            model, ticket, slot = selection
+        else:
+            model, slot, ticket = self._selected(selection)
+        transition = self._core.report(
+            model,
+            slot,
+            ticket,
             success,
             latency,
             error_class=error_class,
@@ -605,12 +618,12 @@ class ModelRegistry:
             quality=quality,
             retry_after=retry_after,
         )
-        model, slot, ticket = self._selected(selection)
-        self._counted(model, self._core.report(slot, ticket, outcome), outcome, None)
+        if transition or not success:  # success is a bool: the core checked it
+            self._counted(model, transition, success, retry_after or 0.0, None)
 
     def _selected(self, selection: Union[Selection, str]) -> tuple[Model, int, int]:
         """``(model, slot, ticket)`` of a selection of this registry, or of a
-        model name (no ticket)."""
+        registered model's name (no ticket)."""
         if isinstance(selection, Selection):
             model = selection.model
             if self._binding(model).slot != selection.slot:
@@ -627,22 +640,23 @@ class ModelRegistry:
         self,
         model: Model,
         transition: int,
-        outcome: _core.Outcome,
+        success: bool,
+        retry_after: float,
         error: Optional[BaseException],
     ) -> None:
         """After the core counted an outcome: tell the monitor and the other
         workers. A ``Retry-After`` beyond ``max_cooldown`` was capped by the
         core's breaker; say so."""
-        if not outcome.success:
+        if not success:
             cap = self.health_monitor.max_cooldown
-            if outcome.retry_after > cap:
+            if retry_after > cap:
                 logger.warning(
                     "%s asked to retry after %.0f s; capped at max_cooldown = %.0f s",
                     model.name,
-                    outcome.retry_after,
+                    retry_after,
                     cap,
                 )
-            self.health_monitor.record_failure(model, error, min(outcome.retry_after, cap))
+            self.health_monitor.record_failure(model, error, min(retry_after, cap))
         if transition:
             self._transition(model, TRANSITIONS[transition])
 
@@ -701,7 +715,8 @@ class ModelRegistry:
         """Count a measured call of ``model`` (see
         :class:`~orchestrator.core.model.OutcomeSink`). A call whose ticket
         expired while it ran still counts, without the ticket."""
-        self._counted(model, self._core.record(slot, ticket, outcome), outcome, error)
+        transition = self._core.record(slot, ticket, outcome)
+        self._counted(model, transition, outcome.success, outcome.retry_after, error)
 
     def release(self, slot: int, ticket: int) -> None:
         """Release a ticket for which no outcome is owed (see

@@ -366,6 +366,13 @@ impl Hot {
     }
 }
 
+/// What the scores of one pass over the table share.
+struct Pass {
+    inv_weight: f64,
+    /// `sqrt(exploration_factor * ln N)`: UCB's bonus is this over `sqrt(n)`.
+    ucb_scale: f64,
+}
+
 /// Every registered model's selection state, as arrays indexed by slot.
 #[derive(Debug)]
 pub struct Table {
@@ -710,40 +717,37 @@ impl Table {
     /// Whether slot `i` still owes forced trials, its estimate and its
     /// exploration bonus: all that selection needs.
     #[inline(always)]
-    fn rank(&self, i: usize, cost: Option<f64>, ln_total: f64) -> (bool, f64, f64) {
+    fn rank(&self, i: usize, cost: Option<f64>, p: &Pass) -> (bool, f64, f64) {
         let s = &self.strategy;
+        if s.strategy == Strategy::CostBased {
+            return (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0);
+        }
         let pending = self.pending[i];
-        let (n, sum, sq) = self.combined(i);
+        let (n, sum, sq) = self.combined(i, p.inv_weight);
         let tried = self.trials[i] + self.shared[i].n as u64 + u64::from(pending);
         let n_eff = n + f64::from(pending);
         let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
-        let (mean, var) = if n > 0.0 {
-            let inv_n = 1.0 / n;
-            let mean = sum * inv_n;
-            (mean, (sq * inv_n - mean * mean).max(0.0))
-        } else {
-            (PRIOR_MEAN, 0.25)
-        };
+        let mean = if n > 0.0 { sum / n } else { PRIOR_MEAN };
         match s.strategy {
-            Strategy::CostBased => (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
-            Strategy::Performance => (forced, mean, 0.0),
             Strategy::Thompson => {
+                let var = if n > 0.0 {
+                    (sq / n - mean * mean).max(0.0)
+                } else {
+                    0.25
+                };
                 let sd =
                     ((var + 1.0 / (n + 1.0)) / (n_eff + 1.0) * s.exploration_factor / 2.0).sqrt();
                 (forced, mean, sd * self.draws.normal(self.selections, i))
             }
-            Strategy::Ucb if n_eff > 0.0 => {
-                let ratio = ln_total.max(0.0) / n_eff;
-                (forced, mean, (s.exploration_factor * ratio).sqrt())
-            }
-            Strategy::Ucb => (forced, mean, 0.0),
+            Strategy::Ucb if n_eff > 0.0 => (forced, mean, p.ucb_scale / n_eff.sqrt()),
+            _ => (forced, mean, 0.0),
         }
     }
 
     /// The full score breakdown of an eligible slot, for explanations.
-    fn score(&self, i: usize, cost: Option<f64>, ln_total: f64) -> ScoreParts {
-        let (forced, estimate, bonus) = self.rank(i, cost, ln_total);
-        let (n, sum, sq) = self.combined(i);
+    fn score(&self, i: usize, cost: Option<f64>, p: &Pass) -> ScoreParts {
+        let (forced, estimate, bonus) = self.rank(i, cost, p);
+        let (n, sum, sq) = self.combined(i, p.inv_weight);
         let (mean, var) = if n > 0.0 {
             let mean = sum / n;
             ((mean), (sq / n - mean * mean).max(0.0))
@@ -764,8 +768,8 @@ impl Table {
         }
     }
 
-    fn disc_mean(&self, i: usize) -> f64 {
-        let (n, sum, _) = self.combined(i);
+    fn disc_mean(&self, i: usize, inv_weight: f64) -> f64 {
+        let (n, sum, _) = self.combined(i, inv_weight);
         if n > 0.0 {
             sum / n
         } else {
@@ -776,8 +780,7 @@ impl Table {
     /// Effective outcome count, reward sum and squared-reward sum of slot
     /// `i`: this worker's (discounted) plus other workers' shared ones.
     #[inline]
-    fn combined(&self, i: usize) -> (f64, f64, f64) {
-        let inv = 1.0 / self.weight;
+    fn combined(&self, i: usize, inv: f64) -> (f64, f64, f64) {
         let shared = &self.shared[i];
         (
             self.disc_n[i] * inv + shared.n,
@@ -786,18 +789,24 @@ impl Table {
         )
     }
 
-    /// `ln` of the total (discounted) number of outcomes plus pending requests.
-    fn ln_total(&self) -> f64 {
-        (self.total_disc_n / self.weight + self.total_shared_n + self.total_pending as f64)
-            .max(1.0)
-            .ln()
+    /// What every slot's score in one pass shares, computed once.
+    fn pass(&self) -> Pass {
+        // `ln` of the total (discounted) number of outcomes plus pending requests.
+        let ln_total =
+            (self.total_disc_n / self.weight + self.total_shared_n + self.total_pending as f64)
+                .max(1.0)
+                .ln();
+        Pass {
+            inv_weight: 1.0 / self.weight,
+            ucb_scale: (self.strategy.exploration_factor * ln_total).sqrt(),
+        }
     }
 
     /// The model `select` would choose, without changing anything:
     /// `(slot, forced, fallback_open)`.
     pub fn pick(&self, c: &Constraints) -> Option<(usize, bool, bool)> {
         let now = self.now();
-        let ln_total = self.ln_total();
+        let pass = self.pass();
         // Best forced trial: fewest tried. Best scored: highest (score, secondary).
         let mut forced: Option<(usize, u64)> = None;
         let mut best: Option<(usize, f64, f64)> = None;
@@ -817,7 +826,7 @@ impl Table {
                 }
                 Err(_) => continue,
             };
-            let (is_forced, estimate, bonus) = self.rank(i, cost, ln_total);
+            let (is_forced, estimate, bonus) = self.rank(i, cost, &pass);
             if is_forced {
                 let tried = self.trials[i] + u64::from(self.pending[i]);
                 if forced.is_none_or(|(_, t)| tried < t) {
@@ -826,7 +835,7 @@ impl Table {
             } else if forced.is_none() {
                 let score = estimate + bonus;
                 let secondary = match self.strategy.strategy {
-                    Strategy::CostBased => self.disc_mean(i),
+                    Strategy::CostBased => self.disc_mean(i, pass.inv_weight),
                     _ => -cost.unwrap_or(f64::MAX / 4.0),
                 };
                 let better = match best {
@@ -922,13 +931,13 @@ impl Table {
     /// Every active model's verdict for a request, in slot order.
     pub fn explain(&self, c: &Constraints) -> Vec<Explanation> {
         let now = self.now();
-        let ln_total = self.ln_total();
+        let pass = self.pass();
         (0..self.active.len())
             .filter(|&i| self.active[i])
             .map(|i| Explanation {
                 slot: i as u32,
                 verdict: match self.check(i, c, now) {
-                    Ok(cost) => Verdict::Eligible(self.score(i, cost, ln_total)),
+                    Ok(cost) => Verdict::Eligible(self.score(i, cost, &pass)),
                     Err(rejection) => Verdict::Rejected(rejection),
                 },
             })
@@ -938,14 +947,14 @@ impl Table {
     /// Scores of every slot for a request; `-inf` where not eligible or inactive.
     pub fn scores(&self, c: &Constraints) -> Vec<f64> {
         let now = self.now();
-        let ln_total = self.ln_total();
+        let pass = self.pass();
         (0..self.active.len())
             .map(|i| {
                 if !self.active[i] {
                     return f64::NEG_INFINITY;
                 }
                 match self.check(i, c, now) {
-                    Ok(cost) => self.score(i, cost, ln_total).score,
+                    Ok(cost) => self.score(i, cost, &pass).score,
                     Err(_) => f64::NEG_INFINITY,
                 }
             })

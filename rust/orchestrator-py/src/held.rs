@@ -7,13 +7,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
 static NEXT_CORE_ID: AtomicU64 = AtomicU64::new(1);
-static HELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static HELD: PyOnceLock<Variable> = PyOnceLock::new();
+
+/// The context variable's bound `get` and `set`, looked up once.
+struct Variable {
+    get: Py<PyAny>,
+    set: Py<PyAny>,
+}
 
 /// A number no other core of this process has.
 pub fn new_core_id() -> u64 {
@@ -33,30 +38,32 @@ impl HeldTickets {
     }
 }
 
-fn variable(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    let var = HELD.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+fn variable(py: Python<'_>) -> PyResult<&Variable> {
+    HELD.get_or_try_init(py, || -> PyResult<Variable> {
         let kwargs = PyDict::new(py);
         kwargs.set_item("default", py.None())?;
-        Ok(py
+        let var = py
             .import("contextvars")?
             .getattr("ContextVar")?
-            .call(("orchestrator_tickets",), Some(&kwargs))?
-            .unbind())
-    })?;
-    Ok(var.bind(py))
+            .call(("orchestrator_tickets",), Some(&kwargs))?;
+        Ok(Variable {
+            get: var.getattr("get")?.unbind(),
+            set: var.getattr("set")?.unbind(),
+        })
+    })
 }
 
 fn current(py: Python<'_>) -> PyResult<Option<Py<HeldTickets>>> {
-    let value = variable(py)?.call_method0(intern!(py, "get"))?;
+    let value = variable(py)?.get.bind(py).call0()?;
     Ok(value.cast_into::<HeldTickets>().ok().map(Bound::unbind))
 }
 
 fn replace(py: Python<'_>, entries: Vec<(u64, u32, u64)>) -> PyResult<()> {
-    let var = variable(py)?;
+    let set = variable(py)?.set.bind(py);
     if entries.is_empty() {
-        var.call_method1(intern!(py, "set"), (py.None(),))?;
+        set.call1((py.None(),))?;
     } else {
-        var.call_method1(intern!(py, "set"), (HeldTickets { entries },))?;
+        set.call1((HeldTickets { entries },))?;
     }
     Ok(())
 }

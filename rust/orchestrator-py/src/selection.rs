@@ -11,13 +11,14 @@ use orchestrator_core::{
     BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
 };
 use parking_lot::Mutex;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert;
-use crate::errors::{to_py, NoEligible};
+use crate::errors::{to_py, NoEligible, StaleTicketError};
 use crate::explanation::Explanation;
 use crate::held;
 use crate::request::{outcome, Outcome, OutcomeFields, Request};
@@ -48,8 +49,11 @@ pub struct SelectionCore {
     inner: Mutex<Inner>,
     /// Identifies this core's tickets in a context's held tickets.
     id: u64,
-    /// Called as `listener(model, all_open)` after a selection that sends a
-    /// probe to a half-open model.
+    /// The registry, called back after the lock is released:
+    /// `listener._on_probe(model, all_open)` after a selection that sends a
+    /// probe to a half-open model, and `listener._no_eligible_error(
+    /// explanation, request)` for the exception to raise when no model is
+    /// eligible (without a listener: `NoEligible(explanation, request)`).
     listener: Mutex<Option<Py<PyAny>>>,
 }
 
@@ -147,19 +151,78 @@ impl SelectionCore {
         self.inner.lock()
     }
 
+    /// The request of `select_model`'s or `select`'s arguments: the seven
+    /// request keywords in order, or a `constraints` object whose
+    /// `request()` gives one.
+    fn request_of(
+        py: Python<'_>,
+        args: [Option<&Bound<'_, PyAny>>; 7],
+        constraints: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Request> {
+        let Some(given) = constraints.filter(|c| !c.is_none()) else {
+            let [caps, max_cost, min_speed, context, exclude, input, output] = args;
+            return Request::parse(caps, max_cost, min_speed, context, exclude, input, output);
+        };
+        if args.iter().flatten().any(|v| !v.is_none()) {
+            return Err(PyTypeError::new_err(
+                "pass either constraints or the individual keyword arguments",
+            ));
+        }
+        given
+            .call_method0(intern!(py, "request"))
+            .and_then(|r| r.extract::<Request>().map_err(PyErr::from))
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "invalid constraints: expected ModelConstraints, got {}",
+                    given
+                        .repr()
+                        .map_or_else(|_| "?".to_owned(), |r| r.to_string())
+                ))
+            })
+    }
+
+    fn listener(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.listener.lock().as_ref().map(|l| l.clone_ref(py))
+    }
+
     /// After the lock is released: tell the listener about a probe.
     fn announce(&self, py: Python<'_>, picked: &Picked) -> PyResult<()> {
-        if let Some(all_open) = picked.probe {
-            let listener = self.listener.lock().as_ref().map(|l| l.clone_ref(py));
-            if let Some(listener) = listener {
-                listener.call1(py, (picked.model.clone_ref(py), all_open))?;
-            }
+        if let (Some(all_open), Some(listener)) = (picked.probe, self.listener(py)) {
+            listener.call_method1(
+                py,
+                intern!(py, "_on_probe"),
+                (picked.model.clone_ref(py), all_open),
+            )?;
         }
         Ok(())
     }
 
-    fn no_eligible(explanation: Explanation, request: &Request) -> PyErr {
-        NoEligible::new_err((explanation, request.clone()))
+    /// The exception for a request no model satisfies (call only after the
+    /// lock is released: the listener is Python code).
+    fn no_eligible(&self, py: Python<'_>, explanation: Explanation, request: &Request) -> PyErr {
+        let Some(listener) = self.listener(py) else {
+            return NoEligible::new_err((explanation, request.clone()));
+        };
+        match listener.call_method1(
+            py,
+            intern!(py, "_no_eligible_error"),
+            (explanation, request.clone()),
+        ) {
+            Ok(error) => PyErr::from_value(error.into_bound(py)),
+            Err(err) => err,
+        }
+    }
+
+    /// Select for `request` and hold the ticket for this task.
+    fn select_and_hold(&self, py: Python<'_>, request: &Request) -> PyResult<Py<PyAny>> {
+        let selected = self.lock().select(py, request)?; // the lock is released here
+        let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
+        if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
+            // An earlier unused selection of this model in this task: release it.
+            let _ = self.lock().table.cancel(picked.slot, old);
+        }
+        self.announce(py, &picked)?;
+        Ok(picked.model)
     }
 }
 
@@ -299,8 +362,8 @@ impl SelectionCore {
             .map_err(to_py)
     }
 
-    /// Call `listener(model, all_open)` after each selection that probes a
-    /// half-open model (`None` to stop).
+    /// Set the object called back after selections (see the `listener`
+    /// field: `_on_probe` and `_no_eligible_error`); `None` to stop.
     fn set_listener(&self, listener: Option<Py<PyAny>>) {
         let old = std::mem::replace(&mut *self.listener.lock(), listener);
         drop(old);
@@ -408,9 +471,11 @@ impl SelectionCore {
     }
 
     /// The best model for a request; its ticket is held for this task's
-    /// next call of that model. Raises `NoEligible` (with the explanation,
-    /// from the same snapshot) when no model satisfies the request.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None))]
+    /// next call of that model. `constraints` is an object whose
+    /// `request()` gives a `Request` (a `ModelConstraints`), instead of the
+    /// other keywords. When no model satisfies the request, raises the
+    /// listener's error (else `NoEligible`), explained from the same snapshot.
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -422,39 +487,55 @@ impl SelectionCore {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        constraints: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let request = Request::parse(
-            capabilities,
-            max_cost,
-            min_speed,
-            context_length,
-            exclude_models,
-            input_tokens,
-            output_tokens,
+        let request = Self::request_of(
+            py,
+            [
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            ],
+            constraints,
         )?;
-        self.select_request(py, &request)
+        self.select_and_hold(py, &request)
     }
 
-    /// Like `select_model`, for a `Request`.
-    fn select_request(&self, py: Python<'_>, request: &Request) -> PyResult<Py<PyAny>> {
-        let picked = self
-            .lock()
-            .select(py, request)?
-            .map_err(|e| Self::no_eligible(e, request))?;
-        if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
-            // An earlier unused selection of this model in this task: release it.
-            let _ = self.lock().table.cancel(picked.slot, old);
-        }
-        self.announce(py, &picked)?;
-        Ok(picked.model)
-    }
-
-    /// Select for a `Request` without holding the ticket: `(model, slot, ticket)`.
-    fn select(&self, py: Python<'_>, request: &Request) -> PyResult<(Py<PyAny>, u32, u64)> {
-        let picked = self
-            .lock()
-            .select(py, request)?
-            .map_err(|e| Self::no_eligible(e, request))?;
+    /// Select like `select_model`, without holding the ticket:
+    /// `(model, slot, ticket)`.
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        &self,
+        py: Python<'_>,
+        capabilities: Option<&Bound<'_, PyAny>>,
+        max_cost: Option<&Bound<'_, PyAny>>,
+        min_speed: Option<&Bound<'_, PyAny>>,
+        context_length: Option<&Bound<'_, PyAny>>,
+        exclude_models: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        constraints: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Py<PyAny>, u32, u64)> {
+        let request = Self::request_of(
+            py,
+            [
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            ],
+            constraints,
+        )?;
+        let selected = self.lock().select(py, &request)?; // the lock is released here
+        let picked = selected.map_err(|e| self.no_eligible(py, e, &request))?;
         self.announce(py, &picked)?;
         Ok((picked.model, picked.slot, picked.ticket))
     }
@@ -477,7 +558,7 @@ impl SelectionCore {
         if selections.is_empty() && n > 0 {
             let explanation = Explanation::of(py, &guard.table, &guard.models, &c);
             drop(guard);
-            return Err(Self::no_eligible(explanation, request));
+            return Err(self.no_eligible(py, explanation, request));
         }
         Ok(selections
             .iter()
@@ -519,14 +600,52 @@ impl SelectionCore {
         Ok((names, f64_bytes(py, &values)))
     }
 
-    /// Fold one outcome in under `ticket` (0: none); returns the breaker
-    /// transition code (0 none, 1 opened, 2 half-opened, 3 closed). A stale
-    /// ticket raises `StaleTicketError` and changes nothing.
-    fn report(&self, slot: u32, ticket: u64, outcome: &Outcome) -> PyResult<u8> {
+    /// Fold in the outcome of a selection of `model` in `slot` under
+    /// `ticket` (0: none), its fields converted as `Outcome`'s; returns the
+    /// breaker transition code (0 none, 1 opened, 2 half-opened, 3 closed).
+    /// A stale ticket, or a model that is not the one in `slot`, raises
+    /// `StaleTicketError` and changes nothing.
+    #[pyo3(signature = (model, slot, ticket, success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        model: &Bound<'_, PyAny>,
+        slot: u32,
+        ticket: u64,
+        success: &Bound<'_, PyAny>,
+        latency: &Bound<'_, PyAny>,
+        error_class: Option<&Bound<'_, PyAny>>,
+        time_to_first_token: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        quality: Option<&Bound<'_, PyAny>>,
+        retry_after: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u8> {
+        let outcome = outcome(
+            success,
+            latency,
+            error_class,
+            time_to_first_token,
+            input_tokens,
+            output_tokens,
+            cost,
+            quality,
+            retry_after,
+            &OutcomeFields::ONE,
+        )?;
         let ticket = (ticket != 0).then_some(ticket);
-        self.lock()
+        let mut guard = self.lock();
+        let registered = guard.models.get(slot as usize).and_then(Option::as_ref);
+        if !registered.is_some_and(|m| m.as_ptr() == model.as_ptr()) {
+            drop(guard);
+            return Err(StaleTicketError::new_err(format!(
+                "this selection is not of the model registered in slot {slot} of this registry"
+            )));
+        }
+        guard
             .table
-            .report(slot, ticket, &outcome.inner)
+            .report(slot, ticket, &outcome)
             .map(Transition::code)
             .map_err(to_py)
     }
