@@ -637,7 +637,7 @@ impl SelectionCore {
         let ticket = (ticket != 0).then_some(ticket);
         let mut guard = self.lock();
         let registered = guard.models.get(slot as usize).and_then(Option::as_ref);
-        if !registered.is_some_and(|m| m.as_ptr() == model.as_ptr()) {
+        if registered.is_none_or(|m| m.as_ptr() != model.as_ptr()) {
             drop(guard);
             return Err(StaleTicketError::new_err(format!(
                 "this selection is not of the model registered in slot {slot} of this registry"
