@@ -1,22 +1,30 @@
 //! The model table: every registered model as a slot in parallel arrays,
-//! selection in one pass over them, and outcome reporting.
+//! selection in one pass over them, and outcome reporting. Change
+//! detection, shared state and the statistics matrix are in the submodules;
+//! specs, outcomes and verdicts in their own modules of the crate.
+
+mod change;
+mod shared;
+mod stats_matrix;
 
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
-use crate::error::{non_negative, unit_interval, CoreError};
+use crate::error::{non_negative, CoreError};
+pub use crate::outcome::{Delta, Outcome, SharedStats};
 use crate::reward::RewardWeights;
 use crate::rng::DrawKey;
+pub use crate::spec::{
+    Constraints, ModelSpec, Rejection, DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS,
+};
 use crate::stats::{Observation, Observed, Snapshot};
 use crate::strategy::{Strategy, StrategyConfig};
 use crate::tickets::{Ticket, TicketStore};
-use crate::{CAPABILITY_NAMES, ERROR_AUTHENTICATION, ERROR_CLASSES};
+pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
+use crate::ERROR_AUTHENTICATION;
 
-/// Request size used to price a request whose token counts are not given.
-pub const DEFAULT_INPUT_TOKENS: u32 = 100;
-pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 /// Mean reward assumed for a model with no reported outcome in its estimate.
 const PRIOR_MEAN: f64 = 0.5;
 /// Rescale the discounted statistics when the running weight exceeds this.
@@ -26,297 +34,6 @@ const RESCALE_AT: f64 = 1e100;
 const FORGOTTEN: f64 = 1e-200;
 /// The most selections one `select_many` call makes.
 pub const MAX_SELECT_MANY: usize = 10_000;
-
-/// What is declared about a model when it is registered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSpec {
-    pub name: String,
-    pub provider: String,
-    pub capabilities: u32,
-    /// Context window in tokens; 0 when unknown.
-    pub context_length: u32,
-    pub input_price_per_million: f64,
-    pub output_price_per_million: f64,
-    pub request_fee: f64,
-    /// False when the model has no known price.
-    pub priced: bool,
-    /// Declared output tokens per second, used until speed is observed.
-    pub declared_speed: Option<f64>,
-}
-
-impl ModelSpec {
-    pub fn validate(&self) -> Result<(), CoreError> {
-        if self.name.trim().is_empty() {
-            return Err(CoreError::invalid("name", format!("{:?}", self.name)));
-        }
-        if self.provider.trim().is_empty() {
-            return Err(CoreError::invalid(
-                "provider",
-                format!("{:?}", self.provider),
-            ));
-        }
-        non_negative("input_price_per_million", self.input_price_per_million)?;
-        non_negative("output_price_per_million", self.output_price_per_million)?;
-        non_negative("request_fee", self.request_fee)?;
-        if let Some(speed) = self.declared_speed {
-            non_negative("declared_speed", speed)?;
-        }
-        Ok(())
-    }
-}
-
-/// One request's constraints, validated by [`Constraints::new`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Constraints {
-    pub required_capabilities: u32,
-    pub max_cost: Option<f64>,
-    pub min_speed: Option<f64>,
-    pub context_length: Option<u32>,
-    pub exclude: Vec<u32>,
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-}
-
-impl Constraints {
-    pub fn new(
-        required_capabilities: u32,
-        max_cost: Option<f64>,
-        min_speed: Option<f64>,
-        context_length: Option<i64>,
-        exclude: Vec<u32>,
-        input_tokens: Option<i64>,
-        output_tokens: Option<i64>,
-    ) -> Result<Self, CoreError> {
-        if let Some(cost) = max_cost {
-            non_negative("max_cost", cost)?;
-        }
-        if let Some(speed) = min_speed {
-            non_negative("min_speed", speed)?;
-        }
-        let tokens = |field: &'static str, v: Option<i64>, default: u32| match v {
-            None => Ok(default),
-            Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => Ok(n as u32),
-            Some(n) => Err(CoreError::invalid(field, n)),
-        };
-        let context_length = match context_length {
-            None => None,
-            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
-            Some(n) => return Err(CoreError::invalid("context_length", n)),
-        };
-        Ok(Constraints {
-            required_capabilities,
-            max_cost,
-            min_speed,
-            context_length,
-            exclude,
-            input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
-            output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
-        })
-    }
-}
-
-/// Why a model was not eligible for a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Rejection {
-    MissingCapabilities(u32),
-    ContextUnknown { needed: u32 },
-    ContextTooSmall { needed: u32, has: u32 },
-    Unpriced,
-    TooExpensive { cost: f64, max: f64 },
-    SpeedUnknown,
-    TooSlow { speed: f64, min: f64 },
-    Excluded,
-    CircuitOpen { retry_in_s: f64 },
-    ProbeInFlight,
-}
-
-impl Rejection {
-    /// The `select_model` keyword this rejection is about.
-    pub fn constraint(&self) -> &'static str {
-        match self {
-            Rejection::MissingCapabilities(_) => "capabilities",
-            Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
-                "context_length"
-            }
-            Rejection::Unpriced | Rejection::TooExpensive { .. } => "max_cost",
-            Rejection::SpeedUnknown | Rejection::TooSlow { .. } => "min_speed",
-            Rejection::Excluded => "exclude_models",
-            Rejection::CircuitOpen { .. } | Rejection::ProbeInFlight => "health",
-        }
-    }
-
-    /// A sentence a person can read.
-    pub fn describe(&self) -> String {
-        match self {
-            Rejection::MissingCapabilities(mask) => {
-                let names: Vec<&str> = CAPABILITY_NAMES
-                    .iter()
-                    .enumerate()
-                    .filter(|(bit, _)| mask & (1 << bit) != 0)
-                    .map(|(_, n)| *n)
-                    .collect();
-                format!("lacks capabilities: {}", names.join(", "))
-            }
-            Rejection::ContextUnknown { needed } => {
-                format!("context window unknown, {needed} tokens needed")
-            }
-            Rejection::ContextTooSmall { needed, has } => {
-                format!("context window {has} tokens < {needed} needed")
-            }
-            Rejection::Unpriced => {
-                "has no known price, so max_cost cannot be checked (give it a cost)".to_owned()
-            }
-            Rejection::TooExpensive { cost, max } => {
-                format!("expected cost ${cost:.6} per request > max_cost ${max:.6}")
-            }
-            Rejection::SpeedUnknown => {
-                "speed unknown: not declared and not yet observed".to_owned()
-            }
-            Rejection::TooSlow { speed, min } => {
-                format!("speed {speed:.1} tokens/s < min_speed {min:.1}")
-            }
-            Rejection::Excluded => "excluded by exclude_models".to_owned(),
-            Rejection::CircuitOpen { retry_in_s } => {
-                format!("circuit open, next probe in {retry_in_s:.1}s")
-            }
-            Rejection::ProbeInFlight => "circuit half-open, a probe is in flight".to_owned(),
-        }
-    }
-}
-
-/// How an eligible model scored.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScoreParts {
-    /// Estimated mean reward (or negative cost for the cost strategy).
-    pub estimate: f64,
-    pub exploration_bonus: f64,
-    pub score: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub trials: u64,
-    pub pending: u32,
-    /// True while the model still owes `min_trials` forced trials.
-    pub forced: bool,
-    pub expected_cost: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    Eligible(ScoreParts),
-    Rejected(Rejection),
-}
-
-/// One candidate's verdict in an explanation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Explanation {
-    pub slot: u32,
-    pub verdict: Verdict,
-}
-
-/// The outcome of [`Table::select`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Selection {
-    pub slot: u32,
-    pub ticket: u64,
-    /// Chosen as a forced trial (fewer than `min_trials` outcomes).
-    pub forced: bool,
-    /// Every eligible model's breaker was open; this one recovers soonest.
-    pub fallback_open: bool,
-    /// The breaker moved to half-open for this request.
-    pub transition: Transition,
-}
-
-/// One observed outcome of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Outcome {
-    pub success: bool,
-    /// Index into [`ERROR_CLASSES`]; 0 for success.
-    pub error_class: u8,
-    pub latency_s: f64,
-    pub ttft_s: Option<f64>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// What the call cost; `None` prices the token counts at the model's
-    /// declared prices (0 for an unpriced model).
-    pub cost_usd: Option<f64>,
-    /// Caller's quality score in `[0, 1]`.
-    pub quality: Option<f64>,
-    /// A reward in `[0, 1]` that replaces the computed one.
-    pub reward: Option<f64>,
-    /// Provider's `Retry-After` in seconds; 0 when absent.
-    pub retry_after_s: f64,
-}
-
-impl Outcome {
-    /// The error class counted for this outcome: a failure reported with
-    /// class `none` counts as `other`.
-    pub fn counted_error_class(&self) -> u8 {
-        if self.success || self.error_class != 0 {
-            self.error_class
-        } else {
-            (ERROR_CLASSES.len() - 1) as u8
-        }
-    }
-
-    /// This outcome as the core counts it (see [`Self::counted_error_class`]),
-    /// if every field is valid.
-    pub fn checked(mut self) -> Result<Outcome, CoreError> {
-        self.error_class = self.counted_error_class();
-        self.validate()?;
-        Ok(self)
-    }
-
-    pub fn validate(&self) -> Result<(), CoreError> {
-        non_negative("latency", self.latency_s)?;
-        if let Some(ttft) = self.ttft_s {
-            non_negative("time_to_first_token", ttft)?;
-        }
-        if let Some(cost) = self.cost_usd {
-            non_negative("cost", cost)?;
-        }
-        non_negative("retry_after", self.retry_after_s)?;
-        if let Some(q) = self.quality {
-            unit_interval("quality", q)?;
-        }
-        if let Some(r) = self.reward {
-            unit_interval("reward", r)?;
-        }
-        if usize::from(self.error_class) >= ERROR_CLASSES.len() {
-            return Err(CoreError::invalid("error_class", self.error_class));
-        }
-        if self.success && self.error_class != 0 {
-            return Err(CoreError::invalid(
-                "error_class",
-                format!(
-                    "{} on a successful outcome",
-                    ERROR_CLASSES[usize::from(self.error_class)]
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Other workers' statistics of one model, as effective counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SharedStats {
-    pub n: f64,
-    pub reward_sum: f64,
-    pub reward_sq_sum: f64,
-}
-
-/// What one model observed since the last [`Table::take_deltas`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Delta {
-    pub requests: u64,
-    pub successes: u64,
-    pub failures_by_class: [u64; ERROR_CLASSES.len()],
-    pub reward_sum: f64,
-    pub reward_sq_sum: f64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
-}
 
 /// The fields selection reads for every model, packed together so the
 /// one-pass scan stays in cache.
@@ -1105,62 +822,6 @@ impl Table {
         )
     }
 
-    /// Change detection: when a model's recent rewards (a fast moving
-    /// average over about 30 outcomes) sit more than `CHANGE_SIGMAS` standard
-    /// errors from its long-run mean, its history no longer describes it:
-    /// keep only `CHANGE_KEEP` outcomes' worth, centred on the recent level,
-    /// so the model is re-learned in tens of requests instead of thousands.
-    fn detect_change(&mut self, i: usize, reward: f64) {
-        const ALPHA: f64 = 0.03;
-        const CHANGE_SIGMAS: f64 = 6.0;
-        const CHANGE_KEEP: f64 = 20.0;
-        let (level, seen) = &mut self.recent_reward[i];
-        *level = if *seen == 0 {
-            reward
-        } else {
-            *level + ALPHA * (reward - *level)
-        };
-        *seen = seen.saturating_add(1);
-        let n = self.disc_n[i] / self.weight;
-        if f64::from(*seen) < 2.0 / ALPHA || n <= 2.0 * CHANGE_KEEP {
-            return;
-        }
-        let mean = self.disc_sum[i] / self.disc_n[i];
-        let var = (self.disc_sq[i] / self.disc_n[i] - mean * mean).max(1e-4);
-        let level = *level;
-        let sd_level = (var * ALPHA / (2.0 - ALPHA)).sqrt();
-        if (level - mean).abs() <= CHANGE_SIGMAS * sd_level {
-            return;
-        }
-        let keep = CHANGE_KEEP * self.weight;
-        self.total_disc_n += keep - self.disc_n[i];
-        self.disc_n[i] = keep;
-        self.disc_sum[i] = level * keep;
-        self.disc_sq[i] = (var + level * level) * keep;
-        self.recent_reward[i].1 = 0;
-    }
-
-    fn rescale(&mut self) {
-        let inv = 1.0 / self.weight;
-        for i in 0..self.active.len() {
-            self.disc_n[i] *= inv;
-            self.disc_sum[i] *= inv;
-            self.disc_sq[i] *= inv;
-            if self.disc_n[i] < FORGOTTEN {
-                // Discounted to nothing: forget it exactly, rather than let a
-                // subnormal count make `1 / n` infinite.
-                self.disc_n[i] = 0.0;
-                self.disc_sum[i] = 0.0;
-                self.disc_sq[i] = 0.0;
-            }
-        }
-        self.total_disc_n = (0..self.active.len())
-            .filter(|&i| self.active[i])
-            .map(|i| self.disc_n[i])
-            .sum();
-        self.weight = 1.0;
-    }
-
     fn expire_tickets(&mut self, now: f64) {
         let (generation, pending, total) =
             (&self.generation, &mut self.pending, &mut self.total_pending);
@@ -1174,62 +835,6 @@ impl Table {
     pub fn sweep(&mut self) {
         let now = self.now();
         self.expire_tickets(now);
-    }
-
-    // ----- shared state ---------------------------------------------------
-
-    /// The outcomes each model observed since the last call, by slot, and
-    /// reset them: what a worker adds to shared totals.
-    pub fn take_deltas(&mut self) -> Vec<(u32, Delta)> {
-        let mut out = Vec::new();
-        for i in 0..self.active.len() {
-            if self.active[i] && self.deltas[i].requests > 0 {
-                out.push((i as u32, std::mem::take(&mut self.deltas[i])));
-            }
-        }
-        out
-    }
-
-    /// Put back deltas that could not be delivered, so they are sent later
-    /// (added to whatever was observed since).
-    pub fn restore_deltas(&mut self, deltas: &[(u32, Delta)]) {
-        for (slot, d) in deltas {
-            let i = *slot as usize;
-            if !self.is_active(*slot) {
-                continue;
-            }
-            let t = &mut self.deltas[i];
-            t.requests += d.requests;
-            t.successes += d.successes;
-            for (a, b) in t.failures_by_class.iter_mut().zip(d.failures_by_class) {
-                *a += b;
-            }
-            t.reward_sum += d.reward_sum;
-            t.reward_sq_sum += d.reward_sq_sum;
-            t.input_tokens += d.input_tokens;
-            t.output_tokens += d.output_tokens;
-            t.cost_usd += d.cost_usd;
-        }
-    }
-
-    /// Set other workers' statistics of a model, used with this worker's own
-    /// in every score.
-    pub fn set_shared(&mut self, slot: u32, stats: SharedStats) -> Result<(), CoreError> {
-        let i = self.check_slot(slot)?;
-        non_negative("shared.n", stats.n)?;
-        non_negative("shared.reward_sum", stats.reward_sum)?;
-        non_negative("shared.reward_sq_sum", stats.reward_sq_sum)?;
-        if stats.reward_sum > stats.n * (1.0 + 1e-9) + 1e-9 {
-            return Err(CoreError::invalid("shared.reward_sum", stats.reward_sum));
-        }
-        self.total_shared_n += stats.n - self.shared[i].n;
-        self.shared[i] = stats;
-        Ok(())
-    }
-
-    pub fn shared(&self, slot: u32) -> Result<SharedStats, CoreError> {
-        let i = self.check_slot(slot)?;
-        Ok(self.shared[i])
     }
 
     // ----- health ---------------------------------------------------------
@@ -1278,47 +883,6 @@ impl Table {
     /// keyed by it).
     pub fn selections(&self) -> u64 {
         self.selections
-    }
-
-    /// Column names of [`Table::stats_matrix`].
-    pub const STATS_COLUMNS: [&'static str; 12] = [
-        "active",
-        "trials",
-        "pending",
-        "successes",
-        "failures",
-        "mean_reward",
-        "discounted_trials",
-        "discounted_mean_reward",
-        "latency_ewma_s",
-        "tokens_per_second",
-        "total_cost_usd",
-        "breaker_state",
-    ];
-
-    /// Row-major `capacity() x STATS_COLUMNS.len()` matrix; unknown values are NaN.
-    pub fn stats_matrix(&self) -> Vec<f64> {
-        let cols = Self::STATS_COLUMNS.len();
-        let mut out = Vec::with_capacity(self.active.len() * cols);
-        for i in 0..self.active.len() {
-            let o = &self.observed[i];
-            let mean = |sum: f64, n: f64| if n > 0.0 { sum / n } else { f64::NAN };
-            out.extend_from_slice(&[
-                f64::from(u8::from(self.active[i])),
-                self.trials[i] as f64,
-                f64::from(self.pending[i]),
-                o.successes as f64,
-                (o.requests - o.successes) as f64,
-                mean(o.reward_sum, o.requests as f64),
-                self.disc_n[i] / self.weight,
-                mean(self.disc_sum[i], self.disc_n[i]),
-                o.latency_ewma_s.unwrap_or(f64::NAN),
-                o.tokens_per_second.unwrap_or(f64::NAN),
-                o.total_cost_usd,
-                f64::from(self.breakers[i].state as u8),
-            ]);
-        }
-        out
     }
 }
 
