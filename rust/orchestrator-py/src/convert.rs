@@ -6,9 +6,12 @@
 //! string is not a sequence of names, a float is not an integer, and a number
 //! too large for its field is a `ValueError` naming the field.
 
+use orchestrator_core as core;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+
+use crate::errors::to_py;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -75,6 +78,20 @@ pub fn optional_real(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<
 /// An integer in `[min, max]`: an int (or an object with `__index__`), not
 /// a bool, float or string.
 pub fn integer(value: &Bound<'_, PyAny>, field: &str, min: i128, max: i128) -> PyResult<i128> {
+    if let Ok(int) = value.cast_exact::<PyInt>() {
+        if let Ok(n) = int.extract::<i64>() {
+            let n = i128::from(n);
+            return if (min..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err(out_of_range(
+                    field,
+                    value,
+                    &format!("an integer from {min} to {max}"),
+                ))
+            };
+        }
+    }
     if value.is_instance_of::<PyBool>()
         || value.is_instance_of::<PyFloat>()
         || value.is_instance_of::<PyString>()
@@ -168,6 +185,18 @@ pub fn each<T>(
         out.push(item(&v?, field)?);
     }
     Ok(out)
+}
+
+/// `None` or a list of capability names, as the core's bit mask.
+pub fn capabilities(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<u32> {
+    let Some(v) = value.filter(|v| !v.is_none()) else {
+        return Ok(0);
+    };
+    let bits = each(v, field, |item, field| match item.cast::<PyString>() {
+        Ok(name) => core::capability_mask([name.to_cow()?.as_ref()]).map_err(to_py),
+        Err(_) => Err(wrong_type(field, item, "a string is required")),
+    })?;
+    Ok(bits.into_iter().fold(0, |mask, bit| mask | bit))
 }
 
 /// `None` or a list of strings.

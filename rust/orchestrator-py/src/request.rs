@@ -30,8 +30,7 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
-        let names = convert::names(capabilities, "capabilities")?;
-        let mask = core::capability_mask(names.iter().map(String::as_str)).map_err(to_py)?;
+        let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
         let min_speed = convert::optional_real(min_speed, "min_speed")?;
         let context_length = convert::optional_count32(context_length, "context_length", 1)?;

@@ -92,11 +92,10 @@ fn model_spec(
     priced: &Bound<'_, PyAny>,
     declared_speed: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<ModelSpec> {
-    let names = convert::names(Some(capabilities), "capabilities")?;
     let spec = ModelSpec {
         name: convert::string(name, "name")?,
         provider: convert::string(provider, "provider")?,
-        capabilities: core::capability_mask(names.iter().map(String::as_str)).map_err(to_py)?,
+        capabilities: convert::capabilities(Some(capabilities), "capabilities")?,
         context_length: convert::count32(context_length, "context_length", 0)?,
         input_price_per_million: convert::real(input_price_per_million, "input_price_per_million")?,
         output_price_per_million: convert::real(

@@ -522,7 +522,10 @@ impl Table {
     /// The model `select` would choose, without changing anything:
     /// `(slot, forced, fallback_open)`.
     pub fn pick(&self, c: &Constraints) -> Option<(usize, bool, bool)> {
-        let now = self.now();
+        self.pick_at(c, self.now())
+    }
+
+    fn pick_at(&self, c: &Constraints, now: f64) -> Option<(usize, bool, bool)> {
         let pass = self.pass();
         // Best forced trial: fewest tried. Best scored: highest (score, secondary).
         let mut forced: Option<(usize, u64)> = None;
@@ -578,7 +581,7 @@ impl Table {
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
         let now = self.now();
         self.expire_tickets(now);
-        let (slot, forced, fallback) = self.pick(c)?;
+        let (slot, forced, fallback) = self.pick_at(c, now)?;
         self.selections += 1;
         let transition = if fallback {
             // Probe the soonest-recovering model early rather than fail.
