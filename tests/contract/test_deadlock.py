@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from orchestrator.models.model_registry import ModelRegistry
-from tests.conftest import ScriptedModel
+from tests.contract.helpers import fleet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,11 +22,8 @@ THREADS = 4
 ROUNDS = 25
 
 
-def fleet(n: int = 6) -> ModelRegistry:
-    registry = ModelRegistry()
-    for i in range(n):
-        registry.register_model(ScriptedModel(f"m{i}"))
-    return registry
+def models(n: int = 6) -> ModelRegistry:
+    return fleet(*(f"m{i}" for i in range(n)))
 
 
 class Reentrant:
@@ -81,7 +78,7 @@ def run_threads(work: Callable[[int], Any]) -> list[BaseException]:
 
 
 def test_generator_arguments_that_sleep_and_reenter_do_not_deadlock() -> None:
-    registry = fleet()
+    registry = models()
 
     def work(i: int) -> None:
         model = registry.select_model(capabilities=sleeping_capabilities(registry))
@@ -95,7 +92,7 @@ def test_generator_arguments_that_sleep_and_reenter_do_not_deadlock() -> None:
 
 
 def test_index_callbacks_that_reenter_do_not_deadlock() -> None:
-    registry = fleet()
+    registry = models()
 
     def work(_: int) -> None:
         model = registry.select_model(context_length=Reentrant(registry, 4096))
@@ -109,7 +106,7 @@ def test_index_callbacks_that_reenter_do_not_deadlock() -> None:
 
 
 def test_float_callbacks_that_reenter_do_not_deadlock() -> None:
-    registry = fleet()
+    registry = models()
 
     def work(_: int) -> None:
         registry.select_model(max_cost=Reentrant(registry, 1.0))
@@ -125,7 +122,7 @@ def test_float_callbacks_that_reenter_do_not_deadlock() -> None:
 
 
 def test_a_callback_that_raises_changes_nothing() -> None:
-    registry = fleet(2)
+    registry = models(2)
 
     class Broken:
         def __float__(self) -> float:

@@ -9,14 +9,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.models.model_registry import ModelRegistry, Selection
-from tests.conftest import ScriptedModel
+from tests.contract.helpers import fleet, state
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -66,20 +65,7 @@ BATCH_KEYS = (
 
 
 def registry() -> ModelRegistry:
-    r = ModelRegistry()
-    for name in ("a", "b"):
-        r.register_model(ScriptedModel(name))
-    return r
-
-
-def state(r: ModelRegistry) -> tuple[Any, ...]:
-    stats = r.statistics()
-    return (
-        tuple(stats["name"]),
-        tuple(np.nan_to_num(stats["trials"])),
-        tuple(np.nan_to_num(stats["pending"])),
-        r.core.outstanding_tickets(),
-    )
+    return fleet("a", "b")
 
 
 def attempt(call: Callable[[], Any], r: ModelRegistry, names: list[str]) -> Any:

@@ -9,7 +9,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -18,28 +17,14 @@ from orchestrator.core.model import ModelConstraints
 from orchestrator.errors import NoEligibleModelsError, StaleTicketError
 from orchestrator.models.model_registry import ModelRegistry, ThompsonSelector
 from tests.conftest import ScriptedModel
+from tests.contract.helpers import fleet, state
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def registry() -> ModelRegistry:
-    r = ModelRegistry()
-    for name in ("a", "b", "c"):
-        r.register_model(ScriptedModel(name))
-    return r
-
-
-def state(registry: ModelRegistry) -> tuple[Any, ...]:
-    """Everything a rejected call must leave as it was."""
-    stats = registry.statistics()
-    return (
-        tuple(stats["name"]),
-        tuple(np.nan_to_num(stats["trials"])),
-        tuple(np.nan_to_num(stats["pending"])),
-        tuple(np.nan_to_num(stats["successes"])),
-        registry.core.outstanding_tickets(),
-    )
+    return fleet("a", "b", "c")
 
 
 #: Selecting entry points, each called with one request keyword.
