@@ -101,6 +101,22 @@ def test_select_plain_python(benchmark: Any, n: int) -> None:
     assert "code_generation" in selection.model.capabilities
 
 
+@pytest.mark.parametrize("outstanding", [0, 100_000, 1_000_000])
+def test_select_with_outstanding_tickets(benchmark: Any, outstanding: int) -> None:
+    """Selection cost does not grow with unreported selections: tickets live
+    in an O(1) ring whose expiry never scans the outstanding ones."""
+    registry = build_registry(100)
+    while registry.core.outstanding_tickets() < outstanding:
+        registry.select_many(10_000)
+    select = registry.select
+    benchmark.group = "select n=100 by outstanding tickets"
+    benchmark.extra_info.update(
+        contender=f"orchestrator select, {outstanding:,} outstanding", models=100
+    )
+    selection = benchmark(select, **REQUEST)
+    assert selection.model.capabilities.code_generation
+
+
 @pytest.mark.parametrize("strategy", LITELLM_STRATEGIES)
 @pytest.mark.parametrize("n", LITELLM_SIZES)
 def test_select_litellm(
@@ -160,7 +176,7 @@ def test_round_orchestrator(benchmark: Any, n: int) -> None:
     benchmark.group = f"round n={n}"
     benchmark.extra_info.update(contender="orchestrator select + report_outcome", models=n)
     benchmark(one_round)  # select() holds no ticket in the context: no fresh context needed
-    assert registry._core.outstanding_tickets() == 0
+    assert registry.core.outstanding_tickets() == 0
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -202,7 +218,7 @@ def test_round_orchestrator_batch(benchmark: Any, n: int) -> None:
         _pedantic_budget(benchmark, one_batch, 2.0)
     else:
         benchmark(one_batch)
-    assert registry._core.outstanding_tickets() == 0
+    assert registry.core.outstanding_tickets() == 0
 
 
 def _mabwiser(n: int, policy: str) -> Callable[[], None]:

@@ -1,6 +1,12 @@
-"""Type stub of ``orchestrator._core``, the Rust selection core (PyO3)."""
+"""Type stub of ``orchestrator._core``, the Rust selection core (PyO3).
 
-from collections.abc import Iterable, Sequence
+Every method converts its arguments by type before the core's lock is taken
+(a ``bool`` is not a number, a string is not a list, a float is not an
+integer, an overflow is a ``ValueError`` naming the field); no Python code
+runs while the lock is held.
+"""
+
+from collections.abc import Sequence
 from typing import Any, Optional, final
 
 __all__ = [
@@ -10,8 +16,17 @@ __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
     "ERROR_CLASSES",
     "KEY_FORMAT_VERSION",
+    "MAX_OUTSTANDING_TICKETS",
+    "MAX_SELECT_MANY",
+    "MIN_DISCOUNT",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
+    "STRATEGY_NAMES",
+    "Explanation",
+    "HeldTickets",
+    "NoEligible",
+    "Outcome",
+    "Request",
     "SelectionCore",
     "__version__",
     "cache_key",
@@ -20,10 +35,14 @@ __all__ = [
 __version__: str
 CAPABILITY_NAMES: list[str]
 ERROR_CLASSES: list[str]
+STRATEGY_NAMES: list[str]
 STATS_COLUMNS: list[str]
 KEY_FORMAT_VERSION: int
 DEFAULT_INPUT_TOKENS: int
 DEFAULT_OUTPUT_TOKENS: int
+MAX_SELECT_MANY: int
+MAX_OUTSTANDING_TICKETS: int
+MIN_DISCOUNT: float
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
 
@@ -36,163 +55,230 @@ def cache_key(
 ) -> str:
     """Stable 128-bit cache key (32 hex digits) of a request."""
 
+class NoEligible(Exception):
+    """No model satisfies a request: ``args == (Explanation, Request)``."""
+
+@final
+class Request:
+    """One request's constraints, converted and validated."""
+
+    def __new__(
+        cls,
+        capabilities: Optional[object] = None,
+        max_cost: Optional[object] = None,
+        min_speed: Optional[object] = None,
+        context_length: Optional[object] = None,
+        exclude_models: Optional[object] = None,
+        *,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+    ) -> Request: ...
+    @property
+    def capabilities(self) -> list[str]: ...
+    @property
+    def max_cost(self) -> Optional[float]: ...
+    @property
+    def min_speed(self) -> Optional[float]: ...
+    @property
+    def context_length(self) -> Optional[int]: ...
+    @property
+    def exclude_models(self) -> list[str]: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def given_input_tokens(self) -> Optional[int]: ...
+    @property
+    def given_output_tokens(self) -> Optional[int]: ...
+
+@final
+class Outcome:
+    """One call's outcome, converted and validated."""
+
+    def __new__(
+        cls,
+        success: object,
+        latency: object,
+        *,
+        error_class: Optional[object] = None,
+        time_to_first_token: Optional[object] = None,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        cost: Optional[object] = None,
+        quality: Optional[object] = None,
+        retry_after: Optional[object] = None,
+    ) -> Outcome: ...
+    @property
+    def success(self) -> bool: ...
+    @property
+    def error_class(self) -> str: ...
+    @property
+    def latency(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+
+@final
+class Explanation:
+    """Every model's verdict for a request, from one snapshot."""
+
+    @property
+    def chosen(self) -> Optional[Any]: ...
+    @property
+    def all_breakers_open(self) -> bool: ...
+    def rows(self) -> list[dict[str, Any]]: ...
+    def __len__(self) -> int: ...
+
+@final
+class HeldTickets:
+    """The tickets a context holds (the value of the core's context variable)."""
+
+    def __len__(self) -> int: ...
+
 @final
 class SelectionCore:
     """Selection state of one registry: models as slots in parallel arrays."""
 
     def __new__(
         cls,
-        strategy: str = "ucb",
-        exploration_factor: float = 2.0,
-        min_trials: int = 5,
-        confidence_level: float = 0.95,
-        discount: float = 1.0,
+        strategy: Optional[object] = None,
+        exploration_factor: Optional[object] = None,
+        min_trials: Optional[object] = None,
+        confidence_level: Optional[object] = None,
+        discount: Optional[object] = None,
     ) -> SelectionCore: ...
     def configure_strategy(
         self,
-        strategy: str,
-        exploration_factor: float = 2.0,
-        min_trials: int = 5,
-        confidence_level: float = 0.95,
-        discount: float = 1.0,
+        strategy: Optional[object] = None,
+        exploration_factor: Optional[object] = None,
+        min_trials: Optional[object] = None,
+        confidence_level: Optional[object] = None,
+        discount: Optional[object] = None,
     ) -> None: ...
     def configure_reward(
         self,
-        success: float = 1.0,
-        latency: float = 0.5,
-        cost: float = 0.25,
-        quality: float = 1.0,
-        latency_ref_s: float = 2.0,
-        cost_ref_usd: float = 0.01,
+        success: Optional[object] = None,
+        latency: Optional[object] = None,
+        cost: Optional[object] = None,
+        quality: Optional[object] = None,
+        latency_ref_s: Optional[object] = None,
+        cost_ref_usd: Optional[object] = None,
     ) -> None: ...
     def configure_breaker(
         self,
-        failure_threshold: int = 3,
-        recovery_threshold: int = 2,
-        base_cooldown_s: float = 30.0,
-        max_cooldown_s: float = 600.0,
-        error_rate_threshold: float = 0.5,
-        error_rate_window: int = 20,
+        failure_threshold: Optional[object] = None,
+        recovery_threshold: Optional[object] = None,
+        base_cooldown_s: Optional[object] = None,
+        max_cooldown_s: Optional[object] = None,
+        error_rate_threshold: Optional[object] = None,
+        error_rate_window: Optional[object] = None,
     ) -> None: ...
-    def seed(self, seed: int) -> None: ...
-    def set_pending_timeout(self, seconds: float) -> None: ...
+    def seed(self, seed: object) -> None: ...
+    def set_pending_timeout(self, seconds: object) -> None: ...
+    def set_listener(self, listener: Optional[Any]) -> None: ...
     def register(
         self,
         model: Any,
-        name: str,
-        provider: str,
-        capabilities: Iterable[str],
-        context_length: int = 0,
-        input_price_per_million: float = 0.0,
-        output_price_per_million: float = 0.0,
-        request_fee: float = 0.0,
-        priced: bool = False,
-        declared_speed: Optional[float] = None,
+        name: object,
+        provider: object,
+        capabilities: object,
+        context_length: Optional[object] = None,
+        input_price_per_million: Optional[object] = None,
+        output_price_per_million: Optional[object] = None,
+        request_fee: Optional[object] = None,
+        priced: Optional[object] = None,
+        declared_speed: Optional[object] = None,
     ) -> int: ...
     def update(
         self,
         slot: int,
-        name: str,
-        provider: str,
-        capabilities: Iterable[str],
-        context_length: int = 0,
-        input_price_per_million: float = 0.0,
-        output_price_per_million: float = 0.0,
-        request_fee: float = 0.0,
-        priced: bool = False,
-        declared_speed: Optional[float] = None,
+        name: object,
+        provider: object,
+        capabilities: object,
+        context_length: object,
+        input_price_per_million: object,
+        output_price_per_million: object,
+        request_fee: object,
+        priced: object,
+        declared_speed: Optional[object] = None,
     ) -> None: ...
     def unregister(self, name: str) -> int: ...
     def model(self, slot: int) -> Any: ...
     def slot_of(self, name: str) -> Optional[int]: ...
     def __len__(self) -> int: ...
+    def select_model(
+        self,
+        capabilities: Optional[object] = None,
+        max_cost: Optional[object] = None,
+        min_speed: Optional[object] = None,
+        context_length: Optional[object] = None,
+        exclude_models: Optional[object] = None,
+        *,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        constraints: Optional[Any] = None,
+    ) -> Any: ...
     def select(
         self,
-        capabilities: Optional[Iterable[str]] = None,
-        max_cost: Optional[float] = None,
-        min_speed: Optional[float] = None,
-        context_length: Optional[int] = None,
-        exclude: Optional[Iterable[str]] = None,
-        input_tokens: Optional[int] = None,
-        output_tokens: Optional[int] = None,
-    ) -> Optional[tuple[Any, int, int, int]]:
-        """``(model, slot, ticket, flags)`` or ``None``; flags: 1 forced
-        trial, 2 every breaker open, 4 moved to half-open."""
-    def select_many(
-        self,
-        count: int,
-        capabilities: Optional[Iterable[str]] = None,
-        max_cost: Optional[float] = None,
-        min_speed: Optional[float] = None,
-        context_length: Optional[int] = None,
-        exclude: Optional[Iterable[str]] = None,
-        input_tokens: Optional[int] = None,
-        output_tokens: Optional[int] = None,
-    ) -> list[tuple[Any, int, int]]: ...
-    def explain(
-        self,
-        capabilities: Optional[Iterable[str]] = None,
-        max_cost: Optional[float] = None,
-        min_speed: Optional[float] = None,
-        context_length: Optional[int] = None,
-        exclude: Optional[Iterable[str]] = None,
-        input_tokens: Optional[int] = None,
-        output_tokens: Optional[int] = None,
-    ) -> tuple[list[dict[str, Any]], Optional[int], bool]: ...
-    def scores(
-        self,
-        capabilities: Optional[Iterable[str]] = None,
-        max_cost: Optional[float] = None,
-        min_speed: Optional[float] = None,
-        context_length: Optional[int] = None,
-        exclude: Optional[Iterable[str]] = None,
-        input_tokens: Optional[int] = None,
-        output_tokens: Optional[int] = None,
-    ) -> bytes: ...
+        capabilities: Optional[object] = None,
+        max_cost: Optional[object] = None,
+        min_speed: Optional[object] = None,
+        context_length: Optional[object] = None,
+        exclude_models: Optional[object] = None,
+        *,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        constraints: Optional[Any] = None,
+    ) -> tuple[Any, int, int]: ...
+    def select_many(self, n: object, request: Request) -> list[tuple[Any, int, int]]: ...
+    def explain(self, request: Request) -> Explanation: ...
+    def scores(self, request: Request) -> tuple[list[str], bytes]: ...
     def report(
         self,
+        model: Any,
         slot: int,
         ticket: int,
-        success: bool,
-        error_class: int = 0,
-        latency: float = 0.0,
-        time_to_first_token: Optional[float] = None,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cost: Optional[float] = None,
-        quality: Optional[float] = None,
-        reward: Optional[float] = None,
-        retry_after: float = 0.0,
-    ) -> int:
-        """Transition code: 0 none, 1 opened, 2 half-opened, 3 closed.
-        ``cost=None`` prices the tokens at the model's declared prices."""
+        success: object,
+        latency: object,
+        *,
+        error_class: Optional[object] = None,
+        time_to_first_token: Optional[object] = None,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        cost: Optional[object] = None,
+        quality: Optional[object] = None,
+        retry_after: Optional[object] = None,
+    ) -> int: ...
+    def record(self, slot: int, ticket: int, outcome: Outcome) -> int: ...
+    def take_held(self, slot: int) -> int: ...
     def report_many(
         self,
         slots: Sequence[int],
         tickets: Sequence[int],
-        successes: Sequence[bool],
-        latencies: Sequence[float],
-        error_classes: Optional[Sequence[int]] = None,
-        input_tokens: Optional[Sequence[int]] = None,
-        output_tokens: Optional[Sequence[int]] = None,
-        costs: Optional[Sequence[float]] = None,
-        qualities: Optional[Sequence[float]] = None,
+        successes: object,
+        latencies: object,
+        *,
+        error_classes: Optional[object] = None,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        costs: Optional[object] = None,
+        qualities: Optional[object] = None,
     ) -> list[int]: ...
     def cancel(self, slot: int, ticket: int) -> None: ...
-    def record_health_check(self, slot: int, healthy: bool) -> int: ...
+    def record_health_check(self, slot: int, healthy: object) -> int: ...
     def breaker(self, slot: int) -> dict[str, Any]: ...
     def snapshot(self, slot: int) -> dict[str, Any]: ...
-    def stats_matrix(self) -> tuple[bytes, int, list[str]]: ...
+    def stats_matrix(self) -> tuple[bytes, list[str]]: ...
     def take_deltas(
         self,
     ) -> list[tuple[int, int, int, list[int], float, float, int, int, float]]: ...
     def restore_deltas(
-        self, rows: list[tuple[int, int, int, list[int], float, float, int, int, float]]
+        self, rows: Sequence[tuple[int, int, int, list[int], float, float, int, int, float]]
     ) -> None: ...
     def set_shared(self, slot: int, n: float, reward_sum: float, reward_sq_sum: float) -> None: ...
     def shared(self, slot: int) -> tuple[float, float, float]: ...
     def pending(self, slot: int) -> int: ...
     def outstanding_tickets(self) -> int: ...
     def now(self) -> float: ...
-    def advance_clock(self, seconds: float) -> None: ...
+    def advance_clock(self, seconds: object) -> None: ...
     def sweep(self) -> None: ...

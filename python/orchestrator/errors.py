@@ -1,13 +1,25 @@
-"""One documented hierarchy for everything a model call can raise.
+"""Every public exception of the library, in one module.
 
-Every provider adapter maps its wire errors into these classes. Each class
-carries ``error_class``, the name the selection core records for the outcome,
-and ``retryable``, whether the same request can succeed if tried again.
+Model-call errors: every provider adapter maps its wire errors into the
+:class:`ModelError` classes. Each carries ``error_class``, the name the
+selection core records for the outcome, and ``retryable``, whether the same
+request can succeed if tried again.
+
+Registry errors: the Rust core raises :class:`StaleTicketError`,
+:class:`UnknownSlotError` and :class:`DuplicateModelError` itself (it imports
+them from here), so callers catch by type and never parse a message.
+Invalid arguments are ``ValueError``/``TypeError`` naming the field and value.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+import difflib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Optional
+
+if TYPE_CHECKING:
+    from orchestrator.models.explanation import SelectionExplanation
+    from orchestrator.models.failover import Attempt
 
 
 class OrchestratorError(Exception):
@@ -118,6 +130,78 @@ class UnsupportedOperationError(ModelError):
     """The model does not offer this operation (for example embeddings)."""
 
     error_class = "other"
+
+
+# ----- registry and selection --------------------------------------------------
+
+
+class ModelNotFoundError(OrchestratorError, KeyError):
+    """No model of that name is registered; the message suggests close names."""
+
+    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
+        self.name = name
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        if not known:
+            hint = "; the registry is empty"
+        super().__init__(f"no model named {name!r} is registered{hint}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DuplicateModelError(OrchestratorError, ValueError):
+    """A model of that name is already registered."""
+
+
+class StaleTicketError(OrchestratorError, ValueError):
+    """A selection's ticket was already reported or released, has expired, or
+    belongs to another model or registry: the outcome was not counted."""
+
+
+class UnknownSlotError(OrchestratorError, LookupError):
+    """No model is registered in that core slot any more (it was unregistered)."""
+
+
+class NoEligibleModelsError(OrchestratorError):
+    """No registered model satisfies the request. ``reasons`` maps each
+    model's name to the constraint that excluded it; ``explanation`` is the
+    full :class:`~orchestrator.models.explanation.SelectionExplanation`,
+    taken in the same snapshot as the failed selection."""
+
+    def __init__(self, explanation: SelectionExplanation) -> None:
+        self.explanation = explanation
+        self.reasons = {c.name: f"{c.constraint}: {c.reason}" for c in explanation.candidates}
+        if not explanation.candidates:
+            message = "no models are registered"
+        else:
+            lines = "; ".join(f"{name} ({why})" for name, why in self.reasons.items())
+            message = f"no registered model satisfies the request: {lines}"
+        super().__init__(message)
+
+
+# ----- failover -------------------------------------------------------------------
+
+
+class FailoverError(OrchestratorError):
+    """A failover call gave up; ``attempts`` says what was tried and
+    ``last_error`` (also the ``__cause__``) why the last try failed."""
+
+    def __init__(
+        self, message: str, attempts: list[Attempt], last_error: Optional[BaseException]
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class FailoverExhaustedError(FailoverError):
+    """Every allowed attempt failed with a retryable error, or no eligible
+    model was left to try."""
+
+
+class FailoverTimeoutError(FailoverError, TimeoutError):
+    """The request's total ``deadline`` passed."""
 
 
 def error_class_of(exc: BaseException) -> str:

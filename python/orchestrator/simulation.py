@@ -804,7 +804,7 @@ def run(
     try:
         for t in range(n):
             if t:
-                registry._core.advance_clock(float(world.gaps[t]))
+                registry.core.advance_clock(float(world.gaps[t]))
             selection = None
             if policy is None:
                 selection = registry.select(

@@ -158,10 +158,10 @@ def test_unknown_capability_lists_the_known_ones(registry: ModelRegistry) -> Non
     ("kwargs", "fragment"),
     [
         ({"capabilities": "text_generation"}, "not a string"),
-        ({"capabilities": [1]}, "capabilities must hold strings"),
+        ({"capabilities": [1]}, "invalid capabilities: 1 .a string is required"),
         ({"max_cost": "cheap"}, "invalid max_cost: 'cheap'"),
         ({"context_length": 1.5}, "invalid context_length: 1.5"),
-        ({"exclude_models": [3]}, "exclude_models must hold model names"),
+        ({"exclude_models": [3]}, "invalid exclude_models: 3 .a string is required"),
     ],
 )
 def test_wrong_types_raise_type_errors(

@@ -5,6 +5,11 @@ Every call of :meth:`Model.generate_response` or :meth:`Model.stream_response`,
 including overrides in subclasses, is measured (latency, time to first token,
 tokens, cost, success or error class) and reported to every registry the model
 is registered in, so their selectors learn with no code from the user.
+
+A model does not know the registry: each registration gives it a
+:class:`Binding` to an :class:`OutcomeSink` (the registry implements it), and
+the model reports every measured outcome, or releases the selection's ticket
+when no outcome is owed (a cache hit, an abandoned stream, a cancelled call).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import _core
+from orchestrator.core.cache import ModelCache
 from orchestrator.errors import (
     MalformedResponseError,
     UnsupportedOperationError,
@@ -28,8 +34,7 @@ from orchestrator.errors import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.core.cache import ModelCache
-    from orchestrator.models.model_registry import ModelRegistry
+    from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ logger = logging.getLogger(__name__)
 Prompt = Union[str, Sequence[dict[str, Any]]]
 
 CAPABILITY_NAMES: tuple[str, ...] = tuple(_core.CAPABILITY_NAMES)
-ERROR_CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(_core.ERROR_CLASSES)}
+ERROR_CLASSES: tuple[str, ...] = tuple(_core.ERROR_CLASSES)
 
 
 class ModelCapabilities(BaseModel):
@@ -153,7 +158,7 @@ class ModelConstraints(BaseModel):
     * ``context_length``: the context window the request needs, in tokens.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     capabilities: list[str] = Field(default_factory=list)
     max_cost: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
@@ -168,17 +173,31 @@ class ModelConstraints(BaseModel):
     def _known_capabilities(cls, value: list[str]) -> list[str]:
         return check_capability_names(value)
 
-    def core_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the core's ``select``/``explain``."""
-        return {
-            "capabilities": self.capabilities or None,
-            "max_cost": self.max_cost,
-            "min_speed": self.min_speed,
-            "context_length": self.context_length,
-            "exclude": self.exclude_models or None,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-        }
+    def request(self) -> _core.Request:
+        """These constraints as the core's typed request (the same
+        conversion ``select_model``'s keyword arguments go through)."""
+        return _core.Request(
+            self.capabilities,
+            self.max_cost,
+            self.min_speed,
+            self.context_length,
+            self.exclude_models,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+        )
+
+    @classmethod
+    def of(cls, request: _core.Request) -> ModelConstraints:
+        """The constraints a core request holds (for explanations)."""
+        return cls(
+            capabilities=request.capabilities,
+            max_cost=request.max_cost,
+            min_speed=request.min_speed,
+            context_length=request.context_length,
+            exclude_models=request.exclude_models,
+            input_tokens=request.given_input_tokens,
+            output_tokens=request.given_output_tokens,
+        )
 
 
 def estimate_tokens(value: Any) -> int:
@@ -218,49 +237,64 @@ class CallResult:
     latency: float
 
 
-@dataclass
-class Binding:
-    """A model's place in one registry: the registry's core and the slot."""
+class OutcomeSink(Protocol):
+    """Where a model reports its measured calls: the registry implements it.
+    The model holds a sink per registration and never imports the registry."""
 
-    registry: ModelRegistry
+    def record(
+        self,
+        model: Model,
+        slot: int,
+        ticket: int,
+        outcome: _core.Outcome,
+        error: Optional[BaseException],
+    ) -> None:
+        """Count one call's outcome (under ``ticket``; 0 when the call was
+        not selected through this sink)."""
+
+    def release(self, slot: int, ticket: int) -> None:
+        """Release a selection's ticket for which no outcome is owed."""
+
+    def update_model(self, model: Model) -> None:
+        """Take in the model's changed capabilities, cost or speed."""
+
+
+@dataclass(eq=False)
+class Binding:
+    """A model's place in one registry: the sink it reports to, the core
+    holding its statistics and its slot there."""
+
+    sink: OutcomeSink
     core: _core.SelectionCore
     slot: int
+
+    @property
+    def registry(self) -> OutcomeSink:
+        """The sink under its former name (adapters written before the sink
+        protocol); new code uses :meth:`Model.declarations_changed`."""
+        return self.sink
+
+
+#: A call's selection tickets, one per registration of the model at the time.
+Tickets = list[tuple[Binding, int]]
 
 
 _ACTIVE_CALL: contextvars.ContextVar[Optional[CallRecord]] = contextvars.ContextVar(
     "orchestrator_active_call", default=None
 )
-#: Tickets issued by ``select_model`` in this task, by (id(core), slot).
-_TICKETS: contextvars.ContextVar[Optional[dict[tuple[int, int], int]]] = contextvars.ContextVar(
-    "orchestrator_tickets", default=None
-)
 
 
-def hold_ticket(core: _core.SelectionCore, slot: int, ticket: int) -> None:
-    """Remember a selection's ticket for the next call of that model in this
-    task; an older unused ticket for the same model is released."""
-    held = _TICKETS.get()
-    key = (id(core), slot)
-    if held is None:
-        _TICKETS.set({key: ticket})
-        return
-    old = held.get(key)
-    if old is not None:
-        try:
-            core.cancel(slot, old)
-        except ValueError:
-            logger.debug("superseded ticket %s had already expired", old)
-    _TICKETS.set({**held, key: ticket})
+def take_tickets(bindings: Iterable[Binding]) -> Tickets:
+    """Take the tickets this task holds for each registration (the core
+    holds them per task from ``select_model`` on)."""
+    return [(b, b.core.take_held(b.slot)) for b in bindings]
 
 
-def _take_tickets(bindings: list[Binding]) -> list[int]:
-    held = _TICKETS.get()
-    if not held:
-        return [0] * len(bindings)
-    remaining = dict(held)
-    tickets = [remaining.pop((id(b.core), b.slot), 0) for b in bindings]
-    _TICKETS.set(remaining or None)
-    return tickets
+def release_tickets(tickets: Tickets) -> None:
+    """Release tickets for which no outcome is owed."""
+    for binding, ticket in tickets:
+        if ticket:
+            binding.sink.release(binding.slot, ticket)
 
 
 def current_call() -> Optional[CallRecord]:
@@ -295,11 +329,21 @@ def _measured_generate(fn: GenerateFn) -> GenerateFn:
         use_cache = kwargs.pop("cache", True)
         refresh = kwargs.pop("refresh_cache", False)
         _LAST_CALL.set(None)
-        if self._cache is not None and use_cache:
-            return await self._cache.generate(
-                self, prompt, kwargs, lambda: self._run_measured(fn, prompt, kwargs), refresh
-            )
-        return (await self._run_measured(fn, prompt, kwargs)).text
+        tickets = take_tickets(self._bindings)
+        if self._cache is None or not use_cache:
+            return (await self._run_measured(fn, prompt, kwargs, tickets)).text
+        ran = False
+
+        def call() -> Awaitable[CallResult]:
+            nonlocal ran
+            ran = True
+            return self._run_measured(fn, prompt, kwargs, tickets)
+
+        try:
+            return await self._cache.generate(self, prompt, kwargs, call, refresh)
+        finally:
+            if not ran:  # served from the cache: no outcome is owed
+                release_tickets(tickets)
 
     generate_response.__orchestrator_measured__ = True  # type: ignore[attr-defined]
     return generate_response
@@ -313,11 +357,10 @@ def _measured_stream(fn: StreamFn) -> StreamFn:
             return fn(self, prompt, **kwargs)
         use_cache = kwargs.pop("cache", True)
         refresh = kwargs.pop("refresh_cache", False)
-        if self._cache is not None and use_cache:
-            return self._cache.stream(
-                self, prompt, kwargs, lambda: MeasuredStream(self, fn, prompt, kwargs), refresh
-            )
-        return MeasuredStream(self, fn, prompt, kwargs)
+        tickets = take_tickets(self._bindings)
+        if self._cache is None or not use_cache:
+            return MeasuredStream(self, fn, prompt, kwargs, tickets)
+        return CachedStream(self, self._cache, fn, prompt, kwargs, tickets, refresh)
 
     stream_response.__orchestrator_measured__ = True  # type: ignore[attr-defined]
     return stream_response
@@ -341,18 +384,78 @@ def _cached_embed(fn: EmbedFn) -> EmbedFn:
     return embed
 
 
+class CachedStream:
+    """A model's stream through its cache. When the cache serves the answer,
+    no measured call runs, so the selection's tickets are released when the
+    stream ends or is closed."""
+
+    def __init__(
+        self,
+        model: Model,
+        cache: ModelCache,
+        fn: StreamFn,
+        prompt: Prompt,
+        params: dict[str, Any],
+        tickets: Tickets,
+        refresh: bool,
+    ) -> None:
+        self._model, self._fn, self._prompt, self._params = model, fn, prompt, params
+        self._tickets = tickets
+        self._measured: Optional[MeasuredStream] = None
+        self._inner = cache.stream(model, prompt, params, self._start, refresh)
+
+    def _start(self) -> MeasuredStream:
+        """The measured call, when the cache misses."""
+        self._measured = MeasuredStream(
+            self._model, self._fn, self._prompt, self._params, self._tickets
+        )
+        return self._measured
+
+    def __aiter__(self) -> CachedStream:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            return await self._inner.__anext__()
+        except BaseException:
+            self._settle()
+            raise
+
+    @property
+    def result(self) -> Optional[CallResult]:
+        return None if self._measured is None else self._measured.result
+
+    def _settle(self) -> None:
+        if self._measured is None:
+            release_tickets(self._tickets)
+            self._tickets = []
+
+    async def aclose(self) -> None:
+        self._settle()
+        closer = getattr(self._inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
 class MeasuredStream:
     """An async iterator over a model's streamed chunks that measures the call
     and reports it when the stream ends. ``result`` is set once it completed."""
 
-    def __init__(self, model: Model, fn: StreamFn, prompt: Prompt, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: Model,
+        fn: StreamFn,
+        prompt: Prompt,
+        params: dict[str, Any],
+        tickets: Tickets,
+    ) -> None:
         self._model = model
         self._fn = fn
         self._prompt = prompt
         self._params = params
         self._inner: Optional[AsyncIterator[str]] = None
         self._record: Optional[CallRecord] = None
-        self._tickets: list[int] = []
+        self._tickets = tickets
         self._chunks: list[str] = []
         self._done = False
         self.result: Optional[CallResult] = None
@@ -365,7 +468,6 @@ class MeasuredStream:
             raise StopAsyncIteration
         if self._record is None:
             self._record = CallRecord(self._model)
-            self._tickets = _take_tickets(self._model._bindings)
         token = _ACTIVE_CALL.set(self._record)
         try:
             if self._inner is None:
@@ -393,7 +495,7 @@ class MeasuredStream:
         selection ticket is released."""
         if not self._done and self._record is not None:
             self._done = True
-            self._model._release(self._tickets)
+            release_tickets(self._tickets)
         if self._inner is not None and hasattr(self._inner, "aclose"):
             await self._inner.aclose()
 
@@ -492,8 +594,6 @@ class Model(abc.ABC):
 
     def enable_caching(self, cache: ModelCache) -> None:
         """Serve identical requests from ``cache`` (see :mod:`orchestrator.core.cache`)."""
-        from orchestrator.core.cache import ModelCache
-
         if not isinstance(cache, ModelCache):
             raise TypeError(f"invalid cache: expected ModelCache, got {type(cache).__name__}")
         self._cache = cache
@@ -532,6 +632,12 @@ class Model(abc.ABC):
         if record is not None and seconds > 0:
             record.retry_after = max(record.retry_after, float(seconds))
 
+    def declarations_changed(self) -> None:
+        """Tell every registry this model is in that its capabilities, cost
+        or speed changed (adapters call it after discovering them)."""
+        for binding in list(self._bindings):
+            binding.sink.update_model(self)
+
     @property
     def metrics(self) -> ModelMetrics:
         """What the first registry this model is registered in observed."""
@@ -541,10 +647,9 @@ class Model(abc.ABC):
         return ModelMetrics.from_snapshot(b.core.snapshot(b.slot))
 
     async def _run_measured(
-        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any]
+        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any], tickets: Tickets
     ) -> CallResult:
         record = CallRecord(self)
-        tickets = _take_tickets(self._bindings)
         token = _ACTIVE_CALL.set(record)
         try:
             text = await fn(self, prompt, **params)
@@ -563,27 +668,20 @@ class Model(abc.ABC):
         _LAST_CALL.set(result)
         return result
 
-    def _release(self, tickets: list[int]) -> None:
-        for binding, ticket in zip(self._bindings, tickets):
-            if ticket:
-                try:
-                    binding.core.cancel(binding.slot, ticket)
-                except ValueError:
-                    logger.debug("ticket %s of %s already expired", ticket, self.name)
-
     def _finish(
         self,
         record: CallRecord,
-        tickets: list[int],
+        tickets: Tickets,
         prompt: Prompt,
         text: Optional[str],
         exc: Optional[BaseException],
     ) -> CallResult:
-        """Report a finished call to every registry; returns its result."""
+        """Report a finished call to every registry the model is still in;
+        returns its result."""
         latency = time.perf_counter() - record.started
         if exc is not None and not isinstance(exc, Exception):
             # Cancelled or interrupted: not the model's fault, not an outcome.
-            self._release(tickets)
+            release_tickets(tickets)
             return CallResult("", self.name, 0, 0, 0.0, latency)
         input_tokens = (
             record.input_tokens if record.input_tokens is not None else estimate_tokens(prompt)
@@ -597,22 +695,20 @@ class Model(abc.ABC):
         if cost is None:
             cost = self.cost.price(input_tokens, output_tokens) if self.cost is not None else 0.0
         ttft = record.first_token_at - record.started if record.first_token_at is not None else None
-        error_class = 0 if exc is None else ERROR_CLASS_INDEX[error_class_of(exc)]
         retry_after = record.retry_after or float(getattr(exc, "retry_after", None) or 0.0)
-        for binding, ticket in zip(list(self._bindings), tickets):
-            binding.registry._record_outcome(
-                self,
-                binding,
-                ticket,
-                success=exc is None,
-                error_class=error_class,
-                latency=latency,
-                time_to_first_token=ttft,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost=cost,
-                quality=record.quality,
-                retry_after=retry_after,
-                error=exc,
-            )
+        outcome = _core.Outcome(
+            exc is None,
+            latency,
+            error_class="none" if exc is None else error_class_of(exc),
+            time_to_first_token=ttft,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            quality=record.quality,
+            retry_after=retry_after,
+        )
+        current = self._bindings
+        for binding, ticket in tickets:
+            if binding in current:  # unregistered mid-call: that registry's ticket is gone
+                binding.sink.record(self, binding.slot, ticket, outcome, exc)
         return CallResult(text or "", self.name, input_tokens, output_tokens, cost, latency)

@@ -19,12 +19,31 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from orchestrator.core.model import Model, ModelConstraints, Prompt, estimate_tokens, last_call
-from orchestrator.errors import OrchestratorError, error_class_of, is_retryable
+from orchestrator.errors import (
+    FailoverError,
+    FailoverExhaustedError,
+    FailoverTimeoutError,
+    NoEligibleModelsError,
+    error_class_of,
+    is_retryable,
+)
 
 if TYPE_CHECKING:
     from orchestrator.models.model_registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SELECTION_KEYS",
+    "Attempt",
+    "FailoverError",
+    "FailoverExhaustedError",
+    "FailoverStream",
+    "FailoverTimeoutError",
+    "GenerationResult",
+    "generate",
+    "stream",
+]
 
 #: Keyword arguments that constrain selection; every other one is a generation parameter.
 SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"}
@@ -53,27 +72,6 @@ class GenerationResult:
     output_tokens: int
     cost: float
     latency: float
-
-
-class FailoverError(OrchestratorError):
-    """A failover call gave up; ``attempts`` says what was tried and
-    ``last_error`` (also the ``__cause__``) why the last try failed."""
-
-    def __init__(
-        self, message: str, attempts: list[Attempt], last_error: Optional[BaseException]
-    ) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.last_error = last_error
-
-
-class FailoverExhaustedError(FailoverError):
-    """Every allowed attempt failed with a retryable error, or no eligible
-    model was left to try."""
-
-
-class FailoverTimeoutError(FailoverError, TimeoutError):
-    """The request's total ``deadline`` passed."""
 
 
 @dataclass
@@ -113,8 +111,6 @@ class _Plan:
 
     def select(self) -> Model:
         """The next-best eligible model not tried yet."""
-        from orchestrator.models.model_registry import NoEligibleModelsError
-
         if len(self.attempts) > self.retry_budget:
             raise self.exhausted(f"retry budget of {self.retry_budget} spent")
         exclude = [*self.constraints.exclude_models, *self.excluded]
@@ -145,14 +141,20 @@ class _Plan:
         self.excluded.append(model.name)
         logger.info("%s failed (%s); failing over", model.name, error_class_of(exc))
 
+    def report_timeout(self, model: Model, started: float) -> float:
+        """Report a call cut by the deadline as a ``timeout`` outcome to the
+        core and the breaker; returns its latency."""
+        latency = time.perf_counter() - started
+        with contextlib.suppress(LookupError, ValueError):
+            self.registry.report_outcome(model.name, False, latency, error_class="timeout")
+        return latency
+
     def hung(self, model: Model, started: float) -> None:
         """A call cut by the deadline or ``attempt_timeout``: the model's
         wrapper reports no outcome for a cancelled call, so report a timeout
         here, or a hanging model would never trip its breaker."""
-        latency = time.perf_counter() - started
+        latency = self.report_timeout(model, started)
         error = TimeoutError(f"{model.name} did not answer within the time left")
-        with contextlib.suppress(LookupError, ValueError):
-            self.registry.report_outcome(model.name, False, latency, error_class="timeout")
         self.attempts.append(Attempt(model.name, "timeout", latency))
         self.last_error = error
         self.excluded.append(model.name)
@@ -283,6 +285,7 @@ class FailoverStream:
         self._prompt = prompt
         self._plan = plan
         self._inner: Optional[AsyncIterator[str]] = None
+        self._streaming: Optional[Model] = None
         self._started = 0.0
         self._closed = False
         self.model: Optional[str] = None
@@ -312,6 +315,11 @@ class FailoverStream:
         except TimeoutError as exc:
             self._end("timeout")
             if time_limit.expired:
+                # Cut mid-stream by the deadline: the model's wrapper saw a
+                # cancellation (no outcome), so report the stall here, or a
+                # model that stalls mid-stream would never trip its breaker.
+                assert self._streaming is not None
+                self._plan.report_timeout(self._streaming, self._started)
                 raise self._plan.timed_out() from None
             self._attach(exc)
             raise
@@ -340,6 +348,7 @@ class FailoverStream:
                     chunk = await inner.__anext__()
             except StopAsyncIteration:
                 self._inner, self._started, self.model = inner, started, model.name
+                self._streaming = model
                 self._end("ok")
                 raise
             except TimeoutError as exc:
@@ -357,6 +366,7 @@ class FailoverStream:
                 await _close(inner)
                 raise
             self._inner, self._started, self.model = inner, started, model.name
+            self._streaming = model
             return chunk
 
     def _end(self, outcome: str) -> None:

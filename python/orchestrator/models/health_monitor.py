@@ -173,8 +173,8 @@ class ModelHealthMonitor:
         if self._registry is not None and self._registry is not registry:
             raise ValueError("this ModelHealthMonitor is already attached to another registry")
         self._registry = registry
-        self._attached_at = registry._core.now()
-        registry._core.configure_breaker(
+        self._attached_at = registry.core.now()
+        registry.core.configure_breaker(
             self.failure_threshold,
             self.recovery_threshold,
             self.base_cooldown,
@@ -221,7 +221,7 @@ class ModelHealthMonitor:
             self._last_error[model.name] = f"{type(error).__name__}: {error}"
         if retry_after > 0:
             registry = self._registry
-            now = registry._core.now() if registry is not None else time.monotonic()
+            now = registry.core.now() if registry is not None else time.monotonic()
             track = self._track(model.name)
             with self._lock:
                 track.retry_until = max(track.retry_until, now + retry_after)
@@ -251,7 +251,7 @@ class ModelHealthMonitor:
     def status(self, model: Model) -> HealthStatus:
         """Synchronous :meth:`get_status`."""
         registry = self._attached()
-        core = registry._core
+        core = registry.core
         slot = registry._binding(model).slot
         breaker = core.breaker(slot)
         metrics = registry.get_metrics(model.name)
@@ -344,17 +344,17 @@ class ModelHealthMonitor:
         """The models the next round would check: open (with no
         ``Retry-After`` pending), half-open, or idle."""
         registry = self._attached()
-        now = registry._core.now()
+        now = registry.core.now()
         due = []
         for model in registry:
             try:
                 slot = registry._binding(model).slot
             except LookupError:
                 continue  # unregistered meanwhile
-            state = registry._core.breaker(slot)["state"]
+            state = registry.core.breaker(slot)["state"]
             track = self._track(model.name)
             probing = state == "half_open" or (state == "open" and now >= track.retry_until)
-            idle_for = registry._core.snapshot(slot)["idle_for"]
+            idle_for = registry.core.snapshot(slot)["idle_for"]
             if probing or (state == "closed" and self._is_idle(track, idle_for, now)):
                 due.append(model)
         return due
@@ -414,7 +414,7 @@ class ModelHealthMonitor:
         if not healthy:
             self._last_error[model.name] = f"health check failed: {why}"
             logger.info("health check of %s failed: %s", model.name, why)
-        code = registry._core.record_health_check(slot, healthy)
+        code = registry.core.record_health_check(slot, healthy)
         if code:
             self.transition(model, TRANSITIONS[code])
 

@@ -11,31 +11,39 @@ counted exactly once.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from orchestrator import _core
+from orchestrator.config import registry_from_config
+from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import (
     CAPABILITY_NAMES,
-    ERROR_CLASS_INDEX,
     Binding,
     Model,
     ModelConstraints,
     ModelMetrics,
     check_capability_names,
-    hold_ticket,
 )
-from orchestrator.errors import OrchestratorError
-from orchestrator.models.health_monitor import TRANSITIONS
+from orchestrator.errors import (
+    DuplicateModelError,
+    ModelNotFoundError,
+    NoEligibleModelsError,
+    StaleTicketError,
+)
+from orchestrator.models import failover
+from orchestrator.models.explanation import (
+    CandidateExplanation,
+    SelectionExplanation,
+    explanation_of,
+)
+from orchestrator.models.health_monitor import TRANSITIONS, ModelHealthMonitor
 from orchestrator.models.selectors import (
     SELECTORS,
     CoreSelector,
@@ -47,13 +55,12 @@ from orchestrator.models.selectors import (
     UCBModelSelector,
     selector_for,
 )
+from orchestrator.models.shared_state import SharedState, check_url
 
 if TYPE_CHECKING:
-    from orchestrator.core.cache import ModelCache
     from orchestrator.core.model import Prompt
     from orchestrator.models.failover import FailoverStream, GenerationResult
-    from orchestrator.models.health_monitor import HealthStatus, ModelHealthMonitor
-    from orchestrator.models.shared_state import SharedState
+    from orchestrator.models.health_monitor import HealthStatus
 
 logger = logging.getLogger(__name__)
 
@@ -75,107 +82,6 @@ __all__ = [
     "UCBModelSelector",
     "selector_for",
 ]
-
-
-#: Core argument names that differ from the registry's keywords.
-_KEYWORD_OF = {"exclude": "exclude_models"}
-
-
-def _naming_the_field(exc: TypeError, values: dict[str, Any]) -> TypeError:
-    """The core's type error, rewritten to name the keyword and its value
-    (PyO3 puts the argument's name in a note)."""
-    for note in getattr(exc, "__notes__", ()):
-        match = re.fullmatch(r"while processing '(\w+)'", note)
-        if match:
-            field = _KEYWORD_OF.get(match.group(1), match.group(1))
-            return TypeError(f"invalid {field}: {values.get(field)!r} ({exc})")
-    return exc
-
-
-class ModelNotFoundError(OrchestratorError, KeyError):
-    """No model of that name is registered; the message suggests close names."""
-
-    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
-        self.name = name
-        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        if not known:
-            hint = "; the registry is empty"
-        super().__init__(f"no model named {name!r} is registered{hint}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class DuplicateModelError(OrchestratorError, ValueError):
-    """A model of that name is already registered."""
-
-
-class NoEligibleModelsError(OrchestratorError):
-    """No registered model satisfies the request. ``reasons`` maps each
-    model's name to the constraint that excluded it."""
-
-    def __init__(self, explanation: SelectionExplanation) -> None:
-        self.explanation = explanation
-        self.reasons = {c.name: f"{c.constraint}: {c.reason}" for c in explanation.candidates}
-        if not explanation.candidates:
-            message = "no models are registered"
-        else:
-            lines = "; ".join(f"{name} ({why})" for name, why in self.reasons.items())
-            message = f"no registered model satisfies the request: {lines}"
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class CandidateExplanation:
-    """One model's verdict for a request."""
-
-    name: str
-    provider: str
-    eligible: bool
-    constraint: Optional[str] = None
-    reason: Optional[str] = None
-    estimate: Optional[float] = None
-    exploration_bonus: Optional[float] = None
-    score: Optional[float] = None
-    ci_low: Optional[float] = None
-    ci_high: Optional[float] = None
-    trials: int = 0
-    pending: int = 0
-    forced: bool = False
-    expected_cost: Optional[float] = None
-
-    def describe(self) -> str:
-        if not self.eligible:
-            return f"{self.name}: rejected by {self.constraint} ({self.reason})"
-        cost = "unpriced" if self.expected_cost is None else f"${self.expected_cost:.6f}"
-        if self.forced:
-            return f"{self.name}: forced trial ({self.trials} outcomes so far), cost {cost}"
-        return (
-            f"{self.name}: score {self.score:.4f} = estimate {self.estimate:.4f} "
-            f"+ bonus {self.exploration_bonus:.4f}; "
-            f"CI [{self.ci_low:.3f}, {self.ci_high:.3f}] over {self.trials} outcomes, "
-            f"{self.pending} pending, cost {cost}"
-        )
-
-
-@dataclass(frozen=True)
-class SelectionExplanation:
-    """Why a request would go to ``chosen``: every candidate's verdict."""
-
-    strategy: str
-    constraints: ModelConstraints
-    chosen: Optional[str]
-    candidates: list[CandidateExplanation]
-    all_breakers_open: bool = False
-
-    def __str__(self) -> str:
-        head = f"strategy {self.strategy}: " + (
-            f"chose {self.chosen}" if self.chosen else "no eligible model"
-        )
-        if self.all_breakers_open:
-            head += " (every eligible model's circuit is open; probing the soonest to recover)"
-        return "\n".join([head, *("  " + c.describe() for c in self.candidates)])
 
 
 class Selection(NamedTuple):
@@ -255,6 +161,7 @@ class ModelRegistry:
             seed = getattr(selector, "seed", None)
             if seed is not None:
                 self._core.seed(seed)
+        self._core.set_listener(self)
         weights = reward_weights or RewardWeights()
         if not isinstance(weights, RewardWeights):
             raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
@@ -262,18 +169,21 @@ class ModelRegistry:
         self._core.set_pending_timeout(pending_timeout)
         self.reward_weights = weights
         self.health_check_interval = float(health_check_interval)
+        # Replaced, never mutated, under ``_lock``: readers iterate a snapshot.
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()  # registration only; never on the selection path
         self._cache = self._make_cache(cache_responses)
         self.health_monitor = self._attach_monitor(health_monitor)
         self._shared = self._connect_state(state, state_namespace, sync_interval)
+        if not self._custom:
+            # The hot path: the core's method itself, with the same signature
+            # and rules as the method below (one crossing, no Python frame).
+            self.select_model = self._core.select_model  # type: ignore[method-assign]
 
     @classmethod
     def from_config(cls, path: Union[str, os.PathLike[str]]) -> ModelRegistry:
         """Build a registry, with its models, from a TOML configuration file
         (see :mod:`orchestrator.config`)."""
-        from orchestrator.config import registry_from_config
-
         return registry_from_config(path)
 
     # ----- configuration ------------------------------------------------------
@@ -282,8 +192,6 @@ class ModelRegistry:
     def _make_cache(cache_responses: Union[bool, ModelCache]) -> Optional[ModelCache]:
         if cache_responses is False or cache_responses is None:
             return None
-        from orchestrator.core.cache import ModelCache
-
         if cache_responses is True:
             return ModelCache()
         if isinstance(cache_responses, ModelCache):
@@ -293,8 +201,6 @@ class ModelRegistry:
         )
 
     def _attach_monitor(self, monitor: Optional[ModelHealthMonitor]) -> ModelHealthMonitor:
-        from orchestrator.models.health_monitor import ModelHealthMonitor
-
         if monitor is None:
             monitor = ModelHealthMonitor(check_interval=self.health_check_interval)
         elif not isinstance(monitor, ModelHealthMonitor):
@@ -309,13 +215,18 @@ class ModelRegistry:
     ) -> Optional[SharedState]:
         if state == "local":
             return None
-        from orchestrator.models.shared_state import SharedState, check_url
-
         if not isinstance(state, str):
             raise TypeError(f'invalid state: {state!r}; use "local" or a Redis URL')
         check_url(state)
 
         return SharedState(self, state, namespace=namespace, sync_interval=sync_interval)
+
+    @property
+    def core(self) -> _core.SelectionCore:
+        """The Rust selection core of this registry: the public interface the
+        health monitor, shared state and simulator drive (breakers, clock,
+        deltas). Selection and reporting go through the registry."""
+        return self._core
 
     @property
     def shared_state(self) -> Optional[SharedState]:
@@ -328,11 +239,24 @@ class ModelRegistry:
         if self._shared is not None:
             self._shared.publish_transition(model, state)
 
+    def _on_probe(self, model: Model, all_open: bool) -> None:
+        """The core sent a probe to a half-open model (called by the core
+        after its lock is released)."""
+        self.health_monitor.selected_open(model, all_open=all_open)
+
+    def _no_eligible_error(
+        self, core_explanation: _core.Explanation, request: _core.Request
+    ) -> NoEligibleModelsError:
+        """The error for a request no model satisfies, explained from the
+        snapshot of the failed selection (called by the core after its lock
+        is released)."""
+        return NoEligibleModelsError(
+            explanation_of(core_explanation, self.strategy, request, not self._custom)
+        )
+
     def seed(self, seed: int) -> None:
         """Seed the random draws of sampling strategies (Thompson), for
-        reproducible runs."""
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
+        reproducible runs (an integer from 0 to 2**64 - 1)."""
         self._core.seed(seed)
 
     @property
@@ -353,40 +277,26 @@ class ModelRegistry:
         """Register ``model``; a second model with the same name is an error."""
         if not isinstance(model, Model):
             raise TypeError(f"invalid model: expected a Model, got {type(model).__name__}")
-        caps = model.capabilities
-        cost = model.cost
         with self._lock:
             if model.name in self._models:
                 raise DuplicateModelError(f"a model named {model.name!r} is already registered")
             try:
-                slot = self._core.register(
-                    model,
-                    model.name,
-                    model.provider,
-                    caps.names(),
-                    caps.context_length,
-                    cost.input_per_million if cost else 0.0,
-                    cost.output_per_million if cost else 0.0,
-                    cost.per_request if cost else 0.0,
-                    cost is not None,
-                    model.speed,
-                )
+                slot = self._core.register(model, *self._spec(model))
             except ValueError as exc:
                 raise ValueError(f"cannot register {model.name!r}: {exc}") from None
-            self._models[model.name] = model
-            model._bindings.append(Binding(self, self._core, slot))
+            self._models = {**self._models, model.name: model}
+            model._bindings = [*model._bindings, Binding(self, self._core, slot)]
         if self._shared is not None:
             self._shared.model_added(model)
         if self._cache is not None and model.cache is None:
             model.enable_caching(self._cache)
         return model
 
-    def update_model(self, model: Model) -> None:
-        """Push a registered model's changed capabilities, cost or speed to the core."""
-        binding = self._binding(model)
+    @staticmethod
+    def _spec(model: Model) -> tuple[Any, ...]:
+        """What the core is told about a model, in ``register``'s order."""
         caps, cost = model.capabilities, model.cost
-        self._core.update(
-            binding.slot,
+        return (
             model.name,
             model.provider,
             caps.names(),
@@ -398,13 +308,18 @@ class ModelRegistry:
             model.speed,
         )
 
+    def update_model(self, model: Model) -> None:
+        """Push a registered model's changed capabilities, cost or speed to the core."""
+        self._core.update(self._binding(model).slot, *self._spec(model))
+
     def unregister_model(self, name: str) -> Model:
-        """Remove a model; its statistics are dropped."""
+        """Remove a model; its statistics are dropped and its outstanding
+        selections here are released."""
         with self._lock:
             model = self.get_model(name)
             self._core.unregister(name)
-            del self._models[name]
-            model._bindings = [b for b in model._bindings if b.registry is not self]
+            self._models = {n: m for n, m in self._models.items() if n != name}
+            model._bindings = [b for b in model._bindings if b.sink is not self]
         if self._shared is not None:
             self._shared.model_removed(name)
         return model
@@ -425,6 +340,8 @@ class ModelRegistry:
         """Registered models, optionally only one provider's or those with
         every listed capability."""
         wanted = check_capability_names(capabilities or [])
+        if provider is not None and not isinstance(provider, str):
+            raise TypeError(f"invalid provider: {provider!r} (a string or None)")
         return [
             m
             for m in self._models.values()
@@ -443,7 +360,7 @@ class ModelRegistry:
 
     def _binding(self, model: Model) -> Binding:
         for b in model._bindings:
-            if b.registry is self:
+            if b.sink is self:
                 return b
         raise ModelNotFoundError(model.name, list(self._models))
 
@@ -477,35 +394,37 @@ class ModelRegistry:
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
+            TypeError, ValueError: an argument of the wrong type or range,
+                naming it (the same rules at every entry point).
         """
-        if constraints is not None or self._custom:
-            selection = self.select(
+        if self._custom:
+            request = self._request(
                 capabilities,
                 max_cost,
                 min_speed,
                 context_length,
                 exclude_models,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                constraints=constraints,
+                input_tokens,
+                output_tokens,
+                constraints,
             )
-            if selection.ticket:
-                hold_ticket(self._core, selection.slot, selection.ticket)
-            return selection.model
-        # The hot path: one call into the core, nothing allocated but the ticket.
-        model, slot, ticket = self._pick(
+            return self._choose(request).model
+        # One call into the core, which converts the arguments, selects and
+        # holds the ticket for this task (built-in selectors bind the core's
+        # method directly in __init__, skipping even this frame).
+        model: Model = self._core.select_model(
             capabilities,
             max_cost,
             min_speed,
             context_length,
             exclude_models,
-            input_tokens,
-            output_tokens,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            constraints=constraints,
         )
-        hold_ticket(self._core, slot, ticket)
         return model
 
-    def _pick(
+    def _request(
         self,
         capabilities: Optional[Sequence[str]],
         max_cost: Optional[float],
@@ -514,37 +433,26 @@ class ModelRegistry:
         exclude_models: Optional[Sequence[str]],
         input_tokens: Optional[int],
         output_tokens: Optional[int],
-    ) -> tuple[Model, int, int]:
-        """The core's choice for a request, as ``(model, slot, ticket)``;
-        raises ``NoEligibleModelsError`` naming each model's reason."""
-        try:
-            picked = self._core.select(
+        constraints: Optional[ModelConstraints] = None,
+    ) -> _core.Request:
+        """The core's typed request: every entry point converts through here
+        (or, on the hot path, through the same conversion inside the core)."""
+        if constraints is None:
+            return _core.Request(
                 capabilities,
                 max_cost,
                 min_speed,
                 context_length,
                 exclude_models,
-                input_tokens,
-                output_tokens,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
             )
-        except TypeError as exc:
-            raise _naming_the_field(exc, locals()) from None
-        if picked is None:
-            raise NoEligibleModelsError(
-                self.explain_selection(
-                    capabilities,
-                    max_cost,
-                    min_speed,
-                    context_length,
-                    exclude_models,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                )
-            )
-        model, slot, ticket, flags = picked
-        if flags & 6:
-            self.health_monitor.selected_open(model, all_open=bool(flags & 2))
-        return model, slot, ticket
+        if not isinstance(constraints, ModelConstraints):
+            raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
+        given = (capabilities, max_cost, min_speed, context_length, exclude_models)
+        if any(v is not None for v in (*given, input_tokens, output_tokens)):
+            raise TypeError("pass either constraints or the individual keyword arguments")
+        return constraints.request()
 
     def select(
         self,
@@ -561,40 +469,20 @@ class ModelRegistry:
         """Like :meth:`select_model`, returning the model with its ticket, for
         callers that report outcomes themselves (:meth:`report_outcome`).
         Calls of the model do not consume this ticket."""
-        if constraints is not None:
-            return self.select(**constraints.model_dump(exclude_defaults=True))
         if self._custom:
-            return self._select_custom(
-                capabilities,
-                max_cost,
-                min_speed,
-                context_length,
-                exclude_models,
-                input_tokens,
-                output_tokens,
+            return self._choose(
+                self._request(
+                    capabilities,
+                    max_cost,
+                    min_speed,
+                    context_length,
+                    exclude_models,
+                    input_tokens,
+                    output_tokens,
+                    constraints,
+                )
             )
-        model, slot, ticket = self._pick(
-            capabilities,
-            max_cost,
-            min_speed,
-            context_length,
-            exclude_models,
-            input_tokens,
-            output_tokens,
-        )
-        return Selection(model, ticket, slot)
-
-    def _select_custom(
-        self,
-        capabilities: Optional[Sequence[str]],
-        max_cost: Optional[float],
-        min_speed: Optional[float],
-        context_length: Optional[int],
-        exclude_models: Optional[Sequence[str]],
-        input_tokens: Optional[int],
-        output_tokens: Optional[int],
-    ) -> Selection:
-        explanation = self.explain_selection(
+        model, slot, ticket = self._core.select(
             capabilities,
             max_cost,
             min_speed,
@@ -602,7 +490,13 @@ class ModelRegistry:
             exclude_models,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            constraints=constraints,
         )
+        return Selection(model, ticket, slot)
+
+    def _choose(self, request: _core.Request) -> Selection:
+        """A user-written selector's pick among the core's eligible models."""
+        explanation = self._explain(request)
         eligible = [self._models[c.name] for c in explanation.candidates if c.eligible]
         if not eligible:
             raise NoEligibleModelsError(explanation)
@@ -612,8 +506,7 @@ class ModelRegistry:
                 f"{type(self._selector).__name__}.choose returned {model!r}, "
                 "which is not one of the eligible candidates"
             )
-        binding = self._binding(model)
-        return Selection(model, 0, binding.slot)
+        return Selection(model, 0, self._binding(model).slot)
 
     def select_many(
         self,
@@ -627,13 +520,18 @@ class ModelRegistry:
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
     ) -> list[Selection]:
-        """Select for ``count`` requests at once in one core call; each
+        """Select for ``count`` requests at once (at most
+        ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
         selection counts the earlier ones as in flight. Report the outcomes
-        with :meth:`report_many`."""
+        with :meth:`report_many`.
+
+        Raises:
+            NoEligibleModelsError: no model satisfies the request.
+            ValueError: ``count`` (named ``n``) is negative or above the maximum.
+        """
         if self._custom:
             raise NotImplementedError("select_many needs a built-in selector")
-        picked = self._core.select_many(
-            count,
+        request = self._request(
             capabilities,
             max_cost,
             min_speed,
@@ -642,6 +540,7 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
         )
+        picked = self._core.select_many(count, request)
         return [Selection(model, ticket, slot) for model, slot, ticket in picked]
 
     def explain_selection(
@@ -656,32 +555,23 @@ class ModelRegistry:
         output_tokens: Optional[int] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
-        :meth:`select_model` would choose, without selecting it."""
-        constraints = ModelConstraints(
-            capabilities=list(capabilities or []),
-            max_cost=max_cost,
-            min_speed=min_speed,
-            context_length=context_length,
-            exclude_models=list(exclude_models or []),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+        :meth:`select_model` would choose, without selecting it: no ticket,
+        no random draw (a Thompson explanation shows the draws the next
+        selection will use), one consistent snapshot."""
+        return self._explain(
+            self._request(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            )
         )
-        rows, chosen_slot, all_open = self._core.explain(**constraints.core_kwargs())
-        candidates = []
-        chosen = None
-        for row in rows:
-            slot = row.pop("slot")
-            model: Model = self._core.model(slot)
-            if slot == chosen_slot:
-                chosen = model.name
-            candidates.append(CandidateExplanation(name=model.name, provider=model.provider, **row))
-        return SelectionExplanation(
-            strategy=self.strategy,
-            constraints=constraints,
-            chosen=chosen if not self._custom else None,
-            candidates=candidates,
-            all_breakers_open=all_open,
-        )
+
+    def _explain(self, request: _core.Request) -> SelectionExplanation:
+        return explanation_of(self._core.explain(request), self.strategy, request, not self._custom)
 
     # ----- outcomes -----------------------------------------------------------
 
@@ -702,45 +592,79 @@ class ModelRegistry:
         """Report an outcome for a :class:`Selection` (or a model name, for a
         call that was not selected). Model calls report themselves; use this
         when you call the provider yourself. ``cost`` defaults to the model's
-        price for the token counts."""
+        price for the token counts; ``success`` must be a bool, numbers real
+        and finite (a failure with ``error_class="none"`` counts as
+        ``"other"``).
+
+        Raises:
+            StaleTicketError: the selection was already reported, released,
+                expired, or came from another registry.
+        """
         if type(selection) is Selection:
             model, ticket, slot = selection
         else:
-            model, ticket = self.get_model(selection), 0  # type: ignore[arg-type]
-            slot = self._binding(model).slot
-        code = ERROR_CLASS_INDEX.get(error_class)
-        if code is None:
-            raise ValueError(
-                f"invalid error_class: {error_class!r}; known: {', '.join(ERROR_CLASS_INDEX)}"
+            model, slot, ticket = self._selected(selection)
+        transition = self._core.report(
+            model,
+            slot,
+            ticket,
+            success,
+            latency,
+            error_class=error_class,
+            time_to_first_token=time_to_first_token,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            quality=quality,
+            retry_after=retry_after,
+        )
+        if transition or not success:  # success is a bool: the core checked it
+            self._counted(model, transition, success, retry_after or 0.0, None)
+
+    def _selected(self, selection: Union[Selection, str]) -> tuple[Model, int, int]:
+        """``(model, slot, ticket)`` of a selection of this registry, or of a
+        registered model's name (no ticket)."""
+        if isinstance(selection, Selection):
+            model = selection.model
+            if self._binding(model).slot != selection.slot:
+                raise StaleTicketError(f"the selection of {model.name!r} is not from this registry")
+            return model, selection.slot, selection.ticket
+        if not isinstance(selection, str):
+            raise TypeError(
+                f"invalid selection: {selection!r} (a Selection or a registered model's name)"
             )
-        if not success and code == 0:
-            code = ERROR_CLASS_INDEX["other"]
-        try:
-            transition = self._core.report(
-                slot,
-                ticket,
-                bool(success),
-                code,
-                latency,
-                time_to_first_token,
-                input_tokens,
-                output_tokens,
-                cost,
-                quality,
-                None,
-                retry_after,
-            )
-        except TypeError as exc:
-            raise _naming_the_field(exc, locals()) from None
+        model = self.get_model(selection)
+        return model, self._binding(model).slot, 0
+
+    def _counted(
+        self,
+        model: Model,
+        transition: int,
+        success: bool,
+        retry_after: float,
+        error: Optional[BaseException],
+    ) -> None:
+        """After the core counted an outcome: tell the monitor and the other
+        workers. A ``Retry-After`` beyond ``max_cooldown`` was capped by the
+        core's breaker; say so."""
         if not success:
-            self.health_monitor.record_failure(model, None, retry_after)
+            cap = self.health_monitor.max_cooldown
+            if retry_after > cap:
+                logger.warning(
+                    "%s asked to retry after %.0f s; capped at max_cooldown = %.0f s",
+                    model.name,
+                    retry_after,
+                    cap,
+                )
+            self.health_monitor.record_failure(model, error, min(retry_after, cap))
         if transition:
             self._transition(model, TRANSITIONS[transition])
 
     def cancel(self, selection: Selection) -> None:
         """Release a selection that will get no outcome (for example, the
         answer came from a cache), so it stops counting as in flight."""
-        self._core.cancel(selection.slot, selection.ticket)
+        _, slot, ticket = self._selected(selection)
+        self._core.cancel(slot, ticket)
 
     def report_many(
         self,
@@ -754,73 +678,53 @@ class ModelRegistry:
         costs: Optional[Sequence[float]] = None,
         qualities: Optional[Sequence[float]] = None,
     ) -> None:
-        """Report many outcomes in one core call. All are validated before
-        any is applied, so a bad value changes nothing."""
-        classes = None
-        if error_classes is not None:
-            try:
-                classes = [ERROR_CLASS_INDEX[c] for c in error_classes]
-            except KeyError as exc:
-                raise ValueError(
-                    f"invalid error_classes: {exc.args[0]!r}; known: {', '.join(ERROR_CLASS_INDEX)}"
-                ) from None
+        """Report many outcomes in one core call, by the same rules as
+        :meth:`report_outcome`. All are validated before any is applied, so
+        a bad value changes nothing."""
+        if isinstance(selections, (str, bytes)) or not isinstance(selections, Sequence):
+            raise TypeError(f"invalid selections: {selections!r} (a list of Selection)")
+        for s in selections:
+            if not isinstance(s, Selection):
+                raise TypeError(f"invalid selections: {s!r} is not a Selection")
+        picked = [self._selected(s) for s in selections]
         codes = self._core.report_many(
-            [s.slot for s in selections],
-            [s.ticket for s in selections],
-            [bool(x) for x in successes],
-            [float(x) for x in latencies],
-            classes,
-            None if input_tokens is None else [int(x) for x in input_tokens],
-            None if output_tokens is None else [int(x) for x in output_tokens],
-            None if costs is None else [float(x) for x in costs],
-            None if qualities is None else [float(x) for x in qualities],
+            [slot for _, slot, _ in picked],
+            [ticket for _, _, ticket in picked],
+            successes,
+            latencies,
+            error_classes=error_classes,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            costs=costs,
+            qualities=qualities,
         )
-        for selection, code in zip(selections, codes):
+        for (model, _, _), code in zip(picked, codes):
             if code:
-                self._transition(selection.model, TRANSITIONS[code])
+                self._transition(model, TRANSITIONS[code])
 
-    def _record_outcome(
+    # ----- the outcome sink of registered models ------------------------------
+
+    def record(
         self,
         model: Model,
-        binding: Binding,
+        slot: int,
         ticket: int,
-        *,
-        success: bool,
-        error_class: int,
-        latency: float,
-        time_to_first_token: Optional[float],
-        input_tokens: int,
-        output_tokens: int,
-        cost: float,
-        quality: Optional[float],
-        retry_after: float,
+        outcome: _core.Outcome,
         error: Optional[BaseException],
     ) -> None:
-        """Fold a model call's outcome into the core. A call whose ticket
-        expired while it ran still counts (without the ticket)."""
-        args = (
-            success,
-            error_class,
-            latency,
-            time_to_first_token,
-            input_tokens,
-            output_tokens,
-            cost,
-            quality,
-            None,
-            retry_after,
-        )
+        """Count a measured call of ``model`` (see
+        :class:`~orchestrator.core.model.OutcomeSink`). A call whose ticket
+        expired while it ran still counts, without the ticket."""
+        transition = self._core.record(slot, ticket, outcome)
+        self._counted(model, transition, outcome.success, outcome.retry_after, error)
+
+    def release(self, slot: int, ticket: int) -> None:
+        """Release a ticket for which no outcome is owed (see
+        :class:`~orchestrator.core.model.OutcomeSink`)."""
         try:
-            code = self._core.report(binding.slot, ticket, *args)
-        except ValueError as exc:
-            if not ticket or "ticket" not in str(exc):
-                raise
-            # The ticket expired while the call ran: still count the outcome.
-            code = self._core.report(binding.slot, 0, *args)
-        if not success:
-            self.health_monitor.record_failure(model, error, retry_after)
-        if code:
-            self._transition(model, TRANSITIONS[code])
+            self._core.cancel(slot, ticket)
+        except StaleTicketError:
+            logger.debug("ticket %s had already expired", ticket)
 
     # ----- reading ------------------------------------------------------------
 
@@ -831,14 +735,13 @@ class ModelRegistry:
 
     def statistics(self) -> dict[str, Any]:
         """Every model's statistics as numpy arrays, one per column, aligned
-        with the ``"name"`` list; unknown values are NaN."""
-        raw, rows, columns = self._core.stats_matrix()
-        matrix = np.frombuffer(raw, dtype="<f8").reshape(rows, len(columns))
-        names = self._slot_names(rows)
-        active = matrix[:, 0] == 1.0
-        out: dict[str, Any] = {"name": [n for n, a in zip(names, active) if a]}
+        with the ``"name"`` list; unknown values are NaN. One snapshot."""
+        raw, names = self._core.stats_matrix()
+        columns = _core.STATS_COLUMNS
+        matrix = np.frombuffer(raw, dtype="<f8").reshape(len(names), len(columns))
+        out: dict[str, Any] = {"name": names}
         for i, column in enumerate(columns[1:], start=1):
-            out[column] = matrix[active, i].copy()
+            out[column] = matrix[:, i].copy()
         return out
 
     def scores(
@@ -848,22 +751,24 @@ class ModelRegistry:
         min_speed: Optional[float] = None,
         context_length: Optional[int] = None,
         exclude_models: Optional[Sequence[str]] = None,
+        *,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
-        (``-inf`` where the model is not eligible), with the names."""
-        raw = self._core.scores(capabilities, max_cost, min_speed, context_length, exclude_models)
-        values = np.frombuffer(raw, dtype="<f8")
-        names = self._slot_names(len(values))
-        keep = [i for i, n in enumerate(names) if n is not None]
-        return [names[i] for i in keep], values[keep].copy()  # type: ignore[misc]
-
-    def _slot_names(self, rows: int) -> list[Optional[str]]:
-        names: list[Optional[str]] = [None] * rows
-        for model in self._models.values():
-            slot = self._binding(model).slot
-            if slot < rows:
-                names[slot] = model.name
-        return names
+        (``-inf`` where the model is not eligible), with the names; one
+        snapshot, changing nothing."""
+        request = self._request(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens,
+            output_tokens,
+        )
+        names, raw = self._core.scores(request)
+        return names, np.frombuffer(raw, dtype="<f8").copy()
 
     # ----- health -------------------------------------------------------------
 
@@ -916,9 +821,7 @@ class ModelRegistry:
         caps each try). Keyword arguments of :meth:`select_model` constrain
         selection; the rest go to ``generate_response``. A non-retryable error
         is raised at once, with ``.attempts``; giving up raises
-        :class:`~orchestrator.models.failover.FailoverError`."""
-        from orchestrator.models import failover
-
+        :class:`~orchestrator.errors.FailoverError`."""
         return await failover.generate(
             self,
             prompt,
@@ -939,8 +842,6 @@ class ModelRegistry:
     ) -> FailoverStream:
         """Like :meth:`generate`, as an async iterator of text chunks; fails
         over only until the first chunk has reached the caller."""
-        from orchestrator.models import failover
-
         return failover.stream(
             self,
             prompt,

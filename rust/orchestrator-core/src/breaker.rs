@@ -6,7 +6,8 @@
 //! outcomes were seen, or at once on an authentication error. Open -> HalfOpen
 //! when the cool-down has passed; the cool-down is `base_cooldown_s *
 //! 2^(trips-1)`, capped at `max_cooldown_s`, and never shorter than a
-//! provider's `Retry-After`. HalfOpen -> Closed after `recovery_threshold`
+//! provider's `Retry-After` (itself capped at `max_cooldown_s`, so a
+//! hostile or broken header cannot park a model for years). HalfOpen -> Closed after `recovery_threshold`
 //! consecutive successes; a failure while half-open opens it again with a
 //! longer cool-down.
 
@@ -74,6 +75,11 @@ impl Default for BreakerConfig {
 }
 
 impl BreakerConfig {
+    /// A provider's `Retry-After`, capped at `max_cooldown_s`.
+    pub fn cap_retry_after(&self, retry_after_s: f64) -> f64 {
+        retry_after_s.min(self.max_cooldown_s)
+    }
+
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.failure_threshold == 0 {
             return Err(CoreError::invalid("failure_threshold", 0));
@@ -149,6 +155,15 @@ impl Breaker {
     }
 
     /// Whether the breaker would admit a request at `now`, without changing it.
+    /// Seconds until an open breaker lets a probe through; 0 otherwise.
+    pub fn retry_in(&self, now: f64) -> f64 {
+        if self.state == BreakerState::Open {
+            (self.open_until - now).max(0.0)
+        } else {
+            0.0
+        }
+    }
+
     pub fn would_admit(&self, now: f64) -> bool {
         self.state != BreakerState::Open || now >= self.open_until
     }
@@ -177,6 +192,7 @@ impl Breaker {
         authentication: bool,
         retry_after_s: f64,
     ) -> Transition {
+        let retry_after_s = cfg.cap_retry_after(retry_after_s);
         self.outcomes_seen += 1;
         let alpha = 1.0 / f64::from(cfg.error_rate_window);
         let failed = if success { 0.0 } else { 1.0 };
@@ -287,6 +303,9 @@ mod tests {
         let mut b = Breaker::default();
         assert_eq!(b.record(&cfg, 5.0, false, false, 120.0), Transition::Opened);
         assert_eq!(b.open_until, 125.0);
+        let mut b = Breaker::default();
+        assert_eq!(b.record(&cfg, 5.0, false, false, 1e300), Transition::Opened);
+        assert_eq!(b.open_until, 5.0 + cfg.max_cooldown_s);
     }
 
     #[test]

@@ -9,10 +9,15 @@
 pub mod breaker;
 pub mod error;
 pub mod hash;
+pub mod outcome;
 pub mod reward;
+pub mod rng;
+pub mod spec;
 pub mod stats;
 pub mod strategy;
 pub mod table;
+pub mod tickets;
+pub mod verdict;
 
 pub use breaker::{BreakerConfig, BreakerState, Transition};
 pub use error::CoreError;

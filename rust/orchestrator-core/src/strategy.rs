@@ -21,7 +21,38 @@ pub enum Strategy {
     Performance,
 }
 
+/// The smallest `discount` accepted: below it the running weight
+/// (`1/discount` per outcome) would overflow before it is rescaled, and the
+/// scores would stop being finite numbers.
+pub const MIN_DISCOUNT: f64 = 1e-6;
+
 impl Strategy {
+    /// Every strategy name and alias the library accepts, and its strategy.
+    pub const NAMES: [(&'static str, Strategy); 7] = [
+        ("ucb", Strategy::Ucb),
+        ("discounted_ucb", Strategy::Ucb),
+        ("thompson", Strategy::Thompson),
+        ("discounted_thompson", Strategy::Thompson),
+        ("cost", Strategy::CostBased),
+        ("cost_based", Strategy::CostBased),
+        ("performance", Strategy::Performance),
+    ];
+
+    /// The strategy a name or alias means.
+    pub fn from_name(name: &str) -> Result<Strategy, CoreError> {
+        Self::NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, strategy)| *strategy)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::NAMES.iter().map(|(n, _)| *n).collect();
+                CoreError::invalid(
+                    "strategy",
+                    format!("{name:?}; choose one of {}", known.join(", ")),
+                )
+            })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Ucb => "ucb",
@@ -65,8 +96,11 @@ impl StrategyConfig {
             return Err(CoreError::invalid("confidence_level", confidence_level));
         }
         unit_interval("discount", discount)?;
-        if discount <= 0.0 {
-            return Err(CoreError::invalid("discount", discount));
+        if discount < MIN_DISCOUNT {
+            return Err(CoreError::invalid(
+                "discount",
+                format!("{discount} (at least {MIN_DISCOUNT}, at most 1)"),
+            ));
         }
         Ok(StrategyConfig {
             strategy,
@@ -146,5 +180,17 @@ mod tests {
         assert!(err.to_string().contains("confidence_level"));
         let err = StrategyConfig::new(Strategy::Ucb, 2.0, 5, 0.9, 0.0).unwrap_err();
         assert!(err.to_string().contains("discount"));
+        let err = StrategyConfig::new(Strategy::Ucb, 2.0, 5, 0.9, 1e-320).unwrap_err();
+        assert!(err.to_string().contains("discount"));
+    }
+
+    #[test]
+    fn aliases_name_their_strategy() {
+        assert_eq!(Strategy::from_name("cost_based"), Ok(Strategy::CostBased));
+        assert_eq!(Strategy::from_name("discounted_ucb"), Ok(Strategy::Ucb));
+        assert!(Strategy::from_name("ubc")
+            .unwrap_err()
+            .to_string()
+            .contains("ucb"));
     }
 }

@@ -77,3 +77,50 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Whatever the strategy, discount (down to the smallest allowed),
+    /// exploration and outcomes, every score and explanation part is a
+    /// finite number (or `-inf` for an ineligible model), and explaining
+    /// never changes what the next selection picks.
+    #[test]
+    fn scores_are_never_nan_or_infinite(
+        kind in scoring(),
+        discount in prop_oneof![Just(1.0), Just(orchestrator_core::strategy::MIN_DISCOUNT), 1e-6f64..1.0],
+        exploration in prop_oneof![Just(0.0), 0.0f64..1e6],
+        outcomes in prop::collection::vec(
+            (any::<bool>(), 0.0f64..1e12, 0u64..(1 << 40), prop::option::of(0.0f64..=1.0), 0.0f64..1e6),
+            0..80,
+        ),
+    ) {
+        let config = StrategyConfig::new(kind, exploration, 1, 0.95, discount).unwrap();
+        let mut table = Table::new(config, RewardWeights::default(), BreakerConfig::default()).unwrap();
+        for i in 0..4 {
+            table.register(spec(i, 1, 8192, Some(1.0), Some(50.0))).unwrap();
+        }
+        let c = Constraints::new(0, None, None, None, vec![], None, None).unwrap();
+        for (success, latency, tokens, quality, cost) in outcomes {
+            let peeked = table.pick(&c).map(|(slot, _, _)| slot);
+            for e in table.explain(&c) {
+                if let Verdict::Eligible(p) = e.verdict {
+                    prop_assert!(p.score.is_finite() && p.estimate.is_finite() && p.exploration_bonus.is_finite());
+                }
+            }
+            for score in table.scores(&c) {
+                prop_assert!(score.is_finite() || score == f64::NEG_INFINITY);
+            }
+            let Some(sel) = table.select(&c) else { break };
+            prop_assert_eq!(Some(sel.slot as usize), peeked);
+            let outcome = Outcome {
+                success,
+                error_class: if success { 0 } else { 5 },
+                latency_s: latency,
+                output_tokens: tokens,
+                cost_usd: Some(cost),
+                quality,
+                ..Default::default()
+            };
+            table.report(sel.slot, Some(sel.ticket), &outcome).unwrap();
+        }
+    }
+}

@@ -1,295 +1,39 @@
 //! The model table: every registered model as a slot in parallel arrays,
-//! selection in one pass over them, and outcome reporting.
+//! selection in one pass over them, and outcome reporting. Change
+//! detection, shared state and the statistics matrix are in the submodules;
+//! specs, outcomes and verdicts in their own modules of the crate.
+
+mod change;
+mod shared;
+mod stats_matrix;
 
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
-use crate::error::{non_negative, unit_interval, CoreError};
+use crate::error::{non_negative, CoreError};
+pub use crate::outcome::{Delta, Outcome, SharedStats};
 use crate::reward::RewardWeights;
+use crate::rng::DrawKey;
+pub use crate::spec::{
+    Constraints, ModelSpec, Rejection, DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS,
+};
 use crate::stats::{Observation, Observed, Snapshot};
 use crate::strategy::{Strategy, StrategyConfig};
-use crate::{CAPABILITY_NAMES, ERROR_AUTHENTICATION, ERROR_CLASSES};
+use crate::tickets::{Ticket, TicketStore};
+pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
+use crate::ERROR_AUTHENTICATION;
 
-/// Request size used to price a request whose token counts are not given.
-pub const DEFAULT_INPUT_TOKENS: u32 = 100;
-pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 /// Mean reward assumed for a model with no reported outcome in its estimate.
 const PRIOR_MEAN: f64 = 0.5;
 /// Rescale the discounted statistics when the running weight exceeds this.
 const RESCALE_AT: f64 = 1e100;
-/// How many selections between sweeps of expired tickets.
-const SWEEP_EVERY: u64 = 4096;
-
-/// What is declared about a model when it is registered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSpec {
-    pub name: String,
-    pub provider: String,
-    pub capabilities: u32,
-    /// Context window in tokens; 0 when unknown.
-    pub context_length: u32,
-    pub input_price_per_million: f64,
-    pub output_price_per_million: f64,
-    pub request_fee: f64,
-    /// False when the model has no known price.
-    pub priced: bool,
-    /// Declared output tokens per second, used until speed is observed.
-    pub declared_speed: Option<f64>,
-}
-
-impl ModelSpec {
-    pub fn validate(&self) -> Result<(), CoreError> {
-        if self.name.trim().is_empty() {
-            return Err(CoreError::invalid("name", format!("{:?}", self.name)));
-        }
-        if self.provider.trim().is_empty() {
-            return Err(CoreError::invalid(
-                "provider",
-                format!("{:?}", self.provider),
-            ));
-        }
-        non_negative("input_price_per_million", self.input_price_per_million)?;
-        non_negative("output_price_per_million", self.output_price_per_million)?;
-        non_negative("request_fee", self.request_fee)?;
-        if let Some(speed) = self.declared_speed {
-            non_negative("declared_speed", speed)?;
-        }
-        Ok(())
-    }
-}
-
-/// One request's constraints, validated by [`Constraints::new`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Constraints {
-    pub required_capabilities: u32,
-    pub max_cost: Option<f64>,
-    pub min_speed: Option<f64>,
-    pub context_length: Option<u32>,
-    pub exclude: Vec<u32>,
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-}
-
-impl Constraints {
-    pub fn new(
-        required_capabilities: u32,
-        max_cost: Option<f64>,
-        min_speed: Option<f64>,
-        context_length: Option<i64>,
-        exclude: Vec<u32>,
-        input_tokens: Option<i64>,
-        output_tokens: Option<i64>,
-    ) -> Result<Self, CoreError> {
-        if let Some(cost) = max_cost {
-            non_negative("max_cost", cost)?;
-        }
-        if let Some(speed) = min_speed {
-            non_negative("min_speed", speed)?;
-        }
-        let tokens = |field: &'static str, v: Option<i64>, default: u32| match v {
-            None => Ok(default),
-            Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => Ok(n as u32),
-            Some(n) => Err(CoreError::invalid(field, n)),
-        };
-        let context_length = match context_length {
-            None => None,
-            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
-            Some(n) => return Err(CoreError::invalid("context_length", n)),
-        };
-        Ok(Constraints {
-            required_capabilities,
-            max_cost,
-            min_speed,
-            context_length,
-            exclude,
-            input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
-            output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
-        })
-    }
-}
-
-/// Why a model was not eligible for a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Rejection {
-    MissingCapabilities(u32),
-    ContextUnknown { needed: u32 },
-    ContextTooSmall { needed: u32, has: u32 },
-    Unpriced,
-    TooExpensive { cost: f64, max: f64 },
-    SpeedUnknown,
-    TooSlow { speed: f64, min: f64 },
-    Excluded,
-    CircuitOpen { retry_in_s: f64 },
-    ProbeInFlight,
-}
-
-impl Rejection {
-    /// The `select_model` keyword this rejection is about.
-    pub fn constraint(&self) -> &'static str {
-        match self {
-            Rejection::MissingCapabilities(_) => "capabilities",
-            Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
-                "context_length"
-            }
-            Rejection::Unpriced | Rejection::TooExpensive { .. } => "max_cost",
-            Rejection::SpeedUnknown | Rejection::TooSlow { .. } => "min_speed",
-            Rejection::Excluded => "exclude_models",
-            Rejection::CircuitOpen { .. } | Rejection::ProbeInFlight => "health",
-        }
-    }
-
-    /// A sentence a person can read.
-    pub fn describe(&self) -> String {
-        match self {
-            Rejection::MissingCapabilities(mask) => {
-                let names: Vec<&str> = CAPABILITY_NAMES
-                    .iter()
-                    .enumerate()
-                    .filter(|(bit, _)| mask & (1 << bit) != 0)
-                    .map(|(_, n)| *n)
-                    .collect();
-                format!("lacks capabilities: {}", names.join(", "))
-            }
-            Rejection::ContextUnknown { needed } => {
-                format!("context window unknown, {needed} tokens needed")
-            }
-            Rejection::ContextTooSmall { needed, has } => {
-                format!("context window {has} tokens < {needed} needed")
-            }
-            Rejection::Unpriced => {
-                "has no known price, so max_cost cannot be checked (give it a cost)".to_owned()
-            }
-            Rejection::TooExpensive { cost, max } => {
-                format!("expected cost ${cost:.6} per request > max_cost ${max:.6}")
-            }
-            Rejection::SpeedUnknown => {
-                "speed unknown: not declared and not yet observed".to_owned()
-            }
-            Rejection::TooSlow { speed, min } => {
-                format!("speed {speed:.1} tokens/s < min_speed {min:.1}")
-            }
-            Rejection::Excluded => "excluded by exclude_models".to_owned(),
-            Rejection::CircuitOpen { retry_in_s } => {
-                format!("circuit open, next probe in {retry_in_s:.1}s")
-            }
-            Rejection::ProbeInFlight => "circuit half-open, a probe is in flight".to_owned(),
-        }
-    }
-}
-
-/// How an eligible model scored.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScoreParts {
-    /// Estimated mean reward (or negative cost for the cost strategy).
-    pub estimate: f64,
-    pub exploration_bonus: f64,
-    pub score: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub trials: u64,
-    pub pending: u32,
-    /// True while the model still owes `min_trials` forced trials.
-    pub forced: bool,
-    pub expected_cost: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    Eligible(ScoreParts),
-    Rejected(Rejection),
-}
-
-/// One candidate's verdict in an explanation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Explanation {
-    pub slot: u32,
-    pub verdict: Verdict,
-}
-
-/// The outcome of [`Table::select`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Selection {
-    pub slot: u32,
-    pub ticket: u64,
-    /// Chosen as a forced trial (fewer than `min_trials` outcomes).
-    pub forced: bool,
-    /// Every eligible model's breaker was open; this one recovers soonest.
-    pub fallback_open: bool,
-    /// The breaker moved to half-open for this request.
-    pub transition: Transition,
-}
-
-/// One observed outcome of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Outcome {
-    pub success: bool,
-    /// Index into [`ERROR_CLASSES`]; 0 for success.
-    pub error_class: u8,
-    pub latency_s: f64,
-    pub ttft_s: Option<f64>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
-    /// Caller's quality score in `[0, 1]`.
-    pub quality: Option<f64>,
-    /// A reward in `[0, 1]` that replaces the computed one.
-    pub reward: Option<f64>,
-    /// Provider's `Retry-After` in seconds; 0 when absent.
-    pub retry_after_s: f64,
-}
-
-impl Outcome {
-    fn validate(&self) -> Result<(), CoreError> {
-        non_negative("latency", self.latency_s)?;
-        if let Some(ttft) = self.ttft_s {
-            non_negative("time_to_first_token", ttft)?;
-        }
-        non_negative("cost", self.cost_usd)?;
-        non_negative("retry_after", self.retry_after_s)?;
-        if let Some(q) = self.quality {
-            unit_interval("quality", q)?;
-        }
-        if let Some(r) = self.reward {
-            unit_interval("reward", r)?;
-        }
-        if usize::from(self.error_class) >= ERROR_CLASSES.len() {
-            return Err(CoreError::invalid("error_class", self.error_class));
-        }
-        if self.success && self.error_class != 0 {
-            return Err(CoreError::invalid(
-                "error_class",
-                format!(
-                    "{} on a successful outcome",
-                    ERROR_CLASSES[usize::from(self.error_class)]
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Other workers' statistics of one model, as effective counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SharedStats {
-    pub n: f64,
-    pub reward_sum: f64,
-    pub reward_sq_sum: f64,
-}
-
-/// What one model observed since the last [`Table::take_deltas`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Delta {
-    pub requests: u64,
-    pub successes: u64,
-    pub failures_by_class: [u64; ERROR_CLASSES.len()],
-    pub reward_sum: f64,
-    pub reward_sq_sum: f64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
-}
+/// A discounted outcome count below this (relative to the newest outcome's
+/// weight of 1) is forgotten when rescaling.
+const FORGOTTEN: f64 = 1e-200;
+/// The most selections one `select_many` call makes.
+pub const MAX_SELECT_MANY: usize = 10_000;
 
 /// The fields selection reads for every model, packed together so the
 /// one-pass scan stays in cache.
@@ -318,6 +62,17 @@ impl Hot {
         }
     }
 
+    /// What a call of these token counts costs at the declared prices.
+    fn price(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        if self.priced {
+            input_tokens as f64 * self.input_price
+                + output_tokens as f64 * self.output_price
+                + self.request_fee
+        } else {
+            0.0
+        }
+    }
+
     #[inline]
     fn expected_cost(&self, input_tokens: u32, output_tokens: u32) -> Option<f64> {
         self.priced.then(|| {
@@ -328,11 +83,11 @@ impl Hot {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Ticket {
-    slot: u32,
-    generation: u32,
-    issued_at: f64,
+/// What the scores of one pass over the table share.
+struct Pass {
+    inv_weight: f64,
+    /// `sqrt(exploration_factor * ln N)`: UCB's bonus is this over `sqrt(n)`.
+    ucb_scale: f64,
 }
 
 /// Every registered model's selection state, as arrays indexed by slot.
@@ -369,49 +124,16 @@ pub struct Table {
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
-    tickets: FxHashMap<u64, Ticket>,
-    next_ticket: u64,
+    tickets: TicketStore,
     weight: f64,
     total_disc_n: f64,
     total_shared_n: f64,
     total_pending: u64,
+    /// Number of selections made: the counter Thompson draws are keyed by.
     selections: u64,
     clock_origin: Instant,
     clock_offset_s: f64,
-    rng: Rng,
-}
-
-/// A small deterministic generator (SplitMix64) for Thompson sampling.
-#[derive(Debug)]
-struct Rng {
-    state: std::cell::Cell<u64>,
-}
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng {
-            state: std::cell::Cell::new(seed),
-        }
-    }
-
-    fn next_u64(&self) -> u64 {
-        let mut z = self.state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        self.state.set(z);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box-Muller).
-    fn normal(&self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
+    draws: DrawKey,
 }
 
 impl Default for Table {
@@ -455,8 +177,7 @@ impl Table {
             last_outcome_at: Vec::new(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
-            tickets: FxHashMap::default(),
-            next_ticket: 1,
+            tickets: TicketStore::default(),
             weight: 1.0,
             total_disc_n: 0.0,
             total_shared_n: 0.0,
@@ -464,7 +185,7 @@ impl Table {
             selections: 0,
             clock_origin: Instant::now(),
             clock_offset_s: 0.0,
-            rng: Rng::new(0x5EED),
+            draws: DrawKey::new(0x5EED),
         })
     }
 
@@ -499,8 +220,11 @@ impl Table {
     }
 
     /// Seed the generator Thompson sampling draws from, for reproducible runs.
+    /// The selection counter restarts, so the run from here on depends
+    /// only on the seed and the calls that change state.
     pub fn seed(&mut self, seed: u64) {
-        self.rng = Rng::new(seed);
+        self.draws = DrawKey::new(seed);
+        self.selections = 0;
     }
 
     /// Seconds after which an unreported selection stops counting as pending.
@@ -636,14 +360,7 @@ impl Table {
         output_tokens: u64,
     ) -> Result<f64, CoreError> {
         let i = self.check_slot(slot)?;
-        let hot = &self.hot[i];
-        Ok(if hot.priced {
-            input_tokens as f64 * hot.input_price
-                + output_tokens as f64 * hot.output_price
-                + hot.request_fee
-        } else {
-            0.0
-        })
+        Ok(self.hot[i].price(input_tokens, output_tokens))
     }
 
     pub fn spec(&self, slot: u32) -> Result<&ModelSpec, CoreError> {
@@ -703,7 +420,7 @@ impl Table {
         let breaker = &self.breakers[i];
         if !breaker.would_admit(now) {
             return Err(Rejection::CircuitOpen {
-                retry_in_s: (breaker.open_until - now).max(0.0),
+                retry_in_s: breaker.retry_in(now),
             });
         }
         let half_open = breaker.state == BreakerState::HalfOpen
@@ -717,40 +434,37 @@ impl Table {
     /// Whether slot `i` still owes forced trials, its estimate and its
     /// exploration bonus: all that selection needs.
     #[inline(always)]
-    fn rank(&self, i: usize, cost: Option<f64>, ln_total: f64) -> (bool, f64, f64) {
+    fn rank(&self, i: usize, cost: Option<f64>, p: &Pass) -> (bool, f64, f64) {
         let s = &self.strategy;
+        if s.strategy == Strategy::CostBased {
+            return (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0);
+        }
         let pending = self.pending[i];
-        let (n, sum, sq) = self.combined(i);
+        let (n, sum, sq) = self.combined(i, p.inv_weight);
         let tried = self.trials[i] + self.shared[i].n as u64 + u64::from(pending);
         let n_eff = n + f64::from(pending);
         let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
-        let (mean, var) = if n > 0.0 {
-            let inv_n = 1.0 / n;
-            let mean = sum * inv_n;
-            (mean, (sq * inv_n - mean * mean).max(0.0))
-        } else {
-            (PRIOR_MEAN, 0.25)
-        };
+        let mean = if n > 0.0 { sum / n } else { PRIOR_MEAN };
         match s.strategy {
-            Strategy::CostBased => (false, cost.map_or(f64::MIN / 4.0, |c| -c), 0.0),
-            Strategy::Performance => (forced, mean, 0.0),
             Strategy::Thompson => {
+                let var = if n > 0.0 {
+                    (sq / n - mean * mean).max(0.0)
+                } else {
+                    0.25
+                };
                 let sd =
                     ((var + 1.0 / (n + 1.0)) / (n_eff + 1.0) * s.exploration_factor / 2.0).sqrt();
-                (forced, mean, sd * self.rng.normal())
+                (forced, mean, sd * self.draws.normal(self.selections, i))
             }
-            Strategy::Ucb if n_eff > 0.0 => {
-                let ratio = ln_total.max(0.0) / n_eff;
-                (forced, mean, (s.exploration_factor * ratio).sqrt())
-            }
-            Strategy::Ucb => (forced, mean, 0.0),
+            Strategy::Ucb if n_eff > 0.0 => (forced, mean, p.ucb_scale / n_eff.sqrt()),
+            _ => (forced, mean, 0.0),
         }
     }
 
     /// The full score breakdown of an eligible slot, for explanations.
-    fn score(&self, i: usize, cost: Option<f64>, ln_total: f64) -> ScoreParts {
-        let (forced, estimate, bonus) = self.rank(i, cost, ln_total);
-        let (n, sum, sq) = self.combined(i);
+    fn score(&self, i: usize, cost: Option<f64>, p: &Pass) -> ScoreParts {
+        let (forced, estimate, bonus) = self.rank(i, cost, p);
+        let (n, sum, sq) = self.combined(i, p.inv_weight);
         let (mean, var) = if n > 0.0 {
             let mean = sum / n;
             ((mean), (sq / n - mean * mean).max(0.0))
@@ -771,8 +485,8 @@ impl Table {
         }
     }
 
-    fn disc_mean(&self, i: usize) -> f64 {
-        let (n, sum, _) = self.combined(i);
+    fn disc_mean(&self, i: usize, inv_weight: f64) -> f64 {
+        let (n, sum, _) = self.combined(i, inv_weight);
         if n > 0.0 {
             sum / n
         } else {
@@ -783,8 +497,7 @@ impl Table {
     /// Effective outcome count, reward sum and squared-reward sum of slot
     /// `i`: this worker's (discounted) plus other workers' shared ones.
     #[inline]
-    fn combined(&self, i: usize) -> (f64, f64, f64) {
-        let inv = 1.0 / self.weight;
+    fn combined(&self, i: usize, inv: f64) -> (f64, f64, f64) {
         let shared = &self.shared[i];
         (
             self.disc_n[i] * inv + shared.n,
@@ -793,18 +506,27 @@ impl Table {
         )
     }
 
-    /// `ln` of the total (discounted) number of outcomes plus pending requests.
-    fn ln_total(&self) -> f64 {
-        (self.total_disc_n / self.weight + self.total_shared_n + self.total_pending as f64)
-            .max(1.0)
-            .ln()
+    /// What every slot's score in one pass shares, computed once.
+    fn pass(&self) -> Pass {
+        // `ln` of the total (discounted) number of outcomes plus pending requests.
+        let ln_total =
+            (self.total_disc_n / self.weight + self.total_shared_n + self.total_pending as f64)
+                .max(1.0)
+                .ln();
+        Pass {
+            inv_weight: 1.0 / self.weight,
+            ucb_scale: (self.strategy.exploration_factor * ln_total).sqrt(),
+        }
     }
 
     /// The model `select` would choose, without changing anything:
     /// `(slot, forced, fallback_open)`.
     pub fn pick(&self, c: &Constraints) -> Option<(usize, bool, bool)> {
-        let now = self.now();
-        let ln_total = self.ln_total();
+        self.pick_at(c, self.now())
+    }
+
+    fn pick_at(&self, c: &Constraints, now: f64) -> Option<(usize, bool, bool)> {
+        let pass = self.pass();
         // Best forced trial: fewest tried. Best scored: highest (score, secondary).
         let mut forced: Option<(usize, u64)> = None;
         let mut best: Option<(usize, f64, f64)> = None;
@@ -824,7 +546,7 @@ impl Table {
                 }
                 Err(_) => continue,
             };
-            let (is_forced, estimate, bonus) = self.rank(i, cost, ln_total);
+            let (is_forced, estimate, bonus) = self.rank(i, cost, &pass);
             if is_forced {
                 let tried = self.trials[i] + u64::from(self.pending[i]);
                 if forced.is_none_or(|(_, t)| tried < t) {
@@ -833,7 +555,7 @@ impl Table {
             } else if forced.is_none() {
                 let score = estimate + bonus;
                 let secondary = match self.strategy.strategy {
-                    Strategy::CostBased => self.disc_mean(i),
+                    Strategy::CostBased => self.disc_mean(i, pass.inv_weight),
                     _ => -cost.unwrap_or(f64::MAX / 4.0),
                 };
                 let better = match best {
@@ -857,13 +579,10 @@ impl Table {
     /// Pick a model for a request, marking it pending under a new ticket.
     /// `None` when no model is eligible.
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
-        self.selections += 1;
-        if self.selections % SWEEP_EVERY == 0 {
-            let now = self.now();
-            self.expire_tickets(now);
-        }
-        let (slot, forced, fallback) = self.pick(c)?;
         let now = self.now();
+        self.expire_tickets(now);
+        let (slot, forced, fallback) = self.pick_at(c, now)?;
+        self.selections += 1;
         let transition = if fallback {
             // Probe the soonest-recovering model early rather than fail.
             let b = &mut self.breakers[slot];
@@ -884,16 +603,16 @@ impl Table {
         fallback_open: bool,
         transition: Transition,
     ) -> Selection {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.tickets.insert(
-            ticket,
-            Ticket {
-                slot: slot as u32,
-                generation: self.generation[slot],
-                issued_at: now,
-            },
-        );
+        let issued = Ticket {
+            slot: slot as u32,
+            generation: self.generation[slot],
+            issued_at: now,
+        };
+        let (generation, pending, total) =
+            (&self.generation, &mut self.pending, &mut self.total_pending);
+        let ticket = self.tickets.issue(issued, |old| {
+            release_pending(generation, pending, total, old);
+        });
         self.pending[slot] += 1;
         self.total_pending += 1;
         Selection {
@@ -905,9 +624,20 @@ impl Table {
         }
     }
 
-    /// Select for `count` requests at once; each selection sees the ones
-    /// before it as pending. Stops early if no model is eligible.
-    pub fn select_many(&mut self, c: &Constraints, count: usize) -> Vec<Selection> {
+    /// Select for `count` requests at once (at most [`MAX_SELECT_MANY`]);
+    /// each selection sees the ones before it as pending. Stops early if no
+    /// model is eligible.
+    pub fn select_many(
+        &mut self,
+        c: &Constraints,
+        count: usize,
+    ) -> Result<Vec<Selection>, CoreError> {
+        if count > MAX_SELECT_MANY {
+            return Err(CoreError::invalid(
+                "n",
+                format!("{count} (at most {MAX_SELECT_MANY} selections per call)"),
+            ));
+        }
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             match self.select(c) {
@@ -915,19 +645,19 @@ impl Table {
                 None => break,
             }
         }
-        out
+        Ok(out)
     }
 
     /// Every active model's verdict for a request, in slot order.
     pub fn explain(&self, c: &Constraints) -> Vec<Explanation> {
         let now = self.now();
-        let ln_total = self.ln_total();
+        let pass = self.pass();
         (0..self.active.len())
             .filter(|&i| self.active[i])
             .map(|i| Explanation {
                 slot: i as u32,
                 verdict: match self.check(i, c, now) {
-                    Ok(cost) => Verdict::Eligible(self.score(i, cost, ln_total)),
+                    Ok(cost) => Verdict::Eligible(self.score(i, cost, &pass)),
                     Err(rejection) => Verdict::Rejected(rejection),
                 },
             })
@@ -937,14 +667,14 @@ impl Table {
     /// Scores of every slot for a request; `-inf` where not eligible or inactive.
     pub fn scores(&self, c: &Constraints) -> Vec<f64> {
         let now = self.now();
-        let ln_total = self.ln_total();
+        let pass = self.pass();
         (0..self.active.len())
             .map(|i| {
                 if !self.active[i] {
                     return f64::NEG_INFINITY;
                 }
                 match self.check(i, c, now) {
-                    Ok(cost) => self.score(i, cost, ln_total).score,
+                    Ok(cost) => self.score(i, cost, &pass).score,
                     Err(_) => f64::NEG_INFINITY,
                 }
             })
@@ -954,15 +684,15 @@ impl Table {
     // ----- reporting -----------------------------------------------------
 
     fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<(), CoreError> {
-        match self.tickets.get(&ticket) {
-            Some(t) if t.slot as usize == slot && t.generation == self.generation[slot] => {
-                self.tickets.remove(&ticket);
-                self.pending[slot] -= 1;
-                self.total_pending -= 1;
-                Ok(())
-            }
-            _ => Err(CoreError::StaleTicket(ticket)),
-        }
+        let generation = self.generation[slot];
+        self.tickets
+            .take_if(ticket, |t| {
+                t.slot as usize == slot && t.generation == generation
+            })
+            .ok_or(CoreError::StaleTicket(ticket))?;
+        self.pending[slot] -= 1;
+        self.total_pending -= 1;
+        Ok(())
     }
 
     /// Release a ticket without an outcome (the request was abandoned).
@@ -988,6 +718,20 @@ impl Table {
         Ok(self.apply(i, outcome))
     }
 
+    /// Fold in the outcome of a measured call. A call whose ticket expired
+    /// (or was displaced) while it ran still counts, without the ticket.
+    pub fn record_call(
+        &mut self,
+        slot: u32,
+        ticket: Option<u64>,
+        outcome: &Outcome,
+    ) -> Result<Transition, CoreError> {
+        match self.report(slot, ticket, outcome) {
+            Err(CoreError::StaleTicket(_)) => self.report(slot, None, outcome),
+            other => other,
+        }
+    }
+
     /// Report many outcomes; all are validated (slots, tickets, values)
     /// before any is applied.
     pub fn report_many(
@@ -999,7 +743,7 @@ impl Table {
             let i = self.check_slot(*slot)?;
             outcome.validate()?;
             if let Some(t) = ticket {
-                let valid = matches!(self.tickets.get(t),
+                let valid = matches!(self.tickets.get(*t),
                     Some(tk) if tk.slot as usize == i && tk.generation == self.generation[i]);
                 if !valid || !seen.insert(*t) {
                     return Err(CoreError::StaleTicket(*t));
@@ -1019,9 +763,12 @@ impl Table {
 
     fn apply(&mut self, i: usize, o: &Outcome) -> Transition {
         let now = self.now();
+        let cost_usd = o
+            .cost_usd
+            .unwrap_or_else(|| self.hot[i].price(o.input_tokens, o.output_tokens));
         let reward = o.reward.unwrap_or_else(|| {
             self.reward_weights
-                .reward(o.success, o.latency_s, o.cost_usd, o.quality)
+                .reward(o.success, o.latency_s, cost_usd, o.quality)
         });
         // Discounting: every stored statistic is kept multiplied by `weight`,
         // which grows by 1/discount per outcome, so one multiplication here
@@ -1044,11 +791,7 @@ impl Table {
         }
         self.trials[i] += 1;
         self.last_outcome_at[i] = now;
-        let error_class = if o.success || o.error_class != 0 {
-            o.error_class
-        } else {
-            (ERROR_CLASSES.len() - 1) as u8
-        };
+        let error_class = o.counted_error_class();
         let d = &mut self.deltas[i];
         d.requests += 1;
         d.successes += u64::from(o.success);
@@ -1059,7 +802,7 @@ impl Table {
         d.reward_sq_sum += reward * reward;
         d.input_tokens += o.input_tokens;
         d.output_tokens += o.output_tokens;
-        d.cost_usd += o.cost_usd;
+        d.cost_usd += cost_usd;
         self.observed[i].record(&Observation {
             success: o.success,
             error_class,
@@ -1067,7 +810,7 @@ impl Table {
             ttft_s: o.ttft_s,
             input_tokens: o.input_tokens,
             output_tokens: o.output_tokens,
-            cost_usd: o.cost_usd,
+            cost_usd,
             reward,
         });
         if let Some(speed) = self.observed[i].tokens_per_second {
@@ -1082,72 +825,12 @@ impl Table {
         )
     }
 
-    /// Change detection: when a model's recent rewards (a fast moving
-    /// average over about 30 outcomes) sit more than `CHANGE_SIGMAS` standard
-    /// errors from its long-run mean, its history no longer describes it:
-    /// keep only `CHANGE_KEEP` outcomes' worth, centred on the recent level,
-    /// so the model is re-learned in tens of requests instead of thousands.
-    fn detect_change(&mut self, i: usize, reward: f64) {
-        const ALPHA: f64 = 0.03;
-        const CHANGE_SIGMAS: f64 = 6.0;
-        const CHANGE_KEEP: f64 = 20.0;
-        let (level, seen) = &mut self.recent_reward[i];
-        *level = if *seen == 0 {
-            reward
-        } else {
-            *level + ALPHA * (reward - *level)
-        };
-        *seen = seen.saturating_add(1);
-        let n = self.disc_n[i] / self.weight;
-        if f64::from(*seen) < 2.0 / ALPHA || n <= 2.0 * CHANGE_KEEP {
-            return;
-        }
-        let mean = self.disc_sum[i] / self.disc_n[i];
-        let var = (self.disc_sq[i] / self.disc_n[i] - mean * mean).max(1e-4);
-        let level = *level;
-        let sd_level = (var * ALPHA / (2.0 - ALPHA)).sqrt();
-        if (level - mean).abs() <= CHANGE_SIGMAS * sd_level {
-            return;
-        }
-        let keep = CHANGE_KEEP * self.weight;
-        self.total_disc_n += keep - self.disc_n[i];
-        self.disc_n[i] = keep;
-        self.disc_sum[i] = level * keep;
-        self.disc_sq[i] = (var + level * level) * keep;
-        self.recent_reward[i].1 = 0;
-    }
-
-    fn rescale(&mut self) {
-        let inv = 1.0 / self.weight;
-        for i in 0..self.active.len() {
-            self.disc_n[i] *= inv;
-            self.disc_sum[i] *= inv;
-            self.disc_sq[i] *= inv;
-        }
-        self.total_disc_n = (0..self.active.len())
-            .filter(|&i| self.active[i])
-            .map(|i| self.disc_n[i])
-            .sum();
-        self.weight = 1.0;
-    }
-
     fn expire_tickets(&mut self, now: f64) {
-        let timeout = self.pending_timeout_s;
-        let generation = &self.generation;
-        let pending = &mut self.pending;
-        let mut expired = 0u64;
-        self.tickets.retain(|_, t| {
-            if now - t.issued_at <= timeout {
-                return true;
-            }
-            let i = t.slot as usize;
-            if generation[i] == t.generation && pending[i] > 0 {
-                pending[i] -= 1;
-                expired += 1;
-            }
-            false
+        let (generation, pending, total) =
+            (&self.generation, &mut self.pending, &mut self.total_pending);
+        self.tickets.expire(now, self.pending_timeout_s, |t| {
+            release_pending(generation, pending, total, t);
         });
-        self.total_pending -= expired;
     }
 
     /// Expire tickets older than the pending timeout now, rather than at the
@@ -1155,62 +838,6 @@ impl Table {
     pub fn sweep(&mut self) {
         let now = self.now();
         self.expire_tickets(now);
-    }
-
-    // ----- shared state ---------------------------------------------------
-
-    /// The outcomes each model observed since the last call, by slot, and
-    /// reset them: what a worker adds to shared totals.
-    pub fn take_deltas(&mut self) -> Vec<(u32, Delta)> {
-        let mut out = Vec::new();
-        for i in 0..self.active.len() {
-            if self.active[i] && self.deltas[i].requests > 0 {
-                out.push((i as u32, std::mem::take(&mut self.deltas[i])));
-            }
-        }
-        out
-    }
-
-    /// Put back deltas that could not be delivered, so they are sent later
-    /// (added to whatever was observed since).
-    pub fn restore_deltas(&mut self, deltas: &[(u32, Delta)]) {
-        for (slot, d) in deltas {
-            let i = *slot as usize;
-            if !self.is_active(*slot) {
-                continue;
-            }
-            let t = &mut self.deltas[i];
-            t.requests += d.requests;
-            t.successes += d.successes;
-            for (a, b) in t.failures_by_class.iter_mut().zip(d.failures_by_class) {
-                *a += b;
-            }
-            t.reward_sum += d.reward_sum;
-            t.reward_sq_sum += d.reward_sq_sum;
-            t.input_tokens += d.input_tokens;
-            t.output_tokens += d.output_tokens;
-            t.cost_usd += d.cost_usd;
-        }
-    }
-
-    /// Set other workers' statistics of a model, used with this worker's own
-    /// in every score.
-    pub fn set_shared(&mut self, slot: u32, stats: SharedStats) -> Result<(), CoreError> {
-        let i = self.check_slot(slot)?;
-        non_negative("shared.n", stats.n)?;
-        non_negative("shared.reward_sum", stats.reward_sum)?;
-        non_negative("shared.reward_sq_sum", stats.reward_sq_sum)?;
-        if stats.reward_sum > stats.n * (1.0 + 1e-9) + 1e-9 {
-            return Err(CoreError::invalid("shared.reward_sum", stats.reward_sum));
-        }
-        self.total_shared_n += stats.n - self.shared[i].n;
-        self.shared[i] = stats;
-        Ok(())
-    }
-
-    pub fn shared(&self, slot: u32) -> Result<SharedStats, CoreError> {
-        let i = self.check_slot(slot)?;
-        Ok(self.shared[i])
     }
 
     // ----- health ---------------------------------------------------------
@@ -1255,45 +882,20 @@ impl Table {
         self.tickets.len()
     }
 
-    /// Column names of [`Table::stats_matrix`].
-    pub const STATS_COLUMNS: [&'static str; 12] = [
-        "active",
-        "trials",
-        "pending",
-        "successes",
-        "failures",
-        "mean_reward",
-        "discounted_trials",
-        "discounted_mean_reward",
-        "latency_ewma_s",
-        "tokens_per_second",
-        "total_cost_usd",
-        "breaker_state",
-    ];
+    /// The number of the selection `select` makes next (Thompson draws are
+    /// keyed by it).
+    pub fn selections(&self) -> u64 {
+        self.selections
+    }
+}
 
-    /// Row-major `capacity() x STATS_COLUMNS.len()` matrix; unknown values are NaN.
-    pub fn stats_matrix(&self) -> Vec<f64> {
-        let cols = Self::STATS_COLUMNS.len();
-        let mut out = Vec::with_capacity(self.active.len() * cols);
-        for i in 0..self.active.len() {
-            let o = &self.observed[i];
-            let mean = |sum: f64, n: f64| if n > 0.0 { sum / n } else { f64::NAN };
-            out.extend_from_slice(&[
-                f64::from(u8::from(self.active[i])),
-                self.trials[i] as f64,
-                f64::from(self.pending[i]),
-                o.successes as f64,
-                (o.requests - o.successes) as f64,
-                mean(o.reward_sum, o.requests as f64),
-                self.disc_n[i] / self.weight,
-                mean(self.disc_sum[i], self.disc_n[i]),
-                o.latency_ewma_s.unwrap_or(f64::NAN),
-                o.tokens_per_second.unwrap_or(f64::NAN),
-                o.total_cost_usd,
-                f64::from(self.breakers[i].state as u8),
-            ]);
-        }
-        out
+/// A ticket leaves without an outcome (expired or displaced): it stops
+/// counting as pending, unless its model was unregistered since.
+fn release_pending(generation: &[u32], pending: &mut [u32], total: &mut u64, t: &Ticket) {
+    let i = t.slot as usize;
+    if generation[i] == t.generation && pending[i] > 0 {
+        pending[i] -= 1;
+        *total -= 1;
     }
 }
 
@@ -1410,7 +1012,7 @@ mod tests {
         for name in ["a", "b", "c", "d"] {
             t.register(spec(name, &[], 1.0)).unwrap();
         }
-        let sels = t.select_many(&any(), 4);
+        let sels = t.select_many(&any(), 4).unwrap();
         let mut slots: Vec<u32> = sels.iter().map(|s| s.slot).collect();
         slots.sort_unstable();
         assert_eq!(slots, vec![0, 1, 2, 3]);

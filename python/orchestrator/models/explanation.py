@@ -1,0 +1,92 @@
+"""Explanations: why a request would go to one model, candidate by candidate.
+
+Built from the core's :class:`~orchestrator._core.Explanation`, which is
+taken in one snapshot of the table (so it is consistent while other threads
+register, unregister, select and report) and changes nothing: no random
+draw, no ticket. For Thompson sampling the scores shown are the draws the
+next selection will use, so ``chosen`` is the top score (or a forced trial).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from orchestrator import _core
+from orchestrator.core.model import ModelConstraints
+
+__all__ = ["CandidateExplanation", "SelectionExplanation", "explanation_of"]
+
+
+@dataclass(frozen=True)
+class CandidateExplanation:
+    """One model's verdict for a request."""
+
+    name: str
+    provider: str
+    eligible: bool
+    constraint: Optional[str] = None
+    reason: Optional[str] = None
+    estimate: Optional[float] = None
+    exploration_bonus: Optional[float] = None
+    score: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    trials: int = 0
+    pending: int = 0
+    forced: bool = False
+    expected_cost: Optional[float] = None
+
+    def describe(self) -> str:
+        if not self.eligible:
+            return f"{self.name}: rejected by {self.constraint} ({self.reason})"
+        cost = "unpriced" if self.expected_cost is None else f"${self.expected_cost:.6f}"
+        if self.forced:
+            return f"{self.name}: forced trial ({self.trials} outcomes so far), cost {cost}"
+        return (
+            f"{self.name}: score {self.score:.4f} = estimate {self.estimate:.4f} "
+            f"+ bonus {self.exploration_bonus:.4f}; "
+            f"CI [{self.ci_low:.3f}, {self.ci_high:.3f}] over {self.trials} outcomes, "
+            f"{self.pending} pending, cost {cost}"
+        )
+
+
+@dataclass(frozen=True)
+class SelectionExplanation:
+    """Why a request would go to ``chosen``: every candidate's verdict."""
+
+    strategy: str
+    constraints: ModelConstraints
+    chosen: Optional[str]
+    candidates: list[CandidateExplanation]
+    all_breakers_open: bool = False
+
+    def __str__(self) -> str:
+        head = f"strategy {self.strategy}: " + (
+            f"chose {self.chosen}" if self.chosen else "no eligible model"
+        )
+        if self.all_breakers_open:
+            head += " (every eligible model's circuit is open; probing the soonest to recover)"
+        return "\n".join([head, *("  " + c.describe() for c in self.candidates)])
+
+
+def explanation_of(
+    core_explanation: _core.Explanation,
+    strategy: str,
+    request: _core.Request,
+    chooses: bool = True,
+) -> SelectionExplanation:
+    """A :class:`SelectionExplanation` from the core's snapshot. ``chooses``
+    is False for user-written selectors, whose pick the core cannot know."""
+    candidates = []
+    for row in core_explanation.rows():
+        model = row.pop("model")
+        candidates.append(CandidateExplanation(provider=model.provider, **row))
+    chosen = core_explanation.chosen
+    return SelectionExplanation(
+        strategy=strategy,
+        constraints=ModelConstraints.of(request),
+        chosen=chosen.name if chosen is not None and chooses else None,
+        candidates=candidates,
+        all_breakers_open=core_explanation.all_breakers_open,
+    )

@@ -1,0 +1,97 @@
+//! What a call's outcome is, and what workers exchange: outcomes, deltas
+//! and other workers' statistics.
+
+use crate::error::{non_negative, unit_interval, CoreError};
+use crate::ERROR_CLASSES;
+
+/// One observed outcome of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Outcome {
+    pub success: bool,
+    /// Index into [`ERROR_CLASSES`]; 0 for success.
+    pub error_class: u8,
+    pub latency_s: f64,
+    pub ttft_s: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// What the call cost; `None` prices the token counts at the model's
+    /// declared prices (0 for an unpriced model).
+    pub cost_usd: Option<f64>,
+    /// Caller's quality score in `[0, 1]`.
+    pub quality: Option<f64>,
+    /// A reward in `[0, 1]` that replaces the computed one.
+    pub reward: Option<f64>,
+    /// Provider's `Retry-After` in seconds; 0 when absent.
+    pub retry_after_s: f64,
+}
+
+impl Outcome {
+    /// The error class counted for this outcome: a failure reported with
+    /// class `none` counts as `other`.
+    pub fn counted_error_class(&self) -> u8 {
+        if self.success || self.error_class != 0 {
+            self.error_class
+        } else {
+            (ERROR_CLASSES.len() - 1) as u8
+        }
+    }
+
+    /// This outcome as the core counts it (see [`Self::counted_error_class`]),
+    /// if every field is valid.
+    pub fn checked(mut self) -> Result<Outcome, CoreError> {
+        self.error_class = self.counted_error_class();
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn validate(&self) -> Result<(), CoreError> {
+        non_negative("latency", self.latency_s)?;
+        if let Some(ttft) = self.ttft_s {
+            non_negative("time_to_first_token", ttft)?;
+        }
+        if let Some(cost) = self.cost_usd {
+            non_negative("cost", cost)?;
+        }
+        non_negative("retry_after", self.retry_after_s)?;
+        if let Some(q) = self.quality {
+            unit_interval("quality", q)?;
+        }
+        if let Some(r) = self.reward {
+            unit_interval("reward", r)?;
+        }
+        if usize::from(self.error_class) >= ERROR_CLASSES.len() {
+            return Err(CoreError::invalid("error_class", self.error_class));
+        }
+        if self.success && self.error_class != 0 {
+            return Err(CoreError::invalid(
+                "error_class",
+                format!(
+                    "{} on a successful outcome",
+                    ERROR_CLASSES[usize::from(self.error_class)]
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Other workers' statistics of one model, as effective counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SharedStats {
+    pub n: f64,
+    pub reward_sum: f64,
+    pub reward_sq_sum: f64,
+}
+
+/// What one model observed since the last [`Table::take_deltas`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Delta {
+    pub requests: u64,
+    pub successes: u64,
+    pub failures_by_class: [u64; ERROR_CLASSES.len()],
+    pub reward_sum: f64,
+    pub reward_sq_sum: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}

@@ -1,0 +1,166 @@
+//! What is declared about a model, and what one request asks for: the
+//! model's spec, a request's constraints, and why a model was rejected.
+
+use crate::error::{non_negative, CoreError};
+use crate::CAPABILITY_NAMES;
+
+/// Request size used to price a request whose token counts are not given.
+pub const DEFAULT_INPUT_TOKENS: u32 = 100;
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
+
+/// What is declared about a model when it is registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub provider: String,
+    pub capabilities: u32,
+    /// Context window in tokens; 0 when unknown.
+    pub context_length: u32,
+    pub input_price_per_million: f64,
+    pub output_price_per_million: f64,
+    pub request_fee: f64,
+    /// False when the model has no known price.
+    pub priced: bool,
+    /// Declared output tokens per second, used until speed is observed.
+    pub declared_speed: Option<f64>,
+}
+
+impl ModelSpec {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if self.name.trim().is_empty() {
+            return Err(CoreError::invalid("name", format!("{:?}", self.name)));
+        }
+        if self.provider.trim().is_empty() {
+            return Err(CoreError::invalid(
+                "provider",
+                format!("{:?}", self.provider),
+            ));
+        }
+        non_negative("input_price_per_million", self.input_price_per_million)?;
+        non_negative("output_price_per_million", self.output_price_per_million)?;
+        non_negative("request_fee", self.request_fee)?;
+        if let Some(speed) = self.declared_speed {
+            non_negative("declared_speed", speed)?;
+        }
+        Ok(())
+    }
+}
+
+/// One request's constraints, validated by [`Constraints::new`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Constraints {
+    pub required_capabilities: u32,
+    pub max_cost: Option<f64>,
+    pub min_speed: Option<f64>,
+    pub context_length: Option<u32>,
+    pub exclude: Vec<u32>,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+impl Constraints {
+    pub fn new(
+        required_capabilities: u32,
+        max_cost: Option<f64>,
+        min_speed: Option<f64>,
+        context_length: Option<i64>,
+        exclude: Vec<u32>,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
+    ) -> Result<Self, CoreError> {
+        if let Some(cost) = max_cost {
+            non_negative("max_cost", cost)?;
+        }
+        if let Some(speed) = min_speed {
+            non_negative("min_speed", speed)?;
+        }
+        let tokens = |field: &'static str, v: Option<i64>, default: u32| match v {
+            None => Ok(default),
+            Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => Ok(n as u32),
+            Some(n) => Err(CoreError::invalid(field, n)),
+        };
+        let context_length = match context_length {
+            None => None,
+            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
+            Some(n) => return Err(CoreError::invalid("context_length", n)),
+        };
+        Ok(Constraints {
+            required_capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude,
+            input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
+            output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
+        })
+    }
+}
+
+/// Why a model was not eligible for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    MissingCapabilities(u32),
+    ContextUnknown { needed: u32 },
+    ContextTooSmall { needed: u32, has: u32 },
+    Unpriced,
+    TooExpensive { cost: f64, max: f64 },
+    SpeedUnknown,
+    TooSlow { speed: f64, min: f64 },
+    Excluded,
+    CircuitOpen { retry_in_s: f64 },
+    ProbeInFlight,
+}
+
+impl Rejection {
+    /// The `select_model` keyword this rejection is about.
+    pub fn constraint(&self) -> &'static str {
+        match self {
+            Rejection::MissingCapabilities(_) => "capabilities",
+            Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
+                "context_length"
+            }
+            Rejection::Unpriced | Rejection::TooExpensive { .. } => "max_cost",
+            Rejection::SpeedUnknown | Rejection::TooSlow { .. } => "min_speed",
+            Rejection::Excluded => "exclude_models",
+            Rejection::CircuitOpen { .. } | Rejection::ProbeInFlight => "health",
+        }
+    }
+
+    /// A sentence a person can read.
+    pub fn describe(&self) -> String {
+        match self {
+            Rejection::MissingCapabilities(mask) => {
+                let names: Vec<&str> = CAPABILITY_NAMES
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| mask & (1 << bit) != 0)
+                    .map(|(_, n)| *n)
+                    .collect();
+                format!("lacks capabilities: {}", names.join(", "))
+            }
+            Rejection::ContextUnknown { needed } => {
+                format!("context window unknown, {needed} tokens needed")
+            }
+            Rejection::ContextTooSmall { needed, has } => {
+                format!("context window {has} tokens < {needed} needed")
+            }
+            Rejection::Unpriced => {
+                "has no known price, so max_cost cannot be checked (give it a cost)".to_owned()
+            }
+            Rejection::TooExpensive { cost, max } => {
+                format!("expected cost ${cost:.6} per request > max_cost ${max:.6}")
+            }
+            Rejection::SpeedUnknown => {
+                "speed unknown: not declared and not yet observed".to_owned()
+            }
+            Rejection::TooSlow { speed, min } => {
+                format!("speed {speed:.1} tokens/s < min_speed {min:.1}")
+            }
+            Rejection::Excluded => "excluded by exclude_models".to_owned(),
+            Rejection::CircuitOpen { retry_in_s } => {
+                format!("circuit open, next probe in {retry_in_s:.1}s")
+            }
+            Rejection::ProbeInFlight => "circuit half-open, a probe is in flight".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Python values to Rust values, by type, naming the field on every error.
+//!
+//! Every entry point converts its arguments with these functions before the
+//! core's lock is taken: this is where caller code (iterators, `__index__`,
+//! `__float__`) runs, never under the lock. A `bool` is not a number, a
+//! string is not a sequence of names, a float is not an integer, and a number
+//! too large for its field is a `ValueError` naming the field.
+
+use orchestrator_core as core;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+
+use crate::errors::to_py;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}
+
+fn shown(value: &Bound<'_, PyAny>) -> String {
+    let text = value
+        .repr()
+        .map_or_else(|_| format!("<{}>", type_name(value)), |r| r.to_string());
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+fn wrong_type(field: &str, value: &Bound<'_, PyAny>, expected: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "invalid {field}: {} ({expected}, got {})",
+        shown(value),
+        type_name(value)
+    ))
+}
+
+fn out_of_range(field: &str, value: &Bound<'_, PyAny>, range: &str) -> PyErr {
+    PyValueError::new_err(format!("invalid {field}: {} ({range})", shown(value)))
+}
+
+/// A real number: an int or float (or an object with `__float__`, such as
+/// a numpy scalar), not a bool or a string. Range checks are the core's.
+pub fn real(value: &Bound<'_, PyAny>, field: &str) -> PyResult<f64> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return Ok(f.value());
+    }
+    if value.is_instance_of::<PyBool>()
+        || value.is_instance_of::<PyString>()
+        || value.is_instance_of::<PyBytes>()
+    {
+        return Err(wrong_type(field, value, "a number is required"));
+    }
+    value.extract::<f64>().map_err(|err| {
+        if err.is_instance_of::<PyOverflowError>(value.py()) {
+            out_of_range(field, value, "too large for a float")
+        } else if err.is_instance_of::<PyTypeError>(value.py()) {
+            wrong_type(field, value, "a number is required")
+        } else {
+            err // the caller's own __float__ failed: its error, unchanged
+        }
+    })
+}
+
+/// `None` or a real number.
+pub fn optional_real(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<f64>> {
+    match value {
+        Some(v) if !v.is_none() => real(v, field).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// An integer in `[min, max]`: an int (or an object with `__index__`), not
+/// a bool, float or string.
+pub fn integer(value: &Bound<'_, PyAny>, field: &str, min: i128, max: i128) -> PyResult<i128> {
+    if let Ok(int) = value.cast_exact::<PyInt>() {
+        if let Ok(n) = int.extract::<i64>() {
+            let n = i128::from(n);
+            return if (min..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err(out_of_range(
+                    field,
+                    value,
+                    &format!("an integer from {min} to {max}"),
+                ))
+            };
+        }
+    }
+    if value.is_instance_of::<PyBool>()
+        || value.is_instance_of::<PyFloat>()
+        || value.is_instance_of::<PyString>()
+        || value.is_instance_of::<PyBytes>()
+    {
+        return Err(wrong_type(field, value, "an integer is required"));
+    }
+    let range = || format!("an integer from {min} to {max}");
+    // i64 first: extracting an i128 takes CPython's slow byte-array path.
+    let n = match value
+        .extract::<i64>()
+        .map(i128::from)
+        .or_else(|_| value.extract::<i128>())
+    {
+        Ok(n) => n,
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
+            return Err(out_of_range(field, value, &range()))
+        }
+        Err(err) if err.is_instance_of::<PyTypeError>(value.py()) => {
+            return Err(wrong_type(field, value, "an integer is required"))
+        }
+        Err(err) => return Err(err), // the caller's own __index__ failed
+    };
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(out_of_range(field, value, &range()))
+    }
+}
+
+/// An integer that fits `u64`, at least `min`.
+pub fn count(value: &Bound<'_, PyAny>, field: &str, min: u64) -> PyResult<u64> {
+    integer(value, field, i128::from(min), i128::from(u64::MAX)).map(|n| n as u64)
+}
+
+/// An integer that fits `u32`, at least `min`.
+pub fn count32(value: &Bound<'_, PyAny>, field: &str, min: u32) -> PyResult<u32> {
+    integer(value, field, i128::from(min), i128::from(u32::MAX)).map(|n| n as u32)
+}
+
+/// `None` or an integer that fits `u32`, at least `min`.
+pub fn optional_count32(
+    value: Option<&Bound<'_, PyAny>>,
+    field: &str,
+    min: u32,
+) -> PyResult<Option<u32>> {
+    match value {
+        Some(v) if !v.is_none() => count32(v, field, min).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// `True` or `False`, nothing else.
+pub fn boolean(value: &Bound<'_, PyAny>, field: &str) -> PyResult<bool> {
+    match value.cast::<PyBool>() {
+        Ok(b) => Ok(b.is_true()),
+        Err(_) => Err(wrong_type(field, value, "True or False is required")),
+    }
+}
+
+/// A string.
+pub fn string(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    match value.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(wrong_type(field, value, "a string is required")),
+    }
+}
+
+/// The items of a list, tuple or other iterable (not a string or bytes),
+/// each converted by `item`.
+pub fn each<T>(
+    value: &Bound<'_, PyAny>,
+    field: &str,
+    mut item: impl FnMut(&Bound<'_, PyAny>, &str) -> PyResult<T>,
+) -> PyResult<Vec<T>> {
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+        return Err(wrong_type(field, value, "a list is required, not a string"));
+    }
+    if let Ok(list) = value.cast::<PyList>() {
+        let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
+        return items.iter().map(|v| item(v, field)).collect();
+    }
+    if let Ok(tuple) = value.cast::<PyTuple>() {
+        return tuple.iter().map(|v| item(&v, field)).collect();
+    }
+    let iter = value
+        .try_iter()
+        .map_err(|_| wrong_type(field, value, "a list is required"))?;
+    let mut out = Vec::new();
+    for v in iter {
+        out.push(item(&v?, field)?);
+    }
+    Ok(out)
+}
+
+/// `None` or a list of capability names, as the core's bit mask.
+pub fn capabilities(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<u32> {
+    let Some(v) = value.filter(|v| !v.is_none()) else {
+        return Ok(0);
+    };
+    let bits = each(v, field, |item, field| match item.cast::<PyString>() {
+        Ok(name) => core::capability_mask([name.to_cow()?.as_ref()]).map_err(to_py),
+        Err(_) => Err(wrong_type(field, item, "a string is required")),
+    })?;
+    Ok(bits.into_iter().fold(0, |mask, bit| mask | bit))
+}
+
+/// `None` or a list of strings.
+pub fn names(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<String>> {
+    match value {
+        Some(v) if !v.is_none() => each(v, field, string),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// `None` or a list converted item by item.
+pub fn optional_each<T>(
+    value: Option<&Bound<'_, PyAny>>,
+    field: &str,
+    item: impl FnMut(&Bound<'_, PyAny>, &str) -> PyResult<T>,
+) -> PyResult<Option<Vec<T>>> {
+    match value {
+        Some(v) if !v.is_none() => each(v, field, item).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A core error about one field, with the field's Python spelling.
+pub fn invalid(field: &str, message: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("invalid {field}: {message}"))
+}

@@ -1,0 +1,111 @@
+//! A request's explanation as the core saw it, taken in one snapshot.
+
+use orchestrator_core::{Table, Verdict};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+/// One model's verdict, with the object registered for it.
+struct Row {
+    model: Py<PyAny>,
+    name: String,
+    verdict: Verdict,
+}
+
+/// Every model's verdict for a request and the one selection would choose,
+/// from one consistent snapshot of the table. Explaining draws nothing and
+/// issues no ticket; for Thompson sampling the scores are the draws the next
+/// selection will use, so `chosen` is the top score.
+#[pyclass(frozen, module = "orchestrator._core")]
+pub struct Explanation {
+    rows: Vec<Row>,
+    chosen: Option<usize>,
+    all_breakers_open: bool,
+}
+
+impl Explanation {
+    /// Take the snapshot (under the core's lock: only Rust values and
+    /// reference counts are touched).
+    pub fn of(
+        py: Python<'_>,
+        table: &Table,
+        models: &[Option<Py<PyAny>>],
+        constraints: &orchestrator_core::Constraints,
+    ) -> Explanation {
+        let pick = table.pick(constraints);
+        let mut chosen = None;
+        let mut rows = Vec::new();
+        for e in table.explain(constraints) {
+            let Some(Some(model)) = models.get(e.slot as usize) else {
+                continue;
+            };
+            if pick.is_some_and(|(slot, _, _)| slot == e.slot as usize) {
+                chosen = Some(rows.len());
+            }
+            let name = table
+                .spec(e.slot)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            rows.push(Row {
+                model: model.clone_ref(py),
+                name,
+                verdict: e.verdict,
+            });
+        }
+        Explanation {
+            rows,
+            chosen,
+            all_breakers_open: pick.is_some_and(|(_, _, fallback)| fallback),
+        }
+    }
+}
+
+#[pymethods]
+impl Explanation {
+    /// The model selection would choose, or `None`.
+    #[getter]
+    fn chosen(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.chosen.map(|i| self.rows[i].model.clone_ref(py))
+    }
+
+    /// Every eligible model's breaker is open; the soonest to recover is chosen.
+    #[getter]
+    fn all_breakers_open(&self) -> bool {
+        self.all_breakers_open
+    }
+
+    /// Every model's verdict as dicts: `model`, `name`, `eligible`, and the
+    /// score parts or the rejecting `constraint` and `reason`.
+    fn rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for r in &self.rows {
+            let row = PyDict::new(py);
+            row.set_item("model", r.model.bind(py))?;
+            row.set_item("name", &r.name)?;
+            match &r.verdict {
+                Verdict::Eligible(p) => {
+                    row.set_item("eligible", true)?;
+                    row.set_item("estimate", p.estimate)?;
+                    row.set_item("exploration_bonus", p.exploration_bonus)?;
+                    row.set_item("score", p.score)?;
+                    row.set_item("ci_low", p.ci_low)?;
+                    row.set_item("ci_high", p.ci_high)?;
+                    row.set_item("trials", p.trials)?;
+                    row.set_item("pending", p.pending)?;
+                    row.set_item("forced", p.forced)?;
+                    row.set_item("expected_cost", p.expected_cost)?;
+                }
+                Verdict::Rejected(reason) => {
+                    row.set_item("eligible", false)?;
+                    row.set_item("constraint", reason.constraint())?;
+                    row.set_item("reason", reason.describe())?;
+                }
+            }
+            out.append(row)?;
+        }
+        Ok(out)
+    }
+
+    fn __len__(&self) -> usize {
+        self.rows.len()
+    }
+}

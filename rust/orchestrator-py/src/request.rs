@@ -1,0 +1,304 @@
+//! The typed request and outcome that cross from Python into the core.
+
+use orchestrator_core as core;
+use orchestrator_core::{Constraints, Table};
+use pyo3::prelude::*;
+
+use crate::convert;
+use crate::errors::to_py;
+
+/// One request's constraints, converted and validated (everything but the
+/// excluded names, which are resolved under the core's lock).
+#[pyclass(frozen, module = "orchestrator._core", from_py_object)]
+#[derive(Debug, Clone)]
+pub struct Request {
+    constraints: Constraints,
+    exclude: Vec<String>,
+    /// The token counts as given (`None`: the default request size).
+    given_tokens: (Option<u32>, Option<u32>),
+}
+
+impl Request {
+    /// The one conversion every selecting and explaining entry point uses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn parse(
+        capabilities: Option<&Bound<'_, PyAny>>,
+        max_cost: Option<&Bound<'_, PyAny>>,
+        min_speed: Option<&Bound<'_, PyAny>>,
+        context_length: Option<&Bound<'_, PyAny>>,
+        exclude_models: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Request> {
+        let mask = convert::capabilities(capabilities, "capabilities")?;
+        let max_cost = convert::optional_real(max_cost, "max_cost")?;
+        let min_speed = convert::optional_real(min_speed, "min_speed")?;
+        let context_length = convert::optional_count32(context_length, "context_length", 1)?;
+        let exclude = convert::names(exclude_models, "exclude_models")?;
+        let input_tokens = convert::optional_count32(input_tokens, "input_tokens", 0)?;
+        let output_tokens = convert::optional_count32(output_tokens, "output_tokens", 0)?;
+        let constraints = Constraints::new(
+            mask,
+            max_cost,
+            min_speed,
+            context_length.map(i64::from),
+            Vec::new(),
+            input_tokens.map(i64::from),
+            output_tokens.map(i64::from),
+        )
+        .map_err(to_py)?;
+        Ok(Request {
+            constraints,
+            exclude,
+            given_tokens: (input_tokens, output_tokens),
+        })
+    }
+
+    /// The constraints against `table`: excluded names become slots.
+    pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
+        let mut constraints = self.constraints.clone();
+        for name in &self.exclude {
+            match table.slot_of(name) {
+                Some(slot) => constraints.exclude.push(slot),
+                None => return Err(name.clone()),
+            }
+        }
+        Ok(constraints)
+    }
+}
+
+#[pymethods]
+impl Request {
+    #[new]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        capabilities: Option<&Bound<'_, PyAny>>,
+        max_cost: Option<&Bound<'_, PyAny>>,
+        min_speed: Option<&Bound<'_, PyAny>>,
+        context_length: Option<&Bound<'_, PyAny>>,
+        exclude_models: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Request> {
+        Request::parse(
+            capabilities,
+            max_cost,
+            min_speed,
+            context_length,
+            exclude_models,
+            input_tokens,
+            output_tokens,
+        )
+    }
+
+    #[getter]
+    fn capabilities(&self) -> Vec<&'static str> {
+        core::CAPABILITY_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| self.constraints.required_capabilities & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+            .collect()
+    }
+
+    #[getter]
+    fn max_cost(&self) -> Option<f64> {
+        self.constraints.max_cost
+    }
+
+    #[getter]
+    fn min_speed(&self) -> Option<f64> {
+        self.constraints.min_speed
+    }
+
+    #[getter]
+    fn context_length(&self) -> Option<u32> {
+        self.constraints.context_length
+    }
+
+    #[getter]
+    fn exclude_models(&self) -> Vec<String> {
+        self.exclude.clone()
+    }
+
+    /// Input tokens the request is priced for (the default when not given).
+    #[getter]
+    fn input_tokens(&self) -> u32 {
+        self.constraints.input_tokens
+    }
+
+    /// Output tokens the request is priced for (the default when not given).
+    #[getter]
+    fn output_tokens(&self) -> u32 {
+        self.constraints.output_tokens
+    }
+
+    #[getter]
+    fn given_input_tokens(&self) -> Option<u32> {
+        self.given_tokens.0
+    }
+
+    #[getter]
+    fn given_output_tokens(&self) -> Option<u32> {
+        self.given_tokens.1
+    }
+}
+
+/// One call's outcome, converted and validated; reported to any number of
+/// registries (`SelectionCore.record`/`report`).
+#[pyclass(frozen, module = "orchestrator._core", from_py_object)]
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub inner: core::Outcome,
+}
+
+/// The one conversion of an outcome's fields, shared by `Outcome(...)` and
+/// `SelectionCore.report_many`.
+#[allow(clippy::too_many_arguments)]
+pub fn outcome(
+    success: &Bound<'_, PyAny>,
+    latency: &Bound<'_, PyAny>,
+    error_class: Option<&Bound<'_, PyAny>>,
+    time_to_first_token: Option<&Bound<'_, PyAny>>,
+    input_tokens: Option<&Bound<'_, PyAny>>,
+    output_tokens: Option<&Bound<'_, PyAny>>,
+    cost: Option<&Bound<'_, PyAny>>,
+    quality: Option<&Bound<'_, PyAny>>,
+    retry_after: Option<&Bound<'_, PyAny>>,
+    fields: &OutcomeFields,
+) -> PyResult<core::Outcome> {
+    let error_class = match error_class {
+        Some(v) if !v.is_none() => {
+            core::error_class_index(&convert::string(v, fields.error_class)?).map_err(|_| {
+                convert::invalid(
+                    fields.error_class,
+                    format!(
+                        "{:?}; known: {}",
+                        v.to_string(),
+                        core::ERROR_CLASSES.join(", ")
+                    ),
+                )
+            })?
+        }
+        _ => 0,
+    };
+    let tokens = |v: Option<&Bound<'_, PyAny>>, field: &str| match v {
+        Some(v) if !v.is_none() => convert::count(v, field, 0),
+        _ => Ok(0),
+    };
+    let raw = core::Outcome {
+        success: convert::boolean(success, fields.success)?,
+        error_class,
+        latency_s: convert::real(latency, fields.latency)?,
+        ttft_s: convert::optional_real(time_to_first_token, "time_to_first_token")?,
+        input_tokens: tokens(input_tokens, fields.input_tokens)?,
+        output_tokens: tokens(output_tokens, fields.output_tokens)?,
+        cost_usd: convert::optional_real(cost, fields.cost)?,
+        quality: convert::optional_real(quality, fields.quality)?,
+        reward: None,
+        retry_after_s: convert::optional_real(retry_after, "retry_after")?.unwrap_or(0.0),
+    };
+    raw.checked().map_err(|err| match err {
+        core::CoreError::Invalid { field, value } => {
+            convert::invalid(fields.python_name(field), value)
+        }
+        other => to_py(other),
+    })
+}
+
+/// The Python names of an outcome's fields at one entry point (singular
+/// for `Outcome`, plural for the sequences of `report_many`).
+pub struct OutcomeFields {
+    pub success: &'static str,
+    pub latency: &'static str,
+    pub error_class: &'static str,
+    pub input_tokens: &'static str,
+    pub output_tokens: &'static str,
+    pub cost: &'static str,
+    pub quality: &'static str,
+}
+
+impl OutcomeFields {
+    pub const ONE: OutcomeFields = OutcomeFields {
+        success: "success",
+        latency: "latency",
+        error_class: "error_class",
+        input_tokens: "input_tokens",
+        output_tokens: "output_tokens",
+        cost: "cost",
+        quality: "quality",
+    };
+    pub const MANY: OutcomeFields = OutcomeFields {
+        success: "successes",
+        latency: "latencies",
+        error_class: "error_classes",
+        input_tokens: "input_tokens",
+        output_tokens: "output_tokens",
+        cost: "costs",
+        quality: "qualities",
+    };
+
+    fn python_name(&self, core_field: &'static str) -> &'static str {
+        match core_field {
+            "latency" => self.latency,
+            "cost" => self.cost,
+            "quality" => self.quality,
+            "error_class" => self.error_class,
+            other => other,
+        }
+    }
+}
+
+#[pymethods]
+impl Outcome {
+    #[new]
+    #[pyo3(signature = (success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        success: &Bound<'_, PyAny>,
+        latency: &Bound<'_, PyAny>,
+        error_class: Option<&Bound<'_, PyAny>>,
+        time_to_first_token: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        quality: Option<&Bound<'_, PyAny>>,
+        retry_after: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Outcome> {
+        Ok(Outcome {
+            inner: outcome(
+                success,
+                latency,
+                error_class,
+                time_to_first_token,
+                input_tokens,
+                output_tokens,
+                cost,
+                quality,
+                retry_after,
+                &OutcomeFields::ONE,
+            )?,
+        })
+    }
+
+    #[getter]
+    fn success(&self) -> bool {
+        self.inner.success
+    }
+
+    #[getter]
+    fn error_class(&self) -> &'static str {
+        core::ERROR_CLASSES[usize::from(self.inner.error_class)]
+    }
+
+    #[getter]
+    fn latency(&self) -> f64 {
+        self.inner.latency_s
+    }
+
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        self.inner.retry_after_s
+    }
+}

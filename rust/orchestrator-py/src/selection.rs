@@ -1,0 +1,969 @@
+//! `SelectionCore`: one registry's selection state, behind one short lock.
+//!
+//! Every method converts its arguments first (caller code may run there),
+//! then takes the lock, touches only Rust values and reference counts, and
+//! releases it before building any Python object or calling back into
+//! Python. So no callback, iterator or finaliser can run while the lock is
+//! held, and none can deadlock against another thread's selection.
+
+use orchestrator_core as core;
+use orchestrator_core::{
+    BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
+};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::convert;
+use crate::errors::{to_py, NoEligible, StaleTicketError};
+use crate::explanation::Explanation;
+use crate::held;
+use crate::request::{outcome, Outcome, OutcomeFields, Request};
+
+/// One model's deltas as `take_deltas` returns them.
+type DeltaRow = (u32, u64, u64, Vec<u64>, f64, f64, u64, u64, f64);
+
+/// The table and, by slot, the Python object registered there, updated
+/// together under one lock so a selected slot always has its object.
+struct Inner {
+    table: Table,
+    models: Vec<Option<Py<PyAny>>>,
+}
+
+/// What one selection produced, copied out of the lock.
+struct Picked {
+    model: Py<PyAny>,
+    slot: u32,
+    ticket: u64,
+    /// The breaker moved to half-open (a probe), and whether every eligible
+    /// model's breaker was open.
+    probe: Option<bool>,
+}
+
+/// Selection state of one registry.
+#[pyclass(frozen, module = "orchestrator._core")]
+pub struct SelectionCore {
+    inner: Mutex<Inner>,
+    /// Identifies this core's tickets in a context's held tickets.
+    id: u64,
+    /// The registry, called back after the lock is released:
+    /// `listener._on_probe(model, all_open)` after a selection that sends a
+    /// probe to a half-open model, and `listener._no_eligible_error(
+    /// explanation, request)` for the exception to raise when no model is
+    /// eligible (without a listener: `NoEligible(explanation, request)`).
+    listener: Mutex<Option<Py<PyAny>>>,
+}
+
+fn strategy_config(
+    strategy: Option<&Bound<'_, PyAny>>,
+    exploration_factor: Option<&Bound<'_, PyAny>>,
+    min_trials: Option<&Bound<'_, PyAny>>,
+    confidence_level: Option<&Bound<'_, PyAny>>,
+    discount: Option<&Bound<'_, PyAny>>,
+) -> PyResult<StrategyConfig> {
+    let d = StrategyConfig::default();
+    let name = match strategy {
+        Some(v) if !v.is_none() => convert::string(v, "strategy")?,
+        _ => d.strategy.name().to_owned(),
+    };
+    StrategyConfig::new(
+        Strategy::from_name(&name).map_err(to_py)?,
+        convert::optional_real(exploration_factor, "exploration_factor")?
+            .unwrap_or(d.exploration_factor),
+        convert::optional_count32(min_trials, "min_trials", 0)?.unwrap_or(d.min_trials),
+        convert::optional_real(confidence_level, "confidence_level")?.unwrap_or(d.confidence_level),
+        convert::optional_real(discount, "discount")?.unwrap_or(d.discount),
+    )
+    .map_err(to_py)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn model_spec(
+    name: &Bound<'_, PyAny>,
+    provider: &Bound<'_, PyAny>,
+    capabilities: &Bound<'_, PyAny>,
+    context_length: &Bound<'_, PyAny>,
+    input_price_per_million: &Bound<'_, PyAny>,
+    output_price_per_million: &Bound<'_, PyAny>,
+    request_fee: &Bound<'_, PyAny>,
+    priced: &Bound<'_, PyAny>,
+    declared_speed: Option<&Bound<'_, PyAny>>,
+) -> PyResult<ModelSpec> {
+    let spec = ModelSpec {
+        name: convert::string(name, "name")?,
+        provider: convert::string(provider, "provider")?,
+        capabilities: convert::capabilities(Some(capabilities), "capabilities")?,
+        context_length: convert::count32(context_length, "context_length", 0)?,
+        input_price_per_million: convert::real(input_price_per_million, "input_price_per_million")?,
+        output_price_per_million: convert::real(
+            output_price_per_million,
+            "output_price_per_million",
+        )?,
+        request_fee: convert::real(request_fee, "request_fee")?,
+        priced: convert::boolean(priced, "priced")?,
+        declared_speed: convert::optional_real(declared_speed, "declared_speed")?,
+    };
+    spec.validate().map_err(to_py)?;
+    Ok(spec)
+}
+
+fn unknown_excluded(name: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "invalid exclude_models: no model named {name:?} is registered"
+    ))
+}
+
+impl Inner {
+    fn object(&self, py: Python<'_>, slot: u32) -> Py<PyAny> {
+        self.models[slot as usize]
+            .as_ref()
+            .map(|m| m.clone_ref(py))
+            .expect("an active slot has its object")
+    }
+
+    /// Select for `request`, or explain why nothing is eligible.
+    fn select(
+        &mut self,
+        py: Python<'_>,
+        request: &Request,
+    ) -> PyResult<Result<Picked, Explanation>> {
+        let c = request
+            .resolve(&self.table)
+            .map_err(|n| unknown_excluded(&n))?;
+        match self.table.select(&c) {
+            Some(sel) => Ok(Ok(Picked {
+                model: self.object(py, sel.slot),
+                slot: sel.slot,
+                ticket: sel.ticket,
+                probe: (sel.transition == Transition::HalfOpened).then_some(sel.fallback_open),
+            })),
+            None => Ok(Err(Explanation::of(py, &self.table, &self.models, &c))),
+        }
+    }
+}
+
+impl SelectionCore {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
+    }
+
+    /// The request of `select_model`'s or `select`'s arguments: the seven
+    /// request keywords in order, or a `constraints` object whose
+    /// `request()` gives one.
+    fn request_of(
+        py: Python<'_>,
+        args: [Option<&Bound<'_, PyAny>>; 7],
+        constraints: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Request> {
+        let Some(given) = constraints.filter(|c| !c.is_none()) else {
+            let [caps, max_cost, min_speed, context, exclude, input, output] = args;
+            return Request::parse(caps, max_cost, min_speed, context, exclude, input, output);
+        };
+        if args.iter().flatten().any(|v| !v.is_none()) {
+            return Err(PyTypeError::new_err(
+                "pass either constraints or the individual keyword arguments",
+            ));
+        }
+        given
+            .call_method0(intern!(py, "request"))
+            .and_then(|r| r.extract::<Request>().map_err(PyErr::from))
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "invalid constraints: expected ModelConstraints, got {}",
+                    given
+                        .repr()
+                        .map_or_else(|_| "?".to_owned(), |r| r.to_string())
+                ))
+            })
+    }
+
+    fn listener(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.listener.lock().as_ref().map(|l| l.clone_ref(py))
+    }
+
+    /// After the lock is released: tell the listener about a probe.
+    fn announce(&self, py: Python<'_>, picked: &Picked) -> PyResult<()> {
+        if let (Some(all_open), Some(listener)) = (picked.probe, self.listener(py)) {
+            listener.call_method1(
+                py,
+                intern!(py, "_on_probe"),
+                (picked.model.clone_ref(py), all_open),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The exception for a request no model satisfies (call only after the
+    /// lock is released: the listener is Python code).
+    fn no_eligible(&self, py: Python<'_>, explanation: Explanation, request: &Request) -> PyErr {
+        let Some(listener) = self.listener(py) else {
+            return NoEligible::new_err((explanation, request.clone()));
+        };
+        match listener.call_method1(
+            py,
+            intern!(py, "_no_eligible_error"),
+            (explanation, request.clone()),
+        ) {
+            Ok(error) => PyErr::from_value(error.into_bound(py)),
+            Err(err) => err,
+        }
+    }
+
+    /// Select for `request` and hold the ticket for this task.
+    fn select_and_hold(&self, py: Python<'_>, request: &Request) -> PyResult<Py<PyAny>> {
+        let selected = self.lock().select(py, request)?; // the lock is released here
+        let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
+        if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
+            // An earlier unused selection of this model in this task: release it.
+            let _ = self.lock().table.cancel(picked.slot, old);
+        }
+        self.announce(py, &picked)?;
+        Ok(picked.model)
+    }
+}
+
+#[pymethods]
+impl SelectionCore {
+    #[new]
+    #[pyo3(signature = (strategy=None, exploration_factor=None, min_trials=None, confidence_level=None, discount=None))]
+    fn new(
+        strategy: Option<&Bound<'_, PyAny>>,
+        exploration_factor: Option<&Bound<'_, PyAny>>,
+        min_trials: Option<&Bound<'_, PyAny>>,
+        confidence_level: Option<&Bound<'_, PyAny>>,
+        discount: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let core = SelectionCore {
+            inner: Mutex::new(Inner {
+                table: Table::default(),
+                models: Vec::new(),
+            }),
+            id: held::new_core_id(),
+            listener: Mutex::new(None),
+        };
+        if strategy.is_some() {
+            core.configure_strategy(
+                strategy,
+                exploration_factor,
+                min_trials,
+                confidence_level,
+                discount,
+            )?;
+        }
+        Ok(core)
+    }
+
+    /// Change the strategy and its parameters; statistics are kept.
+    #[pyo3(signature = (strategy=None, exploration_factor=None, min_trials=None, confidence_level=None, discount=None))]
+    fn configure_strategy(
+        &self,
+        strategy: Option<&Bound<'_, PyAny>>,
+        exploration_factor: Option<&Bound<'_, PyAny>>,
+        min_trials: Option<&Bound<'_, PyAny>>,
+        confidence_level: Option<&Bound<'_, PyAny>>,
+        discount: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let config = strategy_config(
+            strategy,
+            exploration_factor,
+            min_trials,
+            confidence_level,
+            discount,
+        )?;
+        self.lock().table.set_strategy(config);
+        Ok(())
+    }
+
+    #[pyo3(signature = (success=None, latency=None, cost=None, quality=None, latency_ref_s=None, cost_ref_usd=None))]
+    fn configure_reward(
+        &self,
+        success: Option<&Bound<'_, PyAny>>,
+        latency: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        quality: Option<&Bound<'_, PyAny>>,
+        latency_ref_s: Option<&Bound<'_, PyAny>>,
+        cost_ref_usd: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let d = RewardWeights::default();
+        let real = |v, field, default| {
+            Ok::<_, PyErr>(convert::optional_real(v, field)?.unwrap_or(default))
+        };
+        let weights = RewardWeights {
+            success: real(success, "success", d.success)?,
+            latency: real(latency, "latency", d.latency)?,
+            cost: real(cost, "cost", d.cost)?,
+            quality: real(quality, "quality", d.quality)?,
+            latency_ref_s: real(latency_ref_s, "latency_ref_s", d.latency_ref_s)?,
+            cost_ref_usd: real(cost_ref_usd, "cost_ref_usd", d.cost_ref_usd)?,
+        };
+        self.lock().table.set_reward_weights(weights).map_err(to_py)
+    }
+
+    #[pyo3(signature = (failure_threshold=None, recovery_threshold=None, base_cooldown_s=None, max_cooldown_s=None, error_rate_threshold=None, error_rate_window=None))]
+    fn configure_breaker(
+        &self,
+        failure_threshold: Option<&Bound<'_, PyAny>>,
+        recovery_threshold: Option<&Bound<'_, PyAny>>,
+        base_cooldown_s: Option<&Bound<'_, PyAny>>,
+        max_cooldown_s: Option<&Bound<'_, PyAny>>,
+        error_rate_threshold: Option<&Bound<'_, PyAny>>,
+        error_rate_window: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let d = BreakerConfig::default();
+        let real = |v, field, default| {
+            Ok::<_, PyErr>(convert::optional_real(v, field)?.unwrap_or(default))
+        };
+        let positive = |v, field, default| {
+            Ok::<_, PyErr>(convert::optional_count32(v, field, 1)?.unwrap_or(default))
+        };
+        let config = BreakerConfig {
+            failure_threshold: positive(
+                failure_threshold,
+                "failure_threshold",
+                d.failure_threshold,
+            )?,
+            recovery_threshold: positive(
+                recovery_threshold,
+                "recovery_threshold",
+                d.recovery_threshold,
+            )?,
+            base_cooldown_s: real(base_cooldown_s, "base_cooldown_s", d.base_cooldown_s)?,
+            max_cooldown_s: real(max_cooldown_s, "max_cooldown_s", d.max_cooldown_s)?,
+            error_rate_threshold: real(
+                error_rate_threshold,
+                "error_rate_threshold",
+                d.error_rate_threshold,
+            )?,
+            error_rate_window: positive(
+                error_rate_window,
+                "error_rate_window",
+                d.error_rate_window,
+            )?,
+        };
+        self.lock().table.set_breaker_config(config).map_err(to_py)
+    }
+
+    /// Seed Thompson sampling's draws; the run from here on is reproducible.
+    fn seed(&self, seed: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seed = convert::count(seed, "seed", 0)?;
+        self.lock().table.seed(seed);
+        Ok(())
+    }
+
+    fn set_pending_timeout(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seconds = convert::real(seconds, "pending_timeout")?;
+        self.lock()
+            .table
+            .set_pending_timeout(seconds)
+            .map_err(to_py)
+    }
+
+    /// Set the object called back after selections (see the `listener`
+    /// field: `_on_probe` and `_no_eligible_error`); `None` to stop.
+    fn set_listener(&self, listener: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *self.listener.lock(), listener);
+        drop(old);
+    }
+
+    /// Register `model` (any Python object, returned by selections); returns its slot.
+    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        py: Python<'_>,
+        model: Py<PyAny>,
+        name: &Bound<'_, PyAny>,
+        provider: &Bound<'_, PyAny>,
+        capabilities: &Bound<'_, PyAny>,
+        context_length: Option<&Bound<'_, PyAny>>,
+        input_price_per_million: Option<&Bound<'_, PyAny>>,
+        output_price_per_million: Option<&Bound<'_, PyAny>>,
+        request_fee: Option<&Bound<'_, PyAny>>,
+        priced: Option<&Bound<'_, PyAny>>,
+        declared_speed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u32> {
+        let zero = 0.0f64.into_pyobject(py)?.into_any();
+        let no = false.into_pyobject(py)?.to_owned().into_any();
+        let zero_int = 0u32.into_pyobject(py)?.into_any();
+        let spec = model_spec(
+            name,
+            provider,
+            capabilities,
+            context_length.unwrap_or(&zero_int),
+            input_price_per_million.unwrap_or(&zero),
+            output_price_per_million.unwrap_or(&zero),
+            request_fee.unwrap_or(&zero),
+            priced.unwrap_or(&no),
+            declared_speed,
+        )?;
+        let mut guard = self.lock();
+        let slot = guard.table.register(spec).map_err(to_py)?;
+        let i = slot as usize;
+        if guard.models.len() <= i {
+            guard.models.resize_with(i + 1, || None);
+        }
+        guard.models[i] = Some(model);
+        Ok(slot)
+    }
+
+    /// Replace a registered model's declared capabilities, window, prices or speed.
+    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &self,
+        slot: u32,
+        name: &Bound<'_, PyAny>,
+        provider: &Bound<'_, PyAny>,
+        capabilities: &Bound<'_, PyAny>,
+        context_length: &Bound<'_, PyAny>,
+        input_price_per_million: &Bound<'_, PyAny>,
+        output_price_per_million: &Bound<'_, PyAny>,
+        request_fee: &Bound<'_, PyAny>,
+        priced: &Bound<'_, PyAny>,
+        declared_speed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let spec = model_spec(
+            name,
+            provider,
+            capabilities,
+            context_length,
+            input_price_per_million,
+            output_price_per_million,
+            request_fee,
+            priced,
+            declared_speed,
+        )?;
+        self.lock().table.update_spec(slot, spec).map_err(to_py)
+    }
+
+    /// Remove a model by name; returns the slot it held. Its outstanding
+    /// tickets stop counting (they can no longer be reported).
+    fn unregister(&self, name: &str) -> PyResult<u32> {
+        let (slot, object) = {
+            let mut guard = self.lock();
+            let slot = guard.table.unregister(name).map_err(to_py)?;
+            let object = guard.models[slot as usize].take();
+            (slot, object)
+        };
+        drop(object); // outside the lock: dropping may run a finaliser
+        Ok(slot)
+    }
+
+    /// The object registered in `slot`.
+    fn model(&self, py: Python<'_>, slot: u32) -> PyResult<Py<PyAny>> {
+        let guard = self.lock();
+        match guard.models.get(slot as usize) {
+            Some(Some(m)) => Ok(m.clone_ref(py)),
+            _ => Err(to_py(CoreError::UnknownSlot(slot))),
+        }
+    }
+
+    fn slot_of(&self, name: &str) -> Option<u32> {
+        self.lock().table.slot_of(name)
+    }
+
+    fn __len__(&self) -> usize {
+        self.lock().table.len()
+    }
+
+    /// The best model for a request; its ticket is held for this task's
+    /// next call of that model. `constraints` is an object whose
+    /// `request()` gives a `Request` (a `ModelConstraints`), instead of the
+    /// other keywords. When no model satisfies the request, raises the
+    /// listener's error (else `NoEligible`), explained from the same snapshot.
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn select_model(
+        &self,
+        py: Python<'_>,
+        capabilities: Option<&Bound<'_, PyAny>>,
+        max_cost: Option<&Bound<'_, PyAny>>,
+        min_speed: Option<&Bound<'_, PyAny>>,
+        context_length: Option<&Bound<'_, PyAny>>,
+        exclude_models: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        constraints: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let request = Self::request_of(
+            py,
+            [
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            ],
+            constraints,
+        )?;
+        self.select_and_hold(py, &request)
+    }
+
+    /// Select like `select_model`, without holding the ticket:
+    /// `(model, slot, ticket)`.
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        &self,
+        py: Python<'_>,
+        capabilities: Option<&Bound<'_, PyAny>>,
+        max_cost: Option<&Bound<'_, PyAny>>,
+        min_speed: Option<&Bound<'_, PyAny>>,
+        context_length: Option<&Bound<'_, PyAny>>,
+        exclude_models: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        constraints: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Py<PyAny>, u32, u64)> {
+        let request = Self::request_of(
+            py,
+            [
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+            ],
+            constraints,
+        )?;
+        let selected = self.lock().select(py, &request)?; // the lock is released here
+        let picked = selected.map_err(|e| self.no_eligible(py, e, &request))?;
+        self.announce(py, &picked)?;
+        Ok((picked.model, picked.slot, picked.ticket))
+    }
+
+    /// Select for `n` requests at once (at most `MAX_SELECT_MANY`), each
+    /// seeing the earlier ones as pending: `(model, slot, ticket)` tuples,
+    /// fewer if models ran out; `NoEligible` if none is eligible at all.
+    fn select_many(
+        &self,
+        py: Python<'_>,
+        n: &Bound<'_, PyAny>,
+        request: &Request,
+    ) -> PyResult<Vec<(Py<PyAny>, u32, u64)>> {
+        let n = usize::try_from(convert::count(n, "n", 0)?).unwrap_or(usize::MAX);
+        let mut guard = self.lock();
+        let c = request
+            .resolve(&guard.table)
+            .map_err(|n| unknown_excluded(&n))?;
+        let selections = guard.table.select_many(&c, n).map_err(to_py)?;
+        if selections.is_empty() && n > 0 {
+            let explanation = Explanation::of(py, &guard.table, &guard.models, &c);
+            drop(guard);
+            return Err(self.no_eligible(py, explanation, request));
+        }
+        Ok(selections
+            .iter()
+            .map(|s| (guard.object(py, s.slot), s.slot, s.ticket))
+            .collect())
+    }
+
+    /// Every model's verdict for a request, without changing anything.
+    fn explain(&self, py: Python<'_>, request: &Request) -> PyResult<Explanation> {
+        let guard = self.lock();
+        let c = request
+            .resolve(&guard.table)
+            .map_err(|n| unknown_excluded(&n))?;
+        Ok(Explanation::of(py, &guard.table, &guard.models, &c))
+    }
+
+    /// `(names, bytes)`: every registered model's score for a request
+    /// (little-endian f64, `-inf` where not eligible), without changing anything.
+    fn scores<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Request,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
+        let (names, values) = {
+            let guard = self.lock();
+            let table = &guard.table;
+            let c = request.resolve(table).map_err(|n| unknown_excluded(&n))?;
+            let scores = table.scores(&c);
+            let mut names = Vec::with_capacity(table.len());
+            let mut values = Vec::with_capacity(table.len());
+            for (slot, score) in scores.into_iter().enumerate() {
+                if let Ok(spec) = table.spec(slot as u32) {
+                    names.push(spec.name.clone());
+                    values.push(score);
+                }
+            }
+            (names, values)
+        };
+        Ok((names, f64_bytes(py, &values)))
+    }
+
+    /// Fold in the outcome of a selection of `model` in `slot` under
+    /// `ticket` (0: none), its fields converted as `Outcome`'s; returns the
+    /// breaker transition code (0 none, 1 opened, 2 half-opened, 3 closed).
+    /// A stale ticket, or a model that is not the one in `slot`, raises
+    /// `StaleTicketError` and changes nothing.
+    #[pyo3(signature = (model, slot, ticket, success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        model: &Bound<'_, PyAny>,
+        slot: u32,
+        ticket: u64,
+        success: &Bound<'_, PyAny>,
+        latency: &Bound<'_, PyAny>,
+        error_class: Option<&Bound<'_, PyAny>>,
+        time_to_first_token: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        quality: Option<&Bound<'_, PyAny>>,
+        retry_after: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u8> {
+        let outcome = outcome(
+            success,
+            latency,
+            error_class,
+            time_to_first_token,
+            input_tokens,
+            output_tokens,
+            cost,
+            quality,
+            retry_after,
+            &OutcomeFields::ONE,
+        )?;
+        let ticket = (ticket != 0).then_some(ticket);
+        let mut guard = self.lock();
+        let registered = guard.models.get(slot as usize).and_then(Option::as_ref);
+        if registered.is_none_or(|m| m.as_ptr() != model.as_ptr()) {
+            drop(guard);
+            return Err(StaleTicketError::new_err(format!(
+                "this selection is not of the model registered in slot {slot} of this registry"
+            )));
+        }
+        guard
+            .table
+            .report(slot, ticket, &outcome)
+            .map(Transition::code)
+            .map_err(to_py)
+    }
+
+    /// Fold in a measured call's outcome: like `report`, except that a
+    /// ticket that expired while the call ran still counts the outcome.
+    fn record(&self, slot: u32, ticket: u64, outcome: &Outcome) -> PyResult<u8> {
+        let ticket = (ticket != 0).then_some(ticket);
+        self.lock()
+            .table
+            .record_call(slot, ticket, &outcome.inner)
+            .map(Transition::code)
+            .map_err(to_py)
+    }
+
+    /// Take this task's held ticket for `slot` (0 when none), for the call
+    /// that is about to run.
+    fn take_held(&self, py: Python<'_>, slot: u32) -> PyResult<u64> {
+        Ok(held::take(py, self.id, slot)?.unwrap_or(0))
+    }
+
+    /// Report many outcomes from equal-length sequences; every value is
+    /// converted and validated before any is applied. Returns the
+    /// transition codes.
+    #[pyo3(signature = (slots, tickets, successes, latencies, *, error_classes=None, input_tokens=None, output_tokens=None, costs=None, qualities=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn report_many(
+        &self,
+        py: Python<'_>,
+        slots: Vec<u32>,
+        tickets: Vec<u64>,
+        successes: &Bound<'_, PyAny>,
+        latencies: &Bound<'_, PyAny>,
+        error_classes: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        costs: Option<&Bound<'_, PyAny>>,
+        qualities: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<u8>> {
+        let n = slots.len();
+        let items = |v: Option<&Bound<'_, PyAny>>,
+                     field: &'static str|
+         -> PyResult<Option<Vec<Py<PyAny>>>> {
+            let list = convert::optional_each(v, field, |x, _| Ok(x.clone().unbind()))?;
+            match list {
+                Some(list) if list.len() != n => Err(convert::invalid(
+                    field,
+                    format!("{} values for {n} selections", list.len()),
+                )),
+                other => Ok(other),
+            }
+        };
+        let f = &OutcomeFields::MANY;
+        let required = |v: &Bound<'_, PyAny>, field: &'static str| {
+            items(Some(v), field)?.ok_or_else(|| {
+                convert::invalid(
+                    field,
+                    format!("None for {n} selections (a list is required)"),
+                )
+            })
+        };
+        let successes = required(successes, f.success)?;
+        let latencies = required(latencies, f.latency)?;
+        let error_classes = items(error_classes, f.error_class)?;
+        let input_tokens = items(input_tokens, f.input_tokens)?;
+        let output_tokens = items(output_tokens, f.output_tokens)?;
+        let costs = items(costs, f.cost)?;
+        let qualities = items(qualities, f.quality)?;
+        if tickets.len() != n {
+            return Err(convert::invalid(
+                "tickets",
+                format!("{} values for {n} selections", tickets.len()),
+            ));
+        }
+        let mut outcomes = Vec::with_capacity(n);
+        {
+            let at =
+                |v: &Option<Vec<Py<PyAny>>>, i: usize| v.as_ref().map(|v| v[i].bind(py).clone());
+            for i in 0..n {
+                outcomes.push((
+                    slots[i],
+                    (tickets[i] != 0).then_some(tickets[i]),
+                    outcome(
+                        successes[i].bind(py),
+                        latencies[i].bind(py),
+                        at(&error_classes, i).as_ref(),
+                        None,
+                        at(&input_tokens, i).as_ref(),
+                        at(&output_tokens, i).as_ref(),
+                        at(&costs, i).as_ref(),
+                        at(&qualities, i).as_ref(),
+                        None,
+                        f,
+                    )?,
+                ));
+            }
+        }
+        self.lock()
+            .table
+            .report_many(&outcomes)
+            .map(|ts| ts.into_iter().map(Transition::code).collect())
+            .map_err(to_py)
+    }
+
+    /// Release a ticket whose request was abandoned without an outcome.
+    fn cancel(&self, slot: u32, ticket: u64) -> PyResult<()> {
+        self.lock().table.cancel(slot, ticket).map_err(to_py)
+    }
+
+    /// Record an active health check's verdict; returns the transition code.
+    fn record_health_check(&self, slot: u32, healthy: &Bound<'_, PyAny>) -> PyResult<u8> {
+        let healthy = convert::boolean(healthy, "healthy")?;
+        self.lock()
+            .table
+            .record_health_check(slot, healthy)
+            .map(Transition::code)
+            .map_err(to_py)
+    }
+
+    /// The breaker of a slot as a dict (`retry_in`: seconds until a probe).
+    fn breaker<'py>(&self, py: Python<'py>, slot: u32) -> PyResult<Bound<'py, PyDict>> {
+        let (b, retry_in) = {
+            let guard = self.lock();
+            let b = guard.table.breaker(slot).map_err(to_py)?;
+            (b, b.retry_in(guard.table.now()))
+        };
+        let d = PyDict::new(py);
+        d.set_item("state", b.state.name())?;
+        d.set_item("consecutive_failures", b.consecutive_failures)?;
+        d.set_item("consecutive_successes", b.consecutive_successes)?;
+        d.set_item("trips", b.trips)?;
+        d.set_item("retry_in", retry_in)?;
+        d.set_item("error_rate", b.error_rate)?;
+        d.set_item("outcomes_seen", b.outcomes_seen)?;
+        Ok(d)
+    }
+
+    /// What was observed of a slot, as a dict.
+    fn snapshot<'py>(&self, py: Python<'py>, slot: u32) -> PyResult<Bound<'py, PyDict>> {
+        let (s, pending, idle_for) = {
+            let guard = self.lock();
+            let table = &guard.table;
+            (
+                table.snapshot(slot).map_err(to_py)?,
+                table.pending(slot).map_err(to_py)?,
+                table.idle_for(slot).map_err(to_py)?,
+            )
+        };
+        let d = PyDict::new(py);
+        d.set_item("requests", s.requests)?;
+        d.set_item("successes", s.successes)?;
+        let failures = PyDict::new(py);
+        for (name, n) in core::ERROR_CLASSES.iter().zip(s.failures_by_class).skip(1) {
+            if n > 0 {
+                failures.set_item(*name, n)?;
+            }
+        }
+        d.set_item("failures_by_class", failures)?;
+        d.set_item("input_tokens", s.input_tokens)?;
+        d.set_item("output_tokens", s.output_tokens)?;
+        d.set_item("total_cost", s.total_cost_usd)?;
+        d.set_item("mean_reward", s.mean_reward)?;
+        d.set_item("latency_p50", s.latency_p50_s)?;
+        d.set_item("latency_p95", s.latency_p95_s)?;
+        d.set_item("time_to_first_token_p50", s.ttft_p50_s)?;
+        d.set_item("time_to_first_token_p95", s.ttft_p95_s)?;
+        d.set_item("tokens_per_second", s.tokens_per_second)?;
+        d.set_item("pending", pending)?;
+        d.set_item("recent_latency_p50", s.recent_latency_p50_s)?;
+        d.set_item("baseline_latency_p50", s.baseline_latency_p50_s)?;
+        d.set_item("idle_for", idle_for)?;
+        Ok(d)
+    }
+
+    /// `(bytes, names)`: the statistics matrix of the registered models as
+    /// little-endian f64 rows (columns `STATS_COLUMNS`), with their names,
+    /// from one snapshot.
+    fn stats_matrix<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Vec<String>) {
+        let (rows, names) = {
+            let guard = self.lock();
+            let table = &guard.table;
+            let cols = Table::STATS_COLUMNS.len();
+            let data = table.stats_matrix();
+            let mut rows = Vec::with_capacity(table.len() * cols);
+            let mut names = Vec::with_capacity(table.len());
+            for (slot, row) in data.chunks(cols).enumerate() {
+                if let Ok(spec) = table.spec(slot as u32) {
+                    names.push(spec.name.clone());
+                    rows.extend_from_slice(row);
+                }
+            }
+            (rows, names)
+        };
+        (f64_bytes(py, &rows), names)
+    }
+
+    /// Outcomes observed since the last call, per model, as tuples
+    /// `(slot, requests, successes, failures_by_class, reward_sum,
+    /// reward_sq_sum, input_tokens, output_tokens, cost)`; resets them.
+    fn take_deltas(&self) -> Vec<DeltaRow> {
+        let deltas = self.lock().table.take_deltas();
+        deltas
+            .into_iter()
+            .map(|(slot, d)| {
+                (
+                    slot,
+                    d.requests,
+                    d.successes,
+                    d.failures_by_class.to_vec(),
+                    d.reward_sum,
+                    d.reward_sq_sum,
+                    d.input_tokens,
+                    d.output_tokens,
+                    d.cost_usd,
+                )
+            })
+            .collect()
+    }
+
+    /// Put back deltas from `take_deltas` that could not be delivered.
+    fn restore_deltas(&self, rows: Vec<DeltaRow>) -> PyResult<()> {
+        let mut deltas = Vec::with_capacity(rows.len());
+        for (slot, requests, successes, failures, reward_sum, reward_sq, inp, out, cost) in rows {
+            let mut failures_by_class = [0u64; core::ERROR_CLASSES.len()];
+            if failures.len() != failures_by_class.len() {
+                return Err(convert::invalid(
+                    "failures_by_class",
+                    format!(
+                        "{} values, expected {}",
+                        failures.len(),
+                        failures_by_class.len()
+                    ),
+                ));
+            }
+            failures_by_class.copy_from_slice(&failures);
+            deltas.push((
+                slot,
+                core::Delta {
+                    requests,
+                    successes,
+                    failures_by_class,
+                    reward_sum,
+                    reward_sq_sum: reward_sq,
+                    input_tokens: inp,
+                    output_tokens: out,
+                    cost_usd: cost,
+                },
+            ));
+        }
+        self.lock().table.restore_deltas(&deltas);
+        Ok(())
+    }
+
+    /// Set other workers' statistics of a slot (effective count, reward sum,
+    /// squared reward sum).
+    fn set_shared(&self, slot: u32, n: f64, reward_sum: f64, reward_sq_sum: f64) -> PyResult<()> {
+        let stats = core::SharedStats {
+            n,
+            reward_sum,
+            reward_sq_sum,
+        };
+        self.lock().table.set_shared(slot, stats).map_err(to_py)
+    }
+
+    /// Other workers' statistics of a slot: `(n, reward_sum, reward_sq_sum)`.
+    fn shared(&self, slot: u32) -> PyResult<(f64, f64, f64)> {
+        let s = self.lock().table.shared(slot).map_err(to_py)?;
+        Ok((s.n, s.reward_sum, s.reward_sq_sum))
+    }
+
+    fn pending(&self, slot: u32) -> PyResult<u32> {
+        self.lock().table.pending(slot).map_err(to_py)
+    }
+
+    fn outstanding_tickets(&self) -> usize {
+        self.lock().table.outstanding_tickets()
+    }
+
+    fn now(&self) -> f64 {
+        self.lock().table.now()
+    }
+
+    /// Move the core clock forward (tests of cool-downs and expiry).
+    fn advance_clock(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seconds = convert::real(seconds, "seconds")?;
+        self.lock().table.advance_clock(seconds).map_err(to_py)
+    }
+
+    /// Expire tickets older than the pending timeout now.
+    fn sweep(&self) {
+        self.lock().table.sweep();
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // try_lock: the collector must never wait (neither lock is held
+        // across Python code, so it is free whenever the collector runs).
+        if let Some(listener) = self.listener.try_lock() {
+            if let Some(listener) = listener.as_ref() {
+                visit.call(listener)?;
+            }
+        }
+        if let Some(inner) = self.inner.try_lock() {
+            for model in inner.models.iter().flatten() {
+                visit.call(model)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = self.listener.lock().take();
+        drop(old);
+    }
+}
+
+fn f64_bytes<'py>(py: Python<'py>, values: &[f64]) -> Bound<'py, PyBytes> {
+    let mut raw = Vec::with_capacity(values.len() * 8);
+    for v in values {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    PyBytes::new(py, &raw)
+}
