@@ -26,7 +26,10 @@ from orchestrator.errors import (
     StreamCutError,
     is_retryable,
 )
+from orchestrator.integrations import set_pool_limits
 from orchestrator.integrations._http import (
+    DEFAULT_POOL,
+    Endpoint,
     RetryPolicy,
     Secret,
     Transport,
@@ -211,9 +214,10 @@ def test_same_model() -> None:
 def test_secrets_and_urls() -> None:
     secret = Secret("sk-abcdef123456")
     assert "abcdef" not in repr(secret) and "abcdef" not in str(secret) and secret.get()
-    assert redact("key sk-abcdef123456 here", ("sk-abcdef123456",)) == "key *** here"
-    assert redact("https://h/x?key=AIzaXYZ&alt=sse", ()) == "https://h/x?key=***&alt=sse"
-    assert public_url("https://user:pw@example.com:8443/v1/?q=1#f") == "https://example.com:8443/v1"
+    assert redact("key sk-abcdef123456 here") == "key *** here"
+    assert redact("https://h/x?key=AIzaXYZ&alt=sse") == "https://h/x?key=***&alt=sse"
+    shown = public_url("https://user:pw@example.com:8443/v1/?q=1&key=AIzaXYZ#f")
+    assert shown == "https://example.com:8443/v1?q=1&key=***"
 
 
 def test_backoff_grows_and_is_capped() -> None:
@@ -232,7 +236,7 @@ async def test_one_pooled_client_per_base_url() -> None:
 
 async def test_keep_alive_and_concurrency_share_the_pool() -> None:
     with OpenAIServer() as server:
-        transport = Transport(server.url, "gpt-4")
+        transport = Transport(Endpoint.parse(server.url), "gpt-4")
         body = {"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]}
         for _ in range(5):
             await transport.request_json("POST", "/chat/completions", json_body=body)
@@ -250,7 +254,7 @@ async def test_deadline_bounds_all_attempts() -> None:
     with OpenAIServer() as server:
         server.add_fault(delay=0.5, times=-1)
         transport = Transport(
-            server.url,
+            Endpoint.parse(server.url),
             "gpt-4",
             policy=RetryPolicy(max_retries=10, base_delay=0.01, timeout=5, deadline=0.3),
         )
@@ -262,13 +266,12 @@ async def test_deadline_bounds_all_attempts() -> None:
 
 
 def test_pool_limits_are_validated_and_apply_to_new_clients() -> None:
-    from orchestrator.integrations import _http
-
-    before = _http._LIMITS
+    before = DEFAULT_POOL.limits
     try:
         with pytest.raises(ValueError, match="invalid max_keepalive_connections: 0"):
-            _http.set_pool_limits(max_keepalive_connections=0)
-        _http.set_pool_limits(max_connections=10, max_keepalive_connections=5)
-        assert (_http._LIMITS.max_connections, _http._LIMITS.max_keepalive_connections) == (10, 5)
+            set_pool_limits(max_keepalive_connections=0)
+        set_pool_limits(max_connections=10, max_keepalive_connections=5)
+        limits = DEFAULT_POOL.limits
+        assert (limits.max_connections, limits.max_keepalive_connections) == (10, 5)
     finally:
-        _http._LIMITS = before
+        DEFAULT_POOL.limits = before

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import _core
+from orchestrator.core.cache_identity import cache_identity_of
 from orchestrator.errors import (
     MalformedResponseError,
     UnsupportedOperationError,
@@ -486,9 +487,10 @@ class Model(abc.ABC):
     # ----- identity and caching ----------------------------------------------
 
     def cache_identity(self) -> str:
-        """What identifies this model's answers in a cache key. Adapters add
-        their endpoint, so two servers' answers never mix."""
-        return self.name
+        """What identifies this model's answers in a cache key: name, provider
+        and every setting that can change an answer (see
+        :mod:`orchestrator.core.cache_identity`; credentials never appear)."""
+        return cache_identity_of(self)
 
     def enable_caching(self, cache: ModelCache) -> None:
         """Serve identical requests from ``cache`` (see :mod:`orchestrator.core.cache`)."""

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.errors import MalformedResponseError, UnsupportedOperationError
 from orchestrator.integrations._http import (
+    Endpoint,
     RetryPolicy,
     Secret,
     ShapeGuard,
@@ -21,7 +22,6 @@ from orchestrator.integrations._http import (
     chat_messages,
     error_detail,
     error_for_payload,
-    public_url,
     push_capabilities,
 )
 
@@ -111,15 +111,17 @@ class HuggingFaceModel(Model):
         self.allow_download = allow_download
         self.max_new_tokens = max_new_tokens
         self.model_kwargs = dict(model_kwargs or {})
-        self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
+        endpoint = Endpoint.parse(endpoint_url, "endpoint_url") if endpoint_url else None
+        #: The endpoint as it may be shown (no userinfo; credential query values ``***``).
+        self.endpoint_url = endpoint.public() if endpoint is not None else None
         self._api_key = Secret(api_key) if api_key else None
         self._model = model
         self._tokenizer = tokenizer
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._transport: Optional[Transport] = None
-        if self.endpoint_url is not None:
+        if endpoint is not None:
             self._transport = Transport(
-                self.endpoint_url,
+                endpoint,
                 name,
                 headers=self._headers,
                 policy=RetryPolicy(max_retries=max_retries, timeout=timeout, deadline=deadline),
@@ -132,7 +134,7 @@ class HuggingFaceModel(Model):
 
     def __repr__(self) -> str:
         where = (
-            f"endpoint_url={public_url(self.endpoint_url)!r}"
+            f"endpoint_url={self.endpoint_url!r}"
             if self.endpoint_url
             else f"model_path={self.model_path!r}"
         )
@@ -141,12 +143,28 @@ class HuggingFaceModel(Model):
     def _headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self._api_key.get()}"} if self._api_key else {}
 
-    def cache_identity(self) -> str:
-        """Endpoint or weights path, so answers of different weights never mix."""
-        where = public_url(self.endpoint_url) if self.endpoint_url else (self.model_path or "")
-        if not where and self._model is not None:
+    def cache_settings(self) -> dict[str, Any]:
+        """Endpoint or weights, and the generation defaults, so answers of
+        different weights or settings never mix."""
+        where: Any = None
+        if self._transport is not None:
+            where = self._transport.endpoint.identity()
+        elif self.model_path:
+            where = self.model_path
+        elif self._model is not None:
             where = str(getattr(self._model, "name_or_path", "") or id(self._model))
-        return f"huggingface|{where}|{self.name}"
+        return {
+            "where": where,
+            "max_new_tokens": self.max_new_tokens,
+            "model_kwargs": self.model_kwargs,
+        }
+
+    def cache_credentials(self) -> tuple[str, ...]:
+        """The endpoint's key and URL credentials (fingerprinted by a cache, never stored)."""
+        if self._transport is None:
+            return ()
+        key = (f"key={self._api_key.get()}",) if self._api_key else ()
+        return (*key, *self._transport.endpoint.credentials())
 
     # ----- local weights ---------------------------------------------------------
 

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS meta (
     bytes INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta VALUES (0, 0, 0);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
     UPDATE meta SET entries = entries + 1, bytes = bytes + NEW.size WHERE id = 0;
 END;
@@ -201,6 +205,23 @@ class DiskBackend(Backend):
 
     def _over(self, entries: int, nbytes: int) -> bool:
         return entries > self.max_size or (self.max_bytes is not None and nbytes > self.max_bytes)
+
+    async def identity_key(self, name: str, candidate: bytes) -> bytes:
+        """Inserted if absent, then read, in one transaction: every process agrees."""
+
+        def run(conn: sqlite3.Connection) -> bytes:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR IGNORE INTO secrets VALUES (?, ?)", (name, candidate))
+                row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return bytes(row[0])
+
+        return await self._run(run)
 
     async def delete(self, key: str) -> None:
         def run(conn: sqlite3.Connection) -> None:

@@ -90,6 +90,20 @@ class RedisBackend(Backend):
 
         await self._call(run)
 
+    async def identity_key(self, name: str, candidate: bytes) -> bytes:
+        """``SET name candidate NX`` then ``GET``: the first writer's secret wins."""
+
+        async def run(r: aioredis.Redis) -> Any:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.set(name, candidate, nx=True)
+                pipe.get(name)
+                return (await pipe.execute())[1]
+
+        value: Any = await self._call(run)
+        if not isinstance(value, bytes) or not value:
+            raise BackendUnavailable(f"redis returned no identity key for {name!r}")
+        return value
+
     async def delete(self, key: str) -> None:
         await self._call(lambda r: r.delete(key))
 
