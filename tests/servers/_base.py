@@ -52,6 +52,10 @@ class Fault:
     * ``truncate``: a stream that ends cleanly but without its end marker.
     * ``malformed``: a stream with a malformed event halfway.
     * ``stream_error``: an in-stream error event halfway (provider's format).
+    * ``echo``: with ``status``, an error body that echoes every credential
+      the request carried (auth headers, ``key`` query value), as the
+      provider's JSON error (``"json"``) or as an HTML page (``"html"``), the
+      way OpenAI's 401 ("Incorrect API key provided: sk-...") and proxies do.
     """
 
     status: Optional[int] = None
@@ -66,6 +70,7 @@ class Fault:
     truncate: bool = False
     malformed: bool = False
     stream_error: bool = False
+    echo: Optional[str] = None
     times: int = 1
     path: Optional[str] = None
 
@@ -313,8 +318,13 @@ class LoopbackServer:
             await asyncio.sleep(fault.delay)
         if fault.drop:
             raise _Drop
+        if fault.status is not None and fault.echo == "html":
+            page = f"<html><body><h1>{fault.status}</h1><p>{_echoed(request)}</p></body></html>"
+            await self._send(writer, fault.status, page.encode(), "text/html", {})
+            return True
         if fault.status is not None:
-            resp: Response = self.error_response(fault.status, fault.kind, _message(fault))
+            message = _echoed(request) if fault.echo else _message(fault)
+            resp: Response = self.error_response(fault.status, fault.kind, message)
             if fault.retry_after is not None:
                 resp.headers["retry-after"] = fault.retry_after
         elif fault.invalid_json:
@@ -377,6 +387,17 @@ class LoopbackServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+#: Request headers whose values are credentials.
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "openai-organization")
+
+
+def _echoed(request: Request) -> str:
+    """An error message repeating every credential ``request`` carried."""
+    seen = [request.headers[h] for h in _CREDENTIAL_HEADERS if h in request.headers]
+    seen += [f"{k}={v}" for k, v in request.query.items()]
+    return "Incorrect API key provided: " + "; ".join(seen)
 
 
 def _message(fault: Fault) -> str:

@@ -255,8 +255,12 @@ class HTTPModel(Model):
                 return value
         return None
 
+    def _has_credentials(self) -> bool:
+        """A key given or in the environment, or credentials in the base URL."""
+        return bool(self._key() or self.endpoint.credentials())
+
     def _require_key(self) -> None:
-        if self.requires_key and not self._key():
+        if self.requires_key and not self._has_credentials():
             names = " or ".join(self.api_key_env) or "an API key"
             raise AuthenticationError(f"no API key: pass api_key= or set {names}", model=self.name)
 
@@ -312,7 +316,7 @@ class HTTPModel(Model):
     async def health_check(self) -> bool:
         """Whether the provider answers the cheapest probe for this model (never raises)."""
         try:
-            if self.requires_key and not self._key():
+            if self.requires_key and not self._has_credentials():
                 logger.warning("health check of %s: no API key", self.name)
                 return False
             await self._probe()

@@ -25,10 +25,10 @@ from orchestrator.errors import (
     ServerError,
     StreamCutError,
 )
-from orchestrator.integrations._http._retries import RetryAfterCap
+from orchestrator.integrations._http._retries import MAX_RETRY_AFTER, RetryAfterCap
 
-#: Caps ``Retry-After`` values read from error bodies and events (google.rpc.RetryInfo).
-_BODY_RETRY_CAP = RetryAfterCap()
+#: Caps ``Retry-After`` of errors built outside a transport (error events inside streams).
+STREAM_RETRY_CAP = RetryAfterCap()
 
 
 @dataclass
@@ -88,9 +88,12 @@ def error_for_payload(
     status: Optional[int],
     model: Optional[str],
     retry_after: Optional[float] = None,
+    cap: RetryAfterCap = STREAM_RETRY_CAP,
+    max_retry_after: float = MAX_RETRY_AFTER,
 ) -> ModelError:
     """The documented exception for an error status and/or an error body
-    (also used for error events inside a stream, where ``status`` is None)."""
+    (also used for error events inside a stream, where ``status`` is None).
+    ``retry_after`` (else the body's) is cut to ``max_retry_after`` by ``cap``."""
     text = " ".join(p for p in (detail.message, detail.type, detail.code) if p)
     message = detail.message or detail.type or (f"HTTP {status}" if status else "provider error")
     retry_after = retry_after if retry_after is not None else detail.retry_after
@@ -120,7 +123,7 @@ def error_for_payload(
         redact(message),
         model=model,
         status_code=status,
-        retry_after=_BODY_RETRY_CAP.apply(retry_after, model),
+        retry_after=cap.apply(retry_after, model, max_retry_after),
     )
     if "insufficient_quota" in kind:
         exc.__dict__["retryable"] = False  # a spent quota does not come back in seconds

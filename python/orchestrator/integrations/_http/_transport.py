@@ -108,14 +108,14 @@ class Transport:
         detail = self.parse_error(decoded)
         if not detail.message and body and decoded is None:
             detail.message = body[:200].decode("utf-8", "replace")
-        exc = error_for_payload(
+        return error_for_payload(
             detail,
             status=response.status_code,
             model=self.model,
             retry_after=retry_after_of(response.headers),
+            cap=self._cap,
+            max_retry_after=self.policy.max_retry_after,
         )
-        exc.retry_after = self._cap.apply(exc.retry_after, self.model, self.policy.max_retry_after)
-        return exc
 
     async def call(self, attempt: Callable[[float], Awaitable[T]], *, what: str = "request") -> T:
         """Run ``attempt(remaining_seconds)`` with retries for retryable
