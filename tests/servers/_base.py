@@ -138,6 +138,8 @@ class LoopbackServer:
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._idle = threading.Event()
+        self._idle.set()
 
     # ----- lifecycle --------------------------------------------------------------
 
@@ -145,6 +147,11 @@ class LoopbackServer:
     def url(self) -> str:
         """Base URL of the server's API (with ``base_path``)."""
         return f"http://127.0.0.1:{self.port}{self.base_path}"
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the server closed its side of every connection (it does so
+        after the client); whether it did within ``timeout`` seconds."""
+        return self._idle.wait(timeout)
 
     @property
     def root_url(self) -> str:
@@ -285,6 +292,16 @@ class LoopbackServer:
     ) -> None:
         self.connections += 1
         self._writers.add(writer)
+        self._idle.clear()
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._writers.discard(writer)
+            if not self._writers:
+                self._idle.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer requests on one connection until it ends, then close it."""
         try:
             while True:
                 request = await self._read_request(reader)
@@ -302,8 +319,6 @@ class LoopbackServer:
             pass
         except Exception:
             logger.exception("loopback server failed")
-        finally:
-            self._writers.discard(writer)
         try:
             writer.close()
             await writer.wait_closed()

@@ -600,7 +600,11 @@ class ModelCache:
                 self._tier_failed(tier, exc)
 
     async def aclose(self) -> None:
-        """Close connections and files; the cache reopens them if used again."""
+        """Close connections, files and the disk store's thread; the cache
+        reopens them if used again. Bounded: Redis is let go after
+        ``redis_timeout`` even when stopped, the disk store once its queued
+        statements ran (each waits at most 2 s for a lock); nothing of the
+        cache is left running afterwards."""
         for tier in self._tiers:
             try:
                 await tier.aclose()

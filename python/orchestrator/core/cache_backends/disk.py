@@ -238,6 +238,9 @@ class DiskBackend(Backend):
         await self._run(run)
 
     async def aclose(self) -> None:
+        """Close the database (its three file descriptors) and end the worker
+        thread: when this returns, neither is left. Work already queued runs
+        first (each statement waits at most ``BUSY_TIMEOUT`` for a lock)."""
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -247,8 +250,10 @@ class DiskBackend(Backend):
             if conn is not None:
                 conn.close()
 
-        await asyncio.get_running_loop().run_in_executor(executor, close)
-        executor.shutdown(wait=False)
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, close)
+        finally:
+            executor.shutdown(wait=True)  # idle now: returns as soon as the thread exits
 
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """Totals as of this process's last write (other processes add to them)."""

@@ -5,7 +5,9 @@ timeout now and then. The client connects lazily, per event loop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional, TypeVar
 
@@ -13,7 +15,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from orchestrator._secrets import Secret, redact
 from orchestrator.core.cache_backends.base import Backend, BackendUnavailable
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -33,6 +38,8 @@ class RedisBackend(Backend):
     def __init__(self, url: str, timeout: float, retry_interval: float) -> None:
         super().__init__()
         self.url = url
+        #: The URL's password, scrubbed from every message while this store lives.
+        self._password = Secret(urllib.parse.urlsplit(url).password or "")
         self.timeout = timeout
         self.retry_interval = retry_interval
         self._client: Optional[aioredis.Redis] = None
@@ -57,7 +64,9 @@ class RedisBackend(Backend):
 
     async def _call(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         if time.monotonic() < self._down_until:
-            raise BackendUnavailable(f"redis at {self.url} failed recently; not retried yet")
+            raise BackendUnavailable(
+                f"redis at {redact(self.url)} failed recently; not retried yet"
+            )
         try:
             return await asyncio.wait_for(op(self._connection()), self.timeout)
         except Exception:
@@ -119,6 +128,14 @@ class RedisBackend(Backend):
             await client.unlink(*batch)
 
     async def aclose(self) -> None:
+        """Disconnect, within ``timeout`` even when Redis is stopped or stalled
+        (a connection that does not close in time is dropped). A client of
+        another, closed event loop is only dropped: its sockets went with it."""
         client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
+        loop, self._loop = self._loop, None
+        if client is None or loop is not asyncio.get_running_loop():
+            return
+        try:
+            await asyncio.wait_for(client.aclose(), self.timeout)
+        except (TimeoutError, OSError, aioredis.RedisError) as exc:
+            logger.debug("redis client at %s dropped on close: %r", redact(self.url), exc)
