@@ -25,6 +25,7 @@ from orchestrator.core.cache_backends.codec import _HEADER, FORMAT, MAGIC
 from orchestrator.core.model import Model, last_call
 from orchestrator.integrations.anthropic_model import AnthropicModel
 from orchestrator.integrations.google_model import GoogleModel
+from orchestrator.integrations.huggingface_model import HuggingFaceModel
 from orchestrator.integrations.openai_model import OpenAIModel
 
 pytestmark = pytest.mark.timeout(60)
@@ -234,3 +235,14 @@ async def test_forged_entries_with_a_valid_checksum_are_misses_counted_and_delet
         assert await model.generate_response("Hello") == second  # the fresh entry is served
     finally:
         await cache.aclose()
+
+
+def test_a_setting_changed_after_construction_changes_the_identity() -> None:
+    model = HuggingFaceModel("tgi", endpoint_url="http://127.0.0.1:1")
+    before = model.cache_identity()
+    assert model.cache_identity() == before  # stable while nothing changes
+    model.model_kwargs["temperature"] = 0.1  # changed in place, one level down
+    changed = model.cache_identity()
+    assert changed != before and "temperature" in changed
+    model.max_new_tokens = 16
+    assert model.cache_identity() not in (before, changed)
