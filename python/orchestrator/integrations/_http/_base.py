@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Optional, TypedDict
 
 import httpx
 
-from orchestrator._secrets import Secret
+from orchestrator._secrets import Secret, redact
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
 from orchestrator.errors import AuthenticationError, MalformedResponseError, ModelError
 from orchestrator.integrations import catalogue
@@ -88,7 +88,8 @@ class ShapeGuard:
     ) -> None:
         if exc is not None and isinstance(exc, (KeyError, IndexError, TypeError, AttributeError)):
             raise MalformedResponseError(
-                f"unexpected response shape ({type(exc).__name__}: {exc})", model=self.model
+                redact(f"unexpected response shape ({type(exc).__name__}: {exc})"),
+                model=self.model,
             ) from None
 
 
@@ -287,7 +288,7 @@ class HTTPModel(Model):
             )
             return
         raise MalformedResponseError(
-            f"response is for model {answered!r}, requested {self.model_id!r}",
+            redact(f"response is for model {answered!r}, requested {self.model_id!r}"),
             model=self.name,
         )
 
