@@ -231,8 +231,8 @@ class RedactingFilter(logging.Filter):
         setattr(record, _MARK, True)
         try:
             message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed format: show it, scrubbed
-            message = f"{record.msg!r} % {record.args!r}"
+        except Exception:  # a malformed format or a failing __str__: never break the caller
+            message = f"unformattable log message {record.msg!r}"
         record.msg = redact(message)
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:

@@ -131,7 +131,7 @@ async def test_a_key_echoed_inside_a_failover_error_is_scrubbed(
     last = info.value.last_error
     assert last is not None
     shown = everything_shown(info.value) + everything_shown(last)
-    assert "Incorrect API key provided: Bearer ***" in shown
+    assert "Incorrect API key provided: ***" in shown
     assert OPENAI_KEY not in shown
     assert OPENAI_KEY not in logged(caplog)
 
@@ -275,3 +275,21 @@ def test_secrets_are_forgotten_when_their_holders_go() -> None:
     assert redact("x sk-registered-by-hand-0123") == "x ***"
     release()
     assert redact("x sk-registered-by-hand-0123") == "x sk-registered-by-hand-0123"
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_record_that_cannot_be_formatted_never_breaks_the_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = Secret("sk-in-a-bad-record-0123456789")
+    logger = logging.getLogger("orchestrator.test")
+    logger.warning("%d items", "not a number")
+    logger.warning("value %s", Unprintable())
+    logger.warning(f"{secret.get()} %s %s", 1)  # too few arguments
+    assert len(caplog.records) == 3
+    assert secret.get() not in logged(caplog)

@@ -409,8 +409,10 @@ _CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "openai-o
 
 
 def _echoed(request: Request) -> str:
-    """An error message repeating every credential ``request`` carried."""
+    """An error message repeating every credential ``request`` carried, bare
+    (a bearer token without its ``Bearer``), as OpenAI's 401 does."""
     seen = [request.headers[h] for h in _CREDENTIAL_HEADERS if h in request.headers]
+    seen = [v.split(" ", 1)[1] if v.startswith("Bearer ") else v for v in seen]  # the bare key
     seen += [f"{k}={v}" for k, v in request.query.items()]
     return "Incorrect API key provided: " + "; ".join(seen)
 
