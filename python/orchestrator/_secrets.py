@@ -23,6 +23,7 @@ It is applied to:
 
 from __future__ import annotations
 
+import collections
 import html
 import json
 import logging
@@ -75,10 +76,14 @@ _SECRET_QUERY = re.compile(
     re.I,
 )
 
-_lock = threading.Lock()
+#: Guards the registry. Reentrant: a log record made by a finalizer that runs
+#: while this thread holds it is redacted too (nothing slow runs under it).
+_lock = threading.RLock()
 #: Registered values and how many live holders each has.
 _values: dict[str, int] = {}
 _pattern: Optional[re.Pattern[str]] = None
+#: Values whose holders went, to forget at the next registration or redaction.
+_releases: collections.deque[str] = collections.deque()
 
 
 def _variants(value: str) -> set[str]:
@@ -94,16 +99,22 @@ def _variants(value: str) -> set[str]:
 
 
 def _compiled() -> Optional[re.Pattern[str]]:
+    """The pattern of every registered form, rebuilt (outside the lock) after a change."""
     global _pattern
     with _lock:
-        if _pattern is None and _values:
-            forms: set[str] = set()
-            for value in _values:
-                forms |= _variants(value)
-            if forms:
-                alternatives = sorted(forms, key=len, reverse=True)  # longest first
-                _pattern = re.compile("|".join(re.escape(f) for f in alternatives))
-        return _pattern
+        _apply_releases()
+        pattern, values = _pattern, list(_values)
+    if pattern is not None or not values:
+        return pattern
+    forms: set[str] = set()
+    for value in values:
+        forms |= _variants(value)
+    alternatives = sorted(forms, key=len, reverse=True)  # longest first
+    pattern = re.compile("|".join(re.escape(f) for f in alternatives))
+    with _lock:
+        if not _releases and list(_values) == values:
+            _pattern = pattern
+    return pattern
 
 
 def register_secret(value: str) -> Callable[[], None]:
@@ -115,24 +126,32 @@ def register_secret(value: str) -> Callable[[], None]:
     if len(value) < MIN_SECRET_LENGTH:
         return _nothing
     with _lock:
+        _apply_releases()
         _values[value] = _values.get(value, 0) + 1
         _pattern = None
-    released = threading.Event()
+    released: list[bool] = []
 
     def release() -> None:
-        global _pattern
-        if released.is_set():
-            return
-        released.set()
-        with _lock:
-            count = _values.get(value, 0) - 1
-            if count > 0:
-                _values[value] = count
-            else:
-                _values.pop(value, None)
-            _pattern = None
+        # Runs from garbage collection too, maybe while this thread holds
+        # _lock: so it only queues (deque.append is atomic), never locks.
+        if not released:
+            released.append(True)
+            _releases.append(value)
 
     return release
+
+
+def _apply_releases() -> None:
+    """Forget the values whose holders went (call with ``_lock`` held)."""
+    global _pattern
+    while _releases:
+        value = _releases.popleft()
+        count = _values.get(value, 0) - 1
+        if count > 0:
+            _values[value] = count
+        else:
+            _values.pop(value, None)
+        _pattern = None
 
 
 def _nothing() -> None:
@@ -142,6 +161,7 @@ def _nothing() -> None:
 def known_secret_count() -> int:
     """How many distinct secrets are registered (for tests and diagnostics)."""
     with _lock:
+        _apply_releases()
         return len(_values)
 
 

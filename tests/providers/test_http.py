@@ -35,12 +35,10 @@ from orchestrator.integrations._http import (
     Transport,
     error_detail,
     error_for_payload,
-    get_client,
     iter_ndjson,
     iter_sse,
     iter_sse_json,
     parse_retry_after,
-    public_url,
     redact,
     same_model,
 )
@@ -216,7 +214,7 @@ def test_secrets_and_urls() -> None:
     assert "abcdef" not in repr(secret) and "abcdef" not in str(secret) and secret.get()
     assert redact("key sk-abcdef123456 here") == "key *** here"
     assert redact("https://h/x?key=AIzaXYZ&alt=sse") == "https://h/x?key=***&alt=sse"
-    shown = public_url("https://user:pw@example.com:8443/v1/?q=1&key=AIzaXYZ#f")
+    shown = Endpoint.parse("https://user:pw@example.com:8443/v1/?q=1&key=AIzaXYZ#f").public()
     assert shown == "https://example.com:8443/v1?q=1&key=***"
 
 
@@ -229,9 +227,9 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 async def test_one_pooled_client_per_base_url() -> None:
-    a = get_client("http://127.0.0.1:1/v1")
-    assert get_client("http://127.0.0.1:1/v1") is a
-    assert get_client("http://127.0.0.1:2") is not a
+    a = DEFAULT_POOL.get("http://127.0.0.1:1/v1")
+    assert DEFAULT_POOL.get("http://127.0.0.1:1/v1") is a
+    assert DEFAULT_POOL.get("http://127.0.0.1:2") is not a
 
 
 async def test_keep_alive_and_concurrency_share_the_pool() -> None:

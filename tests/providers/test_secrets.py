@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from orchestrator import _secrets
 from orchestrator._secrets import Secret, known_secret_count, redact, register_secret
 from orchestrator.core.model import Model, ModelCapabilities, Prompt
 from orchestrator.errors import ModelError, ServerError
@@ -293,3 +294,31 @@ def test_a_record_that_cannot_be_formatted_never_breaks_the_caller(
     logger.warning(f"{secret.get()} %s %s", 1)  # too few arguments
     assert len(caplog.records) == 3
     assert secret.get() not in logged(caplog)
+
+
+class LogsWhenCollected:
+    """An object whose finalizer logs a secret, as a transport's ``__del__`` may."""
+
+    def __init__(self, secret: Secret) -> None:
+        self.secret = secret
+        self.cycle = self
+
+    def __del__(self) -> None:
+        logging.getLogger("orchestrator.test").warning("dropped %s", self.secret.get())
+
+
+@pytest.mark.timeout(20)
+def test_garbage_collection_inside_the_redactor_never_deadlocks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A secret's holder (or a logging finalizer) collected while this thread
+    is inside the redactor must neither deadlock nor corrupt the registry."""
+    caplog.set_level(logging.WARNING)
+    alive = Secret("sk-logged-by-a-finalizer-0123")
+    with _secrets._lock:  # as if a collection started inside redact()
+        holder = Secret("sk-collected-under-the-lock-0123")
+        LogsWhenCollected(alive)
+        del holder
+        gc.collect()
+    assert "dropped ***" in caplog.text
+    assert redact("sk-collected-under-the-lock-0123") == "sk-collected-under-the-lock-0123"

@@ -32,7 +32,6 @@ from orchestrator.integrations._http._pool import (
     DEFAULT_POOL,
     ClientPool,
     aclose_clients,
-    get_client,
     set_pool_limits,
 )
 from orchestrator.integrations._http._retries import (
@@ -50,7 +49,7 @@ from orchestrator.integrations._http._streams import (
     iter_sse_json,
 )
 from orchestrator.integrations._http._transport import Transport
-from orchestrator.integrations._http._urls import Endpoint, public_url
+from orchestrator.integrations._http._urls import Endpoint
 
 __all__ = [
     "CHAT_CAPABILITIES",
@@ -72,12 +71,10 @@ __all__ = [
     "drain",
     "error_detail",
     "error_for_payload",
-    "get_client",
     "iter_ndjson",
     "iter_sse",
     "iter_sse_json",
     "parse_retry_after",
-    "public_url",
     "push_capabilities",
     "redact",
     "retry_after_of",

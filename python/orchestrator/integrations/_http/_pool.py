@@ -93,11 +93,6 @@ class ClientPool:
 DEFAULT_POOL = ClientPool()
 
 
-def get_client(base_url: str) -> httpx.AsyncClient:
-    """The default pool's client for ``base_url`` in the running event loop."""
-    return DEFAULT_POOL.get(base_url)
-
-
 def set_pool_limits(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_keepalive_connections: int = DEFAULT_MAX_KEEPALIVE,

@@ -95,12 +95,3 @@ class Endpoint:
         if self.userinfo is not None:
             values.append(f"@{self.userinfo.get()}")
         return tuple(values)
-
-
-def public_url(url: str) -> str:
-    """``url`` as it may be shown (see :meth:`Endpoint.public`); an unparsable
-    URL is shown redacted."""
-    try:
-        return Endpoint.parse(url).public()
-    except (TypeError, ValueError):
-        return redact(str(url))
