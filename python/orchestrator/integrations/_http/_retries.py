@@ -41,7 +41,12 @@ class RetryPolicy:
     max_retry_after: float = MAX_RETRY_AFTER
 
     def __post_init__(self) -> None:
-        if not (0 < self.max_retry_after <= MAX_RETRY_AFTER):
+        value: object = self.max_retry_after
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_RETRY_AFTER
+        ):
             raise ValueError(
                 f"invalid max_retry_after: {self.max_retry_after!r} "
                 f"(seconds, > 0 and <= {MAX_RETRY_AFTER:g})"
