@@ -139,3 +139,31 @@ async def test_a_redis_cache_closes_within_its_bound_when_redis_is_down(
     finally:
         if outage == "stalled":
             os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("backend", ["disk", "redis", "tiered"])
+def test_close_without_an_event_loop_leaves_nothing(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Scripts end outside any loop: ``close()`` does what ``aclose()`` does."""
+    kwargs: dict[str, object] = {"path": tmp_path} if backend != "redis" else {}
+    if backend == "redis":
+        kwargs["redis_url"] = request.getfixturevalue("redis_server").url
+    loop = asyncio.new_event_loop()
+    try:
+        before = open_descriptors()
+        for i in range(ROUNDS):
+            cache = ModelCache(backend=backend, **kwargs)  # type: ignore[arg-type]
+            model = CountingModel()
+            model.enable_caching(cache)
+            loop.run_until_complete(model.generate_response(f"round {i}"))
+            cache.close()
+        assert disk_threads() == []
+        assert open_descriptors() == before
+    finally:
+        loop.close()
+
+
+async def test_close_inside_a_running_loop_says_to_await_aclose() -> None:
+    with pytest.raises(RuntimeError, match=r"await aclose\(\)"):
+        ModelCache().close()

@@ -611,6 +611,22 @@ class ModelCache:
             except Exception as exc:
                 logger.debug("closing the %s cache store failed: %s", tier.name, exc)
 
+    def close(self) -> None:
+        """:meth:`aclose` for code with no running event loop (a script's end,
+        ``atexit``), with the same result and bound; inside a running loop,
+        await :meth:`aclose` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("ModelCache.close() inside a running event loop: await aclose()")
+        for tier in self._tiers:
+            try:
+                tier.close()
+            except Exception as exc:
+                logger.debug("closing the %s cache store failed: %s", tier.name, exc)
+
     # ----- internals ----------------------------------------------------------------
 
     async def _identity(self, model: Model) -> Optional[str]:

@@ -56,7 +56,10 @@ class Backend(abc.ABC):
         return candidate
 
     async def aclose(self) -> None:  # noqa: B027 - most stores hold nothing
-        """Release connections and files."""
+        """Release connections, files and threads."""
+
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing
+        """:meth:`aclose` for code with no running event loop."""
 
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """(entries, bytes) as known without a round trip; ``None`` if unknown."""

@@ -244,16 +244,26 @@ class DiskBackend(Backend):
         executor, self._executor = self._executor, None
         if executor is None:
             return
-
-        def close() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
-
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, close)
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
         finally:
             executor.shutdown(wait=True)  # idle now: returns as soon as the thread exits
+
+    def close(self) -> None:
+        """:meth:`aclose` for code with no running event loop (same bound)."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            executor.submit(self._close_connection).result()
+        finally:
+            executor.shutdown(wait=True)
+
+    def _close_connection(self) -> None:
+        """On the worker thread: close the database."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """Totals as of this process's last write (other processes add to them)."""

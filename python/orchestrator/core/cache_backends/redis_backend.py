@@ -130,11 +130,23 @@ class RedisBackend(Backend):
     async def aclose(self) -> None:
         """Disconnect, within ``timeout`` even when Redis is stopped or stalled
         (a connection that does not close in time is dropped). A client of
-        another, closed event loop is only dropped: its sockets went with it."""
+        another event loop is only dropped: its sockets belong to that loop."""
         client, self._client = self._client, None
         loop, self._loop = self._loop, None
-        if client is None or loop is not asyncio.get_running_loop():
-            return
+        if client is not None and loop is asyncio.get_running_loop():
+            await self._disconnect(client)
+
+    def close(self) -> None:
+        """:meth:`aclose` for code with no running event loop: the client's
+        loop, if it is still open and idle, disconnects it (same bound); a
+        closed loop took the sockets with it."""
+        client, self._client = self._client, None
+        loop, self._loop = self._loop, None
+        idle = loop is not None and not loop.is_closed() and not loop.is_running()
+        if client is not None and loop is not None and idle:
+            loop.run_until_complete(self._disconnect(client))
+
+    async def _disconnect(self, client: aioredis.Redis) -> None:
         try:
             await asyncio.wait_for(client.aclose(), self.timeout)
         except (TimeoutError, OSError, aioredis.RedisError) as exc:
