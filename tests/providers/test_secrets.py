@@ -11,12 +11,15 @@ import gc
 import html
 import json
 import logging
+import string
 import traceback
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator import _secrets
 from orchestrator._secrets import Secret, known_secret_count, redact, register_secret
@@ -322,3 +325,35 @@ def test_garbage_collection_inside_the_redactor_never_deadlocks(
         gc.collect()
     assert "dropped ***" in caplog.text
     assert redact("sk-collected-under-the-lock-0123") == "sk-collected-under-the-lock-0123"
+
+
+#: Secrets of any URL-hostile characters; the prefix keeps them from matching public text.
+SECRET_TEXT = st.text(
+    alphabet=string.ascii_letters + string.digits + "-_.~!$&'()*+,;=:@/?#[]% ",
+    min_size=6,
+    max_size=24,
+).map(lambda text: "Zq!" + text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    user=st.text(alphabet=string.ascii_letters, min_size=1, max_size=8),
+    password=SECRET_TEXT,
+    query_key=SECRET_TEXT,
+    path=st.sampled_from(["", "/v1", "/openai/v1/"]),
+)
+def test_credentials_in_any_base_url_are_never_shown(
+    user: str, password: str, query_key: str, path: str
+) -> None:
+    quoted = urllib.parse.quote(password, safe="")
+    url = (
+        f"http://{user}:{quoted}@127.0.0.1:8000{path}"
+        f"?tenant=A&key={urllib.parse.quote(query_key, safe='')}"
+    )
+    model = OpenAIModel("gpt-4", base_url=url)
+    shown = "\n".join([repr(model), str(vars(model)), model.base_url, model.cache_identity()])
+    for secret in (password, query_key, quoted):
+        assert secret not in shown
+    assert redact(f"error at {url}: {password} / {query_key}").count("***") >= 3
+    assert model.endpoint.url == f"http://127.0.0.1:8000{path.rstrip('/')}"
+    assert ("key", query_key) in model.endpoint.params()
