@@ -690,7 +690,7 @@ class ModelCache:
                 "%s cache unavailable (%s: %s); requests go on without it until it is back",
                 tier.name,
                 type(exc).__name__,
-                exc or "timed out",
+                str(exc) or "timed out",
             )
         elif not isinstance(exc, BackendUnavailable):
             logger.debug("%s cache still unavailable: %s", tier.name, exc)
