@@ -11,9 +11,10 @@ import pytest
 from orchestrator.integrations import ClientPool, set_pool_limits
 from orchestrator.integrations._http import DEFAULT_POOL
 from orchestrator.integrations.anthropic_model import AnthropicModel
+from orchestrator.integrations.huggingface_model import HuggingFaceModel
 from orchestrator.integrations.lazy_ollama_model import LazyOllamaModel
 from orchestrator.integrations.openai_model import OpenAIModel
-from tests.servers import OllamaServer, OpenAIServer
+from tests.servers import OllamaServer, OpenAIServer, TGIServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,3 +97,19 @@ def test_bad_transport_options_name_the_field(kwargs: dict[str, object], message
 def test_a_bad_base_url_is_refused_with_its_credentials_redacted(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         OpenAIModel("gpt-4", base_url=url)
+
+
+async def test_a_tgi_endpoint_uses_the_pool_it_is_given() -> None:
+    pool = ClientPool()
+    with TGIServer() as server:
+        model = HuggingFaceModel("tgi", endpoint_url=server.url, client_pool=pool)
+        assert await model.generate_response("Hello")
+        assert pool.open_clients() == 1 and DEFAULT_POOL.open_clients() == 0
+        await pool.aclose()
+
+
+def test_a_local_hugging_face_model_refuses_transport_options() -> None:
+    with pytest.raises(ValueError, match="endpoint_url model only"):
+        HuggingFaceModel(
+            "local", model_path="/nonexistent", client_pool=ClientPool(), _load_now=False
+        )

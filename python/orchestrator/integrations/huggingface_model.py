@@ -11,9 +11,13 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Optional
 
+import httpx
+
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.errors import MalformedResponseError, UnsupportedOperationError
 from orchestrator.integrations._http import (
+    DEFAULT_POOL,
+    ClientPool,
     Endpoint,
     RetryPolicy,
     Secret,
@@ -71,8 +75,10 @@ class HuggingFaceModel(Model):
     dedicated worker thread, so the event loop never blocks; the tokenizer's
     chat template is used when it has one. With ``endpoint_url`` the model is
     a text-generation-inference server instead (``/generate``,
-    ``/generate_stream``). Local weights have no per-token bill: ``cost``
-    defaults to free there, and to unpriced for an endpoint."""
+    ``/generate_stream``), reached through ``http_client`` or ``client_pool``
+    when given (see :class:`~orchestrator.integrations._http.HTTPOptions`).
+    Local weights have no per-token bill: ``cost`` defaults to free there, and
+    to unpriced for an endpoint."""
 
     def __init__(
         self,
@@ -92,6 +98,8 @@ class HuggingFaceModel(Model):
         timeout: float = 120.0,
         max_retries: int = 2,
         deadline: float = 300.0,
+        http_client: Optional[httpx.AsyncClient] = None,
+        client_pool: Optional[ClientPool] = None,
         _load_now: bool = True,
     ) -> None:
         if (model is None) != (tokenizer is None):
@@ -126,7 +134,11 @@ class HuggingFaceModel(Model):
                 headers=self._headers,
                 policy=RetryPolicy(max_retries=max_retries, timeout=timeout, deadline=deadline),
                 on_retry_after=self.record_retry_after,
+                http_client=http_client,
+                pool=client_pool or DEFAULT_POOL,
             )
+        elif http_client is not None or client_pool is not None:
+            raise ValueError("http_client and client_pool are for an endpoint_url model only")
         elif model is None and _load_now:
             self._model, self._tokenizer = self._load()
         if self._tokenizer is not None:
