@@ -246,3 +246,24 @@ def test_a_setting_changed_after_construction_changes_the_identity() -> None:
     assert changed != before and "temperature" in changed
     model.max_new_tokens = 16
     assert model.cache_identity() not in (before, changed)
+
+
+async def test_credentialed_requests_go_uncached_while_the_secret_store_is_down(
+    redis_server: RedisServer, openai_server: OpenAIServer
+) -> None:
+    url = redis_server.url
+    redis_server.kill()
+    cache = ModelCache(backend="redis", redis_url=url, retry_interval=0)
+    model = OpenAIModel("gpt-4", api_key="sk-while-down-0123456789", base_url=openai_server.url)
+    model.enable_caching(cache)
+    try:
+        for _ in range(2):
+            assert await model.generate_response("Hello")
+        assert len(openai_server.requests) == 2  # answered, never from a guessed secret
+        assert cache.get_statistics().errors >= 2
+        redis_server.start()
+        await model.generate_response("Hello")
+        await model.generate_response("Hello")
+        assert len(openai_server.requests) == 3  # back: the secret is stored and entries hit
+    finally:
+        await cache.aclose()
