@@ -10,6 +10,8 @@ import logging
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.errors import RateLimitError
 from orchestrator.integrations._http import (
@@ -77,3 +79,12 @@ def test_a_retry_delay_in_an_error_body_is_capped() -> None:
 def test_the_policy_refuses_a_cap_beyond_the_maximum(bad: object) -> None:
     with pytest.raises(ValueError, match="invalid max_retry_after"):
         RetryPolicy(max_retry_after=bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.floats(allow_nan=True).map(repr), st.integers().map(str)))
+def test_any_retry_after_value_is_a_wait_or_none_and_never_raises(value: str) -> None:
+    seconds = parse_retry_after(value)
+    assert seconds is None or (seconds >= 0 and not math.isnan(seconds))
+    exc = error_for_payload(error_detail({}), status=429, model="m", retry_after=seconds)
+    assert exc.retry_after is None or 0 <= exc.retry_after <= MAX_RETRY_AFTER
