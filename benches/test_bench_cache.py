@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import redis.asyncio as aioredis
@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import CallResult, Model, ModelCapabilities, Prompt
+from orchestrator.integrations.openai_model import OpenAIModel
 
 BATCH = 100
 PROMPT = ("The quick brown fox jumps over the lazy dog. " * 92)[:4096]
@@ -125,9 +126,9 @@ def run_batches(
 
 
 def cache_hit_op(
-    cache: ModelCache, loop: asyncio.AbstractEventLoop
+    cache: ModelCache, loop: asyncio.AbstractEventLoop, model: Optional[Model] = None
 ) -> Callable[[], Awaitable[str]]:
-    model = BenchModel("gpt-4o", "openai", ModelCapabilities())
+    model = model or BenchModel("gpt-4o", "openai", ModelCapabilities())
     result = CallResult(ANSWER, "gpt-4o", 1024, 100, 0.01, 0.8)
 
     async def compute() -> CallResult:
@@ -144,6 +145,16 @@ def cache_hit_op(
 def test_hit_memory_cache(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     cache = ModelCache()
     run_batches(benchmark, loop, cache_hit_op(cache, loop))
+    assert cache.get_statistics().misses == 0
+
+
+@pytest.mark.benchmark(group="hit-memory")
+def test_hit_memory_cache_keyed_http_model(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """A hit for an adapter with a key: full-configuration identity plus the
+    keyed credential fingerprint."""
+    cache = ModelCache()
+    model = OpenAIModel("gpt-4o", api_key="sk-bench-0123456789abcdef", base_url="http://h/v1")
+    run_batches(benchmark, loop, cache_hit_op(cache, loop, model))
     assert cache.get_statistics().misses == 0
 
 

@@ -56,19 +56,24 @@ class Harness:
 
 
 def make_harness(provider: str) -> Harness:
+    """A loopback server and an adapter that checks answers' model labels, as
+    it does on the provider's official endpoint."""
     if provider == "openai":
         s: LoopbackServer = OpenAIServer(api_key=OPENAI_KEY)
         s.start()
-        return Harness(provider, s, fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=s.url)))
+        m: Model = OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=s.url, validate_model=True)
+        return Harness(provider, s, fast(m))
     if provider == "anthropic":
         s = AnthropicServer(api_key=ANTHROPIC_KEY)
         s.start()
-        m: Model = AnthropicModel("claude-3-opus", api_key=ANTHROPIC_KEY, base_url=s.url)
+        m = AnthropicModel(
+            "claude-3-opus", api_key=ANTHROPIC_KEY, base_url=s.url, validate_model=True
+        )
         return Harness(provider, s, fast(m))
     if provider == "google":
         s = GeminiServer(api_key=GOOGLE_KEY)
         s.start()
-        m = GoogleModel("gemini-1.5-flash", api_key=GOOGLE_KEY, base_url=s.url)
+        m = GoogleModel("gemini-1.5-flash", api_key=GOOGLE_KEY, base_url=s.url, validate_model=True)
         return Harness(provider, s, fast(m))
     if provider == "ollama":
         s = OllamaServer()

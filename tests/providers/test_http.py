@@ -26,18 +26,19 @@ from orchestrator.errors import (
     StreamCutError,
     is_retryable,
 )
+from orchestrator.integrations import set_pool_limits
 from orchestrator.integrations._http import (
+    DEFAULT_POOL,
+    Endpoint,
     RetryPolicy,
     Secret,
     Transport,
     error_detail,
     error_for_payload,
-    get_client,
     iter_ndjson,
     iter_sse,
     iter_sse_json,
     parse_retry_after,
-    public_url,
     redact,
     same_model,
 )
@@ -211,9 +212,10 @@ def test_same_model() -> None:
 def test_secrets_and_urls() -> None:
     secret = Secret("sk-abcdef123456")
     assert "abcdef" not in repr(secret) and "abcdef" not in str(secret) and secret.get()
-    assert redact("key sk-abcdef123456 here", ("sk-abcdef123456",)) == "key *** here"
-    assert redact("https://h/x?key=AIzaXYZ&alt=sse", ()) == "https://h/x?key=***&alt=sse"
-    assert public_url("https://user:pw@example.com:8443/v1/?q=1#f") == "https://example.com:8443/v1"
+    assert redact("key sk-abcdef123456 here") == "key *** here"
+    assert redact("https://h/x?key=AIzaXYZ&alt=sse") == "https://h/x?key=***&alt=sse"
+    shown = Endpoint.parse("https://user:pw@example.com:8443/v1/?q=1&key=AIzaXYZ#f").public()
+    assert shown == "https://example.com:8443/v1?q=1&key=***"
 
 
 def test_backoff_grows_and_is_capped() -> None:
@@ -225,14 +227,14 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 async def test_one_pooled_client_per_base_url() -> None:
-    a = get_client("http://127.0.0.1:1/v1")
-    assert get_client("http://127.0.0.1:1/v1") is a
-    assert get_client("http://127.0.0.1:2") is not a
+    a = DEFAULT_POOL.get("http://127.0.0.1:1/v1")
+    assert DEFAULT_POOL.get("http://127.0.0.1:1/v1") is a
+    assert DEFAULT_POOL.get("http://127.0.0.1:2") is not a
 
 
 async def test_keep_alive_and_concurrency_share_the_pool() -> None:
     with OpenAIServer() as server:
-        transport = Transport(server.url, "gpt-4")
+        transport = Transport(Endpoint.parse(server.url), "gpt-4")
         body = {"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]}
         for _ in range(5):
             await transport.request_json("POST", "/chat/completions", json_body=body)
@@ -250,7 +252,7 @@ async def test_deadline_bounds_all_attempts() -> None:
     with OpenAIServer() as server:
         server.add_fault(delay=0.5, times=-1)
         transport = Transport(
-            server.url,
+            Endpoint.parse(server.url),
             "gpt-4",
             policy=RetryPolicy(max_retries=10, base_delay=0.01, timeout=5, deadline=0.3),
         )
@@ -262,13 +264,12 @@ async def test_deadline_bounds_all_attempts() -> None:
 
 
 def test_pool_limits_are_validated_and_apply_to_new_clients() -> None:
-    from orchestrator.integrations import _http
-
-    before = _http._LIMITS
+    before = DEFAULT_POOL.limits
     try:
         with pytest.raises(ValueError, match="invalid max_keepalive_connections: 0"):
-            _http.set_pool_limits(max_keepalive_connections=0)
-        _http.set_pool_limits(max_connections=10, max_keepalive_connections=5)
-        assert (_http._LIMITS.max_connections, _http._LIMITS.max_keepalive_connections) == (10, 5)
+            set_pool_limits(max_keepalive_connections=0)
+        set_pool_limits(max_connections=10, max_keepalive_connections=5)
+        limits = DEFAULT_POOL.limits
+        assert (limits.max_connections, limits.max_keepalive_connections) == (10, 5)
     finally:
-        _http._LIMITS = before
+        DEFAULT_POOL.limits = before

@@ -52,6 +52,10 @@ class Fault:
     * ``truncate``: a stream that ends cleanly but without its end marker.
     * ``malformed``: a stream with a malformed event halfway.
     * ``stream_error``: an in-stream error event halfway (provider's format).
+    * ``echo``: with ``status``, an error body that echoes every credential
+      the request carried (auth headers, ``key`` query value), as the
+      provider's JSON error (``"json"``) or as an HTML page (``"html"``), the
+      way OpenAI's 401 ("Incorrect API key provided: sk-...") and proxies do.
     """
 
     status: Optional[int] = None
@@ -66,6 +70,7 @@ class Fault:
     truncate: bool = False
     malformed: bool = False
     stream_error: bool = False
+    echo: Optional[str] = None
     times: int = 1
     path: Optional[str] = None
 
@@ -133,6 +138,8 @@ class LoopbackServer:
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._idle = threading.Event()
+        self._idle.set()
 
     # ----- lifecycle --------------------------------------------------------------
 
@@ -140,6 +147,11 @@ class LoopbackServer:
     def url(self) -> str:
         """Base URL of the server's API (with ``base_path``)."""
         return f"http://127.0.0.1:{self.port}{self.base_path}"
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the server closed its side of every connection (it does so
+        after the client); whether it did within ``timeout`` seconds."""
+        return self._idle.wait(timeout)
 
     @property
     def root_url(self) -> str:
@@ -280,6 +292,16 @@ class LoopbackServer:
     ) -> None:
         self.connections += 1
         self._writers.add(writer)
+        self._idle.clear()
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._writers.discard(writer)
+            if not self._writers:
+                self._idle.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer requests on one connection until it ends, then close it."""
         try:
             while True:
                 request = await self._read_request(reader)
@@ -297,8 +319,6 @@ class LoopbackServer:
             pass
         except Exception:
             logger.exception("loopback server failed")
-        finally:
-            self._writers.discard(writer)
         try:
             writer.close()
             await writer.wait_closed()
@@ -313,8 +333,13 @@ class LoopbackServer:
             await asyncio.sleep(fault.delay)
         if fault.drop:
             raise _Drop
+        if fault.status is not None and fault.echo == "html":
+            page = f"<html><body><h1>{fault.status}</h1><p>{_echoed(request)}</p></body></html>"
+            await self._send(writer, fault.status, page.encode(), "text/html", {})
+            return True
         if fault.status is not None:
-            resp: Response = self.error_response(fault.status, fault.kind, _message(fault))
+            message = _echoed(request) if fault.echo else _message(fault)
+            resp: Response = self.error_response(fault.status, fault.kind, message)
             if fault.retry_after is not None:
                 resp.headers["retry-after"] = fault.retry_after
         elif fault.invalid_json:
@@ -377,6 +402,19 @@ class LoopbackServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+#: Request headers whose values are credentials.
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "openai-organization")
+
+
+def _echoed(request: Request) -> str:
+    """An error message repeating every credential ``request`` carried, bare
+    (a bearer token without its ``Bearer``), as OpenAI's 401 does."""
+    seen = [request.headers[h] for h in _CREDENTIAL_HEADERS if h in request.headers]
+    seen = [v.split(" ", 1)[1] if v.startswith("Bearer ") else v for v in seen]  # the bare key
+    seen += [f"{k}={v}" for k, v in request.query.items()]
+    return "Incorrect API key provided: " + "; ".join(seen)
 
 
 def _message(fault: Fault) -> str:

@@ -1,12 +1,17 @@
 """Response, embedding and metadata caching for models.
 
 A :class:`ModelCache` serves identical requests without calling the provider.
-Keys come from the Rust core's ``cache_key``: model identity, provider, the
-prompt or messages, every generation parameter and the namespace, hashed over
-a canonical encoding, so keyword order never matters and two models or two
-tenants never share an entry. Entries are JSON (never pickle), optionally
-compressed, checksummed, and record the model, tokens, cost and latency of
-the call, so a hit reports what it saved.
+Keys come from the Rust core's ``cache_key``: the model's full configuration
+(:mod:`orchestrator.core.cache_identity`: model id, provider, base URL with
+path and query, organization, default generation settings, embedding model)
+and an HMAC of its credentials under this cache's own secret, the prompt or
+messages, every generation parameter and the namespace, hashed over a
+canonical encoding, so keyword order never matters and two models, two
+settings or two tenants never share an entry. Entries are JSON (never
+pickle), optionally compressed, checksummed, and record the model, tokens,
+cost and latency of the call, so a hit reports what it saved. Every entry is
+checked on read (kind, model, text, finite non-negative numbers, types); one
+that fails is a miss, counted in ``corrupted`` and deleted.
 
 Backends: ``memory`` (LRU bounded by entries and bytes), ``redis`` (shared,
 TTL in Redis), ``disk`` (SQLite in WAL mode, shared by processes) and
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -42,6 +48,8 @@ from orchestrator.core.cache_backends import (
     RedisBackend,
 )
 from orchestrator.core.cache_backends.codec import zstd_available
+from orchestrator.core.cache_identity import credential_fingerprint, credentials_of
+from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import MalformedResponseError
 
 if TYPE_CHECKING:
@@ -117,27 +125,58 @@ class _LeaderGone(Exception):
     """The request others waited on was cancelled: they retry on their own."""
 
 
-def _num(value: Any) -> float:
+def _real(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CorruptEntry(f"expected a number, got {type(value).__name__}")
+        raise CorruptEntry(f"{field} is {type(value).__name__}, expected a number")
+    if not math.isfinite(value):
+        raise CorruptEntry(f"{field} is {value!r}, expected a finite number")
     return float(value)
 
 
-def _parse_response(obj: dict[str, Any]) -> _Answer:
+def _amount(field: str, value: Any) -> float:
+    number = _real(field, value)
+    if number < 0:
+        raise CorruptEntry(f"{field} is {value!r}, expected >= 0")
+    return number
+
+
+def _count(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CorruptEntry(f"{field} is {value!r}, expected an integer >= 0")
+    return value
+
+
+def _check_entry(obj: dict[str, Any], kind: str, model: Optional[str]) -> None:
+    if obj.get("kind") != kind:
+        raise CorruptEntry(f"kind is {obj.get('kind')!r}, expected {kind!r}")
+    if model is not None and obj.get("model") != model:
+        raise CorruptEntry(f"entry is for model {obj.get('model')!r}, not {model!r}")
+
+
+def _parse_response(obj: dict[str, Any], *, model: str) -> _Answer:
+    _check_entry(obj, "response", model)
     text = obj.get("text")
     if not isinstance(text, str):
         raise CorruptEntry("response entry without text")
-    return _Answer(text, _num(obj.get("cost")), _num(obj.get("latency")))
+    _count("input_tokens", obj.get("input_tokens"))
+    _count("output_tokens", obj.get("output_tokens"))
+    return _Answer(text, _amount("cost", obj.get("cost")), _amount("latency", obj.get("latency")))
 
 
-def _parse_embedding(obj: dict[str, Any]) -> _Vector:
+def _parse_embedding(obj: dict[str, Any], *, model: str) -> _Vector:
+    _check_entry(obj, "embedding", model)
     values = obj.get("vector")
     if not isinstance(values, list):
         raise CorruptEntry("embedding entry without a vector")
-    return _Vector([_num(v) for v in values], _num(obj.get("cost")), _num(obj.get("latency")))
+    return _Vector(
+        [_real("vector value", v) for v in values],
+        _amount("cost", obj.get("cost")),
+        _amount("latency", obj.get("latency")),
+    )
 
 
 def _parse_metadata(obj: dict[str, Any]) -> Any:
+    _check_entry(obj, "metadata", None)
     if "value" not in obj:
         raise CorruptEntry("metadata entry without a value")
     return obj["value"]
@@ -311,6 +350,7 @@ class ModelCache:
         self._prefix = f"orchestrator:{_core.KEY_FORMAT_VERSION}:{namespace}:"
         self._inflight: dict[str, asyncio.Future[_Answer]] = {}
         self._warned_key = False
+        self._secret: Optional[bytes] = None
         self.reset_statistics()
 
     def __repr__(self) -> str:
@@ -371,9 +411,10 @@ class ModelCache:
         flight, or computed (and then stored). ``refresh`` skips the lookup and
         replaces the entry. Errors from ``compute`` propagate and are never
         stored."""
-        key = self._key("r", model, prompt, params)
+        key = await self._key("r", model, prompt, params)
         if key is None:
             return (await compute()).text
+        parse = functools.partial(_parse_response, model=model.name)
         loop = asyncio.get_running_loop()
         while not refresh:
             pending = self._inflight.get(key)
@@ -390,7 +431,7 @@ class ModelCache:
         self._inflight[key] = future
         try:
             if not refresh:
-                found = await self._lookup(key, _parse_response)
+                found = await self._lookup(key, parse)
                 if found is not None:
                     answer = found[0]
                     self._count_hit(answer.cost, answer.latency)
@@ -432,9 +473,9 @@ class ModelCache:
         make_stream: Callable[[], MeasuredStream],
         refresh: bool,
     ) -> AsyncIterator[str]:
-        key = self._key("r", model, prompt, params)
+        key = await self._key("r", model, prompt, params)
         if key is not None and not refresh:
-            found = await self._lookup(key, _parse_response)
+            found = await self._lookup(key, functools.partial(_parse_response, model=model.name))
             if found is not None:
                 answer = found[0]
                 self._count_hit(answer.cost, answer.latency)
@@ -476,9 +517,12 @@ class ModelCache:
         """Embeddings of ``texts``, one cache entry per text: only the texts
         that missed (each once) are passed to ``compute_missing``."""
         items = list(texts) if not isinstance(texts, str) else None
+        identity = await self._identity(model) if items else None
         keys: list[str] = []
         for text in items or []:
-            key = self._key("e", model, text, params or None) if isinstance(text, str) else None
+            key = None
+            if identity is not None and isinstance(text, str):
+                key = self._digest("e", identity, model.provider, text, params or None)
             if key is None:
                 items = None
                 break
@@ -489,7 +533,8 @@ class ModelCache:
         unique: dict[str, str] = dict(zip(keys, items))
         found: dict[str, list[float]] = {}
         if not refresh:
-            hits = await self._lookup_many(list(unique), _parse_embedding)
+            parse = functools.partial(_parse_embedding, model=model.name)
+            hits = await self._lookup_many(list(unique), parse)
             for key, (cached, _) in hits.items():
                 found[key] = cached.values
                 self._count_hit(cached.cost, cached.latency)
@@ -515,8 +560,6 @@ class ModelCache:
         return [found[k] for k in keys]
 
     def _embedding_entry(self, model: Model, text: str, vector: Any) -> dict[str, Any]:
-        from orchestrator.core.model import estimate_tokens
-
         cost = 0.0
         if model.cost is not None:
             cost = estimate_tokens(text) * model.cost.input_per_million / 1e6
@@ -560,22 +603,80 @@ class ModelCache:
                 self._tier_failed(tier, exc)
 
     async def aclose(self) -> None:
-        """Close connections and files; the cache reopens them if used again."""
+        """Close connections, files and the disk store's thread; the cache
+        reopens them if used again. Bounded: Redis is let go after
+        ``redis_timeout`` even when stopped, the disk store once its queued
+        statements ran (each waits at most 2 s for a lock); nothing of the
+        cache is left running afterwards."""
         for tier in self._tiers:
             try:
                 await tier.aclose()
             except Exception as exc:
                 logger.debug("closing the %s cache store failed: %s", tier.name, exc)
 
+    def close(self) -> None:
+        """:meth:`aclose` for code with no running event loop (a script's end,
+        ``atexit``), with the same result and bound; inside a running loop,
+        await :meth:`aclose` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("ModelCache.close() inside a running event loop: await aclose()")
+        for tier in self._tiers:
+            try:
+                tier.close()
+            except Exception as exc:
+                logger.debug("closing the %s cache store failed: %s", tier.name, exc)
+
     # ----- internals ----------------------------------------------------------------
 
-    def _key(
+    async def _identity(self, model: Model) -> Optional[str]:
+        """``model.cache_identity()`` plus the keyed fingerprint of its
+        credentials; ``None`` (not cached) while the store that holds this
+        cache's secret cannot be reached."""
+        identity = model.cache_identity()
+        credentials = credentials_of(model)
+        if not credentials:
+            return identity
+        secret = await self._fingerprint_secret()
+        if secret is None:
+            return None
+        return f"{identity}|credentials:{credential_fingerprint(credentials, secret)}"
+
+    async def _fingerprint_secret(self) -> Optional[bytes]:
+        """This cache's HMAC secret: random per process for memory, else kept in
+        the shared store, so processes sharing it agree."""
+        if self._secret is None:
+            store = self._tiers[-1]
+            try:
+                self._secret = await store.identity_key(
+                    f"{self._prefix[:-1]}#identity-key", os.urandom(32)
+                )
+            except Exception as exc:
+                self._tier_failed(store, exc)
+                return None
+        return self._secret
+
+    async def _key(
         self, kind: str, model: Model, prompt: Any, params: Optional[dict[str, Any]]
     ) -> Optional[str]:
+        identity = await self._identity(model)
+        if identity is None:
+            return None
+        return self._digest(kind, identity, model.provider, prompt, params)
+
+    def _digest(
+        self,
+        kind: str,
+        identity: str,
+        provider: str,
+        prompt: Any,
+        params: Optional[dict[str, Any]],
+    ) -> Optional[str]:
         try:
-            digest = _core.cache_key(
-                model.cache_identity(), model.provider, prompt, params, self.namespace
-            )
+            digest = _core.cache_key(identity, provider, prompt, params, self.namespace)
         except (TypeError, ValueError) as exc:
             self._errors += 1
             level = logging.DEBUG if self._warned_key else logging.WARNING
@@ -592,7 +693,7 @@ class ModelCache:
                 "%s cache unavailable (%s: %s); requests go on without it until it is back",
                 tier.name,
                 type(exc).__name__,
-                exc or "timed out",
+                str(exc) or "timed out",
             )
         elif not isinstance(exc, BackendUnavailable):
             logger.debug("%s cache still unavailable: %s", tier.name, exc)
@@ -608,7 +709,7 @@ class ModelCache:
         """Decode a stored entry: ``(value, expires)``, ``None`` if expired.
         Raises :class:`CorruptEntry` if damaged."""
         obj = self._codec.decode(data)
-        expires = _num(obj.get("expires"))
+        expires = _real("expires", obj.get("expires"))
         value = parse(obj)
         if expires <= time.time():
             return None

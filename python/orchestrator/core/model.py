@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
+from orchestrator.core.cache_identity import cache_identity_of
+from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import (
     MalformedResponseError,
     UnsupportedOperationError,
@@ -198,17 +200,6 @@ class ModelConstraints(BaseModel):
             input_tokens=request.given_input_tokens,
             output_tokens=request.given_output_tokens,
         )
-
-
-def estimate_tokens(value: Any) -> int:
-    """Rough token count (four characters a token) when a provider gave none."""
-    if isinstance(value, str):
-        return max(1, (len(value) + 3) // 4) if value else 0
-    if isinstance(value, (list, tuple)):
-        return sum(
-            estimate_tokens(m.get("content", "") if isinstance(m, dict) else m) for m in value
-        )
-    return 0
 
 
 @dataclass
@@ -588,9 +579,10 @@ class Model(abc.ABC):
     # ----- identity and caching ----------------------------------------------
 
     def cache_identity(self) -> str:
-        """What identifies this model's answers in a cache key. Adapters add
-        their endpoint, so two servers' answers never mix."""
-        return self.name
+        """What identifies this model's answers in a cache key: name, provider
+        and every setting that can change an answer (see
+        :mod:`orchestrator.core.cache_identity`; credentials never appear)."""
+        return cache_identity_of(self)
 
     def enable_caching(self, cache: ModelCache) -> None:
         """Serve identical requests from ``cache`` (see :mod:`orchestrator.core.cache`)."""

@@ -35,6 +35,7 @@ class AnthropicModel(HTTPModel):
     api_key_env = ("ANTHROPIC_API_KEY",)
     base_url_env = "ANTHROPIC_BASE_URL"
     default_base_url = DEFAULT_BASE_URL
+    official_hosts = frozenset({"api.anthropic.com"})
 
     def __init__(
         self,
@@ -55,6 +56,14 @@ class AnthropicModel(HTTPModel):
         limit = self.capabilities.max_tokens
         self.default_max_tokens = min(default_max_tokens, limit) if limit else default_max_tokens
         self.api_version = api_version
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The endpoint and model, plus the default ``max_tokens`` and API version."""
+        return {
+            **super().cache_settings(),
+            "default_max_tokens": self.default_max_tokens,
+            "api_version": self.api_version,
+        }
 
     def _headers(self) -> Mapping[str, str]:
         headers = {"anthropic-version": self.api_version}

@@ -46,6 +46,7 @@ class GoogleModel(HTTPModel):
     api_key_env = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     base_url_env = "GOOGLE_GEMINI_BASE_URL"
     default_base_url = DEFAULT_BASE_URL
+    official_hosts = frozenset({"generativelanguage.googleapis.com"})
 
     def __init__(
         self,
@@ -68,6 +69,14 @@ class GoogleModel(HTTPModel):
         )
         self.api_version = api_version.strip("/")
         self.embedding_model = (embedding_model or self.model_id).removeprefix("models/")
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The endpoint and model, plus API version and embedding model."""
+        return {
+            **super().cache_settings(),
+            "api_version": self.api_version,
+            "embedding_model": self.embedding_model,
+        }
 
     def _headers(self) -> Mapping[str, str]:
         key = self._key()

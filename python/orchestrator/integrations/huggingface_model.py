@@ -11,9 +11,14 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Optional
 
+import httpx
+
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.errors import MalformedResponseError, UnsupportedOperationError
 from orchestrator.integrations._http import (
+    DEFAULT_POOL,
+    ClientPool,
+    Endpoint,
     RetryPolicy,
     Secret,
     ShapeGuard,
@@ -21,7 +26,6 @@ from orchestrator.integrations._http import (
     chat_messages,
     error_detail,
     error_for_payload,
-    public_url,
     push_capabilities,
 )
 
@@ -71,8 +75,10 @@ class HuggingFaceModel(Model):
     dedicated worker thread, so the event loop never blocks; the tokenizer's
     chat template is used when it has one. With ``endpoint_url`` the model is
     a text-generation-inference server instead (``/generate``,
-    ``/generate_stream``). Local weights have no per-token bill: ``cost``
-    defaults to free there, and to unpriced for an endpoint."""
+    ``/generate_stream``), reached through ``http_client`` or ``client_pool``
+    when given (see :class:`~orchestrator.integrations._http.HTTPOptions`).
+    Local weights have no per-token bill: ``cost`` defaults to free there, and
+    to unpriced for an endpoint."""
 
     def __init__(
         self,
@@ -92,6 +98,8 @@ class HuggingFaceModel(Model):
         timeout: float = 120.0,
         max_retries: int = 2,
         deadline: float = 300.0,
+        http_client: Optional[httpx.AsyncClient] = None,
+        client_pool: Optional[ClientPool] = None,
         _load_now: bool = True,
     ) -> None:
         if (model is None) != (tokenizer is None):
@@ -111,20 +119,26 @@ class HuggingFaceModel(Model):
         self.allow_download = allow_download
         self.max_new_tokens = max_new_tokens
         self.model_kwargs = dict(model_kwargs or {})
-        self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
+        endpoint = Endpoint.parse(endpoint_url, "endpoint_url") if endpoint_url else None
+        #: The endpoint as it may be shown (no userinfo; credential query values ``***``).
+        self.endpoint_url = endpoint.public() if endpoint is not None else None
         self._api_key = Secret(api_key) if api_key else None
         self._model = model
         self._tokenizer = tokenizer
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._transport: Optional[Transport] = None
-        if self.endpoint_url is not None:
+        if endpoint is not None:
             self._transport = Transport(
-                self.endpoint_url,
+                endpoint,
                 name,
                 headers=self._headers,
                 policy=RetryPolicy(max_retries=max_retries, timeout=timeout, deadline=deadline),
                 on_retry_after=self.record_retry_after,
+                http_client=http_client,
+                pool=client_pool or DEFAULT_POOL,
             )
+        elif http_client is not None or client_pool is not None:
+            raise ValueError("http_client and client_pool are for an endpoint_url model only")
         elif model is None and _load_now:
             self._model, self._tokenizer = self._load()
         if self._tokenizer is not None:
@@ -132,7 +146,7 @@ class HuggingFaceModel(Model):
 
     def __repr__(self) -> str:
         where = (
-            f"endpoint_url={public_url(self.endpoint_url)!r}"
+            f"endpoint_url={self.endpoint_url!r}"
             if self.endpoint_url
             else f"model_path={self.model_path!r}"
         )
@@ -141,12 +155,28 @@ class HuggingFaceModel(Model):
     def _headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self._api_key.get()}"} if self._api_key else {}
 
-    def cache_identity(self) -> str:
-        """Endpoint or weights path, so answers of different weights never mix."""
-        where = public_url(self.endpoint_url) if self.endpoint_url else (self.model_path or "")
-        if not where and self._model is not None:
+    def cache_settings(self) -> dict[str, Any]:
+        """Endpoint or weights, and the generation defaults, so answers of
+        different weights or settings never mix."""
+        where: Any = None
+        if self._transport is not None:
+            where = self._transport.endpoint.identity()
+        elif self.model_path:
+            where = self.model_path
+        elif self._model is not None:
             where = str(getattr(self._model, "name_or_path", "") or id(self._model))
-        return f"huggingface|{where}|{self.name}"
+        return {
+            "where": where,
+            "max_new_tokens": self.max_new_tokens,
+            "model_kwargs": self.model_kwargs,
+        }
+
+    def cache_credentials(self) -> tuple[str, ...]:
+        """The endpoint's key and URL credentials (fingerprinted by a cache, never stored)."""
+        if self._transport is None:
+            return ()
+        key = (f"key={self._api_key.get()}",) if self._api_key else ()
+        return (*key, *self._transport.endpoint.credentials())
 
     # ----- local weights ---------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any, Optional
 
 from orchestrator.core.model import Prompt
 from orchestrator.errors import ModelError
-from orchestrator.integrations._http import RetryPolicy, Transport, error_detail, error_for_payload
+from orchestrator.integrations._http import RetryPolicy, error_detail, error_for_payload
 from orchestrator.integrations.ollama_model import OllamaModel
 
 logger = logging.getLogger(__name__)
@@ -58,11 +59,10 @@ class LazyOllamaModel(OllamaModel):
         self._ready = False
         self._lock = asyncio.Lock()
         self.pulls = 0
-        self._pull_transport = Transport(
-            self.base_url,
-            name,
-            headers=self._headers,
+        self._pull_transport = dataclasses.replace(
+            self._transport,
             policy=RetryPolicy(max_retries=1, timeout=pull_timeout, deadline=pull_timeout),
+            on_retry_after=None,
         )
 
     @property

@@ -75,6 +75,8 @@ class OllamaModel(HTTPModel):
     :class:`~orchestrator.integrations._http.HTTPOptions` (here ``timeout``
     defaults to 120 s and ``deadline`` to 300 s)."""
 
+    echoes_model_name = True
+
     def __init__(
         self,
         name: str,

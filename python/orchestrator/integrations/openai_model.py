@@ -16,7 +16,6 @@ from orchestrator.integrations._http import (
     chat_messages,
     error_detail,
     error_for_payload,
-    public_url,
     same_model,
 )
 
@@ -30,12 +29,15 @@ class OpenAIModel(HTTPModel):
     the endpoint from ``base_url`` or ``OPENAI_BASE_URL``. A key is required
     for the official endpoint; other servers get one only if it is set.
     The other keywords (``capabilities``, ``cost``, ``speed``, ``timeout``,
-    ``max_retries``, ``deadline``, ``validate_model``) are
-    :class:`~orchestrator.integrations._http.HTTPOptions`."""
+    ``max_retries``, ``deadline``, ``validate_model``, ``http_client``,
+    ``client_pool``) are :class:`~orchestrator.integrations._http.HTTPOptions`.
+    Answers' model labels are checked only at ``api.openai.com``: vLLM,
+    llama.cpp and LM Studio label answers with their own name or file path."""
 
     api_key_env = ("OPENAI_API_KEY",)
     base_url_env = "OPENAI_BASE_URL"
     default_base_url = DEFAULT_BASE_URL
+    official_hosts = frozenset({"api.openai.com"})
 
     def __init__(
         self,
@@ -51,7 +53,7 @@ class OpenAIModel(HTTPModel):
         super().__init__(
             name, "openai", base_url=base_url, api_key=api_key, model_id=model_id, **options
         )
-        self.requires_key = public_url(self.base_url) == DEFAULT_BASE_URL
+        self.requires_key = self.endpoint.url == DEFAULT_BASE_URL
         self.organization = organization
         self.embedding_model = embedding_model or self.model_id
 
@@ -63,6 +65,14 @@ class OpenAIModel(HTTPModel):
         if self.organization:
             headers["OpenAI-Organization"] = self.organization
         return headers
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The endpoint and model, plus organization and embedding model."""
+        return {
+            **super().cache_settings(),
+            "organization": self.organization,
+            "embedding_model": self.embedding_model,
+        }
 
     def _body(self, prompt: Prompt, params: dict[str, Any], stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model_id, "messages": chat_messages(prompt)}

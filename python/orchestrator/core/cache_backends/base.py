@@ -48,8 +48,18 @@ class Backend(abc.ABC):
     async def clear(self, prefix: str) -> None:
         """Remove every entry whose key starts with ``prefix``."""
 
+    async def identity_key(self, name: str, candidate: bytes) -> bytes:
+        """The secret that keys credential fingerprints of the entries under
+        ``name``: the stored one, or ``candidate`` stored now if there is none,
+        so every process sharing the store uses the same. An in-process store
+        keeps it in the cache object, so this returns ``candidate``."""
+        return candidate
+
     async def aclose(self) -> None:  # noqa: B027 - most stores hold nothing
-        """Release connections and files."""
+        """Release connections, files and threads."""
+
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing
+        """:meth:`aclose` for code with no running event loop."""
 
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """(entries, bytes) as known without a round trip; ``None`` if unknown."""

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS meta (
     bytes INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta VALUES (0, 0, 0);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
     UPDATE meta SET entries = entries + 1, bytes = bytes + NEW.size WHERE id = 0;
 END;
@@ -202,6 +206,23 @@ class DiskBackend(Backend):
     def _over(self, entries: int, nbytes: int) -> bool:
         return entries > self.max_size or (self.max_bytes is not None and nbytes > self.max_bytes)
 
+    async def identity_key(self, name: str, candidate: bytes) -> bytes:
+        """Inserted if absent, then read, in one transaction: every process agrees."""
+
+        def run(conn: sqlite3.Connection) -> bytes:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR IGNORE INTO secrets VALUES (?, ?)", (name, candidate))
+                row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return bytes(row[0])
+
+        return await self._run(run)
+
     async def delete(self, key: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM entries WHERE key = ?", (key,))
@@ -217,17 +238,32 @@ class DiskBackend(Backend):
         await self._run(run)
 
     async def aclose(self) -> None:
+        """Close the database (its three file descriptors) and end the worker
+        thread: when this returns, neither is left. Work already queued runs
+        first (each statement waits at most ``BUSY_TIMEOUT`` for a lock)."""
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
+        finally:
+            executor.shutdown(wait=True)  # idle now: returns as soon as the thread exits
 
-        def close() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
+    def close(self) -> None:
+        """:meth:`aclose` for code with no running event loop (same bound)."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            executor.submit(self._close_connection).result()
+        finally:
+            executor.shutdown(wait=True)
 
-        await asyncio.get_running_loop().run_in_executor(executor, close)
-        executor.shutdown(wait=False)
+    def _close_connection(self) -> None:
+        """On the worker thread: close the database."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """Totals as of this process's last write (other processes add to them)."""

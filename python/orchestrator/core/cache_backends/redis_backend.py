@@ -5,7 +5,9 @@ timeout now and then. The client connects lazily, per event loop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional, TypeVar
 
@@ -13,7 +15,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from orchestrator._secrets import Secret, redact
 from orchestrator.core.cache_backends.base import Backend, BackendUnavailable
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -33,6 +38,8 @@ class RedisBackend(Backend):
     def __init__(self, url: str, timeout: float, retry_interval: float) -> None:
         super().__init__()
         self.url = url
+        #: The URL's password, scrubbed from every message while this store lives.
+        self._password = Secret(urllib.parse.urlsplit(url).password or "")
         self.timeout = timeout
         self.retry_interval = retry_interval
         self._client: Optional[aioredis.Redis] = None
@@ -57,7 +64,9 @@ class RedisBackend(Backend):
 
     async def _call(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         if time.monotonic() < self._down_until:
-            raise BackendUnavailable(f"redis at {self.url} failed recently; not retried yet")
+            raise BackendUnavailable(
+                f"redis at {redact(self.url)} failed recently; not retried yet"
+            )
         try:
             return await asyncio.wait_for(op(self._connection()), self.timeout)
         except Exception:
@@ -90,6 +99,20 @@ class RedisBackend(Backend):
 
         await self._call(run)
 
+    async def identity_key(self, name: str, candidate: bytes) -> bytes:
+        """``SET name candidate NX`` then ``GET``: the first writer's secret wins."""
+
+        async def run(r: aioredis.Redis) -> Any:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.set(name, candidate, nx=True)
+                pipe.get(name)
+                return (await pipe.execute())[1]
+
+        value: Any = await self._call(run)
+        if not isinstance(value, bytes) or not value:
+            raise BackendUnavailable(f"redis returned no identity key for {name!r}")
+        return value
+
     async def delete(self, key: str) -> None:
         await self._call(lambda r: r.delete(key))
 
@@ -105,6 +128,26 @@ class RedisBackend(Backend):
             await client.unlink(*batch)
 
     async def aclose(self) -> None:
+        """Disconnect, within ``timeout`` even when Redis is stopped or stalled
+        (a connection that does not close in time is dropped). A client of
+        another event loop is only dropped: its sockets belong to that loop."""
         client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
+        loop, self._loop = self._loop, None
+        if client is not None and loop is asyncio.get_running_loop():
+            await self._disconnect(client)
+
+    def close(self) -> None:
+        """:meth:`aclose` for code with no running event loop: the client's
+        loop, if it is still open and idle, disconnects it (same bound); a
+        closed loop took the sockets with it."""
+        client, self._client = self._client, None
+        loop, self._loop = self._loop, None
+        idle = loop is not None and not loop.is_closed() and not loop.is_running()
+        if client is not None and loop is not None and idle:
+            loop.run_until_complete(self._disconnect(client))
+
+    async def _disconnect(self, client: aioredis.Redis) -> None:
+        try:
+            await asyncio.wait_for(client.aclose(), self.timeout)
+        except (TimeoutError, OSError, aioredis.RedisError) as exc:
+            logger.debug("redis client at %s dropped on close: %r", redact(self.url), exc)

@@ -1,0 +1,106 @@
+"""Pooled keep-alive clients: one :class:`httpx.AsyncClient` per base URL and
+event loop (a client's connections belong to the loop that opened them).
+
+A :class:`ClientPool` can belong to a registry or an application (pass it as
+``client_pool=`` to the adapters, close it with :meth:`ClientPool.aclose`);
+adapters given none share the module's default pool, whose limits
+:func:`set_pool_limits` sets and which :func:`aclose_clients` closes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+
+import httpx
+
+#: Per base URL: up to 1,000 open connections, 20 kept idle. More idle
+#: connections make httpcore's pool scheduling slower for every request (at
+#: 100 concurrent requests on loopback, 64 idle cost 0.8 ms per request more
+#: than 20); raise it when reconnecting is the larger cost (TLS to a far
+#: provider at high concurrency).
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_KEEPALIVE = 20
+KEEPALIVE_EXPIRY = 30.0
+
+
+def _limits(max_connections: int, max_keepalive_connections: int) -> httpx.Limits:
+    for name, value in (
+        ("max_connections", max_connections),
+        ("max_keepalive_connections", max_keepalive_connections),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"invalid {name}: {value!r} (an integer > 0)")
+    return httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
+
+
+class ClientPool:
+    """Clients per (event loop, base URL) with the same connection limits."""
+
+    def __init__(
+        self,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_keepalive_connections: int = DEFAULT_MAX_KEEPALIVE,
+    ) -> None:
+        self.limits = _limits(max_connections, max_keepalive_connections)
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]
+        ] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientPool(max_connections={self.limits.max_connections}, "
+            f"max_keepalive_connections={self.limits.max_keepalive_connections})"
+        )
+
+    def set_limits(self, max_connections: int, max_keepalive_connections: int) -> None:
+        """Limits of the clients created from now on."""
+        self.limits = _limits(max_connections, max_keepalive_connections)
+
+    def get(self, base_url: str) -> httpx.AsyncClient:
+        """The pooled client for ``base_url`` in the running event loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            per_loop = self._clients.get(loop)
+            if per_loop is None:
+                per_loop = self._clients[loop] = {}
+            client = per_loop.get(base_url)
+            if client is None or client.is_closed:
+                client = httpx.AsyncClient(limits=self.limits, timeout=None, follow_redirects=False)
+                per_loop[base_url] = client
+            return client
+
+    def open_clients(self) -> int:
+        """How many clients of the running event loop are open."""
+        with self._lock:
+            per_loop = self._clients.get(asyncio.get_running_loop(), {})
+            return sum(not c.is_closed for c in per_loop.values())
+
+    async def aclose(self) -> None:
+        """Close every client of the running event loop (their sockets with them)."""
+        with self._lock:
+            per_loop = self._clients.pop(asyncio.get_running_loop(), {})
+        for client in per_loop.values():
+            await client.aclose()
+
+
+#: The pool of adapters given no ``client_pool`` or ``http_client``.
+DEFAULT_POOL = ClientPool()
+
+
+def set_pool_limits(
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_keepalive_connections: int = DEFAULT_MAX_KEEPALIVE,
+) -> None:
+    """Connection limits of the default pool's clients created from now on (per base URL)."""
+    DEFAULT_POOL.set_limits(max_connections, max_keepalive_connections)
+
+
+async def aclose_clients() -> None:
+    """Close every client of the default pool in the running event loop."""
+    await DEFAULT_POOL.aclose()

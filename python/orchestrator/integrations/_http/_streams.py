@@ -1,0 +1,109 @@
+"""SSE and NDJSON stream parsers: :class:`StreamCutError` when a stream ends
+before its end marker, :class:`MalformedResponseError` on a malformed event
+(its text redacted)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from orchestrator._secrets import redact
+from orchestrator.errors import MalformedResponseError, StreamCutError
+
+EndPredicate = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One server-sent event: its ``event`` name (``message`` when unnamed) and data."""
+
+    event: str
+    data: str
+    id: Optional[str] = None
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Parse server-sent events from text lines (per the WHATWG rules: fields
+    ``event``/``data``/``id``, comments, multi-line data; an unterminated last
+    event is dropped)."""
+    event = ""
+    data: list[str] = []
+    last_id: Optional[str] = None
+    async for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data), last_id)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id":
+            last_id = value
+
+
+async def iter_sse_json(
+    lines: AsyncIterator[str],
+    *,
+    is_end: EndPredicate,
+    model: Optional[str] = None,
+    sentinel: Optional[str] = None,
+) -> AsyncIterator[tuple[str, Any]]:
+    """Decoded ``(event name, JSON data)`` pairs of an SSE stream, up to and
+    including the event for which ``is_end`` holds (a ``sentinel`` data line
+    such as ``[DONE]`` also ends it and is not yielded).
+
+    Raises :class:`MalformedResponseError` on data that is not JSON and
+    :class:`StreamCutError` if the stream ends first."""
+    async for ev in iter_sse(lines):
+        if sentinel is not None and ev.data.strip() == sentinel:
+            return
+        try:
+            payload = json.loads(ev.data)
+        except ValueError:
+            raise MalformedResponseError(
+                redact(f"malformed stream event {ev.event!r}: {ev.data[:120]!r}"), model=model
+            ) from None
+        yield ev.event, payload
+        if is_end(payload):
+            return
+    raise StreamCutError("stream ended before its end marker", model=model)
+
+
+async def iter_ndjson(
+    lines: AsyncIterator[str], *, is_end: EndPredicate, model: Optional[str] = None
+) -> AsyncIterator[Any]:
+    """Decoded objects of a newline-delimited JSON stream, up to and including
+    the one for which ``is_end`` holds; errors as for :func:`iter_sse_json`."""
+    async for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            payload = json.loads(line)
+        except ValueError:
+            raise MalformedResponseError(
+                redact(f"malformed stream line: {line[:120]!r}"), model=model
+            ) from None
+        yield payload
+        if is_end(payload):
+            return
+    raise StreamCutError("stream ended before its end marker", model=model)
+
+
+async def drain(iterator: AsyncIterator[Any], limit: int = 10_000) -> None:
+    """Consume what is left of a stream (so its connection returns to the pool)."""
+    count = 0
+    async for _ in iterator:
+        count += 1
+        if count >= limit:
+            return

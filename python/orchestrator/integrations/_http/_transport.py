@@ -1,0 +1,305 @@
+"""Requests to one endpoint for one model: retries with backoff and capped
+``Retry-After`` inside a total deadline, errors mapped and redacted, and
+streamed lines that always release their connection.
+
+The client is injectable: a caller's own :class:`httpx.AsyncClient`
+(``http_client``, never closed here), a :class:`ClientPool` (``pool``, e.g.
+one per registry), or by default the module's pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional, TypeVar
+
+import httpx
+
+from orchestrator._secrets import redact, scrub_exception
+from orchestrator.errors import MalformedResponseError, ModelError, ProviderTimeoutError
+from orchestrator.integrations._http._errors import (
+    ErrorDetail,
+    error_detail,
+    error_for_payload,
+    transport_error,
+)
+from orchestrator.integrations._http._pool import DEFAULT_POOL, ClientPool
+from orchestrator.integrations._http._retries import RetryAfterCap, RetryPolicy, retry_after_of
+from orchestrator.integrations._http._streams import (
+    EndPredicate,
+    drain,
+    iter_ndjson,
+    iter_sse_json,
+)
+from orchestrator.integrations._http._urls import Endpoint
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ErrorParser = Callable[[Any], ErrorDetail]
+HeadersFn = Callable[[], Mapping[str, str]]
+Params = Optional[Mapping[str, str]]
+
+
+def _no_headers() -> Mapping[str, str]:
+    return {}
+
+
+@dataclass
+class Transport:
+    """Requests to ``endpoint`` for ``model``, with retries and error mapping.
+
+    ``headers`` is called for every request (so a key set in the environment
+    later is picked up). Every :class:`ModelError` leaving the transport has
+    been through :func:`~orchestrator._secrets.scrub_exception`."""
+
+    endpoint: Endpoint
+    model: str
+    headers: HeadersFn = _no_headers
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    on_retry_after: Optional[Callable[[float], None]] = None
+    parse_error: ErrorParser = error_detail
+    http_client: Optional[httpx.AsyncClient] = None
+    pool: ClientPool = DEFAULT_POOL
+    _cap: RetryAfterCap = field(default_factory=RetryAfterCap, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Transport(endpoint={self.endpoint.public()!r}, model={self.model!r})"
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The client requests go through (the caller's, or the pool's for this loop)."""
+        if self.http_client is not None:
+            return self.http_client
+        return self.pool.get(self.endpoint.url)
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        read = max(0.001, min(self.policy.timeout, remaining))
+        return httpx.Timeout(read, connect=min(self.policy.connect_timeout, read))
+
+    def _request(
+        self, method: str, path: str, json_body: Any, params: Params, remaining: float
+    ) -> httpx.Request:
+        headers = dict(self.headers())
+        auth = self.endpoint.basic_auth
+        if auth is not None and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = auth
+        query: list[tuple[str, str | int | float | bool | None]] = list(self.endpoint.params())
+        if params:
+            query.extend(params.items())
+        return self.client.build_request(
+            method,
+            self.endpoint.url + path,
+            json=json_body,
+            params=query or None,
+            headers=headers,
+            timeout=self._timeout(remaining),
+        )
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> ModelError:
+        try:
+            decoded: Any = json.loads(body) if body else None
+        except ValueError:
+            decoded = None
+        detail = self.parse_error(decoded)
+        if not detail.message and body and decoded is None:
+            detail.message = body[:200].decode("utf-8", "replace")
+        return error_for_payload(
+            detail,
+            status=response.status_code,
+            model=self.model,
+            retry_after=retry_after_of(response.headers),
+            cap=self._cap,
+            max_retry_after=self.policy.max_retry_after,
+        )
+
+    async def call(self, attempt: Callable[[float], Awaitable[T]], *, what: str = "request") -> T:
+        """Run ``attempt(remaining_seconds)`` with retries for retryable
+        :class:`ModelError`s, waiting ``Retry-After`` or a backoff, never past
+        the deadline. Errors leave redacted."""
+        policy = self.policy
+        deadline = time.monotonic() + policy.deadline
+        tries = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProviderTimeoutError(
+                    f"{what}: deadline of {policy.deadline:g}s passed", model=self.model
+                )
+            try:
+                return await attempt(remaining)
+            except ModelError as exc:
+                scrub_exception(exc)
+                if exc.retry_after and self.on_retry_after is not None:
+                    self.on_retry_after(exc.retry_after)
+                if not exc.retryable or tries >= policy.max_retries:
+                    raise
+                delay = policy.backoff(tries)
+                if exc.retry_after is not None:
+                    delay = exc.retry_after + random.uniform(0.0, 0.1 * max(exc.retry_after, 0.1))
+                if delay >= deadline - time.monotonic():
+                    logger.info(
+                        "%s for %s: not retrying %s, wait %.2fs exceeds deadline",
+                        what,
+                        self.model,
+                        exc.error_class,
+                        delay,
+                    )
+                    raise
+                tries += 1
+                logger.info(
+                    "%s for %s failed (%s: %s); retry %d/%d in %.2fs",
+                    what,
+                    self.model,
+                    exc.error_class,
+                    exc,
+                    tries,
+                    policy.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Params = None,
+        parse: Optional[Callable[[Any], T]] = None,
+        retry: bool = True,
+    ) -> T:
+        """Send a request and return its decoded JSON body, passed through
+        ``parse`` (which validates it, raising :class:`ModelError`s) inside the
+        same attempt, so a retryable validation failure is retried too."""
+
+        async def attempt(remaining: float) -> T:
+            request = self._request(method, path, json_body, params, remaining)
+            try:
+                response = await self.client.send(request)
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, self.model, False) from None
+            body = response.content
+            if response.status_code >= 400:
+                raise self._status_error(response, body)
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise MalformedResponseError(
+                    redact(f"invalid JSON in response to {method} {path}: {body[:80]!r}"),
+                    model=self.model,
+                    status_code=response.status_code,
+                ) from None
+            if parse is None:
+                return decoded  # type: ignore[no-any-return]
+            try:
+                return parse(decoded)
+            except ModelError:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                raise MalformedResponseError(
+                    redact(f"unexpected response shape ({type(exc).__name__}: {exc})"),
+                    model=self.model,
+                ) from None
+
+        if not retry:
+            try:
+                return await attempt(self.policy.deadline)
+            except ModelError as exc:
+                raise scrub_exception(exc) from None
+        return await self.call(attempt, what=f"{method} {path}")
+
+    async def stream_lines(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Params = None,
+    ) -> AsyncGenerator[str, None]:
+        """Open a streaming request (with retries until the response starts) and
+        yield its body's text lines. A connection lost mid-body raises
+        :class:`StreamCutError`; the deadline :class:`ProviderTimeoutError`.
+        The response is always closed, so the pool stays healthy."""
+        started = time.monotonic()
+        holder: list[httpx.Response] = []
+
+        async def attempt(remaining: float) -> None:
+            request = self._request(method, path, json_body, params, remaining)
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, self.model, False) from None
+            if response.status_code >= 400:
+                try:
+                    body = await response.aread()
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc, self.model, False) from None
+                finally:
+                    await response.aclose()
+                raise self._status_error(response, body)
+            holder.append(response)
+
+        await self.call(attempt, what=f"{method} {path} (stream)")
+        response = holder[0]
+        try:
+            lines = response.aiter_lines()
+            while True:
+                if time.monotonic() - started > self.policy.deadline:
+                    raise ProviderTimeoutError(
+                        f"stream exceeded the deadline of {self.policy.deadline:g}s",
+                        model=self.model,
+                    )
+                try:
+                    line = await lines.__anext__()
+                except StopAsyncIteration:
+                    return
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc, self.model, True) from None
+                yield line
+        finally:
+            await response.aclose()
+
+    async def stream_sse(
+        self,
+        method: str,
+        path: str,
+        *,
+        is_end: EndPredicate,
+        json_body: Any = None,
+        params: Params = None,
+        sentinel: Optional[str] = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """``(event, JSON data)`` pairs of an SSE response (see :func:`iter_sse_json`);
+        what follows the end marker is read and dropped so the connection is reused."""
+        lines = self.stream_lines(method, path, json_body=json_body, params=params)
+        try:
+            async for item in iter_sse_json(
+                lines, is_end=is_end, model=self.model, sentinel=sentinel
+            ):
+                yield item
+            await drain(lines)
+        finally:
+            await lines.aclose()
+
+    async def stream_ndjson(
+        self,
+        method: str,
+        path: str,
+        *,
+        is_end: EndPredicate,
+        json_body: Any = None,
+        params: Params = None,
+    ) -> AsyncIterator[Any]:
+        """Objects of an NDJSON response (see :func:`iter_ndjson`)."""
+        lines = self.stream_lines(method, path, json_body=json_body, params=params)
+        try:
+            async for item in iter_ndjson(lines, is_end=is_end, model=self.model):
+                yield item
+            await drain(lines)
+        finally:
+            await lines.aclose()

@@ -1,0 +1,90 @@
+"""Finding 9 (transport half): a provider's ``Retry-After`` is honoured only
+up to a cap (``RetryPolicy.max_retry_after``, at most ``MAX_RETRY_AFTER``),
+whatever its form (delta-seconds, an HTTP-date in year 9999, an overflowing
+number, a ``retryDelay`` in a Gemini error body), and the cap is logged once."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.errors import RateLimitError
+from orchestrator.integrations._http import (
+    MAX_RETRY_AFTER,
+    RetryPolicy,
+    error_detail,
+    error_for_payload,
+    parse_retry_after,
+)
+from orchestrator.integrations.openai_model import OpenAIModel
+from tests.providers.conftest import OPENAI_KEY, fast
+from tests.servers import OpenAIServer
+
+pytestmark = pytest.mark.timeout(60)
+
+HUGE_VALUES = ["99999999", "Fri, 31 Dec 9999 23:59:59 GMT", "1e400", "9" * 400]
+
+
+@pytest.mark.parametrize("value", HUGE_VALUES)
+def test_parse_retry_after_reads_huge_values_without_failing(value: str) -> None:
+    seconds = parse_retry_after(value)
+    assert seconds is not None and seconds > MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("value", HUGE_VALUES)
+async def test_a_huge_retry_after_is_capped_at_the_documented_maximum(
+    value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="orchestrator")
+    with OpenAIServer(api_key=OPENAI_KEY) as server:
+        model = fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=server.url), max_retries=0)
+        for _ in range(3):
+            server.add_fault(status=429, retry_after=value)
+            with pytest.raises(RateLimitError) as info:
+                await model.generate_response("Hello")
+            assert info.value.retry_after == MAX_RETRY_AFTER
+    capped = [r for r in caplog.records if "capped at 600s" in r.getMessage()]
+    assert [r.levelno for r in capped] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+async def test_the_cap_follows_the_policy() -> None:
+    with OpenAIServer(api_key=OPENAI_KEY) as server:
+        model = fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=server.url), max_retries=0)
+        model.retry_policy = dataclasses.replace(model.retry_policy, max_retry_after=30.0)
+        server.add_fault(status=429, retry_after="3600")
+        with pytest.raises(RateLimitError) as info:
+            await model.generate_response("Hello")
+    assert info.value.retry_after == 30.0
+
+
+def test_a_retry_delay_in_an_error_body_is_capped() -> None:
+    body = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "message": "quota",
+            "details": [{"retryDelay": "99999999s"}],
+        }
+    }
+    exc = error_for_payload(error_detail(body), status=None, model="gemini")
+    assert isinstance(exc, RateLimitError) and exc.retry_after == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan, MAX_RETRY_AFTER + 1, "60", True])
+def test_the_policy_refuses_a_cap_beyond_the_maximum(bad: object) -> None:
+    with pytest.raises(ValueError, match="invalid max_retry_after"):
+        RetryPolicy(max_retry_after=bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.floats(allow_nan=True).map(repr), st.integers().map(str)))
+def test_any_retry_after_value_is_a_wait_or_none_and_never_raises(value: str) -> None:
+    seconds = parse_retry_after(value)
+    assert seconds is None or (seconds >= 0 and not math.isnan(seconds))
+    exc = error_for_payload(error_detail({}), status=429, model="m", retry_after=seconds)
+    assert exc.retry_after is None or 0 <= exc.retry_after <= MAX_RETRY_AFTER
