@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import multiprocessing
 import queue as queue_module
+import shutil
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 import redis
 
+from tests.redis_server import RedisServer
 from tests.shared.workers import entry
 
 
@@ -54,9 +58,38 @@ def run_workers(
 
 def totals(url: str, namespace: str) -> dict[str, float]:
     """The namespace's undiscounted totals hash, decoded."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, decode_responses=True)
     try:
         raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
     finally:
         client.close()
-    return {k.decode(): float(v) for k, v in raw.items()}
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+class Snapshot:
+    """An RDB copy of a test's Redis, to bring it back older: ``take()`` saves
+    and copies the dump, ``restore()`` kills the server and restarts it on that
+    copy (as a restart from an older snapshot or a lagging replica would)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.copy = server.dir / "older.rdb"
+
+    def take(self) -> None:
+        assert self.server.command(b"SAVE") == b"+OK"
+        shutil.copyfile(self.server.dir / "dump.rdb", self.copy)
+
+    def restore(self) -> None:
+        self.server.kill()
+        shutil.copyfile(self.copy, self.server.dir / "dump.rdb")
+        self.server.start()
+
+
+def spool_files(folder: Path) -> list[Path]:
+    """Every spool file (claimed or not) under ``folder``."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def thread_names() -> set[str]:
+    """Names of this process's live threads of the shared state."""
+    return {t.name for t in threading.enumerate() if t.name.startswith("orchestrator-shared")}

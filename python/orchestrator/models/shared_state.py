@@ -435,22 +435,25 @@ class SharedState:
     def _final_flush(self, deadline: float) -> None:
         """One last delivery within ``deadline`` (skipped during an outage),
         then the spool for anything left; never raises."""
-        left = deadline - time.monotonic()
-        delivered = False
-        if not self._outage and left > 0.05 and self._sync_lock.acquire(timeout=left):
-            try:
-                left = max(0.05, deadline - time.monotonic())
+        if not self._sync_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            logger.error(
+                "shared state: the sync thread is still talking to %s at close; "
+                "this worker's undelivered outcomes are not spooled",
+                redact(self.url),
+            )
+            return
+        try:
+            left = deadline - time.monotonic()
+            if not self._outage and left > 0.05:
                 self._client.close()
                 self._client = self._connect(left, left)  # bounded by what is left
-                delivered = self._cycle_locked(final=True)
-            except Exception:  # never raise from close
-                logger.exception("shared state: final sync failed")
-            finally:
-                self._sync_lock.release()
-        if delivered:
-            return
-        with self._sync_lock:
+                if self._cycle_locked(final=True):
+                    return
             self._write_spool()
+        except Exception:  # never raise from close
+            logger.exception("shared state: final sync failed")
+        finally:
+            self._sync_lock.release()
 
     def sync_now(self) -> bool:
         """Run one sync cycle in this thread: deliver every outcome so far and
@@ -777,12 +780,13 @@ class SharedState:
     # ----- the spool ------------------------------------------------------------
 
     def _write_spool(self) -> None:
-        """Leave the undelivered outcomes (and the confirmed ledger they build
-        on) for the next worker of this namespace; logs what it did."""
+        """Leave the undelivered outcomes, and the ledger of what Redis had
+        confirmed (Redis may come back without it), for the next worker of
+        this namespace; logs what it did."""
         batch = self._take_batch()
         if batch is not None:
             self._pending.append(batch)
-        if not self._pending:
+        if not self._pending and not self._seq:
             return
         with self._lock:
             spool = Spool(

@@ -1,0 +1,262 @@
+"""Outcomes Redis lost are put back exactly once: a Redis restored from an
+older snapshot, or emptied, is repaired from each worker's ledger, and a worker
+that stops during an outage leaves a spool the next worker delivers once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.models.shared_state import SharedState
+from tests.redis_server import RedisServer
+from tests.shared.helpers import Snapshot, spool_files, thread_names, totals
+from tests.shared.workers import RATES, make_registry
+
+LOGGER = "orchestrator.models.shared_state"
+
+
+def shared_of(registry: ModelRegistry) -> SharedState:
+    assert registry.shared_state is not None
+    return registry.shared_state
+
+
+def report(registry: ModelRegistry, name: str, ok: bool, times: int) -> None:
+    for _ in range(times):
+        registry.report_outcome(name, ok, 0.2, input_tokens=3, output_tokens=4)
+
+
+def counts(url: str, namespace: str, name: str) -> tuple[float, float, float, float]:
+    t = totals(url, namespace)
+    return (
+        t.get(f"{name}:requests", 0),
+        t.get(f"{name}:successes", 0),
+        t.get(f"{name}:failures_other", 0),
+        t.get(f"{name}:output_tokens", 0),
+    )
+
+
+def warnings_with(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and needle in r.getMessage()
+    ]
+
+
+def test_redis_restored_from_an_older_snapshot_gets_its_lost_outcomes_back_once(
+    redis_server: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    a = make_registry(redis_server.url, namespace)
+    b = make_registry(redis_server.url, namespace)
+    report(a, "m1", True, 10)
+    report(b, "m1", True, 6)
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    snapshot = Snapshot(redis_server)
+    snapshot.take()
+    report(a, "m1", True, 5)
+    report(a, "m1", False, 3)
+    assert shared_of(a).sync_now()
+    assert counts(redis_server.url, namespace, "m1") == (24, 21, 3, 96)
+
+    snapshot.restore()  # Redis comes back without a's last 8 outcomes
+    assert counts(redis_server.url, namespace, "m1") == (16, 16, 0, 64)
+    assert shared_of(a).sync_now()  # nothing new to deliver: seen at read-back
+    assert shared_of(b).sync_now()  # b lost nothing
+    assert counts(redis_server.url, namespace, "m1") == (24, 21, 3, 96)
+    assert shared_of(a).stats.restores == 1
+    assert shared_of(a).stats.restored_outcomes == 8
+    assert shared_of(b).stats.restores == 0
+    assert len(warnings_with(caplog, "fewer of this worker's outcomes")) == 1
+
+    for _ in range(3):  # exactly once: no further restore, no further warning
+        assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    assert counts(redis_server.url, namespace, "m1") == (24, 21, 3, 96)
+    assert len(warnings_with(caplog, "fewer of this worker's outcomes")) == 1
+    # Each worker's view of the others is consistent again.
+    slot = a._binding(a.get_model("m1")).slot
+    assert a._core.shared(slot)[0] == 6
+    for r in (a, b):
+        shared_of(r).close()
+
+
+def test_a_snapshot_that_lost_a_batch_in_flight_is_repaired_before_it(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    report(a, "m2", True, 4)
+    assert shared_of(a).sync_now()
+    snapshot = Snapshot(redis_server)
+    snapshot.take()
+    report(a, "m2", True, 2)
+    assert shared_of(a).sync_now()
+    snapshot.restore()
+    report(a, "m2", False, 5)  # delivered to a Redis that is two outcomes behind
+    assert shared_of(a).sync_now()
+    assert counts(redis_server.url, namespace, "m2") == (11, 6, 5, 44)
+    assert shared_of(a).stats.restored_outcomes == 2
+    shared_of(a).close()
+
+
+def test_a_flushed_redis_gets_every_worker_outcome_back(
+    redis_server: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    a = make_registry(redis_server.url, namespace)
+    b = make_registry(redis_server.url, namespace)
+    report(a, "m3", True, 7)
+    report(b, "m3", False, 2)
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    assert redis_server.command(b"FLUSHALL") == b"+OK"
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    assert counts(redis_server.url, namespace, "m3") == (9, 7, 2, 36)
+    assert len(warnings_with(caplog, "fewer of this worker's outcomes")) == 2
+    for r in (a, b):
+        shared_of(r).close()
+
+
+def test_a_worker_stopped_in_an_outage_spools_and_the_next_worker_delivers_once(
+    tmp_path: Path, namespace: str, spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        a = make_registry(server.url, namespace)
+        report(a, "m0", True, 10)
+        assert shared_of(a).sync_now()
+        report(a, "m0", False, 7)
+        server.kill()  # no persistence: Redis will come back empty
+        assert not shared_of(a).sync_now()
+        shared_of(a).close()
+        assert thread_names() == set()  # close() left no thread behind
+        (path,) = spool_files(spool_dir)
+        assert path.suffix == ".json"
+        spool = json.loads(path.read_text())
+        assert spool["seq"] == 1 and len(spool["pending"]) == 1
+        assert spool["ledger"]["ints"]["m0:requests"] == 10
+        assert spool["pending"][0]["ints"]["m0:requests"] == 7
+        assert len(warnings_with(caplog, "spooled")) == 1
+
+        server.start()
+        b = make_registry(server.url, namespace)
+        c = make_registry(server.url, namespace)
+        assert shared_of(b).sync_now() and shared_of(c).sync_now()
+        # The 10 Redis lost with its restart and the 7 never delivered, once.
+        assert counts(server.url, namespace, "m0") == (17, 10, 7, 68)
+        assert spool_files(spool_dir) == []
+        assert shared_of(b).stats.spools_delivered + shared_of(c).stats.spools_delivered == 1
+        assert shared_of(b).sync_now() and shared_of(c).sync_now()
+        assert counts(server.url, namespace, "m0") == (17, 10, 7, 68)
+        # b's view counts the stopped worker's outcomes as another worker's.
+        slot = b._binding(b.get_model("m0")).slot
+        assert b._core.shared(slot)[0] == 17
+        # The stopped worker's ledger is gone once its spool is delivered.
+        client = redis.Redis.from_url(server.url)
+        workers = client.smembers(f"orchestrator:{{{namespace}}}:workers")
+        assert spool["ledger_key"].encode() not in workers
+        assert not client.exists(spool["ledger_key"])
+        client.close()
+        for r in (b, c):
+            shared_of(r).close()
+    finally:
+        server.kill()
+
+
+def test_a_batch_applied_before_its_reply_was_lost_is_not_spooled_twice(
+    redis_server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    shared = shared_of(a)
+    report(a, "m4", True, 3)
+    real_apply = shared._apply
+
+    def apply_then_lose_reply(ledger, seq, counters):  # type: ignore[no-untyped-def]
+        real_apply(ledger, seq, counters)
+        raise redis.exceptions.ConnectionError("reply lost")
+
+    monkeypatch.setattr(shared, "_apply", apply_then_lose_reply)
+    assert not shared.sync_now()  # applied in Redis; the worker thinks Redis is down
+    report(a, "m4", False, 2)
+    shared.close()  # in an outage: everything not confirmed goes to the spool
+    b = make_registry(redis_server.url, namespace)
+    assert shared_of(b).sync_now()
+    assert counts(redis_server.url, namespace, "m4") == (5, 3, 2, 20)
+    shared_of(b).close()
+
+
+def test_a_closed_worker_that_delivered_everything_leaves_no_spool_or_ledger(
+    redis_server: RedisServer, namespace: str, spool_dir: Path
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    report(a, "m1", True, 3)
+    shared_of(a).close()
+    assert thread_names() == set()
+    assert spool_files(spool_dir) == []
+    assert counts(redis_server.url, namespace, "m1") == (3, 3, 0, 12)
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.smembers(f"orchestrator:{{{namespace}}}:workers") == set()
+    assert client.keys(f"orchestrator:{{{namespace}}}:ledger:*") == []
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b'{"format": 1}',
+        b'{"format": 1, "worker": "w", "ledger_key": "elsewhere", "seq": 0, "ref": null,'
+        b' "ledger": {}, "pending": []}',
+        b'{"format": 1, "worker": "w", "ledger_key": "LEDGER", "seq": 0, "ref": null,'
+        b' "ledger": {}, "pending": [{"ints": {"m0:requests": 1.5}}]}',
+        b'{"format": 1, "worker": "w", "ledger_key": "LEDGER", "seq": -1, "ref": null,'
+        b' "ledger": {}, "pending": []}',
+    ],
+)
+def test_a_file_that_is_not_a_spool_is_set_aside_with_a_warning(
+    redis_server: RedisServer,
+    namespace: str,
+    content: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator.models.shared_spool")
+    a = make_registry(redis_server.url, namespace)
+    shared = shared_of(a)
+    shared.spool_folder.mkdir(parents=True)
+    ledger = f"orchestrator:{{{namespace}}}:ledger:w".encode()
+    (shared.spool_folder / "w.json").write_bytes(content.replace(b"LEDGER", ledger))
+    assert shared.sync_now()
+    assert [p.name for p in spool_files(shared.spool_folder)] == ["w.json.bad"]
+    assert len(warnings_with(caplog, "ignoring spool file")) == 1
+    assert totals(redis_server.url, namespace) == {}
+    shared.close()
+
+
+def test_fleet_statistics_are_the_sum_of_every_worker(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    b = make_registry(redis_server.url, namespace)
+    report(a, "m0", True, 4)
+    report(b, "m0", False, 1)
+    report(b, "m2", True, 2)
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    fleet = shared_of(a).fleet_statistics()
+    assert fleet["name"] == ["m0", "m2"]
+    assert list(fleet["trials"]) == [5, 2]
+    assert list(fleet["successes"]) == [4, 2]
+    assert list(fleet["failures"]) == [1, 0]
+    assert list(fleet["output_tokens"]) == [20, 8]
+    own = a.statistics()
+    assert own["trials"][own["name"].index("m0")] == 4  # one worker's own view
+    rows = {row.name: row for row in shared_of(b).fleet_rows()}
+    assert rows["m0"].failures_by_class == {"other": 1}
+    assert set(RATES) >= set(rows)
+    assert all(v is not None for v in rows["m2"].as_dict().values())
+    for r in (a, b):
+        shared_of(r).close()
