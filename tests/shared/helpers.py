@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue as queue_module
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -93,3 +95,61 @@ def spool_files(folder: Path) -> list[Path]:
 def thread_names() -> set[str]:
     """Names of this process's live threads of the shared state."""
     return {t.name for t in threading.enumerate() if t.name.startswith("orchestrator-shared")}
+
+
+class HangingProxy:
+    """A TCP proxy in front of a Redis that can start to hang: connections stay
+    open but nothing is forwarded any more (a network partition, or a Redis
+    stuck in a long command), so clients block until their timeouts."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.hanging = threading.Event()
+        self.closed = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="test-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def hang(self) -> None:
+        self.hanging.set()
+
+    def resume(self) -> None:
+        """Forward new connections again (the hung ones stay silent)."""
+        self.hanging.clear()
+
+    def close(self) -> None:
+        self.closed.set()
+        for sock in [self.listener, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            if self.hanging.is_set():
+                continue  # accepted, never answered
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while not self.closed.is_set():
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if not self.hanging.is_set():
+                with contextlib.suppress(OSError):
+                    sink.sendall(data)

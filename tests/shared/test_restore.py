@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import redis
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.models.shared_state import SharedState
 from tests.redis_server import RedisServer
-from tests.shared.helpers import Snapshot, spool_files, thread_names, totals
+from tests.shared.helpers import HangingProxy, Snapshot, spool_files, thread_names, totals
 from tests.shared.workers import RATES, make_registry
 
 LOGGER = "orchestrator.models.shared_state"
@@ -260,3 +261,33 @@ def test_fleet_statistics_are_the_sum_of_every_worker(
     assert all(v is not None for v in rows["m2"].as_dict().values())
     for r in (a, b):
         shared_of(r).close()
+
+
+def test_close_while_redis_hangs_leaves_no_thread_and_spools(
+    redis_server: RedisServer, namespace: str, spool_dir: Path
+) -> None:
+    proxy = HangingProxy(redis_server.port)
+    try:
+        a = make_registry(proxy.url, namespace, sync_interval=0.05)
+        report(a, "m1", True, 6)
+        assert shared_of(a).sync_now()
+        report(a, "m1", False, 2)
+        proxy.hang()  # the sync thread's next command blocks on a silent socket
+        started = shared_of(a).stats.cycles
+        deadline = time.monotonic() + 10
+        while shared_of(a).stats.cycles <= started + 1:  # a cycle began after the hang
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        shared_of(a).close()
+        assert thread_names() == set()
+        (path,) = spool_files(spool_dir)
+        spool = json.loads(path.read_text())
+        assert sum(p["ints"].get("m1:requests", 0) for p in spool["pending"]) == 2
+        proxy.resume()  # the next worker reaches the same Redis the same way
+        b = make_registry(proxy.url, namespace)
+        assert shared_of(b).sync_now()
+        assert counts(redis_server.url, namespace, "m1") == (8, 6, 2, 32)
+        assert spool_files(spool_dir) == []
+        shared_of(b).close()
+    finally:
+        proxy.close()

@@ -421,8 +421,10 @@ class SharedState:
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._stop.set()
         self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._join_threads(deadline - CLOSE_TIMEOUT_S / 2)
+        if any(thread.is_alive() for thread in self._threads):
+            self._interrupt()  # a thread waits on a Redis that does not answer
+            self._join_threads(deadline)
         if flush and self._fatal is None:
             self._final_flush(deadline)
         for path in self._claimed:
@@ -431,6 +433,19 @@ class SharedState:
         _LIVE.discard(self)
         self._client.close()
         self._sub_client.close()
+
+    def _join_threads(self, deadline: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _interrupt(self) -> None:
+        """Shut down every socket of both clients, so a thread blocked on a
+        Redis that hangs gets an error now instead of at its socket timeout."""
+        for client in (self._client, self._sub_client):
+            if isinstance(client, redis.RedisCluster):
+                client.disconnect_connection_pools()
+            else:
+                client.connection_pool.disconnect()
 
     def _final_flush(self, deadline: float) -> None:
         """One last delivery within ``deadline`` (skipped during an outage),
