@@ -443,7 +443,7 @@ class SharedState:
         Redis that hangs gets an error now instead of at its socket timeout."""
         for client in (self._client, self._sub_client):
             if isinstance(client, redis.RedisCluster):
-                client.disconnect_connection_pools()
+                client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
             else:
                 client.connection_pool.disconnect()
 
