@@ -185,7 +185,7 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     skip = {f.loc for f in found}
     top = (*SECTIONS, "models")
     for key in data:
-        if key not in top:
+        if key not in top and (key,) not in skip:
             found.append(
                 Found((key,), f"unknown section{did_you_mean(key, top)}; known: {', '.join(top)}")
             )

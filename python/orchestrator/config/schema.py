@@ -33,7 +33,9 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def did_you_mean(value: str, options: tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` for the closest option, or ``""``."""
     close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    if not close:  # "cost_based" -> "cost": one is the start of the other
+        close = [o for o in options if o and (value.startswith(o) or o.startswith(value))][:1]
+    return f" (did you mean {close[0]!r}?)" if close and value else ""
 
 
 def _number_text(value: float) -> str:
