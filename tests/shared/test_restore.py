@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from orchestrator.models.model_registry import ModelRegistry
-from orchestrator.models.shared_state import SharedState
+from orchestrator.models.shared_state import SharedState, SharedStateError, read_fleet_rows
 from tests.redis_server import RedisServer
 from tests.shared.helpers import HangingProxy, Snapshot, spool_files, thread_names, totals
 from tests.shared.workers import RATES, make_registry
@@ -291,3 +291,18 @@ def test_close_while_redis_hangs_leaves_no_thread_and_spools(
         shared_of(b).close()
     finally:
         proxy.close()
+
+
+def test_fleet_rows_can_be_read_without_a_registry(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    report(a, "m3", True, 2)
+    assert shared_of(a).sync_now()
+    rows = read_fleet_rows(redis_server.url, namespace)
+    assert [(r.name, r.trials, r.successes) for r in rows] == [("m3", 2, 2)]
+    assert read_fleet_rows(redis_server.url, "no-such-namespace") == []
+    shared_of(a).close()
+    redis_server.kill()
+    with pytest.raises(SharedStateError, match="cannot read the fleet's totals"):
+        read_fleet_rows(redis_server.url, namespace, timeout=0.5)

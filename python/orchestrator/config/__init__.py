@@ -40,7 +40,7 @@ the keys and hosts in the environment when there is no file.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.building import (
     PROVIDERS,
@@ -102,6 +102,9 @@ __all__ = [
     "provider_class",
     "registry_parts",
 ]
+
+if TYPE_CHECKING:
+    from orchestrator.config.compat import build_registry, registry_from_config
 
 _COMPAT = ("build_registry", "registry_from_config")
 

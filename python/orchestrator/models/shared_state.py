@@ -212,6 +212,28 @@ def connect(url: str, **options: Any) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+def read_fleet_rows(
+    url: str, namespace: str = "default", *, timeout: float = 2.0
+) -> list[FleetRow]:
+    """The fleet's totals of ``namespace`` at ``url``, one row per model, without
+    a registry (``orchestrator stats``). Raises :class:`SharedStateError`, naming
+    the URL without its password, when Redis cannot be read."""
+    check_url(url)
+    check_namespace(namespace)
+    client = connect(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
+    except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+        password = urlsplit(url).password
+        text = str(exc).replace(password, "***") if password else str(exc)
+        raise SharedStateError(f"cannot read the fleet's totals at {redact(url)}: {text}") from None
+    finally:
+        client.close()
+    return fleet_rows({_text(k): float(v) for k, v in raw.items()})
+
+
 def discount_weight(discount: float, age_buckets: float) -> float:
     """Weight of an outcome ``age_buckets`` buckets old: ``discount ** age``."""
     return 1.0 if discount >= 1.0 else float(discount**age_buckets)
