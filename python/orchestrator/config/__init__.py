@@ -104,7 +104,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from orchestrator.config.compat import build_registry, registry_from_config
+    from orchestrator.config.compat import build_registry as build_registry
+    from orchestrator.config.compat import registry_from_config as registry_from_config
 
 _COMPAT = ("build_registry", "registry_from_config")
 
