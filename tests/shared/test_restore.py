@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.models.shared_state import SharedState, SharedStateError, read_fleet_rows
 from tests.redis_server import RedisServer
 from tests.shared.helpers import HangingProxy, Snapshot, spool_files, thread_names, totals
-from tests.shared.workers import RATES, make_registry
+from tests.shared.workers import RATES, SimModel, make_registry
 
 LOGGER = "orchestrator.models.shared_state"
 
@@ -306,3 +310,134 @@ def test_fleet_rows_can_be_read_without_a_registry(
     redis_server.kill()
     with pytest.raises(SharedStateError, match="cannot read the fleet's totals"):
         read_fleet_rows(redis_server.url, namespace, timeout=0.5)
+
+
+def discounted(url: str, namespace: str) -> dict[str, float]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        raw = client.hgetall(f"orchestrator:{{{namespace}}}:discounted")
+    finally:
+        client.close()
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+def test_a_rollback_restores_the_discounted_sums_too(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    a = make_registry(redis_server.url, namespace, discount=0.99)
+    b = make_registry(redis_server.url, namespace, discount=0.99)
+    report(a, "m0", True, 5)
+    report(b, "m0", False, 4)
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    snapshot = Snapshot(redis_server)
+    snapshot.take()
+    report(a, "m0", True, 7)
+    assert shared_of(a).sync_now()
+    before = discounted(redis_server.url, namespace)
+    snapshot.restore()
+    assert discounted(redis_server.url, namespace)["m0:n"] < before["m0:n"]
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    after = discounted(redis_server.url, namespace)
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert after[key] == pytest.approx(value, rel=1e-12), key
+    slot = b._binding(b.get_model("m0")).slot
+    assert b._core.shared(slot)[0] == pytest.approx(12, rel=1e-9)  # a's 12, seen by b
+    for r in (a, b):
+        shared_of(r).close()
+
+
+def test_concurrent_workers_deliver_a_spool_once(
+    redis_server: RedisServer, namespace: str, spool_dir: Path
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    report(a, "m1", True, 9)
+    shared_of(a)._outage = True  # as if Redis had just gone: close() spools, no delivery
+    shared_of(a).close()
+    assert len(spool_files(spool_dir)) == 1
+    workers = [make_registry(redis_server.url, namespace) for _ in range(4)]
+    barrier = threading.Barrier(len(workers))
+
+    def deliver(registry: ModelRegistry) -> None:
+        barrier.wait()
+        assert shared_of(registry).sync_now()
+
+    threads = [threading.Thread(target=deliver, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts(redis_server.url, namespace, "m1") == (9, 9, 0, 36)
+    assert sum(shared_of(w).stats.spools_delivered for w in workers) == 1
+    for w in workers:
+        shared_of(w).close()
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_over(
+    redis_server: RedisServer, namespace: str, spool_dir: Path
+) -> None:
+    a = make_registry(redis_server.url, namespace)
+    report(a, "m2", False, 3)
+    shared_of(a)._outage = True
+    shared_of(a).close()
+    (path,) = spool_files(spool_dir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    path.rename(path.with_name(f"{path.name}.claimed-{int(dead.stdout)}-0dead"))
+    b = make_registry(redis_server.url, namespace)
+    assert shared_of(b).sync_now()
+    assert counts(redis_server.url, namespace, "m2") == (3, 0, 3, 12)
+    assert spool_files(spool_dir) == []
+    shared_of(b).close()
+
+
+def test_a_claim_not_delivered_is_released_at_close(
+    tmp_path: Path, namespace: str, spool_dir: Path
+) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        a = make_registry(server.url, namespace)
+        report(a, "m3", True, 2)
+        shared_of(a)._outage = True
+        shared_of(a).close()
+        b = make_registry(server.url, namespace)
+        real = shared_of(b)._deliver_spool
+
+        def fail_once(spool):  # type: ignore[no-untyped-def]
+            server.kill()
+            real(spool)
+
+        shared_of(b)._deliver_spool = fail_once  # type: ignore[method-assign]
+        assert not shared_of(b).sync_now()  # claimed, then Redis went away
+        assert [p.name.split(".json")[1] for p in spool_files(spool_dir)] == [
+            f".claimed-{os.getpid()}-{shared_of(b)._token}"
+        ]
+        shared_of(b).close()  # gives the claim back (and spools nothing of its own)
+        assert [p.suffix for p in spool_files(spool_dir)] == [".json"]
+        server.start()
+        c = make_registry(server.url, namespace)
+        assert shared_of(c).sync_now()
+        assert counts(server.url, namespace, "m3") == (2, 2, 0, 8)
+        shared_of(c).close()
+    finally:
+        server.kill()
+
+
+def test_an_unwritable_spool_is_an_error_naming_the_lost_outcomes(
+    redis_server: RedisServer, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    registry = ModelRegistry(health_monitor=None)
+    shared = SharedState(registry, redis_server.url, namespace=namespace, spool_dir=blocker)
+    registry._shared = shared
+    for name in RATES:
+        registry.register_model(SimModel(name))
+    report(registry, "m4", True, 4)
+    shared._outage = True
+    shared.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "4 outcomes of this worker are lost" in errors[0], errors
+    assert thread_names() == set()

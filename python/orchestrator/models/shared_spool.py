@@ -9,9 +9,10 @@ their sequence numbers; the next worker restores that ledger and applies the
 batches *as the stopped worker*, so a batch Redis had applied before the
 outage (its reply lost) is recognised by its seq and not counted twice.
 
-A worker claims a file by renaming it to ``<name>.claimed-<pid>`` (one rename
-wins); a claim whose process is gone is taken over, and a claim not finished
-at ``close()`` is released.
+A worker claims a file by renaming it to ``<name>.claimed-<pid>-<token>``
+(one rename wins; the token tells apart the workers of one process); a claim
+whose process is gone is taken over, and a claim not finished at ``close()``
+is released.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SPOOL_DIR_ENV = "ORCHESTRATOR_SPOOL_DIR"
 #: A spool file larger than this is refused (it holds counters, not a log).
 MAX_SPOOL_BYTES = 16 * 1024 * 1024
 
-_CLAIMED = re.compile(r"\.claimed-(\d+)$")
+_CLAIMED = re.compile(r"\.claimed-(\d+)-([0-9A-Za-z]+)$")
 
 
 def default_spool_dir() -> Path:
@@ -176,12 +177,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def claim_spools(folder: Path) -> list[Path]:
-    """Claim every spool file of ``folder`` not claimed by a live process
-    (this one's earlier claims included); returns the claimed paths."""
+def claim_spools(folder: Path, token: str) -> list[Path]:
+    """Claim for the worker ``token`` of this process every spool file of
+    ``folder`` not claimed by a live process (its own earlier claims
+    included); returns the claimed paths."""
     if not folder.is_dir():
         return []
     me = os.getpid()
+    mine = f".claimed-{me}-{token}"
     claimed: list[Path] = []
     for path in sorted(folder.iterdir()):
         name = path.name
@@ -189,18 +192,18 @@ def claim_spools(folder: Path) -> list[Path]:
             continue
         match = _CLAIMED.search(name)
         if match is not None:
-            owner = int(match.group(1))
-            if owner == me:
+            if name.endswith(mine):
                 claimed.append(path)
                 continue
-            if _process_alive(owner):
+            owner = int(match.group(1))
+            if owner == me or _process_alive(owner):
                 continue
             base = name[: match.start()]
         elif name.endswith(".json"):
             base = name
         else:
             continue
-        target = folder / f"{base}.claimed-{me}"
+        target = folder / f"{base}{mine}"
         try:
             os.rename(path, target)
         except OSError:  # another worker won the race

@@ -307,7 +307,8 @@ class SharedState:
         self.sync_interval = float(sync_interval)
         self.bucket_seconds = float(bucket_seconds)
         self.discount = float(getattr(registry.model_selector, "discount", 1.0))
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._token = uuid.uuid4().hex[:8]
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{self._token}"
         self.stats = SyncStats()
         self._registry = registry
         self._core = registry._core
@@ -861,7 +862,7 @@ class SharedState:
         """Deliver the spools stopped workers left for this namespace, each
         exactly once: restore the stopped worker's ledger, then apply its
         batches under its own seqs (so one Redis applied already is a duplicate)."""
-        for path in claim_spools(self.spool_folder):
+        for path in claim_spools(self.spool_folder, self._token):
             if path not in self._claimed:
                 self._claimed.append(path)
         while self._claimed:
