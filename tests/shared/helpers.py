@@ -58,14 +58,19 @@ def run_workers(
                 p.kill()
 
 
-def totals(url: str, namespace: str) -> dict[str, float]:
-    """The namespace's undiscounted totals hash, decoded."""
+def read_hash(url: str, namespace: str, name: str) -> dict[str, float]:
+    """One of the namespace's hashes of numbers (``totals``, ``discounted``), decoded."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
+        raw = client.hgetall(f"orchestrator:{{{namespace}}}:{name}")
     finally:
         client.close()
     return {str(k): float(v) for k, v in raw.items()}
+
+
+def totals(url: str, namespace: str) -> dict[str, float]:
+    """The namespace's undiscounted totals hash, decoded."""
+    return read_hash(url, namespace, "totals")
 
 
 class Snapshot:

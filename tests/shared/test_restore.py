@@ -19,7 +19,14 @@ import redis
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.models.shared_state import SharedState, SharedStateError, read_fleet_rows
 from tests.redis_server import RedisServer
-from tests.shared.helpers import HangingProxy, Snapshot, spool_files, thread_names, totals
+from tests.shared.helpers import (
+    HangingProxy,
+    Snapshot,
+    read_hash,
+    spool_files,
+    thread_names,
+    totals,
+)
 from tests.shared.workers import RATES, SimModel, make_registry
 
 LOGGER = "orchestrator.models.shared_state"
@@ -313,12 +320,7 @@ def test_fleet_rows_can_be_read_without_a_registry(
 
 
 def discounted(url: str, namespace: str) -> dict[str, float]:
-    client = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        raw = client.hgetall(f"orchestrator:{{{namespace}}}:discounted")
-    finally:
-        client.close()
-    return {str(k): float(v) for k, v in raw.items()}
+    return read_hash(url, namespace, "discounted")
 
 
 def test_a_rollback_restores_the_discounted_sums_too(

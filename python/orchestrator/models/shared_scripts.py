@@ -93,19 +93,17 @@ if lambda < 1 then factor = math.pow(lambda, ref - now_b) end
 local record = string.format('%d %.17g', ref, factor)
 redis.call('HSET', KEYS[4], 'seq', ARGV[2], 'last', record)
 local i = 4
+local function add_to_totals_and_ledger(command)
+  local n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do
+    redis.call(command, KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call(command, KEYS[4], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+end
+add_to_totals_and_ledger('HINCRBY')
+add_to_totals_and_ledger('HINCRBYFLOAT')
 local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
-  redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1])
-  redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local v = string.format('%.17g', tonumber(ARGV[i + 1]) * factor)
   redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], v)

@@ -875,7 +875,10 @@ class SharedState:
                 quarantine_spool(path, str(exc))
                 self._claimed.pop(0)
                 continue
-            self._deliver_spool(spool)
+            if not self._deliver_spool(spool):
+                quarantine_spool(path, "its worker's ledger changed while it was delivered")
+                self._claimed.pop(0)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             self._claimed.pop(0)
@@ -888,7 +891,9 @@ class SharedState:
                 spool.worker,
             )
 
-    def _deliver_spool(self, spool: Spool) -> None:
+    def _deliver_spool(self, spool: Spool) -> bool:
+        """Restore the stopped worker's ledger and apply its batches; False if
+        its ledger moved meanwhile (someone else writes it: not a stopped worker)."""
         while True:
             reply = self._restore_ledger(spool.ledger_key, spool.seq, spool.ref, spool.ledger)
             if _text(reply[0]) == "reset":
@@ -901,9 +906,7 @@ class SharedState:
             if "reset" in statuses:  # flushed meanwhile: start again (idempotent)
                 self._init_meta()
                 continue
-            if "behind" in statuses:
-                raise SharedStateError(f"the spool of worker {spool.worker} is inconsistent")
-            return
+            return "behind" not in statuses
 
     # ----- breaker messages ---------------------------------------------------
 
