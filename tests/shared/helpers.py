@@ -127,6 +127,14 @@ class HangingProxy:
         """Forward new connections again (the hung ones stay silent)."""
         self.hanging.clear()
 
+    def fail_over(self, port: int) -> None:
+        """Send new connections to another Redis and cut the current ones (as
+        a virtual IP or a Sentinel-managed address moving to a replica)."""
+        self.upstream_port = port
+        for sock in list(self.sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         self.closed.set()
         for sock in [self.listener, *self.sockets]:

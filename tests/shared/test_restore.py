@@ -443,3 +443,38 @@ def test_an_unwritable_spool_is_an_error_naming_the_lost_outcomes(
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "4 outcomes of this worker are lost" in errors[0], errors
     assert thread_names() == set()
+
+
+def test_a_failover_to_a_lagging_replica_gets_the_missing_outcomes_back(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    replica_dir = tmp_path / "replica"
+    replica_dir.mkdir()
+    replica = RedisServer(replica_dir, extra=("--replicaof", "127.0.0.1", str(redis_server.port)))
+    replica.start()
+    proxy = HangingProxy(redis_server.port)
+    try:
+        a = make_registry(proxy.url, namespace)
+        report(a, "m4", True, 5)
+        assert shared_of(a).sync_now()
+        deadline = time.monotonic() + 10
+        while replica.info("replication").get("master_link_status") != "up" or (
+            int(replica.info("replication").get("slave_repl_offset", "0"))
+            < int(redis_server.info("replication")["master_repl_offset"])
+        ):
+            assert time.monotonic() < deadline, "the replica did not catch up"
+            time.sleep(0.05)
+        assert replica.command(b"REPLICAOF", b"NO", b"ONE") == b"+OK"  # it stops following
+        report(a, "m4", False, 3)
+        assert shared_of(a).sync_now()  # reaches the old master only
+        redis_server.kill()
+        proxy.fail_over(replica.port)
+        assert counts(replica.url, namespace, "m4") == (5, 5, 0, 20)
+        while not shared_of(a).sync_now():  # the cut connection fails once
+            assert time.monotonic() < deadline + 10
+        assert counts(replica.url, namespace, "m4") == (8, 5, 3, 32)
+        assert shared_of(a).stats.restored_outcomes == 3
+        shared_of(a).close()
+    finally:
+        proxy.close()
+        replica.kill()
