@@ -212,6 +212,12 @@ def connect(url: str, **options: Any) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+def scrub(exc: BaseException, password: Optional[str]) -> str:
+    """The text of ``exc`` with ``password`` replaced by ``***``."""
+    text = str(exc)
+    return text.replace(password, "***") if password else text
+
+
 def read_fleet_rows(
     url: str, namespace: str = "default", *, timeout: float = 2.0
 ) -> list[FleetRow]:
@@ -226,8 +232,7 @@ def read_fleet_rows(
     try:
         raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
     except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
-        password = urlsplit(url).password
-        text = str(exc).replace(password, "***") if password else str(exc)
+        text = scrub(exc, urlsplit(url).password)
         raise SharedStateError(f"cannot read the fleet's totals at {redact(url)}: {text}") from None
     finally:
         client.close()
@@ -237,14 +242,6 @@ def read_fleet_rows(
 def discount_weight(discount: float, age_buckets: float) -> float:
     """Weight of an outcome ``age_buckets`` buckets old: ``discount ** age``."""
     return 1.0 if discount >= 1.0 else float(discount**age_buckets)
-
-
-@dataclass
-class _Batch:
-    """Outcomes on their way to Redis; retried with the same seq until applied."""
-
-    id: str
-    counters: Counters
 
 
 @dataclass
@@ -355,7 +352,9 @@ class SharedState:
         self._own_disc: dict[str, float] = collections.defaultdict(float)
         self._own_ref: Optional[int] = None
         self._seq = 0  # seq of this worker's last batch Redis confirmed
-        self._pending: list[_Batch] = []
+        # Batches on their way to Redis, in order; the first is retried with the
+        # same seq (this worker's last confirmed seq + 1) until it is applied.
+        self._pending: list[Counters] = []
         self._claimed: list[Path] = []
         self._outbox: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_OUTBOX)
         self._removals: collections.deque[str] = collections.deque()
@@ -621,7 +620,7 @@ class SharedState:
         """Run one of the registered scripts on the current client."""
         return self._scripts[script](keys=keys, args=args, client=self._client)
 
-    def _take_batch(self) -> Optional[_Batch]:
+    def _take_batch(self) -> Optional[Counters]:
         rows = self._core.take_deltas()
         if not rows:
             return None
@@ -655,12 +654,12 @@ class SharedState:
                 disc[f"{name}:reward_sq_sum"] = rsq
         if not ints:
             return None
-        return _Batch(uuid.uuid4().hex, counters)
+        return counters
 
     def _deliver_pending(self) -> None:
         while self._pending:
             batch = self._pending[0]
-            reply = self._apply(self.keys["ledger"], self._seq + 1, batch.counters)
+            reply = self._apply(self.keys["ledger"], self._seq + 1, batch)
             status = _text(reply[0])
             if status == "reset":
                 self._init_meta()  # a new epoch; the next try finds the ledger behind
@@ -673,7 +672,7 @@ class SharedState:
             else:
                 self.stats.batches_applied += 1
             ref_text, factor_text = _text(reply[1]).split()
-            self._credit(batch.counters, int(ref_text), float(factor_text))
+            self._credit(batch, int(ref_text), float(factor_text))
             self._pending.pop(0)
 
     def _apply(self, ledger: str, seq: int, counters: Counters) -> list[Any]:
@@ -833,7 +832,7 @@ class SharedState:
                 seq=self._seq,
                 ref=self._own_ref,
                 ledger=Counters(dict(self._own_ints), dict(self._own_floats), dict(self._own_disc)),
-                pending=[b.counters for b in self._pending],
+                pending=list(self._pending),
             )
         try:
             path = write_spool(self.spool_folder, spool)
@@ -1005,10 +1004,7 @@ class SharedState:
         logger.info("shared state: Redis at %s is back; outcomes merged", redact(self.url))
 
     def _scrub(self, exc: BaseException) -> str:
-        text = str(exc)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
+        return scrub(exc, self._password)
 
 
 def _target(url: str) -> str:
