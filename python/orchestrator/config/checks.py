@@ -26,7 +26,7 @@ from orchestrator.config.schema import (
     StateSection,
     did_you_mean,
 )
-from orchestrator.models.shared_state import check_namespace, check_url
+from orchestrator.models.shared_connection import check_namespace, check_url
 
 #: Names that hold a credential (a key named ``<...>_env`` names a variable instead).
 SECRET_WORDS = frozenset(

@@ -74,7 +74,6 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -84,7 +83,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -93,6 +92,15 @@ from redis.retry import Retry
 from orchestrator import _core
 from orchestrator.errors import OrchestratorError
 from orchestrator.models import shared_scripts as scripts
+from orchestrator.models.shared_connection import (
+    CLUSTER_SCHEMES,
+    check_namespace,
+    check_url,
+    connect,
+    redact,
+    scrub,
+    target,
+)
 from orchestrator.models.shared_fleet import FleetRow, fleet_columns, fleet_rows
 from orchestrator.models.shared_spool import (
     Counters,
@@ -110,6 +118,22 @@ if TYPE_CHECKING:
     from orchestrator.core.model import Model
     from orchestrator.models.model_registry import ModelRegistry
 
+__all__ = [
+    "BUCKET_SECONDS",
+    "CLOSE_TIMEOUT_S",
+    "CLUSTER_SCHEMES",
+    "FORMAT_VERSION",
+    "SharedState",
+    "SharedStateError",
+    "StateVersionError",
+    "SyncStats",
+    "check_namespace",
+    "check_url",
+    "connect",
+    "read_fleet_rows",
+    "redact",
+]
+
 logger = logging.getLogger(__name__)
 
 #: Format of the keys; a namespace written with another version is refused.
@@ -123,7 +147,6 @@ RESCALE_LIMIT = 1e100
 #: Breaker messages waiting to be published, at most (older ones are dropped).
 MAX_OUTBOX = 256
 
-_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
 _INT_SUFFIXES = (
     "requests",
     "successes",
@@ -142,80 +165,6 @@ class SharedStateError(OrchestratorError):
 
 class StateVersionError(SharedStateError):
     """The namespace in Redis was written by another format version."""
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    netloc = f"{user}:***@{host}{port}"
-    return parts._replace(netloc=netloc).geturl()
-
-
-def check_namespace(namespace: object) -> str:
-    """A valid namespace, else a ``ValueError`` saying what is allowed."""
-    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
-        raise ValueError(
-            f"invalid state_namespace: {namespace!r}; use 1-100 characters of letters, "
-            "digits and _ . : / -, starting with a letter or digit (no braces or spaces)"
-        )
-    return namespace
-
-
-#: URL schemes of a Redis Cluster, and the plain scheme each stands for.
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-
-
-def check_url(url: object) -> str:
-    """A usable Redis URL, else a ``ValueError`` naming the problem (without the password)."""
-    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-    if not isinstance(url, str) or not url.startswith(schemes):
-        raise ValueError(
-            f"invalid state URL: {url!r}; use redis://, rediss://, unix://, "
-            "or redis+cluster:// / rediss+cluster:// for a Redis Cluster"
-        )
-    shown = redact(url)
-    url = _plain_url(url)
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ValueError(f"invalid state URL {shown}: {exc}") from None
-    if parts.scheme != "unix":
-        if not parts.hostname:
-            raise ValueError(f"invalid state URL {shown}: no host")
-        db = unquote(parts.path).strip("/")
-        if db and not db.isdigit():
-            raise ValueError(f"invalid state URL {shown}: database {db!r} is not a number")
-    return url
-
-
-def _plain_url(url: str) -> str:
-    """``url`` with a cluster scheme replaced by the plain one it stands for."""
-    scheme, sep, rest = url.partition("://")
-    return f"{CLUSTER_SCHEMES.get(scheme, scheme)}{sep}{rest}"
-
-
-def connect(url: str, **options: Any) -> Any:
-    """A client for ``url``: ``RedisCluster`` for a cluster scheme (every key
-    of a namespace shares one hash tag, so scripts and pipelines stay on one
-    node), else ``Redis``."""
-    if url.split("://", 1)[0] in CLUSTER_SCHEMES:
-        return redis.RedisCluster.from_url(_plain_url(url), **options)
-    return redis.Redis.from_url(url, **options)
-
-
-def scrub(exc: BaseException, password: Optional[str]) -> str:
-    """The text of ``exc`` with ``password`` replaced by ``***``."""
-    text = str(exc)
-    return text.replace(password, "***") if password else text
 
 
 def read_fleet_rows(
@@ -320,7 +269,7 @@ class SharedState:
         self.channel = f"{self.prefix}:breakers"
         self.spool_folder = spool_folder(
             spool_dir if spool_dir is not None else default_spool_dir(),
-            _target(url),
+            target(url),
             namespace,
         )
         self._password = urlsplit(url).password
@@ -1005,13 +954,6 @@ class SharedState:
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(exc, self._password)
-
-
-def _target(url: str) -> str:
-    """The Redis a URL points at, without credentials (names the spool folder)."""
-    parts = urlsplit(_plain_url(url))
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}:{parts.port or ''}{parts.path}"
 
 
 def _counted(counters: Counters) -> list[Union[str, int, float]]:
