@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 import orchestrator.config as config_package
-from orchestrator.config import ConfigError, load_config, parse_config, registry_parts
+from orchestrator.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    registry_parts,
+    state_url_of,
+)
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.models.selectors import ThompsonSelector
 
@@ -98,3 +104,16 @@ def test_config_never_imports_the_registry_or_the_simulation() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_state_url_comes_from_the_file_or_the_variable_it_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert state_url_of(parse_config(OPENAI)) == "local"
+    direct = parse_config('[state]\nurl = "redis://127.0.0.1:6379/0"\n' + OPENAI)
+    assert state_url_of(direct) == "redis://127.0.0.1:6379/0"
+    named = parse_config('[state]\nurl_env = "TEST_STATE_URL_X"\n' + OPENAI, "s.toml")
+    with pytest.raises(ConfigError, match=r"s.toml:2: state.url_env: environment variable"):
+        state_url_of(named)
+    monkeypatch.setenv("TEST_STATE_URL_X", "redis://127.0.0.1:1/0")
+    assert state_url_of(named) == "redis://127.0.0.1:1/0"

@@ -53,6 +53,7 @@ from orchestrator.config.building import (
     model_kwargs,
     provider_class,
     registry_parts,
+    state_url_of,
 )
 from orchestrator.config.environment import ENV_PROVIDERS, discover_environment
 from orchestrator.config.errors import ConfigError, ConfigProblem
@@ -101,6 +102,7 @@ __all__ = [
     "parse_config",
     "provider_class",
     "registry_parts",
+    "state_url_of",
 ]
 
 if TYPE_CHECKING:

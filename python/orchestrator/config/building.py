@@ -235,6 +235,19 @@ def build_model(entry: ModelEntry, api_key: Optional[str] = None) -> Model:
     return model
 
 
+def state_url_of(loaded: LoadedConfig) -> str:
+    """The shared-state URL of ``[state]`` (``url``, or the variable ``url_env``
+    names), or ``"local"`` when the file has none (``orchestrator stats`` reads
+    the fleet's totals there, in ``[state] namespace``)."""
+    state = loaded.config.state
+    if state.url_env is None:
+        return state.url or "local"
+    url = _from_env(state.url_env)
+    if url is None:
+        raise loaded.error(("state", "url_env"), f"environment variable {state.url_env} is not set")
+    return url
+
+
 def registry_parts(loaded: LoadedConfig) -> RegistryParts:
     """Everything a validated configuration builds. Raises one
     :class:`ConfigError` listing every model that cannot be built (a key
@@ -250,11 +263,11 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         found.append(Found(("cache",), f"cannot create the cache: {exc}"))
         cache = None
     state = config.state
-    state_url = state.url or _from_env(state.url_env) or "local"
-    if state.url_env is not None and state_url == "local":
-        found.append(
-            Found(("state", "url_env"), f"environment variable {state.url_env} is not set")
-        )
+    try:
+        state_url = state_url_of(loaded)
+    except ConfigError as exc:
+        found.append(Found(("state", "url_env"), exc.problem))
+        state_url = "local"
     models: list[Model] = []
     notes = loaded.notes
     for i, entry in enumerate(config.models):
