@@ -58,6 +58,10 @@ dated at delivery.
   that ledger and applies the batches as the stopped worker, exactly once.
   ``close()`` returns within :data:`CLOSE_TIMEOUT_S` and leaves no thread.
 
+The fleet's totals (every worker's delivered outcomes) are public:
+:meth:`SharedState.fleet_statistics` (``registry.statistics(scope="fleet")``),
+:meth:`SharedState.fleet_rows` and :func:`read_fleet_rows` (no registry needed).
+
 Limits: a rollback is repaired by the workers that are running (or spooled)
 when they see it; outcomes of a worker that closed cleanly before the rollback,
 or was killed (SIGKILL), cannot be restored. Breaker messages that cannot be
