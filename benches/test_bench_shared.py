@@ -2,7 +2,12 @@
 ``state="local"`` (the network is off the selection path), and the
 background sync's cost at 1,000 outcomes per second.
 
-Run: ``pytest benches/test_bench_shared.py`` (starts its own redis-server).
+It also measures what an outage costs: ``close()`` with Redis stopped (bounded
+by ``CLOSE_TIMEOUT_S``; the undelivered outcomes go to the spool) and the sync
+cycle that restores a worker's outcomes after Redis came back from an older
+snapshot.
+
+Run: ``pytest benches/test_bench_shared.py`` (starts its own redis-servers).
 """
 
 from __future__ import annotations
@@ -11,16 +16,20 @@ import logging
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.models.shared_spool import SPOOL_DIR_ENV
+from orchestrator.models.shared_state import SharedState
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +46,12 @@ class BenchModel(Model):
         return True
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("redis")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_redis(directory: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server on a free loopback port (or ``port``), no automatic saves."""
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     args += ["--appendonly", "no", "--dir", str(directory)]
@@ -51,14 +60,30 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc, port
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0"
+
+
+def stop_redis(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, port = start_redis(tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    stop_redis(proc)
+
+
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Spools of the outage benchmarks go to the test's folder."""
+    monkeypatch.setenv(SPOOL_DIR_ENV, str(tmp_path / "spool"))
+    return tmp_path / "spool"
 
 
 def registry_for(state: str, namespace: str) -> ModelRegistry:
@@ -160,3 +185,56 @@ def test_sync_cost_at_1000_outcomes_per_second(redis_url: str) -> None:
     assert cycles >= DURATION / shared.sync_interval - 2
     assert cpu / elapsed < 0.05  # well under 5% of a core
     close(registry)
+
+
+@pytest.mark.benchmark(group="outage")
+def test_close_with_redis_stopped(benchmark: Any, tmp_path: Path, spool_dir: Path) -> None:
+    """``close()`` after Redis was killed: joins the threads, spools the
+    undelivered outcomes, returns within ``CLOSE_TIMEOUT_S``."""
+
+    def setup() -> tuple[tuple[SharedState], dict[str, Any]]:
+        proc, port = start_redis(tmp_path)
+        registry = registry_for(f"redis://127.0.0.1:{port}/0", "bench-close")
+        shared = registry.shared_state
+        assert shared is not None and shared.sync_now()
+        for i in range(500):
+            registry.report_outcome(f"model-{i % MODELS}", i % 7 != 0, 0.2)
+        stop_redis(proc)
+        assert not shared.sync_now()
+        return (shared,), {}
+
+    benchmark.pedantic(lambda shared: shared.close(), setup=setup, rounds=5)
+    assert len(list(spool_dir.rglob("*.json"))) == 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("orchestrator-shared")]
+
+
+@pytest.mark.benchmark(group="outage")
+def test_restore_after_an_older_snapshot(benchmark: Any, tmp_path: Path) -> None:
+    """The sync cycle that finds this worker's ledger behind (Redis restarted
+    from an older RDB) and restores the missing outcomes of its models."""
+    proc, port = start_redis(tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    registry = registry_for(url, "bench-restore")
+    shared = registry.shared_state
+    assert shared is not None and shared.sync_now()
+    client = redis.Redis.from_url(url)
+    assert client.save()
+    snapshot = tmp_path / "older.rdb"
+    shutil.copyfile(tmp_path / "dump.rdb", snapshot)
+    client.close()
+    state = {"proc": proc}
+
+    def setup() -> tuple[tuple[()], dict[str, Any]]:
+        for i in range(1_000):
+            registry.report_outcome(f"model-{i % MODELS}", i % 5 != 0, 0.2)
+        assert shared.sync_now()
+        stop_redis(state["proc"])
+        shutil.copyfile(snapshot, tmp_path / "dump.rdb")
+        state["proc"], _ = start_redis(tmp_path, port)
+        return (), {}
+
+    restores = shared.stats.restores
+    benchmark.pedantic(lambda: shared.sync_now(), setup=setup, rounds=5)
+    assert shared.stats.restores == restores + 5
+    close(registry)
+    stop_redis(state["proc"])

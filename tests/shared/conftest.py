@@ -1,6 +1,7 @@
 """Fixtures of the shared-state tests: a real ``redis-server`` on a free
 loopback port, killable and restartable on the same port (empty: no
-persistence), and a unique namespace per test."""
+persistence), a unique namespace per test, and a spool folder per test (so
+no test writes to the user's cache)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.models.shared_spool import SPOOL_DIR_ENV
 from tests.redis_server import RedisServer
 
 
@@ -26,3 +28,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "spool"
+    monkeypatch.setenv(SPOOL_DIR_ENV, str(folder))
+    return folder

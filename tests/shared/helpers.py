@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue as queue_module
+import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 import redis
 
+from tests.redis_server import RedisServer
 from tests.shared.workers import entry
 
 
@@ -52,11 +58,111 @@ def run_workers(
                 p.kill()
 
 
-def totals(url: str, namespace: str) -> dict[str, float]:
-    """The namespace's undiscounted totals hash, decoded."""
-    client = redis.Redis.from_url(url)
+def read_hash(url: str, namespace: str, name: str) -> dict[str, float]:
+    """One of the namespace's hashes of numbers (``totals``, ``discounted``), decoded."""
+    client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
+        raw = client.hgetall(f"orchestrator:{{{namespace}}}:{name}")
     finally:
         client.close()
-    return {k.decode(): float(v) for k, v in raw.items()}
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+def totals(url: str, namespace: str) -> dict[str, float]:
+    """The namespace's undiscounted totals hash, decoded."""
+    return read_hash(url, namespace, "totals")
+
+
+class Snapshot:
+    """An RDB copy of a test's Redis, to bring it back older: ``take()`` saves
+    and copies the dump, ``restore()`` kills the server and restarts it on that
+    copy (as a restart from an older snapshot or a lagging replica would)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.copy = server.dir / "older.rdb"
+
+    def take(self) -> None:
+        assert self.server.command(b"SAVE") == b"+OK"
+        shutil.copyfile(self.server.dir / "dump.rdb", self.copy)
+
+    def restore(self) -> None:
+        self.server.kill()
+        shutil.copyfile(self.copy, self.server.dir / "dump.rdb")
+        self.server.start()
+
+
+def spool_files(folder: Path) -> list[Path]:
+    """Every spool file (claimed or not) under ``folder``."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def thread_names() -> set[str]:
+    """Names of this process's live threads of the shared state."""
+    return {t.name for t in threading.enumerate() if t.name.startswith("orchestrator-shared")}
+
+
+class HangingProxy:
+    """A TCP proxy in front of a Redis that can start to hang: connections stay
+    open but nothing is forwarded any more (a network partition, or a Redis
+    stuck in a long command), so clients block until their timeouts."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.hanging = threading.Event()
+        self.closed = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="test-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def hang(self) -> None:
+        self.hanging.set()
+
+    def resume(self) -> None:
+        """Forward new connections again (the hung ones stay silent)."""
+        self.hanging.clear()
+
+    def fail_over(self, port: int) -> None:
+        """Send new connections to another Redis and cut the current ones (as
+        a virtual IP or a Sentinel-managed address moving to a replica)."""
+        self.upstream_port = port
+        for sock in list(self.sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.closed.set()
+        for sock in [self.listener, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            if self.hanging.is_set():
+                continue  # accepted, never answered
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while not self.closed.is_set():
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if not self.hanging.is_set():
+                with contextlib.suppress(OSError):
+                    sink.sendall(data)

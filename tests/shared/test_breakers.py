@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tests.shared.conftest import RedisServer
+from tests.redis_server import RedisServer
 from tests.shared.helpers import run_workers
 
 logger = logging.getLogger(__name__)

@@ -60,3 +60,27 @@ def test_workers_share_totals_and_breakers_through_a_cluster(
     assert b._core.breaker(slot_b)["state"] == "open"
     for registry in (a, b):
         registry.close()
+
+
+def test_a_flushed_cluster_gets_its_outcomes_back_and_removal_reaches_every_ledger(
+    cluster: RedisCluster, namespace: str
+) -> None:
+    a = make_registry(cluster.url, namespace)
+    b = make_registry(cluster.url, namespace)
+    for _ in range(6):
+        a.report_outcome("m2", True, 0.2)
+        b.report_outcome("m0", True, 0.2)
+    for registry in (a, b):
+        assert shared(registry).sync_now()
+    for node in cluster.nodes:
+        assert node.command(b"FLUSHALL") == b"+OK"
+    for registry in (a, b):
+        assert shared(registry).sync_now()
+    assert shared(a).stats.restored_outcomes == 6 and shared(b).stats.restored_outcomes == 6
+    rows = {row.name: row.trials for row in shared(a).fleet_rows()}
+    assert rows == {"m0": 6, "m2": 6}
+    a.unregister_model("m0")  # deletes m0 from the totals and from b's ledger too
+    assert shared(a).sync_now()
+    assert {row.name for row in shared(b).fleet_rows()} == {"m2"}
+    for registry in (a, b):
+        registry.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from tests.shared.conftest import RedisServer
+from tests.redis_server import RedisServer
 from tests.shared.helpers import run_workers
 from tests.shared.workers import BEST, convergence_worker
 

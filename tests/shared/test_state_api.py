@@ -24,6 +24,11 @@ from tests.shared.helpers import totals
 from tests.shared.workers import RATES, SimModel, make_registry
 
 
+def _text(value: object) -> str:
+    """A Redis reply as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def shared_of(registry: ModelRegistry) -> SharedState:
     assert registry.shared_state is not None
     return registry.shared_state
@@ -92,8 +97,8 @@ def test_keys_share_one_cluster_slot(redis_server: RedisServer, namespace: str) 
     report(registry, "m1", True)
     assert shared_of(registry).sync_now()
     client = redis.Redis.from_url(redis_server.url)
-    keys = [k.decode() for k in client.keys(f"orchestrator:{{{namespace}}}:*")]
-    assert {k.rsplit(":", 1)[0] for k in keys if ":applied:" not in k} == {
+    keys = [_text(k) for k in client.keys(f"orchestrator:{{{namespace}}}:*")]
+    assert {k.rsplit(":", 1)[0] for k in keys if ":ledger:" not in k} == {
         f"orchestrator:{{{namespace}}}"
     }
     assert len({key_slot(k.encode()) for k in keys}) == 1  # the {namespace} hash tag
@@ -113,16 +118,16 @@ def test_a_batch_whose_reply_was_lost_is_counted_once(
     real_apply = shared._apply
     calls = []
 
-    def apply_then_lose_reply(batch):  # type: ignore[no-untyped-def]
-        calls.append(batch.id)
-        reply = real_apply(batch)
+    def apply_then_lose_reply(ledger, seq, counters):  # type: ignore[no-untyped-def]
+        calls.append(seq)
+        reply = real_apply(ledger, seq, counters)
         if len(calls) == 1:
             raise redis.exceptions.ConnectionError("reply lost")
         return reply
 
     monkeypatch.setattr(shared, "_apply", apply_then_lose_reply)
     assert not shared.sync_now()  # applied in Redis, but the worker does not know
-    assert shared.sync_now()  # retried with the same id: a duplicate
+    assert shared.sync_now()  # retried with the same seq: a duplicate
     assert calls[0] == calls[1]
     assert shared.stats.duplicates == 1
     t = totals(redis_server.url, namespace)
@@ -241,7 +246,7 @@ def test_discounted_sums_are_rebased_before_they_overflow(
     client.hset(meta, "ref_bucket", now_bucket - 400)
     report(a, "m2", True, times=10)
     assert shared_of(a).sync_now()
-    assert int(client.hget(meta, "ref_bucket")) >= now_bucket
+    assert int(_text(client.hget(meta, "ref_bucket"))) >= now_bucket
     assert shared_of(b).sync_now()
     n = b._core.shared(slot(b, "m2"))[0]
     assert n in (pytest.approx(10.0), pytest.approx(5.0))

@@ -4,15 +4,17 @@ totals equal what they recorded, exactly, even across a Redis crash."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
-from tests.shared.conftest import RedisServer
-from tests.shared.helpers import run_workers, totals
-from tests.shared.workers import RATES
+from tests.redis_server import RedisServer
+from tests.shared.helpers import Snapshot, run_workers, spool_files, totals
+from tests.shared.workers import RATES, make_registry
 
 ROUNDS = 5_000
 
 
-def assert_exact(results: list[dict], url: str, namespace: str) -> None:
+def assert_exact(results: list[dict[str, Any]], url: str, namespace: str) -> None:
     shared = totals(url, namespace)
     for name in RATES:
         requests = sum(r["requests"][name] for r in results)
@@ -63,3 +65,54 @@ def test_redis_killed_for_five_seconds_counts_every_outcome_once(
         assert "Traceback" not in "".join(r["warnings"])
     # Redis came back empty: every worker re-added what it had delivered.
     assert sum(r["resets"] for r in results) == 4
+
+
+def test_older_snapshot_and_a_worker_stopped_in_the_outage_lose_no_outcome(
+    redis_server: RedisServer, namespace: str, spool_dir: Path
+) -> None:
+    """Four workers; Redis is snapshotted, runs on, is killed, and comes back
+    from the older snapshot; one worker stops during the outage. The fleet's
+    totals are exactly what the workers recorded."""
+    common = {"url": redis_server.url, "namespace": namespace, "pace": 0.0025}
+    common["spool_dir"] = str(spool_dir)
+    survivors = [{**common, "rounds": ROUNDS}] * 3
+    stopper = {**common, "rounds": 1_000, "stop_in_outage": True}
+    snapshot = Snapshot(redis_server)
+    seen: dict[str, int] = {}
+
+    def snapshot_outage_rollback() -> None:
+        time.sleep(1.5)
+        snapshot.take()
+        seen["at_snapshot"] = int(sum(totals(redis_server.url, namespace).values()))
+        time.sleep(2.5)
+        redis_server.kill()
+        deadline = time.monotonic() + 30
+        while not spool_files(spool_dir):  # the stopper has closed in the outage
+            assert time.monotonic() < deadline, "the stopped worker wrote no spool"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        snapshot.restore()
+
+    results = run_workers(
+        "count_rounds", [*survivors, stopper], while_running=snapshot_outage_rollback
+    )
+    assert seen["at_snapshot"] > 0
+    fleet = totals(redis_server.url, namespace)
+    for name in RATES:
+        assert fleet.get(f"{name}:requests", 0) == sum(r["requests"][name] for r in results)
+        assert fleet.get(f"{name}:successes", 0) == sum(r["successes"][name] for r in results)
+    assert sum(fleet[f"{n}:requests"] for n in RATES) == 3 * ROUNDS + 1_000
+    assert results[3]["spools_written"] == 1
+    assert sum(r["spools_delivered"] for r in results[:3]) == 1
+    assert spool_files(spool_dir) == []
+    for r in results[:3]:
+        assert r["restores"] == 1  # the rollback is seen and repaired once per worker
+        assert len([m for m in r["warnings"] if "fewer of this worker" in m]) == 1
+        assert len([m for m in r["warnings"] if "unreachable" in m]) == 1
+    # The public view agrees with the hash, model by model.
+    reader = make_registry(redis_server.url, namespace)
+    assert reader.shared_state is not None
+    view = reader.shared_state.fleet_statistics()
+    for name, trials in zip(view["name"], view["trials"]):
+        assert trials == sum(r["requests"][name] for r in results)
+    reader.shared_state.close()

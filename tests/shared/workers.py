@@ -7,6 +7,7 @@ rounds and returns what it recorded, so the parent can compare with Redis.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import traceback
@@ -16,6 +17,7 @@ from typing import Any, Optional
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.model_registry import ModelRegistry, UCBModelSelector
+from orchestrator.models.shared_spool import SPOOL_DIR_ENV
 
 #: Success probability of each simulated model; "m4" is the best.
 RATES = {"m0": 0.50, "m1": 0.60, "m2": 0.70, "m3": 0.75, "m4": 0.90}
@@ -105,8 +107,14 @@ def count_rounds(
     namespace: str,
     rounds: int,
     pace: float = 0.0,
+    spool_dir: Optional[str] = None,
+    stop_in_outage: bool = False,
 ) -> dict[str, Any]:
-    """Run ``rounds`` select-and-report rounds; return what was recorded."""
+    """Run ``rounds`` select-and-report rounds; return what was recorded.
+    With ``stop_in_outage`` the worker then waits for Redis to go down and
+    closes during the outage (its outcomes go to the spool in ``spool_dir``)."""
+    if spool_dir is not None:
+        os.environ[SPOOL_DIR_ENV] = spool_dir
     handler = CountWarnings()
     logging.getLogger("orchestrator.models.shared_state").addHandler(handler)
     rng = random.Random(index)
@@ -124,9 +132,16 @@ def count_rounds(
         successes[name] += ok
         if pace:
             time.sleep(max(0.0, began + (i + 1) * pace - time.time()))
-    final_sync(registry)
     shared = registry.shared_state
     assert shared is not None
+    if stop_in_outage:
+        deadline = time.monotonic() + 30
+        while shared.connected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Redis did not go down")
+            time.sleep(0.01)
+    else:
+        final_sync(registry)
     slots = {m.name: registry._binding(m).slot for m in registry}
     shared_view = {name: registry._core.shared(slot) for name, slot in slots.items()}
     stats = shared.stats
@@ -141,6 +156,9 @@ def count_rounds(
         "duplicates": stats.duplicates,
         "cpu": stats.cpu_seconds,
         "cycles": stats.cycles,
+        "restores": stats.restores,
+        "spools_written": stats.spools_written,
+        "spools_delivered": stats.spools_delivered,
     }
 
 

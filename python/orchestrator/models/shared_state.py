@@ -5,11 +5,12 @@ worker keeps selecting from its own Rust arrays; nothing on the selection path
 touches the network. A daemon thread, every ``sync_interval`` seconds:
 
 1. takes the core's outcome deltas (per model, reset on take) and adds them to
-   Redis with one Lua script, atomically and exactly once: the script first
-   records the batch id (``SET applied:<id> NX``, kept ``APPLIED_TTL_S``) and
-   only then increments. A batch whose reply was lost is retried with the SAME
-   id, so it is never counted twice; no value is read and written back from
-   Python;
+   Redis with one Lua script (:mod:`orchestrator.models.shared_scripts`),
+   atomically and exactly once: each batch carries this worker's next sequence
+   number, and the same script adds it to the totals and to the worker's
+   *ledger* (the sum of its batches Redis holds, with the last seq). A batch
+   whose reply was lost is retried with the SAME seq and recognised as a
+   duplicate; no value is read and written back from Python;
 2. reads the merged totals back in one pipeline (and the Redis clock, for
    discounting) and gives the core, per model,
    everyone's statistics minus what this worker delivered itself
@@ -20,8 +21,10 @@ Keys (one Redis Cluster slot per namespace, thanks to the ``{namespace}`` tag):
 ``bucket_seconds``, ``ref_bucket``), ``orchestrator:{ns}:totals`` (fields
 ``<model>:requests``, ``:successes``, ``:failures_<class>``, ``:reward_sum``,
 ``:reward_sq_sum``, ``:input_tokens``, ``:output_tokens``, ``:cost``),
-``orchestrator:{ns}:discounted`` and ``orchestrator:{ns}:applied:<batch>``.
-Breaker trips go over the pub/sub channel ``orchestrator:{ns}:breakers``.
+``orchestrator:{ns}:discounted``, ``orchestrator:{ns}:ledger:<worker>`` (the
+totals' fields, ``d:``-prefixed discounted ones, ``epoch``, ``seq``, ``ref``)
+and the set of ledgers ``orchestrator:{ns}:workers``. Breaker trips go over
+the pub/sub channel ``orchestrator:{ns}:breakers``.
 
 Discounted statistics (selector ``discount < 1``) are merged by one wall-clock
 rule that every worker applies to the same numbers: time is cut into buckets of
@@ -35,15 +38,35 @@ workers' part comes from this rule (their view minus this worker's delivered
 share under the same weights). Outcomes delivered late (after an outage) are
 dated at delivery.
 
-When Redis is unreachable the workers keep selecting with what they have. The
-undelivered outcomes are counters, not a list: one in-flight batch plus the
-core's running delta per model, whatever the outage's length (the bound is
-O(models) memory; nothing is dropped). One warning is logged per outage. When
-Redis returns, the in-flight batch is retried with its id; if Redis came back
-empty (its ``epoch`` is gone) the first worker to notice starts a fresh epoch and
-every worker re-adds everything it has ever delivered, so totals again equal
-the sum of all observed outcomes. Breaker messages that cannot be published
-during an outage are dropped (each worker's breakers still work locally).
+**Outcomes are never silently lost.**
+
+* When Redis is unreachable the workers keep selecting with what they have.
+  The undelivered outcomes are counters, not a list: one in-flight batch plus
+  the core's running delta per model, whatever the outage's length (O(models)
+  memory; nothing is dropped). One warning is logged per outage.
+* When Redis comes back with *fewer* of this worker's outcomes than it
+  delivered (restarted from an older RDB snapshot or empty, a failover to a
+  lagging replica, ``FLUSHALL``) the worker sees its ledger behind (at the
+  next delivery or read-back) and restores the difference with one script,
+  exactly once (the values sent are absolute), logging one warning. An empty
+  Redis is the same case: the first worker to notice starts a fresh epoch.
+* A worker that stops during an outage (``close()``) writes its confirmed
+  ledger and undelivered batches to a spool file
+  (:mod:`orchestrator.models.shared_spool`; ``spool_dir``, default
+  ``$ORCHESTRATOR_SPOOL_DIR`` or ``~/.cache/orchestrator/spool``); the next
+  worker of the same namespace and Redis on that machine claims it, restores
+  that ledger and applies the batches as the stopped worker, exactly once.
+  ``close()`` returns within :data:`CLOSE_TIMEOUT_S` and leaves no thread.
+
+The fleet's totals (every worker's delivered outcomes) are public:
+:meth:`SharedState.fleet_statistics` (``registry.statistics(scope="fleet")``),
+:meth:`SharedState.fleet_rows` and :func:`read_fleet_rows` (no registry needed).
+
+Limits: a rollback is repaired by the workers that are running (or spooled)
+when they see it; outcomes of a worker that closed cleanly before the rollback,
+or was killed (SIGKILL), cannot be restored. Breaker messages that cannot be
+published during an outage are dropped (each worker's breakers still work
+locally).
 """
 
 from __future__ import annotations
@@ -55,15 +78,16 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -71,10 +95,48 @@ from redis.retry import Retry
 
 from orchestrator import _core
 from orchestrator.errors import OrchestratorError
+from orchestrator.models import shared_scripts as scripts
+from orchestrator.models.shared_connection import (
+    CLUSTER_SCHEMES,
+    check_namespace,
+    check_url,
+    connect,
+    redact,
+    scrub,
+    target,
+)
+from orchestrator.models.shared_fleet import FleetRow, fleet_columns, fleet_rows
+from orchestrator.models.shared_spool import (
+    Counters,
+    Spool,
+    claim_spools,
+    default_spool_dir,
+    quarantine_spool,
+    read_spool,
+    release_spool,
+    spool_folder,
+    write_spool,
+)
 
 if TYPE_CHECKING:
     from orchestrator.core.model import Model
     from orchestrator.models.model_registry import ModelRegistry
+
+__all__ = [
+    "BUCKET_SECONDS",
+    "CLOSE_TIMEOUT_S",
+    "CLUSTER_SCHEMES",
+    "FORMAT_VERSION",
+    "SharedState",
+    "SharedStateError",
+    "StateVersionError",
+    "SyncStats",
+    "check_namespace",
+    "check_url",
+    "connect",
+    "read_fleet_rows",
+    "redact",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +144,13 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: Width of the wall-clock buckets of discounted statistics.
 BUCKET_SECONDS = 60.0
-#: How long Redis remembers an applied batch id (a retry later than this after
-#: a lost reply would count twice).
-APPLIED_TTL_S = 86_400
+#: ``close()`` returns within about this many seconds, Redis up or down.
+CLOSE_TIMEOUT_S = 1.0
 #: Rebase the pre-scaled discounted sums when their scale passes this.
 RESCALE_LIMIT = 1e100
 #: Breaker messages waiting to be published, at most (older ones are dropped).
 MAX_OUTBOX = 256
 
-_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
 _INT_SUFFIXES = (
     "requests",
     "successes",
@@ -100,64 +160,6 @@ _INT_SUFFIXES = (
 )
 _DISC_SUFFIXES = ("n", "reward_sum", "reward_sq_sum")
 _CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-# Creates the namespace's meta hash when it is missing (a fresh Redis, or one
-# restarted empty): stale statistics are dropped with it, since workers re-add
-# everything they delivered under the new epoch. Returns the stored meta.
-_INIT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2], KEYS[3])
-  local t = redis.call('TIME')
-  local b = math.floor(tonumber(t[1]) / tonumber(ARGV[4]))
-  redis.call('HSET', KEYS[1], 'version', ARGV[1], 'epoch', ARGV[2], 'discount', ARGV[3],
-             'bucket_seconds', ARGV[4], 'ref_bucket', string.format('%d', b))
-end
-return redis.call('HMGET', KEYS[1], 'version', 'epoch', 'discount', 'bucket_seconds',
-                  'ref_bucket')
-"""
-
-# Adds one batch exactly once. ARGV: epoch, ttl, origin bucket ('now' or the
-# bucket the discounted values are scaled to), rescale limit, then three
-# counted lists of field/value pairs: integer totals, float totals, discounted
-# sums. Returns 'reset' when the epoch is gone, else the ref bucket and the
-# factor the discounted values were scaled by (remembered for duplicates).
-_APPLY = """
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'discount', 'bucket_seconds', 'ref_bucket')
-if meta[1] ~= ARGV[1] then return {'reset'} end
-local done = redis.call('GET', KEYS[4])
-if done then return {'dup', done} end
-local lambda = tonumber(meta[2])
-local ref = tonumber(meta[4])
-local t = redis.call('TIME')
-local now_b = math.floor(tonumber(t[1]) / tonumber(meta[3]))
-if lambda < 1 and now_b > ref and math.pow(lambda, ref - now_b) > tonumber(ARGV[4]) then
-  local f = math.pow(lambda, now_b - ref)
-  local all = redis.call('HGETALL', KEYS[3])
-  for i = 1, #all, 2 do
-    redis.call('HSET', KEYS[3], all[i], string.format('%.17g', tonumber(all[i + 1]) * f))
-  end
-  ref = now_b
-  redis.call('HSET', KEYS[1], 'ref_bucket', string.format('%d', ref))
-end
-local origin = now_b
-if ARGV[3] ~= 'now' then origin = tonumber(ARGV[3]) end
-local factor = 1
-if lambda < 1 then factor = math.pow(lambda, ref - origin) end
-local record = string.format('%d %.17g', ref, factor)
-redis.call('SET', KEYS[4], record, 'EX', tonumber(ARGV[2]))
-local i = 5
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  local v = tonumber(ARGV[i + 1]) * factor
-  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], string.format('%.17g', v))
-  i = i + 2
-end
-return {'ok', record}
-"""
 
 
 class SharedStateError(OrchestratorError):
@@ -169,90 +171,30 @@ class StateVersionError(SharedStateError):
     """The namespace in Redis was written by another format version."""
 
 
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    netloc = f"{user}:***@{host}{port}"
-    return parts._replace(netloc=netloc).geturl()
-
-
-def check_namespace(namespace: object) -> str:
-    """A valid namespace, else a ``ValueError`` saying what is allowed."""
-    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
-        raise ValueError(
-            f"invalid state_namespace: {namespace!r}; use 1-100 characters of letters, "
-            "digits and _ . : / -, starting with a letter or digit (no braces or spaces)"
-        )
-    return namespace
-
-
-#: URL schemes of a Redis Cluster, and the plain scheme each stands for.
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-
-
-def check_url(url: object) -> str:
-    """A usable Redis URL, else a ``ValueError`` naming the problem (without the password)."""
-    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-    if not isinstance(url, str) or not url.startswith(schemes):
-        raise ValueError(
-            f"invalid state URL: {url!r}; use redis://, rediss://, unix://, "
-            "or redis+cluster:// / rediss+cluster:// for a Redis Cluster"
-        )
-    shown = redact(url)
-    url = _plain_url(url)
+def read_fleet_rows(
+    url: str, namespace: str = "default", *, timeout: float = 2.0
+) -> list[FleetRow]:
+    """The fleet's totals of ``namespace`` at ``url``, one row per model, without
+    a registry (``orchestrator stats``). Raises :class:`SharedStateError`, naming
+    the URL without its password, when Redis cannot be read."""
+    check_url(url)
+    check_namespace(namespace)
+    client = connect(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     try:
-        parts = urlsplit(url)
-        _ = parts.port
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ValueError(f"invalid state URL {shown}: {exc}") from None
-    if parts.scheme != "unix":
-        if not parts.hostname:
-            raise ValueError(f"invalid state URL {shown}: no host")
-        db = unquote(parts.path).strip("/")
-        if db and not db.isdigit():
-            raise ValueError(f"invalid state URL {shown}: database {db!r} is not a number")
-    return url
-
-
-def _plain_url(url: str) -> str:
-    """``url`` with a cluster scheme replaced by the plain one it stands for."""
-    scheme, sep, rest = url.partition("://")
-    return f"{CLUSTER_SCHEMES.get(scheme, scheme)}{sep}{rest}"
-
-
-def connect(url: str, **options: Any) -> Any:
-    """A client for ``url``: ``RedisCluster`` for a cluster scheme (every key
-    of a namespace shares one hash tag, so scripts and pipelines stay on one
-    node), else ``Redis``."""
-    if url.split("://", 1)[0] in CLUSTER_SCHEMES:
-        return redis.RedisCluster.from_url(_plain_url(url), **options)
-    return redis.Redis.from_url(url, **options)
+        raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
+    except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+        text = scrub(exc, urlsplit(url).password)
+        raise SharedStateError(f"cannot read the fleet's totals at {redact(url)}: {text}") from None
+    finally:
+        client.close()
+    return fleet_rows({_text(k): float(v) for k, v in raw.items()})
 
 
 def discount_weight(discount: float, age_buckets: float) -> float:
     """Weight of an outcome ``age_buckets`` buckets old: ``discount ** age``."""
     return 1.0 if discount >= 1.0 else float(discount**age_buckets)
-
-
-@dataclass
-class _Batch:
-    """Outcomes on their way to Redis; retried with the same id until applied."""
-
-    id: str
-    epoch: str
-    ints: dict[str, int]
-    floats: dict[str, float]
-    disc: dict[str, float]
-    origin: str = "now"
-    kind: str = "delta"
 
 
 @dataclass
@@ -263,6 +205,10 @@ class SyncStats:
     batches_applied: int = 0
     duplicates: int = 0
     resets: int = 0
+    restores: int = 0
+    restored_outcomes: int = 0
+    spools_written: int = 0
+    spools_delivered: int = 0
     cpu_seconds: float = 0.0
     last_sync_monotonic: float = 0.0
     published: int = 0
@@ -280,6 +226,8 @@ class SharedState:
         sync_interval: seconds between syncs.
         bucket_seconds: width of the discounted statistics' time buckets.
         connect_timeout: seconds to wait for Redis on each connection attempt.
+        spool_dir: where a worker stopping during an outage leaves its
+            undelivered outcomes (default :func:`default_spool_dir`).
     """
 
     def __init__(
@@ -291,6 +239,7 @@ class SharedState:
         sync_interval: float = 0.5,
         bucket_seconds: float = BUCKET_SECONDS,
         connect_timeout: float = 1.0,
+        spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
     ) -> None:
         check_url(url)
         self.url = url
@@ -303,44 +252,63 @@ class SharedState:
             raise ValueError(f"invalid sync_interval: {sync_interval!r} (seconds, > 0, <= 3600)")
         if not isinstance(bucket_seconds, (int, float)) or not 1 <= bucket_seconds <= 86_400:
             raise ValueError(f"invalid bucket_seconds: {bucket_seconds!r} (1 to 86400)")
+        if spool_dir is not None and not isinstance(spool_dir, (str, os.PathLike)):
+            raise TypeError(f"invalid spool_dir: {spool_dir!r} (a path)")
         self.sync_interval = float(sync_interval)
         self.bucket_seconds = float(bucket_seconds)
         self.discount = float(getattr(registry.model_selector, "discount", 1.0))
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._token = uuid.uuid4().hex[:8]
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{self._token}"
         self.stats = SyncStats()
         self._registry = registry
         self._core = registry._core
-        prefix = f"orchestrator:{{{namespace}}}"
+        self.prefix = f"orchestrator:{{{namespace}}}"
         self.keys = {
-            "meta": f"{prefix}:meta",
-            "totals": f"{prefix}:totals",
-            "disc": f"{prefix}:discounted",
-            "applied": f"{prefix}:applied:",
+            "meta": f"{self.prefix}:meta",
+            "totals": f"{self.prefix}:totals",
+            "disc": f"{self.prefix}:discounted",
+            "workers": f"{self.prefix}:workers",
+            "ledger": f"{self.prefix}:ledger:{self.worker_id}",
         }
-        self.channel = f"{prefix}:breakers"
+        self.channel = f"{self.prefix}:breakers"
+        self.spool_folder = spool_folder(
+            spool_dir if spool_dir is not None else default_spool_dir(),
+            target(url),
+            namespace,
+        )
         self._password = urlsplit(url).password
-        options: dict[str, Any] = {
-            "socket_connect_timeout": connect_timeout,
-            "socket_timeout": max(2.0, connect_timeout),
-            "retry": Retry(NoBackoff(), 0),
+        self._connect_timeout = connect_timeout
+        self._client = self._connect(connect_timeout, max(2.0, connect_timeout))
+        self._sub_client = self._connect(connect_timeout, max(2.0, connect_timeout))
+        self._scripts = {
+            name: self._client.register_script(text)
+            for name, text in (
+                ("init", scripts.INIT),
+                ("apply", scripts.APPLY),
+                ("restore", scripts.RESTORE),
+                ("remove", scripts.REMOVE),
+                ("forget", scripts.FORGET),
+                # TIME has no key, so a cluster cannot route it; this script runs
+                # on the node that holds the namespace (a cluster pipeline cannot
+                # carry scripts, so it is its own round trip, once per sync).
+                ("clock", "return redis.call('TIME')"),
+            )
         }
-        self._client = connect(url, **options)
-        self._sub_client = connect(url, **options)
-        self._init_script = self._client.register_script(_INIT)
-        self._apply_script = self._client.register_script(_APPLY)
-        # TIME has no key, so a cluster cannot route it; this script runs on
-        # the node that holds the namespace (a cluster pipeline cannot carry
-        # scripts, so it is its own round trip, once per sync).
-        self._clock_script = self._client.register_script("return redis.call('TIME')")
 
         self._lock = threading.Lock()  # models and own contributions
         self._sync_lock = threading.Lock()  # one sync cycle at a time
         self._slots: dict[str, int] = {}
+        # What Redis confirmed of this worker (its ledger, for live models): the
+        # view of the others is the totals minus these, and a restore sends them.
         self._own_ints: dict[str, int] = collections.defaultdict(int)
         self._own_floats: dict[str, float] = collections.defaultdict(float)
         self._own_disc: dict[str, float] = collections.defaultdict(float)
         self._own_ref: Optional[int] = None
-        self._pending: list[_Batch] = []
+        self._seq = 0  # seq of this worker's last batch Redis confirmed
+        # Batches on their way to Redis, in order; the first is retried with the
+        # same seq (this worker's last confirmed seq + 1) until it is applied.
+        self._pending: list[Counters] = []
+        self._claimed: list[Path] = []
         self._outbox: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_OUTBOX)
         self._removals: collections.deque[str] = collections.deque()
         self._epoch: Optional[str] = None
@@ -363,6 +331,15 @@ class SharedState:
         except _CONNECTION_ERRORS as exc:
             self._down(exc)
         _LIVE.add(self)
+
+    def _connect(self, connect_timeout: float, socket_timeout: float) -> Any:
+        """A client that fails fast (no retries): the sync loop is the retry."""
+        return connect(
+            self.url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     # ----- hooks called by the registry -------------------------------------
 
@@ -392,33 +369,81 @@ class SharedState:
             self._outbox.append((model.name, state))
             self._wake.set()
 
+    # ----- reading the fleet ------------------------------------------------
+
+    def fleet_rows(self) -> list[FleetRow]:
+        """Every model's totals over all the workers of this namespace, as Redis
+        holds them (one round trip; raises ``redis`` errors when it is down)."""
+        raw = self._client.hgetall(self.keys["totals"])
+        return fleet_rows({_text(k): float(v) for k, v in raw.items()})
+
+    def fleet_statistics(self) -> dict[str, Any]:
+        """The fleet's totals shaped like ``registry.statistics()``: a ``name``
+        list and one numpy array per column of
+        :data:`~orchestrator.models.shared_fleet.FLEET_COLUMNS`
+        (``registry.statistics(scope="fleet")``)."""
+        return fleet_columns(self.fleet_rows())
+
     # ----- lifecycle ----------------------------------------------------------
 
     def close(self, flush: bool = True) -> None:
-        """Stop the background threads and, with ``flush``, deliver what is
-        left (best effort, one attempt). Idempotent; blocks at most a few seconds."""
+        """Stop the background threads and, with ``flush``, deliver what is left;
+        what cannot be delivered (Redis down) goes to the spool. Idempotent;
+        returns within about :data:`CLOSE_TIMEOUT_S` and leaves no thread."""
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._stop.set()
         self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=5.0)
+        self._join_threads(deadline - CLOSE_TIMEOUT_S / 2)
+        if any(thread.is_alive() for thread in self._threads):
+            self._interrupt()  # a thread waits on a Redis that does not answer
+            self._join_threads(deadline)
         if flush and self._fatal is None:
-            try:
-                delivered = self.sync_now()
-            except Exception:  # never raise from close
-                logger.exception("shared state: final sync failed")
-                delivered = False
-            if not delivered:
-                logger.warning(
-                    "shared state: final sync to %s failed; outcomes since the last "
-                    "sync were not shared",
-                    redact(self.url),
-                )
+            self._final_flush(deadline)
+        for path in self._claimed:
+            release_spool(path)
+        self._claimed = []
         _LIVE.discard(self)
         self._client.close()
         self._sub_client.close()
+
+    def _join_threads(self, deadline: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _interrupt(self) -> None:
+        """Shut down every socket of both clients, so a thread blocked on a
+        Redis that hangs gets an error now instead of at its socket timeout."""
+        for client in (self._client, self._sub_client):
+            if isinstance(client, redis.RedisCluster):
+                client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
+            else:
+                client.connection_pool.disconnect()
+
+    def _final_flush(self, deadline: float) -> None:
+        """One last delivery within ``deadline`` (skipped during an outage),
+        then the spool for anything left; never raises."""
+        if not self._sync_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            logger.error(
+                "shared state: the sync thread is still talking to %s at close; "
+                "this worker's undelivered outcomes are not spooled",
+                redact(self.url),
+            )
+            return
+        try:
+            left = deadline - time.monotonic()
+            if not self._outage and left > 0.05:
+                self._client.close()
+                self._client = self._connect(left, left)  # bounded by what is left
+                if self._cycle_locked(final=True):
+                    return
+            self._write_spool()
+        except Exception:  # never raise from close
+            logger.exception("shared state: final sync failed")
+        finally:
+            self._sync_lock.release()
 
     def sync_now(self) -> bool:
         """Run one sync cycle in this thread: deliver every outcome so far and
@@ -475,33 +500,40 @@ class SharedState:
     def _cycle(self) -> bool:
         """Deliver pending and new deltas, then read totals; False if Redis is down."""
         with self._sync_lock:
-            self.stats.cycles += 1
-            self.stats.last_sync_monotonic = time.monotonic()
-            try:
-                if self._epoch is None:
-                    self._init_meta()
-                self._apply_removals()
+            return self._cycle_locked()
+
+    def _cycle_locked(self, final: bool = False) -> bool:
+        self.stats.cycles += 1
+        self.stats.last_sync_monotonic = time.monotonic()
+        try:
+            if self._epoch is None:
+                self._init_meta()
+            self._apply_removals()
+            self._deliver_pending()
+            batch = self._take_batch()
+            if batch is not None:
+                self._pending.append(batch)
                 self._deliver_pending()
-                batch = self._take_batch()
-                if batch is not None:
-                    self._pending.append(batch)
+            if final:
+                self._forget_ledger()
+            else:
+                self._deliver_spools()
+                for _ in range(3):  # a restore changes the totals: read them again
+                    if self._read_back():
+                        break
                     self._deliver_pending()
-                if not self._read_back():
-                    # The epoch changed under us: deliver the reseed, read again.
-                    self._deliver_pending()
-                    self._read_back()
-            except SharedStateError as exc:
-                self._fatal = exc
-                logger.error("shared state disabled: %s", exc)
-                raise
-            except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
-                self._down(exc)
-                return False
-            self._up()
-            return True
+        except SharedStateError as exc:
+            self._fatal = exc
+            logger.error("shared state disabled: %s", exc)
+            raise
+        except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+            self._down(exc)
+            return False
+        self._up()
+        return True
 
     def _init_meta(self) -> None:
-        keys = [self.keys["meta"], self.keys["totals"], self.keys["disc"]]
+        keys = [self.keys["meta"], self.keys["totals"], self.keys["disc"], self.keys["workers"]]
         args: list[Union[str, int]] = [
             FORMAT_VERSION,
             uuid.uuid4().hex,
@@ -509,7 +541,7 @@ class SharedState:
             repr(self.bucket_seconds),
         ]
         try:
-            version, epoch, discount, bucket, ref = self._init_script(keys=keys, args=args)
+            version, epoch, discount, bucket, ref = self._run("init", keys, args)
         except redis.exceptions.AuthenticationError as exc:
             raise SharedStateError(
                 f"Redis at {redact(self.url)} refused the credentials: {self._scrub(exc)}"
@@ -533,49 +565,22 @@ class SharedState:
             )
         epoch_text = _text(epoch)
         if self._epoch is not None and epoch_text != self._epoch:
-            self._reseed(epoch_text)
+            self.stats.resets += 1  # the restore that follows logs the warning
         self._epoch = epoch_text
         self._ref_bucket = int(ref)
 
-    def _reseed(self, epoch: str) -> None:
-        """Redis lost the namespace: queue everything this worker delivered
-        (to models still registered) under the new epoch, before anything else."""
-        self.stats.resets += 1
-        logger.warning(
-            "shared state: namespace %r at %s was reset (Redis restarted empty?); "
-            "re-adding this worker's outcomes",
-            self.namespace,
-            redact(self.url),
-        )
-        with self._lock:
-            ints = {k: v for k, v in self._own_ints.items() if v}
-            floats = {k: v for k, v in self._own_floats.items() if v}
-            disc = {k: v for k, v in self._own_disc.items() if v}
-            origin = "now" if self._own_ref is None else str(self._own_ref)
-            self._own_ints.clear()
-            self._own_floats.clear()
-            self._own_disc.clear()
-            self._own_ref = None
-        pending = [
-            _Batch(uuid.uuid4().hex, epoch, b.ints, b.floats, b.disc, b.origin, b.kind)
-            for b in self._pending
-        ]
-        self._pending = []
-        if ints:
-            self._pending.append(
-                _Batch(uuid.uuid4().hex, epoch, ints, floats, disc, origin, "reseed")
-            )
-        self._pending.extend(pending)
+    def _run(self, script: str, keys: list[str], args: Sequence[Union[str, int, float]]) -> Any:
+        """Run one of the registered scripts on the current client."""
+        return self._scripts[script](keys=keys, args=args, client=self._client)
 
-    def _take_batch(self) -> Optional[_Batch]:
+    def _take_batch(self) -> Optional[Counters]:
         rows = self._core.take_deltas()
         if not rows:
             return None
         with self._lock:
             names = {slot: name for name, slot in self._slots.items()}
-        ints: dict[str, int] = {}
-        floats: dict[str, float] = {}
-        disc: dict[str, float] = {}
+        counters = Counters()
+        ints, floats, disc = counters.ints, counters.floats, counters.disc
         unknown = [row for row in rows if row[0] not in names]
         if unknown:  # registered in the core, model_added not called yet
             self._core.restore_deltas(unknown)
@@ -602,20 +607,18 @@ class SharedState:
                 disc[f"{name}:reward_sq_sum"] = rsq
         if not ints:
             return None
-        assert self._epoch is not None
-        return _Batch(uuid.uuid4().hex, self._epoch, ints, floats, disc)
+        return counters
 
     def _deliver_pending(self) -> None:
         while self._pending:
             batch = self._pending[0]
-            if batch.epoch != self._epoch:
-                assert self._epoch is not None
-                self._reseed(self._epoch)
-                continue
-            reply = self._apply(batch)
+            reply = self._apply(self.keys["ledger"], self._seq + 1, batch)
             status = _text(reply[0])
             if status == "reset":
-                self._init_meta()  # a new epoch: re-stamps and reseeds the pending batches
+                self._init_meta()  # a new epoch; the next try finds the ledger behind
+                continue
+            if status == "behind":
+                self._restore()
                 continue
             if status == "dup":
                 self.stats.duplicates += 1
@@ -625,61 +628,93 @@ class SharedState:
             self._credit(batch, int(ref_text), float(factor_text))
             self._pending.pop(0)
 
-    def _apply(self, batch: _Batch) -> list[Any]:
-        args: list[Union[str, int, float]] = [
-            batch.epoch,
-            APPLIED_TTL_S,
-            batch.origin,
-            repr(RESCALE_LIMIT),
-            len(batch.ints),
-        ]
-        for key, value in batch.ints.items():
-            args += [key, value]
-        args.append(len(batch.floats))
-        for key, fvalue in batch.floats.items():
-            args += [key, repr(fvalue)]
-        args.append(len(batch.disc))
-        for key, fvalue in batch.disc.items():
-            args += [key, repr(fvalue)]
-        keys = [
-            self.keys["meta"],
-            self.keys["totals"],
-            self.keys["disc"],
-            self.keys["applied"] + batch.id,
-        ]
-        reply: list[Any] = self._apply_script(keys=keys, args=args)
+    def _apply(self, ledger: str, seq: int, counters: Counters) -> list[Any]:
+        """Add ``counters`` as batch ``seq`` of the worker owning ``ledger``."""
+        assert self._epoch is not None
+        args: list[Union[str, int, float]] = [self._epoch, seq, repr(RESCALE_LIMIT)]
+        args += _counted(counters)
+        reply: list[Any] = self._run("apply", self._ledger_keys(ledger), args)
         return reply
 
-    def _credit(self, batch: _Batch, ref: int, factor: float) -> None:
-        """Count an applied batch as this worker's own contribution."""
+    def _ledger_keys(self, ledger: str) -> list[str]:
+        keys = self.keys
+        return [keys["meta"], keys["totals"], keys["disc"], ledger, keys["workers"]]
+
+    def _restore_ledger(self, ledger: str, seq: int, ref: Optional[int], counters: Counters) -> Any:
+        """Make the share of ``ledger``'s worker in Redis equal ``counters``."""
+        assert self._epoch is not None
+        origin = self._ref_bucket if ref is None else ref
+        args: list[Union[str, int, float]] = [self._epoch, seq, repr(RESCALE_LIMIT), origin]
+        args += _counted(counters)
+        return self._run("restore", self._ledger_keys(ledger), args)
+
+    def _restore(self) -> None:
+        """Redis holds fewer of this worker's batches than it delivered: put
+        back exactly what is missing, and say so once."""
+        with self._lock:
+            own = Counters(
+                {k: v for k, v in self._own_ints.items() if v},
+                {k: v for k, v in self._own_floats.items() if v},
+                {k: v for k, v in self._own_disc.items() if v},
+            )
+            ref = self._own_ref
+        reply = self._restore_ledger(self.keys["ledger"], self._seq, ref, own)
+        if _text(reply[0]) == "reset":
+            self._init_meta()
+            return
+        lost = int(_text(reply[1]))
+        self._rebase_own(int(_text(reply[2])))
+        self.stats.restores += 1
+        self.stats.restored_outcomes += lost
+        logger.warning(
+            "shared state: Redis at %s held %d fewer of this worker's outcomes in "
+            "namespace %r than it delivered (restarted from an older snapshot or empty, "
+            "a failover to a lagging replica, or a flush); restored them",
+            redact(self.url),
+            lost,
+            self.namespace,
+        )
+
+    def _rebase_own(self, ref: int) -> None:
+        """Scale this worker's discounted contribution to Redis's ``ref`` bucket."""
         with self._lock:
             if self._own_ref is not None and self._own_ref != ref:
                 rescale = discount_weight(self.discount, ref - self._own_ref)
                 for key in self._own_disc:
                     self._own_disc[key] *= rescale
             self._own_ref = ref
+
+    def _credit(self, counters: Counters, ref: int, factor: float) -> None:
+        """Count an applied batch as this worker's own contribution."""
+        self._rebase_own(ref)
+        with self._lock:
+            self._seq += 1
             live = self._slots
-            for key, value in batch.ints.items():
+            for key, value in counters.ints.items():
                 if key.rsplit(":", 1)[0] in live:
                     self._own_ints[key] += value
-            for key, fvalue in batch.floats.items():
+            for key, fvalue in counters.floats.items():
                 if key.rsplit(":", 1)[0] in live:
                     self._own_floats[key] += fvalue
-            for key, fvalue in batch.disc.items():
+            for key, fvalue in counters.disc.items():
                 if key.rsplit(":", 1)[0] in live:
                     self._own_disc[key] += fvalue * factor
 
     def _read_back(self) -> bool:
-        """Give the core everyone else's statistics; False (and a reseed
-        queued) when the namespace's epoch changed since the last delivery."""
+        """Give the core everyone else's statistics; False when something had
+        to be repaired first (a new epoch, or this worker's ledger behind)."""
         pipe = self._client.pipeline(transaction=False)
         pipe.hgetall(self.keys["totals"])
         pipe.hgetall(self.keys["disc"])
         pipe.hmget(self.keys["meta"], "epoch", "ref_bucket")
-        totals_raw, disc_raw, (epoch, ref) = pipe.execute()
-        seconds, _micros = self._clock_script(keys=[self.keys["meta"]])
+        pipe.hmget(self.keys["ledger"], "epoch", "seq")
+        totals_raw, disc_raw, (epoch, ref), (led_epoch, led_seq) = pipe.execute()
+        seconds, _micros = self._run("clock", [self.keys["meta"]], [])
         if epoch is None or _text(epoch) != self._epoch:
             self._init_meta()
+            return False
+        if self._seq and (_text(led_epoch) != self._epoch or int(led_seq or 0) < self._seq):
+            self._restore()
             return False
         totals = {_text(k): float(v) for k, v in totals_raw.items()}
         disc = {_text(k): float(v) for k, v in disc_raw.items()}
@@ -716,12 +751,9 @@ class SharedState:
     def _apply_removals(self) -> None:
         while self._removals:
             name = self._removals[0]
-            fields = [f"{name}:{suffix}" for suffix in (*_INT_SUFFIXES, "reward_sum")]
-            fields += [f"{name}:reward_sq_sum", f"{name}:cost"]
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hdel(self.keys["totals"], *fields)
-            pipe.hdel(self.keys["disc"], *(f"{name}:{s}" for s in _DISC_SUFFIXES))
-            pipe.execute()
+            suffixes = [*_INT_SUFFIXES, "reward_sum", "reward_sq_sum", "cost"]
+            keys = [self.keys["totals"], self.keys["disc"], self.keys["workers"]]
+            self._run("remove", keys, [name, *suffixes, "--", *_DISC_SUFFIXES])
             self._removals.popleft()
 
     def _forget_own(self, name: str) -> None:
@@ -729,6 +761,104 @@ class SharedState:
         for table in (self._own_ints, self._own_floats, self._own_disc):
             for key in [k for k in table if k.startswith(prefix)]:
                 del table[key]
+
+    def _forget_ledger(self) -> None:
+        """This worker is closing with everything delivered: its ledger will
+        not be needed (no one restores for a closed worker)."""
+        self._run("forget", [self.keys["ledger"], self.keys["workers"]], [])
+
+    # ----- the spool ------------------------------------------------------------
+
+    def _write_spool(self) -> None:
+        """Leave the undelivered outcomes, and the ledger of what Redis had
+        confirmed (Redis may come back without it), for the next worker of
+        this namespace; logs what it did."""
+        batch = self._take_batch()
+        if batch is not None:
+            self._pending.append(batch)
+        if not self._pending and not self._seq:
+            return
+        with self._lock:
+            spool = Spool(
+                worker=self.worker_id,
+                ledger_key=self.keys["ledger"],
+                seq=self._seq,
+                ref=self._own_ref,
+                ledger=Counters(dict(self._own_ints), dict(self._own_floats), dict(self._own_disc)),
+                pending=list(self._pending),
+            )
+        try:
+            path = write_spool(self.spool_folder, spool)
+        except (OSError, ValueError) as exc:
+            logger.error(
+                "shared state: Redis at %s is unreachable and the spool %s cannot be "
+                "written (%s); %d outcomes of this worker are lost",
+                redact(self.url),
+                self.spool_folder,
+                exc,
+                spool.requests(),
+            )
+            return
+        self.stats.spools_written += 1
+        self._pending = []
+        logger.warning(
+            "shared state: Redis at %s is unreachable; %d undelivered outcomes were "
+            "spooled to %s for the next worker of namespace %r",
+            redact(self.url),
+            spool.requests(),
+            path,
+            self.namespace,
+        )
+
+    def _deliver_spools(self) -> None:
+        """Deliver the spools stopped workers left for this namespace, each
+        exactly once: restore the stopped worker's ledger, then apply its
+        batches under its own seqs (so one Redis applied already is a duplicate)."""
+        for path in claim_spools(self.spool_folder, self._token):
+            if path not in self._claimed:
+                self._claimed.append(path)
+        while self._claimed:
+            path = self._claimed[0]
+            try:
+                spool = read_spool(path)
+                if not spool.ledger_key.startswith(f"{self.prefix}:ledger:"):
+                    raise ValueError(f"its ledger {spool.ledger_key!r} is not of this namespace")
+            except (OSError, ValueError) as exc:
+                quarantine_spool(path, str(exc))
+                self._claimed.pop(0)
+                continue
+            if not self._deliver_spool(spool):
+                quarantine_spool(path, "its worker's ledger changed while it was delivered")
+                self._claimed.pop(0)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self._claimed.pop(0)
+            self._run("forget", [spool.ledger_key, self.keys["workers"]], [])
+            self.stats.spools_delivered += 1
+            logger.warning(
+                "shared state: delivered %d outcomes that worker %s spooled when it "
+                "stopped during an outage",
+                spool.requests(),
+                spool.worker,
+            )
+
+    def _deliver_spool(self, spool: Spool) -> bool:
+        """Restore the stopped worker's ledger and apply its batches; False if
+        its ledger moved meanwhile (someone else writes it: not a stopped worker)."""
+        while True:
+            reply = self._restore_ledger(spool.ledger_key, spool.seq, spool.ref, spool.ledger)
+            if _text(reply[0]) == "reset":
+                self._init_meta()
+                continue
+            statuses = [
+                _text(self._apply(spool.ledger_key, spool.seq + 1 + i, counters)[0])
+                for i, counters in enumerate(spool.pending)
+            ]
+            if "reset" in statuses:  # flushed meanwhile: start again (idempotent)
+                self._init_meta()
+                continue
+            return "behind" not in statuses
 
     # ----- breaker messages ---------------------------------------------------
 
@@ -827,10 +957,21 @@ class SharedState:
         logger.info("shared state: Redis at %s is back; outcomes merged", redact(self.url))
 
     def _scrub(self, exc: BaseException) -> str:
-        text = str(exc)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
+        return scrub(exc, self._password)
+
+
+def _counted(counters: Counters) -> list[Union[str, int, float]]:
+    """The scripts' three counted lists of field/value pairs."""
+    args: list[Union[str, int, float]] = [len(counters.ints)]
+    for key, value in counters.ints.items():
+        args += [key, value]
+    args.append(len(counters.floats))
+    for key, fvalue in counters.floats.items():
+        args += [key, repr(fvalue)]
+    args.append(len(counters.disc))
+    for key, fvalue in counters.disc.items():
+        args += [key, repr(fvalue)]
+    return args
 
 
 def _text(value: Union[bytes, str, None]) -> str:
