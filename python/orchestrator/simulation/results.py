@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -47,6 +48,9 @@ class SimulationResult:
     latency: FloatArray
     cache_hit: BoolArray
     time_s: FloatArray
+    #: The reward the oracle (best eligible model by truth) realised at each request,
+    #: in the same world and with a cache if the run had one.
+    oracle_realised_reward: FloatArray
     eligible: list[int] = field(default_factory=list)
     #: The registry that made the choices (``None`` for a :class:`Policy`).
     registry: Optional[ModelRegistry] = field(default=None, compare=False, repr=False)
@@ -62,6 +66,11 @@ class SimulationResult:
     @property
     def mean_reward(self) -> float:
         return float(self.reward.mean()) if self.requests else 0.0
+
+    @property
+    def mean_oracle_realised_reward(self) -> float:
+        """Mean of :attr:`oracle_realised_reward`: what ``strategy="oracle"`` earns."""
+        return float(self.oracle_realised_reward.mean()) if self.requests else 0.0
 
     @property
     def mean_oracle_reward(self) -> float:
@@ -124,6 +133,14 @@ class SimulationResult:
             share[b] = counts / counts.sum()
         return x, rew, ora, share
 
+    def binned(self, values: FloatArray, bins: int = 50) -> FloatArray:
+        """Means of a per-request array over the same bins as :meth:`timeline`."""
+        bins = max(1, min(bins, self.requests))
+        edges = np.linspace(0, self.requests, bins + 1).astype(np.int64)
+        return np.array(
+            [values[int(lo) : int(max(hi, lo + 1))].mean() for lo, hi in itertools.pairwise(edges)]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Totals and per-model summaries, JSON-ready."""
         return {
@@ -133,6 +150,7 @@ class SimulationResult:
             "requests": self.requests,
             "mean_reward": self.mean_reward,
             "mean_oracle_reward": self.mean_oracle_reward,
+            "mean_oracle_realised_reward": self.mean_oracle_realised_reward,
             "cumulative_regret": self.cumulative_regret,
             "failures": self.failures,
             "dead_hits": self.dead_hits,

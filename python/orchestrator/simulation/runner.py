@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
+from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import CallResult
 from orchestrator.errors import ProviderConnectionError, ServerError
 from orchestrator.integrations.simulated_model import SimulatedModel
@@ -34,7 +35,6 @@ from orchestrator.simulation.scenarios import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.core.cache import ModelCache
     from orchestrator.models.health_monitor import ModelHealthMonitor
 
 logger = logging.getLogger(__name__)
@@ -278,6 +278,10 @@ def run(
         progress(n)
 
     chosen_expected = expected[np.arange(n), chosen]
+    if isinstance(strategy, str) and strategy == "oracle":
+        oracle_realised = rewards
+    else:
+        oracle_realised = _oracle_rewards(scenario, seed, n, share, weights, cache is not None)
     return SimulationResult(
         scenario=scenario.name,
         strategy=_strategy_name(strategy),
@@ -294,9 +298,29 @@ def run(
         latency=latencies,
         cache_hit=hits,
         time_s=clock,
+        oracle_realised_reward=oracle_realised,
         eligible=eligible,
         registry=registry if policy is None else None,
     )
+
+
+def _oracle_rewards(
+    scenario: Scenario,
+    seed: int,
+    requests: int,
+    repeat_share: float,
+    weights: RewardWeights,
+    cached: bool,
+) -> FloatArray:
+    """What the oracle realised in the same world: a run of ``strategy="oracle"``
+    with the same seed, and a fresh in-memory cache if the run had a cache, so
+    ``run(..., "oracle")`` reports exactly these rewards."""
+    cache = ModelCache(backend="memory", max_size=requests) if cached else None
+    result = run(
+        scenario, "oracle", seed=seed, requests=requests, cache=cache,
+        repeat_share=repeat_share, reward_weights=weights,
+    )  # fmt: skip
+    return result.reward
 
 
 def _through_cache(
