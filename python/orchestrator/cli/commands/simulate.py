@@ -31,7 +31,7 @@ DEFAULT_SEED = 0
 def _strategy_names() -> list[str]:
     """Registry strategies, one name per selector class (aliases are not listed),
     then the simulation's own baselines."""
-    first_name: dict[type, str] = {}
+    first_name: dict[object, str] = {}
     for name, selector in SELECTORS.items():
         first_name.setdefault(selector, name)
     return [*first_name.values(), "random", "oracle"]
