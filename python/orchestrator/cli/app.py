@@ -19,7 +19,8 @@ from typing import Annotated, Optional
 import typer
 from rich.logging import RichHandler
 
-from orchestrator.cli.output import err_console
+from orchestrator import DISTRIBUTION, __version__
+from orchestrator.cli.output import console, err_console
 from orchestrator.config import DEFAULT_CONFIG_NAME, LoadedConfig
 
 EXIT_FAILED = 1
@@ -95,8 +96,29 @@ DebugOption = Annotated[
 ]
 
 
+def show_version(requested: bool) -> None:
+    """``--version``: the distribution's name and version, then exit."""
+    if requested:
+        console.print(f"{DISTRIBUTION} {__version__}", markup=False)
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        help="Show the installed version and exit.",
+        callback=show_version,
+        is_eager=True,
+        show_default=False,
+    ),
+]
+
+
 @app.callback()
-def global_options(config: ConfigOption = None, debug: DebugOption = False) -> None:
+def global_options(
+    config: ConfigOption = None, debug: DebugOption = False, version: VersionOption = False
+) -> None:
     """Pick the right LLM for each request."""
     STATE.config = config
     STATE.debug = debug or STATE.debug
