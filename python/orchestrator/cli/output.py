@@ -112,6 +112,10 @@ def number(value: Optional[float], spec: str) -> str:
     return format(value, spec)
 
 
+#: The narrowest a wrapping text column (model names) gets before headers stack.
+_MIN_TEXT_WIDTH = 10
+
+
 def table(title: str, columns: Sequence[str], numeric: Iterable[str] = ()) -> Table:
     """A compact table that fits the terminal: text columns wrap, numeric columns
     (right-aligned) never wrap and are never cut."""
@@ -126,25 +130,36 @@ def table(title: str, columns: Sequence[str], numeric: Iterable[str] = ()) -> Ta
     )
     for column in columns:
         if column in numeric_columns:
-            out.add_column(column, justify="right", no_wrap=True, overflow="ignore")
+            out.add_column(column, justify="right", no_wrap=True, overflow="fold")
         else:
             out.add_column(column, overflow="fold")
     return out
 
 
-def fit_numbers(rendered: Table) -> Table:
+def fit_numbers(rendered: Table, width: int) -> Table:
     """Give each numeric (no-wrap) column the width of its widest cell, so rich
-    shrinks only the text columns when the terminal is narrow."""
-    for column in rendered.columns:
-        if column.no_wrap:
-            cells = [str(c) for c in column.cells]
-            column.min_width = max([len(str(column.header)), *map(len, cells)])
+    shrinks only the text columns; when even that is too wide for ``width``,
+    headers go on several lines, one word each."""
+    numeric = [c for c in rendered.columns if c.no_wrap]
+    cells = {id(c): max((len(str(cell)) for cell in c.cells), default=0) for c in numeric}
+    full = sum(max(cells[id(c)], len(str(c.header))) + 2 for c in numeric)
+    text_columns = len(rendered.columns) - len(numeric)
+    stack = full + text_columns * (_MIN_TEXT_WIDTH + 2) > width
+    for column in numeric:
+        header = str(column.header)
+        words = header.split(" ") if stack else [header]
+        column.header = "\n".join(words)
+        column.min_width = max(cells[id(column)], *map(len, words))
+    if stack:
+        for column in rendered.columns:
+            if not column.no_wrap:
+                column.header = str(column.header).replace(" ", "\n")
     return rendered
 
 
 def print_table(rendered: Table) -> None:
     """Print a table made by :func:`table`, numbers kept whole."""
-    console.print(fit_numbers(rendered))
+    console.print(fit_numbers(rendered, console.width))
 
 
 def json_ready(value: Any) -> Any:
