@@ -222,3 +222,23 @@ def test_ctrl_c_exits_quietly_with_130(
     assert "Traceback" not in err
     assert "never awaited" not in err
     assert "RuntimeWarning" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["models", "--config", "a.toml"], ["--config", "a.toml", "models"]),
+        (["models", "-c", "a.toml", "--debug"], ["-c", "a.toml", "--debug", "models"]),
+        (["ask", "--config=a.toml", "hi"], ["--config=a.toml", "ask", "hi"]),
+        (["--debug", "health"], ["--debug", "health"]),
+        (["ask", "--", "--config", "x"], ["ask", "--", "--config", "x"]),
+        (["cache", "stats", "-c", "a.toml"], ["-c", "a.toml", "cache", "stats"]),
+    ],
+)
+def test_global_options_after_the_command_move_before_it(
+    args: list[str], expected: list[str]
+) -> None:
+    from orchestrator.cli.main import hoist_global_options
+
+    commands = {"models", "ask", "health", "cache"}
+    assert hoist_global_options(args, commands) == expected
