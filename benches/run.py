@@ -5,10 +5,13 @@
     python benches/run.py --full           # also LiteLLM at 10,000 deployments (slow)
     python benches/run.py --compare OLD.json [NEW.json]   # change between two runs
 
-Writes, in ``benches/results/``: ``benchmark.json`` (pytest-benchmark's raw
-output), ``quality.json`` (the simulator runs), ``latest.json`` (both, per
-operation, with the machine), ``RESULTS.md`` (the Markdown tables) and PNG
-charts. Every figure of the README comes from here.
+A full run writes, in ``benches/results/`` (committed): ``benchmark.json``
+(pytest-benchmark's raw output), ``quality.json`` (the simulator runs),
+``latest.json`` (both, per operation, with the machine), ``RESULTS.md`` (the
+Markdown tables) and PNG charts. Every figure of the README comes from there.
+A partial run (``--quick``, ``-k`` or named files) writes the same files to the
+untracked ``bench-results/`` instead, so it never overwrites the committed
+results; ``--out DIR`` chooses another folder.
 """
 
 from __future__ import annotations
@@ -281,7 +284,7 @@ def group_key(group: str) -> tuple[str, int]:
         return group, 0
 
 
-def markdown(data: dict[str, Any]) -> str:
+def markdown(data: dict[str, Any], results: Path) -> str:
     m = data["machine"]
     v = m["versions"]
     lines = [
@@ -381,7 +384,7 @@ def markdown(data: dict[str, Any]) -> str:
                 )
             lines.append("")
     lines += ["## Charts", ""]
-    for png in sorted((BENCH_DIR / "results").glob("*.png")):
+    for png in sorted(results.glob("*.png")):
         lines.append(f"![{png.stem}]({png.name})")
     lines.append("")
     return "\n".join(lines)
@@ -512,6 +515,13 @@ def compare(old_path: Path, new_path: Path) -> None:
                     print(f"{scenario:18} {name:20} {before:9.1f} -> {after:9.1f}")
 
 
+def results_folder(args: argparse.Namespace) -> Path:
+    """``benches/results`` for a full run; the untracked ``bench-results/`` for a
+    partial one, so committed results only ever come from full runs."""
+    partial = args.quick or args.k or args.files
+    return BENCH_DIR.parent / "bench-results" if partial else BENCH_DIR / "results"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, seeds and rounds")
@@ -520,8 +530,9 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite from benchmark.json")
     parser.add_argument("-k", help="pytest -k expression (a subset)")
     parser.add_argument("files", nargs="*", help="bench files (default: all of benches/)")
+    parser.add_argument("--out", type=Path, help="results folder (default: see above)")
     args = parser.parse_args()
-    results = BENCH_DIR / "results"
+    results = args.out or results_folder(args)
     if args.compare:
         new = Path(args.compare[1]) if len(args.compare) > 1 else results / "latest.json"
         compare(Path(args.compare[0]), new)
@@ -538,7 +549,7 @@ def main() -> int:
     data = collect(results, machine())
     charts(data, results)
     (results / "latest.json").write_text(json.dumps(data, indent=1))
-    (results / "RESULTS.md").write_text(markdown(data))
+    (results / "RESULTS.md").write_text(markdown(data, results))
     print(f"\nwrote {results / 'RESULTS.md'} and {results / 'latest.json'}")
     for row in targets(data):
         print(" | ".join(row))

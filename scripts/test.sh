@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Build everything and run every check and test: Rust and Python.
+# Build everything and run every check and test: Rust and Python. Installs the
+# [dev] extra (tests, type checking, release tools) and the optional providers'
+# extras on top of what the demo installed; pytest options pass through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "==> installing redis-server (tests start their own instance)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+scripts/bootstrap.sh cli,dev,huggingface,bench
 . .venv/bin/activate
 
 echo "==> Rust: format, lint, tests"
@@ -11,8 +20,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test -p orchestrator-core
 
 echo "==> Python: lint, format, types, stub"
-ruff check python tests benches
-ruff format --check python tests benches
+ruff check python tests benches scripts
+ruff format --check python tests benches scripts
 mypy
 python -m mypy.stubtest orchestrator._core
 

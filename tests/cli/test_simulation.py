@@ -48,7 +48,7 @@ def test_rewards_use_the_registry_formula() -> None:
     # sim.reward() over the same outcomes.
     weights = RewardWeights()
     scenario = sim.get_scenario("stationary")
-    registry, models = sim._registry_for(scenario, None, weights, None, 5)
+    registry, models = sim.runner._registry_for(scenario, None, weights, None, 5)
     mine = np.zeros(len(models))
     for t in range(200):
         arm = t % len(models)

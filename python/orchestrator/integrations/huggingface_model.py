@@ -1,5 +1,5 @@
 """Hugging Face models: local generation with ``transformers`` (the optional extra
-``orchestrator[huggingface]``) run off the event loop, or a
+``orchestrator-router[huggingface]``) run off the event loop, or a
 text-generation-inference (TGI) endpoint over HTTP."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, Optional
 
 import httpx
@@ -40,7 +41,7 @@ def _require_transformers() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UnsupportedOperationError(
             "local Hugging Face models need transformers and torch: "
-            "pip install 'orchestrator[huggingface]'"
+            "pip install 'orchestrator-router[huggingface]'"
         ) from exc
     return transformers
 
@@ -48,12 +49,25 @@ def _require_transformers() -> Any:
 def load_pretrained(path: str, *, allow_download: bool, **model_kwargs: Any) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer from a local path or a hub id; with
     ``allow_download=False`` only files already on disk are used."""
+    folder = Path(path).expanduser()
+    if path.startswith((".", "/", "~")) and not folder.is_dir():
+        raise FileNotFoundError(
+            f"model_path {path!r}: no such directory (expected a folder with config.json, "
+            "the tokenizer files and the weights)"
+        )
     transformers = _require_transformers()
     local = not allow_download
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=local, **model_kwargs
-    )
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=local, **model_kwargs
+        )
+    except (OSError, ValueError) as exc:  # transformers: no such model id, no usable files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "no usable model in that directory" if folder.is_dir() else "not found"
+        if not folder.is_dir() and local:
+            where += " (not a local directory, and allow_download=False)"
+        raise FileNotFoundError(f"model_path {path!r}: {where}: {reason}") from None
     model.eval()
     return model, tokenizer
 
