@@ -1,6 +1,8 @@
 //! `orchestrator._core`: a thin PyO3 layer over `orchestrator-core`. It only
 //! converts arguments and results; every decision is made in the core crate.
 
+mod router;
+
 use orchestrator_core as core;
 use orchestrator_core::{
     BreakerConfig, Constraints, CoreError, ModelSpec, Outcome, RewardWeights, Strategy,
@@ -1015,5 +1017,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    router::register(m)?;
     Ok(())
 }
