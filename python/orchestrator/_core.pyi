@@ -221,7 +221,7 @@ class ContextualRouter:
         word_ngrams: int = 2,
         char_ngrams: int = 0,
         embedding_dim: int = 0,
-        prior_precision: float = 1.0,
+        prior_precision: float = 4.0,
         exploration: str = "thompson",
         exploration_weight: float = 1.0,
         epochs: int = 4,
@@ -273,7 +273,7 @@ class ContextualRouter:
     def load(
         state: bytes,
         *,
-        prior_precision: float = 1.0,
+        prior_precision: float = 4.0,
         exploration: str = "thompson",
         exploration_weight: float = 1.0,
         epochs: int = 4,

@@ -30,7 +30,7 @@ class ContextualSelector:
     word_ngrams: int = 2
     char_ngrams: int = 0
     embedding_dim: int = 0
-    prior_precision: float = 1.0
+    prior_precision: float = 4.0
     exploration: Exploration = "thompson"
     exploration_weight: float = 1.0
     epochs: int = 4
