@@ -13,6 +13,7 @@ share, in percent, at which the curve reaches PGR p.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,9 +55,9 @@ class Reference:
             )
         return cls(cheapest, best, costs[cheapest], costs[best], means[cheapest], means[best])
 
-    def cost_share(self, mean_cost: float) -> float:
-        # No mix of models costs less than the cheapest: clip rounding error below 0.
-        return max(0.0, (mean_cost - self.cheapest_cost) / (self.best_cost - self.cheapest_cost))
+    def cost_share(self, cost: float) -> float:
+        """A model's cost normalised: 0 for the cheapest, 1 for the best model."""
+        return (cost - self.cheapest_cost) / (self.best_cost - self.cheapest_cost)
 
     def recovered(self, quality: float) -> float:
         """PGR of a mean quality."""
@@ -73,13 +74,10 @@ def curve_point(
     """The point of one operating point's choices (one model name per row)."""
     if len(choices) != len(table):
         raise EvalError(f"invalid decisions: {len(choices)} choices for {len(table)} rows")
-    total_cost = 0.0
-    total_quality = 0.0
-    for row, model in enumerate(choices):
-        total_cost += costs[model]
-        total_quality += table.qualities[model][row]
+    shares = math.fsum(reference.cost_share(costs[model]) for model in choices)
+    quality = math.fsum(table.qualities[model][row] for row, model in enumerate(choices))
     n = len(table)
-    return CurvePoint(willingness_to_pay, reference.cost_share(total_cost / n), total_quality / n)
+    return CurvePoint(willingness_to_pay, shares / n, quality / n)
 
 
 def _normalised(points: Sequence[CurvePoint], reference: Reference) -> list[tuple[float, float]]:
