@@ -113,21 +113,75 @@ impl Features {
 }
 
 /// Counters gathered in the token pass that become the structure signals.
-#[derive(Default)]
+/// ASCII classes are read off a byte histogram at the end, so the pass
+/// itself does one increment per byte.
 struct Counts {
-    chars: u32,
-    digits: u32,
-    math: u32,
-    non_ascii: u32,
-    upper: u32,
-    punctuation: u32,
-    questions: u32,
-    lines: u32,
+    bytes: [u32; 256],
+    non_ascii_upper: u32,
+    non_ascii_math: u32,
     words: u32,
     word_chars: u32,
     fences: u32,
-    backticks_run: u32,
 }
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            bytes: [0; 256],
+            non_ascii_upper: 0,
+            non_ascii_math: 0,
+            words: 0,
+            word_chars: 0,
+            fences: 0,
+        }
+    }
+}
+
+impl Counts {
+    fn sum(&self, range: std::ops::RangeInclusive<u8>) -> u32 {
+        range.map(|b| self.bytes[b as usize]).sum()
+    }
+
+    fn of(&self, byte: u8) -> u32 {
+        self.bytes[byte as usize]
+    }
+
+    /// Characters: every byte but UTF-8 continuation bytes.
+    fn chars(&self) -> u32 {
+        self.bytes.iter().sum::<u32>() - self.sum(0x80..=0xBF)
+    }
+
+    fn non_ascii(&self) -> u32 {
+        self.sum(0xC0..=0xFF)
+    }
+
+    fn math(&self) -> u32 {
+        b"=+*/^<>%|\\$".iter().map(|&b| self.of(b)).sum::<u32>() + self.non_ascii_math
+    }
+
+    fn upper(&self) -> u32 {
+        self.sum(b'A'..=b'Z') + self.non_ascii_upper
+    }
+
+    fn punctuation(&self) -> u32 {
+        (0u8..128)
+            .filter(u8::is_ascii_punctuation)
+            .map(|b| self.of(b))
+            .sum()
+    }
+}
+
+/// Bytes that belong to words: ASCII letters and digits (non-ASCII
+/// characters are classified when decoded).
+const ASCII_WORD: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut byte = 0;
+    while byte < 128 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
+        byte += 1;
+    }
+    table
+};
 
 /// The last tokens' hashes and start offsets, newest first, for n-grams.
 #[derive(Default)]
@@ -230,18 +284,29 @@ impl Featurizer {
         embedding: Option<&[f32]>,
         out: &mut Features,
     ) -> Result<(), CoreError> {
-        self.featurize_with(text, embedding, out, &mut |_, _| {})
+        self.scan::<false, _>(text, embedding, out, &mut |_, _| {})
     }
 
     /// [`Featurizer::featurize`], reporting every hashed feature's bucket and
     /// text to `on_feature`, for explanations (character n-grams read `#ab`,
     /// with `#` marking a word boundary).
-    pub fn featurize_with(
+    pub fn featurize_with<F: FnMut(u32, &str)>(
         &self,
         text: &str,
         embedding: Option<&[f32]>,
         out: &mut Features,
-        on_feature: &mut dyn FnMut(u32, &str),
+        on_feature: &mut F,
+    ) -> Result<(), CoreError> {
+        self.scan::<true, F>(text, embedding, out, on_feature)
+    }
+
+    /// The featurizing pass; with `NAMED` it reports features to `on_feature`.
+    fn scan<const NAMED: bool, F: FnMut(u32, &str)>(
+        &self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        out: &mut Features,
+        on_feature: &mut F,
     ) -> Result<(), CoreError> {
         if let Some(values) = embedding {
             if values.len() != self.config.embedding_dim as usize {
@@ -263,70 +328,55 @@ impl Featurizer {
         let mut history = History::default();
         let mut word = std::mem::take(&mut out.word);
         word.clear();
-        let mut word_start = 0usize;
-        for (position, c) in text
-            .char_indices()
-            .chain(std::iter::once((text.len(), ' ')))
-        {
-            let at_end = position == text.len();
-            if !at_end {
-                counts.chars += 1;
-                if c.is_ascii_digit() {
-                    counts.digits += 1;
+        let mut word_start = usize::MAX;
+        let bytes = text.as_bytes();
+        let mut position = 0usize;
+        while position <= bytes.len() {
+            // The end of the text acts as a separator.
+            let byte = bytes.get(position).copied().unwrap_or(b' ');
+            let (in_word, width) = if byte.is_ascii() {
+                if position < bytes.len() {
+                    counts.bytes[byte as usize] += 1;
                 }
-                if is_math(c) {
-                    counts.math += 1;
+                (ASCII_WORD[byte as usize], 1)
+            } else {
+                let c = text[position..].chars().next().unwrap_or(' ');
+                for &b in &bytes[position..position + c.len_utf8()] {
+                    counts.bytes[b as usize] += 1;
                 }
-                if !c.is_ascii() {
-                    counts.non_ascii += 1;
-                }
-                if c.is_uppercase() {
-                    counts.upper += 1;
-                }
-                if c == '\n' {
-                    counts.lines += 1;
-                }
-                if c == '`' {
-                    counts.backticks_run += 1;
-                    if counts.backticks_run == 3 {
-                        counts.fences += 1;
-                    }
-                } else {
-                    counts.backticks_run = 0;
-                }
-            }
-            if !at_end && c.is_alphanumeric() {
-                if word.is_empty() {
+                counts.non_ascii_upper += u32::from(c.is_uppercase());
+                counts.non_ascii_math += u32::from(is_math(c));
+                (c.is_alphanumeric(), c.len_utf8())
+            };
+            if in_word {
+                if word_start == usize::MAX {
                     word_start = position;
                 }
-                let mut buffer = [0u8; 4];
-                word.extend_from_slice(c.to_ascii_lowercase().encode_utf8(&mut buffer).as_bytes());
+                position += width;
                 continue;
             }
-            if !word.is_empty() {
-                counts.words += 1;
-                counts.word_chars += (position - word_start) as u32;
-                let hash = Self::token_hash(&word);
-                self.push_ngrams(
-                    hash,
-                    (word_start, position),
-                    text,
-                    &mut history,
-                    out,
-                    on_feature,
-                );
-                if self.config.char_ngrams > 0 {
-                    self.push_char_ngrams(&word, out, on_feature);
-                }
+            if word_start != usize::MAX {
+                let span = (word_start, position);
                 word.clear();
-            }
-            if !at_end && c.is_ascii_punctuation() {
-                counts.punctuation += 1;
-                if c == '?' {
-                    counts.questions += 1;
+                word.extend(bytes[span.0..span.1].iter().map(u8::to_ascii_lowercase));
+                counts.words += 1;
+                counts.word_chars += (span.1 - span.0) as u32;
+                let hash = Self::token_hash(&word);
+                self.push_ngrams::<NAMED, F>(hash, span, text, &mut history, out, on_feature);
+                if self.config.char_ngrams > 0 {
+                    self.push_char_ngrams::<NAMED, F>(&word, out, on_feature);
                 }
-                let hash = Self::token_hash(&[c as u8]);
-                self.push_ngrams(
+                word_start = usize::MAX;
+            }
+            if byte.is_ascii_punctuation() {
+                if byte == b'`'
+                    && bytes[..position].ends_with(b"``")
+                    && !bytes[..position].ends_with(b"```")
+                {
+                    counts.fences += 1;
+                }
+                let hash = Self::token_hash(&bytes[position..position + 1]);
+                self.push_ngrams::<NAMED, F>(
                     hash,
                     (position, position + 1),
                     text,
@@ -335,6 +385,7 @@ impl Featurizer {
                     on_feature,
                 );
             }
+            position += width;
         }
         out.word = word;
         Self::normalise(out);
@@ -352,25 +403,29 @@ impl Featurizer {
 
     /// Push the token's unigram and the word n-grams it ends; `span` is the
     /// token's byte range in `text` (explanations name n-grams by it).
-    fn push_ngrams(
+    fn push_ngrams<const NAMED: bool, F: FnMut(u32, &str)>(
         &self,
         hash: u64,
         span: (usize, usize),
         text: &str,
         history: &mut History,
         out: &mut Features,
-        on_feature: &mut dyn FnMut(u32, &str),
+        on_feature: &mut F,
     ) {
         let (index, sign) = self.bucket(hash);
         out.push(index, sign);
-        on_feature(index, &text[span.0..span.1]);
+        if NAMED {
+            on_feature(index, &text[span.0..span.1]);
+        }
         let longest = usize::from(self.config.word_ngrams);
         let mut gram = hash;
         for n in 1..longest.min(history.len + 1) {
             gram = extend(history.hashes[n - 1], gram, n as u64 + 1);
             let (index, sign) = self.bucket(gram);
             out.push(index, sign);
-            on_feature(index, &text[history.starts[n - 1]..span.1]);
+            if NAMED {
+                on_feature(index, &text[history.starts[n - 1]..span.1]);
+            }
         }
         history.hashes.copy_within(0..2, 1);
         history.starts.copy_within(0..2, 1);
@@ -380,11 +435,11 @@ impl Featurizer {
     }
 
     /// Character n-grams of the word padded with a boundary mark on each side.
-    fn push_char_ngrams(
+    fn push_char_ngrams<const NAMED: bool, F: FnMut(u32, &str)>(
         &self,
         word: &[u8],
         out: &mut Features,
-        on_feature: &mut dyn FnMut(u32, &str),
+        on_feature: &mut F,
     ) {
         let n = usize::from(self.config.char_ngrams);
         let padded_len = word.len() + 2;
@@ -404,7 +459,9 @@ impl Featurizer {
             let hash = mix(Self::token_hash(&window[..n]) ^ 0xC4A5);
             let (index, sign) = self.bucket(hash);
             out.push(index, sign);
-            on_feature(index, std::str::from_utf8(&window[..n]).unwrap_or("#?"));
+            if NAMED {
+                on_feature(index, std::str::from_utf8(&window[..n]).unwrap_or("#?"));
+            }
         }
     }
 
@@ -420,21 +477,21 @@ impl Featurizer {
     }
 
     fn push_structure(&self, counts: &Counts, out: &mut Features) {
-        let chars = counts.chars.max(1) as f32;
-        let share = |n: u32| (n as f32 / chars).min(1.0);
+        let chars = counts.chars();
+        let share = |n: u32| (n as f32 / chars.max(1) as f32).min(1.0);
         let log_scaled = |n: f32, top: f32| ((1.0 + n).ln() / (1.0 + top).ln()).min(1.0);
-        let tokens = token_estimate_from(counts.chars, counts.words);
+        let tokens = token_estimate_from(chars, counts.words);
         let signals: [f32; STRUCTURE_FEATURES] = [
             1.0,
             log_scaled(tokens as f32, 32_768.0),
             (counts.fences as f32 / 4.0).min(1.0),
-            (share(counts.math) * 10.0).min(1.0),
-            (share(counts.digits) * 5.0).min(1.0),
-            (counts.questions as f32 / 3.0).min(1.0),
-            share(counts.non_ascii),
-            (share(counts.upper) * 5.0).min(1.0),
-            log_scaled(counts.lines as f32, 1_024.0),
-            (share(counts.punctuation) * 5.0).min(1.0),
+            (share(counts.math()) * 10.0).min(1.0),
+            (share(counts.sum(b'0'..=b'9')) * 5.0).min(1.0),
+            (counts.of(b'?') as f32 / 3.0).min(1.0),
+            share(counts.non_ascii()),
+            (share(counts.upper()) * 5.0).min(1.0),
+            log_scaled(counts.of(b'\n') as f32, 1_024.0),
+            (share(counts.punctuation()) * 5.0).min(1.0),
             log_scaled(counts.words as f32, 16_384.0),
             (counts.word_chars as f32 / counts.words.max(1) as f32 / 12.0).min(1.0),
         ];

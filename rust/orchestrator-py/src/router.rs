@@ -163,7 +163,7 @@ impl ContextualRouter {
     #[new]
     #[pyo3(signature = (
         models, *, costs=None, hash_bits=16, word_ngrams=2, char_ngrams=0, embedding_dim=0,
-        prior_precision=1.0, exploration="thompson", exploration_weight=1.0, epochs=4,
+        prior_precision=4.0, exploration="thompson", exploration_weight=1.0, epochs=4,
         learning_rate=0.1, feedback_ttl_s=3600.0, max_pending=65536, seed=0x5EED
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -408,7 +408,7 @@ impl ContextualRouter {
     /// A router from `save()` bytes with these hyper-parameters (the featurizer's come from the state).
     #[staticmethod]
     #[pyo3(signature = (
-        state, *, prior_precision=1.0, exploration="thompson", exploration_weight=1.0, epochs=4,
+        state, *, prior_precision=4.0, exploration="thompson", exploration_weight=1.0, epochs=4,
         learning_rate=0.1, feedback_ttl_s=3600.0, max_pending=65536, seed=0x5EED
     ))]
     #[allow(clippy::too_many_arguments)]

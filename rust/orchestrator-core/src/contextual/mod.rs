@@ -55,7 +55,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             featurizer: FeaturizerConfig::default(),
-            prior_precision: 1.0,
+            prior_precision: 4.0,
             exploration: Exploration::Thompson,
             epochs: 4,
             learning_rate: 0.1,

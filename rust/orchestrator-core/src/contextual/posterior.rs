@@ -20,6 +20,9 @@ pub fn moderated(z: f64, variance: f64) -> f64 {
     sigmoid(z / (1.0 + std::f64::consts::PI * variance / 8.0).sqrt())
 }
 
+/// Models scored together per pass over the features (accumulators stay in registers).
+const SCORE_BLOCK: usize = 16;
+
 /// The posterior of every model's weights.
 #[derive(Debug, Clone)]
 pub struct Posteriors {
@@ -100,20 +103,21 @@ impl Posteriors {
     /// Logit mean and variance of every model for `features`, into the slices.
     pub fn score(&self, features: &Features, logits: &mut [f64], variances: &mut [f64]) {
         let n = self.models;
-        let mut z = [0f32; 16];
-        let mut v = [0f32; 16];
-        for block in (0..n).step_by(16) {
-            let width = (n - block).min(16);
-            z[..width].fill(0.0);
-            v[..width].fill(0.0);
+        let mut z = [0f32; SCORE_BLOCK];
+        let mut v = [0f32; SCORE_BLOCK];
+        for block in (0..n).step_by(SCORE_BLOCK) {
+            let width = (n - block).min(SCORE_BLOCK);
+            let (z, v) = (&mut z[..width], &mut v[..width]);
+            z.fill(0.0);
+            v.fill(0.0);
             for (&index, &x) in features.indices.iter().zip(&features.values) {
                 let base = index as usize * n + block;
                 let means = &self.mean[base..base + width];
                 let vars = &self.variance[base..base + width];
                 let xx = x * x;
-                for k in 0..width {
-                    z[k] += means[k] * x;
-                    v[k] += vars[k] * xx;
+                for (((z, v), mean), var) in z.iter_mut().zip(v.iter_mut()).zip(means).zip(vars) {
+                    *z += mean * x;
+                    *v += var * xx;
                 }
             }
             for k in 0..width {
