@@ -281,3 +281,62 @@ proptest! {
         }
     }
 }
+
+/// A shared store: the sums of every worker's changes, as Redis keeps them.
+fn push(store: &mut std::collections::BTreeMap<u64, (f64, f64)>, router: &mut Router) {
+    for (index, dq, dh) in router.take_changes().unwrap() {
+        let entry = store.entry(index).or_insert((0.0, 0.0));
+        entry.0 += dq;
+        entry.1 += dh;
+    }
+}
+
+fn sums(store: &std::collections::BTreeMap<u64, (f64, f64)>) -> Vec<(u64, f64, f64)> {
+    store.iter().map(|(&i, &(q, h))| (i, q, h)).collect()
+}
+
+#[test]
+fn workers_share_learning_as_additive_changes() {
+    let mut store = std::collections::BTreeMap::new();
+    let (mut a, mut b) = (router(Exploration::Greedy), router(Exploration::Greedy));
+    a.start_sharing();
+    b.start_sharing();
+    let fresh = b.predict("integral of x", None).unwrap()[1].quality;
+    for _ in 0..10 {
+        a.learn("integral of x", None, 1, 1.0).unwrap();
+        b.learn("hello friend", None, 0, 1.0).unwrap();
+    }
+    push(&mut store, &mut a);
+    push(&mut store, &mut b);
+    // A learns more after pushing: that stays local until its next push.
+    // (Model 1: every prompt shares the bias weight, so a lesson for model 0
+    // would also move A's view of "hello friend" below.)
+    a.learn("a local lesson", None, 1, 0.0).unwrap();
+    let local = a.predict("a local lesson", None).unwrap();
+    a.apply_shared(&sums(&store)).unwrap();
+    b.apply_shared(&sums(&store)).unwrap();
+    assert!(b.predict("integral of x", None).unwrap()[1].quality > fresh + 0.2);
+    let a_sees = a.predict("hello friend", None).unwrap()[0].quality;
+    let b_sees = b.predict("hello friend", None).unwrap()[0].quality;
+    assert!((a_sees - b_sees).abs() < 1e-6);
+    assert_eq!(a.predict("a local lesson", None).unwrap()[1], local[1]);
+    assert!(b.predict("a local lesson", None).unwrap()[1] != local[1]);
+    // After A pushes again and both apply, they agree everywhere.
+    push(&mut store, &mut a);
+    a.apply_shared(&sums(&store)).unwrap();
+    b.apply_shared(&sums(&store)).unwrap();
+    for prompt in ["integral of x", "hello friend", "a local lesson"] {
+        assert_eq!(
+            a.predict(prompt, None).unwrap(),
+            b.predict(prompt, None).unwrap()
+        );
+    }
+    assert!(a.take_changes().unwrap().is_empty());
+    assert!(a.add_model("late", None).is_err());
+    let error = a.apply_shared(&[(u64::MAX, 1.0, 0.0)]).unwrap_err();
+    assert!(error.to_string().contains("shared weight index"));
+    let error = a.apply_shared(&[(0, -1e9, 0.0)]).unwrap_err();
+    assert!(error.to_string().contains("shared state"));
+    let mut unshared = router(Exploration::Greedy);
+    assert!(unshared.take_changes().is_err());
+}

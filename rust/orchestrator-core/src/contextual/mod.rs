@@ -11,6 +11,7 @@
 pub mod pending;
 pub mod persist;
 pub mod posterior;
+pub mod sharing;
 
 use crate::error::{non_negative, unit_interval, CoreError};
 use crate::features::{next_random, Features, Featurizer, FeaturizerConfig};
@@ -144,6 +145,8 @@ pub struct Router {
     logits: Vec<f64>,
     variances: Vec<f64>,
     random_state: u64,
+    /// Natural parameters of every weight when sharing started ([`sharing`]).
+    sharing_baseline: Option<Vec<(f32, f32)>>,
 }
 
 impl Router {
@@ -165,6 +168,7 @@ impl Router {
             logits: Vec::new(),
             variances: Vec::new(),
             random_state: config.seed,
+            sharing_baseline: None,
         })
     }
 
@@ -232,6 +236,7 @@ impl Router {
     /// Add a model (prior posterior) with an optional expected cost per call; returns its index.
     pub fn add_model(&mut self, name: &str, cost: Option<f64>) -> Result<usize, CoreError> {
         self.check_new_model(name, cost)?;
+        self.check_not_sharing()?;
         self.posteriors.add_model();
         self.names.push(name.to_owned());
         self.costs.push(cost);
@@ -243,6 +248,7 @@ impl Router {
     /// Remove a model; later models move down one index and its pending decisions are dropped.
     pub fn remove_model(&mut self, name: &str) -> Result<(), CoreError> {
         let model = self.model_index(name)?;
+        self.check_not_sharing()?;
         self.posteriors.remove_model(model);
         self.pending.forget_model(model);
         self.names.remove(model);
@@ -256,6 +262,17 @@ impl Router {
     pub fn set_cost(&mut self, model: usize, cost: f64) -> Result<(), CoreError> {
         self.check_model(model)?;
         self.costs[model] = Some(non_negative("cost", cost)?);
+        Ok(())
+    }
+
+    /// Shared weight indices depend on the model list, which is fixed while sharing.
+    fn check_not_sharing(&self) -> Result<(), CoreError> {
+        if self.is_sharing() {
+            return Err(CoreError::invalid(
+                "models",
+                "cannot change while the router shares its state",
+            ));
+        }
         Ok(())
     }
 

@@ -7,6 +7,8 @@
 //! weights under the current posterior as prior (AdaGrad over a few epochs)
 //! and sets each weight's variance from the Laplace approximation.
 
+use rustc_hash::FxHashMap;
+
 use crate::features::{next_random, Features};
 
 /// Logistic function.
@@ -32,6 +34,9 @@ pub struct Posteriors {
     pub(crate) mean: Vec<f32>,
     pub(crate) variance: Vec<f32>,
     pub(crate) observations: Vec<u64>,
+    /// While sharing: each changed weight's (precision, precision × mean)
+    /// before its first change since the last sync.
+    pub(crate) unsynced: Option<FxHashMap<usize, (f64, f64)>>,
 }
 
 /// Optimiser settings of [`Posteriors::fit`].
@@ -51,6 +56,7 @@ impl Posteriors {
             mean: vec![0.0; dim * models],
             variance: vec![prior_variance; dim * models],
             observations: vec![0; models],
+            unsynced: None,
         }
     }
 
@@ -146,6 +152,20 @@ impl Posteriors {
         (z, v)
     }
 
+    /// Natural parameters (precision, precision × mean) of weight `at`.
+    pub(crate) fn natural(&self, at: usize) -> (f64, f64) {
+        let precision = 1.0 / f64::from(self.variance[at]);
+        (precision, precision * f64::from(self.mean[at]))
+    }
+
+    /// Record weight `at`'s value before a change, when sharing.
+    fn remember(&mut self, at: usize) {
+        let natural = self.natural(at);
+        if let Some(unsynced) = &mut self.unsynced {
+            unsynced.entry(at).or_insert(natural);
+        }
+    }
+
     /// Fold one observed quality in `[0, 1]` into `model`'s posterior
     /// (extended Kalman step of the logistic likelihood).
     pub fn update(&mut self, model: usize, features: &Features, quality: f64) {
@@ -155,6 +175,7 @@ impl Posteriors {
         let gain = (quality - p) / (1.0 + curvature * v);
         for (&index, &x) in features.indices.iter().zip(&features.values) {
             let at = index as usize * self.models + model;
+            self.remember(at);
             let variance = f64::from(self.variance[at]);
             let x = f64::from(x);
             self.mean[at] += (variance * x * gain) as f32;
@@ -176,6 +197,13 @@ impl Posteriors {
         for row in rows {
             for &index in &row.indices {
                 touches[index as usize] += 1;
+            }
+        }
+        if self.unsynced.is_some() {
+            for (model, _) in targets {
+                for feature in 0..self.dim {
+                    self.remember(feature * n + *model);
+                }
             }
         }
         let prior_mean = self.mean.clone();
