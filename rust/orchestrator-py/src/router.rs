@@ -400,6 +400,22 @@ impl ContextualRouter {
             .collect())
     }
 
+    /// Start recording changes for sharing across workers (the current state
+    /// is the starting state every worker must share).
+    fn start_sharing(&self) {
+        self.inner.lock().start_sharing();
+    }
+
+    /// Changes since the last call: (weight index, Δ precision, Δ precision × mean).
+    fn take_changes(&self) -> PyResult<Vec<(u64, f64, f64)>> {
+        self.inner.lock().take_changes().map_err(to_py)
+    }
+
+    /// Apply the shared sums of every worker's changes.
+    fn apply_shared(&self, sums: Vec<(u64, f64, f64)>) -> PyResult<()> {
+        self.inner.lock().apply_shared(&sums).map_err(to_py)
+    }
+
     /// The learned state as bytes (format documented in `contextual/persist.rs`).
     fn save<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.lock().save())
