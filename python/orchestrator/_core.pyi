@@ -273,15 +273,4 @@ class ContextualRouter:
     def apply_shared(self, sums: list[tuple[int, float, float]]) -> None: ...
     def save(self) -> bytes: ...
     @staticmethod
-    def load(
-        state: bytes,
-        *,
-        prior_precision: float = 4.0,
-        exploration: str = "thompson",
-        exploration_weight: float = 1.0,
-        epochs: int = 4,
-        learning_rate: float = 0.1,
-        feedback_ttl_s: float = 3600.0,
-        max_pending: int = 65536,
-        seed: int = 0x5EED,
-    ) -> ContextualRouter: ...
+    def load(state: bytes, settings: ContextualRouter) -> ContextualRouter: ...

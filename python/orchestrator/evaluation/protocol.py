@@ -32,7 +32,7 @@ from orchestrator.evaluation.metrics import (
     random_router_apgr,
 )
 from orchestrator.evaluation.table import EvalError, EvalTable, check_costs
-from orchestrator.routing import ContextualRouter, ContextualSelector
+from orchestrator.routing import ContextualRouter, ContextualSelector, Decision
 
 Protocol = Literal["calibrated", "online"]
 Progress = Callable[[int], None]
@@ -171,6 +171,16 @@ def evaluate(
     )
 
 
+def _timed_decide(
+    router: ContextualRouter, prompt: str, wtp: float, record: bool, timings: list[int]
+) -> Decision:
+    """One decision, its nanoseconds appended to ``timings``."""
+    started = time.perf_counter_ns()
+    decision = router.decide(prompt, willingness_to_pay=wtp, record=record)
+    timings.append(time.perf_counter_ns() - started)
+    return decision
+
+
 def _run_calibrated(
     table: EvalTable,
     costs: Mapping[str, float],
@@ -198,10 +208,7 @@ def _run_calibrated(
         for row in held_out:
             prompt = table.prompts[row]
             for point, wtp in enumerate(grid):
-                started = time.perf_counter_ns()
-                decision = router.decide(prompt, willingness_to_pay=wtp, record=False)
-                timings.append(time.perf_counter_ns() - started)
-                decisions[point][row] = decision.model
+                decisions[point][row] = _timed_decide(router, prompt, wtp, False, timings).model
             tick(len(grid))
     return grid, decisions
 
@@ -222,9 +229,7 @@ def _run_online(
     for point, wtp in enumerate(grid):
         router = ContextualRouter(table.models, costs=costs, selector=selector)
         for row in order:
-            started = time.perf_counter_ns()
-            decision = router.decide(table.prompts[row], willingness_to_pay=wtp)
-            timings.append(time.perf_counter_ns() - started)
+            decision = _timed_decide(router, table.prompts[row], wtp, True, timings)
             assert decision.request_id is not None
             router.report_quality(decision.request_id, table.qualities[decision.model][row])
             decisions[point][row] = decision.model

@@ -201,10 +201,11 @@ class ContextualRouter:
     def from_bytes(
         cls, state: bytes, selector: Optional[ContextualSelector] = None
     ) -> ContextualRouter:
-        """A router from :meth:`to_bytes`; refuses another featurizer version."""
+        """A router from :meth:`to_bytes` with ``selector``'s hyper-parameters (its
+        featurizer settings come from the state); refuses another featurizer version."""
         selector = selector or ContextualSelector()
-        loaded = _core.ContextualRouter.load(state, **selector.state_options())
-        return cls._wrap(loaded, selector)
+        settings = _core.ContextualRouter([], **selector.core_options())
+        return cls._wrap(_core.ContextualRouter.load(state, settings), selector)
 
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_bytes(self.to_bytes())

@@ -50,11 +50,3 @@ class ContextualSelector:
         options = asdict(self)
         del options["willingness_to_pay"]
         return options
-
-    def state_options(self) -> dict[str, Any]:
-        """The keyword arguments of ``_core.ContextualRouter.load`` (the
-        featurizer's settings come from the saved state)."""
-        options = self.core_options()
-        for name in ("hash_bits", "word_ngrams", "char_ngrams", "embedding_dim"):
-            del options[name]
-        return options

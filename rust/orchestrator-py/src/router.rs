@@ -421,39 +421,11 @@ impl ContextualRouter {
         PyBytes::new(py, &self.inner.lock().save())
     }
 
-    /// A router from `save()` bytes with these hyper-parameters (the featurizer's come from the state).
+    /// A router from `save()` bytes, with the hyper-parameters of `settings`
+    /// (any router, e.g. one with no models); the featurizer's come from the state.
     #[staticmethod]
-    #[pyo3(signature = (
-        state, *, prior_precision=4.0, exploration="thompson", exploration_weight=1.0, epochs=4,
-        learning_rate=0.1, feedback_ttl_s=3600.0, max_pending=65536, seed=0x5EED
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn load(
-        state: &[u8],
-        prior_precision: f64,
-        exploration: &str,
-        exploration_weight: f64,
-        epochs: i64,
-        learning_rate: f64,
-        feedback_ttl_s: f64,
-        max_pending: i64,
-        seed: u64,
-    ) -> PyResult<Self> {
-        let defaults = FeaturizerConfig::default();
-        let config = config(
-            i64::from(defaults.hash_bits),
-            i64::from(defaults.word_ngrams),
-            i64::from(defaults.char_ngrams),
-            0,
-            prior_precision,
-            exploration,
-            exploration_weight,
-            epochs,
-            learning_rate,
-            feedback_ttl_s,
-            max_pending,
-            seed,
-        )?;
+    fn load(state: &[u8], settings: &ContextualRouter) -> PyResult<Self> {
+        let config = *settings.inner.lock().config();
         Ok(Self::wrap(Router::load(state, config).map_err(to_py)?))
     }
 }

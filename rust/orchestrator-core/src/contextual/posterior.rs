@@ -166,6 +166,16 @@ impl Posteriors {
         }
     }
 
+    /// `model`'s logit mean for `features`.
+    fn logit(&self, features: &Features, model: usize) -> f32 {
+        features
+            .indices
+            .iter()
+            .zip(&features.values)
+            .map(|(&i, &x)| self.mean[i as usize * self.models + model] * x)
+            .sum()
+    }
+
     /// Fold one observed quality in `[0, 1]` into `model`'s posterior
     /// (extended Kalman step of the logistic likelihood).
     pub fn update(&mut self, model: usize, features: &Features, quality: f64) {
@@ -218,12 +228,7 @@ impl Posteriors {
                 let row = &rows[row_index];
                 for (model, qualities) in targets {
                     let model = *model;
-                    let z: f32 = row
-                        .indices
-                        .iter()
-                        .zip(&row.values)
-                        .map(|(&i, &x)| self.mean[i as usize * n + model] * x)
-                        .sum();
+                    let z = self.logit(row, model);
                     let residual = sigmoid(f64::from(z)) as f32 - qualities[row_index] as f32;
                     for (&index, &x) in row.indices.iter().zip(&row.values) {
                         let at = index as usize * n + model;
@@ -240,12 +245,7 @@ impl Posteriors {
         for row in rows {
             for (model, _) in targets {
                 let model = *model;
-                let z: f32 = row
-                    .indices
-                    .iter()
-                    .zip(&row.values)
-                    .map(|(&i, &x)| self.mean[i as usize * n + model] * x)
-                    .sum();
+                let z = self.logit(row, model);
                 let p = sigmoid(f64::from(z)) as f32;
                 for (&index, &x) in row.indices.iter().zip(&row.values) {
                     precision[index as usize * n + model] += p * (1.0 - p) * x * x;
