@@ -4,6 +4,7 @@ validation of every input."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,26 @@ def test_models_are_validated_and_can_change() -> None:
     assert router.decide("x").model == "b"
     with pytest.raises(ValueError, match="no cost is known"):
         ContextualRouter(["a", "b"]).decide("x")
+
+
+def test_threads_share_one_router_safely() -> None:
+    router = ContextualRouter(["a", "b"], costs={"a": 0.001, "b": 0.002})
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(300):
+                decision = router.decide(f"prompt {seed} {i % 7}")
+                assert decision.request_id is not None
+                router.report_quality(decision.request_id, (i % 2) * 1.0)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert router.pending == 0
+    assert sum(e.observations for e in router.explain("prompt 0 1")) == 4 * 300

@@ -167,6 +167,8 @@ fn state_round_trips_and_foreign_state_is_refused() {
     let error = Router::load(&versioned, config(Exploration::Greedy)).unwrap_err();
     assert!(error.to_string().contains("featurizer version 99"));
     let error = Router::load(&bytes[..bytes.len() - 1], config(Exploration::Greedy)).unwrap_err();
+    assert!(error.to_string().contains("bytes of weights"));
+    let error = Router::load(&bytes[..20], config(Exploration::Greedy)).unwrap_err();
     assert!(error.to_string().contains("truncated"));
     let error = Router::load(b"not a state at all", config(Exploration::Greedy)).unwrap_err();
     assert!(error.to_string().contains("magic"));
@@ -339,4 +341,27 @@ fn workers_share_learning_as_additive_changes() {
     assert!(error.to_string().contains("shared state"));
     let mut unshared = router(Exploration::Greedy);
     assert!(unshared.take_changes().is_err());
+}
+
+#[test]
+fn oversized_routers_and_forged_state_are_refused_not_allocated() {
+    let big = RouterConfig {
+        featurizer: FeaturizerConfig {
+            hash_bits: 24,
+            ..FeaturizerConfig::default()
+        },
+        ..RouterConfig::default()
+    };
+    let names: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    let entries: Vec<(&str, Option<f64>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    let error = Router::with_models(big, &entries).unwrap_err();
+    assert!(error.to_string().contains("lower hash_bits"), "{error}");
+    let mut state = router(Exploration::Greedy).save();
+    // The model count sits after magic, two versions, featurizer bytes and the embedding size.
+    state[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(Router::load(&state, config(Exploration::Greedy)).is_err());
+    let mut state = router(Exploration::Greedy).save();
+    state.truncate(state.len() - 8);
+    let error = Router::load(&state, config(Exploration::Greedy)).unwrap_err();
+    assert!(error.to_string().contains("bytes of weights"), "{error}");
 }

@@ -23,6 +23,10 @@ use posterior::{moderated, sigmoid, FitSettings, Posteriors};
 /// expected to be at least 0.01 better.
 pub const DEFAULT_WILLINGNESS_TO_PAY: f64 = 1.0;
 
+/// Most weights a router holds (features × models; 8 bytes each, so 2 GiB):
+/// more is refused with an error rather than failing to allocate.
+pub const MAX_WEIGHTS: usize = 1 << 28;
+
 /// How a decision treats the uncertainty of its predictions.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Exploration {
@@ -84,7 +88,7 @@ impl RouterConfig {
         if !(self.feedback_ttl_s.is_finite() && self.feedback_ttl_s > 0.0) {
             return Err(CoreError::invalid("feedback_ttl_s", self.feedback_ttl_s));
         }
-        if !(1..=1 << 24).contains(&self.max_pending) {
+        if !(1..=1 << 20).contains(&self.max_pending) {
             return Err(CoreError::invalid("max_pending", self.max_pending));
         }
         Ok(())
@@ -184,6 +188,7 @@ impl Router {
                 return Err(CoreError::DuplicateModel(name.to_owned()));
             }
         }
+        router.check_capacity(models.len())?;
         router.posteriors = Posteriors::new(
             router.featurizer.dim() as usize,
             models.len(),
@@ -237,6 +242,7 @@ impl Router {
     pub fn add_model(&mut self, name: &str, cost: Option<f64>) -> Result<usize, CoreError> {
         self.check_new_model(name, cost)?;
         self.check_not_sharing()?;
+        self.check_capacity(self.names.len() + 1)?;
         self.posteriors.add_model();
         self.names.push(name.to_owned());
         self.costs.push(cost);
@@ -262,6 +268,20 @@ impl Router {
     pub fn set_cost(&mut self, model: usize, cost: f64) -> Result<(), CoreError> {
         self.check_model(model)?;
         self.costs[model] = Some(non_negative("cost", cost)?);
+        Ok(())
+    }
+
+    fn check_capacity(&self, models: usize) -> Result<(), CoreError> {
+        let dim = self.featurizer.dim() as usize;
+        if dim.saturating_mul(models) > MAX_WEIGHTS {
+            return Err(CoreError::invalid(
+                "models",
+                format!(
+                    "{models} models × {dim} features exceed {MAX_WEIGHTS} weights; \
+                     lower hash_bits"
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -25,6 +25,11 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 
 const MAGIC: &[u8; 8] = b"ORCROUTE";
 
+/// Length of the feature vector the state's featurizer settings describe.
+fn router_dim(config: &RouterConfig) -> Result<u32, CoreError> {
+    Ok(crate::features::Featurizer::new(config.featurizer)?.dim())
+}
+
 fn corrupt(detail: impl std::fmt::Display) -> CoreError {
     CoreError::invalid("state", detail)
 }
@@ -139,6 +144,14 @@ impl Router {
             let cost = f64::from_le_bytes(reader.array("a model cost")?);
             let observations = u64::from_le_bytes(reader.array("a model's observations")?);
             entries.push((name, (has_cost == 1).then_some(cost), observations));
+        }
+        let weights = (u64::from(router_dim(&config)?)).saturating_mul(u64::from(models));
+        if weights.saturating_mul(8) != reader.bytes.len() as u64 {
+            return Err(corrupt(format!(
+                "{} bytes of weights for {models} models, expected {}",
+                reader.bytes.len(),
+                weights.saturating_mul(8)
+            )));
         }
         let mut router = Router::with_models(
             config,
