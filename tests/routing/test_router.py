@@ -5,6 +5,7 @@ validation of every input."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,22 @@ def test_threads_share_one_router_safely() -> None:
     assert errors == []
     assert router.pending == 0
     assert sum(e.observations for e in router.explain("prompt 0 1")) == 4 * 300
+
+
+@pytest.mark.timeout(10)
+def test_arguments_that_call_back_into_the_router_do_not_deadlock() -> None:
+    """Caller objects are read before the core's lock is taken, so an
+    iterable that uses the router while it is read cannot deadlock."""
+    router = ContextualRouter(["a", "b"], costs={"a": 0.001, "b": 0.002})
+
+    def eligible() -> Iterator[str]:
+        router.predict("re-entered")
+        yield "b"
+
+    class Message(dict[str, str]):
+        def __getitem__(self, key: str) -> str:
+            router.learn("re-entered", "a", 1.0)
+            return super().__getitem__(key)
+
+    assert router.decide("x", models=eligible()).model == "b"
+    assert router.featurize([Message(role="user", content="hi")]) == router.featurize("hi")

@@ -106,7 +106,9 @@ impl ContextualRouter {
         }
     }
 
-    fn indices(router: &Router, names: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<usize>> {
+    /// Model names from a Python sequence, read before any lock is taken
+    /// (iterating caller objects may run Python code).
+    fn names(names: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<String>> {
         if names.is_instance_of::<PyString>() {
             return Err(PyTypeError::new_err(format!(
                 "{field} must be a list of model names, not a string"
@@ -118,7 +120,7 @@ impl ContextualRouter {
             let name = item.cast::<PyString>().map_err(|_| {
                 PyTypeError::new_err(format!("{field} must hold model names (strings)"))
             })?;
-            out.push(router.model_index(&name.to_cow()?).map_err(to_py)?);
+            out.push(name.to_cow()?.into_owned());
         }
         Ok(out)
     }
@@ -296,11 +298,20 @@ impl ContextualRouter {
     ) -> PyResult<(String, Option<u64>, f64)> {
         let text = prompt_text(prompt)?;
         let embedding = embedding_values(embedding)?;
+        let eligible = eligible
+            .map(|names| Self::names(names, "eligible"))
+            .transpose()?;
         let now = self.now();
         let mut router = self.inner.lock();
         let eligible = eligible
-            .map(|names| Self::indices(&router, names, "eligible"))
-            .transpose()?;
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| router.model_index(name))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(to_py)?;
         let decision = router
             .decide(
                 &text,
