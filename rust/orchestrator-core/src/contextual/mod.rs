@@ -136,6 +136,39 @@ pub struct ModelExplanation {
     pub top_features: Vec<FeatureEffect>,
 }
 
+/// Standard deviations above its mean that a Thompson draw is assumed not to reach.
+const THOMPSON_BOUND: f64 = 6.0;
+
+/// A candidate's quality under the exploration rule and its value.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    model: usize,
+    quality: f64,
+    penalty: f64,
+    value: f64,
+}
+
+impl Choice {
+    fn new(model: usize, quality: f64, penalty: f64) -> Self {
+        Choice {
+            model,
+            quality,
+            penalty,
+            value: quality - penalty,
+        }
+    }
+
+    /// Replace `best` with this choice if it has a higher value (ties go to the cheaper).
+    fn keep_better(self, best: &mut Option<Choice>) {
+        let better = best.is_none_or(|b| {
+            self.value > b.value || (self.value == b.value && self.penalty < b.penalty)
+        });
+        if better {
+            *best = Some(self);
+        }
+    }
+}
+
 /// The prompt-aware router.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -148,6 +181,8 @@ pub struct Router {
     scratch: Features,
     logits: Vec<f64>,
     variances: Vec<f64>,
+    /// Scratch: each eligible model and its cost / willingness_to_pay.
+    candidates: Vec<(usize, f64)>,
     random_state: u64,
     /// Natural parameters of every weight when sharing started ([`sharing`]).
     sharing_baseline: Option<Vec<(f32, f32)>>,
@@ -171,6 +206,7 @@ impl Router {
             scratch: Features::new(),
             logits: Vec::new(),
             variances: Vec::new(),
+            candidates: Vec::new(),
             random_state: config.seed,
             sharing_baseline: None,
         })
@@ -328,6 +364,45 @@ impl Router {
             .collect())
     }
 
+    /// The candidate with the best value under a deterministic quality rule.
+    fn best_by(&self, quality: impl Fn(f64, f64) -> f64) -> Option<Choice> {
+        let mut best: Option<Choice> = None;
+        for &(model, penalty) in &self.candidates {
+            let q = quality(self.logits[model], self.variances[model]);
+            Choice::new(model, q, penalty).keep_better(&mut best);
+        }
+        best
+    }
+
+    /// Thompson sampling that draws only for candidates that can still win:
+    /// the candidate with the best expected value draws first, and another
+    /// draws only if its quality six standard deviations up (a chance below
+    /// 1e-9 of being exceeded) would beat the best draw so far.
+    fn best_by_thompson(&mut self) -> Option<Choice> {
+        let leader = self.best_by(|z, _| sigmoid(z))?;
+        let mut best = Some(self.draw(leader.model, leader.penalty));
+        for position in 0..self.candidates.len() {
+            let (model, penalty) = self.candidates[position];
+            if model == leader.model {
+                continue;
+            }
+            let (z, v) = (self.logits[model], self.variances[model]);
+            let ceiling = sigmoid(z + THOMPSON_BOUND * v.sqrt()) - penalty;
+            if best.is_some_and(|b| ceiling < b.value) {
+                continue;
+            }
+            self.draw(model, penalty).keep_better(&mut best);
+        }
+        best
+    }
+
+    /// A Thompson draw of `model`'s quality.
+    fn draw(&mut self, model: usize, penalty: f64) -> Choice {
+        let (z, v) = (self.logits[model], self.variances[model]);
+        let quality = sigmoid(z + v.sqrt() * self.standard_normal());
+        Choice::new(model, quality, penalty)
+    }
+
     fn standard_normal(&mut self) -> f64 {
         let u1 = ((next_random(&mut self.random_state) >> 11) + 1) as f64 / (1u64 << 53) as f64;
         let u2 = (next_random(&mut self.random_state) >> 11) as f64 / (1u64 << 53) as f64;
@@ -371,7 +446,7 @@ impl Router {
         }
         self.score_prompt(text, embedding)?;
         let count = eligible.map_or(self.names.len(), <[usize]>::len);
-        let mut best: Option<(usize, f64, f64, f64)> = None;
+        self.candidates.clear();
         for position in 0..count {
             let model = eligible.map_or(position, |e| e[position]);
             let cost = match costs {
@@ -383,24 +458,19 @@ impl Router {
                     )
                 })?,
             };
-            let (z, v) = (self.logits[model], self.variances[model]);
-            let quality = match self.config.exploration {
-                Exploration::Greedy => moderated(z, v),
-                Exploration::Thompson => sigmoid(z + v.sqrt() * self.standard_normal()),
-                Exploration::Ucb(weight) => sigmoid(z + weight * v.sqrt()),
-            };
-            let value = quality - cost / willingness_to_pay;
-            let better = match best {
-                None => true,
-                Some((_, best_value, best_cost, _)) => {
-                    value > best_value || (value == best_value && cost < best_cost)
-                }
-            };
-            if better {
-                best = Some((model, value, cost, quality));
-            }
+            self.candidates.push((model, cost / willingness_to_pay));
         }
-        let Some((model, _, _, score_quality)) = best else {
+        let best = match self.config.exploration {
+            Exploration::Greedy => self.best_by(moderated),
+            Exploration::Ucb(weight) => self.best_by(|z, v| sigmoid(z + weight * v.sqrt())),
+            Exploration::Thompson => self.best_by_thompson(),
+        };
+        let Some(Choice {
+            model,
+            quality: score_quality,
+            ..
+        }) = best
+        else {
             return Err(CoreError::invalid("eligible", "no model to choose from"));
         };
         let request_id = record.then(|| self.pending.record(model, &self.scratch, now));
