@@ -6,7 +6,7 @@ integer, an overflow is a ``ValueError`` naming the field); no Python code
 runs while the lock is held.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, final
 
 __all__ = [
@@ -14,7 +14,9 @@ __all__ = [
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
     "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_WILLINGNESS_TO_PAY",
     "ERROR_CLASSES",
+    "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
     "MAX_OUTSTANDING_TICKETS",
     "MAX_SELECT_MANY",
@@ -22,6 +24,8 @@ __all__ = [
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
     "STRATEGY_NAMES",
+    "STRUCTURE_FEATURES",
+    "ContextualRouter",
     "Explanation",
     "HeldTickets",
     "NoEligible",
@@ -282,3 +286,77 @@ class SelectionCore:
     def now(self) -> float: ...
     def advance_clock(self, seconds: object) -> None: ...
     def sweep(self) -> None: ...
+
+# Prompt-aware routing (rust/orchestrator-py/src/router.rs).
+
+FEATURIZER_VERSION: int
+DEFAULT_WILLINGNESS_TO_PAY: float
+STRUCTURE_FEATURES: list[str]
+
+@final
+class ContextualRouter:
+    """Prompt-aware router: per-model Bayesian logistic quality predictions over
+    hashed prompt features; decisions maximise quality − cost / willingness_to_pay."""
+
+    def __new__(
+        cls,
+        models: Sequence[str],
+        *,
+        costs: Optional[Mapping[str, float]] = None,
+        hash_bits: int = 16,
+        word_ngrams: int = 2,
+        char_ngrams: int = 0,
+        embedding_dim: int = 0,
+        prior_precision: float = 4.0,
+        exploration: str = "thompson",
+        exploration_weight: float = 1.0,
+        epochs: int = 4,
+        learning_rate: float = 0.1,
+        feedback_ttl_s: float = 3600.0,
+        max_pending: int = 65536,
+        seed: int = 0x5EED,
+    ) -> ContextualRouter: ...
+    @property
+    def models(self) -> list[str]: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    def add_model(self, name: str, cost: Optional[float] = None) -> None: ...
+    def remove_model(self, name: str) -> None: ...
+    def set_cost(self, name: str, cost: float) -> None: ...
+    def featurize(
+        self, prompt: Any, embedding: Optional[Any] = None
+    ) -> tuple[list[int], list[float]]: ...
+    def predict(
+        self, prompt: Any, embedding: Optional[Any] = None
+    ) -> list[tuple[float, float]]: ...
+    def decide(
+        self,
+        prompt: Any,
+        willingness_to_pay: float,
+        *,
+        eligible: Optional[Sequence[str]] = None,
+        costs: Optional[Sequence[float]] = None,
+        embedding: Optional[Any] = None,
+        record: bool = True,
+    ) -> tuple[str, Optional[int], float]: ...
+    def learn(
+        self, prompt: Any, model: str, quality: float, embedding: Optional[Any] = None
+    ) -> None: ...
+    def report(self, request_id: int, quality: float) -> str: ...
+    def calibrate(
+        self,
+        prompts: Sequence[str],
+        qualities: Mapping[str, Sequence[float]],
+        costs: Optional[Mapping[str, float]] = None,
+    ) -> None: ...
+    def explain(
+        self, prompt: Any, embedding: Optional[Any] = None, top: int = 5
+    ) -> list[tuple[str, float, float, Optional[float], int, list[tuple[str, float]]]]: ...
+    def start_sharing(self) -> None: ...
+    def take_changes(self) -> list[tuple[int, float, float]]: ...
+    def apply_shared(self, sums: list[tuple[int, float, float]]) -> None: ...
+    def save(self) -> bytes: ...
+    @staticmethod
+    def load(state: bytes, settings: ContextualRouter) -> ContextualRouter: ...

@@ -7,7 +7,9 @@
 //! [`hash`] builds the stable 128-bit cache keys.
 
 pub mod breaker;
+pub mod contextual;
 pub mod error;
+pub mod features;
 pub mod hash;
 pub mod outcome;
 pub mod reward;

@@ -11,6 +11,8 @@ mod held;
 mod request;
 mod selection;
 
+mod router;
+
 use orchestrator_core as core;
 use orchestrator_core::Table;
 use pyo3::prelude::*;
@@ -46,5 +48,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    router::register(m)?;
     Ok(())
 }

@@ -1,0 +1,642 @@
+//! Prompt-aware routing: per prompt, each model's predicted quality with its
+//! uncertainty, and the decision that maximises expected quality minus
+//! expected cost / willingness to pay.
+//!
+//! A [`Router`] owns a [`Featurizer`], one Bayesian logistic model per routed
+//! model ([`posterior`]), the decisions waiting for delayed feedback
+//! ([`pending`]) and reusable scratch buffers. It learns online from
+//! reported qualities, is calibrated in batch from an evaluation table, and
+//! saves to a documented binary format ([`persist`]).
+
+pub mod pending;
+pub mod persist;
+pub mod posterior;
+pub mod sharing;
+
+use crate::error::{non_negative, unit_interval, CoreError};
+use crate::features::{next_random, Features, Featurizer, FeaturizerConfig};
+use pending::Pending;
+use posterior::{moderated, sigmoid, FitSettings, Posteriors};
+
+/// Willingness to pay used when a request names none: USD for +1.0 of
+/// expected quality. At 1.0 a model costing $0.01 more per call must be
+/// expected to be at least 0.01 better.
+pub const DEFAULT_WILLINGNESS_TO_PAY: f64 = 1.0;
+
+/// Most weights a router holds (features × models; 8 bytes each, so 2 GiB):
+/// more is refused with an error rather than failing to allocate.
+pub const MAX_WEIGHTS: usize = 1 << 28;
+
+/// How a decision treats the uncertainty of its predictions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exploration {
+    /// Expected quality only (no exploration).
+    Greedy,
+    /// Quality drawn from each model's posterior (Thompson sampling).
+    Thompson,
+    /// Quality at the logit mean plus `weight` standard deviations (UCB).
+    Ucb(f64),
+}
+
+/// Hyper-parameters of a [`Router`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouterConfig {
+    pub featurizer: FeaturizerConfig,
+    /// Precision of the Gaussian prior on every weight.
+    pub prior_precision: f64,
+    pub exploration: Exploration,
+    /// Passes over the table in [`Router::calibrate`].
+    pub epochs: u32,
+    /// AdaGrad step size in [`Router::calibrate`].
+    pub learning_rate: f64,
+    /// Seconds a decision accepts delayed feedback.
+    pub feedback_ttl_s: f64,
+    /// Decisions kept for delayed feedback; the oldest is dropped first.
+    pub max_pending: usize,
+    pub seed: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            featurizer: FeaturizerConfig::default(),
+            prior_precision: 4.0,
+            exploration: Exploration::Thompson,
+            epochs: 4,
+            learning_rate: 0.1,
+            feedback_ttl_s: 3_600.0,
+            max_pending: 65_536,
+            seed: 0x5EED,
+        }
+    }
+}
+
+impl RouterConfig {
+    fn validate(&self) -> Result<(), CoreError> {
+        if !(self.prior_precision.is_finite() && self.prior_precision > 0.0) {
+            return Err(CoreError::invalid("prior_precision", self.prior_precision));
+        }
+        if let Exploration::Ucb(weight) = self.exploration {
+            non_negative("exploration_weight", weight)?;
+        }
+        if !(1..=1_000).contains(&self.epochs) {
+            return Err(CoreError::invalid("epochs", self.epochs));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(CoreError::invalid("learning_rate", self.learning_rate));
+        }
+        if !(self.feedback_ttl_s.is_finite() && self.feedback_ttl_s > 0.0) {
+            return Err(CoreError::invalid("feedback_ttl_s", self.feedback_ttl_s));
+        }
+        if !(1..=1 << 20).contains(&self.max_pending) {
+            return Err(CoreError::invalid("max_pending", self.max_pending));
+        }
+        Ok(())
+    }
+}
+
+/// One model's prediction for a prompt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Expected quality in [0, 1].
+    pub quality: f64,
+    /// Standard deviation of the quality (delta method on the logit).
+    pub uncertainty: f64,
+}
+
+/// The outcome of [`Router::decide`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// Index of the chosen model.
+    pub model: usize,
+    /// Id to report delayed feedback under, when the decision was recorded.
+    pub request_id: Option<u64>,
+    /// The quality the decision used for the chosen model (drawn under Thompson).
+    pub score_quality: f64,
+}
+
+/// One feature's part in a model's prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureEffect {
+    /// The n-gram, character n-gram (`#ab`), structure signal or `embedding[i]`.
+    pub feature: String,
+    /// Its contribution to the logit (positive raises predicted quality).
+    pub logit: f64,
+}
+
+/// Why a model got its prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelExplanation {
+    pub prediction: Prediction,
+    /// Expected cost used by decisions, when known.
+    pub expected_cost: Option<f64>,
+    /// Training observations folded in (calibration rows plus reports).
+    pub observations: u64,
+    /// The largest contributions by absolute value, largest first.
+    pub top_features: Vec<FeatureEffect>,
+}
+
+/// Standard deviations above its mean that a Thompson draw is assumed not to reach.
+const THOMPSON_BOUND: f64 = 6.0;
+
+/// A candidate's quality under the exploration rule and its value.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    model: usize,
+    quality: f64,
+    penalty: f64,
+    value: f64,
+}
+
+impl Choice {
+    fn new(model: usize, quality: f64, penalty: f64) -> Self {
+        Choice {
+            model,
+            quality,
+            penalty,
+            value: quality - penalty,
+        }
+    }
+
+    /// Replace `best` with this choice if it has a higher value (ties go to the cheaper).
+    fn keep_better(self, best: &mut Option<Choice>) {
+        let better = best.is_none_or(|b| {
+            self.value > b.value || (self.value == b.value && self.penalty < b.penalty)
+        });
+        if better {
+            *best = Some(self);
+        }
+    }
+}
+
+/// The prompt-aware router.
+#[derive(Debug, Clone)]
+pub struct Router {
+    config: RouterConfig,
+    featurizer: Featurizer,
+    names: Vec<String>,
+    costs: Vec<Option<f64>>,
+    posteriors: Posteriors,
+    pending: Pending,
+    scratch: Features,
+    logits: Vec<f64>,
+    variances: Vec<f64>,
+    /// Scratch: each eligible model and its cost / willingness_to_pay.
+    candidates: Vec<(usize, f64)>,
+    random_state: u64,
+    /// Natural parameters of every weight when sharing started ([`sharing`]).
+    sharing_baseline: Option<Vec<(f32, f32)>>,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig) -> Result<Self, CoreError> {
+        config.validate()?;
+        let featurizer = Featurizer::new(config.featurizer)?;
+        Ok(Router {
+            config,
+            featurizer,
+            names: Vec::new(),
+            costs: Vec::new(),
+            posteriors: Posteriors::new(
+                featurizer.dim() as usize,
+                0,
+                (1.0 / config.prior_precision) as f32,
+            ),
+            pending: Pending::new(config.max_pending, config.feedback_ttl_s),
+            scratch: Features::new(),
+            logits: Vec::new(),
+            variances: Vec::new(),
+            candidates: Vec::new(),
+            random_state: config.seed,
+            sharing_baseline: None,
+        })
+    }
+
+    /// A router over `models` (name, expected cost per call if known), all at the prior.
+    pub fn with_models(
+        config: RouterConfig,
+        models: &[(&str, Option<f64>)],
+    ) -> Result<Self, CoreError> {
+        let mut router = Router::new(config)?;
+        for (position, &(name, cost)) in models.iter().enumerate() {
+            router.check_new_model(name, cost)?;
+            if models[..position].iter().any(|(known, _)| *known == name) {
+                return Err(CoreError::DuplicateModel(name.to_owned()));
+            }
+        }
+        router.check_capacity(models.len())?;
+        router.posteriors = Posteriors::new(
+            router.featurizer.dim() as usize,
+            models.len(),
+            (1.0 / config.prior_precision) as f32,
+        );
+        router.names = models.iter().map(|(name, _)| (*name).to_owned()).collect();
+        router.costs = models.iter().map(|(_, cost)| *cost).collect();
+        router.logits = vec![0.0; models.len()];
+        router.variances = vec![0.0; models.len()];
+        Ok(router)
+    }
+
+    fn check_new_model(&self, name: &str, cost: Option<f64>) -> Result<(), CoreError> {
+        if name.is_empty() {
+            return Err(CoreError::invalid("name", "\"\" (empty)"));
+        }
+        if self.names.iter().any(|known| known == name) {
+            return Err(CoreError::DuplicateModel(name.to_owned()));
+        }
+        if let Some(cost) = cost {
+            non_negative("cost", cost)?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    pub fn featurizer(&self) -> &Featurizer {
+        &self.featurizer
+    }
+
+    pub fn model_names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Index of a model by name.
+    pub fn model_index(&self, name: &str) -> Result<usize, CoreError> {
+        self.names
+            .iter()
+            .position(|known| known == name)
+            .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))
+    }
+
+    /// Add a model (prior posterior) with an optional expected cost per call; returns its index.
+    pub fn add_model(&mut self, name: &str, cost: Option<f64>) -> Result<usize, CoreError> {
+        self.check_new_model(name, cost)?;
+        self.check_not_sharing()?;
+        self.check_capacity(self.names.len() + 1)?;
+        self.posteriors.add_model();
+        self.names.push(name.to_owned());
+        self.costs.push(cost);
+        self.logits.push(0.0);
+        self.variances.push(0.0);
+        Ok(self.names.len() - 1)
+    }
+
+    /// Remove a model; later models move down one index and its pending decisions are dropped.
+    pub fn remove_model(&mut self, name: &str) -> Result<(), CoreError> {
+        let model = self.model_index(name)?;
+        self.check_not_sharing()?;
+        self.posteriors.remove_model(model);
+        self.pending.forget_model(model);
+        self.names.remove(model);
+        self.costs.remove(model);
+        self.logits.pop();
+        self.variances.pop();
+        Ok(())
+    }
+
+    /// Set a model's expected cost per call (USD).
+    pub fn set_cost(&mut self, model: usize, cost: f64) -> Result<(), CoreError> {
+        self.check_model(model)?;
+        self.costs[model] = Some(non_negative("cost", cost)?);
+        Ok(())
+    }
+
+    fn check_capacity(&self, models: usize) -> Result<(), CoreError> {
+        let dim = self.featurizer.dim() as usize;
+        if dim.saturating_mul(models) > MAX_WEIGHTS {
+            return Err(CoreError::invalid(
+                "models",
+                format!(
+                    "{models} models × {dim} features exceed {MAX_WEIGHTS} weights; \
+                     lower hash_bits"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Shared weight indices depend on the model list, which is fixed while sharing.
+    fn check_not_sharing(&self) -> Result<(), CoreError> {
+        if self.is_sharing() {
+            return Err(CoreError::invalid(
+                "models",
+                "cannot change while the router shares its state",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_model(&self, model: usize) -> Result<(), CoreError> {
+        if model < self.names.len() {
+            Ok(())
+        } else {
+            Err(CoreError::invalid("model", model))
+        }
+    }
+
+    /// Featurize into the router's scratch buffer and score every model.
+    fn score_prompt(&mut self, text: &str, embedding: Option<&[f32]>) -> Result<(), CoreError> {
+        self.featurizer
+            .featurize(text, embedding, &mut self.scratch)?;
+        self.posteriors
+            .score(&self.scratch, &mut self.logits, &mut self.variances);
+        Ok(())
+    }
+
+    /// Expected quality and uncertainty of every model for a prompt.
+    pub fn predict(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+    ) -> Result<Vec<Prediction>, CoreError> {
+        self.score_prompt(text, embedding)?;
+        Ok(self
+            .logits
+            .iter()
+            .zip(&self.variances)
+            .map(|(&z, &v)| prediction(z, v))
+            .collect())
+    }
+
+    /// The candidate with the best value under a deterministic quality rule.
+    fn best_by(&self, quality: impl Fn(f64, f64) -> f64) -> Option<Choice> {
+        let mut best: Option<Choice> = None;
+        for &(model, penalty) in &self.candidates {
+            let q = quality(self.logits[model], self.variances[model]);
+            Choice::new(model, q, penalty).keep_better(&mut best);
+        }
+        best
+    }
+
+    /// Thompson sampling that draws only for candidates that can still win:
+    /// the candidate with the best expected value draws first, and another
+    /// draws only if its quality six standard deviations up (a chance below
+    /// 1e-9 of being exceeded) would beat the best draw so far.
+    fn best_by_thompson(&mut self) -> Option<Choice> {
+        let leader = self.best_by(|z, _| sigmoid(z))?;
+        let mut best = Some(self.draw(leader.model, leader.penalty));
+        for position in 0..self.candidates.len() {
+            let (model, penalty) = self.candidates[position];
+            if model == leader.model {
+                continue;
+            }
+            let (z, v) = (self.logits[model], self.variances[model]);
+            let ceiling = sigmoid(z + THOMPSON_BOUND * v.sqrt()) - penalty;
+            if best.is_some_and(|b| ceiling < b.value) {
+                continue;
+            }
+            self.draw(model, penalty).keep_better(&mut best);
+        }
+        best
+    }
+
+    /// A Thompson draw of `model`'s quality.
+    fn draw(&mut self, model: usize, penalty: f64) -> Choice {
+        let (z, v) = (self.logits[model], self.variances[model]);
+        let quality = sigmoid(z + v.sqrt() * self.standard_normal());
+        Choice::new(model, quality, penalty)
+    }
+
+    fn standard_normal(&mut self) -> f64 {
+        let u1 = ((next_random(&mut self.random_state) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let u2 = (next_random(&mut self.random_state) >> 11) as f64 / (1u64 << 53) as f64;
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// Choose among `eligible` model indices (all models when `None`) the one
+    /// maximising quality − cost / willingness_to_pay, with quality as the
+    /// exploration rule says. `costs` (per model, by index) overrides the
+    /// stored costs. With `record`, the decision waits for delayed feedback
+    /// under the returned request id; `now` is the caller's clock in seconds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        eligible: Option<&[usize]>,
+        costs: Option<&[f64]>,
+        willingness_to_pay: f64,
+        record: bool,
+        now: f64,
+    ) -> Result<Decision, CoreError> {
+        if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
+            return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
+        }
+        if let Some(costs) = costs {
+            if costs.len() != self.names.len() {
+                return Err(CoreError::invalid(
+                    "costs",
+                    format!("{} values for {} models", costs.len(), self.names.len()),
+                ));
+            }
+            for &cost in costs {
+                non_negative("costs", cost)?;
+            }
+        }
+        if let Some(eligible) = eligible {
+            if let Some(&bad) = eligible.iter().find(|&&m| m >= self.names.len()) {
+                return Err(CoreError::invalid("eligible", bad));
+            }
+        }
+        self.score_prompt(text, embedding)?;
+        let count = eligible.map_or(self.names.len(), <[usize]>::len);
+        self.candidates.clear();
+        for position in 0..count {
+            let model = eligible.map_or(position, |e| e[position]);
+            let cost = match costs {
+                Some(costs) => costs[model],
+                None => self.costs[model].ok_or_else(|| {
+                    CoreError::invalid(
+                        "costs",
+                        format!("no cost is known for model {:?}", self.names[model]),
+                    )
+                })?,
+            };
+            self.candidates.push((model, cost / willingness_to_pay));
+        }
+        let best = match self.config.exploration {
+            Exploration::Greedy => self.best_by(moderated),
+            Exploration::Ucb(weight) => self.best_by(|z, v| sigmoid(z + weight * v.sqrt())),
+            Exploration::Thompson => self.best_by_thompson(),
+        };
+        let Some(Choice {
+            model,
+            quality: score_quality,
+            ..
+        }) = best
+        else {
+            return Err(CoreError::invalid("eligible", "no model to choose from"));
+        };
+        let request_id = record.then(|| self.pending.record(model, &self.scratch, now));
+        Ok(Decision {
+            model,
+            request_id,
+            score_quality,
+        })
+    }
+
+    /// Learn that `model` reached `quality` on this prompt.
+    pub fn learn(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        model: usize,
+        quality: f64,
+    ) -> Result<(), CoreError> {
+        self.check_model(model)?;
+        let quality = unit_interval("quality", quality)?;
+        self.featurizer
+            .featurize(text, embedding, &mut self.scratch)?;
+        self.posteriors.update(model, &self.scratch, quality);
+        Ok(())
+    }
+
+    /// Delayed feedback: the quality of the decision `request_id`, at `now`.
+    /// Returns the index of the model it was about.
+    pub fn report(&mut self, request_id: u64, quality: f64, now: f64) -> Result<usize, CoreError> {
+        let quality = unit_interval("quality", quality)?;
+        let claimed = self.pending.claim(request_id, now)?;
+        let model = claimed.model;
+        self.posteriors.update(model, claimed.features, quality);
+        Ok(model)
+    }
+
+    /// Fit the router from an evaluation table: `qualities` holds, per model
+    /// index, one quality in [0, 1] per prompt; `costs` the models' expected
+    /// cost per call, stored for later decisions. Models not in `qualities`
+    /// keep their posterior. Online learning continues from the result.
+    pub fn calibrate(
+        &mut self,
+        prompts: &[&str],
+        qualities: &[(usize, Vec<f64>)],
+        costs: &[(usize, f64)],
+    ) -> Result<(), CoreError> {
+        if prompts.is_empty() {
+            return Err(CoreError::invalid("prompts", "empty"));
+        }
+        let mut seen = vec![false; self.names.len()];
+        for (model, values) in qualities {
+            self.check_model(*model)?;
+            if std::mem::replace(&mut seen[*model], true) {
+                return Err(CoreError::invalid("qualities", "a model appears twice"));
+            }
+            if values.len() != prompts.len() {
+                return Err(CoreError::invalid(
+                    "qualities",
+                    format!(
+                        "{} values for model {:?} but {} prompts",
+                        values.len(),
+                        self.names[*model],
+                        prompts.len()
+                    ),
+                ));
+            }
+            for (row, &value) in values.iter().enumerate() {
+                if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
+                    return Err(CoreError::invalid(
+                        "qualities",
+                        format!(
+                            "{value} for model {:?} at row {row} (must be in [0, 1])",
+                            self.names[*model]
+                        ),
+                    ));
+                }
+            }
+        }
+        for &(model, cost) in costs {
+            self.check_model(model)?;
+            non_negative("costs", cost)?;
+        }
+        let mut rows = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            let mut features = Features::new();
+            self.featurizer.featurize(prompt, None, &mut features)?;
+            rows.push(features);
+        }
+        self.posteriors.fit(
+            &rows,
+            qualities,
+            FitSettings {
+                epochs: self.config.epochs,
+                learning_rate: self.config.learning_rate,
+                seed: self.config.seed,
+            },
+        );
+        for &(model, cost) in costs {
+            self.costs[model] = Some(cost);
+        }
+        Ok(())
+    }
+
+    /// Per model: prediction, expected cost and the `top` features that moved it most.
+    pub fn explain(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        top: usize,
+    ) -> Result<Vec<ModelExplanation>, CoreError> {
+        let mut names: Vec<(u32, String)> = Vec::new();
+        self.featurizer.featurize_with(
+            text,
+            embedding,
+            &mut self.scratch,
+            &mut |index, text| {
+                names.push((index, text.to_owned()));
+            },
+        )?;
+        let structure = self.featurizer.structure_offset();
+        let embedding_offset = self.featurizer.embedding_offset();
+        let feature_name = |position: usize, index: u32| -> String {
+            if index >= embedding_offset {
+                format!("embedding[{}]", index - embedding_offset)
+            } else if index >= structure {
+                crate::features::STRUCTURE_NAMES[(index - structure) as usize].to_owned()
+            } else {
+                names
+                    .get(position)
+                    .map_or_else(|| format!("bucket {index}"), |(_, n)| n.clone())
+            }
+        };
+        let mut out = Vec::with_capacity(self.names.len());
+        for model in 0..self.names.len() {
+            let mut effects: Vec<(usize, f64)> = Vec::with_capacity(self.scratch.len());
+            let (z, v) = self
+                .posteriors
+                .score_one(model, &self.scratch, &mut |position, part| {
+                    effects.push((position, part));
+                });
+            effects.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+            let top_features = effects
+                .iter()
+                .filter(|(_, part)| *part != 0.0)
+                .take(top)
+                .map(|&(position, part)| FeatureEffect {
+                    feature: feature_name(position, self.scratch.indices[position]),
+                    logit: part,
+                })
+                .collect();
+            out.push(ModelExplanation {
+                prediction: prediction(z, v),
+                expected_cost: self.costs[model],
+                observations: self.posteriors.observations[model],
+                top_features,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Expected quality and its standard deviation from a logit mean and variance.
+fn prediction(z: f64, v: f64) -> Prediction {
+    let quality = moderated(z, v);
+    Prediction {
+        quality,
+        uncertainty: quality * (1.0 - quality) * v.sqrt(),
+    }
+}

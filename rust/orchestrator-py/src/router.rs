@@ -1,0 +1,457 @@
+//! `orchestrator._core.ContextualRouter`: the prompt-aware router of
+//! `orchestrator_core::contextual`, converted to and from Python types.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use orchestrator_core::contextual::{Exploration, Router, RouterConfig};
+use orchestrator_core::features::{Features, FeaturizerConfig, FEATURIZER_VERSION};
+use orchestrator_core::CoreError;
+use parking_lot::Mutex;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyModule, PyString};
+
+fn to_py(err: CoreError) -> PyErr {
+    match err {
+        CoreError::UnknownModel(_) => PyKeyError::new_err(err.to_string()),
+        _ => PyValueError::new_err(err.to_string()),
+    }
+}
+
+/// A caller's embedding as float32 values (any C-contiguous float32 buffer).
+fn embedding_values(embedding: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<f32>>> {
+    let Some(object) = embedding else {
+        return Ok(None);
+    };
+    let buffer = PyBuffer::<f32>::get(object).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "embedding must be a one-dimensional float32 array (numpy.float32), got {}",
+            object
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+        ))
+    })?;
+    if buffer.dimensions() != 1 {
+        return Err(PyValueError::new_err(format!(
+            "invalid embedding: {} dimensions, expected 1",
+            buffer.dimensions()
+        )));
+    }
+    Ok(Some(buffer.to_vec(object.py())?))
+}
+
+/// The prompt as text: a string, or chat messages (dicts with a string `content`) joined by newlines.
+fn prompt_text(prompt: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(text) = prompt.cast::<PyString>() {
+        return Ok(text.to_cow()?.into_owned());
+    }
+    let mut joined = String::new();
+    let iterator = prompt
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err("prompt must be a string or a list of chat messages"))?;
+    for message in iterator {
+        let message = message?;
+        let content = message.get_item("content").map_err(|_| {
+            PyTypeError::new_err("prompt messages must be mappings with a \"content\" string")
+        })?;
+        let content = content
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("prompt messages must have a string \"content\""))?;
+        if !joined.is_empty() {
+            joined.push('\n');
+        }
+        joined.push_str(&content.to_cow()?);
+    }
+    Ok(joined)
+}
+
+fn exploration(name: &str, weight: f64) -> PyResult<Exploration> {
+    match name {
+        "greedy" => Ok(Exploration::Greedy),
+        "thompson" => Ok(Exploration::Thompson),
+        "ucb" => Ok(Exploration::Ucb(weight)),
+        other => Err(PyValueError::new_err(format!(
+            "invalid exploration: {other:?}; choose \"thompson\", \"ucb\" or \"greedy\""
+        ))),
+    }
+}
+
+fn small(field: &'static str, value: i64) -> PyResult<u8> {
+    u8::try_from(value).map_err(|_| to_py(CoreError::invalid(field, value)))
+}
+
+/// One model's explanation: name, quality, uncertainty, cost, observations, top features.
+type ExplanationRow = (String, f64, f64, Option<f64>, u64, Vec<(String, f64)>);
+
+/// Prompt-aware router: per-model Bayesian logistic quality predictions over
+/// hashed prompt features; decisions maximise quality − cost / willingness_to_pay.
+#[pyclass(frozen, module = "orchestrator._core")]
+pub struct ContextualRouter {
+    inner: Mutex<Router>,
+    started: Instant,
+}
+
+impl ContextualRouter {
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn wrap(router: Router) -> Self {
+        ContextualRouter {
+            inner: Mutex::new(router),
+            started: Instant::now(),
+        }
+    }
+
+    /// Model names from a Python sequence, read before any lock is taken
+    /// (iterating caller objects may run Python code).
+    fn names(names: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<String>> {
+        if names.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(format!(
+                "{field} must be a list of model names, not a string"
+            )));
+        }
+        let mut out = Vec::new();
+        for item in names.try_iter()? {
+            let item = item?;
+            let name = item.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!("{field} must hold model names (strings)"))
+            })?;
+            out.push(name.to_cow()?.into_owned());
+        }
+        Ok(out)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    hash_bits: i64,
+    word_ngrams: i64,
+    char_ngrams: i64,
+    embedding_dim: i64,
+    prior_precision: f64,
+    exploration_name: &str,
+    exploration_weight: f64,
+    epochs: i64,
+    learning_rate: f64,
+    feedback_ttl_s: f64,
+    max_pending: i64,
+    seed: u64,
+) -> PyResult<RouterConfig> {
+    Ok(RouterConfig {
+        featurizer: FeaturizerConfig {
+            hash_bits: small("hash_bits", hash_bits)?,
+            word_ngrams: small("word_ngrams", word_ngrams)?,
+            char_ngrams: small("char_ngrams", char_ngrams)?,
+            embedding_dim: u32::try_from(embedding_dim)
+                .map_err(|_| to_py(CoreError::invalid("embedding_dim", embedding_dim)))?,
+        },
+        prior_precision,
+        exploration: exploration(exploration_name, exploration_weight)?,
+        epochs: u32::try_from(epochs).map_err(|_| to_py(CoreError::invalid("epochs", epochs)))?,
+        learning_rate,
+        feedback_ttl_s,
+        max_pending: usize::try_from(max_pending)
+            .map_err(|_| to_py(CoreError::invalid("max_pending", max_pending)))?,
+        seed,
+    })
+}
+
+#[pymethods]
+impl ContextualRouter {
+    #[new]
+    #[pyo3(signature = (
+        models, *, costs=None, hash_bits=16, word_ngrams=2, char_ngrams=0, embedding_dim=0,
+        prior_precision=4.0, exploration="thompson", exploration_weight=1.0, epochs=4,
+        learning_rate=0.1, feedback_ttl_s=3600.0, max_pending=65536, seed=0x5EED
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        models: Vec<String>,
+        costs: Option<HashMap<String, f64>>,
+        hash_bits: i64,
+        word_ngrams: i64,
+        char_ngrams: i64,
+        embedding_dim: i64,
+        prior_precision: f64,
+        exploration: &str,
+        exploration_weight: f64,
+        epochs: i64,
+        learning_rate: f64,
+        feedback_ttl_s: f64,
+        max_pending: i64,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let config = config(
+            hash_bits,
+            word_ngrams,
+            char_ngrams,
+            embedding_dim,
+            prior_precision,
+            exploration,
+            exploration_weight,
+            epochs,
+            learning_rate,
+            feedback_ttl_s,
+            max_pending,
+            seed,
+        )?;
+        let costs = costs.unwrap_or_default();
+        if let Some(unknown) = costs.keys().find(|name| !models.contains(name)) {
+            return Err(PyKeyError::new_err(format!(
+                "costs names {unknown:?}, which is not one of the models"
+            )));
+        }
+        let entries: Vec<(&str, Option<f64>)> = models
+            .iter()
+            .map(|name| (name.as_str(), costs.get(name).copied()))
+            .collect();
+        Ok(Self::wrap(
+            Router::with_models(config, &entries).map_err(to_py)?,
+        ))
+    }
+
+    /// Model names, in index order.
+    #[getter]
+    fn models(&self) -> Vec<String> {
+        self.inner.lock().model_names().to_vec()
+    }
+
+    /// Decisions waiting for delayed feedback.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.inner.lock().pending()
+    }
+
+    /// Length of the feature vector (hashed block, structure signals, embedding).
+    #[getter]
+    fn dim(&self) -> u32 {
+        self.inner.lock().featurizer().dim()
+    }
+
+    #[pyo3(signature = (name, cost=None))]
+    fn add_model(&self, name: &str, cost: Option<f64>) -> PyResult<()> {
+        self.inner.lock().add_model(name, cost).map_err(to_py)?;
+        Ok(())
+    }
+
+    fn remove_model(&self, name: &str) -> PyResult<()> {
+        self.inner.lock().remove_model(name).map_err(to_py)
+    }
+
+    fn set_cost(&self, name: &str, cost: f64) -> PyResult<()> {
+        let mut router = self.inner.lock();
+        let model = router.model_index(name).map_err(to_py)?;
+        router.set_cost(model, cost).map_err(to_py)
+    }
+
+    /// Sparse features of a prompt: (indices, values); indices may repeat.
+    #[pyo3(signature = (prompt, embedding=None))]
+    fn featurize(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        embedding: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Vec<u32>, Vec<f32>)> {
+        let text = prompt_text(prompt)?;
+        let embedding = embedding_values(embedding)?;
+        let featurizer = *self.inner.lock().featurizer();
+        let mut out = Features::new();
+        featurizer
+            .featurize(&text, embedding.as_deref(), &mut out)
+            .map_err(to_py)?;
+        Ok((out.indices, out.values))
+    }
+
+    /// Per model (index order): (expected quality, uncertainty).
+    #[pyo3(signature = (prompt, embedding=None))]
+    fn predict(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        embedding: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<(f64, f64)>> {
+        let text = prompt_text(prompt)?;
+        let embedding = embedding_values(embedding)?;
+        let predictions = self
+            .inner
+            .lock()
+            .predict(&text, embedding.as_deref())
+            .map_err(to_py)?;
+        Ok(predictions
+            .iter()
+            .map(|p| (p.quality, p.uncertainty))
+            .collect())
+    }
+
+    /// Choose a model: (name, request_id or None, quality used).
+    #[pyo3(signature = (prompt, willingness_to_pay, *, eligible=None, costs=None, embedding=None, record=true))]
+    fn decide(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        willingness_to_pay: f64,
+        eligible: Option<&Bound<'_, PyAny>>,
+        costs: Option<Vec<f64>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        record: bool,
+    ) -> PyResult<(String, Option<u64>, f64)> {
+        let text = prompt_text(prompt)?;
+        let embedding = embedding_values(embedding)?;
+        let eligible = eligible
+            .map(|names| Self::names(names, "eligible"))
+            .transpose()?;
+        let now = self.now();
+        let mut router = self.inner.lock();
+        let eligible = eligible
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| router.model_index(name))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(to_py)?;
+        let decision = router
+            .decide(
+                &text,
+                embedding.as_deref(),
+                eligible.as_deref(),
+                costs.as_deref(),
+                willingness_to_pay,
+                record,
+                now,
+            )
+            .map_err(to_py)?;
+        Ok((
+            router.model_names()[decision.model].clone(),
+            decision.request_id,
+            decision.score_quality,
+        ))
+    }
+
+    /// Learn that `model` reached `quality` on this prompt.
+    #[pyo3(signature = (prompt, model, quality, embedding=None))]
+    fn learn(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        model: &str,
+        quality: f64,
+        embedding: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let text = prompt_text(prompt)?;
+        let embedding = embedding_values(embedding)?;
+        let mut router = self.inner.lock();
+        let index = router.model_index(model).map_err(to_py)?;
+        router
+            .learn(&text, embedding.as_deref(), index, quality)
+            .map_err(to_py)
+    }
+
+    /// Delayed feedback for a recorded decision; returns the model it was about.
+    fn report(&self, request_id: u64, quality: f64) -> PyResult<String> {
+        let now = self.now();
+        let mut router = self.inner.lock();
+        let model = router.report(request_id, quality, now).map_err(to_py)?;
+        Ok(router.model_names()[model].clone())
+    }
+
+    /// Fit from an evaluation table: `qualities` maps model name to one quality per prompt.
+    #[pyo3(signature = (prompts, qualities, costs=None))]
+    fn calibrate(
+        &self,
+        prompts: Vec<String>,
+        qualities: HashMap<String, Vec<f64>>,
+        costs: Option<HashMap<String, f64>>,
+    ) -> PyResult<()> {
+        let mut router = self.inner.lock();
+        let mut columns = Vec::with_capacity(qualities.len());
+        for (name, values) in qualities {
+            columns.push((router.model_index(&name).map_err(to_py)?, values));
+        }
+        let mut prices = Vec::new();
+        for (name, cost) in costs.unwrap_or_default() {
+            prices.push((router.model_index(&name).map_err(to_py)?, cost));
+        }
+        let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        router.calibrate(&texts, &columns, &prices).map_err(to_py)
+    }
+
+    /// Per model: (name, quality, uncertainty, expected cost, observations, top features).
+    #[pyo3(signature = (prompt, embedding=None, top=5))]
+    fn explain(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        top: usize,
+    ) -> PyResult<Vec<ExplanationRow>> {
+        let text = prompt_text(prompt)?;
+        let embedding = embedding_values(embedding)?;
+        let mut router = self.inner.lock();
+        let explanations = router
+            .explain(&text, embedding.as_deref(), top)
+            .map_err(to_py)?;
+        Ok(router
+            .model_names()
+            .iter()
+            .zip(explanations)
+            .map(|(name, e)| {
+                (
+                    name.clone(),
+                    e.prediction.quality,
+                    e.prediction.uncertainty,
+                    e.expected_cost,
+                    e.observations,
+                    e.top_features
+                        .into_iter()
+                        .map(|f| (f.feature, f.logit))
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+
+    /// Start recording changes for sharing across workers (the current state
+    /// is the starting state every worker must share).
+    fn start_sharing(&self) {
+        self.inner.lock().start_sharing();
+    }
+
+    /// Changes since the last call: (weight index, Δ precision, Δ precision × mean).
+    fn take_changes(&self) -> PyResult<Vec<(u64, f64, f64)>> {
+        self.inner.lock().take_changes().map_err(to_py)
+    }
+
+    /// Apply the shared sums of every worker's changes.
+    fn apply_shared(&self, sums: Vec<(u64, f64, f64)>) -> PyResult<()> {
+        self.inner.lock().apply_shared(&sums).map_err(to_py)
+    }
+
+    /// The learned state as bytes (format documented in `contextual/persist.rs`).
+    fn save<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.lock().save())
+    }
+
+    /// A router from `save()` bytes, with the hyper-parameters of `settings`
+    /// (any router, e.g. one with no models); the featurizer's come from the state.
+    #[staticmethod]
+    fn load(state: &[u8], settings: &ContextualRouter) -> PyResult<Self> {
+        let config = *settings.inner.lock().config();
+        Ok(Self::wrap(Router::load(state, config).map_err(to_py)?))
+    }
+}
+
+/// Register the router class and its constants on `orchestrator._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ContextualRouter>()?;
+    m.add("FEATURIZER_VERSION", FEATURIZER_VERSION)?;
+    m.add(
+        "DEFAULT_WILLINGNESS_TO_PAY",
+        orchestrator_core::contextual::DEFAULT_WILLINGNESS_TO_PAY,
+    )?;
+    m.add(
+        "STRUCTURE_FEATURES",
+        orchestrator_core::features::STRUCTURE_NAMES.to_vec(),
+    )?;
+    Ok(())
+}
