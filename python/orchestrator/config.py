@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.core.model import CAPABILITY_NAMES, Model, ModelCapabilities, ModelCost
 from orchestrator.errors import OrchestratorError
+from orchestrator.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     from orchestrator.core.cache import ModelCache
@@ -219,6 +220,7 @@ class OrchestratorConfig(_Section):
     selection: SelectionSection = Field(default_factory=SelectionSection)
     cache: CacheSection = Field(default_factory=CacheSection)
     health: HealthSection = Field(default_factory=HealthSection)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelEntry] = Field(default_factory=list)
 
 
@@ -552,6 +554,8 @@ def build_registry(loaded: LoadedConfig) -> ModelRegistry:
         cache_responses=cache if cache is not None else False,
         reward_weights=RewardWeights(**config.selection.reward.model_dump()),
         pending_timeout=config.selection.pending_timeout,
+        state=config.server.state,
+        state_namespace=config.server.state_namespace,
     )
     for i, entry in enumerate(config.models):
         api_key = None
