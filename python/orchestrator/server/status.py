@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
@@ -119,6 +120,7 @@ def status_snapshot(registry: ModelRegistry, decisions: DecisionLog) -> dict[str
             "saved_usd": statistics.cost_saved,
         }
     return {
+        "worker_pid": os.getpid(),
         "strategy": registry.strategy,
         "models": models,
         "cost_usd": sum(m["cost_usd"] or 0.0 for m in models),
