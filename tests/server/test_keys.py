@@ -79,7 +79,7 @@ def test_keyless_public_bind_is_refused(
 ) -> None:
     monkeypatch.setenv("GATEWAY_TEST_UPSTREAM_KEY", "sk-x")
     loaded = parse_config(config_text([model_table("mini", upstream.url)]))
-    with pytest.raises(ServeError, match="refusing to listen on 0.0.0.0 without client keys"):
+    with pytest.raises(ServeError, match=r"refusing to listen on 0\.0\.0\.0 without client keys"):
         resolve_settings(loaded, host="0.0.0.0")
     assert resolve_settings(loaded, host="127.0.0.1").host == "127.0.0.1"
     allowed = parse_config(
@@ -103,3 +103,13 @@ def test_key_variable_unset_is_a_clear_error(
         match=r"server.api_keys\[0\].env: environment variable NOT_SET_GATEWAY_KEY is not set",
     ):
         resolve_settings(loaded)
+
+
+def test_feedback_only_for_the_tenants_own_requests(keyed_gateway: ThreadGateway) -> None:
+    request_id = chat(keyed_gateway, ACME_KEY).headers["x-request-id"]
+    url = f"{keyed_gateway.url}/v1/feedback"
+    body = {"request_id": request_id, "quality": 1.0}
+    stranger = httpx.post(url, json=body, headers={"authorization": f"Bearer {GLOBEX_KEY}"})
+    assert stranger.status_code == 404
+    owner = httpx.post(url, json=body, headers={"authorization": f"Bearer {ACME_KEY}"})
+    assert owner.status_code == 200 and owner.json()["model"] == "mini"

@@ -80,7 +80,8 @@ def test_errors_are_sdk_exceptions_naming_the_field(gateway: ThreadGateway) -> N
         c.chat.completions.create(model="gpt-9", messages=MESSAGES)
     nan = httpx.post(
         f"{gateway.url}/v1/chat/completions",
-        content=b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+        content=b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], '
+        b'"temperature": NaN}',
     )
     assert nan.status_code == 400 and nan.json()["error"]["param"] == "temperature"
     with pytest.raises(openai.BadRequestError) as bad:

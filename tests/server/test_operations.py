@@ -84,7 +84,8 @@ def test_client_disconnect_mid_stream_cancels_the_upstream() -> None:
             body = b'{"model":"auto","stream":true,"messages":[{"role":"user","content":"long"}]}'
             with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
                 conn.sendall(
-                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                    + b"content-type: application/json\r\n"
                     + f"content-length: {len(body)}\r\n\r\n".encode()
                     + body
                 )

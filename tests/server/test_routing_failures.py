@@ -61,9 +61,11 @@ def test_explicit_model_fails_over_only_when_allowed(upstream: OpenAIServer) -> 
 
 def test_every_model_rate_limited_is_429_with_retry_after(upstream: OpenAIServer) -> None:
     upstream.add_fault(status=429, retry_after="7", times=-1)
-    with ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway:
-        with pytest.raises(openai.RateLimitError) as limited:
-            client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
+    with (
+        ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway,
+        pytest.raises(openai.RateLimitError) as limited,
+    ):
+        client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
     assert limited.value.response.headers["retry-after"] == "7"
     assert "rate limited" in limited.value.message
 
@@ -88,9 +90,11 @@ def test_upstream_key_never_reaches_the_client(
     upstream: OpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     upstream.add_fault(status=401, times=-1)
-    with ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway:
-        with pytest.raises(openai.APIStatusError) as refused:
-            client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
+    with (
+        ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway,
+        pytest.raises(openai.APIStatusError) as refused,
+    ):
+        client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
     assert refused.value.status_code == 502
     assert refused.value.body["code"] == "authentication"  # type: ignore[index]
     assert UPSTREAM_KEY not in refused.value.response.text

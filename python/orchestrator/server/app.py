@@ -80,6 +80,10 @@ class Call:
 Handler = Callable[["Gateway", Call], Coroutine[Any, Any, None]]
 
 
+class ClientGone(Exception):
+    """The client hung up before its request was read."""
+
+
 class Gateway:
     """The ASGI application. ``registry`` routes every request; ``settings``
     is the ``[server]`` section."""
@@ -122,11 +126,9 @@ class Gateway:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or (
-            "req_" + secrets.token_hex(12)
-        )
-        call = Call(scope, receive, send, headers, request_id)
+        # Always our own id: it is the key of POST /v1/feedback, so a client
+        # must not be able to choose (or collide with) another request's.
+        call = Call(scope, receive, send, dict(scope["headers"]), "req_" + secrets.token_hex(12))
         handler = ROUTES.get((scope["method"], scope["path"]))
         try:
             if handler is None:
@@ -144,8 +146,10 @@ class Gateway:
                 await self._until_disconnect(call, handler(self, call))
         except GatewayError as exc:
             await self._send_error(call, exc)
+        except ClientGone:
+            call.status, call.error_class = 499, "client_disconnected"
         except Exception:
-            logger.exception("request %s failed in the gateway", request_id)
+            logger.exception("request %s failed in the gateway", call.request_id)
             await self._send_error(
                 call, GatewayError(500, "internal gateway error", "server_error", "internal_error")
             )
@@ -236,7 +240,7 @@ class Gateway:
         while True:
             message = await call.receive()
             if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -257,7 +261,7 @@ class Gateway:
         call.model = model
         call.attempts = len(attempts)
         call.upstream_seconds = sum(a.latency for a in attempts)
-        self.feedback.remember(call.request_id, model)
+        self.feedback.remember(call.request_id, model, call.tenant)
         headers = [
             (b"x-orchestrator-model", model.encode()),
             (b"x-orchestrator-provider", self.registry.get_model(model).provider.encode()),
@@ -442,7 +446,7 @@ class Gateway:
             or not 0 <= quality <= 1
         ):
             raise bad_request("quality", f"invalid quality: {quality!r} (a number in [0, 1])")
-        model = self.feedback.model_of(request_id)
+        model = self.feedback.model_of(request_id, call.tenant)
         if model is None:
             raise GatewayError(
                 404,

@@ -53,8 +53,8 @@ class KeyChecker:
     @staticmethod
     def _load(index: int, entry: ApiKeyEntry) -> _StoredKey:
         if entry.hash is not None:
-            _, salt, digest = entry.hash.split(":")
-            return _StoredKey(bytes.fromhex(salt), bytes.fromhex(digest), entry.tenant)
+            _, salt_hex, digest_hex = entry.hash.split(":")
+            return _StoredKey(bytes.fromhex(salt_hex), bytes.fromhex(digest_hex), entry.tenant)
         assert entry.env is not None
         key = os.environ.get(entry.env, "")
         if len(key) < 16:

@@ -187,8 +187,10 @@ def parse_chat(data: dict[str, Any], headers: Mapping[bytes, bytes]) -> ChatRequ
             raise bad_request(key, f"invalid {key}: {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise bad_request(key, f"invalid {key}: {value!r} (a finite number)")
-        if key == "max_tokens" and value < 1:
+        if key == "max_tokens" and isinstance(value, int) and value < 1:
             raise bad_request(key, f"invalid max_tokens: {value!r} (>= 1)")
+        if key == "stop" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise bad_request(key, f"invalid stop: {value!r} (a string or a list of strings)")
         params[key] = value
     return ChatRequest(
         model=model,
