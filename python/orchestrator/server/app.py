@@ -96,7 +96,6 @@ class Gateway:
         self.metrics = GatewayMetrics(registry)
         self.decisions = DecisionLog()
         self.feedback = FeedbackBook(self.settings.feedback_capacity, self.settings.feedback_ttl)
-        self.draining = False
         self._page = (
             resources.files("orchestrator.server").joinpath("static/status.html").read_bytes()
         )
@@ -120,7 +119,6 @@ class Gateway:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.draining = True
                 await self.registry.aclose()  # flushes shared state to Redis
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -463,11 +461,11 @@ class Gateway:
         await self._send_json(call, 200, b'{"status":"ok"}')
 
     async def readyz(self, call: Call) -> None:
-        """Ready when accepting work and at least one model is eligible."""
+        """Ready when at least one model is eligible (circuits count: an open
+        one makes its model ineligible)."""
         eligible = [c.name for c in self.registry.explain_selection().candidates if c.eligible]
-        ready = bool(eligible) and not self.draining
-        body = {"ready": ready, "eligible_models": eligible, "draining": self.draining}
-        await self._send_json(call, 200 if ready else 503, dumps(body))
+        body = {"ready": bool(eligible), "eligible_models": eligible}
+        await self._send_json(call, 200 if eligible else 503, dumps(body))
 
     async def metrics_route(self, call: Call) -> None:
         await self._start(
