@@ -98,3 +98,23 @@ def test_client_disconnect_mid_stream_cancels_the_upstream() -> None:
             assert slow.streams_abandoned == 1
             assert slow.streams_completed == 0
             assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
+
+
+def test_malformed_requests_get_clear_errors(upstream: OpenAIServer) -> None:
+    text = config_text([model_table("mini", upstream.url)], "[server]\nmax_body_bytes = 2048\n")
+    with ThreadGateway(text) as gateway:
+        url = f"{gateway.url}/v1/chat/completions"
+        too_big = httpx.post(url, content=b"{" + b" " * 4096 + b"}")
+        assert too_big.status_code == 413 and too_big.json()["error"]["param"] == "body"
+        not_json = httpx.post(url, content=b"{model: auto}")
+        assert (
+            not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]["message"]
+        )
+        a_list = httpx.post(url, json=[1, 2])
+        assert a_list.status_code == 400 and "JSON object" in a_list.json()["error"]["message"]
+        unknown = httpx.post(url, json={"model": "auto", "messages": [], "tools": []})
+        assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "messages"
+        wrong_method = httpx.get(url)
+        assert wrong_method.status_code == 405
+        assert httpx.get(f"{gateway.url}/v2/anything").status_code == 404
+    assert upstream.requests == []

@@ -99,3 +99,34 @@ def test_upstream_key_never_reaches_the_client(
     assert refused.value.body["code"] == "authentication"  # type: ignore[index]
     assert UPSTREAM_KEY not in refused.value.response.text
     assert UPSTREAM_KEY not in caplog.text
+
+
+def test_stream_fails_over_before_the_first_chunk(upstream: OpenAIServer) -> None:
+    dead = OpenAIServer()
+    dead.start()
+    dead_url = dead.url
+    dead.stop()
+    text = config_text(
+        [model_table("dead", dead_url, price=0.1), model_table("alive", upstream.url, price=5)]
+    )
+    with ThreadGateway(text) as gateway:
+        raw = client(gateway).chat.completions.with_raw_response.create(
+            model="auto", messages=MESSAGES, stream=True
+        )
+        assert raw.headers["x-orchestrator-model"] == "alive"
+        assert raw.headers["x-orchestrator-attempts"] == "2"
+        text_out = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert text_out == "Hello from the OpenAI loopback server."
+
+
+def test_error_after_the_first_chunk_ends_the_stream_with_an_error_event(
+    upstream: OpenAIServer,
+) -> None:
+    upstream.add_fault(stream_error=True)
+    with ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway:
+        stream = client(gateway).chat.completions.create(
+            model="auto", messages=MESSAGES, stream=True
+        )
+        with pytest.raises(openai.APIError, match=r"provider refused|every provider failed"):
+            for _ in stream:
+                pass

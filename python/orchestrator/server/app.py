@@ -338,7 +338,12 @@ class Gateway:
         writer = ChunkWriter(call.request_id, int(time.time()), model, request.include_usage)
         upstream_started = time.perf_counter()
         call.cache = "off" if self.registry.get_model(model).cache is None else "unknown"
-        headers = [*_SSE, *self._result_headers(call, model, None, [*earlier, *stream.attempts])]
+        headers = [
+            *_SSE,
+            *self._result_headers(
+                call, model, None, [*earlier, *stream.attempts, Attempt(model, "streaming", 0.0)]
+            ),
+        ]
         await self._start(call, 200, headers)
         parts: list[str] = []
         if first is not None:
