@@ -211,12 +211,14 @@ class Gateway:
         route = path if (call.scope["method"], path) in ROUTES else "other"  # bounded labels
         elapsed = time.perf_counter() - call.started
         metrics = self.metrics
-        metrics.requests.labels(route, call.model, str(call.status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
+        metrics.child(metrics.requests, route, call.model, str(call.status)).inc()
+        metrics.child(metrics.latency, route).observe(elapsed)
         if call.upstream_seconds:
-            metrics.overhead.labels(route).observe(max(0.0, elapsed - call.upstream_seconds))
+            metrics.child(metrics.overhead, route).observe(
+                max(0.0, elapsed - call.upstream_seconds)
+            )
         if call.error_class is not None:
-            metrics.errors.labels(route, call.error_class).inc()
+            metrics.child(metrics.errors, route, call.error_class).inc()
         if self.settings.access_log:
             access_logger.info(
                 "%s %s %d %.2fms model=%s attempts=%d cache=%s tenant=%s id=%s",
@@ -277,9 +279,9 @@ class Gateway:
 
     def _count_usage(self, model: str, usage: dict[str, int], cost: float) -> None:
         metrics = self.metrics
-        metrics.tokens.labels(model, "input").inc(usage["prompt_tokens"])
-        metrics.tokens.labels(model, "output").inc(usage["completion_tokens"])
-        metrics.cost.labels(model).inc(cost)
+        metrics.child(metrics.tokens, model, "input").inc(usage["prompt_tokens"])
+        metrics.child(metrics.tokens, model, "output").inc(usage["completion_tokens"])
+        metrics.child(metrics.cost, model).inc(cost)
 
     # ----- routes ---------------------------------------------------------------------
 
@@ -303,7 +305,7 @@ class Gateway:
         except Exception as exc:
             raise from_registry_error(exc, self.registry) from exc
         call.cache = self._cache_state(result.model, last_call() is None)
-        self.metrics.cache.labels(call.cache).inc()
+        self.metrics.child(self.metrics.cache, call.cache).inc()
         usage = usage_of(result.input_tokens, result.output_tokens)
         self._count_usage(result.model, usage, result.cost)
         headers = self._result_headers(call, result.model, result.cost, result.attempts)
@@ -377,7 +379,7 @@ class Gateway:
                 )
                 return
         result = stream.result
-        self.metrics.cache.labels(call.cache).inc()
+        self.metrics.child(self.metrics.cache, call.cache).inc()
         text = "".join(parts)
         if result is not None:
             usage, cost = usage_of(result.input_tokens, result.output_tokens), result.cost

@@ -10,6 +10,7 @@ address and sum): learning is shared through Redis, these counters are not.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Union
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -134,6 +135,16 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.registry.register(_RegistryCollector(registry))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Union[Counter, Histogram], *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: prometheus_client's lookup
+        takes longer than the increment itself, on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""
