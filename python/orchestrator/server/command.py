@@ -134,6 +134,6 @@ def serve(
         lifespan="on",
         access_log=False,
         log_config=_log_config(),
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         server_header=False,
     )

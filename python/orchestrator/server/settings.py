@@ -102,8 +102,8 @@ class ServerSettings(_Strict):
     retry_budget: int = Field(2, ge=0, le=20)
     #: Seconds a request may take in total, failovers included.
     request_timeout: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False)
-    #: Seconds SIGTERM waits for in-flight requests before closing them.
-    shutdown_timeout: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False)
+    #: Whole seconds SIGTERM waits for in-flight requests before closing them.
+    shutdown_timeout: int = Field(30, ge=1, le=3600)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     #: Request ids kept for ``POST /v1/feedback``, and how long.
