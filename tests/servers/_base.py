@@ -119,15 +119,23 @@ class _Drop(Exception):
 class LoopbackServer:
     """Base of the fake provider servers. ``start()`` returns the base URL;
     use as a context manager to stop it. ``answer_delay`` delays every answer
-    (for benchmarks); ``requests`` records what arrived; ``connections``
-    counts accepted TCP connections (to check keep-alive and pool reuse)."""
+    (for benchmarks); ``chunk_delay`` waits between streamed events;
+    ``requests`` records what arrived; ``connections`` counts accepted TCP
+    connections (to check keep-alive and pool reuse); ``streams_completed``
+    and ``streams_abandoned`` count streams sent to their end and streams
+    whose client hung up halfway."""
 
     #: Path prefix of the base URL the provider's clients use (e.g. ``/v1``).
     base_path = ""
     provider = "loopback"
 
-    def __init__(self, *, answer_delay: float = 0.0, record: bool = True) -> None:
+    def __init__(
+        self, *, answer_delay: float = 0.0, chunk_delay: float = 0.0, record: bool = True
+    ) -> None:
         self.answer_delay = answer_delay
+        self.chunk_delay = chunk_delay
+        self.streams_completed = 0
+        self.streams_abandoned = 0
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
         self.record = record
@@ -392,15 +400,22 @@ class LoopbackServer:
             events.insert(half, resp.malformed_event)
         if fault.stream_error and resp.error_event:
             events = [*events[:half], resp.error_event]
-        for i, event in enumerate(events):
-            if fault.cut and i == half:
+        try:
+            for i, event in enumerate(events):
+                if fault.cut and i == half:
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                    raise _Drop
+                if i and self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 await writer.drain()
-                await asyncio.sleep(0.01)
-                raise _Drop
-            writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            writer.write(b"0\r\n\r\n")
             await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        except ConnectionError:
+            self.streams_abandoned += 1
+            raise
+        self.streams_completed += 1
         return True
 
 

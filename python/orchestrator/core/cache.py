@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import math
@@ -31,7 +32,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
@@ -72,6 +73,34 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.@+/-]{1,128}")
 #: A cached answer is replayed to a streaming caller in about this many chunks.
 _REPLAY_CHUNKS = 4
 _REPLAY_MIN_CHUNK = 32
+
+
+#: The tenant whose entries this task reads and writes (see :func:`tenant_namespace`).
+_TENANT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "orchestrator_cache_tenant", default=None
+)
+
+
+def check_tenant(tenant: str) -> str:
+    """Validate a tenant name for :func:`tenant_namespace` (``ValueError`` naming it)."""
+    if not isinstance(tenant, str) or not _NAMESPACE.fullmatch(tenant) or "/" in tenant:
+        raise ValueError(
+            f"invalid tenant: {tenant!r} (1-128 characters of letters, digits and _.@+-)"
+        )
+    return tenant
+
+
+@contextlib.contextmanager
+def tenant_namespace(tenant: Optional[str]) -> Iterator[None]:
+    """Within this block (this task and the tasks it starts), every cache keeps
+    ``tenant``'s entries apart: keys are made in the namespace
+    ``"<cache namespace>/<tenant>"``, so two tenants never read each other's
+    answers from one shared cache. ``None`` means the cache's own namespace."""
+    token = _TENANT.set(None if tenant is None else check_tenant(tenant))
+    try:
+        yield
+    finally:
+        _TENANT.reset(token)
 
 
 class CacheStatistics(BaseModel):
@@ -270,7 +299,8 @@ class ModelCache:
       ``maxmemory`` policy.
     * ``compression``: ``True`` (zstd if installed, else zlib), ``"zstd"``,
       ``"zlib"`` or ``False``.
-    * ``namespace``: entries of two namespaces (tenants) never mix.
+    * ``namespace``: entries of two namespaces (tenants) never mix; within
+      :func:`tenant_namespace` a task's entries are further kept per tenant.
     * ``redis_url``: default ``$REDIS_URL``, else ``redis://localhost:6379/0``.
       ``redis_timeout``: the most a Redis call may take before the request
       goes on without it; after a failure Redis is retried after
@@ -675,15 +705,18 @@ class ModelCache:
         prompt: Any,
         params: Optional[dict[str, Any]],
     ) -> Optional[str]:
+        tenant = _TENANT.get()
+        namespace = self.namespace if tenant is None else f"{self.namespace}/{tenant}"
         try:
-            digest = _core.cache_key(identity, provider, prompt, params, self.namespace)
+            digest = _core.cache_key(identity, provider, prompt, params, namespace)
         except (TypeError, ValueError) as exc:
             self._errors += 1
             level = logging.DEBUG if self._warned_key else logging.WARNING
             self._warned_key = True
             logger.log(level, "request not cached: %s", exc)
             return None
-        return f"{self._prefix}{kind}:{digest}"
+        prefix = self._prefix if tenant is None else f"{self._prefix[:-1]}/{tenant}:"
+        return f"{prefix}{kind}:{digest}"
 
     def _tier_failed(self, tier: Backend, exc: BaseException) -> None:
         self._errors += 1

@@ -1,0 +1,498 @@
+"""Gateway overhead benchmark, reproducible in one command:
+
+    python benches/gateway.py                 # ~5 minutes
+    python benches/gateway.py --quick         # shorter runs, fewer rates
+
+One upstream (``benches/gateway_upstream.py``: a fixed OpenAI answer after a
+fixed delay) is reached three ways, back to back in one run: (a) directly,
+(b) through ``orchestrator serve``, (c) through LiteLLM's proxy (same
+upstream, one deployment, simple routing). ``oha`` drives each at fixed
+request rates (``-q``, with latency correction, so a slow server cannot hide
+its queueing) and reports percentiles; the added latency of a gateway is its
+percentile minus the direct one at the same rate. Then, with two workers
+each, the highest rate each gateway sustains with < 1% errors, and the time
+to the first streamed byte (sequential streamed requests, HTTP keep-alive).
+
+Needs ``oha`` (``cargo install oha``), ``litellm[proxy]`` and
+``redis-server`` (the two gateway workers share state through it). Writes
+``benches/results/gateway.json`` and ``benches/results/GATEWAY.md``; each
+figure is recorded with the machine's load average at the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results"
+UPSTREAM_DELAY = 0.010  # seconds before the upstream answers
+BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "What is 6 x 7?"}]})
+GATEWAY_KEY = "sk-bench-gateway-0123456789"
+UPSTREAM_KEY = "sk-bench-upstream-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Run:
+    """One oha run: a target at a rate."""
+
+    target: str
+    rate: int
+    workers: int
+    requests: int
+    success_rate: float
+    achieved_rps: float
+    p50_ms: float
+    p99_ms: float
+    load_average: float
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sustained(self) -> bool:
+        """< 1% errors and at least 95% of the asked rate delivered."""
+        return self.success_rate >= 0.99 and self.achieved_rps >= 0.95 * self.rate
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str],
+    log: Path,
+    ready_url: str,
+    env: Optional[dict[str, str]] = None,
+    timeout: float = 120.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process, ready once ``ready_url`` answers; SIGTERM at the end."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{args[0]} exited with {proc.returncode}; see {log}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(ready_url, timeout=2).status_code < 500:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{' '.join(args[:3])} not ready after {timeout} s; see {log}"
+                    )
+                time.sleep(0.2)
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def oha(url: str, rate: int, seconds: float, key: Optional[str], target: str, workers: int) -> Run:
+    """Drive ``url`` at ``rate`` requests per second for ``seconds``."""
+    args = [
+        shutil.which("oha") or str(Path.home() / ".cargo/bin/oha"),
+        "-z",
+        f"{seconds}s",
+        "-q",
+        str(rate),
+        "--latency-correction",
+        "-c",
+        str(max(32, rate // 10)),
+        "--no-tui",
+        "--wait-ongoing-requests-after-deadline",
+        "--output-format",
+        "json",
+        "-m",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        BODY,
+    ]
+    if key:
+        args += ["-H", f"authorization: Bearer {key}"]
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        [*args, url], capture_output=True, check=True, timeout=seconds + 120
+    ).stdout
+    report = json.loads(out)
+    summary = report["summary"]
+    codes = {str(k): int(v) for k, v in report.get("statusCodeDistribution", {}).items()}
+    errors = {str(k): int(v) for k, v in report.get("errorDistribution", {}).items()}
+    total = sum(codes.values()) + sum(errors.values())
+    ok = codes.get("200", 0)
+    bad_status = {f"HTTP {k}": v for k, v in codes.items() if k != "200"}
+    percentiles = report["latencyPercentiles"]
+    return Run(
+        target=target,
+        rate=rate,
+        workers=workers,
+        requests=total,
+        success_rate=ok / total if total else 0.0,
+        achieved_rps=ok / float(summary["total"]),
+        p50_ms=1000 * float(percentiles["p50"] or "nan"),
+        p99_ms=1000 * float(percentiles["p99"] or "nan"),
+        load_average=load,
+        errors={**errors, **bad_status},
+    )
+
+
+def first_byte_ms(url: str, key: Optional[str], model: str, count: int) -> list[float]:
+    """Milliseconds to the first body byte of ``count`` sequential streamed requests."""
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "Stream it"}]}
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    times = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(count + 10):
+            started = time.perf_counter()
+            with client.stream("POST", url, json=body, headers=headers) as response:
+                chunks = response.iter_raw()
+                next(chunks)
+                elapsed = time.perf_counter() - started
+                for _ in chunks:
+                    pass
+            if i >= 10:  # warm-up done
+                times.append(1000 * elapsed)
+    return times
+
+
+class Bench:
+    """The processes of one benchmark run, all on loopback."""
+
+    def __init__(self, work: Path, seconds: float) -> None:
+        self.work = work
+        self.seconds = seconds
+        self.upstream_port = free_port()
+        self.upstream_url = f"http://127.0.0.1:{self.upstream_port}/v1"
+
+    def gateway_config(self, state: str) -> Path:
+        path = self.work / f"gateway-{state.split(':')[0]}.toml"
+        path.write_text(
+            "[server]\n"
+            f'api_keys = [{{ env = "BENCH_GATEWAY_KEY" }}]\n'
+            "access_log = false\n"
+            f'state = "{state}"\n'
+            "[[models]]\n"
+            'provider = "openai"\nname = "bench"\nmodel_id = "gpt-4o-mini"\n'
+            f'base_url = "{self.upstream_url}"\napi_key_env = "BENCH_UPSTREAM_KEY"\n'
+            "cost = { input_per_million = 0.15, output_per_million = 0.6 }\n"
+            'capabilities = ["chat", "supports_streaming"]\n'
+        )
+        return path
+
+    def litellm_config(self) -> Path:
+        path = self.work / "litellm.yaml"
+        path.write_text(
+            "model_list:\n"
+            "  - model_name: bench\n"
+            "    litellm_params:\n"
+            "      model: openai/gpt-4o-mini\n"
+            f"      api_base: {self.upstream_url}\n"
+            f"      api_key: {UPSTREAM_KEY}\n"
+            "litellm_settings:\n"
+            "  telemetry: false\n"
+            "  drop_params: true\n"
+            "general_settings:\n"
+            f"  master_key: {GATEWAY_KEY}\n"
+        )
+        return path
+
+    def upstream(self) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        return process(
+            [
+                sys.executable,
+                str(BENCH_DIR / "gateway_upstream.py"),
+                str(self.upstream_port),
+                str(UPSTREAM_DELAY),
+            ],
+            self.work / "upstream.log",
+            f"{self.upstream_url}/models",
+        )
+
+    def ours(
+        self, workers: int, state: str
+    ) -> tuple[contextlib.AbstractContextManager[subprocess.Popen[bytes]], str]:
+        port = free_port()
+        config = self.gateway_config(state)
+        code = (
+            "from orchestrator.server.command import serve; "
+            f"serve(port={port}, workers={workers}, config_path={str(config)!r})"
+        )
+        env = {"BENCH_GATEWAY_KEY": GATEWAY_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
+        url = f"http://127.0.0.1:{port}"
+        return process(
+            [sys.executable, "-c", code], self.work / f"ours-{workers}.log", f"{url}/healthz", env
+        ), url
+
+    def litellm(
+        self, workers: int
+    ) -> tuple[contextlib.AbstractContextManager[subprocess.Popen[bytes]], str]:
+        port = free_port()
+        binary = shutil.which("litellm") or str(Path(sys.executable).parent / "litellm")
+        env = {
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY": "False",
+        }
+        url = f"http://127.0.0.1:{port}"
+        args = [
+            binary,
+            "--config",
+            str(self.litellm_config()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            str(workers),
+        ]
+        return process(
+            args, self.work / f"litellm-{workers}.log", f"{url}/health/liveliness", env, 240
+        ), url
+
+
+def _table(rows: list[list[str]], head: list[str]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs and fewer rates")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per oha run")
+    options = parser.parse_args()
+    seconds = options.seconds or (4.0 if options.quick else 8.0)
+    latency_rates = [100, 500] if options.quick else [100, 500, 1000]
+    ceiling_rates = (
+        [500, 1000, 1500, 2000] if options.quick else [500, 1000, 1500, 2000, 2500, 3000]
+    )
+    runs: list[Run] = []
+    ttfb: dict[str, dict[str, float]] = {}
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        work = Path(tmp)
+        bench = Bench(work, seconds)
+        redis_port = free_port()
+        redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        try:
+            with bench.upstream():
+                direct = f"{bench.upstream_url}/chat/completions"
+                ours_cm, ours_url = bench.ours(1, "local")
+                lite_cm, lite_url = bench.litellm(1)
+                with ours_cm, lite_cm:
+                    for rate in latency_rates:  # interleaved, so the machine's load hits all alike
+                        runs.append(oha(direct, rate, seconds, None, "direct", 1))
+                        runs.append(
+                            oha(
+                                f"{ours_url}/v1/chat/completions",
+                                rate,
+                                seconds,
+                                GATEWAY_KEY,
+                                "orchestrator",
+                                1,
+                            )
+                        )
+                        runs.append(
+                            oha(
+                                f"{lite_url}/v1/chat/completions",
+                                rate,
+                                seconds,
+                                GATEWAY_KEY,
+                                "litellm",
+                                1,
+                            )
+                        )
+                    count = 100 if options.quick else 300
+                    ttfb_raw = {
+                        "direct": first_byte_ms(direct, None, "gpt-4o-mini", count),
+                        "orchestrator": first_byte_ms(
+                            f"{ours_url}/v1/chat/completions", GATEWAY_KEY, "auto", count
+                        ),
+                        "litellm": first_byte_ms(
+                            f"{lite_url}/v1/chat/completions", GATEWAY_KEY, "bench", count
+                        ),
+                    }
+                    for name, values in ttfb_raw.items():
+                        ttfb[name] = {
+                            "p50_ms": statistics.median(values),
+                            "p99_ms": statistics.quantiles(values, n=100)[98],
+                            "load_average": os.getloadavg()[0],
+                        }
+                for name, factory in (
+                    ("orchestrator", lambda: bench.ours(2, redis_url)),
+                    ("litellm", lambda: bench.litellm(2)),
+                ):
+                    cm, url = factory()
+                    key = GATEWAY_KEY
+                    with cm:
+                        for rate in ceiling_rates:
+                            run = oha(f"{url}/v1/chat/completions", rate, seconds, key, name, 2)
+                            runs.append(run)
+                            if not run.sustained:
+                                break
+        finally:
+            redis.terminate()
+            redis.wait(10)
+    report = summarise(runs, ttfb, latency_rates)
+    report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+    report["seconds_per_run"] = seconds
+    report["upstream_delay_ms"] = 1000 * UPSTREAM_DELAY
+    report["cpus"] = os.cpu_count()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "gateway.json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = render(report)
+    (RESULTS / "GATEWAY.md").write_text(markdown)
+    sys.stdout.write(markdown)
+
+
+def summarise(
+    runs: list[Run], ttfb: dict[str, dict[str, float]], rates: list[int]
+) -> dict[str, Any]:
+    """Added latency per rate, the highest sustained rates, time to first byte."""
+    by = {(r.target, r.rate, r.workers): r for r in runs}
+    added = []
+    for rate in rates:
+        base = by[("direct", rate, 1)]
+        for target in ("orchestrator", "litellm"):
+            run = by[(target, rate, 1)]
+            added.append(
+                {
+                    "target": target,
+                    "rate": rate,
+                    "p50_added_ms": run.p50_ms - base.p50_ms,
+                    "p99_added_ms": run.p99_ms - base.p99_ms,
+                    "success_rate": run.success_rate,
+                    "load_average": run.load_average,
+                }
+            )
+    ceilings = {}
+    for target in ("orchestrator", "litellm"):
+        ok = [r.rate for r in runs if r.target == target and r.workers == 2 and r.sustained]
+        ceilings[target] = max(ok) if ok else 0
+    first = {name: values for name, values in ttfb.items()}
+    return {
+        "runs": [asdict(r) for r in runs],
+        "added_latency": added,
+        "highest_sustained_rps_2_workers": ceilings,
+        "first_byte": first,
+        "first_byte_added_p50_ms": {
+            t: first[t]["p50_ms"] - first["direct"]["p50_ms"] for t in ("orchestrator", "litellm")
+        },
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The Markdown of the README's gateway section."""
+    rows = [
+        [
+            str(a["rate"]),
+            a["target"],
+            f"{a['p50_added_ms']:.2f}",
+            f"{a['p99_added_ms']:.2f}",
+            f"{100 * a['success_rate']:.2f}%",
+            f"{a['load_average']:.1f}",
+        ]
+        for a in report["added_latency"]
+    ]
+    out = [
+        f"Gateway benchmark, {report['started']}: upstream answers after "
+        f"{report['upstream_delay_ms']:.0f} ms; {report['seconds_per_run']:.0f} s per run; "
+        f"{report['cpus']} CPUs.\n",
+        _table(rows, ["RPS", "gateway", "P50 added (ms)", "P99 added (ms)", "success", "load avg"]),
+        "",
+    ]
+    runs = [
+        [
+            r["target"],
+            str(r["workers"]),
+            str(r["rate"]),
+            f"{r['achieved_rps']:.0f}",
+            f"{100 * r['success_rate']:.2f}%",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['load_average']:.1f}",
+        ]
+        for r in report["runs"]
+    ]
+    out += [
+        _table(
+            runs,
+            [
+                "target",
+                "workers",
+                "asked RPS",
+                "served RPS",
+                "success",
+                "P50 (ms)",
+                "P99 (ms)",
+                "load avg",
+            ],
+        ),
+        "",
+    ]
+    ceilings = report["highest_sustained_rps_2_workers"]
+    out.append(
+        "Highest rate sustained with < 1% errors, 2 workers: "
+        + ", ".join(f"{k} {v} RPS" for k, v in ceilings.items())
+        + "\n"
+    )
+    first = report["first_byte"]
+    rows = [
+        [name, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", f"{v['load_average']:.1f}"]
+        for name, v in first.items()
+    ]
+    out += [_table(rows, ["first streamed byte", "P50 (ms)", "P99 (ms)", "load avg"]), ""]
+    added = report["first_byte_added_p50_ms"]
+    out.append(
+        "First byte added, P50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in added.items()) + "\n"
+    )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,508 @@
+"""The gateway as a bare ASGI application: OpenAI-compatible routes in front
+of a :class:`~orchestrator.models.model_registry.ModelRegistry`.
+
+No web framework: a route table, a body reader and a few send helpers are all
+the gateway needs, and every microsecond a framework spends per request is
+overhead the benchmark measures (``benches/gateway.py``).
+
+Each request runs in its own task while a watcher waits for the client's
+``http.disconnect``; a client that hangs up cancels that task, which closes
+the upstream stream or call (the provider sees its connection closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Optional
+
+from orchestrator.core.cache import tenant_namespace
+from orchestrator.core.model import estimate_tokens, last_call
+from orchestrator.models.failover import Attempt, FailoverStream
+from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.server.auth import KeyChecker, bearer_token
+from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
+from orchestrator.server.feedback import FeedbackBook
+from orchestrator.server.metrics import GatewayMetrics
+from orchestrator.server.routing import Route, Router
+from orchestrator.server.settings import ServerSettings
+from orchestrator.server.status import Decision, DecisionLog, status_snapshot
+from orchestrator.server.wire import (
+    ChatRequest,
+    ChunkWriter,
+    completion,
+    dumps,
+    encode_embedding,
+    parse_chat,
+    parse_embedding_input,
+    parse_json,
+    usage_of,
+)
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("orchestrator.server.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = (b"content-type", b"application/json")
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+@dataclass
+class Call:
+    """One request while it is handled."""
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    headers: dict[bytes, bytes]
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    tenant: Optional[str] = None
+    status: int = 0
+    model: str = "-"
+    attempts: int = 0
+    cache: str = "-"
+    upstream_seconds: float = 0.0
+    error_class: Optional[str] = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[["Gateway", Call], Coroutine[Any, Any, None]]
+
+
+class ClientGone(Exception):
+    """The client hung up before its request was read."""
+
+
+class Gateway:
+    """The ASGI application. ``registry`` routes every request; ``settings``
+    is the ``[server]`` section."""
+
+    def __init__(self, registry: ModelRegistry, settings: Optional[ServerSettings] = None) -> None:
+        self.registry = registry
+        self.settings = settings or ServerSettings()
+        self.keys = KeyChecker(self.settings.api_keys)
+        self.router = Router(registry, self.settings)
+        self.metrics = GatewayMetrics(registry)
+        self.decisions = DecisionLog()
+        self.feedback = FeedbackBook(self.settings.feedback_capacity, self.settings.feedback_ttl)
+        self._page = (
+            resources.files("orchestrator.server").joinpath("static/status.html").read_bytes()
+        )
+
+    # ----- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.registry.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.registry.aclose()  # flushes shared state to Redis
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Always our own id: it is the key of POST /v1/feedback, so a client
+        # must not be able to choose (or collide with) another request's.
+        call = Call(scope, receive, send, dict(scope["headers"]), "req_" + secrets.token_hex(12))
+        handler = ROUTES.get((scope["method"], scope["path"]))
+        try:
+            if handler is None:
+                known = any(path == scope["path"] for _, path in ROUTES)
+                raise GatewayError(
+                    405 if known else 404,
+                    f"{scope['method']} {scope['path']} is not a route of this gateway",
+                    code="method_not_allowed" if known else "unknown_route",
+                )
+            if scope["path"] not in _PUBLIC:
+                self._authenticate(call)
+            if scope["method"] == "POST":  # read before the disconnect watcher takes over receive
+                call.data = await self._body(call)
+            with tenant_namespace(call.tenant):
+                await self._until_disconnect(call, handler(self, call))
+        except GatewayError as exc:
+            await self._send_error(call, exc)
+        except ClientGone:
+            call.status, call.error_class = 499, "client_disconnected"
+        except Exception:
+            logger.exception("request %s failed in the gateway", call.request_id)
+            await self._send_error(
+                call, GatewayError(500, "internal gateway error", "server_error", "internal_error")
+            )
+        finally:
+            self._finish(call)
+
+    def _authenticate(self, call: Call) -> None:
+        if not self.keys.required:
+            return
+        token = bearer_token(call.headers.get(b"authorization"))
+        if token is None:
+            raise GatewayError(
+                401, "missing API key: send Authorization: Bearer <key>", code="invalid_api_key"
+            )
+        tenant = self.keys.tenant_of(token)
+        if tenant is None:
+            raise GatewayError(401, "invalid API key", code="invalid_api_key")
+        call.tenant = tenant
+
+    async def _until_disconnect(self, call: Call, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` until it ends or the client hangs up (then cancel it)."""
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(_wait_disconnect(call.receive))
+        try:
+            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                call.error_class = "client_disconnected"
+                call.status = call.status or 499
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            watcher.cancel()
+        task.result()
+
+    # ----- responses ----------------------------------------------------------------
+
+    async def _start(self, call: Call, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        call.status = status
+        headers.append((b"x-request-id", call.request_id.encode()))
+        await call.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def _send_json(
+        self,
+        call: Call,
+        status: int,
+        body: bytes,
+        headers: Optional[list[tuple[bytes, bytes]]] = None,
+    ) -> None:
+        await self._start(call, status, [_JSON, *(headers or [])])
+        await call.send({"type": "http.response.body", "body": body})
+
+    async def _send_error(self, call: Call, exc: GatewayError) -> None:
+        call.error_class = call.error_class or exc.code or exc.type
+        if call.status:  # the response had started: nothing more can be said
+            return
+        await self._send_json(call, exc.status, dumps(exc.body()), exc.headers())
+
+    def _finish(self, call: Call) -> None:
+        path = call.scope["path"]
+        route = path if (call.scope["method"], path) in ROUTES else "other"  # bounded labels
+        elapsed = time.perf_counter() - call.started
+        metrics = self.metrics
+        metrics.child(metrics.requests, route, call.model, str(call.status)).inc()
+        metrics.child(metrics.latency, route).observe(elapsed)
+        if call.upstream_seconds:
+            metrics.child(metrics.overhead, route).observe(
+                max(0.0, elapsed - call.upstream_seconds)
+            )
+        if call.error_class is not None:
+            metrics.child(metrics.errors, route, call.error_class).inc()
+        if self.settings.access_log:
+            access_logger.info(
+                "%s %s %d %.2fms model=%s attempts=%d cache=%s tenant=%s id=%s",
+                call.scope["method"],
+                route,
+                call.status,
+                elapsed * 1000,
+                call.model,
+                call.attempts,
+                call.cache,
+                call.tenant or "-",
+                call.request_id,
+            )
+
+    async def _body(self, call: Call) -> dict[str, Any]:
+        chunks = []
+        size = 0
+        limit = self.settings.max_body_bytes
+        while True:
+            message = await call.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(
+                    413,
+                    f"the request body exceeds {limit} bytes",
+                    code="body_too_large",
+                    param="body",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return parse_json(b"".join(chunks))
+
+    def _result_headers(
+        self, call: Call, model: str, cost: Optional[float], attempts: list[Attempt]
+    ) -> list[tuple[bytes, bytes]]:
+        """The ``x-orchestrator-*`` headers (no cost for a stream: unknown yet)."""
+        call.model = model
+        call.attempts = len(attempts)
+        call.upstream_seconds = sum(a.latency for a in attempts)
+        self.feedback.remember(call.request_id, model, call.tenant)
+        headers = [
+            (b"x-orchestrator-model", model.encode()),
+            (b"x-orchestrator-provider", self.registry.get_model(model).provider.encode()),
+            (b"x-orchestrator-cache", call.cache.encode()),
+            (b"x-orchestrator-attempts", str(len(attempts)).encode()),
+        ]
+        if cost is not None:
+            headers.append((b"x-orchestrator-cost-usd", f"{cost:.8f}".encode()))
+        return headers
+
+    def _cache_state(self, model: str, hit: bool) -> str:
+        if self.registry.get_model(model).cache is None:
+            return "off"
+        return "hit" if hit else "miss"
+
+    def _count_usage(self, model: str, usage: dict[str, int], cost: float) -> None:
+        metrics = self.metrics
+        metrics.child(metrics.tokens, model, "input").inc(usage["prompt_tokens"])
+        metrics.child(metrics.tokens, model, "output").inc(usage["completion_tokens"])
+        metrics.child(metrics.cost, model).inc(cost)
+
+    # ----- routes ---------------------------------------------------------------------
+
+    async def chat(self, call: Call) -> None:
+        """``POST /v1/chat/completions``."""
+        request = parse_chat(call.data, call.headers)
+        route = self.router.route(
+            request.model,
+            request.constraints,
+            input_tokens=estimate_tokens(request.messages),
+            output_tokens=request.params.get("max_tokens"),
+        )
+        decision = self.decisions.consider(self.registry, route, call.request_id, call.tenant)
+        try:
+            if request.stream:
+                await self._chat_stream(call, route, decision, request)
+                return
+            result = await self.router.generate(route, request.messages, request.params)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise from_registry_error(exc, self.registry) from exc
+        call.cache = self._cache_state(result.model, last_call() is None)
+        self.metrics.child(self.metrics.cache, call.cache).inc()
+        usage = usage_of(result.input_tokens, result.output_tokens)
+        self._count_usage(result.model, usage, result.cost)
+        headers = self._result_headers(call, result.model, result.cost, result.attempts)
+        self.decisions.record(decision, result.model, call.cache, result.cost, result.attempts)
+        body = completion(call.request_id, int(time.time()), result.model, result.text, usage)
+        await self._send_json(call, 200, dumps(body), headers)
+
+    async def _chat_stream(
+        self, call: Call, route: Route, decision: Decision, request: ChatRequest
+    ) -> None:
+        stream, first, earlier = await self.router.stream(route, request.messages, request.params)
+        try:
+            await self._relay(call, stream, first, earlier, decision, request)
+        finally:
+            await stream.aclose()
+
+    async def _relay(
+        self,
+        call: Call,
+        stream: FailoverStream,
+        first: Optional[str],
+        earlier: list[Attempt],
+        decision: Decision,
+        request: ChatRequest,
+    ) -> None:
+        """Send the stream as SSE. Whether a cached answer was replayed is not
+        known before the body starts (nor, through a cache, after it: the
+        registry's stream does not say), so the cache header of a stream is
+        ``off`` or ``unknown`` and its usage is estimated when cached."""
+        model = stream.model
+        assert model is not None
+        writer = ChunkWriter(call.request_id, int(time.time()), model, request.include_usage)
+        upstream_started = time.perf_counter()
+        call.cache = "off" if self.registry.get_model(model).cache is None else "unknown"
+        headers = [
+            *_SSE,
+            *self._result_headers(
+                call, model, None, [*earlier, *stream.attempts, Attempt(model, "streaming", 0.0)]
+            ),
+        ]
+        await self._start(call, 200, headers)
+        parts: list[str] = []
+        if first is not None:
+            parts.append(first)
+            await call.send(
+                {
+                    "type": "http.response.body",
+                    "body": writer.delta(first, first=True),
+                    "more_body": True,
+                }
+            )
+            try:
+                async for chunk in stream:
+                    parts.append(chunk)
+                    await call.send(
+                        {
+                            "type": "http.response.body",
+                            "body": writer.delta(chunk),
+                            "more_body": True,
+                        }
+                    )
+            except Exception as exc:
+                error = from_registry_error(exc, self.registry)
+                call.error_class = error.code
+                await call.send(
+                    {
+                        "type": "http.response.body",
+                        "body": writer.error(error.body()),
+                        "more_body": False,
+                    }
+                )
+                return
+        result = stream.result
+        self.metrics.child(self.metrics.cache, call.cache).inc()
+        text = "".join(parts)
+        if result is not None:
+            usage, cost = usage_of(result.input_tokens, result.output_tokens), result.cost
+        else:
+            usage, cost = usage_of(estimate_tokens(request.messages), estimate_tokens(text)), 0.0
+        self._count_usage(model, usage, cost)
+        attempts = [*earlier, *stream.attempts]
+        call.attempts = len(attempts)
+        call.upstream_seconds = (
+            time.perf_counter() - upstream_started + sum(a.latency for a in earlier)
+        )
+        self.decisions.record(decision, model, call.cache, cost, attempts)
+        await call.send(
+            {"type": "http.response.body", "body": writer.finish(usage), "more_body": False}
+        )
+
+    async def embeddings(self, call: Call) -> None:
+        """``POST /v1/embeddings``: ``auto`` picks an embedding model."""
+        data = call.data
+        texts, fmt = parse_embedding_input(data)
+        requested = data.get("model")
+        if not isinstance(requested, str) or not requested:
+            raise bad_request("model", f"invalid model: {requested!r}")
+        route = self.router.route(requested, {"capabilities": ["embeddings"]})
+        try:
+            model = self.registry.select_model(constraints=route.constraints)
+            started = time.perf_counter()
+            vectors = await model.embed(texts)
+        except Exception as exc:
+            raise from_registry_error(exc, self.registry) from exc
+        call.model, call.attempts = model.name, 1
+        call.upstream_seconds = time.perf_counter() - started
+        tokens = estimate_tokens(texts)
+        body = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": encode_embedding(v, fmt)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": model.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        headers = [
+            (b"x-orchestrator-model", model.name.encode()),
+            (b"x-orchestrator-provider", model.provider.encode()),
+        ]
+        await self._send_json(call, 200, dumps(body), headers)
+
+    async def models(self, call: Call) -> None:
+        """``GET /v1/models``: ``auto``, the aliases and the registered models."""
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": owner}
+            for name, owner in (
+                *((name, "orchestrator") for name in ("auto", *self.router.aliases)),
+                *((m.name, m.provider) for m in self.registry),
+            )
+        ]
+        await self._send_json(call, 200, dumps({"object": "list", "data": data}))
+
+    async def feedback_route(self, call: Call) -> None:
+        """``POST /v1/feedback``: a quality score for an earlier request."""
+        data = call.data
+        request_id, quality = data.get("request_id"), data.get("quality")
+        if not isinstance(request_id, str) or not request_id:
+            raise bad_request("request_id", f"invalid request_id: {request_id!r}")
+        if (
+            isinstance(quality, bool)
+            or not isinstance(quality, (int, float))
+            or not 0 <= quality <= 1
+        ):
+            raise bad_request("quality", f"invalid quality: {quality!r} (a number in [0, 1])")
+        model = self.feedback.model_of(request_id, call.tenant)
+        if model is None:
+            raise GatewayError(
+                404,
+                f"unknown or expired request_id {request_id!r}",
+                code="unknown_request_id",
+                param="request_id",
+            )
+        self.registry.report_outcome(model, True, 0.0, quality=float(quality))
+        await self._send_json(
+            call, 200, dumps({"request_id": request_id, "model": model, "accepted": True})
+        )
+
+    async def healthz(self, call: Call) -> None:
+        await self._send_json(call, 200, b'{"status":"ok"}')
+
+    async def readyz(self, call: Call) -> None:
+        """Ready when at least one model is eligible (circuits count: an open
+        one makes its model ineligible)."""
+        eligible = [c.name for c in self.registry.explain_selection().candidates if c.eligible]
+        body = {"ready": bool(eligible), "eligible_models": eligible}
+        await self._send_json(call, 200 if eligible else 503, dumps(body))
+
+    async def metrics_route(self, call: Call) -> None:
+        await self._start(
+            call, 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        )
+        await call.send({"type": "http.response.body", "body": self.metrics.render()})
+
+    async def status_page(self, call: Call) -> None:
+        await self._start(call, 200, [(b"content-type", b"text/html; charset=utf-8")])
+        await call.send({"type": "http.response.body", "body": self._page})
+
+    async def status_json(self, call: Call) -> None:
+        await self._send_json(call, 200, dumps(status_snapshot(self.registry, self.decisions)))
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("POST", "/v1/chat/completions"): Gateway.chat,
+    ("POST", "/v1/embeddings"): Gateway.embeddings,
+    ("GET", "/v1/models"): Gateway.models,
+    ("POST", "/v1/feedback"): Gateway.feedback_route,
+    ("GET", "/v1/status"): Gateway.status_json,
+    ("GET", "/healthz"): Gateway.healthz,
+    ("GET", "/readyz"): Gateway.readyz,
+    ("GET", "/metrics"): Gateway.metrics_route,
+    ("GET", "/"): Gateway.status_page,
+}
+#: Routes anyone may call: liveness, readiness and the page (its data needs a key).
+_PUBLIC = frozenset({"/healthz", "/readyz", "/"})

@@ -1,0 +1,139 @@
+"""``orchestrator serve``: run the gateway under uvicorn (uvloop + httptools).
+
+The CLI calls :func:`serve` with its parsed options. Each worker process
+builds its own registry from the same configuration file
+(:func:`app_from_environment`, the factory uvicorn imports); with
+``[server] state = "redis://..."`` the workers share learning, breakers and
+cache through Redis. SIGTERM or SIGINT stops accepting connections, lets
+in-flight requests finish (up to ``shutdown_timeout`` seconds), then closes
+the registry, which flushes the shared state.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import uvicorn
+import uvicorn.config
+
+from orchestrator.config import (
+    DEFAULT_CONFIG_NAME,
+    LoadedConfig,
+    build_registry,
+    discover_environment,
+    load_config,
+)
+from orchestrator.errors import OrchestratorError
+from orchestrator.server.app import Gateway
+from orchestrator.server.auth import KeyChecker
+from orchestrator.server.settings import ServerSettings
+
+#: How the parent tells its workers which configuration to load.
+CONFIG_ENV = "ORCHESTRATOR_SERVE_CONFIG"
+
+
+class ServeError(OrchestratorError):
+    """The gateway cannot start as asked (the message says why and what to do)."""
+
+
+def _loaded(config_path: Optional[str]) -> LoadedConfig:
+    if config_path:
+        return load_config(config_path)
+    if Path(DEFAULT_CONFIG_NAME).is_file():
+        return load_config(DEFAULT_CONFIG_NAME)
+    return discover_environment()
+
+
+def resolve_settings(
+    loaded: LoadedConfig,
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    workers: Optional[int] = None,
+) -> ServerSettings:
+    """The ``[server]`` section with the command-line options on top, checked
+    for a safe start: no client keys means loopback only, unless
+    ``allow_unauthenticated = true``; every key's variable must be set."""
+    given = {"host": host, "port": port, "workers": workers}
+    update = {k: v for k, v in given.items() if v is not None}
+    try:
+        settings = ServerSettings.model_validate({**loaded.config.server.model_dump(), **update})
+    except ValueError as exc:
+        raise ServeError(f"invalid option: {exc}") from None
+    if not settings.api_keys and not settings.is_loopback() and not settings.allow_unauthenticated:
+        raise ServeError(
+            f"refusing to listen on {settings.host} without client keys: add [server] api_keys, "
+            "or set [server] allow_unauthenticated = true to expose the gateway to anyone"
+        )
+    try:
+        KeyChecker(settings.api_keys)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    if settings.workers > 1 and settings.state == "local":
+        raise ServeError(
+            f'--workers {settings.workers} with state = "local" would give each worker its own '
+            'learning and breakers; set [server] state = "redis://..." to share them'
+        )
+    return settings
+
+
+def gateway_for(loaded: LoadedConfig, settings: ServerSettings) -> Gateway:
+    """A gateway over a registry built from the configuration."""
+    return Gateway(build_registry(loaded), settings)
+
+
+def app_from_environment() -> Gateway:
+    """The uvicorn factory of each worker: the configuration named by
+    ``$ORCHESTRATOR_SERVE_CONFIG`` (or found as :func:`serve` finds it)."""
+    loaded = _loaded(os.environ.get(CONFIG_ENV) or None)
+    return gateway_for(loaded, resolve_settings(loaded))
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the gateway's access log on stdout."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["gateway"] = {"format": "%(asctime)s %(message)s"}
+    config["handlers"]["gateway"] = {
+        "formatter": "gateway",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["orchestrator"] = {"handlers": ["default"], "level": "WARNING"}
+    config["loggers"]["orchestrator.server.access"] = {
+        "handlers": ["gateway"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
+def serve(
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    workers: Optional[int] = None,
+    config_path: Optional[str] = None,
+) -> None:
+    """Run the gateway until SIGTERM/SIGINT. ``None`` options come from the
+    ``[server]`` section (defaults: 127.0.0.1, port 8000, one worker)."""
+    loaded = _loaded(config_path)
+    settings = resolve_settings(loaded, host, port, workers)
+    if loaded.path is not None:
+        os.environ[CONFIG_ENV] = str(loaded.path.resolve())
+    # The workers re-read the file; the command line's host/port/workers only
+    # concern this process, which binds the socket.
+    uvicorn.run(
+        "orchestrator.server.command:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=_log_config(),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        server_header=False,
+    )

@@ -1,0 +1,151 @@
+"""Prometheus metrics of the gateway (``GET /metrics``, text format).
+
+Counters and histograms are updated per request; breaker states, model
+statistics and cache counters are read from the registry at scrape time by a
+collector, so the request path pays for none of them. With ``--workers N``
+each worker serves its own counters (scrape them all, or put them behind one
+address and sum): learning is shared through Redis, these counters are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Union
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from orchestrator.models.model_registry import ModelRegistry
+
+#: Seconds: from 50 µs (gateway overhead) to a minute (slow models).
+_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+_BREAKER_STATE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class _RegistryCollector(Collector):
+    """Per-model breaker state and learned statistics, and cache counters."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        registry = self._registry
+        breaker = GaugeMetricFamily(
+            "orchestrator_model_breaker_state",
+            "Circuit breaker per model: 0 closed, 1 half-open, 2 open",
+            labels=["model"],
+        )
+        for model in registry:
+            state = registry.health_monitor.status(model).state
+            breaker.add_metric([model.name], _BREAKER_STATE.get(state, 2.0))
+        yield breaker
+        stats = registry.statistics()
+        outcomes = CounterMetricFamily(
+            "orchestrator_model_outcomes",
+            "Outcomes the registry learned from, per model",
+            labels=["model"],
+        )
+        for name, count in zip(stats["name"], stats.get("requests", [])):
+            outcomes.add_metric([name], float(count))
+        yield outcomes
+        cache = registry.cache
+        if cache is not None:
+            statistics = cache.get_statistics()
+            yield CounterMetricFamily(
+                "orchestrator_cache_hits", "Cache hits (all tenants)", value=statistics.hits
+            )
+            yield CounterMetricFamily(
+                "orchestrator_cache_misses", "Cache misses (all tenants)", value=statistics.misses
+            )
+            yield CounterMetricFamily(
+                "orchestrator_cache_saved_usd",
+                "USD saved by cache hits",
+                value=statistics.cost_saved,
+            )
+
+
+class GatewayMetrics:
+    """The gateway's metric families, in a registry of their own."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "orchestrator_gateway_requests",
+            "Requests answered",
+            ["route", "model", "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "orchestrator_gateway_errors",
+            "Requests answered with an error, by class",
+            ["route", "error_class"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "orchestrator_gateway_request_seconds",
+            "Time from request to last byte",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.overhead = Histogram(
+            "orchestrator_gateway_overhead_seconds",
+            "Time spent in the gateway itself: total minus the model calls",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "orchestrator_gateway_tokens",
+            "Tokens, per model and direction",
+            ["model", "direction"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "orchestrator_gateway_cost_usd",
+            "USD spent, per model",
+            ["model"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "orchestrator_gateway_cache",
+            "Chat requests by cache result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.registry.register(_RegistryCollector(registry))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Union[Counter, Histogram], *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: prometheus_client's lookup
+        takes longer than the increment itself, on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

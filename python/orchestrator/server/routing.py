@@ -1,0 +1,142 @@
+"""From a request's ``model`` field to registry calls: ``auto``, routing
+aliases and explicit model names, each with its constraints, and the
+explicit-model failover policy.
+
+``auto`` and aliases go through ``registry.generate``/``registry.stream``
+(selection with the constraints, cache, failover, outcome reporting). An
+explicit name is pinned by excluding every other model; when the config
+allows it (``failover_explicit_models``), a retryable failure of the named
+model then fails over to the best of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from orchestrator.core.model import ModelConstraints, Prompt
+from orchestrator.models.failover import Attempt, FailoverError, FailoverStream, GenerationResult
+from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.server.errors import GatewayError
+from orchestrator.server.settings import ServerSettings
+from orchestrator.server.wire import merged_constraints
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one request goes: its constraints, and the pinned model if any."""
+
+    requested: str
+    constraints: ModelConstraints
+    pinned: Optional[str] = None
+    #: For a pinned model: the constraints of failing over to the others.
+    fallback: Optional[ModelConstraints] = None
+
+
+class Router:
+    """Resolves model names and runs the registry calls for them."""
+
+    def __init__(self, registry: ModelRegistry, settings: ServerSettings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.aliases = {name: alias.constraints() for name, alias in settings.aliases.items()}
+
+    def names(self) -> list[str]:
+        """What ``GET /v1/models`` lists: ``auto``, the aliases, the models."""
+        return [AUTO, *self.aliases, *(model.name for model in self.registry)]
+
+    def route(self, requested: str, extra: Mapping[str, Any], **sizes: Optional[int]) -> Route:
+        """The route of a request for ``requested`` with its own constraints."""
+        sizes_given = {k: v for k, v in sizes.items() if v is not None}
+        if requested == AUTO:
+            return Route(requested, merged_constraints(ModelConstraints(**sizes_given), extra))
+        alias = self.aliases.get(requested)
+        if alias is not None:
+            return Route(requested, merged_constraints(alias.model_copy(update=sizes_given), extra))
+        if requested not in self.registry:
+            raise GatewayError(
+                404,
+                f"the model {requested!r} does not exist; GET /v1/models lists "
+                f"{', '.join(self.names())}",
+                code="model_not_found",
+                param="model",
+            )
+        base = merged_constraints(ModelConstraints(**sizes_given), extra)
+        others = [model.name for model in self.registry if model.name != requested]
+        pinned = merged_constraints(base, {"exclude_models": others})
+        fallback = None
+        if self.settings.failover_explicit_models:
+            fallback = merged_constraints(base, {"exclude_models": [requested]})
+        return Route(requested, pinned, pinned=requested, fallback=fallback)
+
+    def _budget(self, route: Route) -> int:
+        return 0 if route.pinned is not None else self.settings.retry_budget
+
+    async def generate(
+        self, route: Route, prompt: Prompt, params: dict[str, Any]
+    ) -> GenerationResult:
+        """The answer, failing over as the route allows."""
+        timeout = self.settings.request_timeout
+        try:
+            return await self.registry.generate(
+                prompt,
+                retry_budget=self._budget(route),
+                deadline=timeout,
+                constraints=route.constraints,
+                **params,
+            )
+        except FailoverError as exc:
+            if route.fallback is None:
+                raise
+            result = await self.registry.generate(
+                prompt,
+                retry_budget=self.settings.retry_budget,
+                deadline=timeout,
+                constraints=route.fallback,
+                **params,
+            )
+            return GenerationResult(
+                **{**result.__dict__, "attempts": [*exc.attempts, *result.attempts]}
+            )
+
+    async def stream(
+        self, route: Route, prompt: Prompt, params: dict[str, Any]
+    ) -> tuple[FailoverStream, Optional[str], list[Attempt]]:
+        """A started stream and its first chunk (``None``: an empty answer),
+        failing over before the first chunk as the route allows. The
+        attempts of a pinned model that failed over are returned too."""
+        timeout = self.settings.request_timeout
+        stream = self.registry.stream(
+            prompt,
+            retry_budget=self._budget(route),
+            deadline=timeout,
+            constraints=route.constraints,
+            **params,
+        )
+        try:
+            return stream, await _first(stream), []
+        except FailoverError as exc:
+            if route.fallback is None:
+                raise
+            earlier = list(exc.attempts)
+        stream = self.registry.stream(
+            prompt,
+            retry_budget=self.settings.retry_budget,
+            deadline=timeout,
+            constraints=route.fallback,
+            **params,
+        )
+        return stream, await _first(stream), earlier
+
+
+async def _first(stream: FailoverStream) -> Optional[str]:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
+    except BaseException:
+        await stream.aclose()
+        raise

@@ -1,0 +1,120 @@
+"""Health, readiness, Prometheus metrics, feedback and client disconnects."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server.harness import ThreadGateway, config_text, model_table
+from tests.servers import OpenAIServer
+
+pytestmark = pytest.mark.timeout(60)
+
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+def test_health_and_readiness(gateway: ThreadGateway) -> None:
+    assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["eligible_models"] == ["mini"]
+
+
+def test_metrics_parse_with_prometheus_client(gateway: ThreadGateway) -> None:
+    c = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    c.chat.completions.create(model="auto", messages=MESSAGES)
+    c.chat.completions.create(model="auto", messages=MESSAGES)
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="nope", messages=MESSAGES)
+    httpx.get(f"{gateway.url}/no/such/route")
+    text = httpx.get(f"{gateway.url}/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    route = ("route", "/v1/chat/completions")
+    assert (
+        samples[
+            ("orchestrator_gateway_requests_total", (("model", "mini"), route, ("status", "200")))
+        ]
+        == 2
+    )
+    assert (
+        samples[("orchestrator_gateway_errors_total", (("error_class", "model_not_found"), route))]
+        == 1
+    )
+    assert samples[("orchestrator_gateway_cache_total", (("result", "hit"),))] == 1
+    assert (
+        samples[("orchestrator_gateway_tokens_total", (("direction", "output"), ("model", "mini")))]
+        == 6 + 10  # the provider counted 6; the hit is estimated from 38 characters
+    )
+    assert samples[("orchestrator_gateway_overhead_seconds_count", (route,))] == 2
+    assert samples[("orchestrator_model_breaker_state", (("model", "mini"),))] == 0
+    assert samples[("orchestrator_cache_hits_total", ())] == 1
+    assert (
+        "orchestrator_gateway_requests_total",
+        (("model", "-"), ("route", "other"), ("status", "404")),
+    ) in samples
+
+
+def test_feedback_for_a_request_id(gateway: ThreadGateway) -> None:
+    c = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    answer = c.chat.completions.create(model="auto", messages=MESSAGES)
+    before = gateway.gateway.registry.get_metrics("mini")
+    ok = httpx.post(f"{gateway.url}/v1/feedback", json={"request_id": answer.id, "quality": 0.9})
+    assert ok.json() == {"request_id": answer.id, "model": "mini", "accepted": True}
+    assert gateway.gateway.registry.get_metrics("mini").requests == before.requests + 1
+    unknown = httpx.post(
+        f"{gateway.url}/v1/feedback", json={"request_id": "req_nope", "quality": 0.5}
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "request_id"
+    bad = httpx.post(f"{gateway.url}/v1/feedback", json={"request_id": answer.id, "quality": 1.5})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "quality"
+
+
+def test_client_disconnect_mid_stream_cancels_the_upstream() -> None:
+    with OpenAIServer(api_key=None, chunk_delay=0.3) as slow:
+        text = config_text([model_table("slow", slow.url)])
+        with ThreadGateway(text) as gateway:
+            body = b'{"model":"auto","stream":true,"messages":[{"role":"user","content":"long"}]}'
+            with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
+                conn.sendall(
+                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                    + b"content-type: application/json\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                received = b""
+                while b"data: " not in received:
+                    received += conn.recv(65536)
+            deadline = time.monotonic() + 10
+            while slow.streams_abandoned == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert slow.streams_abandoned == 1
+            assert slow.streams_completed == 0
+            assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
+
+
+def test_malformed_requests_get_clear_errors(upstream: OpenAIServer) -> None:
+    text = config_text([model_table("mini", upstream.url)], "[server]\nmax_body_bytes = 2048\n")
+    with ThreadGateway(text) as gateway:
+        url = f"{gateway.url}/v1/chat/completions"
+        too_big = httpx.post(url, content=b"{" + b" " * 4096 + b"}")
+        assert too_big.status_code == 413 and too_big.json()["error"]["param"] == "body"
+        not_json = httpx.post(url, content=b"{model: auto}")
+        assert (
+            not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]["message"]
+        )
+        a_list = httpx.post(url, json=[1, 2])
+        assert a_list.status_code == 400 and "JSON object" in a_list.json()["error"]["message"]
+        unknown = httpx.post(url, json={"model": "auto", "messages": [], "tools": []})
+        assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "messages"
+        wrong_method = httpx.get(url)
+        assert wrong_method.status_code == 405
+        assert httpx.get(f"{gateway.url}/v2/anything").status_code == 404
+    assert upstream.requests == []

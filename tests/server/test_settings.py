@@ -1,0 +1,45 @@
+"""The ``[server]`` section: every bad value refused, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.config import ConfigError, parse_config
+from tests.server.harness import config_text, model_table
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "problem"),
+    [
+        ("port = 70000", "server.port", "less than or equal to 65535"),
+        ('port = "80"', "server.port", "valid integer"),
+        ("workers = 0", "server.workers", "greater than or equal to 1"),
+        ("request_timeout = inf", "server.request_timeout", "finite"),
+        ("request_timeout = -1", "server.request_timeout", "greater than 0"),
+        ('host = "example.com"', "server.host", "not an IP address"),
+        ('state = "memcached://x"', "server.state", "redis:// URL"),
+        (
+            'api_keys = [{ env = "sk-live-abc" }]',
+            "server.api_keys[0].env",
+            "NAME of an environment variable",
+        ),
+        ('api_keys = [{ hash = "md5:abc" }]', "server.api_keys[0].hash", "sha256:"),
+        ('api_keys = [{ tenant = "acme" }]', "server.api_keys[0]", "exactly one of env"),
+        ("aliases = { auto = {} }", "server.aliases", "not 'auto'"),
+        (
+            'aliases = { code = { capabilities = ["coding"] } }',
+            "server.aliases.code.capabilities",
+            "unknown capability 'coding'",
+        ),
+        ("aliases = { cheap = { max_cost = nan } }", "server.aliases.cheap.max_cost", "finite"),
+        ('colour = "blue"', "server.colour", "unknown key"),
+    ],
+)
+def test_bad_server_values_name_the_key(section: str, key: str, problem: str) -> None:
+    text = config_text([model_table("mini", "http://127.0.0.1:9/v1")], f"[server]\n{section}\n")
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    assert key in str(error.value)
+    assert problem in str(error.value)
