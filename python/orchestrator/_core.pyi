@@ -6,7 +6,7 @@ integer, an overflow is a ``ValueError`` naming the field); no Python code
 runs while the lock is held.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, final
 
 __all__ = [

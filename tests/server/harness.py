@@ -19,7 +19,8 @@ from typing import Any, Optional
 import httpx
 import uvicorn
 
-from orchestrator.config import build_registry, parse_config
+from orchestrator.config import parse_config, registry_parts
+from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.app import Gateway
 from tests.redis_server import free_port
 
@@ -56,7 +57,9 @@ class ThreadGateway:
     def __init__(self, text: str) -> None:
         os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
         loaded = parse_config(text)
-        self.gateway = Gateway(build_registry(loaded), loaded.config.server)
+        self.gateway = Gateway(
+            ModelRegistry.from_parts(registry_parts(loaded)), loaded.config.server
+        )
         config = uvicorn.Config(
             self.gateway,
             host="127.0.0.1",

@@ -17,9 +17,9 @@ from orchestrator.config import (
     ConfigError,
     LoadedConfig,
     build_model,
-    build_registry,
     discover_environment,
     load_config,
+    registry_parts,
 )
 from orchestrator.core.model import check_capability_names
 from orchestrator.models.model_registry import ModelRegistry
@@ -61,7 +61,11 @@ def load(require_file: bool = False) -> LoadedConfig:
 def registry() -> ModelRegistry:
     """The registry of the configuration's models (notes about skipped ones on stderr)."""
     loaded = load()
-    built = _registry_from_discovery(loaded) if loaded.path is None else build_registry(loaded)
+    built = (
+        _registry_from_discovery(loaded)
+        if loaded.path is None
+        else ModelRegistry.from_parts(registry_parts(loaded))
+    )
     for note in loaded.notes:
         print_note(note)
     return built

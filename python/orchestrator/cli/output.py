@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator._secrets import redact, register_secret
 from orchestrator.config import ENV_PROVIDERS
-from orchestrator.integrations._http import redact
 
 #: Names of environment variables holding credentials, besides the providers' own.
 _extra_secret_variables: set[str] = set()
@@ -58,6 +58,10 @@ console = Console(file=cast(TextIO, RedactingStream("stdout")), highlight=False)
 err_console = Console(file=cast(TextIO, RedactingStream("stderr")), highlight=False)
 
 
+#: Environment credentials already handed to the redactor.
+_registered_values: set[str] = set()
+
+
 def remember_secret_variable(name: str) -> None:
     """Redact the value of the environment variable ``name`` from every line printed."""
     _extra_secret_variables.add(name)
@@ -72,9 +76,19 @@ def known_secrets() -> tuple[str, ...]:
     return tuple(v for v in values if len(v) >= 4)
 
 
+def _register_environment_secrets() -> None:
+    """Make the process-wide redactor know every credential of
+    :func:`known_secrets` (each registered once, for the life of the process)."""
+    for value in known_secrets():
+        if value not in _registered_values:
+            register_secret(value)
+            _registered_values.add(value)
+
+
 def clean(text: str) -> str:
     """``text`` with every known secret, bearer token and ``key=`` value redacted."""
-    return redact(text, known_secrets())
+    _register_environment_secrets()
+    return redact(text)
 
 
 def print_error(message: str) -> None:

@@ -40,8 +40,6 @@ the keys and hosts in the environment when there is no file.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from orchestrator.config.building import (
     PROVIDERS,
     Provider,
@@ -104,19 +102,3 @@ __all__ = [
     "registry_parts",
     "state_url_of",
 ]
-
-if TYPE_CHECKING:
-    from orchestrator.config.compat import build_registry as build_registry
-    from orchestrator.config.compat import registry_from_config as registry_from_config
-
-_COMPAT = ("build_registry", "registry_from_config")
-
-
-def __getattr__(name: str) -> Any:
-    """``build_registry`` and ``registry_from_config`` (they need the registry,
-    so they load on first use; see :mod:`orchestrator.config.compat`)."""
-    if name in _COMPAT:
-        from orchestrator.config import compat
-
-        return getattr(compat, name)
-    raise AttributeError(f"module 'orchestrator.config' has no attribute {name!r}")

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator import _core
-from orchestrator.config import registry_from_config
+from orchestrator.config import RegistryParts, load_config, registry_parts
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import (
     CAPABILITY_NAMES,
@@ -184,7 +184,16 @@ class ModelRegistry:
     def from_config(cls, path: Union[str, os.PathLike[str]]) -> ModelRegistry:
         """Build a registry, with its models, from a TOML configuration file
         (see :mod:`orchestrator.config`)."""
-        return registry_from_config(path)
+        return cls.from_parts(registry_parts(load_config(path)))
+
+    @classmethod
+    def from_parts(cls, parts: RegistryParts) -> ModelRegistry:
+        """A registry with the settings and models a validated configuration
+        built (:func:`orchestrator.config.registry_parts`)."""
+        registry = cls(**parts.registry_kwargs())
+        for model in parts.models:
+            registry.register_model(model)
+        return registry
 
     # ----- configuration ------------------------------------------------------
 

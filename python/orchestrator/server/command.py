@@ -22,11 +22,12 @@ import uvicorn.config
 from orchestrator.config import (
     DEFAULT_CONFIG_NAME,
     LoadedConfig,
-    build_registry,
     discover_environment,
     load_config,
+    registry_parts,
 )
 from orchestrator.errors import OrchestratorError
+from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.app import Gateway
 from orchestrator.server.auth import KeyChecker
 from orchestrator.server.settings import ServerSettings
@@ -81,7 +82,7 @@ def resolve_settings(
 
 def gateway_for(loaded: LoadedConfig, settings: ServerSettings) -> Gateway:
     """A gateway over a registry built from the configuration."""
-    return Gateway(build_registry(loaded), settings)
+    return Gateway(ModelRegistry.from_parts(registry_parts(loaded)), settings)
 
 
 def app_from_environment() -> Gateway:
