@@ -90,7 +90,9 @@ PROVIDERS: dict[str, Provider] = {
     "gemini": Provider("orchestrator.integrations.google_model", "GoogleModel"),
     "ollama": Provider("orchestrator.integrations.ollama_model", "OllamaModel"),
     "huggingface": Provider("orchestrator.integrations.huggingface_model", "HuggingFaceModel"),
-    "simulated": Provider("orchestrator.simulation", "SimulatedModel", _simulated_arguments),
+    "simulated": Provider(
+        "orchestrator.integrations.simulated_model", "SimulatedModel", _simulated_arguments
+    ),
 }
 
 
