@@ -44,7 +44,10 @@ IMPORT_EVERY_LIBRARY_MODULE = textwrap.dedent(
     names = sorted(
         info.name
         for info in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
+        # command-line entry points: the CLI package, `python -m` mains and the
+        # `command` modules the CLI dispatches to (`orchestrator eval`, `serve`)
         if not info.name.startswith("orchestrator.cli")
+        and info.name.rpartition(".")[2] not in ("__main__", "command")
     )
     for name in names:
         importlib.import_module(name)

@@ -68,8 +68,8 @@ def test_two_workers_share_cache_and_breakers_through_redis(
         [health]
         failure_threshold = 1
         base_cooldown = 300
-        [server]
-        state = "{redis.url}"
+        [state]
+        url = "{redis.url}"
         """
         models = [model_table("broken", broken.url, price=0.1), model_table("mini", upstream.url)]
         config.write_text(config_text(models, extra))

@@ -160,7 +160,30 @@ def translate(error: Any, cls: type[BaseModel]) -> str:
     }.get(kind)
     if expected is not None:
         return f"must be {expected} (got {_shown(value)})"
+    bound = _BOUNDS.get(kind)
+    if bound is not None:
+        limit = error.get("ctx", {}).get(_BOUND_KEYS[kind])
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)
+        return f"must be {bound} {limit} (got {_shown(value)})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {_shown(value)})"
     return f"has an invalid value ({_shown(value)})"
+
+
+#: Range errors of ``Field(ge=..., le=...)`` constraints, in the project's words.
+_BOUNDS = {
+    "greater_than": "greater than",
+    "greater_than_equal": "at least",
+    "less_than": "less than",
+    "less_than_equal": "at most",
+}
+_BOUND_KEYS = {
+    "greater_than": "gt",
+    "greater_than_equal": "ge",
+    "less_than": "lt",
+    "less_than_equal": "le",
+}
 
 
 def validate(

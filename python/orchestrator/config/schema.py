@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator.core.model import CAPABILITY_NAMES
+from orchestrator.server.settings import ServerSettings
 
 #: Strategies of ``[selection] strategy``.
 STRATEGIES = ("ucb", "discounted_ucb", "thompson", "discounted_thompson", "cost", "performance")
@@ -217,15 +218,17 @@ class OrchestratorConfig(BaseModel):
     cache: CacheSection = Field(default_factory=CacheSection)
     health: HealthSection = Field(default_factory=HealthSection)
     state: StateSection = Field(default_factory=StateSection)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelEntry] = Field(default_factory=list)
 
 
 #: The sections of a file, by top-level key.
-SECTIONS: dict[str, type[Section]] = {
+SECTIONS: dict[str, type[BaseModel]] = {
     "selection": SelectionSection,
     "cache": CacheSection,
     "health": HealthSection,
     "state": StateSection,
+    "server": ServerSettings,
 }
 #: Nested tables whose keys are checked, by parent class and key.
 NESTED: dict[tuple[type[BaseModel], str], type[Section]] = {

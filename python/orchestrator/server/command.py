@@ -3,7 +3,7 @@
 The CLI calls :func:`serve` with its parsed options. Each worker process
 builds its own registry from the same configuration file
 (:func:`app_from_environment`, the factory uvicorn imports); with
-``[server] state = "redis://..."`` the workers share learning, breakers and
+``[state] url = "redis://..."`` the workers share learning, breakers and
 cache through Redis. SIGTERM or SIGINT stops accepting connections, lets
 in-flight requests finish (up to ``shutdown_timeout`` seconds), then closes
 the registry, which flushes the shared state.
@@ -25,6 +25,7 @@ from orchestrator.config import (
     discover_environment,
     load_config,
     registry_parts,
+    state_url_of,
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.models.model_registry import ModelRegistry
@@ -72,10 +73,10 @@ def resolve_settings(
         KeyChecker(settings.api_keys)
     except ValueError as exc:
         raise ServeError(str(exc)) from None
-    if settings.workers > 1 and settings.state == "local":
+    if settings.workers > 1 and state_url_of(loaded) == "local":
         raise ServeError(
-            f'--workers {settings.workers} with state = "local" would give each worker its own '
-            'learning and breakers; set [server] state = "redis://..." to share them'
+            f"--workers {settings.workers} without a [state] section would give each worker its "
+            'own learning and breakers; set [state] url = "redis://..." to share them'
         )
     return settings
 

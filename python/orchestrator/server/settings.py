@@ -110,9 +110,6 @@ class ServerSettings(_Strict):
     feedback_capacity: int = Field(100_000, ge=1, le=10_000_000)
     feedback_ttl: float = Field(3600.0, gt=0, le=30 * 86400, allow_inf_nan=False)
     access_log: bool = True
-    #: Shared learning, breakers and cache of the workers (``redis://...``).
-    state: str = "local"
-    state_namespace: str = "default"
 
     @field_validator("host")
     @classmethod
@@ -132,13 +129,6 @@ class ServerSettings(_Strict):
                 raise ValueError(
                     f"alias {name!r} must be 1-128 letters, digits or _.@+- and not 'auto'"
                 )
-        return value
-
-    @field_validator("state")
-    @classmethod
-    def _state_url(cls, value: str) -> str:
-        if value != "local" and not value.startswith(("redis://", "rediss://", "redis+cluster://")):
-            raise ValueError(f'{value!r} is neither "local" nor a redis:// URL')
         return value
 
     def is_loopback(self) -> bool:
