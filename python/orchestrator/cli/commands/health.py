@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Annotated
 
 import typer
@@ -17,6 +18,10 @@ from orchestrator.models.model_registry import ModelRegistry
 Row = tuple[str, str, str, str, str]
 
 
+#: How adapters log a failed probe: ``health check of NAME failed: REASON`` (or ``NAME: REASON``).
+_PROBE_FAILURE = re.compile(r"health check of (?P<model>.+?)(?: failed)?: (?P<reason>.*)", re.S)
+
+
 class ProbeReasons(logging.Handler):
     """Collects why a health check failed: adapters log the reason at WARNING
     (``health check of NAME failed: REASON``) and return ``False``. Other records
@@ -28,9 +33,11 @@ class ProbeReasons(logging.Handler):
         self.reasons: dict[str, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        args = record.args if isinstance(record.args, tuple) else ()
-        if isinstance(record.msg, str) and record.msg.startswith("health check of") and args:
-            self.reasons[str(args[0])] = record.getMessage().split(": ", 1)[-1]
+        # The formatted message, not msg/args: the redactor may have folded the
+        # arguments into an already scrubbed message.
+        found = _PROBE_FAILURE.match(record.getMessage())
+        if found:
+            self.reasons[found["model"]] = found["reason"]
         elif record.levelno >= self.passthrough_level:
             logging.getLogger().handle(record)
 
