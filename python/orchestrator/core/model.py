@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.cache_identity import cache_identity_of
-from orchestrator.core.tokens import estimate_tokens
+from orchestrator.core.tokens import estimate_tokens as estimate_tokens  # re-exported: its old home
 from orchestrator.errors import (
     MalformedResponseError,
     UnsupportedOperationError,

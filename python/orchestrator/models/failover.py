@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
-from orchestrator.core.model import Model, ModelConstraints, Prompt, estimate_tokens, last_call
+from orchestrator.core.model import Model, ModelConstraints, Prompt, last_call
+from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import (
     FailoverError,
     FailoverExhaustedError,
