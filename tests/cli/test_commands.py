@@ -76,7 +76,7 @@ SIM = '[[models]]\nprovider = "simulated"\nname = "sim-a"\n'
         ('[selection]\nstrategy = "cost"\nexploration_factor = 1\n' + SIM,
          "bad.toml:3: selection.exploration_factor: does not apply to strategy 'cost'"),
         (SIM + "cost = { input_per_million = -1 }\n",
-         "bad.toml:4: models[0].cost.input_per_million: Input should be greater than or equal"),
+         "bad.toml:4: models[0].cost.input_per_million: must be in [0, 100000] USD (got -1)"),
         (SIM + 'colour = "red"\n', "bad.toml:4: models[0].colour: unknown key"),
         (SIM + SIM, "bad.toml:6: models[1].name: duplicate model name 'sim-a'"),
         ("[cache]\nenabled = true\n", "bad.toml: models: no models declared"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Annotated
 
 import typer
@@ -15,6 +16,7 @@ from orchestrator.core.model import Model
 from orchestrator.models.model_registry import ModelRegistry
 
 Row = tuple[str, str, str, str, str]
+_PROBE_FAILED = re.compile(r"health check of (?P<model>.+?)(?: failed)?: (?P<reason>.+)", re.DOTALL)
 
 
 class ProbeReasons(logging.Handler):
@@ -28,9 +30,10 @@ class ProbeReasons(logging.Handler):
         self.reasons: dict[str, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        args = record.args if isinstance(record.args, tuple) else ()
-        if isinstance(record.msg, str) and record.msg.startswith("health check of") and args:
-            self.reasons[str(args[0])] = record.getMessage().split(": ", 1)[-1]
+        # The message, not its arguments: the library's log redaction formats it first.
+        found = _PROBE_FAILED.match(record.getMessage())
+        if found is not None:
+            self.reasons[found["model"]] = found["reason"]
         elif record.levelno >= self.passthrough_level:
             logging.getLogger().handle(record)
 
