@@ -44,10 +44,12 @@ IMPORT_EVERY_LIBRARY_MODULE = textwrap.dedent(
     names = sorted(
         info.name
         for info in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
-        # command-line entry points: the CLI package, `python -m` mains and the
+        # command-line entry points: the CLI package, `python -m` mains, the
         # `command` modules the CLI dispatches to (`orchestrator eval`, `serve`)
+        # and the eval command's plot (matplotlib, the [cli] extra)
         if not info.name.startswith("orchestrator.cli")
         and info.name.rpartition(".")[2] not in ("__main__", "command")
+        and info.name != "orchestrator.evaluation.plot"
     )
     for name in names:
         importlib.import_module(name)

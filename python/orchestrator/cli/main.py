@@ -18,7 +18,13 @@ from orchestrator.cli.app import (
     CLIError,
     app,
 )
-from orchestrator.cli.output import console, err_console, one_line, print_error
+from orchestrator.cli.output import (
+    console,
+    err_console,
+    one_line,
+    print_error,
+    remember_provider_keys,
+)
 from orchestrator.config import ConfigError
 from orchestrator.errors import OrchestratorError
 
@@ -64,6 +70,7 @@ def run(argv: Optional[list[str]] = None) -> None:
     names: set[str] = set(getattr(command, "commands", {}))
     args = hoist_global_options(sys.argv[1:] if argv is None else list(argv), names)
     STATE.debug = "--debug" in args
+    remember_provider_keys()
     sys.exit(_exit_code(command, args))
 
 

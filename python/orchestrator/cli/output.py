@@ -24,8 +24,8 @@ from rich.table import Table
 from orchestrator._secrets import redact, register_secret
 from orchestrator.config import ENV_PROVIDERS
 
-#: Names of environment variables holding credentials, besides the providers' own.
-_extra_secret_variables: set[str] = set()
+#: Environment variables whose values are registered with the redactor, once each.
+_registered_variables: set[str] = set()
 
 
 class RedactingStream(io.TextIOBase):
@@ -58,36 +58,25 @@ console = Console(file=cast(TextIO, RedactingStream("stdout")), highlight=False)
 err_console = Console(file=cast(TextIO, RedactingStream("stderr")), highlight=False)
 
 
-#: Environment credentials already handed to the redactor.
-_registered_values: set[str] = set()
-
-
 def remember_secret_variable(name: str) -> None:
-    """Redact the value of the environment variable ``name`` from every line printed."""
-    _extra_secret_variables.add(name)
+    """Redact the value of the environment variable ``name`` from every line printed,
+    for as long as the process runs."""
+    value = os.environ.get(name)
+    if value and name not in _registered_variables:
+        _registered_variables.add(name)
+        register_secret(value)  # never released: the command ends with the process
 
 
-def known_secrets() -> tuple[str, ...]:
-    """The credentials this process holds in its environment: every provider's key
-    variable and every ``api_key_env`` of the loaded configuration."""
-    names = {v for variables, _ in ENV_PROVIDERS.values() for v in variables}
-    names |= _extra_secret_variables
-    values = (os.environ.get(name, "") for name in sorted(names))
-    return tuple(v for v in values if len(v) >= 4)
-
-
-def _register_environment_secrets() -> None:
-    """Make the process-wide redactor know every credential of
-    :func:`known_secrets` (each registered once, for the life of the process)."""
-    for value in known_secrets():
-        if value not in _registered_values:
-            register_secret(value)
-            _registered_values.add(value)
+def remember_provider_keys() -> None:
+    """Register every provider's key variable found in the environment."""
+    for variables, _ in ENV_PROVIDERS.values():
+        for name in variables:
+            remember_secret_variable(name)
 
 
 def clean(text: str) -> str:
-    """``text`` with every known secret, bearer token and ``key=`` value redacted."""
-    _register_environment_secrets()
+    """``text`` with every secret the process knows (see :mod:`orchestrator._secrets`)
+    redacted."""
     return redact(text)
 
 

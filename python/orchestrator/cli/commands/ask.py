@@ -13,7 +13,7 @@ from rich.markup import escape
 from orchestrator.cli import context
 from orchestrator.cli.app import CLIError, app
 from orchestrator.cli.output import console, err_console, money, one_line, print_note
-from orchestrator.core.model import estimate_tokens
+from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import OrchestratorError
 from orchestrator.models.failover import FailoverError
 from orchestrator.models.model_registry import ModelRegistry, NoEligibleModelsError

@@ -16,10 +16,7 @@ from orchestrator.core.model import Model
 from orchestrator.models.model_registry import ModelRegistry
 
 Row = tuple[str, str, str, str, str]
-
-
-#: How adapters log a failed probe: ``health check of NAME failed: REASON`` (or ``NAME: REASON``).
-_PROBE_FAILURE = re.compile(r"health check of (?P<model>.+?)(?: failed)?: (?P<reason>.*)", re.S)
+_PROBE_FAILED = re.compile(r"health check of (?P<model>.+?)(?: failed)?: (?P<reason>.+)", re.DOTALL)
 
 
 class ProbeReasons(logging.Handler):
@@ -33,10 +30,9 @@ class ProbeReasons(logging.Handler):
         self.reasons: dict[str, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        # The formatted message, not msg/args: the redactor may have folded the
-        # arguments into an already scrubbed message.
-        found = _PROBE_FAILURE.match(record.getMessage())
-        if found:
+        # The message, not its arguments: the library's log redaction formats it first.
+        found = _PROBE_FAILED.match(record.getMessage())
+        if found is not None:
             self.reasons[found["model"]] = found["reason"]
         elif record.levelno >= self.passthrough_level:
             logging.getLogger().handle(record)
