@@ -4,12 +4,15 @@ validation of every input."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator import _core
 from orchestrator.routing import (
@@ -262,3 +265,30 @@ def test_arguments_that_call_back_into_the_router_do_not_deadlock() -> None:
 
     assert router.decide("x", models=eligible()).model == "b"
     assert router.featurize([Message(role="user", content="hi")]) == router.featurize("hi")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompt=st.text(max_size=300),
+    qualities=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5),
+    wtp=st.floats(1e-9, 1e9),
+    models=st.sets(st.sampled_from(["a", "b", "c"]), min_size=1),
+)
+def test_any_prompt_scores_finite_and_in_range(
+    prompt: str, qualities: list[float], wtp: float, models: set[str]
+) -> None:
+    router = ContextualRouter(
+        ["a", "b", "c"],
+        costs={"a": 0.0, "b": 0.01, "c": 10.0},
+        selector=ContextualSelector(hash_bits=10),
+    )
+    for quality in qualities:
+        router.learn(prompt, "b", quality)
+    for prediction in router.predict(prompt):
+        assert 0.0 <= prediction.quality <= 1.0
+        assert 0.0 <= prediction.uncertainty < 1.0
+    decision = router.decide(prompt, willingness_to_pay=wtp, models=sorted(models))
+    assert decision.model in models
+    assert 0.0 <= decision.quality <= 1.0
+    for explanation in router.explain(prompt):
+        assert all(math.isfinite(effect.logit) for effect in explanation.top_features)
