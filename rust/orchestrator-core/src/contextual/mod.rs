@@ -425,9 +425,7 @@ impl Router {
         record: bool,
         now: f64,
     ) -> Result<Decision, CoreError> {
-        if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
-            return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
-        }
+        let willingness_to_pay = positive_willingness(willingness_to_pay)?;
         if let Some(costs) = costs {
             if costs.len() != self.names.len() {
                 return Err(CoreError::invalid(
@@ -475,9 +473,7 @@ impl Router {
         record: bool,
         now: f64,
     ) -> Result<Decision, CoreError> {
-        if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
-            return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
-        }
+        let willingness_to_pay = positive_willingness(willingness_to_pay)?;
         for &(model, cost) in candidates {
             self.check_model(model)?;
             non_negative("costs", cost)?;
@@ -665,6 +661,14 @@ impl Router {
         }
         Ok(out)
     }
+}
+
+/// `willingness_to_pay` if it is > 0 (infinity means cost is ignored), else an error.
+fn positive_willingness(willingness_to_pay: f64) -> Result<f64, CoreError> {
+    if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
+        return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
+    }
+    Ok(willingness_to_pay)
 }
 
 /// Expected quality and its standard deviation from a logit mean and variance.
