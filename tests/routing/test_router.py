@@ -4,12 +4,15 @@ validation of every input."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator import _core
 from orchestrator.routing import (
@@ -51,7 +54,7 @@ def test_calibration_finds_the_planted_rule(calibrated: ContextualRouter) -> Non
     assert calibrated.decide(chat, willingness_to_pay=wtp).model == "small"
     assert calibrated.decide(code, willingness_to_pay=wtp).model == "coder"
     # Restricting the eligible models is honoured.
-    assert calibrated.decide(math, willingness_to_pay=wtp, models=["small", "coder"]).model in {
+    assert calibrated.decide(math, willingness_to_pay=wtp, eligible=["small", "coder"]).model in {
         "small",
         "coder",
     }
@@ -86,7 +89,7 @@ def test_delayed_feedback_learns_and_ids_are_single_use() -> None:
         ["a", "b"], costs={"a": 0.0, "b": 0.0}, selector=ContextualSelector(max_pending=2)
     )
     before = router.predict("is this good")[0].quality
-    decision = router.decide("is this good", models=["a"])
+    decision = router.decide("is this good", eligible=["a"])
     assert decision.model == "a" and decision.request_id is not None
     assert router.pending == 1
     assert router.report_quality(decision.request_id, 1.0) == "a"
@@ -162,9 +165,9 @@ def test_caller_embedding_is_used_and_validated() -> None:
     [
         (lambda r: r.decide("x", willingness_to_pay=0.0), ValueError, "willingness_to_pay"),
         (lambda r: r.decide("x", willingness_to_pay=float("nan")), ValueError, "willingness"),
-        (lambda r: r.decide("x", models=["nope"]), KeyError, "nope"),
-        (lambda r: r.decide("x", models="a"), TypeError, "eligible"),
-        (lambda r: r.decide("x", models=[]), ValueError, "eligible"),
+        (lambda r: r.decide("x", eligible=["nope"]), KeyError, "nope"),
+        (lambda r: r.decide("x", eligible="a"), TypeError, "eligible"),
+        (lambda r: r.decide("x", eligible=[]), ValueError, "eligible"),
         (lambda r: r.decide("x", costs={"a": 1.0}), ValueError, "costs"),
         (lambda r: r.decide("x", costs={"a": -1.0, "b": 0.0}), ValueError, "costs"),
         (lambda r: r.learn("x", "a", 1.5), ValueError, "quality"),
@@ -260,5 +263,32 @@ def test_arguments_that_call_back_into_the_router_do_not_deadlock() -> None:
             router.learn("re-entered", "a", 1.0)
             return super().__getitem__(key)
 
-    assert router.decide("x", models=eligible()).model == "b"
+    assert router.decide("x", eligible=eligible()).model == "b"
     assert router.featurize([Message(role="user", content="hi")]) == router.featurize("hi")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompt=st.text(max_size=300),
+    qualities=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5),
+    wtp=st.floats(1e-9, 1e9),
+    models=st.sets(st.sampled_from(["a", "b", "c"]), min_size=1),
+)
+def test_any_prompt_scores_finite_and_in_range(
+    prompt: str, qualities: list[float], wtp: float, models: set[str]
+) -> None:
+    router = ContextualRouter(
+        ["a", "b", "c"],
+        costs={"a": 0.0, "b": 0.01, "c": 10.0},
+        selector=ContextualSelector(hash_bits=10),
+    )
+    for quality in qualities:
+        router.learn(prompt, "b", quality)
+    for prediction in router.predict(prompt):
+        assert 0.0 <= prediction.quality <= 1.0
+        assert 0.0 <= prediction.uncertainty < 1.0
+    decision = router.decide(prompt, willingness_to_pay=wtp, eligible=sorted(models))
+    assert decision.model in models
+    assert 0.0 <= decision.quality <= 1.0
+    for explanation in router.explain(prompt):
+        assert all(math.isfinite(effect.logit) for effect in explanation.top_features)

@@ -10,7 +10,8 @@ highest predicted quality".
 outcome is revealed, and only the chosen model's quality is reported back
 (bandit feedback, single pass, no calibration), once per operating point.
 The operating points cover the quality differences a decision can weigh,
-from above 1 (always the cheapest) down to almost 0 (cost ignored).
+geometrically from above 1 (always the cheapest) down to 0.01, and a last
+point that ignores cost.
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ from orchestrator.evaluation.table import EvalError, EvalTable, check_costs
 from orchestrator.routing import ContextualRouter, ContextualSelector, Decision
 
 Protocol = Literal["calibrated", "online"]
+
 Progress = Callable[[int], None]
 """Called with the number of decisions just made."""
+
+ONLINE_SMALLEST_GAP = 1e-2
+"""The smallest quality difference the online operating points weigh against
+cost before the last point, which ignores cost (differences below 0.01 of
+quality are not worth resolving)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,9 @@ def _online_grid(costs: Sequence[float], points: int) -> list[float]:
     spread = sorted({c - min(costs) for c in costs if c > min(costs)})
     smallest, largest = spread[0], spread[-1]
     start = 1.01 * largest / smallest
-    grid = [largest / (start * 1e-3 ** (k / (points - 2))) for k in range(points - 1)]
+    grid = [
+        largest / (start * ONLINE_SMALLEST_GAP ** (k / (points - 2))) for k in range(points - 1)
+    ]
     return [*grid, largest * 1e6]
 
 

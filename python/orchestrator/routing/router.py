@@ -129,19 +129,19 @@ class ContextualRouter:
         prompt: Prompt,
         *,
         willingness_to_pay: Optional[float] = None,
-        models: Optional[Sequence[str]] = None,
+        eligible: Optional[Sequence[str]] = None,
         costs: Optional[Mapping[str, float]] = None,
         embedding: Any = None,
         record: bool = True,
     ) -> Decision:
-        """Choose among ``models`` (default: all) the one maximising quality −
+        """Choose among the ``eligible`` models (default: all) the one maximising quality −
         cost / willingness_to_pay. ``costs`` overrides the stored costs for
         this call. With ``record``, the decision waits for :meth:`report_quality`."""
         wtp = self.selector.willingness_to_pay if willingness_to_pay is None else willingness_to_pay
         model, request_id, quality = self._core.decide(
             prompt,
             wtp,
-            eligible=models,
+            eligible=eligible,
             costs=None if costs is None else self._cost_list(costs),
             embedding=embedding,
             record=record,

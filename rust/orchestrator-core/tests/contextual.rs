@@ -370,3 +370,56 @@ fn oversized_routers_and_forged_state_are_refused_not_allocated() {
     let error = Router::load(&state, config(Exploration::Greedy)).unwrap_err();
     assert!(error.to_string().contains("bytes of weights"), "{error}");
 }
+
+#[test]
+fn deciding_among_filtered_candidates_matches_deciding_with_costs() {
+    let mut router = router(Exploration::Greedy);
+    for _ in 0..10 {
+        router.learn("hard question", None, 1, 1.0).unwrap();
+        router.learn("hard question", None, 0, 0.0).unwrap();
+    }
+    let among = router
+        .decide_among(
+            "hard question",
+            None,
+            &[(0, 0.001), (1, 0.01)],
+            1.0,
+            true,
+            0.0,
+        )
+        .unwrap();
+    let with_costs = router
+        .decide(
+            "hard question",
+            None,
+            None,
+            Some(&[0.001, 0.01]),
+            1.0,
+            false,
+            0.0,
+        )
+        .unwrap();
+    assert_eq!(
+        (among.model, among.score_quality),
+        (1, with_costs.score_quality)
+    );
+    assert_eq!(
+        router.report(among.request_id.unwrap(), 1.0, 0.0).unwrap(),
+        1
+    );
+    // Only the candidates given are considered, at the costs given.
+    let only_cheap = router
+        .decide_among("hard question", None, &[(0, 0.0)], 1.0, false, 0.0)
+        .unwrap();
+    assert_eq!(only_cheap.model, 0);
+    for (candidates, field) in [
+        (vec![(5, 0.1)], "model"),
+        (vec![(0, f64::NAN)], "costs"),
+        (vec![], "eligible"),
+    ] {
+        let error = router
+            .decide_among("x", None, &candidates, 1.0, false, 0.0)
+            .unwrap_err();
+        assert!(error.to_string().contains(field), "{error}");
+    }
+}

@@ -68,7 +68,7 @@ fn prompt_text(prompt: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(joined)
 }
 
-fn exploration(name: &str, weight: f64) -> PyResult<Exploration> {
+fn parse_exploration(name: &str, weight: f64) -> PyResult<Exploration> {
     match name {
         "greedy" => Ok(Exploration::Greedy),
         "thompson" => Ok(Exploration::Thompson),
@@ -126,40 +126,6 @@ impl ContextualRouter {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn config(
-    hash_bits: i64,
-    word_ngrams: i64,
-    char_ngrams: i64,
-    embedding_dim: i64,
-    prior_precision: f64,
-    exploration_name: &str,
-    exploration_weight: f64,
-    epochs: i64,
-    learning_rate: f64,
-    feedback_ttl_s: f64,
-    max_pending: i64,
-    seed: u64,
-) -> PyResult<RouterConfig> {
-    Ok(RouterConfig {
-        featurizer: FeaturizerConfig {
-            hash_bits: small("hash_bits", hash_bits)?,
-            word_ngrams: small("word_ngrams", word_ngrams)?,
-            char_ngrams: small("char_ngrams", char_ngrams)?,
-            embedding_dim: u32::try_from(embedding_dim)
-                .map_err(|_| to_py(CoreError::invalid("embedding_dim", embedding_dim)))?,
-        },
-        prior_precision,
-        exploration: exploration(exploration_name, exploration_weight)?,
-        epochs: u32::try_from(epochs).map_err(|_| to_py(CoreError::invalid("epochs", epochs)))?,
-        learning_rate,
-        feedback_ttl_s,
-        max_pending: usize::try_from(max_pending)
-            .map_err(|_| to_py(CoreError::invalid("max_pending", max_pending)))?,
-        seed,
-    })
-}
-
 #[pymethods]
 impl ContextualRouter {
     #[new]
@@ -185,20 +151,24 @@ impl ContextualRouter {
         max_pending: i64,
         seed: u64,
     ) -> PyResult<Self> {
-        let config = config(
-            hash_bits,
-            word_ngrams,
-            char_ngrams,
-            embedding_dim,
+        let config = RouterConfig {
+            featurizer: FeaturizerConfig {
+                hash_bits: small("hash_bits", hash_bits)?,
+                word_ngrams: small("word_ngrams", word_ngrams)?,
+                char_ngrams: small("char_ngrams", char_ngrams)?,
+                embedding_dim: u32::try_from(embedding_dim)
+                    .map_err(|_| to_py(CoreError::invalid("embedding_dim", embedding_dim)))?,
+            },
             prior_precision,
-            exploration,
-            exploration_weight,
-            epochs,
+            exploration: parse_exploration(exploration, exploration_weight)?,
+            epochs: u32::try_from(epochs)
+                .map_err(|_| to_py(CoreError::invalid("epochs", epochs)))?,
             learning_rate,
             feedback_ttl_s,
-            max_pending,
+            max_pending: usize::try_from(max_pending)
+                .map_err(|_| to_py(CoreError::invalid("max_pending", max_pending)))?,
             seed,
-        )?;
+        };
         let costs = costs.unwrap_or_default();
         if let Some(unknown) = costs.keys().find(|name| !models.contains(name)) {
             return Err(PyKeyError::new_err(format!(

@@ -425,9 +425,7 @@ impl Router {
         record: bool,
         now: f64,
     ) -> Result<Decision, CoreError> {
-        if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
-            return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
-        }
+        let willingness_to_pay = positive_willingness(willingness_to_pay)?;
         if let Some(costs) = costs {
             if costs.len() != self.names.len() {
                 return Err(CoreError::invalid(
@@ -460,6 +458,39 @@ impl Router {
             };
             self.candidates.push((model, cost / willingness_to_pay));
         }
+        self.choose(record, now)
+    }
+
+    /// [`Router::decide`] for a caller that has already filtered the models
+    /// (the registry's selection pass): `candidates` holds each eligible
+    /// model's index and expected cost (USD) for this request.
+    pub fn decide_among(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        candidates: &[(usize, f64)],
+        willingness_to_pay: f64,
+        record: bool,
+        now: f64,
+    ) -> Result<Decision, CoreError> {
+        let willingness_to_pay = positive_willingness(willingness_to_pay)?;
+        for &(model, cost) in candidates {
+            self.check_model(model)?;
+            non_negative("costs", cost)?;
+        }
+        self.score_prompt(text, embedding)?;
+        self.candidates.clear();
+        self.candidates.extend(
+            candidates
+                .iter()
+                .map(|&(model, cost)| (model, cost / willingness_to_pay)),
+        );
+        self.choose(record, now)
+    }
+
+    /// The best of `self.candidates` (scored for the prompt in the scratch
+    /// buffer) under the exploration rule, recorded for feedback if asked.
+    fn choose(&mut self, record: bool, now: f64) -> Result<Decision, CoreError> {
         let best = match self.config.exploration {
             Exploration::Greedy => self.best_by(moderated),
             Exploration::Ucb(weight) => self.best_by(|z, v| sigmoid(z + weight * v.sqrt())),
@@ -630,6 +661,14 @@ impl Router {
         }
         Ok(out)
     }
+}
+
+/// `willingness_to_pay` if it is > 0 (infinity means cost is ignored), else an error.
+fn positive_willingness(willingness_to_pay: f64) -> Result<f64, CoreError> {
+    if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
+        return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
+    }
+    Ok(willingness_to_pay)
 }
 
 /// Expected quality and its standard deviation from a logit mean and variance.
