@@ -195,10 +195,10 @@ class Bench:
         path = self.work / f"gateway-{state.split(':')[0]}.toml"
         path.write_text(
             "[server]\n"
-            f'api_keys = [{{ env = "BENCH_GATEWAY_KEY" }}]\n'
+            'api_keys = [{ env = "BENCH_GATEWAY_KEY" }]\n'
             "access_log = false\n"
-            f'state = "{state}"\n'
-            "[[models]]\n"
+            + ("" if state == "local" else f'[state]\nurl = "{state}"\n')
+            + "[[models]]\n"
             'provider = "openai"\nname = "bench"\nmodel_id = "gpt-4o-mini"\n'
             f'base_url = "{self.upstream_url}"\napi_key_env = "BENCH_UPSTREAM_KEY"\n'
             "cost = { input_per_million = 0.15, output_per_million = 0.6 }\n"
