@@ -77,13 +77,9 @@ class Run:
 
 @contextlib.contextmanager
 def process(
-    args: list[str],
-    log: Path,
-    ready_url: str,
-    env: Optional[dict[str, str]] = None,
-    timeout: float = 120.0,
+    args: list[str], log: Path, env: Optional[dict[str, str]] = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process, ready once ``ready_url`` answers; SIGTERM at the end."""
+    """A server process in its own session; SIGTERM (then SIGKILL) at the end."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             args,
@@ -93,18 +89,6 @@ def process(
             start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{args[0]} exited with {proc.returncode}; see {log}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(ready_url, timeout=2).status_code < 500:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{' '.join(args[:3])} not ready after {timeout} s; see {log}"
-                    )
-                time.sleep(0.2)
             yield proc
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -114,6 +98,20 @@ def process(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+    """Wait until ``url`` answers (LiteLLM's proxy takes minutes on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}; see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not ready after {timeout} s; see {log}")
+        time.sleep(0.5)
 
 
 def oha(url: str, rate: int, seconds: float, key: Optional[str], target: str, workers: int) -> Run:
@@ -188,9 +186,8 @@ def first_byte_ms(url: str, key: Optional[str], model: str, count: int) -> list[
 class Bench:
     """The processes of one benchmark run, all on loopback."""
 
-    def __init__(self, work: Path, seconds: float) -> None:
+    def __init__(self, work: Path) -> None:
         self.work = work
-        self.seconds = seconds
         self.upstream_port = free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}/v1"
 
@@ -198,10 +195,10 @@ class Bench:
         path = self.work / f"gateway-{state.split(':')[0]}.toml"
         path.write_text(
             "[server]\n"
-            f'api_keys = [{{ env = "BENCH_GATEWAY_KEY" }}]\n'
+            'api_keys = [{ env = "BENCH_GATEWAY_KEY" }]\n'
             "access_log = false\n"
-            f'state = "{state}"\n'
-            "[[models]]\n"
+            + ("" if state == "local" else f'[state]\nurl = "{state}"\n')
+            + "[[models]]\n"
             'provider = "openai"\nname = "bench"\nmodel_id = "gpt-4o-mini"\n'
             f'base_url = "{self.upstream_url}"\napi_key_env = "BENCH_UPSTREAM_KEY"\n'
             "cost = { input_per_million = 0.15, output_per_million = 0.6 }\n"
@@ -226,58 +223,62 @@ class Bench:
         )
         return path
 
-    def upstream(self) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-        return process(
-            [
-                sys.executable,
-                str(BENCH_DIR / "gateway_upstream.py"),
-                str(self.upstream_port),
-                str(UPSTREAM_DELAY),
-            ],
-            self.work / "upstream.log",
-            f"{self.upstream_url}/models",
-        )
-
-    def ours(
-        self, workers: int, state: str
-    ) -> tuple[contextlib.AbstractContextManager[subprocess.Popen[bytes]], str]:
-        port = free_port()
-        config = self.gateway_config(state)
-        code = (
-            "from orchestrator.server.command import serve; "
-            f"serve(port={port}, workers={workers}, config_path={str(config)!r})"
-        )
+    def servers(self, stack: contextlib.ExitStack, redis_url: str) -> dict[str, str]:
+        """Start every server at once (LiteLLM's proxy takes minutes to start on
+        a loaded machine), wait until all answer; their base URLs by name."""
         env = {"BENCH_GATEWAY_KEY": GATEWAY_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
-        url = f"http://127.0.0.1:{port}"
-        return process(
-            [sys.executable, "-c", code], self.work / f"ours-{workers}.log", f"{url}/healthz", env
-        ), url
-
-    def litellm(
-        self, workers: int
-    ) -> tuple[contextlib.AbstractContextManager[subprocess.Popen[bytes]], str]:
-        port = free_port()
-        binary = shutil.which("litellm") or str(Path(sys.executable).parent / "litellm")
-        env = {
+        lite_env = {
             "LITELLM_LOG": "ERROR",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "LITELLM_TELEMETRY": "False",
         }
-        url = f"http://127.0.0.1:{port}"
-        args = [
-            binary,
-            "--config",
-            str(self.litellm_config()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num_workers",
-            str(workers),
-        ]
-        return process(
-            args, self.work / f"litellm-{workers}.log", f"{url}/health/liveliness", env, 240
-        ), url
+        litellm = shutil.which("litellm") or str(Path(sys.executable).parent / "litellm")
+        commands: dict[str, tuple[list[str], str, dict[str, str]]] = {
+            "upstream": (
+                [
+                    sys.executable,
+                    str(BENCH_DIR / "gateway_upstream.py"),
+                    str(self.upstream_port),
+                    str(UPSTREAM_DELAY),
+                ],
+                "/v1/models",
+                {},
+            ),
+        }
+        urls = {"upstream": f"http://127.0.0.1:{self.upstream_port}"}
+        for workers, state in ((1, "local"), (2, redis_url)):
+            port = free_port()
+            config = self.gateway_config(state)
+            code = (
+                "from orchestrator.server.command import serve; "
+                f"serve(port={port}, workers={workers}, config_path={str(config)!r})"
+            )
+            commands[f"orchestrator-{workers}"] = ([sys.executable, "-c", code], "/healthz", env)
+            urls[f"orchestrator-{workers}"] = f"http://127.0.0.1:{port}"
+            port = free_port()
+            commands[f"litellm-{workers}"] = (
+                [
+                    litellm,
+                    "--config",
+                    str(self.litellm_config()),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--num_workers",
+                    str(workers),
+                ],
+                "/health/liveliness",
+                lite_env,
+            )
+            urls[f"litellm-{workers}"] = f"http://127.0.0.1:{port}"
+        started = {
+            name: (stack.enter_context(process(args, self.work / f"{name}.log", extra)), ready)
+            for name, (args, ready, extra) in commands.items()
+        }
+        for name, (proc, ready) in started.items():
+            wait_ready(proc, urls[name] + ready, self.work / f"{name}.log", 900)
+        return urls
 
 
 def _table(rows: list[list[str]], head: list[str]) -> str:
@@ -299,85 +300,58 @@ def main() -> None:
     runs: list[Run] = []
     ttfb: dict[str, dict[str, float]] = {}
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
-        work = Path(tmp)
-        bench = Bench(work, seconds)
-        redis_port = free_port()
-        redis = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        try:
-            with bench.upstream():
-                direct = f"{bench.upstream_url}/chat/completions"
-                ours_cm, ours_url = bench.ours(1, "local")
-                lite_cm, lite_url = bench.litellm(1)
-                with ours_cm, lite_cm:
-                    for rate in latency_rates:  # interleaved, so the machine's load hits all alike
-                        runs.append(oha(direct, rate, seconds, None, "direct", 1))
-                        runs.append(
-                            oha(
-                                f"{ours_url}/v1/chat/completions",
-                                rate,
-                                seconds,
-                                GATEWAY_KEY,
-                                "orchestrator",
-                                1,
-                            )
-                        )
-                        runs.append(
-                            oha(
-                                f"{lite_url}/v1/chat/completions",
-                                rate,
-                                seconds,
-                                GATEWAY_KEY,
-                                "litellm",
-                                1,
-                            )
-                        )
-                    count = 100 if options.quick else 300
-                    ttfb_raw = {
-                        "direct": first_byte_ms(direct, None, "gpt-4o-mini", count),
-                        "orchestrator": first_byte_ms(
-                            f"{ours_url}/v1/chat/completions", GATEWAY_KEY, "auto", count
-                        ),
-                        "litellm": first_byte_ms(
-                            f"{lite_url}/v1/chat/completions", GATEWAY_KEY, "bench", count
-                        ),
-                    }
-                    for name, values in ttfb_raw.items():
-                        ttfb[name] = {
-                            "p50_ms": statistics.median(values),
-                            "p99_ms": statistics.quantiles(values, n=100)[98],
-                            "load_average": os.getloadavg()[0],
-                        }
-                for name, factory in (
-                    ("orchestrator", lambda: bench.ours(2, redis_url)),
-                    ("litellm", lambda: bench.litellm(2)),
-                ):
-                    cm, url = factory()
-                    key = GATEWAY_KEY
-                    with cm:
-                        for rate in ceiling_rates:
-                            run = oha(f"{url}/v1/chat/completions", rate, seconds, key, name, 2)
-                            runs.append(run)
-                            if not run.sustained:
-                                break
-        finally:
-            redis.terminate()
-            redis.wait(10)
+    work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))  # kept: the servers' logs
+    sys.stderr.write(f"server logs in {work}\n")
+    bench = Bench(work)
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    try:
+        with contextlib.ExitStack() as stack:
+            urls = bench.servers(stack, redis_url)
+            direct = f"{urls['upstream']}/v1/chat/completions"
+            chat = {name: f"{url}/v1/chat/completions" for name, url in urls.items()}
+            for rate in latency_rates:  # interleaved: the machine's load hits all alike
+                runs.append(oha(direct, rate, seconds, None, "direct", 1))
+                runs.append(
+                    oha(chat["orchestrator-1"], rate, seconds, GATEWAY_KEY, "orchestrator", 1)
+                )
+                runs.append(oha(chat["litellm-1"], rate, seconds, GATEWAY_KEY, "litellm", 1))
+            count = 100 if options.quick else 300
+            ttfb_raw = {
+                "direct": first_byte_ms(direct, None, "gpt-4o-mini", count),
+                "orchestrator": first_byte_ms(chat["orchestrator-1"], GATEWAY_KEY, "auto", count),
+                "litellm": first_byte_ms(chat["litellm-1"], GATEWAY_KEY, "bench", count),
+            }
+            for name, values in ttfb_raw.items():
+                ttfb[name] = {
+                    "p50_ms": statistics.median(values),
+                    "p99_ms": statistics.quantiles(values, n=100)[98],
+                    "load_average": os.getloadavg()[0],
+                }
+            for name in ("orchestrator", "litellm"):
+                for rate in ceiling_rates:
+                    run = oha(chat[f"{name}-2"], rate, seconds, GATEWAY_KEY, name, 2)
+                    runs.append(run)
+                    if not run.sustained:
+                        break
+    finally:
+        redis.terminate()
+        redis.wait(10)
     report = summarise(runs, ttfb, latency_rates)
     report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     report["seconds_per_run"] = seconds

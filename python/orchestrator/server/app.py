@@ -23,7 +23,8 @@ from importlib import resources
 from typing import Any, Optional
 
 from orchestrator.core.cache import tenant_namespace
-from orchestrator.core.model import estimate_tokens, last_call
+from orchestrator.core.model import last_call
+from orchestrator.core.tokens import estimate_tokens
 from orchestrator.models.failover import Attempt, FailoverStream
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.auth import KeyChecker, bearer_token

@@ -48,14 +48,23 @@ class Router:
         """What ``GET /v1/models`` lists: ``auto``, the aliases, the models."""
         return [AUTO, *self.aliases, *(model.name for model in self.registry)]
 
-    def route(self, requested: str, extra: Mapping[str, Any], **sizes: Optional[int]) -> Route:
-        """The route of a request for ``requested`` with its own constraints."""
-        sizes_given = {k: v for k, v in sizes.items() if v is not None}
+    def route(
+        self,
+        requested: str,
+        extra: Mapping[str, Any],
+        *,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+    ) -> Route:
+        """The route of a request for ``requested`` with its own constraints;
+        the token counts price it for ``max_cost``."""
+        sized = ModelConstraints(input_tokens=input_tokens, output_tokens=output_tokens)
         if requested == AUTO:
-            return Route(requested, merged_constraints(ModelConstraints(**sizes_given), extra))
+            return Route(requested, merged_constraints(sized, extra))
         alias = self.aliases.get(requested)
         if alias is not None:
-            return Route(requested, merged_constraints(alias.model_copy(update=sizes_given), extra))
+            sizes = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+            return Route(requested, merged_constraints(alias.model_copy(update=sizes), extra))
         if requested not in self.registry:
             raise GatewayError(
                 404,
@@ -64,7 +73,7 @@ class Router:
                 code="model_not_found",
                 param="model",
             )
-        base = merged_constraints(ModelConstraints(**sizes_given), extra)
+        base = merged_constraints(sized, extra)
         others = [model.name for model in self.registry if model.name != requested]
         pinned = merged_constraints(base, {"exclude_models": others})
         fallback = None
