@@ -2,8 +2,9 @@
 
 The CLI calls :func:`run_eval` with its parsed arguments; ``python -m
 orchestrator.evaluation`` runs :func:`main`, the same command on argparse.
-Rich (the ``[cli]`` extra) is imported here only, for the table and the
-progress bar.
+Rich and matplotlib (the ``[cli]`` extra) are imported here only, for the
+table, the progress bar and the plot (quality against cost share for the
+router, a random router and each model alone).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
+from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.evaluation.plot import plot_result
 from orchestrator.evaluation.protocol import EvalResult, Protocol, evaluate, total_decisions
-from orchestrator.evaluation.table import EvalError, load_table, parse_costs
+from orchestrator.evaluation.table import EvalError, EvalTable, load_table, parse_costs
 
 logger = logging.getLogger("orchestrator.evaluation")
 
@@ -38,6 +39,47 @@ def write_decisions(result: EvalResult, path: Path) -> None:
         for point, (curve_point, choices) in enumerate(zip(result.curve, result.decisions)):
             for row, model in enumerate(choices):
                 writer.writerow([point, repr(curve_point.willingness_to_pay), row, model])
+
+
+def plot_result(
+    result: EvalResult, table: EvalTable, costs: Mapping[str, float], output: Path
+) -> Path:
+    """Write the curve plot to ``output`` (PNG) and return the path."""
+    reference = result.reference
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    shares = [point.cost_share for point in result.curve]
+    qualities = [point.quality for point in result.curve]
+    axes.plot(
+        shares,
+        qualities,
+        marker="o",
+        label=f"contextual router ({result.protocol}), APGR {result.apgr:.3f}",
+    )
+    axes.plot(
+        [0.0, 1.0],
+        [reference.cheapest_quality, reference.best_quality],
+        linestyle="--",
+        color="grey",
+        label=f"random router, APGR {result.random_apgr:.3f}",
+    )
+    for model, values in table.qualities.items():
+        axes.scatter(
+            [reference.cost_share(costs[model])],
+            [sum(values) / len(values)],
+            marker="s",
+            s=60,
+            zorder=3,
+            label=f"{model} alone",
+        )
+    axes.set_xlabel("cost share (0 = cheapest model alone, 1 = best model alone)")
+    axes.set_ylabel("mean quality")
+    axes.set_title(f"Quality vs cost: CPT(50%) {result.cpt50:.1f}%, CPT(80%) {result.cpt80:.1f}%")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(output, dpi=120)
+    return output
 
 
 def print_result(result: EvalResult, console: Console) -> None:
