@@ -4,7 +4,6 @@ orchestrator.evaluation's, orchestrator.server's and the shared state's, tested 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,19 +37,17 @@ def test_serve_and_eval_help(run: Run) -> None:
     assert "[server] extra" in run("serve", "--help").stdout
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
+def test_stats_shows_the_fleet_totals_every_worker_delivered(run: Run, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    redis.start()
     try:
-        yield server
+        check_fleet_totals(run, tmp_path, redis)
     finally:
-        server.kill()
+        redis.kill()
 
 
-def test_stats_shows_the_fleet_totals_every_worker_delivered(
-    run: Run, tmp_path: Path, redis: RedisServer
-) -> None:
+def check_fleet_totals(run: Run, tmp_path: Path, redis: RedisServer) -> None:
+    """Three worker processes answer one request each; stats shows the three."""
     config = write(
         tmp_path / "fleet.toml",
         f'[state]\nurl = "{redis.url}"\nnamespace = "cli-stats"\n\n'

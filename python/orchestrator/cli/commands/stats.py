@@ -14,6 +14,8 @@ from orchestrator.cli.output import console, money, number, one_line, print_tabl
 from orchestrator.config import state_url_of
 from orchestrator.models.shared_fleet import FleetRow
 
+_NUMBERS = ["trials", "successes", "failures", "mean reward", "tokens in", "tokens out", "cost"]
+
 
 @app.command()
 def stats(
@@ -51,29 +53,8 @@ def stats(
 
 
 def print_fleet(rows: list[FleetRow], namespace: str) -> None:
-    """The fleet's table: one row per model, and the total."""
-    shown = table(
-        f"fleet totals, namespace {namespace}",
-        [
-            "model",
-            "trials",
-            "successes",
-            "failures",
-            "mean reward",
-            "tokens in",
-            "tokens out",
-            "cost",
-        ],
-        numeric=[
-            "trials",
-            "successes",
-            "failures",
-            "mean reward",
-            "tokens in",
-            "tokens out",
-            "cost",
-        ],
-    )
+    """The fleet's table: one row per model."""
+    shown = table(f"fleet totals, namespace {namespace}", ["model", *_NUMBERS], numeric=_NUMBERS)
     for row in rows:
         shown.add_row(
             row.name,
