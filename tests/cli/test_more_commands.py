@@ -1,5 +1,5 @@
-"""``orchestrator eval`` and ``orchestrator serve`` through the command (their work
-is orchestrator.evaluation's and orchestrator.server's, tested there)."""
+"""``orchestrator eval``, ``serve`` and ``stats`` through the command (their work is
+orchestrator.evaluation's, orchestrator.server's and the shared state's, tested there)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Run, one_line_error
+from tests.cli.conftest import Run, one_line_error, write
+from tests.redis_server import RedisServer
 from tests.routing.test_eval import cost_arguments, write_table
 
 
@@ -34,3 +35,37 @@ def test_serve_and_eval_help(run: Run) -> None:
         assert result.returncode == 0, result.stderr
         assert "<bool>" not in result.stdout and "..." not in result.stdout.split("\n", 1)[1]
     assert "[server] extra" in run("serve", "--help").stdout
+
+
+def test_stats_shows_the_fleet_totals_every_worker_delivered(run: Run, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        check_fleet_totals(run, tmp_path, redis)
+    finally:
+        redis.kill()
+
+
+def check_fleet_totals(run: Run, tmp_path: Path, redis: RedisServer) -> None:
+    """Three worker processes answer one request each; stats shows the three."""
+    config = write(
+        tmp_path / "fleet.toml",
+        f'[state]\nurl = "{redis.url}"\nnamespace = "cli-stats"\n\n'
+        '[[models]]\nprovider = "simulated"\nname = "sim-a"\n',
+    )
+    for _ in range(3):  # three workers, one request each
+        asked = run("--config", str(config), "ask", "What is UCB?", "--no-cache")
+        assert asked.returncode == 0, asked.stderr
+    numbers = tmp_path / "fleet.json"
+    result = run("stats", "--config", str(config), "--json", str(numbers))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(numbers.read_text())
+    assert [(r["name"], r["trials"]) for r in rows] == [("sim-a", 3)]
+    assert "sim-a" in result.stdout and "fleet totals, namespace cli-stats" in result.stdout
+
+
+def test_stats_without_shared_state_says_what_to_add(run: Run, tmp_path: Path) -> None:
+    config = write(tmp_path / "local.toml", '[[models]]\nprovider = "simulated"\nname = "a"\n')
+    result = run("--config", str(config), "stats")
+    assert result.returncode == 3
+    assert "add a [state] table" in one_line_error(result)

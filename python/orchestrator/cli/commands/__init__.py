@@ -1,6 +1,6 @@
 """The commands, one module per concept; importing a module registers its commands
 on :data:`orchestrator.cli.app.app`. A new command is a new module listed here."""
 
-from orchestrator.cli.commands import ask, cache, evaluate, health, models, serve, simulate
+from orchestrator.cli.commands import ask, cache, evaluate, health, models, serve, simulate, stats
 
-__all__ = ["ask", "cache", "evaluate", "health", "models", "serve", "simulate"]
+__all__ = ["ask", "cache", "evaluate", "health", "models", "serve", "simulate", "stats"]
