@@ -195,6 +195,8 @@ def run(
     profiles = scenario.models
     eligible_set = set(eligible)
 
+    # Virtual time only: the same seed gives the same numbers however long the run takes.
+    registry.core.use_virtual_clock()
     try:
         for t in range(n):
             if t:

@@ -933,6 +933,11 @@ impl SelectionCore {
         self.lock().table.advance_clock(seconds).map_err(to_py)
     }
 
+    /// Let the core clock move only by `advance_clock` (simulations).
+    fn use_virtual_clock(&self) {
+        self.lock().table.use_virtual_clock();
+    }
+
     /// Expire tickets older than the pending timeout now.
     fn sweep(&self) {
         self.lock().table.sweep();

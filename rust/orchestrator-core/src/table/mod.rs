@@ -133,6 +133,8 @@ pub struct Table {
     selections: u64,
     clock_origin: Instant,
     clock_offset_s: f64,
+    /// Whether the clock moves only by `advance_clock` (simulations).
+    clock_virtual: bool,
     draws: DrawKey,
 }
 
@@ -185,6 +187,7 @@ impl Table {
             selections: 0,
             clock_origin: Instant::now(),
             clock_offset_s: 0.0,
+            clock_virtual: false,
             draws: DrawKey::new(0x5EED),
         })
     }
@@ -239,7 +242,21 @@ impl Table {
 
     /// The core's monotonic clock, in seconds.
     pub fn now(&self) -> f64 {
-        self.clock_origin.elapsed().as_secs_f64() + self.clock_offset_s
+        if self.clock_virtual {
+            self.clock_offset_s
+        } else {
+            self.clock_origin.elapsed().as_secs_f64() + self.clock_offset_s
+        }
+    }
+
+    /// Stop the clock at its current reading: from now on it moves only by
+    /// `advance_clock`, so a seeded simulation gives the same numbers however
+    /// long it takes in real time.
+    pub fn use_virtual_clock(&mut self) {
+        if !self.clock_virtual {
+            self.clock_offset_s = self.now();
+            self.clock_virtual = true;
+        }
     }
 
     /// Move the core's clock forward, for tests of cool-downs and expiry.
@@ -1204,6 +1221,19 @@ mod tests {
             (mean - 0.5).abs() < 0.1,
             "a's estimate moved to its new level: {mean}"
         );
+    }
+
+    #[test]
+    fn a_virtual_clock_moves_only_when_advanced() {
+        let mut t = Table::default();
+        t.advance_clock(5.0).unwrap();
+        t.use_virtual_clock();
+        let start = t.now();
+        assert!(start >= 5.0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(t.now(), start);
+        t.advance_clock(2.5).unwrap();
+        assert_eq!(t.now(), start + 2.5);
     }
 
     #[test]
