@@ -295,7 +295,9 @@ def main() -> None:
     seconds = options.seconds or (4.0 if options.quick else 8.0)
     latency_rates = [100, 500] if options.quick else [100, 500, 1000]
     ceiling_rates = (
-        [500, 1000, 1500, 2000] if options.quick else [500, 1000, 1500, 2000, 2500, 3000]
+        [100, 250, 500, 1000, 1500]
+        if options.quick
+        else [100, 250, 500, 750, 1000, 1500, 2000, 3000]
     )
     runs: list[Run] = []
     ttfb: dict[str, dict[str, float]] = {}
