@@ -118,3 +118,45 @@ def test_malformed_requests_get_clear_errors(upstream: OpenAIServer) -> None:
         assert wrong_method.status_code == 405
         assert httpx.get(f"{gateway.url}/v2/anything").status_code == 404
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":"a\\udfff"}]}',
+            "messages[0].content",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":'
+            b'[{"type":"text","text":"ok"},{"type":"text","text":"\\ud800"}]}]}',
+            "messages[0].content[1]",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"stop":"\\ud800"}',
+            "stop",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"stop":["x","\\ud800"]}',
+            "stop[1]",
+        ),
+        ("/v1/embeddings", b'{"model":"auto","input":["ok","\\ud800"]}', "input[1]"),
+    ],
+)
+def test_text_that_is_not_unicode_is_a_400_naming_it_and_charges_no_model(
+    gateway: ThreadGateway, upstream: OpenAIServer, path: str, body: bytes, param: str
+) -> None:
+    """A lone surrogate escape is valid JSON but no provider body can carry
+    it: the client's error, never a failure of the model."""
+    answer = httpx.post(
+        f"{gateway.url}{path}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert "lone surrogate" in answer.json()["error"]["message"]
+    assert upstream.requests == []
+    assert gateway.gateway.registry.get_metrics("mini").failures == 0

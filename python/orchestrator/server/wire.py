@@ -76,6 +76,21 @@ def _finite(name: str, value: Any) -> float:
     return float(value)
 
 
+def _text(param: str, value: str) -> str:
+    """``value`` when it can be sent on as UTF-8. JSON lets a client write a
+    lone surrogate (``"\\ud800"``) that no provider body can encode: refused
+    here, so the client's mistake is never charged to a model as a failure."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise bad_request(
+            param,
+            f"invalid {param}: not valid Unicode text "
+            f"(a lone surrogate {value[exc.start]!r} at position {exc.start})",
+        ) from None
+    return value
+
+
 def _names(name: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise bad_request(name, f"invalid {name}: {value!r} (a list of names)")
@@ -150,11 +165,22 @@ def _message(index: int, message: Any) -> dict[str, Any]:
                     f"{param}.content[{j}]",
                     f"invalid {param}.content[{j}]: only text parts are supported",
                 )
-            texts.append(part["text"])
+            texts.append(_text(f"{param}.content[{j}]", part["text"]))
         content = "".join(texts)
     if not isinstance(content, str) and not (content is None and role == "assistant"):
         raise bad_request(f"{param}.content", f"invalid {param}.content: {content!r} (a string)")
-    return {"role": role, "content": content or ""}
+    return {"role": role, "content": _text(f"{param}.content", content or "")}
+
+
+def _check_stop(value: object) -> None:
+    """``stop``: a string or a list of strings, each sendable as UTF-8."""
+    if isinstance(value, str):
+        _text("stop", value)
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request("stop", f"invalid stop: {value!r} (a string or a list of strings)")
+    for i, stop in enumerate(value):
+        _text(f"stop[{i}]", stop)
 
 
 def parse_chat(data: dict[str, Any], headers: Mapping[bytes, bytes]) -> ChatRequest:
@@ -189,8 +215,8 @@ def parse_chat(data: dict[str, Any], headers: Mapping[bytes, bytes]) -> ChatRequ
             raise bad_request(key, f"invalid {key}: {value!r} (a finite number)")
         if key == "max_tokens" and isinstance(value, int) and value < 1:
             raise bad_request(key, f"invalid max_tokens: {value!r} (>= 1)")
-        if key == "stop" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise bad_request(key, f"invalid stop: {value!r} (a string or a list of strings)")
+        if key == "stop":
+            _check_stop(value)
         params[key] = value
     return ChatRequest(
         model=model,
@@ -209,6 +235,8 @@ def parse_embedding_input(data: dict[str, Any]) -> tuple[list[str], str]:
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise bad_request("input", "invalid input: a string or a non-empty list of strings")
+    for i, text in enumerate(value):
+        _text(f"input[{i}]", text)
     fmt = data.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         raise bad_request(
