@@ -27,7 +27,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         "tests/attack/test_gateway.py::test_a_tenant_cannot_read_another_tenants_decisions",
         "tests/attack/test_gateway.py::test_an_unknown_excluded_model_is_a_400_naming_exclude_models",
         "tests/attack/test_gateway.py::test_deeply_nested_json_is_a_400_not_a_500",
-        "tests/attack/test_gateway.py::test_one_request_takes_one_feedback_and_it_is_not_a_new_request",
         "tests/attack/test_gateway.py::test_readiness_tells_an_anonymous_caller_no_model_names",
         "tests/attack/test_health.py::test_retry_after_is_honoured_when_every_model_is_rate_limited",
         "tests/attack/test_packaging.py::test_every_promised_command_is_in_the_cli",

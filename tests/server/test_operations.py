@@ -66,9 +66,20 @@ def test_feedback_for_a_request_id(gateway: ThreadGateway) -> None:
     c = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
     answer = c.chat.completions.create(model="auto", messages=MESSAGES)
     before = gateway.gateway.registry.get_metrics("mini")
-    ok = httpx.post(f"{gateway.url}/v1/feedback", json={"request_id": answer.id, "quality": 0.9})
-    assert ok.json() == {"request_id": answer.id, "model": "mini", "accepted": True}
-    assert gateway.gateway.registry.get_metrics("mini").requests == before.requests + 1
+    feedback = {"request_id": answer.id, "quality": 0.9}
+    ok = httpx.post(f"{gateway.url}/v1/feedback", json=feedback)
+    assert ok.json() == {
+        "request_id": answer.id,
+        "model": "mini",
+        "accepted": True,
+        "learned": False,
+    }
+    again = httpx.post(f"{gateway.url}/v1/feedback", json={**feedback, "quality": 0.1})
+    assert again.status_code == 409 and again.json()["error"]["param"] == "request_id"
+    assert gateway.gateway.registry.get_metrics("mini").requests == before.requests  # no new call
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'orchestrator_gateway_feedback_quality_count{model="mini"} 1.0' in metrics
+    assert 'orchestrator_gateway_feedback_quality_sum{model="mini"} 0.9' in metrics
     unknown = httpx.post(
         f"{gateway.url}/v1/feedback", json={"request_id": "req_nope", "quality": 0.5}
     )

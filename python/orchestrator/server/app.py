@@ -29,7 +29,7 @@ from orchestrator.models.failover import Attempt, FailoverStream
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
-from orchestrator.server.feedback import FeedbackBook
+from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
 from orchestrator.server.metrics import GatewayMetrics
 from orchestrator.server.routing import Route, Router
 from orchestrator.server.settings import ServerSettings
@@ -441,7 +441,10 @@ class Gateway:
         await self._send_json(call, 200, dumps({"object": "list", "data": data}))
 
     async def feedback_route(self, call: Call) -> None:
-        """``POST /v1/feedback``: a quality score for an earlier request."""
+        """``POST /v1/feedback``: a quality score for an earlier request, one
+        per request. Kept and counted (``learned: false``): reporting it as an
+        outcome would count a new call, and the registry has no delayed
+        quality yet (issue 13)."""
         data = call.data
         request_id, quality = data.get("request_id"), data.get("quality")
         if not isinstance(request_id, str) or not request_id:
@@ -452,7 +455,15 @@ class Gateway:
             or not 0 <= quality <= 1
         ):
             raise bad_request("quality", f"invalid quality: {quality!r} (a number in [0, 1])")
-        model = self.feedback.model_of(request_id, call.tenant)
+        try:
+            model = self.feedback.score(request_id, call.tenant, float(quality))
+        except FeedbackAlreadyGiven:
+            raise GatewayError(
+                409,
+                f"request_id {request_id!r} already has its feedback (one score per answer)",
+                code="feedback_already_given",
+                param="request_id",
+            ) from None
         if model is None:
             raise GatewayError(
                 404,
@@ -460,10 +471,9 @@ class Gateway:
                 code="unknown_request_id",
                 param="request_id",
             )
-        self.registry.report_outcome(model, True, 0.0, quality=float(quality))
-        await self._send_json(
-            call, 200, dumps({"request_id": request_id, "model": model, "accepted": True})
-        )
+        self.metrics.child(self.metrics.feedback, model).observe(quality)
+        body = {"request_id": request_id, "model": model, "accepted": True, "learned": False}
+        await self._send_json(call, 200, dumps(body))
 
     async def healthz(self, call: Call) -> None:
         await self._send_json(call, 200, b'{"status":"ok"}')
