@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -171,3 +172,53 @@ def test_text_that_is_not_unicode_is_a_400_naming_it_and_charges_no_model(
     assert "lone surrogate" in answer.json()["error"]["message"]
     assert upstream.requests == []
     assert gateway.gateway.registry.get_metrics("mini").failures == 0
+
+
+def nested(depth: int) -> str:
+    """A JSON object nested ``depth`` levels deep."""
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "param"),
+    [
+        (
+            '{"model":"auto","messages":[{"role":"user","content":' + nested(29) + "}]}",
+            {},
+            "messages[0].content",
+        ),  # 32 levels: parsed, then refused as content
+        ('{"model":"auto","messages":[{"role":"user","content":' + nested(30) + "}]}", {}, "body"),
+        ('{"model":"auto","messages":[{"role":"user","content":' + nested(900) + "}]}", {}, "body"),
+        ("[" * 50_000 + "]" * 50_000, {}, "body"),
+        (
+            '{"model":"auto","messages":[{"role":"user","content":"hi"}],"max_tokens":4294967296}',
+            {},
+            "max_tokens",
+        ),
+        (
+            '{"model":"auto","messages":[{"role":"user","content":"hi"}]}',
+            {"x-orchestrator-exclude-models": "mini, nope"},
+            "orchestrator.exclude_models",
+        ),
+    ],
+)
+def test_client_mistakes_beyond_the_parser_are_400s_not_500s(
+    gateway: ThreadGateway,
+    upstream: OpenAIServer,
+    caplog: pytest.LogCaptureFixture,
+    body: str,
+    headers: dict[str, str],
+    param: str,
+) -> None:
+    """Nesting past the bound (or past the stack), a size the router cannot
+    price and an unknown excluded name are the client's mistakes: a 400
+    naming the field, no traceback logged, nothing sent upstream."""
+    answer = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=body.encode(),
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert upstream.requests == []

@@ -37,6 +37,10 @@ _CONSTRAINT_HEADERS = {
     b"x-orchestrator-capabilities": "capabilities",
     b"x-orchestrator-exclude-models": "exclude_models",
 }
+#: Deepest nesting of arrays and objects a body may have: a chat request needs
+#: 4 (``messages[i].content[j]``); past a few hundred, error messages that
+#: show a value, and the parser itself, would exhaust the stack.
+MAX_JSON_DEPTH = 32
 #: Constraints a request may set, beside the ones issue 13/14 will add.
 REQUEST_CONSTRAINTS = frozenset({"max_cost", "min_speed", "capabilities", "exclude_models"})
 #: Known but not supported by this registry yet: refused with a clear error.
@@ -56,16 +60,37 @@ class ChatRequest:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object (400 when it is not)."""
+    """The request body as a JSON object (400 when it is not, or when it
+    nests deeper than :data:`MAX_JSON_DEPTH`)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("body", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # deeper than the interpreter's stack: far beyond the bound
+        too_deep = True
+    else:
+        too_deep = _deeper_than(data, MAX_JSON_DEPTH)
+    if too_deep:
+        raise bad_request("body", f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(data, dict):
         raise bad_request(
             "body", f"the request body must be a JSON object, got {type(data).__name__}"
         )
     return data
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` arrays or objects deep
+    (iterative: the point is that recursion could not be trusted)."""
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            level.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _finite(name: str, value: Any) -> float:
