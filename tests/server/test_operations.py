@@ -222,3 +222,25 @@ def test_client_mistakes_beyond_the_parser_are_400s_not_500s(
     assert answer.json()["error"]["param"] == param
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert upstream.requests == []
+
+
+def test_a_stalled_body_is_a_408_and_the_connection_is_closed(upstream: OpenAIServer) -> None:
+    """A client that announces more body than it sends is answered 408 once
+    ``request_timeout`` has passed, and its connection is closed."""
+    text = config_text([model_table("mini", upstream.url)], "[server]\nrequest_timeout = 0.5\n")
+    with ThreadGateway(text) as gateway:
+        with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"
+            )
+            conn.settimeout(20)
+            reply = b""
+            while chunk := conn.recv(4096):  # until the gateway closes
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        assert b"connection: close" in head.lower()
+        assert b'"code":"request_timeout"' in body  # chunked: not parsed here
+        assert gateway.gateway.registry.get_metrics("mini").requests == 0
+    assert upstream.requests == []

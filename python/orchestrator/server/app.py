@@ -235,6 +235,23 @@ class Gateway:
             )
 
     async def _body(self, call: Call) -> dict[str, Any]:
+        """The request body as JSON, read within ``request_timeout``: a client
+        that stalls mid-body (``Content-Length`` larger than what it sends)
+        gets a 408 and its connection closed instead of holding both forever."""
+        timeout = self.settings.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._read_body(call)
+        except TimeoutError:
+            raise GatewayError(
+                408,
+                f"the request body did not arrive within request_timeout ({timeout:g} s)",
+                code="request_timeout",
+                param="body",
+                close_connection=True,
+            ) from None
+
+    async def _read_body(self, call: Call) -> dict[str, Any]:
         chunks = []
         size = 0
         limit = self.settings.max_body_bytes
