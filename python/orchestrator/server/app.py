@@ -513,7 +513,9 @@ class Gateway:
         await call.send({"type": "http.response.body", "body": self._page})
 
     async def status_json(self, call: Call) -> None:
-        await self._send_json(call, 200, dumps(status_snapshot(self.registry, self.decisions)))
+        await self._send_json(
+            call, 200, dumps(status_snapshot(self.registry, self.decisions, call.tenant))
+        )
 
 
 async def _wait_disconnect(receive: Receive) -> None:
