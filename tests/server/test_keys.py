@@ -124,3 +124,13 @@ def test_each_tenant_sees_only_its_own_decisions(keyed_gateway: ThreadGateway) -
             f"{keyed_gateway.url}/v1/status", headers={"authorization": f"Bearer {key}"}
         ).json()
         assert [(d["request_id"], d["tenant"]) for d in status["decisions"]] == [(ids[key], tenant)]
+
+
+def test_readiness_names_models_only_to_a_caller_with_a_key(keyed_gateway: ThreadGateway) -> None:
+    """A probe without a key (or with a wrong one) learns ready or not; a
+    tenant learns which models are eligible too."""
+    url = f"{keyed_gateway.url}/readyz"
+    for headers in ({}, {"authorization": "Bearer gw-wrong-0123456789abcdef"}):
+        assert httpx.get(url, headers=headers).json() == {"ready": True}
+    known = httpx.get(url, headers={"authorization": f"Bearer {GLOBEX_KEY}"}).json()
+    assert known == {"ready": True, "eligible_models": ["mini"]}

@@ -497,9 +497,14 @@ class Gateway:
 
     async def readyz(self, call: Call) -> None:
         """Ready when at least one model is eligible (circuits count: an open
-        one makes its model ineligible)."""
+        one makes its model ineligible). Anyone may ask (probes carry no
+        key), but with keys configured only a caller with one is told which
+        models: the fleet's names are not for anyone who reaches the port."""
         eligible = [c.name for c in self.registry.explain_selection().candidates if c.eligible]
-        body = {"ready": bool(eligible), "eligible_models": eligible}
+        body: dict[str, Any] = {"ready": bool(eligible)}
+        token = bearer_token(call.headers.get(b"authorization"))
+        if not self.keys.required or (token is not None and self.keys.tenant_of(token)):
+            body["eligible_models"] = eligible
         await self._send_json(call, 200 if eligible else 503, dumps(body))
 
     async def metrics_route(self, call: Call) -> None:
