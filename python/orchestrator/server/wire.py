@@ -80,17 +80,19 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests more than ``limit`` arrays or objects deep
-    (iterative: the point is that recursion could not be trusted)."""
-    level: list[tuple[Any, int]] = [(value, 1)]
-    while level:
-        node, depth = level.pop()
-        if isinstance(node, (dict, list)):
-            if depth > limit:
-                return True
-            children = node.values() if isinstance(node, dict) else node
-            level.extend((child, depth + 1) for child in children)
-    return False
+    """Whether ``value`` nests more than ``limit`` arrays or objects deep.
+    Level by level, without recursion (the point is that recursion could
+    not be trusted), looking only at containers."""
+    level = [value] if type(value) in (dict, list) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below += [child for child in children if type(child) in (dict, list)]
+        level = below
+    return bool(level)
 
 
 def _finite(name: str, value: Any) -> float:
