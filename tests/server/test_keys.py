@@ -113,3 +113,24 @@ def test_feedback_only_for_the_tenants_own_requests(keyed_gateway: ThreadGateway
     assert stranger.status_code == 404
     owner = httpx.post(url, json=body, headers={"authorization": f"Bearer {ACME_KEY}"})
     assert owner.status_code == 200 and owner.json()["model"] == "mini"
+
+
+def test_each_tenant_sees_only_its_own_decisions(keyed_gateway: ThreadGateway) -> None:
+    """Decisions carry request ids (the keys of ``/v1/feedback``): each
+    tenant's ``/v1/status`` lists its own, and no other tenant's."""
+    ids = {key: chat(keyed_gateway, key).headers["x-request-id"] for key in (ACME_KEY, GLOBEX_KEY)}
+    for key, tenant in ((ACME_KEY, "acme"), (GLOBEX_KEY, "globex")):
+        status = httpx.get(
+            f"{keyed_gateway.url}/v1/status", headers={"authorization": f"Bearer {key}"}
+        ).json()
+        assert [(d["request_id"], d["tenant"]) for d in status["decisions"]] == [(ids[key], tenant)]
+
+
+def test_readiness_names_models_only_to_a_caller_with_a_key(keyed_gateway: ThreadGateway) -> None:
+    """A probe without a key (or with a wrong one) learns ready or not; a
+    tenant learns which models are eligible too."""
+    url = f"{keyed_gateway.url}/readyz"
+    for headers in ({}, {"authorization": "Bearer gw-wrong-0123456789abcdef"}):
+        assert httpx.get(url, headers=headers).json() == {"ready": True}
+    known = httpx.get(url, headers={"authorization": f"Bearer {GLOBEX_KEY}"}).json()
+    assert known == {"ready": True, "eligible_models": ["mini"]}

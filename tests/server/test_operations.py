@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -66,9 +67,20 @@ def test_feedback_for_a_request_id(gateway: ThreadGateway) -> None:
     c = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
     answer = c.chat.completions.create(model="auto", messages=MESSAGES)
     before = gateway.gateway.registry.get_metrics("mini")
-    ok = httpx.post(f"{gateway.url}/v1/feedback", json={"request_id": answer.id, "quality": 0.9})
-    assert ok.json() == {"request_id": answer.id, "model": "mini", "accepted": True}
-    assert gateway.gateway.registry.get_metrics("mini").requests == before.requests + 1
+    feedback = {"request_id": answer.id, "quality": 0.9}
+    ok = httpx.post(f"{gateway.url}/v1/feedback", json=feedback)
+    assert ok.json() == {
+        "request_id": answer.id,
+        "model": "mini",
+        "accepted": True,
+        "learned": False,
+    }
+    again = httpx.post(f"{gateway.url}/v1/feedback", json={**feedback, "quality": 0.1})
+    assert again.status_code == 409 and again.json()["error"]["param"] == "request_id"
+    assert gateway.gateway.registry.get_metrics("mini").requests == before.requests  # no new call
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'orchestrator_gateway_feedback_quality_count{model="mini"} 1.0' in metrics
+    assert 'orchestrator_gateway_feedback_quality_sum{model="mini"} 0.9' in metrics
     unknown = httpx.post(
         f"{gateway.url}/v1/feedback", json={"request_id": "req_nope", "quality": 0.5}
     )
@@ -117,4 +129,118 @@ def test_malformed_requests_get_clear_errors(upstream: OpenAIServer) -> None:
         wrong_method = httpx.get(url)
         assert wrong_method.status_code == 405
         assert httpx.get(f"{gateway.url}/v2/anything").status_code == 404
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":"a\\udfff"}]}',
+            "messages[0].content",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":'
+            b'[{"type":"text","text":"ok"},{"type":"text","text":"\\ud800"}]}]}',
+            "messages[0].content[1]",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"stop":"\\ud800"}',
+            "stop",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"stop":["x","\\ud800"]}',
+            "stop[1]",
+        ),
+        ("/v1/embeddings", b'{"model":"auto","input":["ok","\\ud800"]}', "input[1]"),
+    ],
+)
+def test_text_that_is_not_unicode_is_a_400_naming_it_and_charges_no_model(
+    gateway: ThreadGateway, upstream: OpenAIServer, path: str, body: bytes, param: str
+) -> None:
+    """A lone surrogate escape is valid JSON but no provider body can carry
+    it: the client's error, never a failure of the model."""
+    answer = httpx.post(
+        f"{gateway.url}{path}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert "lone surrogate" in answer.json()["error"]["message"]
+    assert upstream.requests == []
+    assert gateway.gateway.registry.get_metrics("mini").failures == 0
+
+
+def nested(depth: int) -> str:
+    """A JSON object nested ``depth`` levels deep."""
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "param"),
+    [
+        (
+            '{"model":"auto","messages":[{"role":"user","content":' + nested(29) + "}]}",
+            {},
+            "messages[0].content",
+        ),  # 32 levels: parsed, then refused as content
+        ('{"model":"auto","messages":[{"role":"user","content":' + nested(30) + "}]}", {}, "body"),
+        ('{"model":"auto","messages":[{"role":"user","content":' + nested(900) + "}]}", {}, "body"),
+        ("[" * 50_000 + "]" * 50_000, {}, "body"),
+        (
+            '{"model":"auto","messages":[{"role":"user","content":"hi"}],"max_tokens":4294967296}',
+            {},
+            "max_tokens",
+        ),
+        (
+            '{"model":"auto","messages":[{"role":"user","content":"hi"}]}',
+            {"x-orchestrator-exclude-models": "mini, nope"},
+            "orchestrator.exclude_models",
+        ),
+    ],
+)
+def test_client_mistakes_beyond_the_parser_are_400s_not_500s(
+    gateway: ThreadGateway,
+    upstream: OpenAIServer,
+    caplog: pytest.LogCaptureFixture,
+    body: str,
+    headers: dict[str, str],
+    param: str,
+) -> None:
+    """Nesting past the bound (or past the stack), a size the router cannot
+    price and an unknown excluded name are the client's mistakes: a 400
+    naming the field, no traceback logged, nothing sent upstream."""
+    answer = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=body.encode(),
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert upstream.requests == []
+
+
+def test_a_stalled_body_is_a_408_and_the_connection_is_closed(upstream: OpenAIServer) -> None:
+    """A client that announces more body than it sends is answered 408 once
+    ``request_timeout`` has passed, and its connection is closed."""
+    text = config_text([model_table("mini", upstream.url)], "[server]\nrequest_timeout = 0.5\n")
+    with ThreadGateway(text) as gateway:
+        with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"
+            )
+            conn.settimeout(20)
+            reply = b""
+            while chunk := conn.recv(4096):  # until the gateway closes
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        assert b"connection: close" in head.lower()
+        assert b'"code":"request_timeout"' in body  # chunked: not parsed here
+        assert gateway.gateway.registry.get_metrics("mini").requests == 0
     assert upstream.requests == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.config import ConfigError, parse_config
+from orchestrator.server.command import ServeError, resolve_settings
 from tests.server.harness import config_text, model_table
 
 pytestmark = pytest.mark.timeout(30)
@@ -42,3 +43,18 @@ def test_bad_server_values_name_the_key(section: str, key: str, problem: str) ->
         parse_config(text)
     assert key in str(error.value)
     assert problem in str(error.value)
+
+
+def test_an_alias_excluding_an_unknown_model_is_refused_at_start() -> None:
+    """Else every request for the alias would fail inside the registry."""
+    loaded = parse_config(
+        config_text(
+            [model_table("mini", "http://127.0.0.1:9/v1")],
+            '[server]\naliases = { cheap = { exclude_models = ["mini", "nope"] } }\n',
+        )
+    )
+    with pytest.raises(
+        ServeError,
+        match=r"server.aliases.cheap.exclude_models: no model named 'nope' is configured",
+    ):
+        resolve_settings(loaded)

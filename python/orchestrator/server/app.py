@@ -29,7 +29,7 @@ from orchestrator.models.failover import Attempt, FailoverStream
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
-from orchestrator.server.feedback import FeedbackBook
+from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
 from orchestrator.server.metrics import GatewayMetrics
 from orchestrator.server.routing import Route, Router
 from orchestrator.server.settings import ServerSettings
@@ -235,6 +235,23 @@ class Gateway:
             )
 
     async def _body(self, call: Call) -> dict[str, Any]:
+        """The request body as JSON, read within ``request_timeout``: a client
+        that stalls mid-body (``Content-Length`` larger than what it sends)
+        gets a 408 and its connection closed instead of holding both forever."""
+        timeout = self.settings.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._read_body(call)
+        except TimeoutError:
+            raise GatewayError(
+                408,
+                f"the request body did not arrive within request_timeout ({timeout:g} s)",
+                code="request_timeout",
+                param="body",
+                close_connection=True,
+            ) from None
+
+    async def _read_body(self, call: Call) -> dict[str, Any]:
         chunks = []
         size = 0
         limit = self.settings.max_body_bytes
@@ -441,7 +458,10 @@ class Gateway:
         await self._send_json(call, 200, dumps({"object": "list", "data": data}))
 
     async def feedback_route(self, call: Call) -> None:
-        """``POST /v1/feedback``: a quality score for an earlier request."""
+        """``POST /v1/feedback``: a quality score for an earlier request, one
+        per request. Kept and counted (``learned: false``): reporting it as an
+        outcome would count a new call, and the registry has no delayed
+        quality yet (issue 13)."""
         data = call.data
         request_id, quality = data.get("request_id"), data.get("quality")
         if not isinstance(request_id, str) or not request_id:
@@ -452,7 +472,15 @@ class Gateway:
             or not 0 <= quality <= 1
         ):
             raise bad_request("quality", f"invalid quality: {quality!r} (a number in [0, 1])")
-        model = self.feedback.model_of(request_id, call.tenant)
+        try:
+            model = self.feedback.score(request_id, call.tenant, float(quality))
+        except FeedbackAlreadyGiven:
+            raise GatewayError(
+                409,
+                f"request_id {request_id!r} already has its feedback (one score per answer)",
+                code="feedback_already_given",
+                param="request_id",
+            ) from None
         if model is None:
             raise GatewayError(
                 404,
@@ -460,19 +488,23 @@ class Gateway:
                 code="unknown_request_id",
                 param="request_id",
             )
-        self.registry.report_outcome(model, True, 0.0, quality=float(quality))
-        await self._send_json(
-            call, 200, dumps({"request_id": request_id, "model": model, "accepted": True})
-        )
+        self.metrics.child(self.metrics.feedback, model).observe(quality)
+        body = {"request_id": request_id, "model": model, "accepted": True, "learned": False}
+        await self._send_json(call, 200, dumps(body))
 
     async def healthz(self, call: Call) -> None:
         await self._send_json(call, 200, b'{"status":"ok"}')
 
     async def readyz(self, call: Call) -> None:
         """Ready when at least one model is eligible (circuits count: an open
-        one makes its model ineligible)."""
+        one makes its model ineligible). Anyone may ask (probes carry no
+        key), but with keys configured only a caller with one is told which
+        models: the fleet's names are not for anyone who reaches the port."""
         eligible = [c.name for c in self.registry.explain_selection().candidates if c.eligible]
-        body = {"ready": bool(eligible), "eligible_models": eligible}
+        body: dict[str, Any] = {"ready": bool(eligible)}
+        token = bearer_token(call.headers.get(b"authorization"))
+        if not self.keys.required or (token is not None and self.keys.tenant_of(token)):
+            body["eligible_models"] = eligible
         await self._send_json(call, 200 if eligible else 503, dumps(body))
 
     async def metrics_route(self, call: Call) -> None:
@@ -486,7 +518,9 @@ class Gateway:
         await call.send({"type": "http.response.body", "body": self._page})
 
     async def status_json(self, call: Call) -> None:
-        await self._send_json(call, 200, dumps(status_snapshot(self.registry, self.decisions)))
+        await self._send_json(
+            call, 200, dumps(status_snapshot(self.registry, self.decisions, call.tenant))
+        )
 
 
 async def _wait_disconnect(receive: Receive) -> None:

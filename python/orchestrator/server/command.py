@@ -73,12 +73,26 @@ def resolve_settings(
         KeyChecker(settings.api_keys)
     except ValueError as exc:
         raise ServeError(str(exc)) from None
+    _check_alias_exclusions(loaded, settings)
     if settings.workers > 1 and state_url_of(loaded) == "local":
         raise ServeError(
             f"--workers {settings.workers} without a [state] section would give each worker its "
             'own learning and breakers; set [state] url = "redis://..." to share them'
         )
     return settings
+
+
+def _check_alias_exclusions(loaded: LoadedConfig, settings: ServerSettings) -> None:
+    """Every name an alias excludes is a configured model: else each request
+    for that alias would fail inside the registry."""
+    models = [entry.name for entry in loaded.config.models]
+    for name, alias in settings.aliases.items():
+        for excluded in alias.exclude_models:
+            if excluded not in models:
+                raise ServeError(
+                    f"server.aliases.{name}.exclude_models: no model named {excluded!r} is "
+                    f"configured (the models: {', '.join(models)})"
+                )
 
 
 def gateway_for(loaded: LoadedConfig, settings: ServerSettings) -> Gateway:

@@ -45,6 +45,8 @@ class GatewayError(Exception):
     param: Optional[str] = None
     retry_after: Optional[float] = None
     attempts: Sequence[Attempt] = field(default_factory=tuple)
+    #: Ask the server to close the connection (the request was not read whole).
+    close_connection: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -64,9 +66,12 @@ class GatewayError(Exception):
         return {"error": error}
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        if self.retry_after is None:
-            return []
-        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+        headers = []
+        if self.retry_after is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+        if self.close_connection:
+            headers.append((b"connection", b"close"))
+        return headers
 
 
 def bad_request(param: str, message: str) -> GatewayError:

@@ -40,6 +40,8 @@ _BUCKETS = (
     30.0,
     60.0,
 )
+#: Feedback scores, in [0, 1].
+_QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _BREAKER_STATE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
@@ -132,6 +134,13 @@ class GatewayMetrics:
             "orchestrator_gateway_cache",
             "Chat requests by cache result",
             ["result"],
+            registry=self.registry,
+        )
+        self.feedback = Histogram(
+            "orchestrator_gateway_feedback_quality",
+            "Quality scores posted to /v1/feedback, per model that answered",
+            ["model"],
+            buckets=_QUALITY_BUCKETS,
             registry=self.registry,
         )
         self.registry.register(_RegistryCollector(registry))

@@ -11,14 +11,14 @@ model then fails over to the best of the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from orchestrator.core.model import ModelConstraints, Prompt
 from orchestrator.models.failover import Attempt, FailoverError, FailoverStream, GenerationResult
 from orchestrator.models.model_registry import ModelRegistry
-from orchestrator.server.errors import GatewayError
+from orchestrator.server.errors import GatewayError, bad_request
 from orchestrator.server.settings import ServerSettings
 from orchestrator.server.wire import merged_constraints
 
@@ -57,8 +57,16 @@ class Router:
         output_tokens: Optional[int] = None,
     ) -> Route:
         """The route of a request for ``requested`` with its own constraints;
-        the token counts price it for ``max_cost``."""
-        sized = ModelConstraints(input_tokens=input_tokens, output_tokens=output_tokens)
+        the token counts price it for ``max_cost``.
+
+        Raises:
+            GatewayError: 400 for what the registry would refuse as the
+                caller's mistake (an excluded name it does not know, a
+                ``max_tokens`` beyond what it can price), 404 for an unknown
+                model.
+        """
+        sized = self._sized(input_tokens, output_tokens)
+        self._check_excluded(extra.get("exclude_models", ()))
         if requested == AUTO:
             return Route(requested, merged_constraints(sized, extra))
         alias = self.aliases.get(requested)
@@ -80,6 +88,30 @@ class Router:
         if self.settings.failover_explicit_models:
             fallback = merged_constraints(base, {"exclude_models": [requested]})
         return Route(requested, pinned, pinned=requested, fallback=fallback)
+
+    @staticmethod
+    def _sized(input_tokens: Optional[int], output_tokens: Optional[int]) -> ModelConstraints:
+        """The request's size, converted as the core will convert it, so that
+        a size it refuses is a 400 here and not an error inside the call.
+        The input size is the gateway's estimate of a bounded body: only
+        ``max_tokens`` can be out of range."""
+        sized = ModelConstraints(input_tokens=input_tokens, output_tokens=output_tokens)
+        try:
+            sized.request()
+        except (TypeError, ValueError) as exc:
+            raise bad_request(
+                "max_tokens", f"invalid max_tokens: the router refuses it as output_tokens ({exc})"
+            ) from None
+        return sized
+
+    def _check_excluded(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self.registry:
+                raise bad_request(
+                    "orchestrator.exclude_models",
+                    f"invalid orchestrator.exclude_models: no model named {name!r} is "
+                    f"registered (the models: {', '.join(m.name for m in self.registry)})",
+                )
 
     def _budget(self, route: Route) -> int:
         return 0 if route.pinned is not None else self.settings.retry_budget

@@ -38,10 +38,14 @@ class Decision:
 
 
 class DecisionLog:
-    """The last ``size`` decisions; every ``explain_interval`` s one is explained."""
+    """The last ``size`` decisions of each tenant (a tenant sees only its
+    own: they carry request ids, the keys of ``/v1/feedback``); every
+    ``explain_interval`` s one is explained. Tenants are the configured
+    keys' (or ``None`` without keys), so their number is bounded."""
 
     def __init__(self, size: int = 50, explain_interval: float = 0.5) -> None:
-        self._recent: collections.deque[Decision] = collections.deque(maxlen=size)
+        self._size = size
+        self._recent: dict[Optional[str], collections.deque[Decision]] = {}
         self._explain_interval = explain_interval
         self._explained_at = -math.inf
 
@@ -54,7 +58,10 @@ class DecisionLog:
         if now - self._explained_at >= self._explain_interval:
             self._explained_at = now
             decision.explanation = str(registry.explain_selection(**_explain_kwargs(route)))
-        self._recent.append(decision)
+        recent = self._recent.get(tenant)
+        if recent is None:
+            recent = self._recent[tenant] = collections.deque(maxlen=self._size)
+        recent.append(decision)
         return decision
 
     @staticmethod
@@ -65,9 +72,9 @@ class DecisionLog:
         decision.model, decision.cache, decision.cost_usd = model, cache, cost
         decision.attempts = [f"{a.model}: {a.outcome}" for a in attempts]
 
-    def recent(self) -> list[dict[str, Any]]:
-        """The decisions, newest first."""
-        return [asdict(d) for d in reversed(self._recent)]
+    def recent(self, tenant: Optional[str]) -> list[dict[str, Any]]:
+        """``tenant``'s decisions, newest first."""
+        return [asdict(d) for d in reversed(self._recent.get(tenant, ()))]
 
 
 def _explain_kwargs(route: Route) -> dict[str, Any]:
@@ -87,8 +94,10 @@ def _number(value: float) -> Optional[float]:
     return None if math.isnan(value) else float(value)
 
 
-def status_snapshot(registry: ModelRegistry, decisions: DecisionLog) -> dict[str, Any]:
-    """Everything the page shows."""
+def status_snapshot(
+    registry: ModelRegistry, decisions: DecisionLog, tenant: Optional[str]
+) -> dict[str, Any]:
+    """Everything the page shows to ``tenant``."""
     stats = registry.statistics()
     total = float(sum(stats["trials"])) or 1.0
     models = []
@@ -125,5 +134,5 @@ def status_snapshot(registry: ModelRegistry, decisions: DecisionLog) -> dict[str
         "models": models,
         "cost_usd": sum(m["cost_usd"] or 0.0 for m in models),
         "cache": cache_info,
-        "decisions": decisions.recent(),
+        "decisions": decisions.recent(tenant),
     }

@@ -37,6 +37,10 @@ _CONSTRAINT_HEADERS = {
     b"x-orchestrator-capabilities": "capabilities",
     b"x-orchestrator-exclude-models": "exclude_models",
 }
+#: Deepest nesting of arrays and objects a body may have: a chat request needs
+#: 4 (``messages[i].content[j]``); past a few hundred, error messages that
+#: show a value, and the parser itself, would exhaust the stack.
+MAX_JSON_DEPTH = 32
 #: Constraints a request may set, beside the ones issue 13/14 will add.
 REQUEST_CONSTRAINTS = frozenset({"max_cost", "min_speed", "capabilities", "exclude_models"})
 #: Known but not supported by this registry yet: refused with a clear error.
@@ -56,16 +60,39 @@ class ChatRequest:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object (400 when it is not)."""
+    """The request body as a JSON object (400 when it is not, or when it
+    nests deeper than :data:`MAX_JSON_DEPTH`)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("body", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # deeper than the interpreter's stack: far beyond the bound
+        too_deep = True
+    else:
+        too_deep = _deeper_than(data, MAX_JSON_DEPTH)
+    if too_deep:
+        raise bad_request("body", f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(data, dict):
         raise bad_request(
             "body", f"the request body must be a JSON object, got {type(data).__name__}"
         )
     return data
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` arrays or objects deep.
+    Level by level, without recursion (the point is that recursion could
+    not be trusted), looking only at containers."""
+    level = [value] if type(value) in (dict, list) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below += [child for child in children if type(child) in (dict, list)]
+        level = below
+    return bool(level)
 
 
 def _finite(name: str, value: Any) -> float:
@@ -74,6 +101,21 @@ def _finite(name: str, value: Any) -> float:
     if value < 0:
         raise bad_request(name, f"invalid {name}: {value!r} (must be >= 0)")
     return float(value)
+
+
+def _text(param: str, value: str) -> str:
+    """``value`` when it can be sent on as UTF-8. JSON lets a client write a
+    lone surrogate (``"\\ud800"``) that no provider body can encode: refused
+    here, so the client's mistake is never charged to a model as a failure."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise bad_request(
+            param,
+            f"invalid {param}: not valid Unicode text "
+            f"(a lone surrogate {value[exc.start]!r} at position {exc.start})",
+        ) from None
+    return value
 
 
 def _names(name: str, value: Any) -> list[str]:
@@ -150,11 +192,22 @@ def _message(index: int, message: Any) -> dict[str, Any]:
                     f"{param}.content[{j}]",
                     f"invalid {param}.content[{j}]: only text parts are supported",
                 )
-            texts.append(part["text"])
+            texts.append(_text(f"{param}.content[{j}]", part["text"]))
         content = "".join(texts)
     if not isinstance(content, str) and not (content is None and role == "assistant"):
         raise bad_request(f"{param}.content", f"invalid {param}.content: {content!r} (a string)")
-    return {"role": role, "content": content or ""}
+    return {"role": role, "content": _text(f"{param}.content", content or "")}
+
+
+def _check_stop(value: object) -> None:
+    """``stop``: a string or a list of strings, each sendable as UTF-8."""
+    if isinstance(value, str):
+        _text("stop", value)
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request("stop", f"invalid stop: {value!r} (a string or a list of strings)")
+    for i, stop in enumerate(value):
+        _text(f"stop[{i}]", stop)
 
 
 def parse_chat(data: dict[str, Any], headers: Mapping[bytes, bytes]) -> ChatRequest:
@@ -189,8 +242,8 @@ def parse_chat(data: dict[str, Any], headers: Mapping[bytes, bytes]) -> ChatRequ
             raise bad_request(key, f"invalid {key}: {value!r} (a finite number)")
         if key == "max_tokens" and isinstance(value, int) and value < 1:
             raise bad_request(key, f"invalid max_tokens: {value!r} (>= 1)")
-        if key == "stop" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise bad_request(key, f"invalid stop: {value!r} (a string or a list of strings)")
+        if key == "stop":
+            _check_stop(value)
         params[key] = value
     return ChatRequest(
         model=model,
@@ -209,6 +262,8 @@ def parse_embedding_input(data: dict[str, Any]) -> tuple[list[str], str]:
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise bad_request("input", "invalid input: a string or a non-empty list of strings")
+    for i, text in enumerate(value):
+        _text(f"input[{i}]", text)
     fmt = data.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         raise bad_request(
