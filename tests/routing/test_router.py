@@ -113,7 +113,7 @@ def test_learning_from_reported_outcomes_moves_predictions() -> None:
     router = ContextualRouter(["a", "b"], costs={"a": 0.001, "b": 0.01})
     for _ in range(30):
         router.learn("prove the theorem", "a", 0.0)
-        router.learn("prove the theorem", "b", True)  # type: ignore[arg-type]
+        router.learn("prove the theorem", "b", 1.0)
     a, b = router.predict("prove the theorem")
     assert a.quality < 0.2 and b.quality > 0.8
     assert router.decide("prove the theorem", willingness_to_pay=1.0).model == "b"

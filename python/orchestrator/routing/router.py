@@ -170,7 +170,7 @@ class ContextualRouter:
             raise TypeError("prompts must be a list of strings, not a string")
         self._core.calibrate(
             list(prompts),
-            {name: [float(q) for q in values] for name, values in qualities.items()},
+            dict(qualities),
             None if costs is None else dict(costs),
         )
 

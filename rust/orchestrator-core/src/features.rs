@@ -21,6 +21,12 @@ pub const FEATURIZER_VERSION: u32 = 1;
 /// bumping [`FEATURIZER_VERSION`].
 pub const HASH_SEED: u64 = 0x6f72_6368_6573_7472;
 
+/// Largest magnitude of an embedding component. Normalised and raw model
+/// embeddings stay far below it; beyond it the variance term `σ²·x²` of the
+/// f32 posterior and its Kalman updates would overflow or underflow, so a
+/// larger value is refused rather than turned into an infinite uncertainty.
+pub const MAX_EMBEDDING_MAGNITUDE: f32 = 1e6;
+
 /// Names of the structure signals, in the order of their feature slots.
 pub const STRUCTURE_NAMES: [&str; 12] = [
     "bias",
@@ -321,6 +327,12 @@ impl Featurizer {
             }
             if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
                 return Err(CoreError::invalid("embedding", bad));
+            }
+            if let Some(bad) = values.iter().find(|v| v.abs() > MAX_EMBEDDING_MAGNITUDE) {
+                return Err(CoreError::invalid(
+                    "embedding",
+                    format!("{bad} (components must be within ±{MAX_EMBEDDING_MAGNITUDE})"),
+                ));
             }
         }
         out.clear();
@@ -638,6 +650,10 @@ mod tests {
         assert!(wrong.to_string().contains("embedding"));
         let nan = f.featurize("hi", Some(&[1.0, f32::NAN, 0.0]), &mut out);
         assert!(nan.unwrap_err().to_string().contains("embedding"));
+        let huge = f.featurize("hi", Some(&[1.0, 3e38, 0.0]), &mut out);
+        assert!(huge.unwrap_err().to_string().contains("embedding"));
+        let bound = [MAX_EMBEDDING_MAGNITUDE, -MAX_EMBEDDING_MAGNITUDE, 0.0];
+        assert!(f.featurize("hi", Some(&bound), &mut out).is_ok());
     }
 
     #[test]

@@ -6,18 +6,58 @@ use std::time::Instant;
 
 use orchestrator_core::contextual::{Exploration, Router, RouterConfig};
 use orchestrator_core::features::{Features, FeaturizerConfig, FEATURIZER_VERSION};
-use orchestrator_core::CoreError;
 use parking_lot::Mutex;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyModule, PyString};
+use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
 
-fn to_py(err: CoreError) -> PyErr {
-    match err {
-        CoreError::UnknownModel(_) => PyKeyError::new_err(err.to_string()),
-        _ => PyValueError::new_err(err.to_string()),
+use crate::convert;
+use crate::errors::to_py;
+
+/// A string that is valid Unicode: a lone surrogate (which JSON decoders
+/// pass on) is a `ValueError` naming the field, not a bare encoding error.
+fn text(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    convert::string(value, field).map_err(|err| {
+        if err.is_instance_of::<PyUnicodeEncodeError>(value.py()) {
+            PyValueError::new_err(format!(
+                "invalid {field}: not valid Unicode (a lone surrogate?): {err}"
+            ))
+        } else {
+            err
+        }
+    })
+}
+
+/// `name → USD` from a mapping, each cost a real number (not a bool or string).
+fn cost_map(costs: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<(String, f64)>> {
+    let Some(costs) = costs.filter(|c| !c.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let costs = costs.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!("{field} must be a dict of model name to USD"))
+    })?;
+    costs
+        .iter()
+        .map(|(name, cost)| Ok((text(&name, field)?, convert::real(&cost, field)?)))
+        .collect()
+}
+
+/// `value` converted by `convert`, or `default` when it is absent or `None`.
+fn or_default<T>(
+    value: Option<&Bound<'_, PyAny>>,
+    default: T,
+    convert: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<T>,
+) -> PyResult<T> {
+    match value {
+        Some(v) if !v.is_none() => convert(v),
+        _ => Ok(default),
     }
+}
+
+/// A small integer setting (`hash_bits`, `word_ngrams`, `char_ngrams`).
+fn small(value: &Bound<'_, PyAny>, field: &str) -> PyResult<u8> {
+    convert::integer(value, field, 0, i128::from(u8::MAX)).map(|n| n as u8)
 }
 
 /// A caller's embedding as float32 values (any C-contiguous float32 buffer).
@@ -45,8 +85,8 @@ fn embedding_values(embedding: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec
 
 /// The prompt as text: a string, or chat messages (dicts with a string `content`) joined by newlines.
 fn prompt_text(prompt: &Bound<'_, PyAny>) -> PyResult<String> {
-    if let Ok(text) = prompt.cast::<PyString>() {
-        return Ok(text.to_cow()?.into_owned());
+    if prompt.is_instance_of::<PyString>() {
+        return text(prompt, "prompt");
     }
     let mut joined = String::new();
     let iterator = prompt
@@ -57,13 +97,15 @@ fn prompt_text(prompt: &Bound<'_, PyAny>) -> PyResult<String> {
         let content = message.get_item("content").map_err(|_| {
             PyTypeError::new_err("prompt messages must be mappings with a \"content\" string")
         })?;
-        let content = content
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err("prompt messages must have a string \"content\""))?;
+        if !content.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "prompt messages must have a string \"content\"",
+            ));
+        }
         if !joined.is_empty() {
             joined.push('\n');
         }
-        joined.push_str(&content.to_cow()?);
+        joined.push_str(&text(&content, "prompt")?);
     }
     Ok(joined)
 }
@@ -77,10 +119,6 @@ fn parse_exploration(name: &str, weight: f64) -> PyResult<Exploration> {
             "invalid exploration: {other:?}; choose \"thompson\", \"ucb\" or \"greedy\""
         ))),
     }
-}
-
-fn small(field: &'static str, value: i64) -> PyResult<u8> {
-    u8::try_from(value).map_err(|_| to_py(CoreError::invalid(field, value)))
 }
 
 /// One model's explanation: name, quality, uncertainty, cost, observations, top features.
@@ -109,20 +147,7 @@ impl ContextualRouter {
     /// Model names from a Python sequence, read before any lock is taken
     /// (iterating caller objects may run Python code).
     fn names(names: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<String>> {
-        if names.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(format!(
-                "{field} must be a list of model names, not a string"
-            )));
-        }
-        let mut out = Vec::new();
-        for item in names.try_iter()? {
-            let item = item?;
-            let name = item.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!("{field} must hold model names (strings)"))
-            })?;
-            out.push(name.to_cow()?.into_owned());
-        }
-        Ok(out)
+        convert::each(names, field, text)
     }
 }
 
@@ -130,46 +155,71 @@ impl ContextualRouter {
 impl ContextualRouter {
     #[new]
     #[pyo3(signature = (
-        models, *, costs=None, hash_bits=16, word_ngrams=2, char_ngrams=0, embedding_dim=0,
-        prior_precision=4.0, exploration="thompson", exploration_weight=1.0, epochs=4,
-        learning_rate=0.1, feedback_ttl_s=3600.0, max_pending=65536, seed=0x5EED
+        models, *, costs=None, hash_bits=None, word_ngrams=None, char_ngrams=None,
+        embedding_dim=None, prior_precision=None, exploration=None, exploration_weight=None,
+        epochs=None, learning_rate=None, feedback_ttl_s=None, max_pending=None, seed=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        models: Vec<String>,
-        costs: Option<HashMap<String, f64>>,
-        hash_bits: i64,
-        word_ngrams: i64,
-        char_ngrams: i64,
-        embedding_dim: i64,
-        prior_precision: f64,
-        exploration: &str,
-        exploration_weight: f64,
-        epochs: i64,
-        learning_rate: f64,
-        feedback_ttl_s: f64,
-        max_pending: i64,
-        seed: u64,
+        models: &Bound<'_, PyAny>,
+        costs: Option<&Bound<'_, PyAny>>,
+        hash_bits: Option<&Bound<'_, PyAny>>,
+        word_ngrams: Option<&Bound<'_, PyAny>>,
+        char_ngrams: Option<&Bound<'_, PyAny>>,
+        embedding_dim: Option<&Bound<'_, PyAny>>,
+        prior_precision: Option<&Bound<'_, PyAny>>,
+        exploration: Option<&Bound<'_, PyAny>>,
+        exploration_weight: Option<&Bound<'_, PyAny>>,
+        epochs: Option<&Bound<'_, PyAny>>,
+        learning_rate: Option<&Bound<'_, PyAny>>,
+        feedback_ttl_s: Option<&Bound<'_, PyAny>>,
+        max_pending: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let models = Self::names(models, "models")?;
+        let defaults = RouterConfig::default();
+        let exploration = or_default(exploration, "thompson".to_owned(), |v| {
+            text(v, "exploration")
+        })?;
         let config = RouterConfig {
             featurizer: FeaturizerConfig {
-                hash_bits: small("hash_bits", hash_bits)?,
-                word_ngrams: small("word_ngrams", word_ngrams)?,
-                char_ngrams: small("char_ngrams", char_ngrams)?,
-                embedding_dim: u32::try_from(embedding_dim)
-                    .map_err(|_| to_py(CoreError::invalid("embedding_dim", embedding_dim)))?,
+                hash_bits: or_default(hash_bits, defaults.featurizer.hash_bits, |v| {
+                    small(v, "hash_bits")
+                })?,
+                word_ngrams: or_default(word_ngrams, defaults.featurizer.word_ngrams, |v| {
+                    small(v, "word_ngrams")
+                })?,
+                char_ngrams: or_default(char_ngrams, defaults.featurizer.char_ngrams, |v| {
+                    small(v, "char_ngrams")
+                })?,
+                embedding_dim: or_default(embedding_dim, defaults.featurizer.embedding_dim, |v| {
+                    convert::count32(v, "embedding_dim", 0)
+                })?,
             },
-            prior_precision,
-            exploration: parse_exploration(exploration, exploration_weight)?,
-            epochs: u32::try_from(epochs)
-                .map_err(|_| to_py(CoreError::invalid("epochs", epochs)))?,
-            learning_rate,
-            feedback_ttl_s,
-            max_pending: usize::try_from(max_pending)
-                .map_err(|_| to_py(CoreError::invalid("max_pending", max_pending)))?,
-            seed,
+            prior_precision: or_default(prior_precision, defaults.prior_precision, |v| {
+                convert::real(v, "prior_precision")
+            })?,
+            exploration: parse_exploration(
+                &exploration,
+                or_default(exploration_weight, 1.0, |v| {
+                    convert::real(v, "exploration_weight")
+                })?,
+            )?,
+            epochs: or_default(epochs, defaults.epochs, |v| {
+                convert::count32(v, "epochs", 0)
+            })?,
+            learning_rate: or_default(learning_rate, defaults.learning_rate, |v| {
+                convert::real(v, "learning_rate")
+            })?,
+            feedback_ttl_s: or_default(feedback_ttl_s, defaults.feedback_ttl_s, |v| {
+                convert::real(v, "feedback_ttl_s")
+            })?,
+            max_pending: or_default(max_pending, defaults.max_pending as u32, |v| {
+                convert::count32(v, "max_pending", 0)
+            })? as usize,
+            seed: or_default(seed, defaults.seed, |v| convert::count(v, "seed", 0))?,
         };
-        let costs = costs.unwrap_or_default();
+        let costs: HashMap<String, f64> = cost_map(costs, "costs")?.into_iter().collect();
         if let Some(unknown) = costs.keys().find(|name| !models.contains(name)) {
             return Err(PyKeyError::new_err(format!(
                 "costs names {unknown:?}, which is not one of the models"
@@ -203,18 +253,23 @@ impl ContextualRouter {
     }
 
     #[pyo3(signature = (name, cost=None))]
-    fn add_model(&self, name: &str, cost: Option<f64>) -> PyResult<()> {
-        self.inner.lock().add_model(name, cost).map_err(to_py)?;
+    fn add_model(&self, name: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let name = text(name, "name")?;
+        let cost = convert::optional_real(cost, "cost")?;
+        self.inner.lock().add_model(&name, cost).map_err(to_py)?;
         Ok(())
     }
 
-    fn remove_model(&self, name: &str) -> PyResult<()> {
-        self.inner.lock().remove_model(name).map_err(to_py)
+    fn remove_model(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = text(name, "name")?;
+        self.inner.lock().remove_model(&name).map_err(to_py)
     }
 
-    fn set_cost(&self, name: &str, cost: f64) -> PyResult<()> {
+    fn set_cost(&self, name: &Bound<'_, PyAny>, cost: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = text(name, "name")?;
+        let cost = convert::real(cost, "cost")?;
         let mut router = self.inner.lock();
-        let model = router.model_index(name).map_err(to_py)?;
+        let model = router.model_index(&name).map_err(to_py)?;
         router.set_cost(model, cost).map_err(to_py)
     }
 
@@ -260,13 +315,15 @@ impl ContextualRouter {
     fn decide(
         &self,
         prompt: &Bound<'_, PyAny>,
-        willingness_to_pay: f64,
+        willingness_to_pay: &Bound<'_, PyAny>,
         eligible: Option<&Bound<'_, PyAny>>,
-        costs: Option<Vec<f64>>,
+        costs: Option<&Bound<'_, PyAny>>,
         embedding: Option<&Bound<'_, PyAny>>,
         record: bool,
     ) -> PyResult<(String, Option<u64>, f64)> {
         let text = prompt_text(prompt)?;
+        let willingness_to_pay = convert::real(willingness_to_pay, "willingness_to_pay")?;
+        let costs = convert::optional_each(costs, "costs", convert::real)?;
         let embedding = embedding_values(embedding)?;
         let eligible = eligible
             .map(|names| Self::names(names, "eligible"))
@@ -305,21 +362,29 @@ impl ContextualRouter {
     fn learn(
         &self,
         prompt: &Bound<'_, PyAny>,
-        model: &str,
-        quality: f64,
+        model: &Bound<'_, PyAny>,
+        quality: &Bound<'_, PyAny>,
         embedding: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let text = prompt_text(prompt)?;
+        let model = self::text(model, "model")?;
+        let quality = convert::real(quality, "quality")?;
         let embedding = embedding_values(embedding)?;
         let mut router = self.inner.lock();
-        let index = router.model_index(model).map_err(to_py)?;
+        let index = router.model_index(&model).map_err(to_py)?;
         router
             .learn(&text, embedding.as_deref(), index, quality)
             .map_err(to_py)
     }
 
     /// Delayed feedback for a recorded decision; returns the model it was about.
-    fn report(&self, request_id: u64, quality: f64) -> PyResult<String> {
+    fn report(
+        &self,
+        request_id: &Bound<'_, PyAny>,
+        quality: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        let request_id = convert::count(request_id, "request_id", 0)?;
+        let quality = convert::real(quality, "quality")?;
         let now = self.now();
         let mut router = self.inner.lock();
         let model = router.report(request_id, quality, now).map_err(to_py)?;
@@ -330,17 +395,31 @@ impl ContextualRouter {
     #[pyo3(signature = (prompts, qualities, costs=None))]
     fn calibrate(
         &self,
-        prompts: Vec<String>,
-        qualities: HashMap<String, Vec<f64>>,
-        costs: Option<HashMap<String, f64>>,
+        prompts: &Bound<'_, PyAny>,
+        qualities: &Bound<'_, PyAny>,
+        costs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let prompts = convert::each(prompts, "prompts", text)?;
+        let qualities = qualities.cast::<PyDict>().map_err(|_| {
+            PyTypeError::new_err("qualities must be a dict of model name to a list of qualities")
+        })?;
+        let qualities = qualities
+            .iter()
+            .map(|(name, values)| {
+                Ok((
+                    text(&name, "qualities")?,
+                    convert::each(&values, "qualities", convert::real)?,
+                ))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let costs = cost_map(costs, "costs")?;
         let mut router = self.inner.lock();
         let mut columns = Vec::with_capacity(qualities.len());
         for (name, values) in qualities {
             columns.push((router.model_index(&name).map_err(to_py)?, values));
         }
         let mut prices = Vec::new();
-        for (name, cost) in costs.unwrap_or_default() {
+        for (name, cost) in costs {
             prices.push((router.model_index(&name).map_err(to_py)?, cost));
         }
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();

@@ -107,10 +107,12 @@ impl Posteriors {
     }
 
     /// Logit mean and variance of every model for `features`, into the slices.
+    /// Sums are f64: the f32 products of large weights, variances and
+    /// feature values overflow f32 long before f64.
     pub fn score(&self, features: &Features, logits: &mut [f64], variances: &mut [f64]) {
         let n = self.models;
-        let mut z = [0f32; SCORE_BLOCK];
-        let mut v = [0f32; SCORE_BLOCK];
+        let mut z = [0f64; SCORE_BLOCK];
+        let mut v = [0f64; SCORE_BLOCK];
         for block in (0..n).step_by(SCORE_BLOCK) {
             let width = (n - block).min(SCORE_BLOCK);
             let (z, v) = (&mut z[..width], &mut v[..width]);
@@ -120,16 +122,15 @@ impl Posteriors {
                 let base = index as usize * n + block;
                 let means = &self.mean[base..base + width];
                 let vars = &self.variance[base..base + width];
+                let x = f64::from(x);
                 let xx = x * x;
                 for (((z, v), mean), var) in z.iter_mut().zip(v.iter_mut()).zip(means).zip(vars) {
-                    *z += mean * x;
-                    *v += var * xx;
+                    *z += f64::from(*mean) * x;
+                    *v += f64::from(*var) * xx;
                 }
             }
-            for k in 0..width {
-                logits[block + k] = f64::from(z[k]);
-                variances[block + k] = f64::from(v[k]);
-            }
+            logits[block..block + width].copy_from_slice(z);
+            variances[block..block + width].copy_from_slice(v);
         }
     }
 
