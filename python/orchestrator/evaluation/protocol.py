@@ -46,6 +46,11 @@ cost before the last point, which ignores cost (differences below 0.01 of
 quality are not worth resolving)."""
 
 
+MAX_POINTS = 1000
+"""Most operating points one evaluation draws: a cost curve needs tens, and
+each point decides every row again (work and memory grow with points × rows)."""
+
+
 @dataclass(frozen=True)
 class EvalResult:
     protocol: Protocol
@@ -145,8 +150,8 @@ def evaluate(
     check_costs(table, costs)
     if protocol not in ("calibrated", "online"):
         raise EvalError(f"invalid protocol: {protocol!r}; choose 'calibrated' or 'online'")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 3:
-        raise EvalError(f"invalid points: {points!r} (need at least 3 operating points)")
+    if isinstance(points, bool) or not isinstance(points, int) or not 3 <= points <= MAX_POINTS:
+        raise EvalError(f"invalid points: {points!r} (need 3 to {MAX_POINTS} operating points)")
     if protocol == "calibrated" and (
         isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= len(table)
     ):

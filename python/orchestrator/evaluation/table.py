@@ -70,24 +70,39 @@ def parse_quality(text: str, column: str, row: int) -> float:
 
 
 def load_table(path: Union[str, Path], models: Sequence[str]) -> EvalTable:
-    """Read ``path``: a ``prompt`` column and a quality column per name in
+    """Read ``path``: UTF-8 text (a leading byte order mark, as Excel writes
+    it, is skipped) with a ``prompt`` column and a quality column per name in
     ``models`` (other columns are ignored). Rows are numbered from 0."""
     csv.field_size_limit(sys.maxsize)
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [name for name in ["prompt", *models] if name not in header]
-        if missing:
-            raise EvalError(f"invalid table {str(path)!r}: no column {missing[0]!r}")
-        prompts: list[str] = []
-        qualities: dict[str, list[float]] = {name: [] for name in models}
-        for row, record in enumerate(reader):
-            prompt = record["prompt"]
-            if prompt is None:
-                raise EvalError(f"invalid table {str(path)!r}: row {row} is short")
-            prompts.append(prompt)
-            for name in models:
-                qualities[name].append(parse_quality(record[name] or "", name, row))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return _read_table(csv.DictReader(handle), str(path), models)
+    except UnicodeDecodeError as exc:
+        raise EvalError(
+            f"invalid table {str(path)!r}: it is not UTF-8 text ({exc.reason}); "
+            "save it as CSV UTF-8"
+        ) from None
+
+
+def _read_table(reader: csv.DictReader[str], path: str, models: Sequence[str]) -> EvalTable:
+    """The rows of an open table (see :func:`load_table`)."""
+    header = reader.fieldnames or []
+    for name in ["prompt", *models]:
+        if name not in header:
+            raise EvalError(f"invalid table {path!r}: no column {name!r}")
+        if header.count(name) > 1:
+            raise EvalError(
+                f"invalid table {path!r}: column {name!r} appears {header.count(name)} times"
+            )
+    prompts: list[str] = []
+    qualities: dict[str, list[float]] = {name: [] for name in models}
+    for row, record in enumerate(reader):
+        prompt = record["prompt"]
+        if prompt is None:
+            raise EvalError(f"invalid table {path!r}: row {row} is short")
+        prompts.append(prompt)
+        for name in models:
+            qualities[name].append(parse_quality(record[name] or "", name, row))
     return EvalTable(prompts, qualities)
 
 
