@@ -11,9 +11,14 @@
 //! | per model: name length, UTF-8 name, has cost (0/1), cost USD, observations | u32, bytes, u8, f64, u64 |
 //! | weight means, feature-major (`[feature][model]`) | `dim·n` × f32 |
 //! | weight variances, same layout | `dim·n` × f32 |
+//! | checksum: XXH3-64 of every byte above | u64 |
 //!
+//! The checksum makes a state damaged on disk or in transit (a flipped bit
+//! in a weight is otherwise a valid float) an error instead of knowledge.
 //! Hyper-parameters (prior, exploration, epochs...) are not state: the loader
 //! supplies them. Pending decisions are not saved.
+
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::CoreError;
 use crate::features::{FeaturizerConfig, FEATURIZER_VERSION};
@@ -24,6 +29,9 @@ use super::{Router, RouterConfig};
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
 const MAGIC: &[u8; 8] = b"ORCROUTE";
+
+/// Bytes of the trailing checksum.
+const CHECKSUM_BYTES: usize = 8;
 
 /// Length of the feature vector the state's featurizer settings describe.
 fn router_dim(config: &RouterConfig) -> Result<u32, CoreError> {
@@ -99,12 +107,14 @@ impl Router {
         for value in self.posteriors.mean.iter().chain(&self.posteriors.variance) {
             out.extend_from_slice(&value.to_le_bytes());
         }
+        let checksum = xxh3_64(&out);
+        out.extend_from_slice(&checksum.to_le_bytes());
         out
     }
 
     /// A router from saved state, with `config`'s hyper-parameters; the
     /// featurizer settings come from the state. Refuses state written by
-    /// another featurizer or format version.
+    /// another featurizer or format version, and damaged state (checksum).
     pub fn load(bytes: &[u8], config: RouterConfig) -> Result<Router, CoreError> {
         let mut reader = Reader { bytes };
         if reader.take(8, "the header")? != MAGIC {
@@ -146,13 +156,23 @@ impl Router {
             entries.push((name, (has_cost == 1).then_some(cost), observations));
         }
         let weights = (u64::from(router_dim(&config)?)).saturating_mul(u64::from(models));
-        if weights.saturating_mul(8) != reader.bytes.len() as u64 {
+        let expected = weights
+            .saturating_mul(8)
+            .saturating_add(CHECKSUM_BYTES as u64);
+        if expected != reader.bytes.len() as u64 {
             return Err(corrupt(format!(
-                "{} bytes of weights for {models} models, expected {}",
+                "{} bytes of weights and checksum for {models} models, expected {expected}",
                 reader.bytes.len(),
-                weights.saturating_mul(8)
             )));
         }
+        // The layout is consistent: check the bytes before interpreting the weights.
+        let (payload, checksum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+        if xxh3_64(payload).to_le_bytes() != checksum {
+            return Err(corrupt(
+                "checksum mismatch: the state was damaged after it was saved",
+            ));
+        }
+        reader.bytes = &reader.bytes[..reader.bytes.len() - CHECKSUM_BYTES];
         let mut router = Router::with_models(
             config,
             &entries
@@ -170,12 +190,54 @@ impl Router {
             return Err(corrupt("the weight variances hold a value ≤ 0"));
         }
         router.posteriors.variance = variance;
-        if !reader.bytes.is_empty() {
-            return Err(corrupt(format!(
-                "{} bytes after the end of the state",
-                reader.bytes.len()
-            )));
-        }
         Ok(router)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_router() -> Router {
+        let config = RouterConfig {
+            featurizer: FeaturizerConfig {
+                hash_bits: 10,
+                ..FeaturizerConfig::default()
+            },
+            ..RouterConfig::default()
+        };
+        let mut router = Router::with_models(config, &[("cheap", Some(0.001)), ("best", None)])
+            .expect("a valid router");
+        router
+            .learn("what is 2+2", None, 0, 1.0)
+            .expect("a valid observation");
+        router
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let router = small_router();
+        let state = router.save();
+        assert!(Router::load(&state, *router.config()).is_ok());
+        // Every bit of every 7th byte: header, names, costs, weights and the checksum itself.
+        for at in (0..state.len()).step_by(7).chain([state.len() - 1]) {
+            for bit in 0..8 {
+                let mut damaged = state.clone();
+                damaged[at] ^= 1 << bit;
+                let error = Router::load(&damaged, *router.config())
+                    .expect_err("a damaged state must not load");
+                assert!(error.to_string().contains("state"), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_weight_names_the_checksum() {
+        let router = small_router();
+        let mut state = router.save();
+        let middle = state.len() / 2;
+        state[middle] ^= 0x10;
+        let error = Router::load(&state, *router.config()).unwrap_err();
+        assert!(error.to_string().contains("checksum mismatch"), "{error}");
     }
 }
