@@ -292,3 +292,20 @@ def test_any_prompt_scores_finite_and_in_range(
     assert 0.0 <= decision.quality <= 1.0
     for explanation in router.explain(prompt):
         assert all(math.isfinite(effect.logit) for effect in explanation.top_features)
+
+
+def test_predictions_stay_finite_at_the_extremes_of_the_f32_state() -> None:
+    """A vague prior (variance 1e37) times the largest accepted embedding
+    overflows the f32 sums of the score; the router sums again in f64, so
+    predictions stay finite before and after learning, and the state reloads."""
+    selector = ContextualSelector(prior_precision=1e-37, embedding_dim=4)
+    router = ContextualRouter(["a", "b"], selector=selector)
+    embedding = np.full(4, 1e6, np.float32)
+    router.learn("x", "a", 1.0, embedding=embedding)
+    for prediction in router.predict("x", embedding=embedding):
+        assert math.isfinite(prediction.quality) and math.isfinite(prediction.uncertainty)
+    assert router.predict("x", embedding=embedding)[0].quality > 0.5
+    reloaded = ContextualRouter.from_bytes(router.to_bytes(), selector)
+    assert reloaded.predict("x", embedding=embedding) == router.predict("x", embedding=embedding)
+    with pytest.raises(ValueError, match="embedding"):
+        router.predict("x", embedding=np.full(4, 1.5e6, np.float32))
