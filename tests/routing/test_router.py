@@ -309,3 +309,13 @@ def test_predictions_stay_finite_at_the_extremes_of_the_f32_state() -> None:
     assert reloaded.predict("x", embedding=embedding) == router.predict("x", embedding=embedding)
     with pytest.raises(ValueError, match="embedding"):
         router.predict("x", embedding=np.full(4, 1.5e6, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("top", "error"), [(-1, ValueError), (2**64, ValueError), (True, TypeError)]
+)
+def test_a_bad_number_of_top_features_names_top(top: object, error: type[Exception]) -> None:
+    router = ContextualRouter(["a", "b"])
+    assert all(len(e.top_features) <= 5 for e in router.explain("x"))
+    with pytest.raises(error, match="top"):
+        router.explain("x", top=top)  # type: ignore[arg-type]

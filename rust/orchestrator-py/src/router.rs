@@ -121,6 +121,9 @@ fn parse_exploration(name: &str, weight: f64) -> PyResult<Exploration> {
     }
 }
 
+/// Features an explanation lists per model unless the caller asks for another number.
+const DEFAULT_TOP_FEATURES: usize = 5;
+
 /// One model's explanation: name, quality, uncertainty, cost, observations, top features.
 type ExplanationRow = (String, f64, f64, Option<f64>, u64, Vec<(String, f64)>);
 
@@ -427,14 +430,17 @@ impl ContextualRouter {
     }
 
     /// Per model: (name, quality, uncertainty, expected cost, observations, top features).
-    #[pyo3(signature = (prompt, embedding=None, top=5))]
+    #[pyo3(signature = (prompt, embedding=None, top=None))]
     fn explain(
         &self,
         prompt: &Bound<'_, PyAny>,
         embedding: Option<&Bound<'_, PyAny>>,
-        top: usize,
+        top: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<ExplanationRow>> {
         let text = prompt_text(prompt)?;
+        let top = or_default(top, DEFAULT_TOP_FEATURES, |v| {
+            convert::integer(v, "top", 0, i128::from(u32::MAX)).map(|n| n as usize)
+        })?;
         let embedding = embedding_values(embedding)?;
         let mut router = self.inner.lock();
         let explanations = router
