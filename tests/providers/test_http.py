@@ -273,3 +273,18 @@ def test_pool_limits_are_validated_and_apply_to_new_clients() -> None:
         assert (limits.max_connections, limits.max_keepalive_connections) == (10, 5)
     finally:
         DEFAULT_POOL.limits = before
+
+
+async def test_an_unencodable_body_is_the_callers_error_and_is_never_sent() -> None:
+    """A lone surrogate cannot be encoded as UTF-8: the transport raises a
+    non-retryable InvalidRequestError naming the field, before any request."""
+    with OpenAIServer() as server:
+        transport = Transport(Endpoint.parse(server.url), "gpt-4")
+        body = {"model": "gpt-4", "messages": [{"role": "user", "content": "\ud800"}]}
+        with pytest.raises(InvalidRequestError, match=r"messages\[0\]\.content") as caught:
+            await transport.request_json("POST", "/chat/completions", json_body=body)
+        assert not is_retryable(caught.value)
+        with pytest.raises(InvalidRequestError, match=r"messages\[0\]\.content"):
+            async for _ in transport.stream_lines("POST", "/chat/completions", json_body=body):
+                pass
+        assert server.requests == []

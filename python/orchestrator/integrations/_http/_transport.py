@@ -20,7 +20,12 @@ from typing import Any, Optional, TypeVar
 import httpx
 
 from orchestrator._secrets import redact, scrub_exception
-from orchestrator.errors import MalformedResponseError, ModelError, ProviderTimeoutError
+from orchestrator.errors import (
+    InvalidRequestError,
+    MalformedResponseError,
+    ModelError,
+    ProviderTimeoutError,
+)
 from orchestrator.integrations._http._errors import (
     ErrorDetail,
     error_detail,
@@ -47,6 +52,30 @@ Params = Optional[Mapping[str, str]]
 
 def _no_headers() -> Mapping[str, str]:
     return {}
+
+
+def _unencodable_field(value: Any, path: str = "") -> Optional[str]:
+    """The path (``messages[0].content``) of the first string in a JSON body
+    that UTF-8 cannot encode (a lone surrogate), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _unencodable_field(key, path) or _unencodable_field(
+                item, f"{path}.{key}" if path else str(key)
+            )
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unencodable_field(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 @dataclass
@@ -82,6 +111,22 @@ class Transport:
         return httpx.Timeout(read, connect=min(self.policy.connect_timeout, read))
 
     def _request(
+        self, method: str, path: str, json_body: Any, params: Params, remaining: float
+    ) -> httpx.Request:
+        """The request to send. A body, header or parameter that cannot be
+        encoded is the caller's error, raised before anything is sent: an
+        :class:`InvalidRequestError` (not retryable) naming the field, never a
+        failure of the model."""
+        try:
+            return self._build(method, path, json_body, params, remaining)
+        except UnicodeEncodeError as exc:
+            where = _unencodable_field(json_body) or "a header or query parameter"
+            raise InvalidRequestError(
+                f"invalid request: {where} cannot be encoded ({exc.encoding}: {exc.reason})",
+                model=self.model,
+            ) from None
+
+    def _build(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
     ) -> httpx.Request:
         headers = dict(self.headers())
