@@ -29,8 +29,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         "tests/attack/test_secrets_and_cache.py::test_a_redis_cache_leaves_no_socket_after_aclose",
         "tests/attack/test_secrets_and_cache.py::test_an_entry_copied_under_another_key_is_not_served",
         "tests/attack/test_secrets_and_cache.py::test_most_of_a_key_echoed_is_scrubbed_too",
-        "tests/attack/test_shared_state.py::test_an_evicted_ledger_does_not_double_count_the_fleet",
-        "tests/attack/test_shared_state.py::test_two_workers_add_up_after_one_loses_its_ledger",
     }
 )
 

@@ -215,6 +215,80 @@ def test_a_closed_worker_that_delivered_everything_leaves_no_spool_or_ledger(
     assert client.smembers(f"orchestrator:{{{namespace}}}:workers") == set()
     assert client.keys(f"orchestrator:{{{namespace}}}:ledger:*") == []
     client.close()
+    assert [f for f in totals(redis_server.url, namespace) if f.startswith("seq/")] == []
+
+
+def evict_ledger(url: str, registry: ModelRegistry) -> None:
+    """Delete only the worker's ledger, as ``allkeys-lru`` evicts one key."""
+    client = redis.Redis.from_url(url)
+    assert client.delete(shared_of(registry).keys["ledger"]) == 1
+    client.close()
+
+
+@pytest.mark.parametrize("discount", [1.0, 0.9])
+def test_a_ledger_evicted_alone_is_rebuilt_and_nothing_counts_twice(
+    redis_server: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture, discount: float
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    a = make_registry(redis_server.url, namespace, discount=discount)
+    b = make_registry(redis_server.url, namespace, discount=discount)
+    report(a, "m1", True, 6)
+    report(b, "m1", False, 2)
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    evict_ledger(redis_server.url, a)
+    assert shared_of(a).sync_now()  # seen at read-back: the ledger is rebuilt
+    report(a, "m1", True, 1)
+    assert shared_of(a).sync_now() and shared_of(b).sync_now()
+    assert counts(redis_server.url, namespace, "m1") == (9, 7, 2, 36)
+    if discount < 1:  # 9 outcomes, at most one bucket old (counted twice: 15)
+        weighted = read_hash(redis_server.url, namespace, "discounted")["m1:n"]
+        assert 9 * discount - 1e-9 <= weighted <= 9 + 1e-9
+    assert len(warnings_with(caplog, "lost this worker's ledger")) == 1
+    assert warnings_with(caplog, "fewer of this worker's outcomes") == []
+    assert shared_of(a).stats.restored_outcomes == 0
+    for r in (a, b):
+        shared_of(r).close()
+
+
+def test_a_ledger_lost_with_totals_of_another_seq_is_unknown_not_zero(
+    redis_server: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The totals say they hold fewer of the worker's batches than it
+    delivered, and its ledger is gone: nothing is added on a guess (its
+    whole share again would count most of it twice); a warning says so."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    a = make_registry(redis_server.url, namespace)
+    for _ in range(3):
+        report(a, "m1", True, 2)
+        assert shared_of(a).sync_now()
+    marker = [f for f in totals(redis_server.url, namespace) if f.startswith("seq/")]
+    assert len(marker) == 1
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(shared_of(a).keys["totals"], marker[0], "1")
+    client.close()
+    evict_ledger(redis_server.url, a)
+    assert shared_of(a).sync_now()
+    assert counts(redis_server.url, namespace, "m1") == (6, 6, 0, 24)
+    assert len(warnings_with(caplog, "may be off")) == 1
+    report(a, "m1", True, 1)
+    assert shared_of(a).sync_now()
+    assert counts(redis_server.url, namespace, "m1") == (7, 7, 0, 28)
+    shared_of(a).close()
+
+
+@pytest.mark.parametrize(("policy", "warned"), [("allkeys-lru", 1), ("volatile-lru", 0)])
+def test_an_evicting_redis_is_named_at_connect(
+    redis_server: RedisServer,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    policy: str,
+    warned: int,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    assert redis_server.command(b"CONFIG", b"SET", b"maxmemory-policy", policy.encode()) == b"+OK"
+    a = make_registry(redis_server.url, namespace)
+    assert len(warnings_with(caplog, f"maxmemory-policy {policy}")) == warned
+    shared_of(a).close()
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,23 @@ def connect(url: str, **options: Any) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+def evicting_policy(client: Any) -> Optional[str]:
+    """The server's ``maxmemory-policy`` when it may evict the shared state's
+    keys (they have no TTL, so only ``noeviction`` and ``volatile-*`` spare
+    them), else None; None too when the server refuses ``CONFIG GET`` (many
+    managed Redis do)."""
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except redis.exceptions.RedisError:
+        return None
+    policies = [reply] if "maxmemory-policy" in reply else list(reply.values())  # cluster: per node
+    for entry in policies:
+        policy = str(entry.get("maxmemory-policy", "noeviction"))
+        if policy != "noeviction" and not policy.startswith("volatile-"):
+            return policy
+    return None
+
+
 def scrub(exc: BaseException, password: Optional[str]) -> str:
     """The text of ``exc`` with ``password`` replaced by ``***``."""
     text = str(exc)

@@ -9,6 +9,15 @@ a lagging replica) still has ``ledger == this worker's share of the totals``;
 a worker that remembers more than its ledger shows knows exactly what was lost
 and restores the difference (``RESTORE``), which is idempotent: the values sent
 are absolute, not deltas.
+
+Redis may also lose a ledger alone: ``maxmemory-policy allkeys-lru`` (a Redis
+shared with a cache) evicts keys one at a time. So the totals hash itself
+holds, per worker, the seq of its last batch they hold (the field
+``seq/<ledger key with ':' as '/'>``, which no fleet row reads, since it has
+no ':'). A missing ledger whose marker is still in the totals means the
+totals kept that worker's share: RESTORE rebuilds the ledger without moving
+the totals (``rebuilt``), or, when the marker names another seq than the
+worker's, says the share is ``unknown`` instead of counting it as zero.
 """
 
 from __future__ import annotations
@@ -31,12 +40,22 @@ return redis.call('HMGET', KEYS[1], 'version', 'epoch', 'discount', 'bucket_seco
                   'ref_bucket')
 """
 
+# The field of the totals that holds the seq of the last batch of the ledger
+# KEYS[LEDGER] they hold. Shared by APPLY, RESTORE and FORGET.
+_MARKER = """
+local marker = 'seq/' .. (string.gsub(KEYS[LEDGER], ':', '/'))
+"""
+
 # Shared by APPLY and RESTORE: read the meta, rebase the discounted sums when
 # their scale passes the limit, and bring the ledger to this epoch and to the
 # current ref bucket (its discounted fields, prefixed 'd:', are rescaled
 # lazily). KEYS: meta, totals, discounted, ledger, workers. ARGV[1]: epoch,
-# ARGV[3]: rescale limit.
-_PRELUDE = """
+# ARGV[3]: rescale limit. ``held_seq``: the seq of this worker's last batch
+# the totals hold (0: none).
+_PRELUDE = (
+    _MARKER.replace("LEDGER", "4")
+    + """
+local held_seq = tonumber(redis.call('HGET', KEYS[2], marker) or '0')
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'discount', 'bucket_seconds', 'ref_bucket')
 if meta[1] ~= ARGV[1] then return {'reset'} end
 local lambda = tonumber(meta[2])
@@ -72,6 +91,7 @@ local function prepare()
   end
 end
 """
+)
 
 # Adds one batch of a worker exactly once. ARGV: epoch, the batch's seq (the
 # worker's last applied seq + 1), rescale limit, then three counted lists of
@@ -79,19 +99,23 @@ end
 # 'reset' when the epoch is gone; 'dup' (with the applied record) when the
 # ledger already holds this seq (a retry after a lost reply); 'behind' (with
 # the ledger's seq) when Redis holds fewer of this worker's batches than it
-# applied, so it must restore first; else 'ok' and the record: the ref bucket
-# and the factor the discounted values were scaled by.
+# applied, or lost its ledger but not the totals, so it must restore first;
+# else 'ok' and the record: the ref bucket and the factor the discounted values
+# were scaled by.
 APPLY = (
     _PRELUDE
     + """
 local seq = tonumber(ARGV[2])
 if stored_seq >= seq then return {'dup', led[4]} end
-if stored_seq < seq - 1 then return {'behind', string.format('%d', stored_seq)} end
+if stored_seq < seq - 1 or (not same and held_seq > 0) then
+  return {'behind', string.format('%d', stored_seq)}
+end
 prepare()
 local factor = 1
 if lambda < 1 then factor = math.pow(lambda, ref - now_b) end
 local record = string.format('%d %.17g', ref, factor)
 redis.call('HSET', KEYS[4], 'seq', ARGV[2], 'last', record)
+redis.call('HSET', KEYS[2], marker, ARGV[2])
 local i = 4
 local function add_to_totals_and_ledger(command)
   local n = tonumber(ARGV[i]); i = i + 1
@@ -119,13 +143,21 @@ return {'ok', record}
 # discounted values are scaled to, then three counted lists of field/absolute
 # value pairs (integer totals, float totals, discounted sums); a field of the
 # ledger that is not sent counts as zero. Each field of the totals moves by
-# (sent - ledger) and the ledger becomes the sent values. Returns 'reset' when
-# the epoch is gone, else 'restored', the number of requests put back, and the
-# ref bucket.
+# (sent - ledger) and the ledger becomes the sent values. A missing ledger
+# counts as zero only when the totals hold none of this worker's batches (no
+# marker); with a marker the totals kept its share, so only the ledger is
+# rebuilt. Returns 'reset' when the epoch is gone, else the status
+# ('restored'; 'rebuilt': the ledger alone was lost; 'unknown': it was lost and
+# the totals hold batches up to another seq than the worker's, so its share
+# is not known), the number of requests put back, and the ref bucket.
 RESTORE = (
     _PRELUDE
     + """
 local had = same
+local kept = not had and held_seq > 0
+local status = 'restored'
+if kept and held_seq == tonumber(ARGV[2]) then status = 'rebuilt'
+elseif kept then status = 'unknown' end
 prepare()
 local stored = {}
 if had then
@@ -139,14 +171,18 @@ local function move(field, wanted, integer)
   sent[field] = true
   local diff = wanted - (stored[field] or 0)
   if diff == 0 then return end
-  if string.sub(field, 1, 2) == 'd:' then
-    redis.call('HINCRBYFLOAT', KEYS[3], string.sub(field, 3), string.format('%.17g', diff))
-  elseif integer then
-    redis.call('HINCRBY', KEYS[2], field, string.format('%d', diff))
-    if string.sub(field, -9) == ':requests' then lost = lost + diff end
-  else
-    redis.call('HINCRBYFLOAT', KEYS[2], field, string.format('%.17g', diff))
+  local function move_totals()
+    if kept then return end  -- the totals still hold this share
+    if string.sub(field, 1, 2) == 'd:' then
+      redis.call('HINCRBYFLOAT', KEYS[3], string.sub(field, 3), string.format('%.17g', diff))
+    elseif integer then
+      redis.call('HINCRBY', KEYS[2], field, string.format('%d', diff))
+      if string.sub(field, -9) == ':requests' then lost = lost + diff end
+    else
+      redis.call('HINCRBYFLOAT', KEYS[2], field, string.format('%.17g', diff))
+    end
   end
+  move_totals()
   if wanted == 0 then
     redis.call('HDEL', KEYS[4], field)
   elseif integer then
@@ -172,7 +208,8 @@ for f, _ in pairs(stored) do
   end
 end
 redis.call('HSET', KEYS[4], 'seq', ARGV[2])
-return {'restored', string.format('%d', lost), string.format('%d', ref)}
+redis.call('HSET', KEYS[2], marker, ARGV[2])
+return {status, string.format('%d', lost), string.format('%d', ref)}
 """
 )
 
@@ -198,9 +235,14 @@ return 1
 """
 
 # Forgets a ledger that no worker will restore any more (its worker closed, or
-# its spool was delivered). KEYS: ledger, workers set.
-FORGET = """
+# its spool was delivered), and its marker in the totals. KEYS: ledger,
+# workers set, totals.
+FORGET = (
+    _MARKER.replace("LEDGER", "1")
+    + """
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], KEYS[1])
+redis.call('HDEL', KEYS[3], marker)
 return 1
 """
+)

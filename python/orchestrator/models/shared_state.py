@@ -101,6 +101,7 @@ from orchestrator.models.shared_connection import (
     check_namespace,
     check_url,
     connect,
+    evicting_policy,
     redact,
     scrub,
     target,
@@ -324,6 +325,7 @@ class SharedState:
 
         try:
             self._init_meta()
+            self._warn_if_evicting()
         except SharedStateError:
             self._client.close()
             self._sub_client.close()
@@ -340,6 +342,20 @@ class SharedState:
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 0),
         )
+
+    def _warn_if_evicting(self) -> None:
+        """Say once, at connect, that Redis may evict keys of the shared state
+        (a cache sharing it, under ``allkeys-*``): each eviction is repaired
+        only as far as the workers still know what was lost."""
+        policy = evicting_policy(self._client)
+        if policy is not None:
+            logger.warning(
+                "shared state: Redis at %s has maxmemory-policy %s, which may evict the "
+                "statistics of namespace %r; use noeviction or a volatile-* policy",
+                redact(self.url),
+                policy,
+                self.namespace,
+            )
 
     # ----- hooks called by the registry -------------------------------------
 
@@ -659,13 +675,32 @@ class SharedState:
             )
             ref = self._own_ref
         reply = self._restore_ledger(self.keys["ledger"], self._seq, ref, own)
-        if _text(reply[0]) == "reset":
+        status = _text(reply[0])
+        if status == "reset":
             self._init_meta()
             return
         lost = int(_text(reply[1]))
         self._rebase_own(int(_text(reply[2])))
         self.stats.restores += 1
         self.stats.restored_outcomes += lost
+        if status == "rebuilt":
+            logger.warning(
+                "shared state: Redis at %s lost this worker's ledger in namespace %r but "
+                "kept the totals (evicted: use maxmemory-policy noeviction or volatile-*); "
+                "rebuilt it",
+                redact(self.url),
+                self.namespace,
+            )
+            return
+        if status == "unknown":
+            logger.warning(
+                "shared state: Redis at %s lost this worker's ledger in namespace %r and "
+                "its totals hold another number of this worker's batches than it delivered: "
+                "the fleet's totals may be off by this worker's last batches; rebuilt the ledger",
+                redact(self.url),
+                self.namespace,
+            )
+            return
         logger.warning(
             "shared state: Redis at %s held %d fewer of this worker's outcomes in "
             "namespace %r than it delivered (restarted from an older snapshot or empty, "
@@ -765,7 +800,11 @@ class SharedState:
     def _forget_ledger(self) -> None:
         """This worker is closing with everything delivered: its ledger will
         not be needed (no one restores for a closed worker)."""
-        self._run("forget", [self.keys["ledger"], self.keys["workers"]], [])
+        self._forget(self.keys["ledger"])
+
+    def _forget(self, ledger: str) -> None:
+        """Delete ``ledger`` and its marker in the totals."""
+        self._run("forget", [ledger, self.keys["workers"], self.keys["totals"]], [])
 
     # ----- the spool ------------------------------------------------------------
 
@@ -834,7 +873,7 @@ class SharedState:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             self._claimed.pop(0)
-            self._run("forget", [spool.ledger_key, self.keys["workers"]], [])
+            self._forget(spool.ledger_key)
             self.stats.spools_delivered += 1
             logger.warning(
                 "shared state: delivered %d outcomes that worker %s spooled when it "
