@@ -6,7 +6,11 @@ userinfo of base URLs and credential-named query values. :func:`redact`
 replaces all of them, whatever the text's format (plain, JSON-escaped,
 percent-encoded or HTML-escaped), plus three patterns that need no
 registration: ``Bearer <token>``, URL userinfo (``scheme://user:***@``) and
-credential-named query parameters (``?key=***``).
+credential-named query parameters (``?key=***``). A registered value is also
+found base64-encoded (standard or URL-safe, padded or not, alone or inside
+``user:key`` as Basic auth sends it), and cut short (an echo such as
+``unknown key sk-abc...``: a prefix of :func:`prefix_length` characters or
+more counts as the secret).
 
 It is applied to:
 
@@ -23,6 +27,7 @@ It is applied to:
 
 from __future__ import annotations
 
+import base64
 import collections
 import html
 import json
@@ -32,6 +37,7 @@ import threading
 import urllib.parse
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Optional
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "Secret",
     "install_log_redaction",
     "known_secret_count",
+    "prefix_length",
     "redact",
     "register_secret",
     "scrub_exception",
@@ -51,6 +58,13 @@ REDACTED = "***"
 #: Registered values shorter than this are not scrubbed by value (they would
 #: mangle ordinary words); the patterns still catch them in their usual places.
 MIN_SECRET_LENGTH = 4
+#: A prefix of a registered value is scrubbed once it shows all but this many
+#: characters of it, or :data:`LONG_PREFIX` characters...
+SHORT_TAIL = 4
+#: ... whichever is shorter; but never fewer than :data:`MIN_PREFIX` (shorter
+#: prefixes of short values would mangle ordinary words).
+LONG_PREFIX = 13
+MIN_PREFIX = 8
 #: Query parameters whose values are credentials.
 SECRET_QUERY_NAMES = frozenset(
     {
@@ -81,40 +95,110 @@ _SECRET_QUERY = re.compile(
 _lock = threading.RLock()
 #: Registered values and how many live holders each has.
 _values: dict[str, int] = {}
-_pattern: Optional[re.Pattern[str]] = None
 #: Values whose holders went, to forget at the next registration or redaction.
 _releases: collections.deque[str] = collections.deque()
 
 
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+def prefix_length(value: str) -> Optional[int]:
+    """How many leading characters of ``value`` count as the secret when an
+    echo is cut short (None: only the whole value is scrubbed)."""
+    length = max(MIN_PREFIX, min(len(value) - SHORT_TAIL, LONG_PREFIX))
+    return length if length < len(value) else None
+
+
+def _base64_cores(value: str) -> set[str]:
+    """The base64 text of ``value`` that is the same wherever it stands in an
+    encoded string (alone, after ``user:``...): for each of the three byte
+    alignments, the characters that encode ``value``'s bits only; in the
+    standard and the URL-safe alphabet (padding is outside the core)."""
+    raw = value.encode("utf-8", "surrogatepass")
+    cores = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
+        core = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
+        cores |= {core, core.translate(_URL_SAFE)}
+    return cores
+
+
 def _variants(value: str) -> set[str]:
-    """The forms a secret takes in JSON, URLs and HTML."""
+    """The forms a secret takes in JSON, URLs, HTML and base64."""
     forms = {
         value,
         json.dumps(value)[1:-1],
         urllib.parse.quote(value, safe=""),
         urllib.parse.quote_plus(value),
         html.escape(value),
+        *_base64_cores(value),
     }
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
-def _compiled() -> Optional[re.Pattern[str]]:
-    """The pattern of every registered form, rebuilt (outside the lock) after a change."""
-    global _pattern
+@dataclass(frozen=True)
+class _Scrubber:
+    """Finds every registered form, and every long prefix of a registered
+    value (``stems``: the prefix -> the values it starts)."""
+
+    pattern: re.Pattern[str]
+    stems: dict[str, tuple[str, ...]]
+
+    def sub(self, text: str) -> str:
+        """``text`` with each match, stretched over as much of the value it
+        starts as the text goes on with, replaced by ``***``."""
+        parts: list[str] = []
+        position = 0
+        for match in self.pattern.finditer(text):
+            start = match.start()
+            if start < position:  # inside a stretched match
+                continue
+            end = match.end()
+            for value in self.stems.get(match.group(), ()):
+                end = max(end, start + _shared_length(text, start, value))
+            parts += [text[position:start], REDACTED]
+            position = end
+        parts.append(text[position:])
+        return "".join(parts)
+
+
+def _shared_length(text: str, start: int, value: str) -> int:
+    """How many characters of ``value`` ``text`` shows from ``start`` on."""
+    shown = 0
+    for expected, found in zip(value, text[start : start + len(value)]):
+        if expected != found:
+            break
+        shown += 1
+    return shown
+
+
+_scrubber: Optional[_Scrubber] = None
+
+
+def _compiled() -> Optional[_Scrubber]:
+    """The scrubber of every registered value, rebuilt (outside the lock) after a change."""
+    global _scrubber
     with _lock:
         _apply_releases()
-        pattern, values = _pattern, list(_values)
-    if pattern is not None or not values:
-        return pattern
+        scrubber, values = _scrubber, list(_values)
+    if scrubber is not None or not values:
+        return scrubber
     forms: set[str] = set()
+    stems: dict[str, list[str]] = collections.defaultdict(list)
     for value in values:
         forms |= _variants(value)
-    alternatives = sorted(forms, key=len, reverse=True)  # longest first
-    pattern = re.compile("|".join(re.escape(f) for f in alternatives))
+        length = prefix_length(value)
+        if length is not None:
+            stems[value[:length]].append(value)
+    alternatives = sorted(forms | set(stems), key=len, reverse=True)  # longest first
+    scrubber = _Scrubber(
+        re.compile("|".join(re.escape(f) for f in alternatives)),
+        {stem: tuple(found) for stem, found in stems.items()},
+    )
     with _lock:
         if not _releases and list(_values) == values:
-            _pattern = pattern
-    return pattern
+            _scrubber = scrubber
+    return scrubber
 
 
 def register_secret(value: str) -> Callable[[], None]:
@@ -122,13 +206,13 @@ def register_secret(value: str) -> Callable[[], None]:
     (each registration counts once; a value stays known while any holds it)."""
     if not isinstance(value, str):
         raise TypeError(f"invalid secret: expected a string, got {type(value).__name__}")
-    global _pattern
+    global _scrubber
     if len(value) < MIN_SECRET_LENGTH:
         return _nothing
     with _lock:
         _apply_releases()
         _values[value] = _values.get(value, 0) + 1
-        _pattern = None
+        _scrubber = None
     released: list[bool] = []
 
     def release() -> None:
@@ -143,7 +227,7 @@ def register_secret(value: str) -> Callable[[], None]:
 
 def _apply_releases() -> None:
     """Forget the values whose holders went (call with ``_lock`` held)."""
-    global _pattern
+    global _scrubber
     while _releases:
         value = _releases.popleft()
         count = _values.get(value, 0) - 1
@@ -151,7 +235,7 @@ def _apply_releases() -> None:
             _values[value] = count
         else:
             _values.pop(value, None)
-        _pattern = None
+        _scrubber = None
 
 
 def _nothing() -> None:
@@ -170,9 +254,9 @@ def redact(text: str) -> str:
     credential-named query value replaced by ``***``."""
     if not isinstance(text, str):
         text = str(text)
-    pattern = _compiled()
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
+    scrubber = _compiled()
+    if scrubber is not None:
+        text = scrubber.sub(text)
     text = _BEARER.sub(r"\1" + REDACTED, text)
     text = _USERINFO.sub(_redact_userinfo, text)
     return _SECRET_QUERY.sub(r"\1" + REDACTED, text)

@@ -7,6 +7,7 @@ base URL."""
 
 from __future__ import annotations
 
+import base64
 import gc
 import html
 import json
@@ -22,7 +23,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator import _secrets
-from orchestrator._secrets import Secret, known_secret_count, redact, register_secret
+from orchestrator._secrets import (
+    LONG_PREFIX,
+    MIN_PREFIX,
+    MIN_SECRET_LENGTH,
+    Secret,
+    known_secret_count,
+    prefix_length,
+    redact,
+    register_secret,
+)
 from orchestrator.core.model import Model, ModelCapabilities, Prompt
 from orchestrator.errors import ModelError, ServerError
 from orchestrator.integrations.anthropic_model import AnthropicModel
@@ -265,6 +275,42 @@ def test_redact_knows_every_form_a_secret_takes() -> None:
     assert redact("https://tok@h/x") == "https://***@h/x"
     assert redact("https://h/x?alt=sse&api_key=zzz&b=1") == "https://h/x?alt=sse&api_key=***&b=1"
     assert holder.get() == value
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    value=st.text(min_size=MIN_SECRET_LENGTH, max_size=60),
+    before=st.binary(max_size=5),
+    after=st.binary(max_size=5),
+)
+def test_a_secret_inside_any_base64_text_is_scrubbed(
+    value: str, before: bytes, after: bytes
+) -> None:
+    """Whatever precedes it (``user:`` of Basic auth, any byte alignment) and
+    follows it, in either alphabet, padded or not: at most the few characters
+    that also encode the neighbouring bytes stay."""
+    holder = Secret(value)
+    raw = before + value.encode("utf-8", "surrogatepass") + after
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(raw).decode().rstrip("=")
+        shown = redact(f"credential {text} end")
+        assert "***" in shown
+        assert len(shown) - len("credential *** end") <= 4 * (len(before) + len(after)) // 3 + 4
+    del holder
+
+
+def test_an_echo_cut_short_is_scrubbed_but_a_short_prefix_is_not() -> None:
+    value = "sk-truncated-echo-0123456789abcdef"
+    holder = Secret(value)
+    length = prefix_length(value)
+    assert length == LONG_PREFIX
+    for kept in (len(value) - 1, len(value) - 3, length):
+        assert redact(f"unknown key {value[:kept]}...") == "unknown key ***..."
+    assert redact(f"x {value[: length - 1]} y") == f"x {value[: length - 1]} y"
+    assert redact(f"{value}{value[:20]}!") == "******!"
+    assert prefix_length("short-pw") is None
+    assert prefix_length("ten-chars!") == MIN_PREFIX
+    del holder
 
 
 def test_secrets_are_forgotten_when_their_holders_go() -> None:
