@@ -62,6 +62,32 @@ async def test_disk_cache_rounds_leave_no_thread_or_descriptor(tmp_path: Path) -
     assert open_descriptors() == before
 
 
+async def test_a_registry_closes_its_redis_cache(tmp_path: Path) -> None:
+    """``registry.aclose()`` leaves no socket of its cache's Redis client; a
+    cache shared with another registry reopens and keeps working."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        shared = ModelCache(backend="redis", redis_url=server.url)
+        other = ModelRegistry(cache_responses=shared)
+        other.register_model(CountingModel("other"))
+        before = open_descriptors()
+        for i in range(ROUNDS):
+            registry = ModelRegistry(
+                cache_responses=ModelCache(backend="redis", redis_url=server.url)
+            )
+            registry.register_model(CountingModel())
+            await registry.generate(f"round {i}")
+            await registry.aclose()
+        assert open_descriptors() == before
+        first = await other.generate("shared")
+        await other.aclose()
+        assert (await other.generate("shared")).text == first.text  # served by the reopened cache
+        await other.aclose()
+    finally:
+        server.kill()
+
+
 CONFIG = """
 [cache]
 enabled = true

@@ -802,11 +802,15 @@ class ModelRegistry:
             self._shared.close()
 
     async def aclose(self) -> None:
-        """Stop the health monitor and the shared-state sync; no task or
-        thread of this registry keeps running."""
+        """Stop the health monitor and the shared-state sync, and close the
+        response cache's connections and files (it reopens them if used
+        again, so a cache shared with another registry keeps working); no
+        task, thread or socket of this registry is left."""
         await self.health_monitor.stop()
         if self._shared is not None:
             await asyncio.to_thread(self._shared.close)
+        if self._cache is not None:
+            await self._cache.aclose()
 
     async def __aenter__(self) -> ModelRegistry:
         await self.start()
