@@ -25,7 +25,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         "tests/attack/test_health.py::test_retry_after_is_honoured_when_every_model_is_rate_limited",
         "tests/attack/test_routing.py::test_the_registry_routes_by_prompt",
         "tests/attack/test_secrets_and_cache.py::test_a_cached_answer_reports_the_token_counts_of_the_fresh_one",
-        "tests/attack/test_secrets_and_cache.py::test_an_entry_copied_under_another_key_is_not_served",
     }
 )
 

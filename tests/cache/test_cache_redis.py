@@ -90,6 +90,33 @@ async def test_pickle_or_garbage_in_redis_is_a_miss(redis_server: Any, model: An
     await cache.aclose()
 
 
+async def test_an_entry_copied_under_another_key_is_a_counted_miss(
+    redis_server: Any, model: Any
+) -> None:
+    """Whoever can write the shared Redis copies the answer to one request
+    over another's: it is not served, is counted as corrupted, and the fresh
+    answer replaces it."""
+    cache = ModelCache(backend="redis", redis_url=redis_server.url, compression=True)
+    model.enable_caching(cache)
+    await model.generate_response("alice's prompt")
+    (alice,) = keys(redis_server)
+    await model.generate_response("bob's prompt")
+    (bob,) = set(keys(redis_server)) - {alice}
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.set(bob, client.get(alice) or b"")
+        answer = await model.generate_response("bob's prompt")
+        assert model.calls == 3 and "bob's prompt" in answer
+        stats = cache.get_statistics()
+        assert stats.corrupted == 1 and stats.hits == 0
+        assert client.get(bob) != client.get(alice)
+        assert "alice's prompt" in await model.generate_response("alice's prompt")
+        assert cache.get_statistics().hits == 1  # the original entry still serves
+    finally:
+        client.close()
+    await cache.aclose()
+
+
 async def test_redis_killed_then_restarted(redis_server: Any, model: Any, caplog: Any) -> None:
     cache = ModelCache(
         backend="redis", redis_url=redis_server.url, redis_timeout=0.2, retry_interval=0.1

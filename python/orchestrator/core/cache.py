@@ -9,9 +9,11 @@ messages, every generation parameter and the namespace, hashed over a
 canonical encoding, so keyword order never matters and two models, two
 settings or two tenants never share an entry. Entries are JSON (never
 pickle), optionally compressed, checksummed, and record the model, tokens,
-cost and latency of the call, so a hit reports what it saved. Every entry is
-checked on read (kind, model, text, finite non-negative numbers, types); one
-that fails is a miss, counted in ``corrupted`` and deleted.
+cost and latency of the call, so a hit reports what it saved, and the key it
+was stored under, so a row copied over another's (by anyone who can write
+the store) is never served as that other request's answer. Every entry is
+checked on read (key, kind, model, text, finite non-negative numbers, types);
+one that fails is a miss, counted in ``corrupted`` and deleted.
 
 Backends: ``memory`` (LRU bounded by entries and bytes), ``redis`` (shared,
 TTL in Redis), ``disk`` (SQLite in WAL mode, shared by processes) and
@@ -737,11 +739,15 @@ class ModelCache:
             logger.info("%s cache is available again", tier.name)
 
     def _accept(
-        self, data: bytes, parse: Callable[[dict[str, Any]], T]
+        self, key: str, data: bytes, parse: Callable[[dict[str, Any]], T]
     ) -> Optional[tuple[T, float]]:
-        """Decode a stored entry: ``(value, expires)``, ``None`` if expired.
-        Raises :class:`CorruptEntry` if damaged."""
+        """Decode the entry stored under ``key``: ``(value, expires)``, ``None``
+        if expired. Raises :class:`CorruptEntry` if damaged, or if it was
+        written under another key (a row copied over another: someone else's
+        answer must never be served)."""
         obj = self._codec.decode(data)
+        if obj.get("key") != key:
+            raise CorruptEntry("entry was stored under another key")
         expires = _real("expires", obj.get("expires"))
         value = parse(obj)
         if expires <= time.time():
@@ -797,7 +803,7 @@ class ModelCache:
         self, tier: Backend, key: str, data: bytes, parse: Callable[[dict[str, Any]], T]
     ) -> Optional[tuple[T, float]]:
         try:
-            found = self._accept(data, parse)
+            found = self._accept(key, data, parse)
         except CorruptEntry as exc:
             self._errors += 1
             self._corrupted += 1
@@ -835,6 +841,7 @@ class ModelCache:
         now = time.time()
         encoded: list[tuple[str, bytes]] = []
         for key, entry in entries:
+            entry["key"] = key
             entry["created"] = now
             entry["expires"] = now + seconds
             if per_entry_latency is not None:
