@@ -31,11 +31,15 @@ KEY = "sk-proj-abcdefghijklmnop123456"
         (f'[state]\nurl = "redis://:hunter2@localhost:6379/0"\n{SIM}', "bad.toml:2: state.url"),
         (f'[selection]\nsecret = "x"\n{SIM}', "bad.toml:2: selection.secret"),
         (f'password = "x"\n{SIM}', "bad.toml:1: password"),
+        (SIM + 'base_url = "https://example.com/v1?alt=sse&Api_Key=hunter2"\n',
+         "bad.toml:4: models[0].base_url"),
+        (f'[state]\nurl = "redis://localhost:6379/0?password=hunter2"\n{SIM}',
+         "bad.toml:2: state.url"),
     ],
     ids=[
         "api-key", "options-api-key", "nested-authorization", "nested-table-token", "in-a-list",
         "key-like-value", "url-password", "cache-url-password", "state-url-password",
-        "secret-in-section", "top-level-password",
+        "secret-in-section", "top-level-password", "url-query-key", "state-url-query-password",
     ],
 )  # fmt: skip
 def test_credentials_are_refused_wherever_they_appear(
@@ -58,6 +62,8 @@ def test_names_that_only_look_alike_are_not_secrets(tmp_path: Path) -> None:
         SIM + 'api_key_env = "OPENAI_API_KEY"\nmax_tokens = 64\n'
         'options = { organization = "org-1", embedding_model = "e" }\n'
         '[state]\nurl_env = "STATE_URL"\n'
+        '[[models]]\nprovider = "openai"\nname = "azure"\n'
+        'base_url = "https://example.com/v1?api-version=2024-06-01&key="\n'
     )
     entry = load_config(path).config.models[0]
     assert (entry.api_key_env, entry.max_tokens) == ("OPENAI_API_KEY", 64)

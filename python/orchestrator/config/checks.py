@@ -8,10 +8,11 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator._secrets import SECRET_QUERY_NAMES
 from orchestrator.config.reading import Loc
 from orchestrator.config.schema import (
     NESTED,
@@ -96,7 +97,28 @@ def find_secrets(data: Any, loc: Loc = ()) -> list[Found]:
             found.append(Found(loc, f"this value looks like a credential; {_NO_SECRET}"))
         elif _url_password(data):
             found.append(Found(loc, "never put a password in a URL in the file; use the *_env key"))
+        else:
+            name = _url_secret_query(data)
+            if name is not None:
+                found.append(
+                    Found(loc, f"the URL's query parameter {name!r} is a credential; {_NO_SECRET}")
+                )
     return found
+
+
+def _url_secret_query(value: str) -> Optional[str]:
+    """The name of a credential-named query parameter with a value in a URL
+    (``?api_key=...``, the names the redactor scrubs), or None."""
+    if "://" not in value or "?" not in value:
+        return None
+    try:
+        query = urlsplit(value).query
+    except ValueError:
+        return None
+    for name, given in parse_qsl(query):
+        if given and name.lower() in SECRET_QUERY_NAMES:
+            return name
+    return None
 
 
 def _url_password(value: str) -> bool:
