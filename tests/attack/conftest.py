@@ -19,8 +19,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         "tests/attack/test_binding.py::test_get_metrics_racing_unregister_raises_model_not_found",
         "tests/attack/test_binding.py::test_huge_reward_weights_never_make_a_score_nan",
         "tests/attack/test_binding.py::test_one_long_call_is_not_expired_by_a_million_quick_ones",
-        "tests/attack/test_config.py::test_a_file_starting_with_a_utf8_bom_is_read",
-        "tests/attack/test_config.py::test_a_key_in_a_base_url_query_string_is_refused",
         "tests/attack/test_gateway.py::test_a_lone_surrogate_in_a_library_prompt_charges_no_model",
         "tests/attack/test_health.py::test_retry_after_is_honoured_when_every_model_is_rate_limited",
         "tests/attack/test_routing.py::test_the_registry_routes_by_prompt",

@@ -71,6 +71,15 @@ def test_brackets_inside_strings_and_comments_are_not_nesting(tmp_path: Path) ->
     assert load_config(path).config.models[0].name == deep
 
 
+def test_a_utf8_byte_order_mark_is_skipped_and_lines_still_count(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + SIM.encode() + b'model_id = "\xff"\n')
+    error = refused(path)
+    assert (error.line, error.problem) == (4, "is not UTF-8 text")
+    path.write_bytes(b"\xef\xbb\xbf" + SIM.encode())
+    assert load_config(path).config.models
+
+
 def test_invalid_toml_and_non_utf8_name_their_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[[models]\n")

@@ -3,6 +3,7 @@ nesting bounded before the TOML parser sees it, and the line of every key."""
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -21,8 +22,9 @@ Loc = tuple[Union[str, int], ...]
 
 
 def read_config_text(file: Path) -> str:
-    """The text of ``file``, refusing directories, FIFOs, devices and files
-    over :data:`MAX_CONFIG_BYTES` before reading them."""
+    """The text of ``file`` (without a UTF-8 byte-order mark), refusing
+    directories, FIFOs, devices and files over :data:`MAX_CONFIG_BYTES`
+    before reading them."""
     try:
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -58,7 +60,8 @@ def read_config_text(file: Path) -> str:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"is larger than {MAX_CONFIG_BYTES} bytes", path=file)
     try:
-        return data.decode("utf-8")
+        # Editors on Windows start UTF-8 files with a byte-order mark; TOML has none.
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError("is not UTF-8 text", path=file, line=line) from None
