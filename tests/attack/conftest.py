@@ -22,7 +22,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         "tests/attack/test_config.py::test_a_file_starting_with_a_utf8_bom_is_read",
         "tests/attack/test_config.py::test_a_key_in_a_base_url_query_string_is_refused",
         "tests/attack/test_gateway.py::test_a_lone_surrogate_in_a_library_prompt_charges_no_model",
-        "tests/attack/test_health.py::test_retry_after_is_honoured_when_every_model_is_rate_limited",
         "tests/attack/test_routing.py::test_a_bit_flipped_state_is_refused",
         "tests/attack/test_routing.py::test_a_duplicated_model_column_is_refused",
         "tests/attack/test_routing.py::test_a_huge_finite_embedding_keeps_predictions_finite",
