@@ -21,7 +21,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         "tests/attack/test_binding.py::test_one_long_call_is_not_expired_by_a_million_quick_ones",
         "tests/attack/test_config.py::test_a_file_starting_with_a_utf8_bom_is_read",
         "tests/attack/test_config.py::test_a_key_in_a_base_url_query_string_is_refused",
-        "tests/attack/test_gateway.py::test_a_lone_surrogate_in_a_library_prompt_charges_no_model",
         "tests/attack/test_routing.py::test_a_bit_flipped_state_is_refused",
         "tests/attack/test_routing.py::test_a_duplicated_model_column_is_refused",
         "tests/attack/test_routing.py::test_a_huge_finite_embedding_keeps_predictions_finite",
