@@ -822,8 +822,8 @@ impl Table {
         }
         d.reward_sum += reward;
         d.reward_sq_sum += reward * reward;
-        d.input_tokens += o.input_tokens;
-        d.output_tokens += o.output_tokens;
+        d.input_tokens = d.input_tokens.saturating_add(o.input_tokens);
+        d.output_tokens = d.output_tokens.saturating_add(o.output_tokens);
         d.cost_usd += cost_usd;
         self.observed[i].record(&Observation {
             success: o.success,
