@@ -738,9 +738,14 @@ class ModelRegistry:
     # ----- reading ------------------------------------------------------------
 
     def get_metrics(self, name: str) -> ModelMetrics:
-        """What this registry observed of a model."""
-        model = self.get_model(name)
-        return ModelMetrics.from_snapshot(self._core.snapshot(self._binding(model).slot))
+        """What this registry observed of a model (looked up and read in one
+        step of the core, so a concurrent unregister is ModelNotFoundError)."""
+        self.get_model(name)  # the name's type, and close names when unknown
+        try:
+            snapshot = self._core.snapshot_of(name)
+        except KeyError:
+            raise ModelNotFoundError(name, list(self._models)) from None
+        return ModelMetrics.from_snapshot(snapshot)
 
     def statistics(self) -> dict[str, Any]:
         """Every model's statistics as numpy arrays, one per column, aligned
