@@ -205,18 +205,6 @@ def test_the_documented_maxima_are_accepted_and_stay_finite(registry: ModelRegis
     assert metrics.input_tokens == 2 * _core.MAX_TOKENS
 
 
-def test_one_selection_in_flight_outlives_any_number_of_reported_ones() -> None:
-    registry = ModelRegistry()
-    registry.register_model(ScriptedModel("only"))
-    held = registry.select()
-    for _ in range(_core.MAX_OUTSTANDING_TICKETS // _core.MAX_SELECT_MANY + 3):
-        quick = registry.select_many(_core.MAX_SELECT_MANY)
-        registry.report_many(quick, [True] * len(quick), [0.01] * len(quick))
-    assert registry.core.outstanding_tickets() == 1
-    registry.report_outcome(held, True, 1.0)
-    assert registry.core.outstanding_tickets() == 0
-
-
 def test_a_stale_ticket_is_its_own_error(registry: ModelRegistry) -> None:
     selection = registry.select()
     registry.report_outcome(selection, True, 0.1)
