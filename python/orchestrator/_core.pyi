@@ -18,8 +18,11 @@ __all__ = [
     "ERROR_CLASSES",
     "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
+    "MAX_COST_USD",
+    "MAX_LATENCY_S",
     "MAX_OUTSTANDING_TICKETS",
     "MAX_SELECT_MANY",
+    "MAX_TOKENS",
     "MIN_DISCOUNT",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
@@ -46,6 +49,9 @@ DEFAULT_INPUT_TOKENS: int
 DEFAULT_OUTPUT_TOKENS: int
 MAX_SELECT_MANY: int
 MAX_OUTSTANDING_TICKETS: int
+MAX_LATENCY_S: float
+MAX_COST_USD: float
+MAX_TOKENS: int
 MIN_DISCOUNT: float
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
@@ -130,6 +136,8 @@ class Explanation:
     def chosen(self) -> Optional[Any]: ...
     @property
     def all_breakers_open(self) -> bool: ...
+    @property
+    def retry_in(self) -> Optional[float]: ...
     def rows(self) -> list[dict[str, Any]]: ...
     def __len__(self) -> int: ...
 
@@ -272,6 +280,7 @@ class SelectionCore:
     def record_health_check(self, slot: int, healthy: object) -> int: ...
     def breaker(self, slot: int) -> dict[str, Any]: ...
     def snapshot(self, slot: int) -> dict[str, Any]: ...
+    def snapshot_of(self, name: str) -> dict[str, Any]: ...
     def stats_matrix(self) -> tuple[bytes, list[str]]: ...
     def take_deltas(
         self,

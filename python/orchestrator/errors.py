@@ -167,10 +167,14 @@ class NoEligibleModelsError(OrchestratorError):
     """No registered model satisfies the request. ``reasons`` maps each
     model's name to the constraint that excluded it; ``explanation`` is the
     full :class:`~orchestrator.models.explanation.SelectionExplanation`,
-    taken in the same snapshot as the failed selection."""
+    taken in the same snapshot as the failed selection. ``retry_in`` is the
+    seconds until the first model excluded for its health (an open circuit,
+    or a provider's ``Retry-After`` window, inside which no model is probed)
+    may be tried again; ``None`` when no model was excluded for its health."""
 
     def __init__(self, explanation: SelectionExplanation) -> None:
         self.explanation = explanation
+        self.retry_in = explanation.retry_in
         self.reasons = {c.name: f"{c.constraint}: {c.reason}" for c in explanation.candidates}
         if not explanation.candidates:
             message = "no models are registered"

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator import _core
 from orchestrator.errors import FailoverTimeoutError
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.model_registry import (
@@ -63,8 +64,8 @@ SELECTORS: list[ModelSelector] = [
 outcomes = st.lists(
     st.tuples(
         st.booleans(),
-        st.floats(0.0, 1e12),
-        st.integers(0, 2**40),
+        st.floats(0.0, _core.MAX_LATENCY_S),
+        st.integers(0, _core.MAX_TOKENS),
         st.one_of(st.none(), st.floats(0.0, 1.0)),
         st.floats(0.0, 1e6),
     ),

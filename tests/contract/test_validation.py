@@ -89,6 +89,12 @@ BAD_OUTCOMES = [
     ({"error_class": "gremlins"}, ValueError, "error_class"),
     ({"error_class": 3}, TypeError, "error_class"),
     ({"retry_after": -1.0}, ValueError, "retry_after"),
+    ({"latency": 1e300}, ValueError, "latency.*at most"),
+    ({"latency": _core.MAX_LATENCY_S * 1.01}, ValueError, "latency"),
+    ({"time_to_first_token": 1e300}, ValueError, "time_to_first_token"),
+    ({"cost": _core.MAX_COST_USD * 2}, ValueError, "cost"),
+    ({"input_tokens": _core.MAX_TOKENS + 1}, ValueError, "input_tokens"),
+    ({"output_tokens": 2**63}, ValueError, "output_tokens"),
 ]
 
 
@@ -182,6 +188,21 @@ def test_outstanding_tickets_are_bounded_and_pending_counts_agree() -> None:
         registry.select_many(_core.MAX_SELECT_MANY)
     assert registry.core.outstanding_tickets() == _core.MAX_OUTSTANDING_TICKETS
     assert registry.get_metrics("only").pending == _core.MAX_OUTSTANDING_TICKETS
+
+
+def test_the_documented_maxima_are_accepted_and_stay_finite(registry: ModelRegistry) -> None:
+    selections = registry.select_many(2, exclude_models=["b", "c"])
+    registry.report_many(
+        selections,
+        [True, True],
+        [_core.MAX_LATENCY_S] * 2,
+        costs=[_core.MAX_COST_USD] * 2,
+        input_tokens=[_core.MAX_TOKENS] * 2,
+    )
+    metrics = registry.get_metrics("a")
+    assert metrics.latency_p50 == pytest.approx(_core.MAX_LATENCY_S)
+    assert metrics.total_cost == 2 * _core.MAX_COST_USD
+    assert metrics.input_tokens == 2 * _core.MAX_TOKENS
 
 
 def test_a_stale_ticket_is_its_own_error(registry: ModelRegistry) -> None:

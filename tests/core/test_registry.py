@@ -370,3 +370,16 @@ def test_reports_without_a_cost_are_priced_at_the_models_prices(registry: ModelR
     batch = registry.select_many(2, exclude_models=["cheap", "coder"])  # unpriced: free
     registry.report_many(batch, [True, True], [0.1, 0.1], output_tokens=[10, 10])
     assert registry.get_metrics("unpriced").total_cost == 0.0
+
+
+def test_get_metrics_reads_the_named_model_even_when_its_slot_was_reused() -> None:
+    registry = ModelRegistry()
+    registry.register_model(ScriptedModel("old"))
+    registry.report_outcome(registry.select(), True, 0.1)
+    registry.unregister_model("old")
+    registry.register_model(ScriptedModel("new"))  # takes the freed slot
+    assert registry.get_metrics("new").requests == 0
+    with pytest.raises(ModelNotFoundError, match="old"):
+        registry.get_metrics("old")
+    with pytest.raises(KeyError, match="old"):
+        registry.core.snapshot_of("old")

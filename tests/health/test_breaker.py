@@ -9,7 +9,12 @@ import pytest
 from health_scripted import ScriptedModel, breaker, make_registry
 
 from orchestrator.core.model import Model
-from orchestrator.errors import AuthenticationError, RateLimitError, ServerError
+from orchestrator.errors import (
+    AuthenticationError,
+    NoEligibleModelsError,
+    RateLimitError,
+    ServerError,
+)
 from orchestrator.models.health_monitor import ModelHealthMonitor
 
 
@@ -141,6 +146,23 @@ async def test_retry_after_is_respected_by_selection_and_active_checks() -> None
     registry._core.advance_clock(61)
     assert a in monitor.due_models()
     assert registry.select_model(exclude_models=["b"]) is a
+    assert breaker(registry, "a")["state"] == "half_open"
+
+
+async def test_no_model_is_probed_while_every_one_is_inside_its_retry_after() -> None:
+    monitor = ModelHealthMonitor(failure_threshold=3, base_cooldown=10)
+    a = ScriptedModel("a", script=[RateLimitError("slow down", retry_after=120)])
+    b = ScriptedModel("b", script=[RateLimitError("slow down", retry_after=300)])
+    registry = make_registry(a, b, monitor=monitor)
+    assert not await call(a)
+    assert not await call(b)
+    with pytest.raises(NoEligibleModelsError) as caught:
+        registry.select_model()  # fails fast instead of probing the soonest
+    assert caught.value.retry_in == pytest.approx(120, abs=1)
+    assert "Retry-After" in caught.value.reasons["a"]
+    assert a.calls == b.calls == 1
+    registry._core.advance_clock(121)  # a's window is over: the usual probe resumes
+    assert registry.select_model() is a
     assert breaker(registry, "a")["state"] == "half_open"
 
 

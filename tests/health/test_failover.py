@@ -31,6 +31,25 @@ from orchestrator.models.failover import (
 from orchestrator.models.model_registry import NoEligibleModelsError
 
 
+async def test_a_prompt_that_is_not_unicode_is_the_callers_error_and_charges_no_model() -> None:
+    a = ScriptedModel("a")
+    registry = make_registry(a)
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi \udfff"}]}]
+    for prompt in ("\ud800", messages):
+        with pytest.raises(ValueError, match=r"invalid prompt.*index"):
+            await registry.generate(prompt)
+        with pytest.raises(ValueError, match="invalid prompt"):
+            registry.stream(prompt)
+    model = registry.select_model()  # a direct call: refused before sending, ticket released
+    with pytest.raises(ValueError, match="invalid prompt"):
+        await model.generate_response("\ud800")
+    with pytest.raises(ValueError, match="invalid prompt"):
+        model.stream_response("\ud800")
+    metrics = registry.get_metrics("a")
+    assert a.calls == 0
+    assert metrics.failures == metrics.requests == metrics.pending == 0
+
+
 async def test_generate_fails_over_and_says_what_was_tried() -> None:
     a = ScriptedModel("a", script=[ServerError("boom", status_code=503)])
     b = ScriptedModel("b")

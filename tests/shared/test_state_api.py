@@ -332,3 +332,33 @@ def test_local_registry_is_unchanged() -> None:
     assert registry.shared_state is None
     report(registry, "m0", True)
     assert registry.select().model.name in RATES
+
+
+def test_statistics_scope_fleet_reads_the_shared_totals(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "my-spool"
+    registry = ModelRegistry(
+        state=redis_server.url, state_namespace=namespace, state_spool_dir=str(spool)
+    )
+    try:
+        registry.register_model(SimModel("m"))
+        report(registry, "m", True, times=3)
+        assert shared_of(registry).sync_now()
+        assert shared_of(registry).spool_folder.is_relative_to(spool)
+        fleet = registry.statistics(scope="fleet")
+        assert list(fleet["name"]) == ["m"]
+        assert fleet["trials"].tolist() == [3]
+        assert registry.statistics(scope="local")["trials"].tolist() == [3]
+    finally:
+        registry.close()
+
+
+def test_statistics_scope_and_spool_dir_are_checked() -> None:
+    registry = ModelRegistry()
+    with pytest.raises(ValueError, match=r"scope.*fleet.*local"):
+        registry.statistics(scope="fleet")
+    with pytest.raises(ValueError, match="scope: 'world'"):
+        registry.statistics(scope="world")
+    with pytest.raises(ValueError, match="state_spool_dir"):
+        ModelRegistry(state_spool_dir="/tmp/spool")

@@ -19,7 +19,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol, Union
 
@@ -306,6 +306,39 @@ def last_call() -> Optional[CallResult]:
     return _LAST_CALL.get()
 
 
+def check_prompt(prompt: object) -> None:
+    """Refuse a prompt no provider can be sent: text that is not valid
+    Unicode (a lone surrogate cannot be encoded as UTF-8). The error is the
+    caller's, raised before any request, so no model is charged for it."""
+    parts: list[object] = [prompt]
+    while parts:
+        part = parts.pop()
+        if isinstance(part, str):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"invalid prompt: {part[exc.start : exc.end]!r} at index {exc.start} "
+                    "is not valid Unicode text (a lone surrogate cannot be encoded as UTF-8)"
+                ) from None
+        elif isinstance(part, Mapping):
+            parts.extend(part.values())
+        elif isinstance(part, (list, tuple)):
+            parts.extend(part)
+
+
+def _checked_tickets(model: Model, prompt: Prompt) -> Tickets:
+    """This task's tickets for ``model``, once ``prompt`` passed
+    :func:`check_prompt`; a refused prompt releases them, owing no outcome."""
+    tickets = take_tickets(model._bindings)
+    try:
+        check_prompt(prompt)
+    except ValueError:
+        release_tickets(tickets)
+        raise
+    return tickets
+
+
 GenerateFn = Callable[..., Awaitable[str]]
 StreamFn = Callable[..., AsyncIterator[str]]
 EmbedFn = Callable[..., Awaitable[list[list[float]]]]
@@ -320,7 +353,7 @@ def _measured_generate(fn: GenerateFn) -> GenerateFn:
         use_cache = kwargs.pop("cache", True)
         refresh = kwargs.pop("refresh_cache", False)
         _LAST_CALL.set(None)
-        tickets = take_tickets(self._bindings)
+        tickets = _checked_tickets(self, prompt)
         if self._cache is None or not use_cache:
             return (await self._run_measured(fn, prompt, kwargs, tickets)).text
         ran = False
@@ -348,7 +381,7 @@ def _measured_stream(fn: StreamFn) -> StreamFn:
             return fn(self, prompt, **kwargs)
         use_cache = kwargs.pop("cache", True)
         refresh = kwargs.pop("refresh_cache", False)
-        tickets = take_tickets(self._bindings)
+        tickets = _checked_tickets(self, prompt)
         if self._cache is None or not use_cache:
             return MeasuredStream(self, fn, prompt, kwargs, tickets)
         return CachedStream(self, self._cache, fn, prompt, kwargs, tickets, refresh)

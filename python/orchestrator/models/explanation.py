@@ -53,13 +53,17 @@ class CandidateExplanation:
 
 @dataclass(frozen=True)
 class SelectionExplanation:
-    """Why a request would go to ``chosen``: every candidate's verdict."""
+    """Why a request would go to ``chosen``: every candidate's verdict.
+    ``retry_in``: when no model is chosen, seconds until the first model
+    rejected for its health (open circuit, provider's ``Retry-After``) may be
+    tried again."""
 
     strategy: str
     constraints: ModelConstraints
     chosen: Optional[str]
     candidates: list[CandidateExplanation]
     all_breakers_open: bool = False
+    retry_in: Optional[float] = None
 
     def __str__(self) -> str:
         head = f"strategy {self.strategy}: " + (
@@ -89,4 +93,5 @@ def explanation_of(
         chosen=chosen.name if chosen is not None and chooses else None,
         candidates=candidates,
         all_breakers_open=core_explanation.all_breakers_open,
+        retry_in=core_explanation.retry_in,
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
-from orchestrator.core.model import Model, ModelConstraints, Prompt, last_call
+from orchestrator.core.model import Model, ModelConstraints, Prompt, check_prompt, last_call
 from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import (
     FailoverError,
@@ -164,11 +164,13 @@ class _Plan:
 
 def _plan(
     registry: ModelRegistry,
+    prompt: Prompt,
     retry_budget: int,
     deadline: Optional[float],
     attempt_timeout: Optional[float],
     kwargs: dict[str, Any],
 ) -> _Plan:
+    check_prompt(prompt)  # the caller's error: before any model is selected or charged
     if not isinstance(retry_budget, int) or isinstance(retry_budget, bool) or retry_budget < 0:
         raise ValueError(f"invalid retry_budget: {retry_budget!r} (an integer >= 0)")
     for name, value in (("deadline", deadline), ("attempt_timeout", attempt_timeout)):
@@ -236,7 +238,7 @@ async def generate(
     **kwargs: Any,
 ) -> GenerationResult:
     """See :meth:`ModelRegistry.generate`."""
-    plan = _plan(registry, retry_budget, deadline, attempt_timeout, kwargs)
+    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, kwargs)
     while True:
         limit = plan.remaining()
         model = plan.select()
@@ -402,5 +404,5 @@ def stream(
     **kwargs: Any,
 ) -> FailoverStream:
     """See :meth:`ModelRegistry.stream`."""
-    plan = _plan(registry, retry_budget, deadline, attempt_timeout, kwargs)
+    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, kwargs)
     return FailoverStream(prompt, plan)

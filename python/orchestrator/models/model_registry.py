@@ -114,6 +114,8 @@ class ModelRegistry:
             to shared totals and read back everyone's every ``sync_interval``
             seconds, off the selection path (see :mod:`orchestrator.models.shared_state`).
         state_namespace: separates registries sharing one Redis.
+        state_spool_dir: where the shared state spools outcomes while Redis is
+            unreachable (``SharedState(spool_dir=...)``); ``None``: its default.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class ModelRegistry:
         state: str = "local",
         state_namespace: str = "default",
         sync_interval: float = 0.5,
+        state_spool_dir: Optional[str] = None,
     ) -> None:
         if model_selector is not None and not isinstance(model_selector, ModelSelector):
             kind = type(model_selector).__name__
@@ -174,7 +177,7 @@ class ModelRegistry:
         self._lock = threading.Lock()  # registration only; never on the selection path
         self._cache = self._make_cache(cache_responses)
         self.health_monitor = self._attach_monitor(health_monitor)
-        self._shared = self._connect_state(state, state_namespace, sync_interval)
+        self._shared = self._connect_state(state, state_namespace, sync_interval, state_spool_dir)
         if not self._custom:
             # The hot path: the core's method itself, with the same signature
             # and rules as the method below (one crossing, no Python frame).
@@ -220,15 +223,20 @@ class ModelRegistry:
         return monitor
 
     def _connect_state(
-        self, state: str, namespace: str, sync_interval: float
+        self, state: str, namespace: str, sync_interval: float, spool_dir: Optional[str]
     ) -> Optional[SharedState]:
         if state == "local":
+            if spool_dir is not None:
+                raise ValueError(
+                    f'invalid state_spool_dir: {spool_dir!r} (only with a Redis state, not "local")'
+                )
             return None
         if not isinstance(state, str):
             raise TypeError(f'invalid state: {state!r}; use "local" or a Redis URL')
         check_url(state)
-
-        return SharedState(self, state, namespace=namespace, sync_interval=sync_interval)
+        return SharedState(
+            self, state, namespace=namespace, sync_interval=sync_interval, spool_dir=spool_dir
+        )
 
     @property
     def core(self) -> _core.SelectionCore:
@@ -738,13 +746,29 @@ class ModelRegistry:
     # ----- reading ------------------------------------------------------------
 
     def get_metrics(self, name: str) -> ModelMetrics:
-        """What this registry observed of a model."""
-        model = self.get_model(name)
-        return ModelMetrics.from_snapshot(self._core.snapshot(self._binding(model).slot))
+        """What this registry observed of a model (looked up and read in one
+        step of the core, so a concurrent unregister is ModelNotFoundError)."""
+        self.get_model(name)  # the name's type, and close names when unknown
+        try:
+            snapshot = self._core.snapshot_of(name)
+        except KeyError:
+            raise ModelNotFoundError(name, list(self._models)) from None
+        return ModelMetrics.from_snapshot(snapshot)
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self, scope: str = "local") -> dict[str, Any]:
         """Every model's statistics as numpy arrays, one per column, aligned
-        with the ``"name"`` list; unknown values are NaN. One snapshot."""
+        with the ``"name"`` list; unknown values are NaN. One snapshot.
+        ``scope="fleet"``: the totals of every worker sharing this registry's
+        Redis state (:meth:`SharedState.fleet_statistics`)."""
+        if scope == "fleet":
+            if self._shared is None:
+                raise ValueError(
+                    'invalid scope: "fleet" needs a shared state (state="redis://..."); '
+                    'this registry\'s state is "local"'
+                )
+            return self._shared.fleet_statistics()
+        if scope != "local":
+            raise ValueError(f'invalid scope: {scope!r} (use "local" or "fleet")')
         raw, names = self._core.stats_matrix()
         columns = _core.STATS_COLUMNS
         matrix = np.frombuffer(raw, dtype="<f8").reshape(len(names), len(columns))
@@ -797,9 +821,13 @@ class ModelRegistry:
 
     def close(self) -> None:
         """Flush and stop the shared-state sync, if any (blocks up to about a
-        second). Use :meth:`aclose` from async code."""
+        second), and close the response cache's connections, files and
+        threads (it reopens them if used again, so a cache shared with
+        another registry keeps working). Use :meth:`aclose` from async code."""
         if self._shared is not None:
             self._shared.close()
+        if self._cache is not None:
+            self._cache.close()
 
     async def aclose(self) -> None:
         """Stop the health monitor and the shared-state sync, and close the

@@ -7,7 +7,9 @@
 //! when the cool-down has passed; the cool-down is `base_cooldown_s *
 //! 2^(trips-1)`, capped at `max_cooldown_s`, and never shorter than a
 //! provider's `Retry-After` (itself capped at `max_cooldown_s`, so a
-//! hostile or broken header cannot park a model for years). HalfOpen -> Closed after `recovery_threshold`
+//! hostile or broken header cannot park a model for years). Inside a
+//! `Retry-After` window (`quiet_until`) a model is never probed, not even
+//! when every breaker is open. HalfOpen -> Closed after `recovery_threshold`
 //! consecutive successes; a failure while half-open opens it again with a
 //! longer cool-down.
 
@@ -120,6 +122,9 @@ pub struct Breaker {
     pub trips: u32,
     /// When (core clock, seconds) an open breaker may be probed.
     pub open_until: f64,
+    /// Until when (core clock, seconds) the provider asked for quiet with
+    /// `Retry-After`; never later than `open_until`.
+    pub quiet_until: f64,
     /// Moving average of the failure indicator.
     pub error_rate: f64,
     pub outcomes_seen: u64,
@@ -133,6 +138,7 @@ impl Default for Breaker {
             consecutive_successes: 0,
             trips: 0,
             open_until: 0.0,
+            quiet_until: 0.0,
             error_rate: 0.0,
             outcomes_seen: 0,
         }
@@ -154,7 +160,6 @@ impl Breaker {
         }
     }
 
-    /// Whether the breaker would admit a request at `now`, without changing it.
     /// Seconds until an open breaker lets a probe through; 0 otherwise.
     pub fn retry_in(&self, now: f64) -> f64 {
         if self.state == BreakerState::Open {
@@ -164,6 +169,12 @@ impl Breaker {
         }
     }
 
+    /// Seconds left of the provider's `Retry-After` window; 0 outside one.
+    pub fn quiet_in(&self, now: f64) -> f64 {
+        (self.quiet_until - now).max(0.0)
+    }
+
+    /// Whether the breaker would admit a request at `now`, without changing it.
     pub fn would_admit(&self, now: f64) -> bool {
         self.state != BreakerState::Open || now >= self.open_until
     }
@@ -219,6 +230,9 @@ impl Breaker {
         }
         self.consecutive_successes = 0;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if retry_after_s > 0.0 {
+            self.quiet_until = self.quiet_until.max(now + retry_after_s);
+        }
         let rate_tripped = self.outcomes_seen >= u64::from(cfg.error_rate_window)
             && self.error_rate >= cfg.error_rate_threshold;
         let should_open = authentication
@@ -306,6 +320,21 @@ mod tests {
         let mut b = Breaker::default();
         assert_eq!(b.record(&cfg, 5.0, false, false, 1e300), Transition::Opened);
         assert_eq!(b.open_until, 5.0 + cfg.max_cooldown_s);
+    }
+
+    #[test]
+    fn retry_after_sets_a_quiet_window_inside_the_cooldown() {
+        let cfg = BreakerConfig::default();
+        let mut b = Breaker::default();
+        b.record(&cfg, 5.0, false, false, 120.0);
+        assert_eq!(b.quiet_in(5.0), 120.0);
+        assert_eq!(b.quiet_in(200.0), 0.0);
+        assert!(b.quiet_until <= b.open_until);
+        let mut b = Breaker::default();
+        for _ in 0..3 {
+            b.record(&cfg, 0.0, false, false, 0.0);
+        }
+        assert_eq!(b.quiet_in(0.0), 0.0, "no Retry-After, no quiet window");
     }
 
     #[test]

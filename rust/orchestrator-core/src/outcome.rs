@@ -4,6 +4,34 @@
 use crate::error::{non_negative, unit_interval, CoreError};
 use crate::ERROR_CLASSES;
 
+/// The longest latency (and time to first token) one outcome may report, in
+/// seconds (about 11.6 days): a larger finite value would overflow the
+/// statistics (recent latencies are kept as `f32`), so it is refused.
+pub const MAX_LATENCY_S: f64 = 1e6;
+/// The most one call may cost, in USD; larger is refused, so cost totals
+/// stay finite and exact enough to be read.
+pub const MAX_COST_USD: f64 = 1e9;
+/// The most tokens (input or output) one call may report; token totals
+/// saturate instead of wrapping.
+pub const MAX_TOKENS: u64 = 1 << 40;
+
+/// `value` (already known non-negative and finite) if at most `max`, else
+/// an `Invalid` error naming the field and the limit.
+fn at_most<T: PartialOrd + std::fmt::Display>(
+    field: &'static str,
+    value: T,
+    max: T,
+) -> Result<(), CoreError> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(
+            field,
+            format!("{value} (at most {max})"),
+        ))
+    }
+}
+
 /// One observed outcome of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Outcome {
@@ -45,13 +73,23 @@ impl Outcome {
     }
 
     pub fn validate(&self) -> Result<(), CoreError> {
-        non_negative("latency", self.latency_s)?;
+        at_most(
+            "latency",
+            non_negative("latency", self.latency_s)?,
+            MAX_LATENCY_S,
+        )?;
         if let Some(ttft) = self.ttft_s {
-            non_negative("time_to_first_token", ttft)?;
+            at_most(
+                "time_to_first_token",
+                non_negative("time_to_first_token", ttft)?,
+                MAX_LATENCY_S,
+            )?;
         }
         if let Some(cost) = self.cost_usd {
-            non_negative("cost", cost)?;
+            at_most("cost", non_negative("cost", cost)?, MAX_COST_USD)?;
         }
+        at_most("input_tokens", self.input_tokens, MAX_TOKENS)?;
+        at_most("output_tokens", self.output_tokens, MAX_TOKENS)?;
         non_negative("retry_after", self.retry_after_s)?;
         if let Some(q) = self.quality {
             unit_interval("quality", q)?;

@@ -5,6 +5,10 @@
 //! * `latency_ref / (latency_ref + latency)` (weight `latency`),
 //! * `cost_ref / (cost_ref + cost)` (weight `cost`),
 //! * the caller's quality score in `[0, 1]`, when one was given (weight `quality`).
+//!
+//! Only the weights' ratios matter, so any finite weights are accepted: the
+//! mean is taken over the weights scaled by 1/4 (exact in binary floating
+//! point), so even four weights near `f64::MAX` sum without overflow.
 
 use crate::error::{non_negative, CoreError};
 
@@ -71,15 +75,16 @@ impl RewardWeights {
         if !success {
             return 0.0;
         }
-        let mut total = self.success;
-        let mut weight = self.success;
-        total += self.latency * self.latency_ref_s / (self.latency_ref_s + latency_s);
-        weight += self.latency;
-        total += self.cost * self.cost_ref_usd / (self.cost_ref_usd + cost_usd);
-        weight += self.cost;
+        const SCALE: f64 = 0.25;
+        let mut total = self.success * SCALE;
+        let mut weight = self.success * SCALE;
+        total += self.latency * SCALE * self.latency_ref_s / (self.latency_ref_s + latency_s);
+        weight += self.latency * SCALE;
+        total += self.cost * SCALE * self.cost_ref_usd / (self.cost_ref_usd + cost_usd);
+        weight += self.cost * SCALE;
         if let Some(q) = quality {
-            total += self.quality * q;
-            weight += self.quality;
+            total += self.quality * SCALE * q;
+            weight += self.quality * SCALE;
         }
         (total / weight).clamp(0.0, 1.0)
     }
@@ -103,6 +108,27 @@ mod tests {
         assert!(w.reward(true, 0.1, 0.0, None) > w.reward(true, 5.0, 0.0, None));
         assert!(w.reward(true, 1.0, 0.0001, None) > w.reward(true, 1.0, 0.5, None));
         assert!(w.reward(true, 1.0, 0.0, Some(1.0)) > w.reward(true, 1.0, 0.0, Some(0.0)));
+    }
+
+    #[test]
+    fn huge_weights_give_the_same_finite_reward_as_their_ratios() {
+        let huge = RewardWeights {
+            success: f64::MAX,
+            latency: f64::MAX,
+            cost: f64::MAX,
+            quality: f64::MAX,
+            ..Default::default()
+        };
+        let unit = RewardWeights {
+            success: 1.0,
+            latency: 1.0,
+            cost: 1.0,
+            quality: 1.0,
+            ..Default::default()
+        };
+        let r = huge.reward(true, 0.5, 0.001, Some(0.5));
+        assert!(r.is_finite());
+        assert!((r - unit.reward(true, 0.5, 0.001, Some(0.5))).abs() < 1e-12);
     }
 
     #[test]

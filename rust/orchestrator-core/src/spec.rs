@@ -96,7 +96,8 @@ impl Constraints {
     }
 }
 
-/// Why a model was not eligible for a request.
+/// Why a model was not eligible for a request. `RateLimited`: inside the
+/// provider's `Retry-After` window, where a model is not even probed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     MissingCapabilities(u32),
@@ -108,6 +109,7 @@ pub enum Rejection {
     TooSlow { speed: f64, min: f64 },
     Excluded,
     CircuitOpen { retry_in_s: f64 },
+    RateLimited { retry_in_s: f64 },
     ProbeInFlight,
 }
 
@@ -122,7 +124,19 @@ impl Rejection {
             Rejection::Unpriced | Rejection::TooExpensive { .. } => "max_cost",
             Rejection::SpeedUnknown | Rejection::TooSlow { .. } => "min_speed",
             Rejection::Excluded => "exclude_models",
-            Rejection::CircuitOpen { .. } | Rejection::ProbeInFlight => "health",
+            Rejection::CircuitOpen { .. }
+            | Rejection::RateLimited { .. }
+            | Rejection::ProbeInFlight => "health",
+        }
+    }
+
+    /// Seconds until a model rejected for its health may be tried again.
+    pub fn retry_in(&self) -> Option<f64> {
+        match self {
+            Rejection::CircuitOpen { retry_in_s } | Rejection::RateLimited { retry_in_s } => {
+                Some(*retry_in_s)
+            }
+            _ => None,
         }
     }
 
@@ -159,6 +173,9 @@ impl Rejection {
             Rejection::Excluded => "excluded by exclude_models".to_owned(),
             Rejection::CircuitOpen { retry_in_s } => {
                 format!("circuit open, next probe in {retry_in_s:.1}s")
+            }
+            Rejection::RateLimited { retry_in_s } => {
+                format!("rate limited by the provider, Retry-After ends in {retry_in_s:.1}s")
             }
             Rejection::ProbeInFlight => "circuit half-open, a probe is in flight".to_owned(),
         }

@@ -132,8 +132,8 @@ pub struct Observation {
 impl Observed {
     pub fn record(&mut self, o: &Observation) {
         self.requests += 1;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
         self.total_cost_usd += o.cost_usd;
         self.reward_sum += o.reward;
         self.reward_sq_sum += o.reward * o.reward;

@@ -1,16 +1,27 @@
 //! Selection tickets: one per selection whose outcome is still owed.
 //!
-//! Tickets are numbered in issue order and issued at non-decreasing times,
-//! so they live in a ring indexed by number: issuing, reporting and
-//! cancelling are O(1), and expiry only ever looks at the oldest end, so the
-//! cost of a selection does not depend on how many tickets are outstanding.
+//! Tickets are numbered in issue order and issued at non-decreasing times.
+//! They live in a hash map by number (issuing, reporting and cancelling are
+//! O(1)) and their numbers in a queue in issue order, so expiry only ever
+//! looks at the oldest end. Reported tickets leave stale numbers in the
+//! queue; the queue is compacted once those outnumber the live ones, so its
+//! length stays within twice the live count (plus a constant) at amortised
+//! O(1) per ticket, and the cost of a selection does not depend on how many
+//! tickets are outstanding or were ever issued.
 
 use std::collections::VecDeque;
 
+use rustc_hash::FxHashMap;
+
 /// The most tickets one table keeps outstanding. Issuing more expires the
 /// oldest early, as if its pending timeout had passed, so memory stays
-/// bounded (about 24 bytes a ticket) whatever callers do.
+/// bounded whatever callers do. Only live tickets count: any number of
+/// selections reported at once never expires an older one still in flight.
 pub const MAX_OUTSTANDING_TICKETS: usize = 1 << 20;
+
+/// Stale numbers tolerated in the queue beyond the live count before it is
+/// compacted (so small stores never compact).
+const COMPACT_SLACK: usize = 1024;
 
 /// One outstanding selection.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,75 +33,75 @@ pub struct Ticket {
     pub issued_at: f64,
 }
 
-/// Outstanding tickets in issue order; reported ones leave holes that are
-/// dropped once they reach the oldest end.
+/// Outstanding tickets by number, and their numbers in issue order.
 #[derive(Debug)]
 pub struct TicketStore {
-    /// Number of the ticket at `ring[0]`.
-    first: u64,
-    ring: VecDeque<Option<Ticket>>,
-    live: usize,
+    /// Number of the next ticket issued.
+    next: u64,
+    live: FxHashMap<u64, Ticket>,
+    /// Numbers in issue order; some may be stale (already taken).
+    order: VecDeque<u64>,
 }
 
 impl Default for TicketStore {
     fn default() -> Self {
         TicketStore {
-            first: 1,
-            ring: VecDeque::new(),
-            live: 0,
+            next: 1,
+            live: FxHashMap::default(),
+            order: VecDeque::new(),
         }
     }
 }
 
 impl TicketStore {
-    /// Issue a ticket; returns its number (never 0). When the ring is full
-    /// the oldest entry is expired first and handed to `on_expired`.
+    /// Issue a ticket; returns its number (never 0). When
+    /// [`MAX_OUTSTANDING_TICKETS`] are live, the oldest live one is expired
+    /// first and handed to `on_expired`.
     pub fn issue(&mut self, ticket: Ticket, mut on_expired: impl FnMut(&Ticket)) -> u64 {
-        while self.ring.len() >= MAX_OUTSTANDING_TICKETS {
-            if let Some(Some(old)) = self.pop_front() {
-                self.live -= 1;
+        while self.live.len() >= MAX_OUTSTANDING_TICKETS {
+            let Some(number) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.live.remove(&number) {
                 on_expired(&old);
             }
         }
-        let number = self.first + self.ring.len() as u64;
-        self.ring.push_back(Some(ticket));
-        self.live += 1;
+        let number = self.next;
+        self.next += 1;
+        self.live.insert(number, ticket);
+        self.order.push_back(number);
         number
     }
 
     /// The outstanding ticket `number`, if any.
     pub fn get(&self, number: u64) -> Option<&Ticket> {
-        let index = usize::try_from(number.checked_sub(self.first)?).ok()?;
-        self.ring.get(index)?.as_ref()
+        self.live.get(&number)
     }
 
     /// Remove ticket `number` if `accept` agrees it is the caller's.
     pub fn take_if(&mut self, number: u64, accept: impl FnOnce(&Ticket) -> bool) -> Option<Ticket> {
-        let index = usize::try_from(number.checked_sub(self.first)?).ok()?;
-        let entry = self.ring.get_mut(index)?;
-        if !entry.as_ref().is_some_and(accept) {
+        if !self.live.get(&number).is_some_and(accept) {
             return None;
         }
-        let ticket = entry.take();
-        self.live -= 1;
-        self.drop_holes();
+        let ticket = self.live.remove(&number);
+        self.drop_stale();
         ticket
     }
 
     /// Expire tickets issued more than `timeout` before `now`, oldest
     /// first, handing each to `on_expired`. Amortised O(1) per ticket.
     pub fn expire(&mut self, now: f64, timeout: f64, mut on_expired: impl FnMut(&Ticket)) {
-        while let Some(front) = self.ring.front() {
-            match front {
+        while let Some(&number) = self.order.front() {
+            match self.live.get(&number) {
                 Some(t) if now - t.issued_at > timeout => {
                     let t = *t;
-                    self.pop_front();
-                    self.live -= 1;
+                    self.order.pop_front();
+                    self.live.remove(&number);
                     on_expired(&t);
                 }
                 Some(_) => break,
                 None => {
-                    self.pop_front();
+                    self.order.pop_front();
                 }
             }
         }
@@ -98,25 +109,31 @@ impl TicketStore {
 
     /// Number of outstanding tickets.
     pub fn len(&self) -> usize {
-        self.live
+        self.live.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.live.is_empty()
     }
 
-    fn pop_front(&mut self) -> Option<Option<Ticket>> {
-        let entry = self.ring.pop_front()?;
-        self.first += 1;
-        Some(entry)
-    }
-
-    fn drop_holes(&mut self) {
-        while matches!(self.ring.front(), Some(None)) {
-            self.pop_front();
+    /// Drop stale numbers at the oldest end, and compact the queue once
+    /// stale numbers outnumber live ones (each compaction is paid for by
+    /// the takes that made its stale numbers).
+    fn drop_stale(&mut self) {
+        while self
+            .order
+            .front()
+            .is_some_and(|n| !self.live.contains_key(n))
+        {
+            self.order.pop_front();
         }
-        if self.ring.is_empty() && self.ring.capacity() > 1024 {
-            self.ring.shrink_to(1024);
+        if self.order.len() > 2 * self.live.len() + COMPACT_SLACK {
+            let live = &self.live;
+            self.order.retain(|n| live.contains_key(n));
+        }
+        if self.live.is_empty() && self.order.capacity() > COMPACT_SLACK {
+            self.order.shrink_to(COMPACT_SLACK);
+            self.live.shrink_to(COMPACT_SLACK);
         }
     }
 }
@@ -159,5 +176,21 @@ mod tests {
         }
         assert_eq!(expired, 10);
         assert_eq!(store.len(), MAX_OUTSTANDING_TICKETS);
+    }
+
+    #[test]
+    fn only_live_tickets_count_towards_the_bound() {
+        let mut store = TicketStore::default();
+        let long = store.issue(at(0, 0.0), |_| unreachable!());
+        for _ in 0..MAX_OUTSTANDING_TICKETS + 10 {
+            let quick = store.issue(at(1, 0.0), |_| unreachable!());
+            assert!(store.take_if(quick, |_| true).is_some());
+        }
+        assert_eq!(store.len(), 1);
+        assert!(
+            store.order.len() <= 2 + COMPACT_SLACK,
+            "stale numbers are compacted"
+        );
+        assert_eq!(store.take_if(long, |t| t.slot == 0), Some(at(0, 0.0)));
     }
 }

@@ -89,7 +89,7 @@ proptest! {
         discount in prop_oneof![Just(1.0), Just(orchestrator_core::strategy::MIN_DISCOUNT), 1e-6f64..1.0],
         exploration in prop_oneof![Just(0.0), 0.0f64..1e6],
         outcomes in prop::collection::vec(
-            (any::<bool>(), 0.0f64..1e12, 0u64..(1 << 40), prop::option::of(0.0f64..=1.0), 0.0f64..1e6),
+            (any::<bool>(), 0.0f64..=orchestrator_core::outcome::MAX_LATENCY_S, 0u64..=orchestrator_core::outcome::MAX_TOKENS, prop::option::of(0.0f64..=1.0), 0.0f64..1e6),
             0..80,
         ),
     ) {

@@ -57,6 +57,22 @@ impl Explanation {
             all_breakers_open: pick.is_some_and(|(_, _, fallback)| fallback),
         }
     }
+
+    /// Seconds until the first model rejected for its health (an open
+    /// circuit or a provider's `Retry-After`) may be tried again, when no
+    /// model is chosen; `None` otherwise.
+    fn soonest_retry(&self) -> Option<f64> {
+        if self.chosen.is_some() {
+            return None;
+        }
+        self.rows
+            .iter()
+            .filter_map(|r| match &r.verdict {
+                Verdict::Rejected(reason) => reason.retry_in(),
+                Verdict::Eligible(_) => None,
+            })
+            .reduce(f64::min)
+    }
 }
 
 #[pymethods]
@@ -71,6 +87,13 @@ impl Explanation {
     #[getter]
     fn all_breakers_open(&self) -> bool {
         self.all_breakers_open
+    }
+
+    /// When no model is chosen: seconds until the first model rejected for
+    /// its health may be tried again (`None` if none was).
+    #[getter]
+    fn retry_in(&self) -> Option<f64> {
+        self.soonest_retry()
     }
 
     /// Every model's verdict as dicts: `model`, `name`, `eligible`, and the

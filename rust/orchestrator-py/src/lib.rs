@@ -45,6 +45,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         core::tickets::MAX_OUTSTANDING_TICKETS,
     )?;
     m.add("MIN_DISCOUNT", core::strategy::MIN_DISCOUNT)?;
+    m.add("MAX_LATENCY_S", core::outcome::MAX_LATENCY_S)?;
+    m.add("MAX_COST_USD", core::outcome::MAX_COST_USD)?;
+    m.add("MAX_TOKENS", core::outcome::MAX_TOKENS)?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

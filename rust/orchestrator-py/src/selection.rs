@@ -150,6 +150,49 @@ impl SelectionCore {
         self.inner.lock()
     }
 
+    /// What was observed of the slot `find` picks, as a dict; the slot is
+    /// found and read under one lock.
+    fn observed<'py>(
+        &self,
+        py: Python<'py>,
+        find: impl FnOnce(&Table) -> Result<u32, CoreError>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (s, pending, idle_for) = {
+            let guard = self.lock();
+            let table = &guard.table;
+            let slot = find(table).map_err(to_py)?;
+            (
+                table.snapshot(slot).map_err(to_py)?,
+                table.pending(slot).map_err(to_py)?,
+                table.idle_for(slot).map_err(to_py)?,
+            )
+        };
+        let d = PyDict::new(py);
+        d.set_item("requests", s.requests)?;
+        d.set_item("successes", s.successes)?;
+        let failures = PyDict::new(py);
+        for (name, n) in core::ERROR_CLASSES.iter().zip(s.failures_by_class).skip(1) {
+            if n > 0 {
+                failures.set_item(*name, n)?;
+            }
+        }
+        d.set_item("failures_by_class", failures)?;
+        d.set_item("input_tokens", s.input_tokens)?;
+        d.set_item("output_tokens", s.output_tokens)?;
+        d.set_item("total_cost", s.total_cost_usd)?;
+        d.set_item("mean_reward", s.mean_reward)?;
+        d.set_item("latency_p50", s.latency_p50_s)?;
+        d.set_item("latency_p95", s.latency_p95_s)?;
+        d.set_item("time_to_first_token_p50", s.ttft_p50_s)?;
+        d.set_item("time_to_first_token_p95", s.ttft_p95_s)?;
+        d.set_item("tokens_per_second", s.tokens_per_second)?;
+        d.set_item("pending", pending)?;
+        d.set_item("recent_latency_p50", s.recent_latency_p50_s)?;
+        d.set_item("baseline_latency_p50", s.baseline_latency_p50_s)?;
+        d.set_item("idle_for", idle_for)?;
+        Ok(d)
+    }
+
     /// The request of `select_model`'s or `select`'s arguments: the seven
     /// request keywords in order, or a `constraints` object whose
     /// `request()` gives one.
@@ -784,39 +827,18 @@ impl SelectionCore {
 
     /// What was observed of a slot, as a dict.
     fn snapshot<'py>(&self, py: Python<'py>, slot: u32) -> PyResult<Bound<'py, PyDict>> {
-        let (s, pending, idle_for) = {
-            let guard = self.lock();
-            let table = &guard.table;
-            (
-                table.snapshot(slot).map_err(to_py)?,
-                table.pending(slot).map_err(to_py)?,
-                table.idle_for(slot).map_err(to_py)?,
-            )
-        };
-        let d = PyDict::new(py);
-        d.set_item("requests", s.requests)?;
-        d.set_item("successes", s.successes)?;
-        let failures = PyDict::new(py);
-        for (name, n) in core::ERROR_CLASSES.iter().zip(s.failures_by_class).skip(1) {
-            if n > 0 {
-                failures.set_item(*name, n)?;
-            }
-        }
-        d.set_item("failures_by_class", failures)?;
-        d.set_item("input_tokens", s.input_tokens)?;
-        d.set_item("output_tokens", s.output_tokens)?;
-        d.set_item("total_cost", s.total_cost_usd)?;
-        d.set_item("mean_reward", s.mean_reward)?;
-        d.set_item("latency_p50", s.latency_p50_s)?;
-        d.set_item("latency_p95", s.latency_p95_s)?;
-        d.set_item("time_to_first_token_p50", s.ttft_p50_s)?;
-        d.set_item("time_to_first_token_p95", s.ttft_p95_s)?;
-        d.set_item("tokens_per_second", s.tokens_per_second)?;
-        d.set_item("pending", pending)?;
-        d.set_item("recent_latency_p50", s.recent_latency_p50_s)?;
-        d.set_item("baseline_latency_p50", s.baseline_latency_p50_s)?;
-        d.set_item("idle_for", idle_for)?;
-        Ok(d)
+        self.observed(py, |_| Ok(slot))
+    }
+
+    /// What was observed of the model named `name`, as a dict: the name is
+    /// looked up and the statistics read under one lock, so a concurrent
+    /// unregister gives `KeyError`, never another model's slot.
+    fn snapshot_of<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+        self.observed(py, |table| {
+            table
+                .slot_of(name)
+                .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))
+        })
     }
 
     /// `(bytes, names)`: the statistics matrix of the registered models as

@@ -436,6 +436,11 @@ impl Table {
         }
         let breaker = &self.breakers[i];
         if !breaker.would_admit(now) {
+            if breaker.quiet_in(now) > 0.0 {
+                return Err(Rejection::RateLimited {
+                    retry_in_s: breaker.quiet_in(now),
+                });
+            }
             return Err(Rejection::CircuitOpen {
                 retry_in_s: breaker.retry_in(now),
             });
@@ -817,8 +822,8 @@ impl Table {
         }
         d.reward_sum += reward;
         d.reward_sq_sum += reward * reward;
-        d.input_tokens += o.input_tokens;
-        d.output_tokens += o.output_tokens;
+        d.input_tokens = d.input_tokens.saturating_add(o.input_tokens);
+        d.output_tokens = d.output_tokens.saturating_add(o.output_tokens);
         d.cost_usd += cost_usd;
         self.observed[i].record(&Observation {
             success: o.success,
@@ -1075,6 +1080,31 @@ mod tests {
         let sel = t.select(&any()).unwrap();
         assert!(sel.fallback_open);
         assert_eq!(sel.slot, 0, "a opened first, so it recovers first");
+    }
+
+    #[test]
+    fn no_model_is_probed_inside_its_retry_after_window() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        t.register(spec("b", &[], 1.0)).unwrap();
+        let limited = Outcome {
+            retry_after_s: 600.0,
+            ..fail()
+        };
+        t.report(0, None, &limited).unwrap();
+        t.report(1, None, &limited).unwrap();
+        assert!(t.select(&any()).is_none());
+        let rejections: Vec<_> = t
+            .explain(&any())
+            .into_iter()
+            .map(|e| match e.verdict {
+                Verdict::Rejected(r) => r,
+                Verdict::Eligible(_) => panic!("a rate-limited model was eligible"),
+            })
+            .collect();
+        assert!(rejections
+            .iter()
+            .all(|r| matches!(r, Rejection::RateLimited { retry_in_s } if *retry_in_s > 590.0)));
     }
 
     #[test]
