@@ -70,6 +70,26 @@ def test_every_model_rate_limited_is_429_with_retry_after(upstream: OpenAIServer
     assert "rate limited" in limited.value.message
 
 
+def test_a_second_request_inside_the_retry_after_window_is_429_without_an_upstream_call(
+    upstream: OpenAIServer,
+) -> None:
+    """Once every model sits inside its provider's Retry-After window the core
+    refuses to probe it: the gateway answers 429 at once, Retry-After from the core."""
+    upstream.add_fault(status=429, retry_after="120", times=-1)
+    text = config_text(
+        [model_table("mini", upstream.url)], "[health]\nfailure_threshold = 1\nbase_cooldown = 30\n"
+    )
+    with ThreadGateway(text) as gateway:
+        c = client(gateway)
+        with pytest.raises(openai.RateLimitError):
+            c.chat.completions.create(model="auto", messages=MESSAGES)
+        sent = len(upstream.requests)
+        with pytest.raises(openai.RateLimitError) as limited:
+            c.chat.completions.create(model="auto", messages=MESSAGES)
+    assert len(upstream.requests) == sent
+    assert 1 <= int(limited.value.response.headers["retry-after"]) <= 120
+
+
 def test_models_cooling_down_is_503_with_retry_after(upstream: OpenAIServer) -> None:
     upstream.add_fault(status=500, times=-1)
     text = config_text(

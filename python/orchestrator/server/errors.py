@@ -5,7 +5,9 @@ what the registry raised to an HTTP status.
 Mapping (documented in the README):
 
 * ``NoEligibleModelsError`` → 400 ``no_eligible_model`` (the request's
-  constraints exclude every model), naming each model's reason.
+  constraints exclude every model), naming each model's reason; when every
+  model is excluded for its health, 429 (inside a provider's Retry-After
+  window) or 503 (circuits open), with ``Retry-After`` = the core's ``retry_in``.
 * every attempt failed with a rate limit → 429 with ``Retry-After`` (the
   providers' largest, at least 1 s).
 * every tried model's circuit is open (cooling down) → 503 with
@@ -100,6 +102,16 @@ def from_registry_error(exc: BaseException, registry: ModelRegistry) -> GatewayE
     """The client's answer for what ``registry.generate``/``stream`` raised."""
     if isinstance(exc, NoEligibleModelsError):
         reasons = "; ".join(f"{name}: {why}" for name, why in exc.reasons.items())
+        candidates = exc.explanation.candidates
+        if exc.retry_in is not None and all(c.constraint == "health" for c in candidates):
+            limited = any("rate limit" in c.reason for c in candidates)
+            return GatewayError(
+                429 if limited else 503,
+                f"every model is {'rate limited' if limited else 'cooling down'} ({reasons})",
+                "rate_limit_exceeded" if limited else "server_error",
+                "rate_limit_exceeded" if limited else "models_cooling_down",
+                retry_after=max(exc.retry_in, 1.0),
+            )
         return GatewayError(
             400,
             f"no registered model satisfies the request ({reasons or 'no models are registered'})",
