@@ -104,7 +104,7 @@ def from_registry_error(exc: BaseException, registry: ModelRegistry) -> GatewayE
         reasons = "; ".join(f"{name}: {why}" for name, why in exc.reasons.items())
         candidates = exc.explanation.candidates
         if exc.retry_in is not None and all(c.constraint == "health" for c in candidates):
-            limited = any("rate limit" in c.reason for c in candidates)
+            limited = any("rate limit" in (c.reason or "") for c in candidates)
             return GatewayError(
                 429 if limited else 503,
                 f"every model is {'rate limited' if limited else 'cooling down'} ({reasons})",
