@@ -15,7 +15,6 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
     {
         "tests/attack/test_binding.py::test_a_thompson_explanation_names_the_model_the_next_selection_picks",
         "tests/attack/test_routing.py::test_the_registry_routes_by_prompt",
-        "tests/attack/test_secrets_and_cache.py::test_a_cached_answer_reports_the_token_counts_of_the_fresh_one",
     }
 )
 

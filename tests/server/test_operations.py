@@ -52,7 +52,7 @@ def test_metrics_parse_with_prometheus_client(gateway: ThreadGateway) -> None:
     assert samples[("orchestrator_gateway_cache_total", (("result", "hit"),))] == 1
     assert (
         samples[("orchestrator_gateway_tokens_total", (("direction", "output"), ("model", "mini")))]
-        == 6 + 10  # the provider counted 6; the hit is estimated from 38 characters
+        == 6 + 6  # the provider counted 6; the hit carries the same stored counts
     )
     assert samples[("orchestrator_gateway_overhead_seconds_count", (route,))] == 2
     assert samples[("orchestrator_model_breaker_state", (("model", "mini"),))] == 0

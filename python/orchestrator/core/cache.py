@@ -52,11 +52,12 @@ from orchestrator.core.cache_backends import (
 )
 from orchestrator.core.cache_backends.codec import zstd_available
 from orchestrator.core.cache_identity import credential_fingerprint, credentials_of
+from orchestrator.core.call_result import CallResult
 from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import MalformedResponseError
 
 if TYPE_CHECKING:
-    from orchestrator.core.model import CallResult, MeasuredStream, Model, Prompt
+    from orchestrator.core.model import MeasuredStream, Model, Prompt
 
 __all__ = ["BACKENDS", "DEFAULT_MAX_BYTES", "DEFAULT_REDIS_URL", "CacheStatistics", "ModelCache"]
 
@@ -143,6 +144,14 @@ class _Answer:
     text: str
     cost: float
     latency: float
+    input_tokens: int
+    output_tokens: int
+
+    def served(self, model: str) -> CallResult:
+        """This answer as served from the cache: it cost nothing."""
+        return CallResult(
+            self.text, model, self.input_tokens, self.output_tokens, 0.0, 0.0, cached=True
+        )
 
 
 @dataclass(frozen=True)
@@ -189,9 +198,13 @@ def _parse_response(obj: dict[str, Any], *, model: str) -> _Answer:
     text = obj.get("text")
     if not isinstance(text, str):
         raise CorruptEntry("response entry without text")
-    _count("input_tokens", obj.get("input_tokens"))
-    _count("output_tokens", obj.get("output_tokens"))
-    return _Answer(text, _amount("cost", obj.get("cost")), _amount("latency", obj.get("latency")))
+    return _Answer(
+        text,
+        _amount("cost", obj.get("cost")),
+        _amount("latency", obj.get("latency")),
+        _count("input_tokens", obj.get("input_tokens")),
+        _count("output_tokens", obj.get("output_tokens")),
+    )
 
 
 def _parse_embedding(obj: dict[str, Any], *, model: str) -> _Vector:
@@ -438,14 +451,14 @@ class ModelCache:
         params: dict[str, Any],
         compute: Callable[[], Awaitable[CallResult]],
         refresh: bool,
-    ) -> str:
+    ) -> CallResult:
         """The answer to a request: cached, awaited from an identical request in
-        flight, or computed (and then stored). ``refresh`` skips the lookup and
-        replaces the entry. Errors from ``compute`` propagate and are never
-        stored."""
+        flight (both ``cached``), or computed (and then stored). ``refresh``
+        skips the lookup and replaces the entry. Errors from ``compute``
+        propagate and are never stored."""
         key = await self._key("r", model, prompt, params)
         if key is None:
-            return (await compute()).text
+            return await compute()
         parse = functools.partial(_parse_response, model=model.name)
         loop = asyncio.get_running_loop()
         while not refresh:
@@ -457,7 +470,7 @@ class ModelCache:
             except _LeaderGone:
                 continue  # its task was cancelled: look again, maybe lead
             self._count_hit(answer.cost, answer.latency, coalesced=True)
-            return answer.text
+            return answer.served(model.name)
 
         future: asyncio.Future[_Answer] = loop.create_future()
         self._inflight[key] = future
@@ -468,12 +481,20 @@ class ModelCache:
                     answer = found[0]
                     self._count_hit(answer.cost, answer.latency)
                     future.set_result(answer)
-                    return answer.text
+                    return answer.served(model.name)
                 self._misses += 1
             result = await compute()
-            future.set_result(_Answer(result.text, result.cost, result.latency))
+            future.set_result(
+                _Answer(
+                    result.text,
+                    result.cost,
+                    result.latency,
+                    result.input_tokens,
+                    result.output_tokens,
+                )
+            )
             await self._store([(key, self._response_entry(result))])
-            return result.text
+            return result
         except Exception as exc:
             _fail(future, exc)
             raise

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.cache_identity import cache_identity_of
+from orchestrator.core.call_result import CallResult as CallResult  # re-exported: its old home
 from orchestrator.core.tokens import estimate_tokens as estimate_tokens  # re-exported: its old home
 from orchestrator.errors import (
     MalformedResponseError,
@@ -216,18 +217,6 @@ class CallRecord:
     quality: Optional[float] = None
 
 
-@dataclass(frozen=True)
-class CallResult:
-    """A finished call: the text and what it used. Caches store these."""
-
-    text: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cost: float
-    latency: float
-
-
 class OutcomeSink(Protocol):
     """Where a model reports its measured calls: the registry implements it.
     The model holds a sink per registration and never imports the registry."""
@@ -301,8 +290,9 @@ _LAST_CALL: contextvars.ContextVar[Optional[CallResult]] = contextvars.ContextVa
 
 def last_call() -> Optional[CallResult]:
     """What this task's latest ``generate_response`` cost: the provider's token
-    counts, the price and the latency. ``None`` when that answer came from a
-    cache (it cost nothing) or the call failed."""
+    counts, the price and the latency. An answer from a cache is ``cached``,
+    with cost 0 and the token counts of the call that produced it. ``None``
+    when the call failed."""
     return _LAST_CALL.get()
 
 
@@ -364,7 +354,10 @@ def _measured_generate(fn: GenerateFn) -> GenerateFn:
             return self._run_measured(fn, prompt, kwargs, tickets)
 
         try:
-            return await self._cache.generate(self, prompt, kwargs, call, refresh)
+            answer = await self._cache.generate(self, prompt, kwargs, call, refresh)
+            if answer.cached:
+                _LAST_CALL.set(answer)
+            return answer.text
         finally:
             if not ran:  # served from the cache: no outcome is owed
                 release_tickets(tickets)

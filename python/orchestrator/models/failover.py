@@ -259,9 +259,9 @@ async def generate(
         latency = time.perf_counter() - started
         plan.attempts.append(Attempt(model.name, "ok", latency))
         call = last_call()
-        if call is not None:
+        if call is not None:  # a cached answer has its producer's token counts and cost 0
             input_tokens, output_tokens, cost = call.input_tokens, call.output_tokens, call.cost
-        else:  # served from a cache
+        else:  # a user model that did not go through the measured wrapper
             input_tokens, output_tokens, cost = estimate_tokens(prompt), estimate_tokens(text), 0.0
         return GenerationResult(
             text=text,

@@ -322,7 +322,8 @@ class Gateway:
             raise
         except Exception as exc:
             raise from_registry_error(exc, self.registry) from exc
-        call.cache = self._cache_state(result.model, last_call() is None)
+        answered = last_call()
+        call.cache = self._cache_state(result.model, answered is None or answered.cached)
         self.metrics.child(self.metrics.cache, call.cache).inc()
         usage = usage_of(result.input_tokens, result.output_tokens)
         self._count_usage(result.model, usage, result.cost)
