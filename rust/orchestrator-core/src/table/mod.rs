@@ -1107,10 +1107,10 @@ mod tests {
             .all(|r| matches!(r, Rejection::RateLimited { retry_in_s } if *retry_in_s > 590.0)));
     }
 
-    #[test]
-    fn discounting_follows_drift() {
-        let mut t = Table::new(
-            StrategyConfig::new(Strategy::Ucb, 0.5, 3, 0.95, 0.99).unwrap(),
+    /// A table whose breaker never trips, for tests of learning alone.
+    fn table_without_breaker(strategy: StrategyConfig) -> Table {
+        Table::new(
+            strategy,
             RewardWeights::default(),
             BreakerConfig {
                 failure_threshold: 1000,
@@ -1119,7 +1119,13 @@ mod tests {
                 ..Default::default()
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn discounting_follows_drift() {
+        let mut t =
+            table_without_breaker(StrategyConfig::new(Strategy::Ucb, 0.5, 3, 0.95, 0.99).unwrap());
         t.register(spec("a", &[], 1.0)).unwrap();
         t.register(spec("b", &[], 1.0)).unwrap();
         let mut late_b = 0;
@@ -1193,17 +1199,9 @@ mod tests {
 
     #[test]
     fn thompson_sampling_settles_on_the_best_model() {
-        let mut t = Table::new(
+        let mut t = table_without_breaker(
             StrategyConfig::new(Strategy::Thompson, 2.0, 3, 0.95, 1.0).unwrap(),
-            RewardWeights::default(),
-            BreakerConfig {
-                failure_threshold: 1000,
-                error_rate_threshold: 1.0,
-                error_rate_window: 1000,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        );
         t.seed(7);
         for name in ["a", "b", "c"] {
             t.register(spec(name, &[], 1.0)).unwrap();
