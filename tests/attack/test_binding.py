@@ -274,8 +274,8 @@ def test_huge_reward_weights_never_make_a_score_nan() -> None:
         return
     for i in range(6):
         registry.report_outcome(registry.select(), i % 2 == 0, 0.1, quality=0.5)
-    _, scores = registry.scores()
-    assert all(math.isfinite(s) for s in scores)
+    for candidate in registry.explain_selection().candidates:
+        assert candidate.forced or math.isfinite(candidate.score or 0.0)
     assert math.isfinite(registry.get_metrics("a").mean_reward or 0.0)
 
 
@@ -363,20 +363,31 @@ def test_explanations_are_pure_and_a_seeded_run_is_reproducible() -> None:
 
 
 def test_a_thompson_explanation_names_the_model_the_next_selection_picks() -> None:
-    """For 200 rounds: ``explain_selection().chosen`` is the top eligible
-    score and the model ``select()`` then returns. Reproduction of the
+    """For 200 rounds: ``explain_selection().chosen`` has the top eligible
+    score and is the model ``select()`` then returns. Reproduction of the
     break: with 4 models and ``seed(3)``, round 0 explains ``chose m0`` while
     m2 shows the top score (1.83 vs 1.67): during forced trials (fewer than
     ``min_trials`` outcomes) the pick is round-robin but the score column
-    shows a Thompson draw (explanation.py / the core's explain path)."""
+    showed a Thompson draw. A forced trial now scores ``+inf`` (it outranks
+    every scored model) and, among forced trials, the one with the fewest
+    outcomes is chosen."""
     registry = registry_of("m0", "m1", "m2", "m3", selection_strategy="thompson")
     registry.seed(3)
+    forced_rounds = 0
     for k in range(200):
         explanation = registry.explain_selection()
-        top = max((c for c in explanation.candidates if c.eligible), key=lambda c: c.score or 0.0)
+        eligible = {c.name: c for c in explanation.candidates if c.eligible}
+        assert explanation.chosen is not None
+        chosen = eligible[explanation.chosen]
+        assert chosen.score == max(c.score or 0.0 for c in eligible.values())
+        if chosen.forced:
+            forced_rounds += 1
+            assert chosen.score == math.inf
+            assert chosen.trials == min(c.trials for c in eligible.values() if c.forced)
         selection = registry.select()
-        assert explanation.chosen == top.name == selection.model.name
+        assert selection.model.name == explanation.chosen
         registry.report_outcome(selection, True, 0.1, quality=(k * 13 % 10) / 10)
+    assert forced_rounds == 4 * 5  # min_trials of each of the four models
 
 
 BAD_VALUES = st.one_of(

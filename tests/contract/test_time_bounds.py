@@ -76,7 +76,7 @@ outcomes = st.lists(
 @pytest.mark.parametrize("selector", SELECTORS, ids=repr)
 @settings(max_examples=40, deadline=None)
 @given(outcomes=outcomes)
-def test_no_score_is_ever_nan_or_infinite(
+def test_no_score_is_ever_nan_and_only_a_forced_trial_is_infinite(
     selector: ModelSelector, outcomes: list[tuple[bool, float, int, Any, float]]
 ) -> None:
     registry = ModelRegistry(model_selector=selector)
@@ -94,7 +94,10 @@ def test_no_score_is_ever_nan_or_infinite(
             cost=cost,
         )
         _, scores = registry.scores()
-        assert all(math.isfinite(s) or s == -math.inf for s in scores)
+        assert not any(math.isnan(s) for s in scores)
         for candidate in registry.explain_selection().candidates:
-            for value in (candidate.score, candidate.estimate, candidate.exploration_bonus):
-                assert value is None or math.isfinite(value)
+            assert candidate.estimate is None or math.isfinite(candidate.estimate)
+            for value in (candidate.score, candidate.exploration_bonus):
+                # A forced trial outranks every scored model: +inf, by design.
+                assert value is None or math.isfinite(value) or candidate.forced
+                assert not candidate.forced or value == math.inf

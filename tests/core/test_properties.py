@@ -107,5 +107,9 @@ def test_selection_never_violates_a_constraint_and_counts_are_conserved(
     assert not np.isnan(scores).any()
     for row in registry.explain_selection(**request).candidates:  # type: ignore[arg-type]
         if row.eligible:
-            values = [row.score, row.estimate, row.exploration_bonus, row.ci_low, row.ci_high]
+            values = [row.estimate, row.ci_low, row.ci_high]
+            # A forced trial's bonus and score are +inf: it outranks every score.
+            ranking = [row.score, row.exploration_bonus]
+            values += [] if row.forced else ranking
             assert all(v is not None and math.isfinite(v) for v in values)
+            assert not row.forced or ranking == [math.inf, math.inf]

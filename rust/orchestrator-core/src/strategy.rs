@@ -10,6 +10,10 @@
 //!   model is to be the best, which usually costs less than UCB's bonus.
 //! * `CostBased`: the cheapest expected request, ties broken by mean reward.
 //! * `Performance`: the best mean reward, after `min_trials` forced trials.
+//!
+//! A forced trial's exploration bonus (and so its score) is `+inf`: it is
+//! taken before any scored model, the one with the fewest outcomes first, so
+//! the top score of an explanation is always the model selection takes.
 
 use crate::error::{unit_interval, CoreError};
 

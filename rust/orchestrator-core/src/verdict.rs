@@ -9,7 +9,11 @@ use crate::spec::Rejection;
 pub struct ScoreParts {
     /// Estimated mean reward (or negative cost for the cost strategy).
     pub estimate: f64,
+    /// `+inf` for a forced trial: it outranks every scored model.
     pub exploration_bonus: f64,
+    /// `estimate + exploration_bonus`, the value selection maximises; `+inf`
+    /// for a forced trial (among several, the one with the fewest outcomes
+    /// and pending selections is taken, then the lowest slot).
     pub score: f64,
     pub ci_low: f64,
     pub ci_high: f64,

@@ -81,8 +81,9 @@ proptest! {
 proptest! {
     /// Whatever the strategy, discount (down to the smallest allowed),
     /// exploration and outcomes, every score and explanation part is a
-    /// finite number (or `-inf` for an ineligible model), and explaining
-    /// never changes what the next selection picks.
+    /// finite number (`+inf` score and bonus for a forced trial, `-inf` for
+    /// an ineligible model), the model selection takes has the top score,
+    /// and explaining never changes what the next selection picks.
     #[test]
     fn scores_are_never_nan_or_infinite(
         kind in scoring(),
@@ -101,13 +102,24 @@ proptest! {
         let c = Constraints::new(0, None, None, None, vec![], None, None).unwrap();
         for (success, latency, tokens, quality, cost) in outcomes {
             let peeked = table.pick(&c).map(|(slot, _, _)| slot);
+            let mut top = f64::NEG_INFINITY;
             for e in table.explain(&c) {
                 if let Verdict::Eligible(p) = e.verdict {
-                    prop_assert!(p.score.is_finite() && p.estimate.is_finite() && p.exploration_bonus.is_finite());
+                    prop_assert!(p.estimate.is_finite());
+                    if p.forced {
+                        prop_assert!(p.score == f64::INFINITY && p.exploration_bonus == f64::INFINITY);
+                    } else {
+                        prop_assert!(p.score.is_finite() && p.exploration_bonus.is_finite());
+                    }
+                    top = top.max(p.score);
                 }
             }
-            for score in table.scores(&c) {
-                prop_assert!(score.is_finite() || score == f64::NEG_INFINITY);
+            let scores = table.scores(&c);
+            for score in &scores {
+                prop_assert!(!score.is_nan());
+            }
+            if let Some(slot) = peeked {
+                prop_assert_eq!(scores[slot], top, "the model taken has the top score");
             }
             let Some(sel) = table.select(&c) else { break };
             prop_assert_eq!(Some(sel.slot as usize), peeked);

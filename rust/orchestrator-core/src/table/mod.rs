@@ -467,6 +467,11 @@ impl Table {
         let n_eff = n + f64::from(pending);
         let forced = tried < u64::from(s.min_trials) || n_eff <= 0.0;
         let mean = if n > 0.0 { sum / n } else { PRIOR_MEAN };
+        if forced {
+            // A forced trial outranks every scored model: its bonus is
+            // unbounded, so an explanation's top score is the model taken.
+            return (true, mean, f64::INFINITY);
+        }
         match s.strategy {
             Strategy::Thompson => {
                 let var = if n > 0.0 {
