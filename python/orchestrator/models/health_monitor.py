@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 TransitionCallback = Callable[[Model, str], None]
 
-#: Breaker transitions reported by the core, by code.
-TRANSITIONS = {1: "opened", 2: "half_open", 3: "closed"}
 #: A recent p50 must also exceed the normal by this many seconds to be flagged,
 #: so 1 ms -> 4 ms is not reported as a problem.
 MIN_LATENCY_EXCESS_S = 0.05
@@ -414,9 +412,9 @@ class ModelHealthMonitor:
         if not healthy:
             self._last_error[model.name] = f"health check failed: {why}"
             logger.info("health check of %s failed: %s", model.name, why)
-        code = registry.core.record_health_check(slot, healthy)
-        if code:
-            self.transition(model, TRANSITIONS[code])
+        transition = registry.core.record_health_check(slot, healthy)
+        if transition is not None:
+            self.transition(model, transition.state)
 
     async def _run(self) -> None:
         while True:

@@ -43,7 +43,7 @@ from orchestrator.models.explanation import (
     SelectionExplanation,
     explanation_of,
 )
-from orchestrator.models.health_monitor import TRANSITIONS, ModelHealthMonitor
+from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.selectors import (
     SELECTORS,
     CoreSelector,
@@ -635,7 +635,7 @@ class ModelRegistry:
             quality=quality,
             retry_after=retry_after,
         )
-        if transition or not success:  # success is a bool: the core checked it
+        if transition is not None or not success:  # success is a bool: the core checked it
             self._counted(model, transition, success, retry_after or 0.0, None)
 
     def _selected(self, selection: Union[Selection, str]) -> tuple[Model, int, int]:
@@ -656,7 +656,7 @@ class ModelRegistry:
     def _counted(
         self,
         model: Model,
-        transition: int,
+        transition: Optional[_core.Transition],
         success: bool,
         retry_after: float,
         error: Optional[BaseException],
@@ -674,8 +674,8 @@ class ModelRegistry:
                     cap,
                 )
             self.health_monitor.record_failure(model, error, min(retry_after, cap))
-        if transition:
-            self._transition(model, TRANSITIONS[transition])
+        if transition is not None:
+            self._transition(model, transition.state)
 
     def cancel(self, selection: Selection) -> None:
         """Release a selection that will get no outcome (for example, the
@@ -704,7 +704,7 @@ class ModelRegistry:
             if not isinstance(s, Selection):
                 raise TypeError(f"invalid selections: {s!r} is not a Selection")
         picked = [self._selected(s) for s in selections]
-        codes = self._core.report_many(
+        transitions = self._core.report_many(
             [slot for _, slot, _ in picked],
             [ticket for _, _, ticket in picked],
             successes,
@@ -715,9 +715,9 @@ class ModelRegistry:
             costs=costs,
             qualities=qualities,
         )
-        for (model, _, _), code in zip(picked, codes):
-            if code:
-                self._transition(model, TRANSITIONS[code])
+        for (model, _, _), transition in zip(picked, transitions):
+            if transition is not None:
+                self._transition(model, transition.state)
 
     # ----- the outcome sink of registered models ------------------------------
 

@@ -962,15 +962,13 @@ class SharedState:
         if slot is None or state not in ("opened", "closed"):
             return
         try:
-            code = self._core.record_health_check(slot, state == "closed")
+            transition = self._core.record_health_check(slot, state == "closed")
             model = self._core.model(slot)
         except ValueError:
             return
-        if code:
-            from orchestrator.models.health_monitor import TRANSITIONS
-
+        if transition is not None:
             # Tell the local monitor, but do not publish again.
-            self._registry.health_monitor.transition(model, TRANSITIONS[code])
+            self._registry.health_monitor.transition(model, transition.state)
 
     # ----- outage bookkeeping -------------------------------------------------
 

@@ -43,12 +43,14 @@ pub enum Transition {
 }
 
 impl Transition {
-    pub fn code(self) -> u8 {
+    /// The state a transition moves the breaker to, as health callbacks and
+    /// the shared state's messages name it; `None` when nothing changed.
+    pub fn state_name(self) -> Option<&'static str> {
         match self {
-            Transition::None => 0,
-            Transition::Opened => 1,
-            Transition::HalfOpened => 2,
-            Transition::Closed => 3,
+            Transition::None => None,
+            Transition::Opened => Some("opened"),
+            Transition::HalfOpened => Some("half_open"),
+            Transition::Closed => Some("closed"),
         }
     }
 }

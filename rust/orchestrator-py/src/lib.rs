@@ -10,6 +10,7 @@ mod hashing;
 mod held;
 mod request;
 mod selection;
+mod transition;
 
 mod router;
 
@@ -24,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<request::Outcome>()?;
     m.add_class::<explanation::Explanation>()?;
     m.add_class::<held::HeldTickets>()?;
+    m.add_class::<transition::Transition>()?;
     m.add("NoEligible", m.py().get_type::<errors::NoEligible>())?;
     m.add_function(wrap_pyfunction!(hashing::cache_key, m)?)?;
     m.add("CAPABILITY_NAMES", core::CAPABILITY_NAMES.to_vec())?;

@@ -22,6 +22,7 @@ use crate::errors::{to_py, NoEligible, StaleTicketError};
 use crate::explanation::Explanation;
 use crate::held;
 use crate::request::{outcome, Outcome, OutcomeFields, Request};
+use crate::transition::Transition as PyTransition;
 
 /// One model's deltas as `take_deltas` returns them.
 type DeltaRow = (u32, u64, u64, Vec<u64>, f64, f64, u64, u64, f64);
@@ -644,7 +645,7 @@ impl SelectionCore {
 
     /// Fold in the outcome of a selection of `model` in `slot` under
     /// `ticket` (0: none), its fields converted as `Outcome`'s; returns the
-    /// breaker transition code (0 none, 1 opened, 2 half-opened, 3 closed).
+    /// breaker's `Transition`, or `None` when it did not change.
     /// A stale ticket, or a model that is not the one in `slot`, raises
     /// `StaleTicketError` and changes nothing.
     #[pyo3(signature = (model, slot, ticket, success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None))]
@@ -663,7 +664,7 @@ impl SelectionCore {
         cost: Option<&Bound<'_, PyAny>>,
         quality: Option<&Bound<'_, PyAny>>,
         retry_after: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<u8> {
+    ) -> PyResult<Option<PyTransition>> {
         let outcome = outcome(
             success,
             latency,
@@ -688,18 +689,18 @@ impl SelectionCore {
         guard
             .table
             .report(slot, ticket, &outcome)
-            .map(Transition::code)
+            .map(PyTransition::of)
             .map_err(to_py)
     }
 
     /// Fold in a measured call's outcome: like `report`, except that a
     /// ticket that expired while the call ran still counts the outcome.
-    fn record(&self, slot: u32, ticket: u64, outcome: &Outcome) -> PyResult<u8> {
+    fn record(&self, slot: u32, ticket: u64, outcome: &Outcome) -> PyResult<Option<PyTransition>> {
         let ticket = (ticket != 0).then_some(ticket);
         self.lock()
             .table
             .record_call(slot, ticket, &outcome.inner)
-            .map(Transition::code)
+            .map(PyTransition::of)
             .map_err(to_py)
     }
 
@@ -710,8 +711,8 @@ impl SelectionCore {
     }
 
     /// Report many outcomes from equal-length sequences; every value is
-    /// converted and validated before any is applied. Returns the
-    /// transition codes.
+    /// converted and validated before any is applied. Returns each
+    /// outcome's `Transition` (`None` where the breaker did not change).
     #[pyo3(signature = (slots, tickets, successes, latencies, *, error_classes=None, input_tokens=None, output_tokens=None, costs=None, qualities=None))]
     #[allow(clippy::too_many_arguments)]
     fn report_many(
@@ -726,7 +727,7 @@ impl SelectionCore {
         output_tokens: Option<&Bound<'_, PyAny>>,
         costs: Option<&Bound<'_, PyAny>>,
         qualities: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<u8>> {
+    ) -> PyResult<Vec<Option<PyTransition>>> {
         let n = slots.len();
         let items = |v: Option<&Bound<'_, PyAny>>,
                      field: &'static str|
@@ -788,7 +789,7 @@ impl SelectionCore {
         self.lock()
             .table
             .report_many(&outcomes)
-            .map(|ts| ts.into_iter().map(Transition::code).collect())
+            .map(|ts| ts.into_iter().map(PyTransition::of).collect())
             .map_err(to_py)
     }
 
@@ -797,13 +798,18 @@ impl SelectionCore {
         self.lock().table.cancel(slot, ticket).map_err(to_py)
     }
 
-    /// Record an active health check's verdict; returns the transition code.
-    fn record_health_check(&self, slot: u32, healthy: &Bound<'_, PyAny>) -> PyResult<u8> {
+    /// Record an active health check's verdict; returns the breaker's
+    /// `Transition`, or `None`.
+    fn record_health_check(
+        &self,
+        slot: u32,
+        healthy: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<PyTransition>> {
         let healthy = convert::boolean(healthy, "healthy")?;
         self.lock()
             .table
             .record_health_check(slot, healthy)
-            .map(Transition::code)
+            .map(PyTransition::of)
             .map_err(to_py)
     }
 
