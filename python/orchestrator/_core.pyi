@@ -43,7 +43,9 @@ __all__ = [
 __version__: str
 CAPABILITY_NAMES: list[str]
 ERROR_CLASSES: list[str]
-STRATEGY_NAMES: list[str]
+#: ``(name, strategy, discount)`` of every name a registry accepts: one per
+#: strategy, and the ``discounted_*`` presets with their default discount.
+STRATEGY_NAMES: list[tuple[str, str, float]]
 STATS_COLUMNS: list[str]
 KEY_FORMAT_VERSION: int
 DEFAULT_INPUT_TOKENS: int

@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from orchestrator.models.failover import Attempt
 
 
+def did_you_mean(value: str, options: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``value``, or ``""``:
+    the hint of every error about an unknown enumerated value."""
+    close = difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
+    if not close:  # "cost_based" -> "cost": one is the start of the other
+        close = [o for o in options if o and (value.startswith(o) or o.startswith(value))][:1]
+    return f" (did you mean {close[0]!r}?)" if close and value else ""
+
+
 class OrchestratorError(Exception):
     """Base class of every error this library raises on purpose."""
 

@@ -27,14 +27,7 @@ from orchestrator.config.schema import (
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
 from orchestrator.models.health_monitor import ModelHealthMonitor
-from orchestrator.models.selectors import (
-    CostBasedSelector,
-    ModelSelector,
-    PerformanceSelector,
-    RewardWeights,
-    ThompsonSelector,
-    UCBModelSelector,
-)
+from orchestrator.models.selectors import SELECTORS, ModelSelector, RewardWeights
 
 logger = logging.getLogger(__name__)
 
@@ -133,18 +126,6 @@ class RegistryParts:
         return kwargs
 
 
-_SELECTORS: dict[str, Callable[..., ModelSelector]] = {
-    "ucb": UCBModelSelector,
-    "discounted_ucb": UCBModelSelector,
-    "thompson": ThompsonSelector,
-    "discounted_thompson": ThompsonSelector,
-    "performance": PerformanceSelector,
-    "cost": CostBasedSelector,
-}
-#: Discount of the ``discounted_*`` strategies when the file does not set one.
-DEFAULT_DISCOUNT = 0.999
-
-
 def build_selector(section: SelectionSection) -> ModelSelector:
     """The selector that ``[selection]`` declares (its parameters were
     checked against the strategy when the file was loaded)."""
@@ -152,9 +133,7 @@ def build_selector(section: SelectionSection) -> ModelSelector:
         include={"exploration_factor", "min_trials", "confidence_level", "discount"},
         exclude_none=True,
     )
-    if section.strategy.startswith("discounted_"):
-        params.setdefault("discount", DEFAULT_DISCOUNT)
-    return _SELECTORS[section.strategy](**params)
+    return SELECTORS[section.strategy](**params)
 
 
 def build_health_monitor(section: HealthSection) -> ModelHealthMonitor:

@@ -25,8 +25,8 @@ from orchestrator.config.schema import (
     SelectionSection,
     SimulatedOptions,
     StateSection,
-    did_you_mean,
 )
+from orchestrator.errors import did_you_mean
 from orchestrator.models.shared_connection import check_namespace, check_url
 
 #: Names that hold a credential (a key named ``<...>_env`` names a variable instead).

@@ -5,18 +5,19 @@ enumerated values suggest the closest valid one."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from typing import Annotated, Any, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from orchestrator import _core
 from orchestrator.core.model import CAPABILITY_NAMES
+from orchestrator.errors import did_you_mean
 from orchestrator.server.settings import ServerSettings
 
 #: Strategies of ``[selection] strategy``.
-STRATEGIES = ("ucb", "discounted_ucb", "thompson", "discounted_thompson", "cost", "performance")
+STRATEGIES = tuple(name for name, _, _ in _core.STRATEGY_NAMES)
 #: Backends of ``[cache] backend``.
 CACHE_BACKENDS = ("memory", "disk", "redis")
 #: Providers of ``[[models]] provider`` (their classes: ``building.PROVIDERS``).
@@ -29,14 +30,6 @@ MAX_SECONDS = 86_400.0
 MAX_TTL_SECONDS = 365 * 86_400.0
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def did_you_mean(value: str, options: tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest option, or ``""``."""
-    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
-    if not close:  # "cost_based" -> "cost": one is the start of the other
-        close = [o for o in options if o and (value.startswith(o) or o.startswith(value))][:1]
-    return f" (did you mean {close[0]!r}?)" if close and value else ""
 
 
 def _number_text(value: float) -> str:

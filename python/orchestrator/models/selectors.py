@@ -10,11 +10,13 @@ configuration loader can build selectors without it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from orchestrator import _core
+from orchestrator.errors import did_you_mean
 
 if TYPE_CHECKING:
     from orchestrator.core.model import Model, ModelConstraints
@@ -157,14 +159,25 @@ class PerformanceSelector(CoreSelector):
         super().__init__(min_trials=min_trials, discount=discount)
 
 
-SELECTORS: dict[str, Callable[[], ModelSelector]] = {
-    "ucb": UCBModelSelector,
-    "discounted_ucb": lambda: UCBModelSelector(discount=0.999),
-    "thompson": ThompsonSelector,
-    "discounted_thompson": lambda: ThompsonSelector(discount=0.999),
-    "cost": CostBasedSelector,
-    "cost_based": CostBasedSelector,
-    "performance": PerformanceSelector,
+#: The built-in selector class of each strategy the core scores.
+SELECTOR_CLASSES: dict[str, type[CoreSelector]] = {
+    str(cls.strategy): cls
+    for cls in (UCBModelSelector, ThompsonSelector, CostBasedSelector, PerformanceSelector)
+}
+
+
+def _named(strategy: str, discount: float) -> Callable[..., ModelSelector]:
+    """The selector class of ``strategy``, with ``discount`` as its default
+    when the name means one (keyword arguments still override it)."""
+    selector = SELECTOR_CLASSES[strategy]
+    return selector if discount == 1.0 else functools.partial(selector, discount=discount)
+
+
+#: Every name ``selection_strategy`` and ``[selection] strategy`` accept, as the
+#: core defines them (one per strategy, and the ``discounted_*`` presets), and
+#: the selector each builds (called with no argument: its defaults).
+SELECTORS: dict[str, Callable[..., ModelSelector]] = {
+    name: _named(strategy, discount) for name, strategy, discount in _core.STRATEGY_NAMES
 }
 
 
@@ -174,7 +187,8 @@ def selector_for(strategy: str) -> ModelSelector:
         return SELECTORS[strategy]()
     except KeyError:
         raise ValueError(
-            f"invalid selection_strategy: {strategy!r}; choose one of {', '.join(SELECTORS)}"
+            f"invalid selection_strategy: {strategy!r}{did_you_mean(strategy, list(SELECTORS))}; "
+            f"choose one of {', '.join(SELECTORS)}"
         ) from None
 
 

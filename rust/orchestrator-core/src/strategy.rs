@@ -30,26 +30,57 @@ pub enum Strategy {
 /// scores would stop being finite numbers.
 pub const MIN_DISCOUNT: f64 = 1e-6;
 
+/// A name `selection_strategy` (and the configuration's `[selection]
+/// strategy`) accepts: a strategy, and the discount it means when none is
+/// given. Each strategy has one name; `discounted_ucb` and
+/// `discounted_thompson` are UCB and Thompson sampling with
+/// [`PRESET_DISCOUNT`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StrategyName {
+    pub name: &'static str,
+    pub strategy: Strategy,
+    pub discount: f64,
+}
+
+/// The discount of the `discounted_*` names when none is given.
+pub const PRESET_DISCOUNT: f64 = 0.999;
+
+/// Every name a registry or configuration accepts for its strategy.
+pub const STRATEGY_NAMES: [StrategyName; 6] = [
+    StrategyName::of(Strategy::Ucb, "ucb", 1.0),
+    StrategyName::of(Strategy::Ucb, "discounted_ucb", PRESET_DISCOUNT),
+    StrategyName::of(Strategy::Thompson, "thompson", 1.0),
+    StrategyName::of(Strategy::Thompson, "discounted_thompson", PRESET_DISCOUNT),
+    StrategyName::of(Strategy::CostBased, "cost", 1.0),
+    StrategyName::of(Strategy::Performance, "performance", 1.0),
+];
+
+impl StrategyName {
+    const fn of(strategy: Strategy, name: &'static str, discount: f64) -> Self {
+        StrategyName {
+            name,
+            strategy,
+            discount,
+        }
+    }
+}
+
 impl Strategy {
-    /// Every strategy name and alias the library accepts, and its strategy.
-    pub const NAMES: [(&'static str, Strategy); 7] = [
-        ("ucb", Strategy::Ucb),
-        ("discounted_ucb", Strategy::Ucb),
-        ("thompson", Strategy::Thompson),
-        ("discounted_thompson", Strategy::Thompson),
-        ("cost", Strategy::CostBased),
-        ("cost_based", Strategy::CostBased),
-        ("performance", Strategy::Performance),
+    /// Every strategy, each known by [`Strategy::name`].
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Ucb,
+        Strategy::Thompson,
+        Strategy::CostBased,
+        Strategy::Performance,
     ];
 
-    /// The strategy a name or alias means.
+    /// The strategy of this name (one name per strategy: no aliases).
     pub fn from_name(name: &str) -> Result<Strategy, CoreError> {
-        Self::NAMES
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, strategy)| *strategy)
+        Self::ALL
+            .into_iter()
+            .find(|strategy| strategy.name() == name)
             .ok_or_else(|| {
-                let known: Vec<&str> = Self::NAMES.iter().map(|(n, _)| *n).collect();
+                let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
                 CoreError::invalid(
                     "strategy",
                     format!("{name:?}; choose one of {}", known.join(", ")),
@@ -189,12 +220,19 @@ mod tests {
     }
 
     #[test]
-    fn aliases_name_their_strategy() {
-        assert_eq!(Strategy::from_name("cost_based"), Ok(Strategy::CostBased));
-        assert_eq!(Strategy::from_name("discounted_ucb"), Ok(Strategy::Ucb));
-        assert!(Strategy::from_name("ubc")
-            .unwrap_err()
-            .to_string()
-            .contains("ucb"));
+    fn each_strategy_has_one_name() {
+        for strategy in Strategy::ALL {
+            assert_eq!(Strategy::from_name(strategy.name()), Ok(strategy));
+        }
+        for alias in ["cost_based", "discounted_ucb", "ubc"] {
+            let err = Strategy::from_name(alias).unwrap_err().to_string();
+            assert!(err.contains(alias) && err.contains("ucb, thompson, cost, performance"));
+        }
+        let names: Vec<&str> = STRATEGY_NAMES.iter().map(|n| n.name).collect();
+        assert!(!names.contains(&"cost_based"));
+        for named in STRATEGY_NAMES {
+            let config = StrategyConfig::new(named.strategy, 2.0, 5, 0.95, named.discount);
+            assert!(config.is_ok(), "{} is valid", named.name);
+        }
     }
 }

@@ -32,9 +32,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ERROR_CLASSES", core::ERROR_CLASSES.to_vec())?;
     m.add(
         "STRATEGY_NAMES",
-        core::Strategy::NAMES
+        core::strategy::STRATEGY_NAMES
             .iter()
-            .map(|(n, _)| *n)
+            .map(|n| (n.name, n.strategy.name(), n.discount))
             .collect::<Vec<_>>(),
     )?;
     m.add("STATS_COLUMNS", Table::STATS_COLUMNS.to_vec())?;

@@ -28,16 +28,8 @@ DEFAULT_PLOT = Path("orchestrator-simulation.png")
 DEFAULT_SEED = 0
 
 
-def _strategy_names() -> list[str]:
-    """Registry strategies, one name per selector class (aliases are not listed),
-    then the simulation's own baselines."""
-    first_name: dict[object, str] = {}
-    for name, selector in SELECTORS.items():
-        first_name.setdefault(selector, name)
-    return [*first_name.values(), "random", "oracle"]
-
-
-STRATEGIES = _strategy_names()
+#: The registry's strategy names, then the simulation's own baselines.
+STRATEGIES = [*SELECTORS, "random", "oracle"]
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
