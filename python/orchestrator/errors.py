@@ -9,13 +9,20 @@ Registry errors: the Rust core raises :class:`StaleTicketError`,
 :class:`UnknownSlotError` and :class:`DuplicateModelError` itself (it imports
 them from here), so callers catch by type and never parse a message.
 Invalid arguments are ``ValueError``/``TypeError`` naming the field and value.
+
+The errors of the configuration, the shared state, the cache's stores, the
+CLI, the gateway and the evaluation are defined here too (and re-exported by
+the modules that raise them, so their old import paths keep working). This
+module imports nothing else of the package, so any module may import it.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Optional, Union
 
 if TYPE_CHECKING:
     from orchestrator.models.explanation import SelectionExplanation
@@ -215,6 +222,109 @@ class FailoverExhaustedError(FailoverError):
 
 class FailoverTimeoutError(FailoverError, TimeoutError):
     """The request's total ``deadline`` passed."""
+
+
+# ----- configuration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem: where (file, line, dotted key) and what, in our words."""
+
+    message: str
+    path: Optional[str] = None
+    line: Optional[int] = None
+    key: Optional[str] = None
+
+    def __str__(self) -> str:
+        """``file:line: key: problem`` (the parts that are known)."""
+        where = self.path or ""
+        if where and self.line is not None:
+            where = f"{where}:{self.line}"
+        return ": ".join(part for part in (where, self.key, self.message) if part)
+
+
+class ConfigError(OrchestratorError):
+    """A configuration file is missing, unreadable, malformed or invalid.
+
+    ``problems`` holds every problem found, each a line ``file:line: key:
+    problem``; ``str(error)`` is those lines joined by newlines (one line when
+    there is one problem). ``path``, ``line``, ``key`` and ``problem`` describe
+    the first problem.
+    """
+
+    def __init__(
+        self,
+        problem: Union[str, list[ConfigProblem]],
+        *,
+        path: Optional[Union[str, os.PathLike[str]]] = None,
+        key: Optional[str] = None,
+        line: Optional[int] = None,
+    ) -> None:
+        if isinstance(problem, str):
+            shown = None if path is None else str(path)
+            items = [ConfigProblem(problem, shown, line, key)]
+        else:
+            items = list(problem)
+        if not items:
+            raise ValueError("a ConfigError needs at least one problem")
+        self.items = items
+        self.problems = [str(item) for item in items]
+        first = items[0]
+        self.path, self.line, self.key, self.problem = (
+            first.path,
+            first.line,
+            first.key,
+            first.message,
+        )
+        super().__init__("\n".join(self.problems))
+
+
+# ----- shared state and the cache's stores -----------------------------------------
+
+
+class SharedStateError(OrchestratorError):
+    """The shared state cannot be used as configured (bad URL, namespace,
+    credentials, or a namespace written with another format or discount)."""
+
+
+class StateVersionError(SharedStateError):
+    """The namespace in Redis was written by another format version."""
+
+
+class BackendUnavailable(Exception):
+    """A cache store is known to be down; the call was not attempted (a
+    store's signal to the cache, which then goes on without it)."""
+
+
+class CorruptEntry(Exception):
+    """A stored cache entry could not be read back; it must be treated as a miss."""
+
+
+# ----- command line, gateway, evaluation -------------------------------------------
+
+
+class CLIError(OrchestratorError):
+    """An error a command reports as one line, with its exit ``code``."""
+
+    #: The exit code when none is given: the request failed.
+    FAILED: ClassVar[int] = 1
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ServeError(OrchestratorError):
+    """The gateway cannot start as asked (the message says why and what to do)."""
+
+
+class KeyConfigurationError(OrchestratorError, ValueError):
+    """A configured gateway key cannot be used (its variable is unset or empty)."""
+
+
+class EvalError(OrchestratorError, ValueError):
+    """A bad evaluation table, cost or protocol setting; the message names it."""
 
 
 def error_class_of(exc: BaseException) -> str:

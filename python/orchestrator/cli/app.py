@@ -22,8 +22,9 @@ from rich.logging import RichHandler
 from orchestrator import DISTRIBUTION, __version__
 from orchestrator.cli.output import console, err_console
 from orchestrator.config import DEFAULT_CONFIG_NAME, LoadedConfig
+from orchestrator.errors import CLIError as CLIError
 
-EXIT_FAILED = 1
+EXIT_FAILED = CLIError.FAILED
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_INTERRUPTED = 130
@@ -44,14 +45,6 @@ cache_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(cache_app, name="cache")
-
-
-class CLIError(Exception):
-    """An error the command reports as one line, with an exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass

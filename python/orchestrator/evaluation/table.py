@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-
-class EvalError(ValueError):
-    """A bad evaluation table, cost or protocol setting; the message names it."""
+from orchestrator.errors import EvalError as EvalError
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from orchestrator import _core
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import SharedStateError, StateVersionError
 from orchestrator.models import shared_scripts as scripts
 from orchestrator.models.shared_connection import (
     CLUSTER_SCHEMES,
@@ -161,15 +161,6 @@ _INT_SUFFIXES = (
 )
 _DISC_SUFFIXES = ("n", "reward_sum", "reward_sq_sum")
 _CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-
-class SharedStateError(OrchestratorError):
-    """The shared state cannot be used as configured (bad URL, namespace,
-    credentials, or a namespace written with another format or discount)."""
-
-
-class StateVersionError(SharedStateError):
-    """The namespace in Redis was written by another format version."""
 
 
 def read_fleet_rows(

@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+from orchestrator.errors import KeyConfigurationError as KeyConfigurationError
 from orchestrator.server.settings import ApiKeyEntry
-
-
-class KeyConfigurationError(ValueError):
-    """A configured key cannot be used (its variable is unset or empty)."""
 
 
 @dataclass(frozen=True)

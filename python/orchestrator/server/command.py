@@ -27,7 +27,7 @@ from orchestrator.config import (
     registry_parts,
     state_url_of,
 )
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ServeError as ServeError
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.app import Gateway
 from orchestrator.server.auth import KeyChecker
@@ -35,10 +35,6 @@ from orchestrator.server.settings import ServerSettings
 
 #: How the parent tells its workers which configuration to load.
 CONFIG_ENV = "ORCHESTRATOR_SERVE_CONFIG"
-
-
-class ServeError(OrchestratorError):
-    """The gateway cannot start as asked (the message says why and what to do)."""
 
 
 def _loaded(config_path: Optional[str]) -> LoadedConfig:

@@ -6,9 +6,7 @@ import abc
 from collections.abc import Sequence
 from typing import Optional
 
-
-class BackendUnavailable(Exception):
-    """The store is known to be down; the call was not attempted."""
+from orchestrator.errors import BackendUnavailable as BackendUnavailable
 
 
 class Backend(abc.ABC):

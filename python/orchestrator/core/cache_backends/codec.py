@@ -15,6 +15,8 @@ import struct
 import zlib
 from typing import Any, Optional
 
+from orchestrator.errors import CorruptEntry as CorruptEntry
+
 MAGIC = b"OC"
 FORMAT = 1
 _HEADER = struct.Struct(">2sBcI")
@@ -34,10 +36,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 def zstd_available() -> bool:
     """Whether the ``zstandard`` package is installed."""
     return _zstd is not None
-
-
-class CorruptEntry(Exception):
-    """A stored entry could not be read back; it must be treated as a miss."""
 
 
 class Codec:
