@@ -48,7 +48,7 @@ class BenchModel(Model):
         return True
 
 
-def python_key(model: str, provider: str, prompt: str, params: dict[str, Any], ns: str) -> str:
+def python_key(model: str, provider: str, prompt: Any, params: dict[str, Any], ns: str) -> str:
     payload = json.dumps([ns, provider, model, prompt, params], sort_keys=True)
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
@@ -77,6 +77,25 @@ def test_key_python_blake2b(benchmark: Any) -> None:
 @pytest.mark.benchmark(group="key-4KB-prompt")
 def test_key_python_sha256(benchmark: Any) -> None:
     assert len(benchmark(python_key_sha256, "gpt-4o", "openai", PROMPT, PARAMS, "default")) == 64
+
+
+#: A chat of 20 short messages: many small values, so the walk (not the hashing
+#: of one long string) is what is measured.
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: " + "word " * 20}
+    for i in range(20)
+]
+
+
+@pytest.mark.benchmark(group="key-20-messages")
+def test_key_rust_core_messages(benchmark: Any) -> None:
+    key = benchmark(_core.cache_key, "gpt-4o", "openai", MESSAGES, PARAMS, "default")
+    assert len(key) == 32
+
+
+@pytest.mark.benchmark(group="key-20-messages")
+def test_key_python_blake2b_messages(benchmark: Any) -> None:
+    assert len(benchmark(python_key, "gpt-4o", "openai", MESSAGES, PARAMS, "default")) == 32
 
 
 # ----- hits ----------------------------------------------------------------------------------
