@@ -1,102 +1,85 @@
-//! `cache_key`: the canonical walk over a request's Python values, feeding
-//! the core's hasher.
+//! `cache_key`: a request's Python values written to the core's canonical
+//! encoder. Only conversion happens here; which values are accepted, how maps
+//! are ordered and how deep values may nest are the core's rules
+//! (`orchestrator_core::hash`).
 
-use orchestrator_core as core;
+use std::borrow::Cow;
+
+use orchestrator_core::hash::{self, Canonical, Encoder, Unhashable};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// Where a value sits in the request, built only when hashing fails.
-struct HashFailure {
-    path: Vec<String>,
-    error: PyErr,
+/// A Python error met while converting, as the core's failure (a
+/// `TypeError` stays a type error).
+fn failed(err: PyErr) -> Unhashable {
+    Python::attach(|py| {
+        let reason = err.value(py).to_string();
+        if err.is_instance_of::<PyTypeError>(py) {
+            Unhashable::wrong_type(reason)
+        } else {
+            Unhashable::bad_value(reason)
+        }
+    })
 }
 
-impl HashFailure {
-    fn new(error: PyErr) -> Self {
-        HashFailure {
-            path: Vec::new(),
-            error,
-        }
-    }
+/// A Python value of a request, as the core's encoder takes it.
+struct Value<'py>(Bound<'py, PyAny>);
 
-    fn at(mut self, segment: String) -> Self {
-        self.path.push(segment);
-        self
+impl Canonical for Value<'_> {
+    fn write(&self, out: &mut Encoder) -> Result<(), Unhashable> {
+        let value = &self.0;
+        if value.is_none() {
+            out.none();
+        } else if let Ok(b) = value.cast::<PyBool>() {
+            out.bool(b.is_true());
+        } else if let Ok(s) = value.cast::<PyString>() {
+            out.str(&s.to_cow().map_err(failed)?);
+        } else if let Ok(i) = value.cast::<PyInt>() {
+            match i.extract::<i64>() {
+                Ok(n) => out.int(n),
+                Err(_) => out.integer(&i.str().map_err(failed)?.to_cow().map_err(failed)?)?,
+            }
+        } else if let Ok(f) = value.cast::<PyFloat>() {
+            out.float(f.value())?;
+        } else if let Ok(b) = value.cast::<PyBytes>() {
+            out.bytes(b.as_bytes());
+        } else if let Ok(d) = value.cast::<PyDict>() {
+            let mut entries = Vec::with_capacity(d.len());
+            for (k, v) in d.iter() {
+                let Ok(key) = k.cast::<PyString>() else {
+                    let shown = k.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string());
+                    return Err(Unhashable::wrong_type(format!(
+                        "has a non-string key {shown}"
+                    )));
+                };
+                let key = Cow::Owned(key.to_cow().map_err(failed)?.into_owned());
+                entries.push((key, Value(v)));
+            }
+            out.map(&mut entries)?;
+        } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+            let len = value.len().map_err(failed)?;
+            let items = value.try_iter().map_err(failed)?;
+            out.list(len, items.map(|item| item.map(Value).map_err(failed)))?;
+        } else if value.hasattr("model_dump").unwrap_or(false) {
+            // A pydantic model is its JSON dump, at its own depth.
+            let kwargs = PyDict::new(value.py());
+            kwargs.set_item("mode", "json").map_err(failed)?;
+            let dumped = value
+                .call_method("model_dump", (), Some(&kwargs))
+                .map_err(failed)?;
+            Value(dumped).write(out)?;
+        } else {
+            let type_name = value
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            return Err(Unhashable::wrong_type(format!(
+                "has a value of type {type_name}; use str, int, float, bool, None, bytes, list, tuple, dict or a pydantic model"
+            )));
+        }
+        Ok(())
     }
-}
-
-const MAX_DEPTH: usize = 64;
-
-fn hash_value(
-    h: &mut core::hash::KeyHasher,
-    value: &Bound<'_, PyAny>,
-    depth: usize,
-) -> Result<(), HashFailure> {
-    if depth > MAX_DEPTH {
-        return Err(HashFailure::new(PyValueError::new_err(format!(
-            "nested deeper than {MAX_DEPTH} levels"
-        ))));
-    }
-    if value.is_none() {
-        h.none();
-    } else if let Ok(b) = value.cast::<PyBool>() {
-        h.bool(b.is_true());
-    } else if let Ok(s) = value.cast::<PyString>() {
-        h.str(&s.to_cow().map_err(HashFailure::new)?);
-    } else if let Ok(i) = value.cast::<PyInt>() {
-        match i.extract::<i64>() {
-            Ok(n) => h.int(n),
-            Err(_) => h.big_int(&i.str().map_err(HashFailure::new)?.to_string()),
-        }
-    } else if let Ok(f) = value.cast::<PyFloat>() {
-        let v = f.value();
-        h.float(v, "value").map_err(|_| {
-            HashFailure::new(PyValueError::new_err(format!("{v} is not a finite number")))
-        })?;
-    } else if let Ok(b) = value.cast::<PyBytes>() {
-        h.bytes(b.as_bytes());
-    } else if let Ok(d) = value.cast::<PyDict>() {
-        let mut entries: Vec<(String, Bound<'_, PyAny>)> = Vec::with_capacity(d.len());
-        for (k, v) in d.iter() {
-            let key = k.cast::<PyString>().map_err(|_| {
-                HashFailure::new(PyTypeError::new_err(format!(
-                    "has a non-string key {}",
-                    k.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
-                )))
-            })?;
-            entries.push((key.to_cow().map_err(HashFailure::new)?.into_owned(), v));
-        }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        h.map(entries.len());
-        for (k, v) in &entries {
-            h.str(k);
-            hash_value(h, v, depth + 1).map_err(|f| f.at(format!("[{k:?}]")))?;
-        }
-    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
-        let len = value.len().map_err(HashFailure::new)?;
-        h.list(len);
-        for (i, item) in value.try_iter().map_err(HashFailure::new)?.enumerate() {
-            let item = item.map_err(HashFailure::new)?;
-            hash_value(h, &item, depth + 1).map_err(|f| f.at(format!("[{i}]")))?;
-        }
-    } else if value.hasattr("model_dump").unwrap_or(false) {
-        let kwargs = PyDict::new(value.py());
-        kwargs.set_item("mode", "json").map_err(HashFailure::new)?;
-        let dumped = value
-            .call_method("model_dump", (), Some(&kwargs))
-            .map_err(HashFailure::new)?;
-        hash_value(h, &dumped, depth + 1)?;
-    } else {
-        let type_name = value
-            .get_type()
-            .name()
-            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
-        return Err(HashFailure::new(PyTypeError::new_err(format!(
-            "has a value of type {type_name}; use str, int, float, bool, None, bytes, list, tuple, dict or a pydantic model"
-        ))));
-    }
-    Ok(())
 }
 
 /// A stable 128-bit cache key, as 32 hex digits, over the model identity,
@@ -111,29 +94,11 @@ pub fn cache_key(
     params: Option<&Bound<'_, PyAny>>,
     namespace: &str,
 ) -> PyResult<String> {
-    let mut h = core::hash::KeyHasher::new();
-    h.str(namespace);
-    h.str(provider);
-    h.str(model);
-    let describe = |name: &str, f: HashFailure| {
-        let mut path = name.to_owned();
-        for seg in f.path.iter().rev() {
-            path.push_str(seg);
-        }
-        let message = format!(
-            "cannot hash {path} for a cache key: {}",
-            f.error.value(prompt.py())
-        );
-        if f.error.is_instance_of::<PyTypeError>(prompt.py()) {
-            PyTypeError::new_err(message)
-        } else {
-            PyValueError::new_err(message)
-        }
-    };
-    hash_value(&mut h, prompt, 0).map_err(|f| describe("prompt", f))?;
-    match params {
-        Some(p) => hash_value(&mut h, p, 0).map_err(|f| describe("params", f))?,
-        None => h.map(0),
+    let prompt = Value(prompt.clone());
+    let params = params.map(|p| Value(p.clone()));
+    match hash::cache_key(namespace, provider, model, &prompt, params.as_ref()) {
+        Ok(key) => Ok(hash::to_hex(key)),
+        Err(failure) if failure.wrong_type => Err(PyTypeError::new_err(failure.to_string())),
+        Err(failure) => Err(PyValueError::new_err(failure.to_string())),
     }
-    Ok(core::hash::to_hex(h.finish()))
 }
