@@ -12,6 +12,12 @@
 //! when every breaker is open. HalfOpen -> Closed after `recovery_threshold`
 //! consecutive successes; a failure while half-open opens it again with a
 //! longer cool-down.
+//!
+//! While half-open, one call at a time probes the model: `probe` is the
+//! ticket of the call that started probing (a measured call took its held
+//! ticket, or a caller took a selection to call the provider itself). It
+//! counts only while that ticket is live, so a selection never called, or
+//! cancelled, expired or superseded, blocks no probe.
 
 use crate::error::{non_negative, CoreError};
 
@@ -130,6 +136,9 @@ pub struct Breaker {
     /// Moving average of the failure indicator.
     pub error_rate: f64,
     pub outcomes_seen: u64,
+    /// The ticket of the half-open probe call in flight, if one started (it
+    /// counts while that ticket is live; see the module docs).
+    pub probe: Option<u64>,
 }
 
 impl Default for Breaker {
@@ -143,6 +152,7 @@ impl Default for Breaker {
             quiet_until: 0.0,
             error_rate: 0.0,
             outcomes_seen: 0,
+            probe: None,
         }
     }
 }

@@ -125,22 +125,30 @@ impl Inner {
             .expect("an active slot has its object")
     }
 
-    /// Select for `request`, or explain why nothing is eligible.
+    /// Select for `request`, or explain why nothing is eligible. `calling`:
+    /// the caller calls the provider itself, so the call starts now (a
+    /// ticket held for the task starts its call when the model takes it).
     fn select(
         &mut self,
         py: Python<'_>,
         request: &Request,
+        calling: bool,
     ) -> PyResult<Result<Picked, Explanation>> {
         let c = request
             .resolve(&self.table)
             .map_err(|n| unknown_excluded(&n))?;
         match self.table.select(&c) {
-            Some(sel) => Ok(Ok(Picked {
-                model: self.object(py, sel.slot),
-                slot: sel.slot,
-                ticket: sel.ticket,
-                probe: (sel.transition == Transition::HalfOpened).then_some(sel.fallback_open),
-            })),
+            Some(sel) => {
+                if calling {
+                    self.table.start_call(sel.slot, sel.ticket).map_err(to_py)?;
+                }
+                Ok(Ok(Picked {
+                    model: self.object(py, sel.slot),
+                    slot: sel.slot,
+                    ticket: sel.ticket,
+                    probe: (sel.transition == Transition::HalfOpened).then_some(sel.fallback_open),
+                }))
+            }
             None => Ok(Err(Explanation::of(py, &self.table, &self.models, &c))),
         }
     }
@@ -258,7 +266,7 @@ impl SelectionCore {
 
     /// Select for `request` and hold the ticket for this task.
     fn select_and_hold(&self, py: Python<'_>, request: &Request) -> PyResult<Py<PyAny>> {
-        let selected = self.lock().select(py, request)?; // the lock is released here
+        let selected = self.lock().select(py, request, false)?; // the lock is released here
         let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
         if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
             // An earlier unused selection of this model in this task: release it.
@@ -577,7 +585,7 @@ impl SelectionCore {
             ],
             constraints,
         )?;
-        let selected = self.lock().select(py, &request)?; // the lock is released here
+        let selected = self.lock().select(py, &request, true)?; // the lock is released here
         let picked = selected.map_err(|e| self.no_eligible(py, e, &request))?;
         self.announce(py, &picked)?;
         Ok((picked.model, picked.slot, picked.ticket))
@@ -706,8 +714,14 @@ impl SelectionCore {
 
     /// Take this task's held ticket for `slot` (0 when none), for the call
     /// that is about to run.
+    /// Its call starts now: while the breaker is half-open it is the probe.
     fn take_held(&self, py: Python<'_>, slot: u32) -> PyResult<u64> {
-        Ok(held::take(py, self.id, slot)?.unwrap_or(0))
+        let Some(ticket) = held::take(py, self.id, slot)? else {
+            return Ok(0);
+        };
+        // The model may have been unregistered since: then nothing starts.
+        let _ = self.lock().table.start_call(slot, ticket);
+        Ok(ticket)
     }
 
     /// Report many outcomes from equal-length sequences; every value is

@@ -447,10 +447,43 @@ impl Table {
         }
         let half_open = breaker.state == BreakerState::HalfOpen
             || (breaker.state == BreakerState::Open && now >= breaker.open_until);
-        if half_open && self.pending[i] > 0 {
+        if half_open && self.probe_in_flight(i, now) {
             return Err(Rejection::ProbeInFlight);
         }
         Ok(cost)
+    }
+
+    /// Whether ticket `number` is live for slot `i` at `now` (issued for the
+    /// model now registered there, neither taken nor past its timeout).
+    fn ticket_live(&self, i: usize, number: u64, now: f64) -> bool {
+        self.tickets.get(number).is_some_and(|t| {
+            t.slot as usize == i
+                && t.generation == self.generation[i]
+                && now - t.issued_at <= self.pending_timeout_s
+        })
+    }
+
+    /// Whether a half-open probe call of slot `i` is in flight: one started
+    /// and its ticket is still live.
+    fn probe_in_flight(&self, i: usize, now: f64) -> bool {
+        self.breakers[i]
+            .probe
+            .is_some_and(|number| self.ticket_live(i, number, now))
+    }
+
+    /// A call of `slot` under `ticket` starts now: a measured call took its
+    /// held ticket, or a caller took a selection to call the provider
+    /// itself. While the breaker is half-open and no probe is in flight, this
+    /// call is the probe: other selections wait for its outcome (or for its
+    /// ticket to be cancelled or to expire). A stale ticket starts nothing.
+    pub fn start_call(&mut self, slot: u32, ticket: u64) -> Result<(), CoreError> {
+        let i = self.check_slot(slot)?;
+        let now = self.now();
+        let half_open = self.breakers[i].state == BreakerState::HalfOpen;
+        if half_open && self.ticket_live(i, ticket, now) && !self.probe_in_flight(i, now) {
+            self.breakers[i].probe = Some(ticket);
+        }
+        Ok(())
     }
 
     /// Whether slot `i` still owes forced trials, its estimate and its
@@ -652,8 +685,10 @@ impl Table {
     }
 
     /// Select for `count` requests at once (at most [`MAX_SELECT_MANY`]);
-    /// each selection sees the ones before it as pending. Stops early if no
-    /// model is eligible.
+    /// each selection sees the ones before it as pending. The caller calls
+    /// the providers itself, so each selection's call starts at once (see
+    /// [`Table::start_call`]: at most one probes a half-open model). Stops
+    /// early if no model is eligible.
     pub fn select_many(
         &mut self,
         c: &Constraints,
@@ -668,7 +703,10 @@ impl Table {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             match self.select(c) {
-                Some(sel) => out.push(sel),
+                Some(sel) => {
+                    self.start_call(sel.slot, sel.ticket)?;
+                    out.push(sel);
+                }
                 None => break,
             }
         }
