@@ -14,6 +14,7 @@ from redis.crc import key_slot
 
 from orchestrator.models.model_registry import ModelRegistry, UCBModelSelector
 from orchestrator.models.shared_state import (
+    FORMAT_VERSION,
     SharedState,
     SharedStateError,
     StateVersionError,
@@ -103,7 +104,7 @@ def test_keys_share_one_cluster_slot(redis_server: RedisServer, namespace: str) 
     }
     assert len({key_slot(k.encode()) for k in keys}) == 1  # the {namespace} hash tag
     meta = client.hgetall(f"orchestrator:{{{namespace}}}:meta")
-    assert meta[b"version"] == b"1"
+    assert meta[b"version"] == str(FORMAT_VERSION).encode()
     client.close()
     shared_of(registry).close()
 

@@ -18,6 +18,15 @@ no ':'). A missing ledger whose marker is still in the totals means the
 totals kept that worker's share: RESTORE rebuilds the ledger without moving
 the totals (``rebuilt``), or, when the marker names another seq than the
 worker's, says the share is ``unknown`` instead of counting it as zero.
+
+The discounted sums (``orchestrator:{ns}:discounted``) are a key of their own,
+so Redis may lose or roll back that hash alone too. It therefore describes
+itself the same way: next to each sum it holds, per worker, that worker's
+share (``w/<ledger>/<field>``) and the seq of its last batch it holds
+(``seq/<ledger>``). A worker whose marker there is not its ledger's seq knows
+the hash lost some of its batches, and RESTORE moves each sum by (the worker's
+share - the share the hash holds): exact for a hash that is gone or older,
+and idempotent.
 """
 
 from __future__ import annotations
@@ -40,10 +49,13 @@ return redis.call('HMGET', KEYS[1], 'version', 'epoch', 'discount', 'bucket_seco
                   'ref_bucket')
 """
 
-# The field of the totals that holds the seq of the last batch of the ledger
-# KEYS[LEDGER] they hold. Shared by APPLY, RESTORE and FORGET.
+# The field of the totals (and of the discounted sums) that holds the seq of
+# the last batch of the ledger KEYS[LEDGER] they hold, and the prefix of that
+# worker's share of each discounted sum. Shared by APPLY, RESTORE and FORGET.
 _MARKER = """
-local marker = 'seq/' .. (string.gsub(KEYS[LEDGER], ':', '/'))
+local worker_tag = (string.gsub(KEYS[LEDGER], ':', '/'))
+local marker = 'seq/' .. worker_tag
+local share_of = 'w/' .. worker_tag .. '/'
 """
 
 # Shared by APPLY and RESTORE: read the meta, rebase the discounted sums when
@@ -56,6 +68,7 @@ _PRELUDE = (
     _MARKER.replace("LEDGER", "4")
     + """
 local held_seq = tonumber(redis.call('HGET', KEYS[2], marker) or '0')
+local disc_seq = tonumber(redis.call('HGET', KEYS[3], marker) or '0')
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'discount', 'bucket_seconds', 'ref_bucket')
 if meta[1] ~= ARGV[1] then return {'reset'} end
 local lambda = tonumber(meta[2])
@@ -69,7 +82,8 @@ if same then stored_seq = tonumber(led[2]) end
 local function rebase(key, prefix, f)
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
-    if prefix == '' or string.sub(all[i], 1, #prefix) == prefix then
+    local counted = string.sub(all[i], 1, 4) ~= 'seq/'
+    if counted and (prefix == '' or string.sub(all[i], 1, #prefix) == prefix) then
       redis.call('HSET', key, all[i], string.format('%.17g', tonumber(all[i + 1]) * f))
     end
   end
@@ -107,7 +121,8 @@ APPLY = (
     + """
 local seq = tonumber(ARGV[2])
 if stored_seq >= seq then return {'dup', led[4]} end
-if stored_seq < seq - 1 or (not same and held_seq > 0) then
+local disc_behind = same and lambda < 1 and disc_seq ~= stored_seq
+if stored_seq < seq - 1 or (not same and held_seq > 0) or disc_behind then
   return {'behind', string.format('%d', stored_seq)}
 end
 prepare()
@@ -116,6 +131,7 @@ if lambda < 1 then factor = math.pow(lambda, ref - now_b) end
 local record = string.format('%d %.17g', ref, factor)
 redis.call('HSET', KEYS[4], 'seq', ARGV[2], 'last', record)
 redis.call('HSET', KEYS[2], marker, ARGV[2])
+if lambda < 1 then redis.call('HSET', KEYS[3], marker, ARGV[2]) end
 local i = 4
 local function add_to_totals_and_ledger(command)
   local n = tonumber(ARGV[i]); i = i + 1
@@ -131,6 +147,7 @@ local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local v = string.format('%.17g', tonumber(ARGV[i + 1]) * factor)
   redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], v)
+  redis.call('HINCRBYFLOAT', KEYS[3], share_of .. ARGV[i], v)
   redis.call('HINCRBYFLOAT', KEYS[4], 'd:' .. ARGV[i], v)
   i = i + 2
 end
@@ -146,10 +163,13 @@ return {'ok', record}
 # (sent - ledger) and the ledger becomes the sent values. A missing ledger
 # counts as zero only when the totals hold none of this worker's batches (no
 # marker); with a marker the totals kept its share, so only the ledger is
-# rebuilt. Returns 'reset' when the epoch is gone, else the status
-# ('restored'; 'rebuilt': the ledger alone was lost; 'unknown': it was lost and
-# the totals hold batches up to another seq than the worker's, so its share
-# is not known), the number of requests put back, and the ref bucket.
+# rebuilt. A discounted sum moves by (sent - the worker's share the discounted
+# hash holds), so a discounted hash lost or rolled back alone is repaired too.
+# Returns 'reset' when the epoch is gone, else the status ('restored';
+# 'rebuilt': the ledger alone was lost; 'unknown': it was lost and the totals
+# hold batches up to another seq than the worker's, so its share is not
+# known), the number of requests put back, the ref bucket, and '1' when the
+# discounted hash had lost some of this worker's share ('0' otherwise).
 RESTORE = (
     _PRELUDE
     + """
@@ -164,18 +184,31 @@ if had then
   local all = redis.call('HGETALL', KEYS[4])
   for i = 1, #all, 2 do stored[all[i]] = tonumber(all[i + 1]) end
 end
+local disc_lost = 0
+local function move_discounted(field, wanted)
+  local name = string.sub(field, 3)
+  local held = tonumber(redis.call('HGET', KEYS[3], share_of .. name) or '0')
+  local diff = wanted - held
+  if diff == 0 then return end
+  if math.abs(diff) > 1e-9 * math.max(math.abs(wanted), 1) then disc_lost = 1 end
+  redis.call('HINCRBYFLOAT', KEYS[3], name, string.format('%.17g', diff))
+  if wanted == 0 then
+    redis.call('HDEL', KEYS[3], share_of .. name)
+  else
+    redis.call('HSET', KEYS[3], share_of .. name, string.format('%.17g', wanted))
+  end
+end
 local bookkeeping = {epoch = true, seq = true, ref = true, last = true}
 local sent = {}
 local lost = 0
 local function move(field, wanted, integer)
   sent[field] = true
+  if string.sub(field, 1, 2) == 'd:' then move_discounted(field, wanted) end
   local diff = wanted - (stored[field] or 0)
   if diff == 0 then return end
   local function move_totals()
-    if kept then return end  -- the totals still hold this share
-    if string.sub(field, 1, 2) == 'd:' then
-      redis.call('HINCRBYFLOAT', KEYS[3], string.sub(field, 3), string.format('%.17g', diff))
-    elseif integer then
+    if kept or string.sub(field, 1, 2) == 'd:' then return end  -- kept, or moved above
+    if integer then
       redis.call('HINCRBY', KEYS[2], field, string.format('%d', diff))
       if string.sub(field, -9) == ':requests' then lost = lost + diff end
     else
@@ -209,7 +242,8 @@ for f, _ in pairs(stored) do
 end
 redis.call('HSET', KEYS[4], 'seq', ARGV[2])
 redis.call('HSET', KEYS[2], marker, ARGV[2])
-return {status, string.format('%d', lost), string.format('%d', ref)}
+if lambda < 1 then redis.call('HSET', KEYS[3], marker, ARGV[2]) end
+return {status, string.format('%d', lost), string.format('%d', ref), string.format('%d', disc_lost)}
 """
 )
 
@@ -230,16 +264,28 @@ redis.call('HDEL', KEYS[2], unpack(disc))
 for _, ledger in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   redis.call('HDEL', ledger, unpack(totals))
   redis.call('HDEL', ledger, unpack(dled))
+  local shares = {}
+  local tag = (string.gsub(ledger, ':', '/'))
+  for _, f in ipairs(disc) do shares[#shares + 1] = 'w/' .. tag .. '/' .. f end
+  redis.call('HDEL', KEYS[2], unpack(shares))
 end
 return 1
 """
 
 # Forgets a ledger that no worker will restore any more (its worker closed, or
-# its spool was delivered), and its marker in the totals. KEYS: ledger,
-# workers set, totals.
+# its spool was delivered), its marker in the totals, and its marker and shares
+# in the discounted sums (its outcomes stay in both). KEYS: ledger, workers
+# set, totals, discounted sums.
 FORGET = (
     _MARKER.replace("LEDGER", "1")
     + """
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'd:' then
+    redis.call('HDEL', KEYS[4], share_of .. string.sub(all[i], 3))
+  end
+end
+redis.call('HDEL', KEYS[4], marker)
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], KEYS[1])
 redis.call('HDEL', KEYS[3], marker)

@@ -50,6 +50,11 @@ dated at delivery.
   next delivery or read-back) and restores the difference with one script,
   exactly once (the values sent are absolute), logging one warning. An empty
   Redis is the same case: the first worker to notice starts a fresh epoch.
+* When Redis loses (or rolls back) the discounted sums alone (the hash is
+  evicted by an ``allkeys-*`` policy, or restored on its own), the hash's own
+  marker of this worker's last batch is behind its ledger: the worker restores
+  its share of every discounted sum, exactly once, with one warning (the hash
+  holds each worker's share, so an older copy is repaired exactly too).
 * A worker that stops during an outage (``close()``) writes its confirmed
   ledger and undelivered batches to a spool file
   (:mod:`orchestrator.models.shared_spool`; ``spool_dir``, default
@@ -142,7 +147,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Format of the keys; a namespace written with another version is refused.
-FORMAT_VERSION = 1
+#: Version 2: the discounted sums hold each worker's share and marker.
+FORMAT_VERSION = 2
 #: Width of the wall-clock buckets of discounted statistics.
 BUCKET_SECONDS = 60.0
 #: ``close()`` returns within about this many seconds, Redis up or down.
@@ -199,6 +205,8 @@ class SyncStats:
     resets: int = 0
     restores: int = 0
     restored_outcomes: int = 0
+    #: Restores that found the discounted sums missing some of this worker's share.
+    discounted_restores: int = 0
     spools_written: int = 0
     spools_delivered: int = 0
     cpu_seconds: float = 0.0
@@ -263,6 +271,9 @@ class SharedState:
             "ledger": f"{self.prefix}:ledger:{self.worker_id}",
         }
         self.channel = f"{self.prefix}:breakers"
+        #: The field of the discounted sums holding the seq of this worker's
+        #: last batch they hold (see shared_scripts).
+        self._disc_marker = "seq/" + self.keys["ledger"].replace(":", "/")
         self.spool_folder = spool_folder(
             spool_dir if spool_dir is not None else default_spool_dir(),
             target(url),
@@ -671,9 +682,18 @@ class SharedState:
             self._init_meta()
             return
         lost = int(_text(reply[1]))
+        discounted_lost = _text(reply[3]) == "1"
         self._rebase_own(int(_text(reply[2])))
         self.stats.restores += 1
         self.stats.restored_outcomes += lost
+        if discounted_lost:
+            self.stats.discounted_restores += 1
+            logger.warning(
+                "shared state: Redis at %s lost this worker's share of the discounted sums "
+                "in namespace %r (that hash was evicted or rolled back alone); restored it",
+                redact(self.url),
+                self.namespace,
+            )
         if status == "rebuilt":
             logger.warning(
                 "shared state: Redis at %s lost this worker's ledger in namespace %r but "
@@ -691,6 +711,8 @@ class SharedState:
                 redact(self.url),
                 self.namespace,
             )
+            return
+        if discounted_lost and not lost:
             return
         logger.warning(
             "shared state: Redis at %s held %d fewer of this worker's outcomes in "
@@ -744,6 +766,9 @@ class SharedState:
             return False
         totals = {_text(k): float(v) for k, v in totals_raw.items()}
         disc = {_text(k): float(v) for k, v in disc_raw.items()}
+        if self.discount < 1.0 and self._seq and disc.get(self._disc_marker, 0.0) != self._seq:
+            self._restore()  # the discounted sums lost (or rolled back) some of ours
+            return False
         ref_bucket = int(ref)
         bucket = int(int(seconds) // self.bucket_seconds)
         view = discount_weight(self.discount, bucket - ref_bucket)
@@ -794,8 +819,10 @@ class SharedState:
         self._forget(self.keys["ledger"])
 
     def _forget(self, ledger: str) -> None:
-        """Delete ``ledger`` and its marker in the totals."""
-        self._run("forget", [ledger, self.keys["workers"], self.keys["totals"]], [])
+        """Delete ``ledger`` and its marker in the totals, and its marker and
+        shares in the discounted sums."""
+        keys = [ledger, self.keys["workers"], self.keys["totals"], self.keys["disc"]]
+        self._run("forget", keys, [])
 
     # ----- the spool ------------------------------------------------------------
 
