@@ -63,39 +63,32 @@ def python_key_sha256(
 # ----- key computation ---------------------------------------------------------------------
 
 
-@pytest.mark.benchmark(group="key-4KB-prompt")
-def test_key_rust_core(benchmark: Any) -> None:
-    key = benchmark(_core.cache_key, "gpt-4o", "openai", PROMPT, PARAMS, "default")
-    assert len(key) == 32
-
-
-@pytest.mark.benchmark(group="key-4KB-prompt")
-def test_key_python_blake2b(benchmark: Any) -> None:
-    assert len(benchmark(python_key, "gpt-4o", "openai", PROMPT, PARAMS, "default")) == 32
-
-
-@pytest.mark.benchmark(group="key-4KB-prompt")
-def test_key_python_sha256(benchmark: Any) -> None:
-    assert len(benchmark(python_key_sha256, "gpt-4o", "openai", PROMPT, PARAMS, "default")) == 64
-
-
 #: A chat of 20 short messages: many small values, so the walk (not the hashing
 #: of one long string) is what is measured.
 MESSAGES: list[dict[str, Any]] = [
     {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: " + "word " * 20}
     for i in range(20)
 ]
+#: The prompts keys are measured over, by benchmark group.
+PROMPTS: dict[str, Any] = {"key-4KB-prompt": PROMPT, "key-20-messages": MESSAGES}
 
 
-@pytest.mark.benchmark(group="key-20-messages")
-def test_key_rust_core_messages(benchmark: Any) -> None:
-    key = benchmark(_core.cache_key, "gpt-4o", "openai", MESSAGES, PARAMS, "default")
+@pytest.mark.parametrize("group", PROMPTS)
+def test_key_rust_core(benchmark: Any, group: str) -> None:
+    benchmark.group = group
+    key = benchmark(_core.cache_key, "gpt-4o", "openai", PROMPTS[group], PARAMS, "default")
     assert len(key) == 32
 
 
-@pytest.mark.benchmark(group="key-20-messages")
-def test_key_python_blake2b_messages(benchmark: Any) -> None:
-    assert len(benchmark(python_key, "gpt-4o", "openai", MESSAGES, PARAMS, "default")) == 32
+@pytest.mark.parametrize("group", PROMPTS)
+def test_key_python_blake2b(benchmark: Any, group: str) -> None:
+    benchmark.group = group
+    assert len(benchmark(python_key, "gpt-4o", "openai", PROMPTS[group], PARAMS, "default")) == 32
+
+
+@pytest.mark.benchmark(group="key-4KB-prompt")
+def test_key_python_sha256(benchmark: Any) -> None:
+    assert len(benchmark(python_key_sha256, "gpt-4o", "openai", PROMPT, PARAMS, "default")) == 64
 
 
 # ----- hits ----------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 import redis
 
+from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.models.shared_state import SharedState
 from tests.redis_server import RedisServer
 from tests.shared.workers import entry
 
@@ -56,6 +58,18 @@ def run_workers(
             p.join(timeout=10)
             if p.is_alive():
                 p.kill()
+
+
+def shared_of(registry: ModelRegistry) -> SharedState:
+    """The registry's shared state (it must have one)."""
+    assert registry.shared_state is not None
+    return registry.shared_state
+
+
+def report(registry: ModelRegistry, name: str, ok: bool, times: int) -> None:
+    """Report ``times`` outcomes of ``name`` (3 input and 4 output tokens each)."""
+    for _ in range(times):
+        registry.report_outcome(name, ok, 0.2, input_tokens=3, output_tokens=4)
 
 
 def read_hash(url: str, namespace: str, name: str) -> dict[str, float]:

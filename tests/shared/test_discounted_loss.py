@@ -12,25 +12,14 @@ import pytest
 import redis
 
 from orchestrator.models.model_registry import ModelRegistry
-from orchestrator.models.shared_state import SharedState
 from tests.redis_server import RedisServer
-from tests.shared.helpers import read_hash, totals
+from tests.shared.helpers import read_hash, report, shared_of, totals
 from tests.shared.workers import make_registry
 
 pytestmark = pytest.mark.timeout(60)
 
 LOGGER = "orchestrator.models.shared_state"
 WARNING = "share of the discounted sums"
-
-
-def shared_of(registry: ModelRegistry) -> SharedState:
-    assert registry.shared_state is not None
-    return registry.shared_state
-
-
-def report(registry: ModelRegistry, name: str, ok: bool, times: int) -> None:
-    for _ in range(times):
-        registry.report_outcome(name, ok, 0.2, input_tokens=3, output_tokens=4)
 
 
 def sums(url: str, namespace: str) -> dict[str, float]:
@@ -92,7 +81,8 @@ def test_an_older_discounted_hash_is_repaired_exactly(
     assert shared_of(a).sync_now()
     before = sums(redis_server.url, namespace)
     client.delete(key)
-    client.hset(key, mapping=older)  # the hash alone rolled back to its older copy
+    for field, value in older.items():  # the hash alone rolled back to its older copy
+        client.hset(key, field, value)
     client.close()
     assert sums(redis_server.url, namespace)["m0:n"] < before["m0:n"]
     for _ in range(2):

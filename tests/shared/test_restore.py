@@ -23,6 +23,8 @@ from tests.shared.helpers import (
     HangingProxy,
     Snapshot,
     read_hash,
+    report,
+    shared_of,
     spool_files,
     thread_names,
     totals,
@@ -30,16 +32,6 @@ from tests.shared.helpers import (
 from tests.shared.workers import RATES, SimModel, make_registry
 
 LOGGER = "orchestrator.models.shared_state"
-
-
-def shared_of(registry: ModelRegistry) -> SharedState:
-    assert registry.shared_state is not None
-    return registry.shared_state
-
-
-def report(registry: ModelRegistry, name: str, ok: bool, times: int) -> None:
-    for _ in range(times):
-        registry.report_outcome(name, ok, 0.2, input_tokens=3, output_tokens=4)
 
 
 def counts(url: str, namespace: str, name: str) -> tuple[float, float, float, float]:

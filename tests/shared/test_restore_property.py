@@ -14,19 +14,12 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.models.model_registry import ModelRegistry
-from orchestrator.models.shared_state import SharedState
 from tests.redis_server import RedisServer
-from tests.shared.helpers import Snapshot, totals
+from tests.shared.helpers import Snapshot, shared_of, totals
 from tests.shared.workers import make_registry
 
 STEPS = ["report_a", "report_b", "sync_a", "sync_b", "snapshot", "rollback", "flush",
          "restart_empty", "lose_reply_a"]  # fmt: skip
-
-
-def shared_of(registry: ModelRegistry) -> SharedState:
-    assert registry.shared_state is not None
-    return registry.shared_state
 
 
 class Fleet:

@@ -21,18 +21,13 @@ from orchestrator.models.shared_state import (
     redact,
 )
 from tests.redis_server import RedisServer, free_port
-from tests.shared.helpers import totals
+from tests.shared.helpers import shared_of, totals
 from tests.shared.workers import RATES, SimModel, make_registry
 
 
 def _text(value: object) -> str:
     """A Redis reply as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def shared_of(registry: ModelRegistry) -> SharedState:
-    assert registry.shared_state is not None
-    return registry.shared_state
 
 
 def report(registry: ModelRegistry, name: str, ok: bool, times: int = 1) -> None:
