@@ -478,9 +478,11 @@ impl Table {
     /// ticket to be cancelled or to expire). A stale ticket starts nothing.
     pub fn start_call(&mut self, slot: u32, ticket: u64) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
+        if self.breakers[i].state != BreakerState::HalfOpen {
+            return Ok(()); // the common case: nothing to probe, no clock read
+        }
         let now = self.now();
-        let half_open = self.breakers[i].state == BreakerState::HalfOpen;
-        if half_open && self.ticket_live(i, ticket, now) && !self.probe_in_flight(i, now) {
+        if self.ticket_live(i, ticket, now) && !self.probe_in_flight(i, now) {
             self.breakers[i].probe = Some(ticket);
         }
         Ok(())
