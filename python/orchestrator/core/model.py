@@ -547,9 +547,13 @@ class Model(abc.ABC):
         cost: Optional[ModelCost] = None,
         *,
         speed: Optional[float] = None,
+        rpm: Optional[int] = None,
+        tpm: Optional[int] = None,
     ) -> None:
         """``cost=None`` marks the model unpriced: ``max_cost`` then excludes it.
-        ``speed`` declares output tokens per second until speed is observed."""
+        ``speed`` declares output tokens per second until speed is observed.
+        ``rpm``/``tpm``: the most requests/tokens it may be sent in any 60 s
+        (``None``: unlimited); a model whose window is full is not eligible."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"invalid name: {name!r} (a non-empty string is required)")
         if not isinstance(provider, str) or not provider.strip():
@@ -570,6 +574,7 @@ class Model(abc.ABC):
         self.capabilities = capabilities
         self.cost = cost
         self.speed = None if speed is None else float(speed)
+        self.rpm, self.tpm = _core.check_rate_limits(rpm, tpm)
         self._bindings: list[Binding] = []
         self._cache: Optional[ModelCache] = None
 

@@ -323,10 +323,13 @@ class ModelRegistry:
             cost.per_request if cost else 0.0,
             cost is not None,
             model.speed,
+            model.rpm,
+            model.tpm,
         )
 
     def update_model(self, model: Model) -> None:
-        """Push a registered model's changed capabilities, cost or speed to the core."""
+        """Push a registered model's changed capabilities, cost, speed or
+        rate limits to the core."""
         self._core.update(self._binding(model).slot, *self._spec(model))
 
     def unregister_model(self, name: str) -> Model:
