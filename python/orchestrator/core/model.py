@@ -29,6 +29,7 @@ from orchestrator import _core
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.cache_identity import cache_identity_of
 from orchestrator.core.call_result import CallResult as CallResult  # re-exported: its old home
+from orchestrator.core.rate_limits import ReportedLimits
 from orchestrator.core.tokens import estimate_tokens as estimate_tokens  # re-exported: its old home
 from orchestrator.errors import (
     MalformedResponseError,
@@ -215,6 +216,8 @@ class CallRecord:
     first_token_at: Optional[float] = None
     retry_after: float = 0.0
     quality: Optional[float] = None
+    #: The latest rate-limit headers of the call's responses.
+    reported_limits: ReportedLimits = field(default_factory=ReportedLimits)
 
 
 class OutcomeSink(Protocol):
@@ -655,6 +658,14 @@ class Model(abc.ABC):
         if record is not None and seconds > 0:
             record.retry_after = max(record.retry_after, float(seconds))
 
+    @staticmethod
+    def record_rate_limits(reported: ReportedLimits) -> None:
+        """Record what the provider's rate-limit headers reported for the
+        running call (the latest response's replace earlier ones)."""
+        record = _ACTIVE_CALL.get()
+        if record is not None:
+            record.reported_limits = reported
+
     def declarations_changed(self) -> None:
         """Tell every registry this model is in that its capabilities, cost
         or speed changed (adapters call it after discovering them)."""
@@ -719,6 +730,7 @@ class Model(abc.ABC):
             cost = self.cost.price(input_tokens, output_tokens) if self.cost is not None else 0.0
         ttft = record.first_token_at - record.started if record.first_token_at is not None else None
         retry_after = record.retry_after or float(getattr(exc, "retry_after", None) or 0.0)
+        reported = record.reported_limits
         outcome = _core.Outcome(
             exc is None,
             latency,
@@ -729,6 +741,10 @@ class Model(abc.ABC):
             cost=cost,
             quality=record.quality,
             retry_after=retry_after,
+            remaining_requests=reported.remaining_requests,
+            requests_reset=reported.requests_reset,
+            remaining_tokens=reported.remaining_tokens,
+            tokens_reset=reported.tokens_reset,
         )
         current = self._bindings
         for binding, ticket in tickets:

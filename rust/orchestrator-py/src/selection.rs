@@ -982,6 +982,12 @@ impl SelectionCore {
         self.lock().table.advance_clock(seconds).map_err(to_py)
     }
 
+    /// Whether the core clock moves only by `advance_clock` (then waiting
+    /// in real time brings no slot nearer).
+    fn is_virtual_clock(&self) -> bool {
+        self.lock().table.is_virtual_clock()
+    }
+
     /// Let the core clock move only by `advance_clock` (simulations).
     fn use_virtual_clock(&self) {
         self.lock().table.use_virtual_clock();

@@ -231,6 +231,7 @@ class HTTPModel(Model):
             headers=self._headers,
             policy=policy,
             on_retry_after=self.record_retry_after,
+            on_rate_limits=self.record_rate_limits,
             http_client=http_client,
             pool=client_pool or DEFAULT_POOL,
         )

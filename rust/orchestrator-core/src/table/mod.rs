@@ -263,6 +263,11 @@ impl Table {
         }
     }
 
+    /// Whether the clock moves only by `advance_clock`.
+    pub fn is_virtual_clock(&self) -> bool {
+        self.clock_virtual
+    }
+
     /// Move the core's clock forward, for tests of cool-downs and expiry.
     pub fn advance_clock(&mut self, seconds: f64) -> Result<(), CoreError> {
         self.clock_offset_s += non_negative("seconds", seconds)?;
