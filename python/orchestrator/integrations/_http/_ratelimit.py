@@ -45,6 +45,7 @@ def parse_reset(value: Optional[str], now: Optional[float] = None) -> Optional[f
     if value is None or not value.strip():
         return None
     text = value.strip()
+    seconds: Optional[float]
     try:
         seconds = float(text)
     except ValueError:
