@@ -5,6 +5,7 @@ content_block_stop / message_delta / message_stop, and ``error`` events),
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Optional
 
 from tests.servers._base import (
@@ -62,6 +63,30 @@ class AnthropicServer(LoopbackServer):
         self.api_key = api_key
         self.reply = reply
         self.models = list(models)
+
+    def rate_limit_headers(
+        self,
+        remaining_requests: Optional[int] = None,
+        requests_reset: float = 60.0,
+        remaining_tokens: Optional[int] = None,
+        tokens_reset: float = 60.0,
+    ) -> dict[str, str]:
+        """Anthropic's ``anthropic-ratelimit-*`` headers (resets as RFC 3339 times)."""
+
+        def at(seconds: float) -> str:
+            when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                seconds=seconds
+            )
+            return when.isoformat().replace("+00:00", "Z")
+
+        headers = {}
+        if remaining_requests is not None:
+            headers["anthropic-ratelimit-requests-remaining"] = str(remaining_requests)
+            headers["anthropic-ratelimit-requests-reset"] = at(requests_reset)
+        if remaining_tokens is not None:
+            headers["anthropic-ratelimit-tokens-remaining"] = str(remaining_tokens)
+            headers["anthropic-ratelimit-tokens-reset"] = at(tokens_reset)
+        return headers
 
     def error_response(self, status: int, kind: Optional[str], message: str) -> JSONResponse:
         etype = _ERRORS.get(status, "api_error")

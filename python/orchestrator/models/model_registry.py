@@ -748,6 +748,13 @@ class ModelRegistry:
 
     # ----- reading ------------------------------------------------------------
 
+    def rate_limits(self, name: str) -> dict[str, Any]:
+        """A model's rate-limit window now: its ``rpm``/``tpm`` (``None``:
+        unlimited), the ``requests``/``tokens`` reserved in the last minute,
+        and what its provider's headers reported, as ``(remaining,
+        resets_in)`` or ``None`` (``provider_requests``/``provider_tokens``)."""
+        return self._core.rate_limits(self._binding(self.get_model(name)).slot)
+
     def get_metrics(self, name: str) -> ModelMetrics:
         """What this registry observed of a model (looked up and read in one
         step of the core, so a concurrent unregister is ModelNotFoundError)."""

@@ -1,0 +1,163 @@
+"""Rate limits per model in one registry: the window's exact counts and
+"next slot in", the token reservation reconciled with reported usage (LiteLLM
+counts tpm wrongly), reservations returned by cancelled and expired
+selections, and strict ``rpm``/``tpm`` values everywhere they are accepted."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from orchestrator import _core
+from orchestrator.errors import NoEligibleModelsError
+from orchestrator.integrations.openai_model import OpenAIModel
+from orchestrator.models.model_registry import ModelRegistry
+from tests.conftest import ScriptedModel
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def registry_of(*models: ScriptedModel) -> ModelRegistry:
+    """A registry on the core's virtual clock (the window moves only when told)."""
+    registry = ModelRegistry()
+    registry.core.use_virtual_clock()
+    for model in models:
+        registry.register_model(model)
+    return registry
+
+
+def test_a_full_window_names_its_count_and_the_next_slot() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=3))
+    for _ in range(3):
+        registry.select()
+        registry.core.advance_clock(1.0)
+    with pytest.raises(NoEligibleModelsError) as info:
+        registry.select_model()
+    assert info.value.reasons == {
+        "a": "rate_limit: 3/3 requests in the last minute (rpm), next slot in 57.0 s"
+    }
+    assert info.value.retry_in == 57.0
+    explanation = registry.explain_selection()
+    assert explanation.chosen is None and explanation.retry_in == 57.0
+    names, scores = registry.scores()
+    assert names == ["a"] and list(scores) == [-math.inf]
+    registry.core.advance_clock(57.0)  # the first selection leaves the window exactly now
+    assert registry.select().model.name == "a"
+    assert registry.rate_limits("a")["requests"] == 3
+
+
+def test_a_full_model_is_skipped_for_the_next_one() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=1), ScriptedModel("b"))
+    picks = [registry.select().model.name for _ in range(4)]
+    assert picks.count("a") == 1 and picks.count("b") == 3
+
+
+async def test_tokens_reserved_at_selection_are_replaced_by_the_reported_usage() -> None:
+    """LiteLLM counts tpm from estimates or after the fact; here the estimate
+    is reserved when the model is selected and the provider's usage (10 in,
+    20 out) replaces it when the call reports."""
+    model = ScriptedModel("a", tpm=1000)
+    registry = registry_of(model)
+    chosen = registry.select_model(input_tokens=400, output_tokens=400)
+    assert registry.rate_limits("a")["tokens"] == 800
+    with pytest.raises(NoEligibleModelsError) as info:
+        registry.select(input_tokens=400, output_tokens=400)
+    assert info.value.reasons["a"].startswith(
+        "rate_limit: 800/1000 tokens in the last minute (tpm) and the request needs 800"
+    )
+    await chosen.generate_response("hi")
+    assert registry.rate_limits("a")["tokens"] == 30
+    registry.select(input_tokens=400, output_tokens=400)
+    assert registry.rate_limits("a")["tokens"] == 830
+
+
+def test_the_default_estimate_is_reserved_when_no_size_is_given() -> None:
+    registry = registry_of(ScriptedModel("a", tpm=10_000))
+    registry.select()
+    expected = _core.DEFAULT_INPUT_TOKENS + _core.DEFAULT_OUTPUT_TOKENS
+    assert registry.rate_limits("a")["tokens"] == expected
+
+
+def test_cancelled_and_expired_selections_return_their_reservation() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=1, tpm=500))
+    registry.cancel(registry.select())
+    assert registry.rate_limits("a")["requests"] == 0
+    registry.select()
+    registry.core.set_pending_timeout(1.0)
+    registry.core.advance_clock(2.0)
+    registry.core.sweep()
+    limits = registry.rate_limits("a")
+    assert (limits["requests"], limits["tokens"]) == (0, 0)
+    registry.select()
+
+
+def test_a_request_larger_than_tpm_is_never_eligible_and_has_no_slot() -> None:
+    registry = registry_of(ScriptedModel("a", tpm=100))
+    with pytest.raises(NoEligibleModelsError) as info:
+        registry.select_model(input_tokens=90, output_tokens=20)
+    assert info.value.reasons == {
+        "a": "rate_limit: the request needs 110 tokens, more than tpm 100 allows"
+    }
+    assert info.value.retry_in is None
+
+
+async def test_calls_not_selected_here_count_too() -> None:
+    model = ScriptedModel("a", rpm=2)
+    registry = registry_of(model)
+    await model.generate_response("direct")  # no selection: counted when it reports
+    await model.generate_response("direct")
+    with pytest.raises(NoEligibleModelsError):
+        registry.select()
+
+
+def test_changed_limits_reach_the_core() -> None:
+    model = ScriptedModel("a")
+    registry = registry_of(model)
+    model.rpm = 1
+    registry.update_model(model)
+    registry.select()
+    with pytest.raises(NoEligibleModelsError):
+        registry.select()
+    model.rpm = True  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="invalid rpm: True"):
+        registry.update_model(model)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "message"),
+    [
+        ("rpm", 0, ValueError, "invalid rpm: 0 (an integer from 1 to 1000000)"),
+        ("rpm", True, TypeError, "invalid rpm: True (an integer is required, got bool)"),
+        ("rpm", 2**70, ValueError, "invalid rpm: 1180591620717411303424"),
+        ("rpm", 1.5, TypeError, "invalid rpm: 1.5"),
+        ("rpm", "60", TypeError, "invalid rpm: '60'"),
+        ("tpm", -1, ValueError, "invalid tpm: -1"),
+        ("tpm", 2**41, ValueError, f"invalid tpm: {2**41} (an integer from 1 to {2**40})"),
+        ("tpm", False, TypeError, "invalid tpm: False"),
+    ],
+)
+def test_rate_limits_are_strict_everywhere(
+    field: str, value: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        ScriptedModel("a", **{field: value})  # type: ignore[arg-type]
+    assert str(info.value).startswith(message)
+    with pytest.raises(error):
+        OpenAIModel("gpt-4o", api_key="sk-x", **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(error):
+        ModelRegistry().core.register(object(), "a", "p", [], **{field: value})
+
+
+def test_adapters_take_rate_limits_as_options() -> None:
+    model = OpenAIModel("gpt-4o", api_key="sk-x", rpm=500, tpm=30_000)
+    registry = ModelRegistry()
+    registry.register_model(model)
+    assert registry.rate_limits("gpt-4o") == {
+        "rpm": 500,
+        "tpm": 30_000,
+        "requests": 0,
+        "tokens": 0,
+        "provider_requests": None,
+        "provider_tokens": None,
+    }
