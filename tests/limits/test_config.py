@@ -26,7 +26,8 @@ def write(tmp_path: Path, text: str) -> Path:
     ("line", "problem"),
     [
         ("rpm = 0", "models[0].rpm: must be in [1, 1000000] requests per minute (got 0)"),
-        ("rpm = 1000001", "models[0].rpm: must be in [1, 1000000] requests per minute (got 1000001)"),
+        ("rpm = 1000001",
+         "models[0].rpm: must be in [1, 1000000] requests per minute (got 1000001)"),
         ("tpm = 0", "models[0].tpm: must be in [1, 1099511627776] tokens per minute (got 0)"),
         ("tpm = 99999999999999999",
          "models[0].tpm: must be in [1, 1099511627776] tokens per minute (got 99999999999999999)"),
