@@ -13,12 +13,14 @@
 //!
 //! Cost: checking is O(1) on the totals (entries that expired since the
 //! last sweep are walked only on the rejection path, so a check never
-//! undercounts); [`Limits::sweep_due`] drops expired entries, amortised O(1)
-//! per reservation. Memory is one entry (24 bytes) per request admitted in
-//! the last minute: at most `rpm` per slot, and never more than [`MAX_RPM`]
-//! (a model with only `tpm` admits at most `MAX_RPM` requests per minute).
-//! Cancelled reservations leave dead entries that are compacted once they
-//! outnumber the live ones.
+//! undercounts). A window drops its expired entries whenever it logs a new
+//! one, and [`Limits::sweep_due`] refreshes every window's totals at most
+//! once per [`SWEEP_INTERVAL_S`]: amortised O(1) per reservation. Memory is
+//! one entry (32 bytes) per request in the last minute: at most `rpm` per
+//! slot, and never more than [`MAX_RPM`] (a model with only `tpm` admits at
+//! most `MAX_RPM` requests per minute, and a window counts no more than that
+//! of the calls reported without a selection). Cancelled reservations leave
+//! dead entries that are compacted once they outnumber the live ones.
 //!
 //! A reservation is reconciled when its outcome is reported: the reported
 //! tokens replace the estimate, at the reservation's time. A cancelled or
@@ -42,6 +44,8 @@ pub const WINDOW_S: f64 = 60.0;
 pub const MAX_RPM: u32 = 1_000_000;
 /// The largest `tpm` (the outcome token maximum, 2**40).
 pub const MAX_TPM: u64 = crate::outcome::MAX_TOKENS;
+/// The longest a window's totals go without dropping expired entries.
+pub const SWEEP_INTERVAL_S: f64 = 1.0;
 /// Dead entries tolerated beyond the live ones before a log is compacted.
 const COMPACT_SLACK: usize = 64;
 
@@ -270,7 +274,9 @@ impl Window {
         Ok(())
     }
 
+    /// Log one request of `tokens` at `now` (dropping expired entries first).
     fn push(&mut self, now: f64, tokens: u64) -> u64 {
+        self.sweep(now);
         self.next_seq += 1;
         self.log.push_back(Entry {
             at: now,
@@ -422,7 +428,7 @@ impl Limits {
         match reservation {
             Some(0) => {}
             Some(seq) => w.reconcile(seq, tokens),
-            None if w.limits.any() || now < w.learned_until => {
+            None if (w.limits.any() || now < w.learned_until) && w.requests < MAX_RPM => {
                 if w.log.is_empty() {
                     self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
                 }
@@ -442,17 +448,19 @@ impl Limits {
         }
     }
 
-    /// Drop expired entries from every window once one is due.
+    /// Drop expired entries from every window once one is due, at most
+    /// once per [`SWEEP_INTERVAL_S`] (checks stay exact in between).
     #[inline]
     pub fn sweep_due(&mut self, now: f64) {
         if now < self.earliest_expiry {
             return;
         }
-        self.earliest_expiry = self
+        let next = self
             .windows
             .iter_mut()
             .map(|w| w.sweep(now))
             .fold(f64::INFINITY, f64::min);
+        self.earliest_expiry = next.max(now + SWEEP_INTERVAL_S);
     }
 
     pub fn state(&self, slot: usize, now: f64) -> WindowState {
