@@ -74,9 +74,7 @@ class AnthropicServer(LoopbackServer):
         """Anthropic's ``anthropic-ratelimit-*`` headers (resets as RFC 3339 times)."""
 
         def at(seconds: float) -> str:
-            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-                seconds=seconds
-            )
+            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
             return when.isoformat().replace("+00:00", "Z")
 
         headers = {}
