@@ -10,6 +10,7 @@ import math
 import pytest
 
 from orchestrator import _core
+from orchestrator.core.cache import ModelCache
 from orchestrator.errors import NoEligibleModelsError
 from orchestrator.integrations.openai_model import OpenAIModel
 from orchestrator.models.model_registry import ModelRegistry
@@ -161,3 +162,38 @@ def test_adapters_take_rate_limits_as_options() -> None:
         "provider_requests": None,
         "provider_tokens": None,
     }
+
+
+async def test_a_cache_hit_returns_its_reservation() -> None:
+    model = ScriptedModel("a", rpm=2)
+    model.enable_caching(ModelCache())
+    registry = registry_of(model)
+    await registry.generate("same question")
+    await registry.generate("same question")  # served from the cache: nothing was sent
+    assert (model.calls, registry.rate_limits("a")["requests"]) == (1, 1)
+    await registry.generate("another question")
+    assert registry.rate_limits("a")["requests"] == 2
+
+
+def test_select_many_stops_at_the_limit() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=3))
+    assert len(registry.select_many(10)) == 3
+    with pytest.raises(NoEligibleModelsError):
+        registry.select_many(1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("remaining_requests", -1, ValueError),
+        ("remaining_requests", True, TypeError),
+        ("remaining_tokens", 2**64, ValueError),
+        ("remaining_tokens", 1.0, TypeError),
+        ("requests_reset", math.nan, ValueError),
+        ("tokens_reset", -0.5, ValueError),
+        ("tokens_reset", "1s", TypeError),
+    ],
+)
+def test_reported_provider_limits_are_strict(field: str, value: object, error: type) -> None:
+    with pytest.raises(error, match=f"invalid {field}"):
+        _core.Outcome(True, 0.1, **{field: value})
