@@ -231,6 +231,14 @@ class LoopbackServer:
 
     # ----- faults -----------------------------------------------------------------
 
+    #: The provider's rate-limit headers: ``(remaining, reset)`` names for
+    #: requests, then for tokens; empty for a provider that sends none.
+    rate_limit_header_names: tuple[tuple[str, str], ...] = ()
+
+    def rate_limit_reset(self, seconds: float) -> str:
+        """A reset ``seconds`` from now, as the provider writes it (a duration)."""
+        return f"{seconds:g}s"
+
     def rate_limit_headers(
         self,
         remaining_requests: Optional[int] = None,
@@ -240,7 +248,15 @@ class LoopbackServer:
     ) -> dict[str, str]:
         """The headers this provider reports its remaining allowance in
         (resets in seconds from now); none for a provider that sends none."""
-        return {}
+        headers = {}
+        given = ((remaining_requests, requests_reset), (remaining_tokens, tokens_reset))
+        for (count_name, reset_name), (remaining, reset) in zip(
+            self.rate_limit_header_names, given
+        ):
+            if remaining is not None:
+                headers[count_name] = str(remaining)
+                headers[reset_name] = self.rate_limit_reset(reset)
+        return headers
 
     def add_fault(self, fault: Optional[Fault] = None, **kwargs: Any) -> Fault:
         """Script a fault (a :class:`Fault` or its fields as keywords)."""

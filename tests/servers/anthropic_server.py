@@ -64,27 +64,15 @@ class AnthropicServer(LoopbackServer):
         self.reply = reply
         self.models = list(models)
 
-    def rate_limit_headers(
-        self,
-        remaining_requests: Optional[int] = None,
-        requests_reset: float = 60.0,
-        remaining_tokens: Optional[int] = None,
-        tokens_reset: float = 60.0,
-    ) -> dict[str, str]:
-        """Anthropic's ``anthropic-ratelimit-*`` headers (resets as RFC 3339 times)."""
+    rate_limit_header_names = (
+        ("anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-reset"),
+        ("anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset"),
+    )
 
-        def at(seconds: float) -> str:
-            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
-            return when.isoformat().replace("+00:00", "Z")
-
-        headers = {}
-        if remaining_requests is not None:
-            headers["anthropic-ratelimit-requests-remaining"] = str(remaining_requests)
-            headers["anthropic-ratelimit-requests-reset"] = at(requests_reset)
-        if remaining_tokens is not None:
-            headers["anthropic-ratelimit-tokens-remaining"] = str(remaining_tokens)
-            headers["anthropic-ratelimit-tokens-reset"] = at(tokens_reset)
-        return headers
+    def rate_limit_reset(self, seconds: float) -> str:
+        """An RFC 3339 time, as Anthropic writes its resets."""
+        when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        return when.isoformat().replace("+00:00", "Z")
 
     def error_response(self, status: int, kind: Optional[str], message: str) -> JSONResponse:
         etype = _ERRORS.get(status, "api_error")

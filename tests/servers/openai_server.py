@@ -56,22 +56,10 @@ class OpenAIServer(LoopbackServer):
         self.models = list(models)
         self.served_as = {"gpt-4": "gpt-4-0613"} if served_as is None else served_as
 
-    def rate_limit_headers(
-        self,
-        remaining_requests: Optional[int] = None,
-        requests_reset: float = 60.0,
-        remaining_tokens: Optional[int] = None,
-        tokens_reset: float = 60.0,
-    ) -> dict[str, str]:
-        """OpenAI's ``x-ratelimit-*`` headers (resets as Go durations: ``1.5s``)."""
-        headers = {}
-        if remaining_requests is not None:
-            headers["x-ratelimit-remaining-requests"] = str(remaining_requests)
-            headers["x-ratelimit-reset-requests"] = f"{requests_reset:g}s"
-        if remaining_tokens is not None:
-            headers["x-ratelimit-remaining-tokens"] = str(remaining_tokens)
-            headers["x-ratelimit-reset-tokens"] = f"{tokens_reset:g}s"
-        return headers
+    rate_limit_header_names = (
+        ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+        ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    )
 
     def error_response(self, status: int, kind: Optional[str], message: str) -> JSONResponse:
         etype, code = _ERRORS.get(status, ("server_error", None))

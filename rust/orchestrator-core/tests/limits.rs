@@ -152,3 +152,103 @@ proptest! {
         }
     }
 }
+
+fn limited_spec(i: usize, rpm: Option<u32>, tpm: Option<u64>) -> orchestrator_core::ModelSpec {
+    orchestrator_core::ModelSpec {
+        name: format!("m{i}"),
+        provider: "p".to_owned(),
+        capabilities: 0,
+        context_length: 8192,
+        input_price_per_million: 1.0,
+        output_price_per_million: 1.0,
+        request_fee: 0.0,
+        priced: true,
+        declared_speed: None,
+        limits: RateLimits { rpm, tpm },
+    }
+}
+
+#[derive(Debug, Clone)]
+enum TableOp {
+    Advance(u32),
+    Select(u32),
+    Report(usize, u64),
+    Cancel(usize),
+}
+
+fn table_op() -> impl Strategy<Value = TableOp> {
+    prop_oneof![
+        2 => (0u32..40).prop_map(TableOp::Advance),
+        6 => (0u32..300).prop_map(TableOp::Select),
+        2 => (any::<usize>(), 0u64..500).prop_map(|(k, t)| TableOp::Report(k, t)),
+        1 => any::<usize>().prop_map(TableOp::Cancel),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Through the table: selection never admits a model beyond its window,
+    /// a model is rejected for its rate limit exactly when its window cannot
+    /// take the request, and explaining agrees with selecting.
+    #[test]
+    fn the_table_never_admits_beyond_a_window(
+        limits in prop::collection::vec((prop::option::of(1u32..6), prop::option::of(200u64..1500)), 1..4),
+        ops in prop::collection::vec(table_op(), 1..150),
+    ) {
+        use orchestrator_core::{Constraints, Table, Verdict};
+        let mut table = Table::default();
+        table.use_virtual_clock();
+        for (i, (rpm, tpm)) in limits.iter().enumerate() {
+            table.register(limited_spec(i, *rpm, *tpm)).unwrap();
+        }
+        let mut tickets: Vec<(u32, u64)> = Vec::new();
+        for op in ops {
+            match op {
+                TableOp::Advance(quarters) => table.advance_clock(f64::from(quarters) / 4.0).unwrap(),
+                TableOp::Select(output) => {
+                    let c = Constraints::new(0, None, None, None, vec![], Some(0), Some(i64::from(output))).unwrap();
+                    let explained = table.explain(&c);
+                    let eligible: Vec<u32> = explained.iter().filter_map(|e| match &e.verdict {
+                        Verdict::Eligible(_) => Some(e.slot),
+                        Verdict::Rejected(r) => {
+                            assert_eq!(r.constraint(), "rate_limit");
+                            None
+                        }
+                    }).collect();
+                    match table.select(&c) {
+                        Some(sel) => {
+                            prop_assert!(eligible.contains(&sel.slot));
+                            tickets.push((sel.slot, sel.ticket));
+                        }
+                        None => prop_assert!(eligible.is_empty()),
+                    }
+                }
+                TableOp::Report(k, tokens) => {
+                    if !tickets.is_empty() {
+                        let (slot, ticket) = tickets.swap_remove(k % tickets.len());
+                        let outcome = orchestrator_core::Outcome {
+                            success: true,
+                            latency_s: 0.1,
+                            output_tokens: tokens,
+                            ..Default::default()
+                        };
+                        table.report(slot, Some(ticket), &outcome).unwrap();
+                    }
+                }
+                TableOp::Cancel(k) => {
+                    if !tickets.is_empty() {
+                        let (slot, ticket) = tickets.swap_remove(k % tickets.len());
+                        table.cancel(slot, ticket).unwrap();
+                    }
+                }
+            }
+            for (i, (rpm, _)) in limits.iter().enumerate() {
+                let w = table.window(i as u32).unwrap();
+                if let Some(rpm) = rpm {
+                    prop_assert!(w.requests <= *rpm, "{} > rpm {}", w.requests, rpm);
+                }
+            }
+        }
+    }
+}
