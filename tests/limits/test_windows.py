@@ -6,13 +6,21 @@ selections, and strict ``rpm``/``tpm`` values everywhere they are accepted."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
+from orchestrator.core.model import Model
 from orchestrator.errors import NoEligibleModelsError
+from orchestrator.integrations.anthropic_model import AnthropicModel
+from orchestrator.integrations.google_model import GoogleModel
+from orchestrator.integrations.huggingface_model import HuggingFaceModel
+from orchestrator.integrations.lazy_ollama_model import LazyOllamaModel
+from orchestrator.integrations.ollama_model import OllamaModel
 from orchestrator.integrations.openai_model import OpenAIModel
+from orchestrator.integrations.simulated_model import SimulatedModel
 from orchestrator.models.model_registry import ModelRegistry
 from tests.conftest import ScriptedModel
 
@@ -148,6 +156,25 @@ def test_rate_limits_are_strict_everywhere(
         OpenAIModel("gpt-4o", api_key="sk-x", **{field: value})  # type: ignore[arg-type]
     with pytest.raises(error):
         ModelRegistry().core.register(object(), "a", "p", [], **{field: value})
+
+
+ADAPTERS: dict[str, Callable[..., Model]] = {
+    "openai": lambda **kw: OpenAIModel("gpt-4o", api_key="sk-x", **kw),
+    "anthropic": lambda **kw: AnthropicModel("claude-3-5-haiku", api_key="sk-ant-x", **kw),
+    "google": lambda **kw: GoogleModel("gemini-1.5-flash", api_key="g-x", **kw),
+    "ollama": lambda **kw: OllamaModel("llama3", **kw),
+    "huggingface": lambda **kw: HuggingFaceModel("tgi", endpoint_url="http://127.0.0.1:9", **kw),
+    "lazy ollama": lambda **kw: LazyOllamaModel("llama3", **kw),
+    "simulated": lambda **kw: SimulatedModel("sim", **kw),
+}
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_every_adapter_takes_rate_limits(adapter: str) -> None:
+    model = ADAPTERS[adapter](rpm=7, tpm=700)
+    assert (model.rpm, model.tpm) == (7, 700)
+    with pytest.raises(TypeError, match="invalid rpm"):
+        ADAPTERS[adapter](rpm=7.0)
 
 
 def test_adapters_take_rate_limits_as_options() -> None:
