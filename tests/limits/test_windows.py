@@ -5,6 +5,7 @@ selections, and strict ``rpm``/``tpm`` values everywhere they are accepted."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ import pytest
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import Model
-from orchestrator.errors import NoEligibleModelsError
+from orchestrator.errors import FailoverTimeoutError, NoEligibleModelsError
 from orchestrator.integrations.anthropic_model import AnthropicModel
 from orchestrator.integrations.google_model import GoogleModel
 from orchestrator.integrations.huggingface_model import HuggingFaceModel
@@ -23,6 +24,8 @@ from orchestrator.integrations.openai_model import OpenAIModel
 from orchestrator.integrations.simulated_model import SimulatedModel
 from orchestrator.models.model_registry import ModelRegistry
 from tests.conftest import ScriptedModel
+from tests.providers.conftest import OPENAI_KEY, fast
+from tests.servers import OpenAIServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -224,3 +227,39 @@ def test_select_many_stops_at_the_limit() -> None:
 def test_reported_provider_limits_are_strict(field: str, value: object, error: type) -> None:
     with pytest.raises(error, match=f"invalid {field}"):
         _core.Outcome(True, 0.1, **{field: value})
+
+
+async def test_a_call_cancelled_after_it_started_stays_counted() -> None:
+    model = ScriptedModel("a", rpm=5, delay=30)
+    registry = registry_of(model)
+    chosen = registry.select_model()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(chosen.generate_response("hi"), 0.05)
+    assert registry.rate_limits("a")["requests"] == 1
+    assert registry.get_metrics("a").pending == 0
+
+
+async def test_a_request_cut_by_the_failover_deadline_counts_once() -> None:
+    model = ScriptedModel("a", rpm=5, delay=30)
+    registry = registry_of(model)
+    with pytest.raises(FailoverTimeoutError):
+        await registry.generate("hi", deadline=0.05)
+    assert registry.rate_limits("a")["requests"] == 1
+
+
+async def test_an_abandoned_stream_stays_counted() -> None:
+    with OpenAIServer(api_key=OPENAI_KEY) as server:
+        model = fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=server.url, rpm=5))
+        registry = ModelRegistry()
+        registry.register_model(model)
+        stream = registry.select_model().stream_response("Hello")
+        await stream.__anext__()
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert registry.rate_limits("gpt-4")["requests"] == 1
+
+
+def test_a_manual_report_without_a_selection_counts_no_call() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=1))
+    registry.report_outcome("a", True, 0.1)
+    assert registry.rate_limits("a")["requests"] == 0
+    registry.select()

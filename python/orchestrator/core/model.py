@@ -235,8 +235,10 @@ class OutcomeSink(Protocol):
         """Count one call's outcome (under ``ticket``; 0 when the call was
         not selected through this sink)."""
 
-    def release(self, slot: int, ticket: int) -> None:
-        """Release a selection's ticket for which no outcome is owed."""
+    def release(self, slot: int, ticket: int, sent: bool = False) -> None:
+        """Release a selection's ticket for which no outcome is owed; ``sent``:
+        the request may have reached the provider (a call cancelled after it
+        started), so its rate-limit reservation stays counted."""
 
     def update_model(self, model: Model) -> None:
         """Take in the model's changed capabilities, cost or speed."""
@@ -273,11 +275,12 @@ def take_tickets(bindings: Iterable[Binding]) -> Tickets:
     return [(b, b.core.take_held(b.slot)) for b in bindings]
 
 
-def release_tickets(tickets: Tickets) -> None:
-    """Release tickets for which no outcome is owed."""
+def release_tickets(tickets: Tickets, sent: bool = False) -> None:
+    """Release tickets for which no outcome is owed (``sent``: see
+    :meth:`OutcomeSink.release`)."""
     for binding, ticket in tickets:
         if ticket:
-            binding.sink.release(binding.slot, ticket)
+            binding.sink.release(binding.slot, ticket, sent)
 
 
 def current_call() -> Optional[CallRecord]:
@@ -512,10 +515,11 @@ class MeasuredStream:
 
     async def aclose(self) -> None:
         """Stop early: the call is not reported as an outcome, and its
-        selection ticket is released."""
+        selection ticket is released (its request stays counted against the
+        model's rate limit: the provider received it)."""
         if not self._done and self._record is not None:
             self._done = True
-            release_tickets(self._tickets)
+            release_tickets(self._tickets, sent=True)
         if self._inner is not None and hasattr(self._inner, "aclose"):
             await self._inner.aclose()
 
@@ -714,8 +718,9 @@ class Model(abc.ABC):
         returns its result."""
         latency = time.perf_counter() - record.started
         if exc is not None and not isinstance(exc, Exception):
-            # Cancelled or interrupted: not the model's fault, not an outcome.
-            release_tickets(tickets)
+            # Cancelled or interrupted: not the model's fault, not an outcome,
+            # but the request may have reached the provider.
+            release_tickets(tickets, sent=True)
             return CallResult("", self.name, 0, 0, 0.0, latency)
         input_tokens = (
             record.input_tokens if record.input_tokens is not None else estimate_tokens(prompt)

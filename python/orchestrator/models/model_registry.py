@@ -738,11 +738,11 @@ class ModelRegistry:
         transition = self._core.record(slot, ticket, outcome)
         self._counted(model, transition, outcome.success, outcome.retry_after, error)
 
-    def release(self, slot: int, ticket: int) -> None:
+    def release(self, slot: int, ticket: int, sent: bool = False) -> None:
         """Release a ticket for which no outcome is owed (see
         :class:`~orchestrator.core.model.OutcomeSink`)."""
         try:
-            self._core.cancel(slot, ticket)
+            self._core.cancel(slot, ticket, sent)
         except StaleTicketError:
             logger.debug("ticket %s had already expired", ticket)
 

@@ -127,6 +127,17 @@ impl LimitKind {
     }
 }
 
+/// What a reported outcome settles in its model's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The reservation its ticket held (0: the model was not limited then).
+    Held(u64),
+    /// A call the model made without a selection here: counted now.
+    Unselected,
+    /// A manual report (`report_outcome` without a ticket): no call to count.
+    Uncounted,
+}
+
 /// A cap learned from a provider: `remaining` until `until` (core clock).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Learned {
@@ -418,7 +429,7 @@ impl Limits {
     pub fn settle(
         &mut self,
         slot: usize,
-        reservation: Option<u64>,
+        reservation: Reservation,
         tokens: u64,
         reported: &ProviderLimits,
         in_flight: u32,
@@ -426,15 +437,17 @@ impl Limits {
     ) {
         let w = &mut self.windows[slot];
         match reservation {
-            Some(0) => {}
-            Some(seq) => w.reconcile(seq, tokens),
-            None if (w.limits.any() || now < w.learned_until) && w.requests < MAX_RPM => {
+            Reservation::Held(0) | Reservation::Uncounted => {}
+            Reservation::Held(seq) => w.reconcile(seq, tokens),
+            Reservation::Unselected
+                if (w.limits.any() || now < w.learned_until) && w.requests < MAX_RPM =>
+            {
                 if w.log.is_empty() {
                     self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
                 }
                 w.push(now, tokens);
             }
-            None => {}
+            Reservation::Unselected => {}
         }
         if !reported.is_empty() {
             self.windows[slot].learn(reported, in_flight, now);
@@ -520,9 +533,23 @@ mod tests {
             l.admits(0, 400, 1.0),
             Err(Rejection::TokenLimit { used: 800, .. })
         ));
-        l.settle(0, Some(a), 50, &ProviderLimits::default(), 1, 1.0);
+        l.settle(
+            0,
+            Reservation::Held(a),
+            50,
+            &ProviderLimits::default(),
+            1,
+            1.0,
+        );
         assert_eq!(l.admits(0, 400, 1.0), Ok(()));
-        l.settle(0, Some(b), 950, &ProviderLimits::default(), 0, 1.0);
+        l.settle(
+            0,
+            Reservation::Held(b),
+            950,
+            &ProviderLimits::default(),
+            0,
+            1.0,
+        );
         assert_eq!(
             l.state(0, 1.0).tokens,
             1000,
@@ -555,7 +582,7 @@ mod tests {
             requests_reset_s: Some(1e12),
             ..Default::default()
         };
-        l.settle(0, None, 10, &reported, 1, 0.0);
+        l.settle(0, Reservation::Unselected, 10, &reported, 1, 0.0);
         let seq = l.reserve(0, 10, 0.0);
         assert_ne!(seq, 0, "a learned cap is enforced");
         match l.admits(0, 10, 1.0) {
@@ -582,7 +609,14 @@ mod tests {
             last = a;
         }
         assert!(l.windows[0].log.len() <= 3 + COMPACT_SLACK);
-        l.settle(0, Some(keep), 7, &ProviderLimits::default(), 0, 0.0);
+        l.settle(
+            0,
+            Reservation::Held(keep),
+            7,
+            &ProviderLimits::default(),
+            0,
+            0.0,
+        );
         assert_eq!(l.state(0, 0.0).tokens, 8);
     }
 

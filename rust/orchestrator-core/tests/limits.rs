@@ -1,7 +1,7 @@
 //! The rate-limit windows against a naive model that keeps every
 //! reservation ever made and counts the ones of the last 60 s.
 
-use orchestrator_core::limits::{Limits, ProviderLimits, RateLimits, WINDOW_S};
+use orchestrator_core::limits::{Limits, ProviderLimits, RateLimits, Reservation, WINDOW_S};
 use orchestrator_core::Rejection;
 use proptest::prelude::*;
 
@@ -133,7 +133,7 @@ proptest! {
                 }
                 Op::Reconcile(k, tokens) => {
                     if let Some(i) = naive.live(k) {
-                        window.settle(0, Some(naive.entries[i].3), tokens, &none, 0, now);
+                        window.settle(0, Reservation::Held(naive.entries[i].3), tokens, &none, 0, now);
                         // Reconciling changes the count only while it is in the window.
                         if naive.entries[i].0 + WINDOW_S > now {
                             naive.entries[i].1 = tokens;
@@ -142,7 +142,7 @@ proptest! {
                     }
                 }
                 Op::Unselected(tokens) => {
-                    window.settle(0, None, tokens, &none, 0, now);
+                    window.settle(0, Reservation::Unselected, tokens, &none, 0, now);
                     naive.entries.push((now, tokens, true, 0));
                 }
                 Op::Sweep => window.sweep_due(now),
@@ -239,7 +239,7 @@ proptest! {
                 TableOp::Cancel(k) => {
                     if !tickets.is_empty() {
                         let (slot, ticket) = tickets.swap_remove(k % tickets.len());
-                        table.cancel(slot, ticket).unwrap();
+                        table.cancel(slot, ticket, k % 2 == 0).unwrap();
                     }
                 }
             }

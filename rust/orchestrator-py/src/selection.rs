@@ -263,7 +263,7 @@ impl SelectionCore {
         let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
         if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
             // An earlier unused selection of this model in this task: release it.
-            let _ = self.lock().table.cancel(picked.slot, old);
+            let _ = self.lock().table.cancel(picked.slot, old, false);
         }
         self.announce(py, &picked)?;
         Ok(picked.model)
@@ -804,9 +804,15 @@ impl SelectionCore {
             .map_err(to_py)
     }
 
-    /// Release a ticket whose request was abandoned without an outcome.
-    fn cancel(&self, slot: u32, ticket: u64) -> PyResult<()> {
-        self.lock().table.cancel(slot, ticket).map_err(to_py)
+    /// Release a ticket whose request was abandoned without an outcome;
+    /// its rate-limit reservation returns unless the request was `sent`.
+    #[pyo3(signature = (slot, ticket, sent=None))]
+    fn cancel(&self, slot: u32, ticket: u64, sent: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let sent = match sent {
+            Some(v) => convert::boolean(v, "sent")?,
+            None => false,
+        };
+        self.lock().table.cancel(slot, ticket, sent).map_err(to_py)
     }
 
     /// Record an active health check's verdict; returns the transition code.

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
 use crate::error::{non_negative, CoreError};
-use crate::limits::{Limits, RateLimits, WindowState};
+use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
 use crate::reward::RewardWeights;
 use crate::rng::DrawKey;
@@ -743,12 +743,15 @@ impl Table {
         Ok(taken.reservation)
     }
 
-    /// Release a ticket without an outcome (the request was abandoned, or
-    /// served from a cache): its rate-limit reservation returns.
-    pub fn cancel(&mut self, slot: u32, ticket: u64) -> Result<(), CoreError> {
+    /// Release a ticket without an outcome. Its rate-limit reservation
+    /// returns unless the request was `sent` (a call cancelled after it
+    /// started may have reached the provider, so it stays counted).
+    pub fn cancel(&mut self, slot: u32, ticket: u64, sent: bool) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
         let reservation = self.take_ticket(i, ticket)?;
-        self.limits.cancel(i, reservation);
+        if !sent {
+            self.limits.cancel(i, reservation);
+        }
         Ok(())
     }
 
@@ -761,9 +764,25 @@ impl Table {
         ticket: Option<u64>,
         outcome: &Outcome,
     ) -> Result<Transition, CoreError> {
+        self.report_as(slot, ticket, outcome, false)
+    }
+
+    /// `report`; `measured`: the outcome is of a call the model made (so one
+    /// without a ticket counts in its rate-limit window), not a manual report.
+    fn report_as(
+        &mut self,
+        slot: u32,
+        ticket: Option<u64>,
+        outcome: &Outcome,
+        measured: bool,
+    ) -> Result<Transition, CoreError> {
         let i = self.check_slot(slot)?;
         outcome.validate()?;
-        let reservation = ticket.map(|t| self.take_ticket(i, t)).transpose()?;
+        let reservation = match ticket {
+            Some(t) => Reservation::Held(self.take_ticket(i, t)?),
+            None if measured => Reservation::Unselected,
+            None => Reservation::Uncounted,
+        };
         Ok(self.apply(i, outcome, reservation))
     }
 
@@ -775,8 +794,8 @@ impl Table {
         ticket: Option<u64>,
         outcome: &Outcome,
     ) -> Result<Transition, CoreError> {
-        match self.report(slot, ticket, outcome) {
-            Err(CoreError::StaleTicket(_)) => self.report(slot, None, outcome),
+        match self.report_as(slot, ticket, outcome, true) {
+            Err(CoreError::StaleTicket(_)) => self.report_as(slot, None, outcome, true),
             other => other,
         }
     }
@@ -802,15 +821,17 @@ impl Table {
         let mut transitions = Vec::with_capacity(items.len());
         for (slot, ticket, outcome) in items {
             let i = *slot as usize;
-            let reservation = ticket.map(|t| self.take_ticket(i, t)).transpose()?;
+            let reservation = match ticket {
+                Some(t) => Reservation::Held(self.take_ticket(i, *t)?),
+                None => Reservation::Uncounted,
+            };
             transitions.push(self.apply(i, outcome, reservation));
         }
         Ok(transitions)
     }
 
-    /// Fold a validated outcome into slot `i`; `reservation` is its
-    /// ticket's (`None`: a call not selected here).
-    fn apply(&mut self, i: usize, o: &Outcome, reservation: Option<u64>) -> Transition {
+    /// Fold a validated outcome into slot `i`, settling its reservation.
+    fn apply(&mut self, i: usize, o: &Outcome, reservation: Reservation) -> Transition {
         let now = self.now();
         self.limits.settle(
             i,
@@ -1349,8 +1370,19 @@ mod tests {
         }
         assert!(t.select(&any()).is_none());
         // A cancelled selection returns its request.
-        t.cancel(0, first.ticket).unwrap();
-        assert_eq!(t.window(0).unwrap().requests, 4, "3 unselected calls + 1");
+        t.cancel(0, first.ticket, false).unwrap();
+        assert_eq!(
+            t.window(0).unwrap().requests,
+            1,
+            "manual reports are not calls"
+        );
+        let measured = t.record_call(0, None, &ok(0.1));
+        assert!(measured.is_ok());
+        assert_eq!(
+            t.window(0).unwrap().requests,
+            2,
+            "a measured call not selected here"
+        );
     }
 
     #[test]
