@@ -23,6 +23,7 @@ from orchestrator.integrations.ollama_model import OllamaModel
 from orchestrator.integrations.openai_model import OpenAIModel
 from orchestrator.integrations.simulated_model import SimulatedModel
 from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.server.errors import from_registry_error
 from tests.conftest import ScriptedModel
 from tests.providers.conftest import OPENAI_KEY, fast
 from tests.servers import OpenAIServer
@@ -263,3 +264,14 @@ def test_a_manual_report_without_a_selection_counts_no_call() -> None:
     registry.report_outcome("a", True, 0.1)
     assert registry.rate_limits("a")["requests"] == 0
     registry.select()
+
+
+def test_the_gateway_answers_a_full_window_with_429_and_retry_after() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=1))
+    registry.select()
+    registry.core.advance_clock(30.0)
+    with pytest.raises(NoEligibleModelsError) as info:
+        registry.select_model()
+    answer = from_registry_error(info.value, registry)
+    assert (answer.status, answer.code, answer.retry_after) == (429, "rate_limit_exceeded", 30.0)
+    assert "1/1 requests in the last minute" in answer.message
