@@ -3,7 +3,7 @@ written in plain Python, as the speed baseline.
 
 It takes the same inputs as ``ModelRegistry.select`` / ``report_outcome`` and
 makes the same decisions: filter every model by capability mask, context
-window, expected cost, speed, exclusion and circuit breaker; score the
+window, expected cost, speed, exclusion, rate-limit window and circuit breaker; score the
 eligible ones (UCB1 with forced ``min_trials`` and pending in-flight
 counts, discounted statistics, or the cost / performance strategies; the
 core's Thompson strategy draws from its own generator and is left out); issue a ticket
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -305,6 +306,8 @@ class BaselineModel:
     per_request: float = 0.0
     priced: bool = True
     speed: Optional[float] = None
+    rpm: Optional[int] = None
+    tpm: Optional[int] = None
 
     def price(self, input_tokens: int, output_tokens: int) -> float:
         return (
@@ -312,6 +315,37 @@ class BaselineModel:
             + output_tokens * self.output_per_million / 1e6
             + self.per_request
         )
+
+
+#: The window of ``rpm``/``tpm`` (``limits.rs``), in seconds.
+WINDOW_S = 60.0
+
+
+class RateWindow:
+    """The core's per-model rate-limit window (``limits.rs``) in plain
+    Python: a sliding log of ``(time, tokens)`` with running totals."""
+
+    __slots__ = ("log", "requests", "rpm", "tokens", "tpm")
+
+    def __init__(self, rpm: Optional[int], tpm: Optional[int]) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        self.log: deque[tuple[float, int]] = deque()
+        self.requests = 0
+        self.tokens = 0
+
+    def admits(self, needed: int, now: float) -> bool:
+        log = self.log
+        while log and log[0][0] + WINDOW_S <= now:
+            self.tokens -= log.popleft()[1]
+            self.requests -= 1
+        return (self.rpm is None or self.requests < self.rpm) and (
+            self.tpm is None or self.tokens + needed <= self.tpm
+        )
+
+    def reserve(self, tokens: int, now: float) -> None:
+        self.log.append((now, tokens))
+        self.requests += 1
+        self.tokens += tokens
 
 
 @dataclass(frozen=True)
@@ -373,6 +407,7 @@ class BaselineRegistry:
         self.recent_reward: list[list[float]] = []  # [level, outcomes seen]
         self.breakers: list[Breaker] = []
         self.observed: list[Observed] = []
+        self.windows: list[Optional[RateWindow]] = []
         self.by_name: dict[str, int] = {}
         self.tickets: dict[int, tuple[int, float]] = {}
         self.next_ticket = 1
@@ -411,6 +446,8 @@ class BaselineRegistry:
         self.recent_reward.append([0.0, 0.0])
         self.breakers.append(Breaker())
         self.observed.append(Observed())
+        limited = model.rpm is not None or model.tpm is not None
+        self.windows.append(RateWindow(model.rpm, model.tpm) if limited else None)
         self.by_name[model.name] = slot
         return slot
 
@@ -463,6 +500,9 @@ class BaselineRegistry:
             breaker.consecutive_successes = 0
         else:
             breaker.admit(now)
+        window = self.windows[slot]
+        if window is not None:
+            window.reserve(tin + tout, now)
         ticket = self.next_ticket
         self.next_ticket += 1
         self.tickets[ticket] = (slot, now)
@@ -494,6 +534,7 @@ class BaselineRegistry:
         pending, trials = self.pending, self.trials
         disc_n, disc_sum = self.disc_n, self.disc_sum
         breakers, observed, declared = self.breakers, self.observed, self.declared_speed
+        windows, needed = self.windows, tin + tout
 
         forced_slot = -1
         forced_tried = 0
@@ -520,6 +561,9 @@ class BaselineRegistry:
                 if speed is None or speed < min_speed:
                     continue
             if i in excluded:
+                continue
+            window = windows[i]
+            if window is not None and not window.admits(needed, now):
                 continue
             b = breakers[i]
             state = b.state

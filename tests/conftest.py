@@ -26,6 +26,8 @@ class ScriptedModel(Model):
         fail: Optional[BaseException] = None,
         delay: float = 0.0,
         provider: str = "scripted",
+        rpm: Optional[int] = None,
+        tpm: Optional[int] = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -34,6 +36,8 @@ class ScriptedModel(Model):
             or ModelCapabilities(text_generation=True, chat=True, context_length=8192),
             cost=cost,
             speed=speed,
+            rpm=rpm,
+            tpm=tpm,
         )
         self.fail = fail
         self.delay = delay

@@ -21,9 +21,12 @@ __all__ = [
     "MAX_COST_USD",
     "MAX_LATENCY_S",
     "MAX_OUTSTANDING_TICKETS",
+    "MAX_RPM",
     "MAX_SELECT_MANY",
     "MAX_TOKENS",
+    "MAX_TPM",
     "MIN_DISCOUNT",
+    "RATE_LIMIT_WINDOW_S",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
     "STRATEGY_NAMES",
@@ -38,6 +41,7 @@ __all__ = [
     "Transition",
     "__version__",
     "cache_key",
+    "check_rate_limits",
 ]
 
 __version__: str
@@ -55,6 +59,9 @@ MAX_OUTSTANDING_TICKETS: int
 MAX_LATENCY_S: float
 MAX_COST_USD: float
 MAX_TOKENS: int
+RATE_LIMIT_WINDOW_S: float
+MAX_RPM: int
+MAX_TPM: int
 MIN_DISCOUNT: float
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
@@ -67,6 +74,11 @@ def cache_key(
     namespace: str = "",
 ) -> str:
     """Stable 128-bit cache key (32 hex digits) of a request."""
+
+def check_rate_limits(
+    rpm: Optional[object] = None, tpm: Optional[object] = None
+) -> tuple[Optional[int], Optional[int]]:
+    """``(rpm, tpm)`` checked by type and range: ints >= 1 or ``None``."""
 
 class NoEligible(Exception):
     """No model satisfies a request: ``args == (Explanation, Request)``."""
@@ -121,6 +133,10 @@ class Outcome:
         cost: Optional[object] = None,
         quality: Optional[object] = None,
         retry_after: Optional[object] = None,
+        remaining_requests: Optional[object] = None,
+        requests_reset: Optional[object] = None,
+        remaining_tokens: Optional[object] = None,
+        tokens_reset: Optional[object] = None,
     ) -> Outcome: ...
     @property
     def success(self) -> bool: ...
@@ -215,6 +231,8 @@ class SelectionCore:
         request_fee: Optional[object] = None,
         priced: Optional[object] = None,
         declared_speed: Optional[object] = None,
+        rpm: Optional[object] = None,
+        tpm: Optional[object] = None,
     ) -> int: ...
     def update(
         self,
@@ -228,6 +246,8 @@ class SelectionCore:
         request_fee: object,
         priced: object,
         declared_speed: Optional[object] = None,
+        rpm: Optional[object] = None,
+        tpm: Optional[object] = None,
     ) -> None: ...
     def unregister(self, name: str) -> int: ...
     def model(self, slot: int) -> Any: ...
@@ -291,7 +311,7 @@ class SelectionCore:
         costs: Optional[object] = None,
         qualities: Optional[object] = None,
     ) -> list[Optional[Transition]]: ...
-    def cancel(self, slot: int, ticket: int) -> None: ...
+    def cancel(self, slot: int, ticket: int, sent: Optional[object] = None) -> None: ...
     def record_health_check(self, slot: int, healthy: object) -> Optional[Transition]: ...
     def breaker(self, slot: int) -> dict[str, Any]: ...
     def snapshot(self, slot: int) -> dict[str, Any]: ...
@@ -305,10 +325,12 @@ class SelectionCore:
     ) -> None: ...
     def set_shared(self, slot: int, n: float, reward_sum: float, reward_sq_sum: float) -> None: ...
     def shared(self, slot: int) -> tuple[float, float, float]: ...
+    def rate_limits(self, slot: int) -> dict[str, Any]: ...
     def pending(self, slot: int) -> int: ...
     def outstanding_tickets(self) -> int: ...
     def now(self) -> float: ...
     def advance_clock(self, seconds: object) -> None: ...
+    def is_virtual_clock(self) -> bool: ...
     def use_virtual_clock(self) -> None: ...
     def sweep(self) -> None: ...
 

@@ -52,6 +52,7 @@ class Fault:
     * ``truncate``: a stream that ends cleanly but without its end marker.
     * ``malformed``: a stream with a malformed event halfway.
     * ``stream_error``: an in-stream error event halfway (provider's format).
+    * ``headers``: extra response headers (e.g. the provider's rate-limit ones).
     * ``echo``: with ``status``, an error body that echoes every credential
       the request carried (auth headers, ``key`` query value), as the
       provider's JSON error (``"json"``) or as an HTML page (``"html"``), the
@@ -71,6 +72,7 @@ class Fault:
     malformed: bool = False
     stream_error: bool = False
     echo: Optional[str] = None
+    headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
     path: Optional[str] = None
 
@@ -123,7 +125,8 @@ class LoopbackServer:
     ``requests`` records what arrived; ``connections`` counts accepted TCP
     connections (to check keep-alive and pool reuse); ``streams_completed``
     and ``streams_abandoned`` count streams sent to their end and streams
-    whose client hung up halfway."""
+    whose client hung up halfway. ``extra_headers`` go on every response;
+    :meth:`rate_limit_headers` writes the provider's rate-limit headers."""
 
     #: Path prefix of the base URL the provider's clients use (e.g. ``/v1``).
     base_path = ""
@@ -137,6 +140,7 @@ class LoopbackServer:
         self.streams_completed = 0
         self.streams_abandoned = 0
         self.faults: list[Fault] = []
+        self.extra_headers: dict[str, str] = {}
         self.requests: list[Request] = []
         self.record = record
         self.connections = 0
@@ -226,6 +230,33 @@ class LoopbackServer:
         self.stop()
 
     # ----- faults -----------------------------------------------------------------
+
+    #: The provider's rate-limit headers: ``(remaining, reset)`` names for
+    #: requests, then for tokens; empty for a provider that sends none.
+    rate_limit_header_names: tuple[tuple[str, str], ...] = ()
+
+    def rate_limit_reset(self, seconds: float) -> str:
+        """A reset ``seconds`` from now, as the provider writes it (a duration)."""
+        return f"{seconds:g}s"
+
+    def rate_limit_headers(
+        self,
+        remaining_requests: Optional[int] = None,
+        requests_reset: float = 60.0,
+        remaining_tokens: Optional[int] = None,
+        tokens_reset: float = 60.0,
+    ) -> dict[str, str]:
+        """The headers this provider reports its remaining allowance in
+        (resets in seconds from now); none for a provider that sends none."""
+        headers = {}
+        given = ((remaining_requests, requests_reset), (remaining_tokens, tokens_reset))
+        for (count_name, reset_name), (remaining, reset) in zip(
+            self.rate_limit_header_names, given
+        ):
+            if remaining is not None:
+                headers[count_name] = str(remaining)
+                headers[reset_name] = self.rate_limit_reset(reset)
+        return headers
 
     def add_fault(self, fault: Optional[Fault] = None, **kwargs: Any) -> Fault:
         """Script a fault (a :class:`Fault` or its fields as keywords)."""
@@ -350,6 +381,7 @@ class LoopbackServer:
             resp: Response = self.error_response(fault.status, fault.kind, message)
             if fault.retry_after is not None:
                 resp.headers["retry-after"] = fault.retry_after
+            resp.headers.update(fault.headers)
         elif fault.invalid_json:
             await self._send(writer, 200, b'{"id": "x", "choices": [', "application/json", {})
             return True
@@ -358,6 +390,7 @@ class LoopbackServer:
                 resp = await self.route(request, fault)
             except json.JSONDecodeError:
                 resp = self.error_response(400, None, "request body is not valid JSON")
+            resp.headers.update(fault.headers)
         if isinstance(resp, JSONResponse):
             body = json.dumps(resp.body).encode()
             await self._send(writer, resp.status, body, "application/json", resp.headers)
@@ -376,7 +409,7 @@ class LoopbackServer:
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
             f"content-type: {content_type}",
             f"content-length: {len(body)}",
-            *(f"{k}: {v}" for k, v in headers.items()),
+            *(f"{k}: {v}" for k, v in {**self.extra_headers, **headers}.items()),
         ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         await writer.drain()
@@ -389,7 +422,7 @@ class LoopbackServer:
             f"content-type: {resp.content_type}",
             "transfer-encoding: chunked",
             "cache-control: no-cache",
-            *(f"{k}: {v}" for k, v in resp.headers.items()),
+            *(f"{k}: {v}" for k, v in {**self.extra_headers, **resp.headers}.items()),
         ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         events = list(resp.events)

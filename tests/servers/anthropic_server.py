@@ -5,6 +5,7 @@ content_block_stop / message_delta / message_stop, and ``error`` events),
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Optional
 
 from tests.servers._base import (
@@ -62,6 +63,16 @@ class AnthropicServer(LoopbackServer):
         self.api_key = api_key
         self.reply = reply
         self.models = list(models)
+
+    rate_limit_header_names = (
+        ("anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-reset"),
+        ("anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset"),
+    )
+
+    def rate_limit_reset(self, seconds: float) -> str:
+        """An RFC 3339 time, as Anthropic writes its resets."""
+        when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        return when.isoformat().replace("+00:00", "Z")
 
     def error_response(self, status: int, kind: Optional[str], message: str) -> JSONResponse:
         etype = _ERRORS.get(status, "api_error")

@@ -56,6 +56,11 @@ class OpenAIServer(LoopbackServer):
         self.models = list(models)
         self.served_as = {"gpt-4": "gpt-4-0613"} if served_as is None else served_as
 
+    rate_limit_header_names = (
+        ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+        ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    )
+
     def error_response(self, status: int, kind: Optional[str], message: str) -> JSONResponse:
         etype, code = _ERRORS.get(status, ("server_error", None))
         if kind == "context_length":

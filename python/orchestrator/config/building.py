@@ -72,6 +72,8 @@ def _simulated_arguments(module: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         "seed": options.seed,
         "sleep_scale": options.sleep_scale,
         "priced": cost is not None,
+        "rpm": kwargs.get("rpm"),
+        "tpm": kwargs.get("tpm"),
     }
 
 
@@ -186,7 +188,7 @@ def provider_class(provider: str) -> type[Model]:
 def model_kwargs(entry: ModelEntry, api_key: Optional[str] = None) -> dict[str, Any]:
     """The keyword arguments every provider class takes, from a ``[[models]]`` table."""
     kwargs: dict[str, Any] = {"name": entry.name}
-    for name in ("base_url", "model_id", "speed", "timeout"):
+    for name in ("base_url", "model_id", "speed", "rpm", "tpm", "timeout"):
         value = getattr(entry, name)
         if value is not None:
             kwargs[name] = value

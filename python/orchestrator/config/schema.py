@@ -184,6 +184,8 @@ class ModelEntry(Section):
     context_length: Optional[Annotated[int, in_range(1, MAX_CONTEXT_TOKENS, unit="tokens")]] = None
     max_tokens: Optional[Annotated[int, in_range(1, MAX_CONTEXT_TOKENS, unit="tokens")]] = None
     speed: Optional[Annotated[float, in_range(0, 1_000_000, unit="tokens per second")]] = None
+    rpm: Optional[Annotated[int, in_range(1, _core.MAX_RPM, unit="requests per minute")]] = None
+    tpm: Optional[Annotated[int, in_range(1, _core.MAX_TPM, unit="tokens per minute")]] = None
     timeout: Optional[Seconds] = None
     optional: bool = False
     options: dict[str, Any] = Field(default_factory=dict)

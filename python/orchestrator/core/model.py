@@ -29,6 +29,7 @@ from orchestrator import _core
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.cache_identity import cache_identity_of
 from orchestrator.core.call_result import CallResult as CallResult  # re-exported: its old home
+from orchestrator.core.rate_limits import ReportedLimits
 from orchestrator.core.tokens import estimate_tokens as estimate_tokens  # re-exported: its old home
 from orchestrator.errors import (
     MalformedResponseError,
@@ -215,6 +216,8 @@ class CallRecord:
     first_token_at: Optional[float] = None
     retry_after: float = 0.0
     quality: Optional[float] = None
+    #: The latest rate-limit headers of the call's responses.
+    reported_limits: ReportedLimits = field(default_factory=ReportedLimits)
 
 
 class OutcomeSink(Protocol):
@@ -232,8 +235,10 @@ class OutcomeSink(Protocol):
         """Count one call's outcome (under ``ticket``; 0 when the call was
         not selected through this sink)."""
 
-    def release(self, slot: int, ticket: int) -> None:
-        """Release a selection's ticket for which no outcome is owed."""
+    def release(self, slot: int, ticket: int, sent: bool = False) -> None:
+        """Release a selection's ticket for which no outcome is owed; ``sent``:
+        the request may have reached the provider (a call cancelled after it
+        started), so its rate-limit reservation stays counted."""
 
     def update_model(self, model: Model) -> None:
         """Take in the model's changed capabilities, cost or speed."""
@@ -270,11 +275,12 @@ def take_tickets(bindings: Iterable[Binding]) -> Tickets:
     return [(b, b.core.take_held(b.slot)) for b in bindings]
 
 
-def release_tickets(tickets: Tickets) -> None:
-    """Release tickets for which no outcome is owed."""
+def release_tickets(tickets: Tickets, sent: bool = False) -> None:
+    """Release tickets for which no outcome is owed (``sent``: see
+    :meth:`OutcomeSink.release`)."""
     for binding, ticket in tickets:
         if ticket:
-            binding.sink.release(binding.slot, ticket)
+            binding.sink.release(binding.slot, ticket, sent)
 
 
 def current_call() -> Optional[CallRecord]:
@@ -509,10 +515,11 @@ class MeasuredStream:
 
     async def aclose(self) -> None:
         """Stop early: the call is not reported as an outcome, and its
-        selection ticket is released."""
+        selection ticket is released (its request stays counted against the
+        model's rate limit: the provider received it)."""
         if not self._done and self._record is not None:
             self._done = True
-            release_tickets(self._tickets)
+            release_tickets(self._tickets, sent=True)
         if self._inner is not None and hasattr(self._inner, "aclose"):
             await self._inner.aclose()
 
@@ -547,9 +554,13 @@ class Model(abc.ABC):
         cost: Optional[ModelCost] = None,
         *,
         speed: Optional[float] = None,
+        rpm: Optional[int] = None,
+        tpm: Optional[int] = None,
     ) -> None:
         """``cost=None`` marks the model unpriced: ``max_cost`` then excludes it.
-        ``speed`` declares output tokens per second until speed is observed."""
+        ``speed`` declares output tokens per second until speed is observed.
+        ``rpm``/``tpm``: the most requests/tokens it may be sent in any 60 s
+        (``None``: unlimited); a model whose window is full is not eligible."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"invalid name: {name!r} (a non-empty string is required)")
         if not isinstance(provider, str) or not provider.strip():
@@ -570,6 +581,7 @@ class Model(abc.ABC):
         self.capabilities = capabilities
         self.cost = cost
         self.speed = None if speed is None else float(speed)
+        self.rpm, self.tpm = _core.check_rate_limits(rpm, tpm)
         self._bindings: list[Binding] = []
         self._cache: Optional[ModelCache] = None
 
@@ -650,6 +662,14 @@ class Model(abc.ABC):
         if record is not None and seconds > 0:
             record.retry_after = max(record.retry_after, float(seconds))
 
+    @staticmethod
+    def record_rate_limits(reported: ReportedLimits) -> None:
+        """Record what the provider's rate-limit headers reported for the
+        running call (the latest response's replace earlier ones)."""
+        record = _ACTIVE_CALL.get()
+        if record is not None:
+            record.reported_limits = reported
+
     def declarations_changed(self) -> None:
         """Tell every registry this model is in that its capabilities, cost
         or speed changed (adapters call it after discovering them)."""
@@ -698,8 +718,9 @@ class Model(abc.ABC):
         returns its result."""
         latency = time.perf_counter() - record.started
         if exc is not None and not isinstance(exc, Exception):
-            # Cancelled or interrupted: not the model's fault, not an outcome.
-            release_tickets(tickets)
+            # Cancelled or interrupted: not the model's fault, not an outcome,
+            # but the request may have reached the provider.
+            release_tickets(tickets, sent=True)
             return CallResult("", self.name, 0, 0, 0.0, latency)
         input_tokens = (
             record.input_tokens if record.input_tokens is not None else estimate_tokens(prompt)
@@ -714,6 +735,7 @@ class Model(abc.ABC):
             cost = self.cost.price(input_tokens, output_tokens) if self.cost is not None else 0.0
         ttft = record.first_token_at - record.started if record.first_token_at is not None else None
         retry_after = record.retry_after or float(getattr(exc, "retry_after", None) or 0.0)
+        reported = record.reported_limits
         outcome = _core.Outcome(
             exc is None,
             latency,
@@ -724,6 +746,10 @@ class Model(abc.ABC):
             cost=cost,
             quality=record.quality,
             retry_after=retry_after,
+            remaining_requests=reported.remaining_requests,
+            requests_reset=reported.requests_reset,
+            remaining_tokens=reported.remaining_tokens,
+            tokens_reset=reported.tokens_reset,
         )
         current = self._bindings
         for binding, ticket in tickets:

@@ -109,6 +109,8 @@ class HuggingFaceModel(Model):
         capabilities: Optional[ModelCapabilities] = None,
         cost: Optional[ModelCost] = None,
         speed: Optional[float] = None,
+        rpm: Optional[int] = None,
+        tpm: Optional[int] = None,
         timeout: float = 120.0,
         max_retries: int = 2,
         deadline: float = 300.0,
@@ -128,7 +130,7 @@ class HuggingFaceModel(Model):
             )
         if cost is None and endpoint_url is None:
             cost = ModelCost()
-        super().__init__(name, "huggingface", capabilities, cost, speed=speed)
+        super().__init__(name, "huggingface", capabilities, cost, speed=speed, rpm=rpm, tpm=tpm)
         self.model_path = model_path or (name if model is None and endpoint_url is None else None)
         self.allow_download = allow_download
         self.max_new_tokens = max_new_tokens

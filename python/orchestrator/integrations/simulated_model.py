@@ -75,6 +75,8 @@ class SimulatedModel(Model):
         seed: int = 0,
         sleep_scale: float = 0.0,
         priced: bool = True,
+        rpm: Optional[int] = None,
+        tpm: Optional[int] = None,
     ) -> None:
         profile = replace(profile, name=name) if profile else ModelProfile(name)
         super().__init__(
@@ -83,6 +85,8 @@ class SimulatedModel(Model):
             profile.model_capabilities,
             profile.cost if priced else None,
             speed=profile.speed,
+            rpm=rpm,
+            tpm=tpm,
         )
         self.profile = profile
         self.sleep_scale = float(sleep_scale)

@@ -55,7 +55,8 @@ class CandidateExplanation:
 class SelectionExplanation:
     """Why a request would go to ``chosen``: every candidate's verdict.
     ``retry_in``: when no model is chosen, seconds until the first model
-    rejected for its health (open circuit, provider's ``Retry-After``) may be
+    rejected for its health (open circuit, provider's ``Retry-After``) or its
+    rate limit (``rpm``/``tpm`` window, provider's reported allowance) may be
     tried again."""
 
     strategy: str

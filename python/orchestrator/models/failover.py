@@ -3,8 +3,15 @@ next-best eligible model, within a retry budget and a total deadline.
 
 Each model is tried at most once per request (the failed ones are excluded
 from the next selection), so a dead endpoint is never retried in a loop, and
-every outcome reaches the breakers like any other call. Used through
-``ModelRegistry.generate`` and ``ModelRegistry.stream``.
+every outcome reaches the breakers like any other call. The exception is a
+rate-limited model that said when to come back (``Retry-After``): the core
+keeps it ineligible until then, so it stays a candidate. When every eligible
+model is rate limited (its ``rpm``/``tpm`` window is full, its provider's
+headers say its allowance is spent, or its ``Retry-After`` runs), a request
+with a ``deadline`` waits for the soonest slot if it comes before the
+deadline, then selects again; otherwise (or with no deadline) it fails at
+once with the error it would have raised. Used
+through ``ModelRegistry.generate`` and ``ModelRegistry.stream``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from orchestrator.errors import (
     FailoverExhaustedError,
     FailoverTimeoutError,
     NoEligibleModelsError,
+    RateLimitError,
     error_class_of,
     is_retryable,
 )
@@ -110,18 +118,33 @@ class _Plan:
         error.__cause__ = self.last_error
         return error
 
-    def select(self) -> Model:
-        """The next-best eligible model not tried yet."""
-        if len(self.attempts) > self.retry_budget:
-            raise self.exhausted(f"retry budget of {self.retry_budget} spent")
-        exclude = [*self.constraints.exclude_models, *self.excluded]
-        constraints = self.constraints.model_copy(update={"exclude_models": exclude})
-        try:
-            return self.registry.select_model(constraints=constraints)
-        except NoEligibleModelsError as exc:
-            if not self.attempts:
-                raise
-            raise self.exhausted("no eligible model left to try") from exc
+    async def select(self) -> Model:
+        """The next-best eligible model not tried yet, waiting for the
+        soonest slot when every eligible one is rate limited (see the module)."""
+        while True:
+            if len(self.attempts) > self.retry_budget:
+                raise self.exhausted(f"retry budget of {self.retry_budget} spent")
+            exclude = [*self.constraints.exclude_models, *self.excluded]
+            constraints = self.constraints.model_copy(update={"exclude_models": exclude})
+            try:
+                return self.registry.select_model(constraints=constraints)
+            except NoEligibleModelsError as exc:
+                wait = self.wait_for(exc)
+                if wait is None:
+                    if not self.attempts:
+                        raise
+                    raise self.exhausted("no eligible model left to try") from exc
+            logger.info("every eligible model is rate limited; waiting %.2fs for a slot", wait)
+            await asyncio.sleep(wait)
+
+    def wait_for(self, exc: NoEligibleModelsError) -> Optional[float]:
+        """Seconds to wait for the soonest slot, or ``None`` when there is no
+        deadline or no slot comes before it (or the core's clock is virtual:
+        real waiting would bring no slot nearer)."""
+        if exc.retry_in is None or self.deadline is None or self.registry.core.is_virtual_clock():
+            return None
+        left = self.deadline - (time.monotonic() - self.started)
+        return exc.retry_in if exc.retry_in < left else None
 
     def exhausted(self, why: str) -> FailoverExhaustedError:
         tried = ", ".join(f"{a.model} ({a.outcome})" for a in self.attempts)
@@ -139,7 +162,8 @@ class _Plan:
             with contextlib.suppress(AttributeError, TypeError):
                 exc.attempts = self.attempts  # type: ignore[attr-defined]
             raise exc
-        self.excluded.append(model.name)
+        if not (isinstance(exc, RateLimitError) and exc.retry_after):
+            self.excluded.append(model.name)  # a rate limit with a known end stays a candidate
         logger.info("%s failed (%s); failing over", model.name, error_class_of(exc))
 
     def report_timeout(self, model: Model, started: float) -> float:
@@ -240,8 +264,9 @@ async def generate(
     """See :meth:`ModelRegistry.generate`."""
     plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, kwargs)
     while True:
+        plan.remaining()  # the deadline may have passed: fail before selecting
+        model = await plan.select()
         limit = plan.remaining()
-        model = plan.select()
         started = time.perf_counter()
         time_limit = _TimeLimit(limit)
         try:
@@ -340,8 +365,9 @@ class FailoverStream:
     async def _first_chunk(self) -> str:
         plan = self._plan
         while True:
+            plan.remaining()
+            model = await plan.select()
             limit = plan.remaining()
-            model = plan.select()
             started = time.perf_counter()
             inner: Optional[AsyncIterator[str]] = None
             time_limit = _TimeLimit(limit)

@@ -323,10 +323,13 @@ class ModelRegistry:
             cost.per_request if cost else 0.0,
             cost is not None,
             model.speed,
+            model.rpm,
+            model.tpm,
         )
 
     def update_model(self, model: Model) -> None:
-        """Push a registered model's changed capabilities, cost or speed to the core."""
+        """Push a registered model's changed capabilities, cost, speed or
+        rate limits to the core."""
         self._core.update(self._binding(model).slot, *self._spec(model))
 
     def unregister_model(self, name: str) -> Model:
@@ -735,15 +738,22 @@ class ModelRegistry:
         transition = self._core.record(slot, ticket, outcome)
         self._counted(model, transition, outcome.success, outcome.retry_after, error)
 
-    def release(self, slot: int, ticket: int) -> None:
+    def release(self, slot: int, ticket: int, sent: bool = False) -> None:
         """Release a ticket for which no outcome is owed (see
         :class:`~orchestrator.core.model.OutcomeSink`)."""
         try:
-            self._core.cancel(slot, ticket)
+            self._core.cancel(slot, ticket, sent)
         except StaleTicketError:
             logger.debug("ticket %s had already expired", ticket)
 
     # ----- reading ------------------------------------------------------------
+
+    def rate_limits(self, name: str) -> dict[str, Any]:
+        """A model's rate-limit window now: its ``rpm``/``tpm`` (``None``:
+        unlimited), the ``requests``/``tokens`` reserved in the last minute,
+        and what its provider's headers reported, as ``(remaining,
+        resets_in)`` or ``None`` (``provider_requests``/``provider_tokens``)."""
+        return self._core.rate_limits(self._binding(self.get_model(name)).slot)
 
     def get_metrics(self, name: str) -> ModelMetrics:
         """What this registry observed of a model (looked up and read in one

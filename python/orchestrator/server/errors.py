@@ -6,8 +6,10 @@ Mapping (documented in the README):
 
 * ``NoEligibleModelsError`` → 400 ``no_eligible_model`` (the request's
   constraints exclude every model), naming each model's reason; when every
-  model is excluded for its health, 429 (inside a provider's Retry-After
-  window) or 503 (circuits open), with ``Retry-After`` = the core's ``retry_in``.
+  model is excluded for its health or its rate limit, 429 (a full ``rpm``/
+  ``tpm`` window, a spent provider allowance, or inside a provider's
+  Retry-After window) or 503 (circuits open), with ``Retry-After`` = the
+  core's ``retry_in``.
 * every attempt failed with a rate limit → 429 with ``Retry-After`` (the
   providers' largest, at least 1 s).
 * every tried model's circuit is open (cooling down) → 503 with
@@ -103,8 +105,11 @@ def from_registry_error(exc: BaseException, registry: ModelRegistry) -> GatewayE
     if isinstance(exc, NoEligibleModelsError):
         reasons = "; ".join(f"{name}: {why}" for name, why in exc.reasons.items())
         candidates = exc.explanation.candidates
-        if exc.retry_in is not None and all(c.constraint == "health" for c in candidates):
-            limited = any("rate limit" in (c.reason or "") for c in candidates)
+        waiting = ("health", "rate_limit")
+        if exc.retry_in is not None and all(c.constraint in waiting for c in candidates):
+            limited = any(
+                c.constraint == "rate_limit" or "rate limit" in (c.reason or "") for c in candidates
+            )
             return GatewayError(
                 429 if limited else 503,
                 f"every model is {'rate limited' if limited else 'cooling down'} ({reasons})",

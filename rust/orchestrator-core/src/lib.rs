@@ -11,6 +11,7 @@ pub mod contextual;
 pub mod error;
 pub mod features;
 pub mod hash;
+pub mod limits;
 pub mod outcome;
 pub mod reward;
 pub mod rng;
@@ -23,6 +24,7 @@ pub mod verdict;
 
 pub use breaker::{BreakerConfig, BreakerState, Transition};
 pub use error::CoreError;
+pub use limits::{ProviderLimits, RateLimits};
 pub use reward::RewardWeights;
 pub use strategy::{Strategy, StrategyConfig};
 pub use table::{

@@ -2,6 +2,7 @@
 //! and other workers' statistics.
 
 use crate::error::{non_negative, unit_interval, CoreError};
+use crate::limits::ProviderLimits;
 use crate::ERROR_CLASSES;
 
 /// The longest latency (and time to first token) one outcome may report, in
@@ -51,6 +52,8 @@ pub struct Outcome {
     pub reward: Option<f64>,
     /// Provider's `Retry-After` in seconds; 0 when absent.
     pub retry_after_s: f64,
+    /// What the provider's rate-limit headers reported.
+    pub provider_limits: ProviderLimits,
 }
 
 impl Outcome {
@@ -91,6 +94,7 @@ impl Outcome {
         at_most("input_tokens", self.input_tokens, MAX_TOKENS)?;
         at_most("output_tokens", self.output_tokens, MAX_TOKENS)?;
         non_negative("retry_after", self.retry_after_s)?;
+        self.provider_limits.validate()?;
         if let Some(q) = self.quality {
             unit_interval("quality", q)?;
         }

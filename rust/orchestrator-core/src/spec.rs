@@ -2,6 +2,7 @@
 //! model's spec, a request's constraints, and why a model was rejected.
 
 use crate::error::{non_negative, CoreError};
+use crate::limits::{LimitKind, RateLimits};
 use crate::CAPABILITY_NAMES;
 
 /// Request size used to price a request whose token counts are not given.
@@ -23,6 +24,8 @@ pub struct ModelSpec {
     pub priced: bool,
     /// Declared output tokens per second, used until speed is observed.
     pub declared_speed: Option<f64>,
+    /// Requests and tokens per minute this model may be sent.
+    pub limits: RateLimits,
 }
 
 impl ModelSpec {
@@ -42,7 +45,7 @@ impl ModelSpec {
         if let Some(speed) = self.declared_speed {
             non_negative("declared_speed", speed)?;
         }
-        Ok(())
+        self.limits.validate()
     }
 }
 
@@ -56,6 +59,16 @@ pub struct Constraints {
     pub exclude: Vec<u32>,
     pub input_tokens: u32,
     pub output_tokens: u32,
+}
+
+impl Constraints {
+    /// The tokens a selection reserves against a model's `tpm`: the
+    /// request's input plus output tokens (the default request size when
+    /// not given).
+    #[inline]
+    pub fn reserved_tokens(&self) -> u64 {
+        u64::from(self.input_tokens) + u64::from(self.output_tokens)
+    }
 }
 
 impl Constraints {
@@ -98,19 +111,54 @@ impl Constraints {
 
 /// Why a model was not eligible for a request. `RateLimited`: inside the
 /// provider's `Retry-After` window, where a model is not even probed.
+/// `RequestLimit`/`TokenLimit`: the model's own window (`rpm`/`tpm`) is
+/// full (`retry_in_s` is `None` when the request can never fit);
+/// `ProviderLimit`: the provider's headers said its allowance is spent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     MissingCapabilities(u32),
-    ContextUnknown { needed: u32 },
-    ContextTooSmall { needed: u32, has: u32 },
+    ContextUnknown {
+        needed: u32,
+    },
+    ContextTooSmall {
+        needed: u32,
+        has: u32,
+    },
     Unpriced,
-    TooExpensive { cost: f64, max: f64 },
+    TooExpensive {
+        cost: f64,
+        max: f64,
+    },
     SpeedUnknown,
-    TooSlow { speed: f64, min: f64 },
+    TooSlow {
+        speed: f64,
+        min: f64,
+    },
     Excluded,
-    CircuitOpen { retry_in_s: f64 },
-    RateLimited { retry_in_s: f64 },
+    CircuitOpen {
+        retry_in_s: f64,
+    },
+    RateLimited {
+        retry_in_s: f64,
+    },
     ProbeInFlight,
+    RequestLimit {
+        used: u32,
+        limit: u32,
+        retry_in_s: f64,
+    },
+    TokenLimit {
+        used: u64,
+        needed: u64,
+        limit: u64,
+        retry_in_s: Option<f64>,
+    },
+    ProviderLimit {
+        kind: LimitKind,
+        remaining: u64,
+        needed: u64,
+        retry_in_s: f64,
+    },
 }
 
 impl Rejection {
@@ -127,15 +175,21 @@ impl Rejection {
             Rejection::CircuitOpen { .. }
             | Rejection::RateLimited { .. }
             | Rejection::ProbeInFlight => "health",
+            Rejection::RequestLimit { .. }
+            | Rejection::TokenLimit { .. }
+            | Rejection::ProviderLimit { .. } => "rate_limit",
         }
     }
 
-    /// Seconds until a model rejected for its health may be tried again.
+    /// Seconds until a model rejected for its health or its rate limit may
+    /// be tried again.
     pub fn retry_in(&self) -> Option<f64> {
         match self {
-            Rejection::CircuitOpen { retry_in_s } | Rejection::RateLimited { retry_in_s } => {
-                Some(*retry_in_s)
-            }
+            Rejection::CircuitOpen { retry_in_s }
+            | Rejection::RateLimited { retry_in_s }
+            | Rejection::RequestLimit { retry_in_s, .. }
+            | Rejection::ProviderLimit { retry_in_s, .. } => Some(*retry_in_s),
+            Rejection::TokenLimit { retry_in_s, .. } => *retry_in_s,
             _ => None,
         }
     }
@@ -178,6 +232,38 @@ impl Rejection {
                 format!("rate limited by the provider, Retry-After ends in {retry_in_s:.1}s")
             }
             Rejection::ProbeInFlight => "circuit half-open, a probe is in flight".to_owned(),
+            Rejection::RequestLimit {
+                used,
+                limit,
+                retry_in_s,
+            } => format!(
+                "{used}/{limit} requests in the last minute (rpm), next slot in {retry_in_s:.1} s"
+            ),
+            Rejection::TokenLimit {
+                needed,
+                limit,
+                retry_in_s: None,
+                ..
+            } => format!("the request needs {needed} tokens, more than tpm {limit} allows"),
+            Rejection::TokenLimit {
+                used,
+                needed,
+                limit,
+                retry_in_s: Some(retry_in_s),
+            } => format!(
+                "{used}/{limit} tokens in the last minute (tpm) and the request needs \
+                 {needed}, next slot in {retry_in_s:.1} s"
+            ),
+            Rejection::ProviderLimit {
+                kind,
+                remaining,
+                needed,
+                retry_in_s,
+            } => format!(
+                "the provider reports {remaining} {} left (the request needs {needed}), \
+                 next slot in {retry_in_s:.1} s",
+                kind.name()
+            ),
         }
     }
 }

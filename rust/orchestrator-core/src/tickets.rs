@@ -31,6 +31,8 @@ pub struct Ticket {
     /// never matches the model registered in that slot later.
     pub generation: u32,
     pub issued_at: f64,
+    /// The rate-limit reservation it holds (see `limits`); 0 for none.
+    pub reservation: u64,
 }
 
 /// Outstanding tickets by number, and their numbers in issue order.
@@ -147,6 +149,7 @@ mod tests {
             slot,
             generation: 0,
             issued_at,
+            reservation: 0,
         }
     }
 

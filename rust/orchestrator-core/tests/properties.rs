@@ -17,6 +17,7 @@ fn spec(i: usize, caps: u32, context: u32, price: Option<f64>, speed: Option<f64
         request_fee: 0.0,
         priced: price.is_some(),
         declared_speed: speed,
+        limits: Default::default(),
     }
 }
 

@@ -144,6 +144,32 @@ pub fn optional_count32(
     }
 }
 
+/// `None` or an integer in `[min, max]`.
+pub fn optional_integer(
+    value: Option<&Bound<'_, PyAny>>,
+    field: &str,
+    min: i128,
+    max: i128,
+) -> PyResult<Option<i128>> {
+    match value {
+        Some(v) if !v.is_none() => integer(v, field, min, max).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A model's `rpm` and `tpm` (`None`: unlimited), each within the core's range.
+pub fn rate_limits(
+    rpm: Option<&Bound<'_, PyAny>>,
+    tpm: Option<&Bound<'_, PyAny>>,
+) -> PyResult<core::RateLimits> {
+    let limits = core::RateLimits {
+        rpm: optional_integer(rpm, "rpm", 1, i128::from(core::limits::MAX_RPM))?.map(|n| n as u32),
+        tpm: optional_integer(tpm, "tpm", 1, i128::from(core::limits::MAX_TPM))?.map(|n| n as u64),
+    };
+    limits.validate().map_err(to_py)?;
+    Ok(limits)
+}
+
 /// `True` or `False`, nothing else.
 pub fn boolean(value: &Bound<'_, PyAny>, field: &str) -> PyResult<bool> {
     match value.cast::<PyBool>() {

@@ -18,6 +18,19 @@ use orchestrator_core as core;
 use orchestrator_core::Table;
 use pyo3::prelude::*;
 
+/// `(rpm, tpm)` checked by type and range (ints >= 1 or `None`; `bool` is
+/// not an int; too large names the field): the one check `Model(...)`,
+/// the config and registration share.
+#[pyfunction]
+#[pyo3(signature = (rpm=None, tpm=None))]
+fn check_rate_limits(
+    rpm: Option<&Bound<'_, PyAny>>,
+    tpm: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(Option<u32>, Option<u64>)> {
+    let limits = convert::rate_limits(rpm, tpm)?;
+    Ok((limits.rpm, limits.tpm))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<selection::SelectionCore>()?;
@@ -28,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transition::Transition>()?;
     m.add("NoEligible", m.py().get_type::<errors::NoEligible>())?;
     m.add_function(wrap_pyfunction!(hashing::cache_key, m)?)?;
+    m.add_function(wrap_pyfunction!(check_rate_limits, m)?)?;
     m.add("CAPABILITY_NAMES", core::CAPABILITY_NAMES.to_vec())?;
     m.add("ERROR_CLASSES", core::ERROR_CLASSES.to_vec())?;
     m.add(
@@ -50,6 +64,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_LATENCY_S", core::outcome::MAX_LATENCY_S)?;
     m.add("MAX_COST_USD", core::outcome::MAX_COST_USD)?;
     m.add("MAX_TOKENS", core::outcome::MAX_TOKENS)?;
+    m.add("RATE_LIMIT_WINDOW_S", core::limits::WINDOW_S)?;
+    m.add("MAX_RPM", core::limits::MAX_RPM)?;
+    m.add("MAX_TPM", core::limits::MAX_TPM)?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -166,6 +166,7 @@ pub fn outcome(
     cost: Option<&Bound<'_, PyAny>>,
     quality: Option<&Bound<'_, PyAny>>,
     retry_after: Option<&Bound<'_, PyAny>>,
+    provider_limits: core::ProviderLimits,
     fields: &OutcomeFields,
 ) -> PyResult<core::Outcome> {
     let error_class = match error_class {
@@ -198,12 +199,31 @@ pub fn outcome(
         quality: convert::optional_real(quality, fields.quality)?,
         reward: None,
         retry_after_s: convert::optional_real(retry_after, "retry_after")?.unwrap_or(0.0),
+        provider_limits,
     };
     raw.checked().map_err(|err| match err {
         core::CoreError::Invalid { field, value } => {
             convert::invalid(fields.python_name(field), value)
         }
         other => to_py(other),
+    })
+}
+
+/// What a provider's rate-limit headers reported, converted by type.
+pub fn provider_limits(
+    remaining_requests: Option<&Bound<'_, PyAny>>,
+    requests_reset: Option<&Bound<'_, PyAny>>,
+    remaining_tokens: Option<&Bound<'_, PyAny>>,
+    tokens_reset: Option<&Bound<'_, PyAny>>,
+) -> PyResult<core::ProviderLimits> {
+    let remaining = |v, field| {
+        convert::optional_integer(v, field, 0, i128::from(u64::MAX)).map(|n| n.map(|n| n as u64))
+    };
+    Ok(core::ProviderLimits {
+        remaining_requests: remaining(remaining_requests, "remaining_requests")?,
+        requests_reset_s: convert::optional_real(requests_reset, "requests_reset")?,
+        remaining_tokens: remaining(remaining_tokens, "remaining_tokens")?,
+        tokens_reset_s: convert::optional_real(tokens_reset, "tokens_reset")?,
     })
 }
 
@@ -253,7 +273,7 @@ impl OutcomeFields {
 #[pymethods]
 impl Outcome {
     #[new]
-    #[pyo3(signature = (success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None))]
+    #[pyo3(signature = (success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None, remaining_requests=None, requests_reset=None, remaining_tokens=None, tokens_reset=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         success: &Bound<'_, PyAny>,
@@ -265,7 +285,17 @@ impl Outcome {
         cost: Option<&Bound<'_, PyAny>>,
         quality: Option<&Bound<'_, PyAny>>,
         retry_after: Option<&Bound<'_, PyAny>>,
+        remaining_requests: Option<&Bound<'_, PyAny>>,
+        requests_reset: Option<&Bound<'_, PyAny>>,
+        remaining_tokens: Option<&Bound<'_, PyAny>>,
+        tokens_reset: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Outcome> {
+        let reported = provider_limits(
+            remaining_requests,
+            requests_reset,
+            remaining_tokens,
+            tokens_reset,
+        )?;
         Ok(Outcome {
             inner: outcome(
                 success,
@@ -277,6 +307,7 @@ impl Outcome {
                 cost,
                 quality,
                 retry_after,
+                reported,
                 &OutcomeFields::ONE,
             )?,
         })

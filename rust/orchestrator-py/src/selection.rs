@@ -92,6 +92,7 @@ fn model_spec(
     request_fee: &Bound<'_, PyAny>,
     priced: &Bound<'_, PyAny>,
     declared_speed: Option<&Bound<'_, PyAny>>,
+    limits: core::RateLimits,
 ) -> PyResult<ModelSpec> {
     let spec = ModelSpec {
         name: convert::string(name, "name")?,
@@ -106,6 +107,7 @@ fn model_spec(
         request_fee: convert::real(request_fee, "request_fee")?,
         priced: convert::boolean(priced, "priced")?,
         declared_speed: convert::optional_real(declared_speed, "declared_speed")?,
+        limits,
     };
     spec.validate().map_err(to_py)?;
     Ok(spec)
@@ -270,7 +272,7 @@ impl SelectionCore {
         let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
         if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
             // An earlier unused selection of this model in this task: release it.
-            let _ = self.lock().table.cancel(picked.slot, old);
+            let _ = self.lock().table.cancel(picked.slot, old, false);
         }
         self.announce(py, &picked)?;
         Ok(picked.model)
@@ -421,7 +423,7 @@ impl SelectionCore {
     }
 
     /// Register `model` (any Python object, returned by selections); returns its slot.
-    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None))]
+    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -436,6 +438,8 @@ impl SelectionCore {
         request_fee: Option<&Bound<'_, PyAny>>,
         priced: Option<&Bound<'_, PyAny>>,
         declared_speed: Option<&Bound<'_, PyAny>>,
+        rpm: Option<&Bound<'_, PyAny>>,
+        tpm: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u32> {
         let zero = 0.0f64.into_pyobject(py)?.into_any();
         let no = false.into_pyobject(py)?.to_owned().into_any();
@@ -450,6 +454,7 @@ impl SelectionCore {
             request_fee.unwrap_or(&zero),
             priced.unwrap_or(&no),
             declared_speed,
+            convert::rate_limits(rpm, tpm)?,
         )?;
         let mut guard = self.lock();
         let slot = guard.table.register(spec).map_err(to_py)?;
@@ -461,8 +466,9 @@ impl SelectionCore {
         Ok(slot)
     }
 
-    /// Replace a registered model's declared capabilities, window, prices or speed.
-    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None))]
+    /// Replace a registered model's declared capabilities, window, prices,
+    /// speed or rate limits.
+    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None))]
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -476,7 +482,10 @@ impl SelectionCore {
         request_fee: &Bound<'_, PyAny>,
         priced: &Bound<'_, PyAny>,
         declared_speed: Option<&Bound<'_, PyAny>>,
+        rpm: Option<&Bound<'_, PyAny>>,
+        tpm: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let limits = convert::rate_limits(rpm, tpm)?;
         let spec = model_spec(
             name,
             provider,
@@ -487,6 +496,7 @@ impl SelectionCore {
             request_fee,
             priced,
             declared_speed,
+            limits,
         )?;
         self.lock().table.update_spec(slot, spec).map_err(to_py)
     }
@@ -683,6 +693,7 @@ impl SelectionCore {
             cost,
             quality,
             retry_after,
+            core::ProviderLimits::default(),
             &OutcomeFields::ONE,
         )?;
         let ticket = (ticket != 0).then_some(ticket);
@@ -795,6 +806,7 @@ impl SelectionCore {
                         at(&costs, i).as_ref(),
                         at(&qualities, i).as_ref(),
                         None,
+                        core::ProviderLimits::default(),
                         f,
                     )?,
                 ));
@@ -807,9 +819,15 @@ impl SelectionCore {
             .map_err(to_py)
     }
 
-    /// Release a ticket whose request was abandoned without an outcome.
-    fn cancel(&self, slot: u32, ticket: u64) -> PyResult<()> {
-        self.lock().table.cancel(slot, ticket).map_err(to_py)
+    /// Release a ticket whose request was abandoned without an outcome;
+    /// its rate-limit reservation returns unless the request was `sent`.
+    #[pyo3(signature = (slot, ticket, sent=None))]
+    fn cancel(&self, slot: u32, ticket: u64, sent: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let sent = match sent {
+            Some(v) => convert::boolean(v, "sent")?,
+            None => false,
+        };
+        self.lock().table.cancel(slot, ticket, sent).map_err(to_py)
     }
 
     /// Record an active health check's verdict; returns the breaker's
@@ -957,6 +975,21 @@ impl SelectionCore {
         Ok((s.n, s.reward_sum, s.reward_sq_sum))
     }
 
+    /// A slot's rate-limit window as a dict: the configured `rpm`/`tpm`
+    /// (`None`: unlimited), the `requests`/`tokens` in the last minute, and
+    /// the provider's learned caps as `(remaining, resets_in)` or `None`.
+    fn rate_limits<'py>(&self, py: Python<'py>, slot: u32) -> PyResult<Bound<'py, PyDict>> {
+        let w = self.lock().table.window(slot).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("rpm", w.limits.rpm)?;
+        d.set_item("tpm", w.limits.tpm)?;
+        d.set_item("requests", w.requests)?;
+        d.set_item("tokens", w.tokens)?;
+        d.set_item("provider_requests", w.provider_requests)?;
+        d.set_item("provider_tokens", w.provider_tokens)?;
+        Ok(d)
+    }
+
     fn pending(&self, slot: u32) -> PyResult<u32> {
         self.lock().table.pending(slot).map_err(to_py)
     }
@@ -973,6 +1006,12 @@ impl SelectionCore {
     fn advance_clock(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
         let seconds = convert::real(seconds, "seconds")?;
         self.lock().table.advance_clock(seconds).map_err(to_py)
+    }
+
+    /// Whether the core clock moves only by `advance_clock` (then waiting
+    /// in real time brings no slot nearer).
+    fn is_virtual_clock(&self) -> bool {
+        self.lock().table.is_virtual_clock()
     }
 
     /// Let the core clock move only by `advance_clock` (simulations).

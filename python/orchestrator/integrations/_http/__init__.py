@@ -34,6 +34,7 @@ from orchestrator.integrations._http._pool import (
     aclose_clients,
     set_pool_limits,
 )
+from orchestrator.integrations._http._ratelimit import rate_limits_of
 from orchestrator.integrations._http._retries import (
     MAX_RETRY_AFTER,
     RetryAfterCap,
@@ -76,6 +77,7 @@ __all__ = [
     "iter_sse_json",
     "parse_retry_after",
     "push_capabilities",
+    "rate_limits_of",
     "redact",
     "retry_after_of",
     "same_model",

@@ -97,6 +97,8 @@ class HTTPOptions(TypedDict, total=False):
     """Keywords every HTTP adapter accepts.
 
     ``capabilities``, ``cost`` and ``speed`` override the catalogue;
+    ``rpm``/``tpm`` limit the requests/tokens sent per minute (see
+    :class:`~orchestrator.core.model.Model`);
     ``timeout`` bounds one attempt, ``max_retries`` counts retries after it
     and ``deadline`` bounds the whole call, retries included.
     ``validate_model``: whether an answer labelled with another model name is
@@ -111,6 +113,8 @@ class HTTPOptions(TypedDict, total=False):
     capabilities: Optional[ModelCapabilities]
     cost: Optional[ModelCost]
     speed: Optional[float]
+    rpm: Optional[int]
+    tpm: Optional[int]
     timeout: float
     max_retries: int
     deadline: float
@@ -157,6 +161,8 @@ class HTTPModel(Model):
         capabilities: Optional[ModelCapabilities] = None,
         cost: Optional[ModelCost] = None,
         speed: Optional[float] = None,
+        rpm: Optional[int] = None,
+        tpm: Optional[int] = None,
         timeout: float = 60.0,
         max_retries: int = 2,
         deadline: float = 120.0,
@@ -200,7 +206,15 @@ class HTTPModel(Model):
             default_cost=default_cost,
             use_alias_id=use_alias_id,
         )
-        super().__init__(name, provider, resolved.capabilities, resolved.cost, speed=resolved.speed)
+        super().__init__(
+            name,
+            provider,
+            resolved.capabilities,
+            resolved.cost,
+            speed=resolved.speed,
+            rpm=rpm,
+            tpm=tpm,
+        )
         self.model_id = resolved.model_id
         self.in_catalogue = resolved.known
         self.endpoint = endpoint
@@ -217,6 +231,7 @@ class HTTPModel(Model):
             headers=self._headers,
             policy=policy,
             on_retry_after=self.record_retry_after,
+            on_rate_limits=self.record_rate_limits,
             http_client=http_client,
             pool=client_pool or DEFAULT_POOL,
         )

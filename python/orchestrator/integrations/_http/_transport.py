@@ -20,6 +20,7 @@ from typing import Any, Optional, TypeVar
 import httpx
 
 from orchestrator._secrets import redact, scrub_exception
+from orchestrator.core.rate_limits import ReportedLimits
 from orchestrator.errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -33,6 +34,7 @@ from orchestrator.integrations._http._errors import (
     transport_error,
 )
 from orchestrator.integrations._http._pool import DEFAULT_POOL, ClientPool
+from orchestrator.integrations._http._ratelimit import rate_limits_of
 from orchestrator.integrations._http._retries import RetryAfterCap, RetryPolicy, retry_after_of
 from orchestrator.integrations._http._streams import (
     EndPredicate,
@@ -83,14 +85,17 @@ class Transport:
     """Requests to ``endpoint`` for ``model``, with retries and error mapping.
 
     ``headers`` is called for every request (so a key set in the environment
-    later is picked up). Every :class:`ModelError` leaving the transport has
-    been through :func:`~orchestrator._secrets.scrub_exception`."""
+    later is picked up); ``on_rate_limits`` with what each response's
+    rate-limit headers reported, when they report anything. Every
+    :class:`ModelError` leaving the transport has been through
+    :func:`~orchestrator._secrets.scrub_exception`."""
 
     endpoint: Endpoint
     model: str
     headers: HeadersFn = _no_headers
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     on_retry_after: Optional[Callable[[float], None]] = None
+    on_rate_limits: Optional[Callable[[ReportedLimits], None]] = None
     parse_error: ErrorParser = error_detail
     http_client: Optional[httpx.AsyncClient] = None
     pool: ClientPool = DEFAULT_POOL
@@ -144,6 +149,13 @@ class Transport:
             headers=headers,
             timeout=self._timeout(remaining),
         )
+
+    def _observe(self, response: httpx.Response) -> None:
+        """Pass on what the response's rate-limit headers reported."""
+        if self.on_rate_limits is not None:
+            reported = rate_limits_of(response.headers)
+            if reported:
+                self.on_rate_limits(reported)
 
     def _status_error(self, response: httpx.Response, body: bytes) -> ModelError:
         try:
@@ -228,6 +240,7 @@ class Transport:
                 response = await self.client.send(request)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self.model, False) from None
+            self._observe(response)
             body = response.content
             if response.status_code >= 400:
                 raise self._status_error(response, body)
@@ -279,6 +292,7 @@ class Transport:
                 response = await self.client.send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self.model, False) from None
+            self._observe(response)
             if response.status_code >= 400:
                 try:
                     body = await response.aread()

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
 use crate::error::{non_negative, CoreError};
+use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
 use crate::reward::RewardWeights;
 use crate::rng::DrawKey;
@@ -121,6 +122,8 @@ pub struct Table {
     observed: Vec<Observed>,
     /// Core-clock time of each slot's latest outcome; NaN before the first.
     last_outcome_at: Vec<f64>,
+    /// Each slot's rate-limit window (`rpm`, `tpm`, learned caps).
+    limits: Limits,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -177,6 +180,7 @@ impl Table {
             breakers: Vec::new(),
             observed: Vec::new(),
             last_outcome_at: Vec::new(),
+            limits: Limits::default(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -259,6 +263,11 @@ impl Table {
         }
     }
 
+    /// Whether the clock moves only by `advance_clock`.
+    pub fn is_virtual_clock(&self) -> bool {
+        self.clock_virtual
+    }
+
     /// Move the core's clock forward, for tests of cool-downs and expiry.
     pub fn advance_clock(&mut self, seconds: f64) -> Result<(), CoreError> {
         self.clock_offset_s += non_negative("seconds", seconds)?;
@@ -272,6 +281,7 @@ impl Table {
         if self.by_name.contains_key(&spec.name) {
             return Err(CoreError::DuplicateModel(spec.name));
         }
+        let limits = spec.limits;
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 let i = slot as usize;
@@ -310,6 +320,7 @@ impl Table {
                 (self.active.len() - 1) as u32
             }
         };
+        self.limits.reset(slot as usize, limits);
         self.by_name.insert(spec.name, slot);
         Ok(slot)
     }
@@ -326,6 +337,7 @@ impl Table {
         if let Some(speed) = observed {
             self.hot[i].speed = speed;
         }
+        self.limits.configure(i, spec.limits);
         self.specs[i] = spec;
         Ok(())
     }
@@ -343,6 +355,7 @@ impl Table {
         self.shared[i] = SharedStats::default();
         self.total_pending -= u64::from(self.pending[i]);
         self.pending[i] = 0;
+        self.limits.reset(i, RateLimits::default());
         self.free_slots.push(slot);
         Ok(slot)
     }
@@ -434,6 +447,8 @@ impl Table {
         if c.exclude.contains(&(i as u32)) {
             return Err(Rejection::Excluded);
         }
+        // Before the breaker: a model whose window is full is never probed.
+        self.limits.admits(i, c.reserved_tokens(), now)?;
         let breaker = &self.breakers[i];
         if !breaker.would_admit(now) {
             if breaker.quiet_in(now) > 0.0 {
@@ -643,6 +658,7 @@ impl Table {
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
         let now = self.now();
         self.expire_tickets(now);
+        self.limits.sweep_due(now);
         let (slot, forced, fallback) = self.pick_at(c, now)?;
         self.selections += 1;
         let transition = if fallback {
@@ -654,13 +670,16 @@ impl Table {
         } else {
             self.breakers[slot].admit(now).1
         };
-        Some(self.issue(slot, now, forced, fallback, transition))
+        Some(self.issue(slot, now, c.reserved_tokens(), forced, fallback, transition))
     }
 
+    /// Mark `slot` pending under a new ticket that holds its rate-limit
+    /// reservation of one request and `tokens`.
     fn issue(
         &mut self,
         slot: usize,
         now: f64,
+        tokens: u64,
         forced: bool,
         fallback_open: bool,
         transition: Transition,
@@ -669,11 +688,16 @@ impl Table {
             slot: slot as u32,
             generation: self.generation[slot],
             issued_at: now,
+            reservation: self.limits.reserve(slot, tokens, now),
         };
-        let (generation, pending, total) =
-            (&self.generation, &mut self.pending, &mut self.total_pending);
+        let (generation, pending, total, limits) = (
+            &self.generation,
+            &mut self.pending,
+            &mut self.total_pending,
+            &mut self.limits,
+        );
         let ticket = self.tickets.issue(issued, |old| {
-            release_pending(generation, pending, total, old);
+            release_pending(generation, pending, total, limits, old);
         });
         self.pending[slot] += 1;
         self.total_pending += 1;
@@ -750,22 +774,30 @@ impl Table {
 
     // ----- reporting -----------------------------------------------------
 
-    fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<(), CoreError> {
+    /// Take `slot`'s ticket; its rate-limit reservation.
+    fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<u64, CoreError> {
         let generation = self.generation[slot];
-        self.tickets
+        let taken = self
+            .tickets
             .take_if(ticket, |t| {
                 t.slot as usize == slot && t.generation == generation
             })
             .ok_or(CoreError::StaleTicket(ticket))?;
         self.pending[slot] -= 1;
         self.total_pending -= 1;
-        Ok(())
+        Ok(taken.reservation)
     }
 
-    /// Release a ticket without an outcome (the request was abandoned).
-    pub fn cancel(&mut self, slot: u32, ticket: u64) -> Result<(), CoreError> {
+    /// Release a ticket without an outcome. Its rate-limit reservation
+    /// returns unless the request was `sent` (a call cancelled after it
+    /// started may have reached the provider, so it stays counted).
+    pub fn cancel(&mut self, slot: u32, ticket: u64, sent: bool) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
-        self.take_ticket(i, ticket)
+        let reservation = self.take_ticket(i, ticket)?;
+        if !sent {
+            self.limits.cancel(i, reservation);
+        }
+        Ok(())
     }
 
     /// Fold one outcome in. `ticket` is the one `select` issued, or `None`
@@ -777,12 +809,26 @@ impl Table {
         ticket: Option<u64>,
         outcome: &Outcome,
     ) -> Result<Transition, CoreError> {
+        self.report_as(slot, ticket, outcome, false)
+    }
+
+    /// `report`; `measured`: the outcome is of a call the model made (so one
+    /// without a ticket counts in its rate-limit window), not a manual report.
+    fn report_as(
+        &mut self,
+        slot: u32,
+        ticket: Option<u64>,
+        outcome: &Outcome,
+        measured: bool,
+    ) -> Result<Transition, CoreError> {
         let i = self.check_slot(slot)?;
         outcome.validate()?;
-        if let Some(t) = ticket {
-            self.take_ticket(i, t)?;
-        }
-        Ok(self.apply(i, outcome))
+        let reservation = match ticket {
+            Some(t) => Reservation::Held(self.take_ticket(i, t)?),
+            None if measured => Reservation::Unselected,
+            None => Reservation::Uncounted,
+        };
+        Ok(self.apply(i, outcome, reservation))
     }
 
     /// Fold in the outcome of a measured call. A call whose ticket expired
@@ -793,8 +839,8 @@ impl Table {
         ticket: Option<u64>,
         outcome: &Outcome,
     ) -> Result<Transition, CoreError> {
-        match self.report(slot, ticket, outcome) {
-            Err(CoreError::StaleTicket(_)) => self.report(slot, None, outcome),
+        match self.report_as(slot, ticket, outcome, true) {
+            Err(CoreError::StaleTicket(_)) => self.report_as(slot, None, outcome, true),
             other => other,
         }
     }
@@ -820,16 +866,26 @@ impl Table {
         let mut transitions = Vec::with_capacity(items.len());
         for (slot, ticket, outcome) in items {
             let i = *slot as usize;
-            if let Some(t) = ticket {
-                self.take_ticket(i, *t)?;
-            }
-            transitions.push(self.apply(i, outcome));
+            let reservation = match ticket {
+                Some(t) => Reservation::Held(self.take_ticket(i, *t)?),
+                None => Reservation::Uncounted,
+            };
+            transitions.push(self.apply(i, outcome, reservation));
         }
         Ok(transitions)
     }
 
-    fn apply(&mut self, i: usize, o: &Outcome) -> Transition {
+    /// Fold a validated outcome into slot `i`, settling its reservation.
+    fn apply(&mut self, i: usize, o: &Outcome, reservation: Reservation) -> Transition {
         let now = self.now();
+        self.limits.settle(
+            i,
+            reservation,
+            o.input_tokens.saturating_add(o.output_tokens),
+            &o.provider_limits,
+            self.pending[i],
+            now,
+        );
         let cost_usd = o
             .cost_usd
             .unwrap_or_else(|| self.hot[i].price(o.input_tokens, o.output_tokens));
@@ -893,10 +949,14 @@ impl Table {
     }
 
     fn expire_tickets(&mut self, now: f64) {
-        let (generation, pending, total) =
-            (&self.generation, &mut self.pending, &mut self.total_pending);
+        let (generation, pending, total, limits) = (
+            &self.generation,
+            &mut self.pending,
+            &mut self.total_pending,
+            &mut self.limits,
+        );
         self.tickets.expire(now, self.pending_timeout_s, |t| {
-            release_pending(generation, pending, total, t);
+            release_pending(generation, pending, total, limits, t);
         });
     }
 
@@ -940,6 +1000,12 @@ impl Table {
         Ok((!last.is_nan()).then(|| (self.now() - last).max(0.0)))
     }
 
+    /// The slot's rate-limit window as of now.
+    pub fn window(&self, slot: u32) -> Result<WindowState, CoreError> {
+        let i = self.check_slot(slot)?;
+        Ok(self.limits.state(i, self.now()))
+    }
+
     pub fn pending(&self, slot: u32) -> Result<u32, CoreError> {
         let i = self.check_slot(slot)?;
         Ok(self.pending[i])
@@ -957,12 +1023,20 @@ impl Table {
 }
 
 /// A ticket leaves without an outcome (expired or displaced): it stops
-/// counting as pending, unless its model was unregistered since.
-fn release_pending(generation: &[u32], pending: &mut [u32], total: &mut u64, t: &Ticket) {
+/// counting as pending and returns its rate-limit reservation, unless its
+/// model was unregistered since.
+fn release_pending(
+    generation: &[u32],
+    pending: &mut [u32],
+    total: &mut u64,
+    limits: &mut Limits,
+    t: &Ticket,
+) {
     let i = t.slot as usize;
     if generation[i] == t.generation && pending[i] > 0 {
         pending[i] -= 1;
         *total -= 1;
+        limits.cancel(i, t.reservation);
     }
 }
 
@@ -982,6 +1056,7 @@ mod tests {
             request_fee: 0.0,
             priced: true,
             declared_speed: Some(50.0),
+            limits: RateLimits::default(),
         }
     }
 
@@ -1307,6 +1382,80 @@ mod tests {
         assert_eq!(t.now(), start);
         t.advance_clock(2.5).unwrap();
         assert_eq!(t.now(), start + 2.5);
+    }
+
+    fn limited(name: &str, rpm: Option<u32>, tpm: Option<u64>) -> ModelSpec {
+        ModelSpec {
+            limits: RateLimits { rpm, tpm },
+            ..spec(name, &[], 1.0)
+        }
+    }
+
+    #[test]
+    fn a_full_window_is_not_eligible_not_even_as_a_probe() {
+        let mut t = Table::default();
+        t.use_virtual_clock();
+        t.register(limited("a", Some(2), None)).unwrap();
+        let first = t.select(&any()).unwrap();
+        t.select(&any()).unwrap();
+        t.advance_clock(10.0).unwrap();
+        assert!(t.select(&any()).is_none());
+        let why = t.explain(&any());
+        assert_eq!(
+            why[0].verdict,
+            Verdict::Rejected(Rejection::RequestLimit {
+                used: 2,
+                limit: 2,
+                retry_in_s: 50.0
+            })
+        );
+        // An open breaker does not make a full window a fallback probe.
+        for _ in 0..3 {
+            t.report(0, None, &fail()).unwrap();
+        }
+        assert!(t.select(&any()).is_none());
+        // A cancelled selection returns its request.
+        t.cancel(0, first.ticket, false).unwrap();
+        assert_eq!(
+            t.window(0).unwrap().requests,
+            1,
+            "manual reports are not calls"
+        );
+        let measured = t.record_call(0, None, &ok(0.1));
+        assert!(measured.is_ok());
+        assert_eq!(
+            t.window(0).unwrap().requests,
+            2,
+            "a measured call not selected here"
+        );
+    }
+
+    #[test]
+    fn reported_tokens_replace_the_estimate() {
+        let mut t = Table::default();
+        t.use_virtual_clock();
+        t.register(limited("a", None, Some(1000))).unwrap();
+        let c = Constraints::new(0, None, None, None, vec![], Some(300), Some(200)).unwrap();
+        let sel = t.select(&c).unwrap();
+        assert_eq!(t.window(0).unwrap().tokens, 500);
+        let used = Outcome {
+            input_tokens: 300,
+            output_tokens: 600,
+            ..ok(0.1)
+        };
+        t.report(0, Some(sel.ticket), &used).unwrap();
+        assert_eq!(t.window(0).unwrap().tokens, 900);
+        assert!(matches!(
+            t.explain(&c)[0].verdict,
+            Verdict::Rejected(Rejection::TokenLimit { used: 900, .. })
+        ));
+        // An expired ticket returns its reservation.
+        let small = Constraints::new(0, None, None, None, vec![], Some(50), Some(50)).unwrap();
+        t.select(&small).unwrap();
+        t.set_pending_timeout(1.0).unwrap();
+        t.advance_clock(2.0).unwrap();
+        t.sweep();
+        assert_eq!(t.window(0).unwrap().tokens, 900);
     }
 
     #[test]

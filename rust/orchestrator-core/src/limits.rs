@@ -1,0 +1,636 @@
+//! Rate limits per model: requests and tokens per minute, enforced before
+//! selection.
+//!
+//! Each limited slot keeps a **sliding log** of the reservations made in the
+//! last [`WINDOW_S`] seconds (one entry per admitted request: when, and how
+//! many tokens), with running totals of the live requests and tokens in it.
+//! A request is admitted at `now` when the reservations made in
+//! `(now - WINDOW_S, now]`, plus this one, stay within `rpm` and `tpm`. The
+//! log is exact: "60/60 requests in the last minute" counts exactly the
+//! requests admitted in the last 60 s, and "next slot in 3.2 s" is exactly
+//! when the oldest of them leaves the window (no bucket rounding, unlike a
+//! fixed-window counter; no burst allowance, unlike GCRA).
+//!
+//! Cost: checking is O(1) on the totals (entries that expired since the
+//! last sweep are walked only on the rejection path, so a check never
+//! undercounts). A window drops its expired entries whenever it logs a new
+//! one, and [`Limits::sweep_due`] refreshes every window's totals at most
+//! once per [`SWEEP_INTERVAL_S`]: amortised O(1) per reservation. Memory is
+//! one entry (32 bytes) per request in the last minute: at most `rpm` per
+//! slot, and never more than [`MAX_RPM`] (a model with only `tpm` admits at
+//! most `MAX_RPM` requests per minute, and a window counts no more than that
+//! of the calls reported without a selection). Cancelled reservations leave
+//! dead entries that are compacted once they outnumber the live ones.
+//!
+//! A reservation is reconciled when its outcome is reported: the reported
+//! tokens replace the estimate, at the reservation's time. A cancelled or
+//! expired reservation returns its request and tokens. A call reported
+//! without a reservation (not selected here) is counted at report time.
+//!
+//! Limits learned from a provider's headers ("N requests/tokens remaining,
+//! resets in T s") add a cap that holds until the reset (at most
+//! [`WINDOW_S`] away, so a hostile header cannot park a model): the latest
+//! report replaces the previous cap, less the requests still in flight. It
+//! is enforced alongside the configured window, so it can only tighten it.
+
+use std::collections::VecDeque;
+
+use crate::error::CoreError;
+use crate::spec::Rejection;
+
+/// The window of `rpm` and `tpm`, in seconds.
+pub const WINDOW_S: f64 = 60.0;
+/// The largest `rpm`, and the most requests a limited model admits per window.
+pub const MAX_RPM: u32 = 1_000_000;
+/// The largest `tpm` (the outcome token maximum, 2**40).
+pub const MAX_TPM: u64 = crate::outcome::MAX_TOKENS;
+/// The longest a window's totals go without dropping expired entries.
+pub const SWEEP_INTERVAL_S: f64 = 1.0;
+/// Dead entries tolerated beyond the live ones before a log is compacted.
+const COMPACT_SLACK: usize = 64;
+
+/// A model's configured limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+}
+
+impl RateLimits {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if let Some(rpm) = self.rpm {
+            if !(1..=MAX_RPM).contains(&rpm) {
+                return Err(CoreError::invalid(
+                    "rpm",
+                    format!("{rpm} (an integer from 1 to {MAX_RPM})"),
+                ));
+            }
+        }
+        if let Some(tpm) = self.tpm {
+            if !(1..=MAX_TPM).contains(&tpm) {
+                return Err(CoreError::invalid(
+                    "tpm",
+                    format!("{tpm} (an integer from 1 to {MAX_TPM})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn any(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some()
+    }
+}
+
+/// What a provider reported of its own limits with one call's response.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProviderLimits {
+    pub remaining_requests: Option<u64>,
+    /// Seconds until the provider's request allowance resets.
+    pub requests_reset_s: Option<f64>,
+    pub remaining_tokens: Option<u64>,
+    /// Seconds until the provider's token allowance resets.
+    pub tokens_reset_s: Option<f64>,
+}
+
+impl ProviderLimits {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        for (field, reset) in [
+            ("requests_reset", self.requests_reset_s),
+            ("tokens_reset", self.tokens_reset_s),
+        ] {
+            if let Some(s) = reset {
+                crate::error::non_negative(field, s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remaining_requests.is_none() && self.remaining_tokens.is_none()
+    }
+}
+
+/// Which allowance a rejection is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+}
+
+impl LimitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+        }
+    }
+}
+
+/// What a reported outcome settles in its model's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The reservation its ticket held (0: the model was not limited then).
+    Held(u64),
+    /// A call the model made without a selection here: counted now.
+    Unselected,
+    /// A manual report (`report_outcome` without a ticket): no call to count.
+    Uncounted,
+}
+
+/// A cap learned from a provider: `remaining` until `until` (core clock).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Learned {
+    remaining: u64,
+    until: f64,
+}
+
+impl Learned {
+    fn active(&self, now: f64) -> bool {
+        now < self.until
+    }
+
+    fn take(&mut self, amount: u64, now: f64) {
+        if self.active(now) {
+            self.remaining = self.remaining.saturating_sub(amount);
+        }
+    }
+}
+
+/// One reservation in a window's log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry {
+    at: f64,
+    /// Increasing along the log: how a ticket finds its reservation.
+    seq: u64,
+    tokens: u64,
+    live: bool,
+}
+
+impl Entry {
+    #[inline]
+    fn in_window(&self, now: f64) -> bool {
+        self.at + WINDOW_S > now
+    }
+}
+
+/// One slot's window: its limits, running totals and log.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    limits: RateLimits,
+    /// Live requests and tokens in the log (entries not yet swept included).
+    requests: u32,
+    tokens: u64,
+    learned_requests: Learned,
+    learned_tokens: Learned,
+    /// When the latest learned cap ends; a slot without configured limits
+    /// is checked only before then.
+    learned_until: f64,
+    log: VecDeque<Entry>,
+    dead: usize,
+    next_seq: u64,
+}
+
+impl Window {
+    /// Live requests and tokens in the window at `now`, and the index of
+    /// the first entry still in it.
+    fn used_at(&self, now: f64) -> (u32, u64, usize) {
+        let (mut requests, mut tokens) = (self.requests, self.tokens);
+        let mut first = 0;
+        for e in &self.log {
+            if e.in_window(now) {
+                break;
+            }
+            if e.live {
+                requests -= 1;
+                tokens -= e.tokens;
+            }
+            first += 1;
+        }
+        (requests, tokens, first)
+    }
+
+    /// Seconds until enough of the window's live entries (from `first`)
+    /// leave it that `fits(requests_left, tokens_left)` holds.
+    fn wait(
+        &self,
+        now: f64,
+        first: usize,
+        (mut requests, mut tokens): (u32, u64),
+        fits: impl Fn(u32, u64) -> bool,
+    ) -> f64 {
+        for e in self.log.iter().skip(first).filter(|e| e.live) {
+            requests -= 1;
+            tokens -= e.tokens;
+            if fits(requests, tokens) {
+                return (e.at + WINDOW_S - now).max(0.0);
+            }
+        }
+        0.0
+    }
+
+    #[inline]
+    fn admits(&self, needed: u64, now: f64) -> Result<(), Rejection> {
+        if !self.limits.any() && now >= self.learned_until {
+            return Ok(());
+        }
+        let rpm = self.limits.rpm.unwrap_or(MAX_RPM);
+        let tpm = self.limits.tpm.unwrap_or(u64::MAX);
+        if needed > tpm {
+            return Err(Rejection::TokenLimit {
+                used: 0,
+                needed,
+                limit: tpm,
+                retry_in_s: None,
+            });
+        }
+        let fits =
+            |requests: u32, tokens: u64| requests < rpm && tokens.saturating_add(needed) <= tpm;
+        if !fits(self.requests, self.tokens) {
+            let (requests, tokens, first) = self.used_at(now);
+            if !fits(requests, tokens) {
+                let retry_in_s = self.wait(now, first, (requests, tokens), fits);
+                return Err(if requests >= rpm {
+                    Rejection::RequestLimit {
+                        used: requests,
+                        limit: rpm,
+                        retry_in_s,
+                    }
+                } else {
+                    Rejection::TokenLimit {
+                        used: tokens,
+                        needed,
+                        limit: tpm,
+                        retry_in_s: Some(retry_in_s),
+                    }
+                });
+            }
+        }
+        if self.learned_requests.active(now) && self.learned_requests.remaining == 0 {
+            return Err(Rejection::ProviderLimit {
+                kind: LimitKind::Requests,
+                remaining: 0,
+                needed: 1,
+                retry_in_s: self.learned_requests.until - now,
+            });
+        }
+        if self.learned_tokens.active(now) && self.learned_tokens.remaining < needed {
+            return Err(Rejection::ProviderLimit {
+                kind: LimitKind::Tokens,
+                remaining: self.learned_tokens.remaining,
+                needed,
+                retry_in_s: self.learned_tokens.until - now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Log one request of `tokens` at `now` (dropping expired entries first).
+    fn push(&mut self, now: f64, tokens: u64) -> u64 {
+        self.sweep(now);
+        self.next_seq += 1;
+        self.log.push_back(Entry {
+            at: now,
+            seq: self.next_seq,
+            tokens,
+            live: true,
+        });
+        self.requests += 1;
+        self.tokens += tokens;
+        self.learned_requests.take(1, now);
+        self.learned_tokens.take(tokens, now);
+        self.next_seq
+    }
+
+    fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
+        let i = self.log.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        self.log.get_mut(i).filter(|e| e.live)
+    }
+
+    fn reconcile(&mut self, seq: u64, tokens: u64) {
+        if let Some(e) = self.entry(seq) {
+            let old = std::mem::replace(&mut e.tokens, tokens);
+            self.tokens = self.tokens - old + tokens;
+        }
+    }
+
+    fn cancel(&mut self, seq: u64) {
+        let Some(e) = self.entry(seq) else {
+            return;
+        };
+        e.live = false;
+        let tokens = std::mem::take(&mut e.tokens);
+        self.requests -= 1;
+        self.tokens -= tokens;
+        self.dead += 1;
+        while self.log.back().is_some_and(|e| !e.live) {
+            self.log.pop_back();
+            self.dead -= 1;
+        }
+        if self.dead > self.log.len() - self.dead + COMPACT_SLACK {
+            self.log.retain(|e| e.live);
+            self.dead = 0;
+        }
+    }
+
+    /// Drop the entries that left the window; when the next one leaves.
+    fn sweep(&mut self, now: f64) -> f64 {
+        while let Some(e) = self.log.front() {
+            if e.in_window(now) {
+                return e.at + WINDOW_S;
+            }
+            if e.live {
+                self.requests -= 1;
+                self.tokens -= e.tokens;
+            } else {
+                self.dead -= 1;
+            }
+            self.log.pop_front();
+        }
+        f64::INFINITY
+    }
+
+    fn learn(&mut self, reported: &ProviderLimits, in_flight: u32, now: f64) {
+        let until = |reset: Option<f64>| now + reset.unwrap_or(WINDOW_S).min(WINDOW_S);
+        if let Some(remaining) = reported.remaining_requests {
+            self.learned_requests = Learned {
+                remaining: remaining.saturating_sub(u64::from(in_flight)),
+                until: until(reported.requests_reset_s),
+            };
+        }
+        if let Some(remaining) = reported.remaining_tokens {
+            self.learned_tokens = Learned {
+                remaining,
+                until: until(reported.tokens_reset_s),
+            };
+        }
+        self.learned_until = self.learned_requests.until.max(self.learned_tokens.until);
+    }
+}
+
+/// A point-in-time view of one slot's window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowState {
+    pub limits: RateLimits,
+    pub requests: u32,
+    pub tokens: u64,
+    /// A provider's learned caps: `(remaining, seconds until reset)`.
+    pub provider_requests: Option<(u64, f64)>,
+    pub provider_tokens: Option<(u64, f64)>,
+}
+
+/// Every slot's window, indexed by slot like the table's other arrays.
+#[derive(Debug, Default)]
+pub struct Limits {
+    windows: Vec<Window>,
+    /// No log entry leaves its window before this time.
+    earliest_expiry: f64,
+}
+
+impl Limits {
+    /// A fresh window for `slot` (a new or reused slot).
+    pub fn reset(&mut self, slot: usize, limits: RateLimits) {
+        if self.windows.len() <= slot {
+            self.windows.resize_with(slot + 1, Window::default);
+        }
+        self.windows[slot] = Window {
+            limits,
+            ..Window::default()
+        };
+    }
+
+    /// Change a slot's configured limits; what it admitted stays counted.
+    pub fn configure(&mut self, slot: usize, limits: RateLimits) {
+        self.windows[slot].limits = limits;
+    }
+
+    /// Whether `slot` admits one more request of `tokens` at `now`.
+    #[inline(always)]
+    pub fn admits(&self, slot: usize, tokens: u64, now: f64) -> Result<(), Rejection> {
+        self.windows[slot].admits(tokens, now)
+    }
+
+    /// Reserve one request of `tokens` on `slot` at `now` (after
+    /// [`Self::admits`] agreed): the reservation's number, for the ticket.
+    pub fn reserve(&mut self, slot: usize, tokens: u64, now: f64) -> u64 {
+        let w = &mut self.windows[slot];
+        if !w.limits.any() && now >= w.learned_until {
+            return 0;
+        }
+        if w.log.is_empty() {
+            self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
+        }
+        w.push(now, tokens)
+    }
+
+    /// A reported call: its reservation's estimate becomes the reported
+    /// `tokens`; a call without one (not selected here) is counted now.
+    /// Then learn the provider's reported limits.
+    pub fn settle(
+        &mut self,
+        slot: usize,
+        reservation: Reservation,
+        tokens: u64,
+        reported: &ProviderLimits,
+        in_flight: u32,
+        now: f64,
+    ) {
+        let w = &mut self.windows[slot];
+        match reservation {
+            Reservation::Held(0) | Reservation::Uncounted => {}
+            Reservation::Held(seq) => w.reconcile(seq, tokens),
+            Reservation::Unselected
+                if (w.limits.any() || now < w.learned_until) && w.requests < MAX_RPM =>
+            {
+                if w.log.is_empty() {
+                    self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
+                }
+                w.push(now, tokens);
+            }
+            Reservation::Unselected => {}
+        }
+        if !reported.is_empty() {
+            self.windows[slot].learn(reported, in_flight, now);
+        }
+    }
+
+    /// Return a reservation whose request was not sent (cancelled, expired).
+    pub fn cancel(&mut self, slot: usize, reservation: u64) {
+        if reservation != 0 {
+            self.windows[slot].cancel(reservation);
+        }
+    }
+
+    /// Drop expired entries from every window once one is due, at most
+    /// once per [`SWEEP_INTERVAL_S`] (checks stay exact in between).
+    #[inline]
+    pub fn sweep_due(&mut self, now: f64) {
+        if now < self.earliest_expiry {
+            return;
+        }
+        let next = self
+            .windows
+            .iter_mut()
+            .map(|w| w.sweep(now))
+            .fold(f64::INFINITY, f64::min);
+        self.earliest_expiry = next.max(now + SWEEP_INTERVAL_S);
+    }
+
+    pub fn state(&self, slot: usize, now: f64) -> WindowState {
+        let w = &self.windows[slot];
+        let (requests, tokens, _) = w.used_at(now);
+        let learned = |l: &Learned| l.active(now).then_some((l.remaining, l.until - now));
+        WindowState {
+            limits: w.limits,
+            requests,
+            tokens,
+            provider_requests: learned(&w.learned_requests),
+            provider_tokens: learned(&w.learned_tokens),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limited(rpm: Option<u32>, tpm: Option<u64>) -> Limits {
+        let mut l = Limits::default();
+        l.reset(0, RateLimits { rpm, tpm });
+        l
+    }
+
+    #[test]
+    fn a_full_window_names_its_count_and_the_next_slot() {
+        let mut l = limited(Some(3), None);
+        for t in [0.0, 1.0, 2.0] {
+            l.admits(0, 10, t).unwrap();
+            l.reserve(0, 10, t);
+        }
+        assert_eq!(
+            l.admits(0, 10, 3.0),
+            Err(Rejection::RequestLimit {
+                used: 3,
+                limit: 3,
+                retry_in_s: 57.0
+            })
+        );
+        assert_eq!(
+            l.admits(0, 10, 60.0),
+            Ok(()),
+            "the first left at exactly 60 s"
+        );
+        l.sweep_due(60.0);
+        assert_eq!(l.state(0, 60.0).requests, 2);
+    }
+
+    #[test]
+    fn tokens_are_reserved_then_reconciled_and_cancelled_ones_return() {
+        let mut l = limited(None, Some(1000));
+        let a = l.reserve(0, 400, 0.0);
+        let b = l.reserve(0, 400, 0.0);
+        assert!(matches!(
+            l.admits(0, 400, 1.0),
+            Err(Rejection::TokenLimit { used: 800, .. })
+        ));
+        l.settle(
+            0,
+            Reservation::Held(a),
+            50,
+            &ProviderLimits::default(),
+            1,
+            1.0,
+        );
+        assert_eq!(l.admits(0, 400, 1.0), Ok(()));
+        l.settle(
+            0,
+            Reservation::Held(b),
+            950,
+            &ProviderLimits::default(),
+            0,
+            1.0,
+        );
+        assert_eq!(
+            l.state(0, 1.0).tokens,
+            1000,
+            "reported tokens replace the estimate"
+        );
+        l.cancel(0, b);
+        assert_eq!(l.state(0, 1.0).tokens, 50);
+        assert_eq!(l.state(0, 1.0).requests, 1);
+    }
+
+    #[test]
+    fn a_request_larger_than_the_limit_never_fits() {
+        let l = limited(None, Some(100));
+        assert_eq!(
+            l.admits(0, 101, 0.0),
+            Err(Rejection::TokenLimit {
+                used: 0,
+                needed: 101,
+                limit: 100,
+                retry_in_s: None
+            })
+        );
+    }
+
+    #[test]
+    fn provider_headers_tighten_and_their_reset_is_bounded() {
+        let mut l = limited(None, None);
+        let reported = ProviderLimits {
+            remaining_requests: Some(2),
+            requests_reset_s: Some(1e12),
+            ..Default::default()
+        };
+        l.settle(0, Reservation::Unselected, 10, &reported, 1, 0.0);
+        let seq = l.reserve(0, 10, 0.0);
+        assert_ne!(seq, 0, "a learned cap is enforced");
+        match l.admits(0, 10, 1.0) {
+            Err(Rejection::ProviderLimit {
+                kind: LimitKind::Requests,
+                retry_in_s,
+                ..
+            }) => assert_eq!(retry_in_s, WINDOW_S - 1.0, "capped at the window"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(l.admits(0, 10, WINDOW_S), Ok(()));
+    }
+
+    #[test]
+    fn dead_entries_are_compacted() {
+        let mut l = limited(Some(MAX_RPM), None);
+        let keep = l.reserve(0, 1, 0.0);
+        let mut last = 0;
+        for _ in 0..10_000 {
+            let a = l.reserve(0, 1, 0.0);
+            if last != 0 {
+                l.cancel(0, last);
+            }
+            last = a;
+        }
+        assert!(l.windows[0].log.len() <= 3 + COMPACT_SLACK);
+        l.settle(
+            0,
+            Reservation::Held(keep),
+            7,
+            &ProviderLimits::default(),
+            0,
+            0.0,
+        );
+        assert_eq!(l.state(0, 0.0).tokens, 8);
+    }
+
+    #[test]
+    fn limits_are_range_checked() {
+        let bad = RateLimits {
+            rpm: Some(0),
+            tpm: None,
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("rpm"));
+        let bad = RateLimits {
+            rpm: None,
+            tpm: Some(MAX_TPM + 1),
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("tpm"));
+    }
+}
