@@ -119,10 +119,11 @@ impl Features {
 }
 
 /// Counters gathered in the token pass that become the structure signals.
-/// ASCII classes are read off a byte histogram at the end, so the pass
-/// itself does one increment per byte.
+/// ASCII classes are read off a histogram of the ASCII bytes at the end, so
+/// the pass itself does one increment per ASCII byte.
 struct Counts {
-    bytes: [u32; 256],
+    ascii: [u32; 128],
+    non_ascii: u32,
     non_ascii_upper: u32,
     non_ascii_math: u32,
     words: u32,
@@ -133,7 +134,8 @@ struct Counts {
 impl Default for Counts {
     fn default() -> Self {
         Counts {
-            bytes: [0; 256],
+            ascii: [0; 128],
+            non_ascii: 0,
             non_ascii_upper: 0,
             non_ascii_math: 0,
             words: 0,
@@ -145,20 +147,18 @@ impl Default for Counts {
 
 impl Counts {
     fn sum(&self, range: std::ops::RangeInclusive<u8>) -> u32 {
-        range.map(|b| self.bytes[b as usize]).sum()
+        self.ascii[usize::from(*range.start())..=usize::from(*range.end())]
+            .iter()
+            .sum()
     }
 
     fn of(&self, byte: u8) -> u32 {
-        self.bytes[byte as usize]
+        self.ascii[byte as usize]
     }
 
-    /// Characters: every byte but UTF-8 continuation bytes.
+    /// Characters: ASCII bytes plus decoded non-ASCII characters.
     fn chars(&self) -> u32 {
-        self.bytes.iter().sum::<u32>() - self.sum(0x80..=0xBF)
-    }
-
-    fn non_ascii(&self) -> u32 {
-        self.sum(0xC0..=0xFF)
+        self.ascii.iter().sum::<u32>() + self.non_ascii
     }
 
     fn math(&self) -> u32 {
@@ -169,11 +169,12 @@ impl Counts {
         self.sum(b'A'..=b'Z') + self.non_ascii_upper
     }
 
+    /// ASCII punctuation: the four runs `!`..`/`, `:`..`@`, `[`..`` ` `` and `{`..`~`.
     fn punctuation(&self) -> u32 {
-        (0u8..128)
-            .filter(u8::is_ascii_punctuation)
-            .map(|b| self.of(b))
-            .sum()
+        self.sum(b'!'..=b'/')
+            + self.sum(b':'..=b'@')
+            + self.sum(b'['..=b'`')
+            + self.sum(b'{'..=b'~')
     }
 }
 
@@ -348,14 +349,12 @@ impl Featurizer {
             let byte = bytes.get(position).copied().unwrap_or(b' ');
             let (in_word, width) = if byte.is_ascii() {
                 if position < bytes.len() {
-                    counts.bytes[byte as usize] += 1;
+                    counts.ascii[byte as usize] += 1;
                 }
                 (ASCII_WORD[byte as usize], 1)
             } else {
                 let c = text[position..].chars().next().unwrap_or(' ');
-                for &b in &bytes[position..position + c.len_utf8()] {
-                    counts.bytes[b as usize] += 1;
-                }
+                counts.non_ascii += 1;
                 counts.non_ascii_upper += u32::from(c.is_uppercase());
                 counts.non_ascii_math += u32::from(is_math(c));
                 (c.is_alphanumeric(), c.len_utf8())
@@ -500,7 +499,7 @@ impl Featurizer {
             (share(counts.math()) * 10.0).min(1.0),
             (share(counts.sum(b'0'..=b'9')) * 5.0).min(1.0),
             (counts.of(b'?') as f32 / 3.0).min(1.0),
-            share(counts.non_ascii()),
+            share(counts.non_ascii),
             (share(counts.upper()) * 5.0).min(1.0),
             log_scaled(counts.of(b'\n') as f32, 1_024.0),
             (share(counts.punctuation()) * 5.0).min(1.0),
