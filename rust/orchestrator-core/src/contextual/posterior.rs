@@ -161,8 +161,10 @@ impl Posteriors {
         }
     }
 
-    /// Score every model in blocks of `W` (`W` ≤ the model count); the last
-    /// block starts `W` before the end, rescoring a few models identically.
+    /// Score every model in blocks of `W` (`W` ≤ the model count), two
+    /// blocks per pass over the features (twice the independent sums in
+    /// flight); the last block starts `W` before the end, rescoring a few
+    /// models identically.
     #[inline(always)]
     fn score_in_blocks_of<const W: usize>(
         &self,
@@ -171,54 +173,82 @@ impl Posteriors {
         variances: &mut [f64],
     ) {
         let n = self.models;
-        let mut next = 0;
-        while next < n {
-            let block = next.min(n - W);
-            let (z, v) = self.block_sums::<f32, W>(features, block);
-            let (logits, variances) = (
-                &mut logits[block..block + W],
-                &mut variances[block..block + W],
-            );
-            if z.iter().chain(&v).all(|s| s.is_finite()) {
-                for k in 0..W {
-                    logits[k] = f64::from(z[k]);
-                    variances[k] = f64::from(v[k]);
-                }
-            } else {
-                let (z, v) = self.block_sums::<f64, W>(features, block);
-                logits.copy_from_slice(&z);
-                variances.copy_from_slice(&v);
+        let blocks = n.div_ceil(W);
+        let start = |block: usize| (block * W).min(n - W);
+        let mut block = 0;
+        while block + 1 < blocks {
+            let starts = [start(block), start(block + 1)];
+            let sums = self.block_sums::<f32, W, 2>(features, starts);
+            for (&first, (z, v)) in starts.iter().zip(&sums) {
+                self.store_block(features, first, z, v, logits, variances);
             }
-            next += W;
+            block += 2;
+        }
+        if block < blocks {
+            let [(z, v)] = self.block_sums::<f32, W, 1>(features, [start(block)]);
+            self.store_block(features, start(block), &z, &v, logits, variances);
         }
     }
 
-    /// Sums of mean·x and variance·x² over `features` for the `W` models
-    /// from `block` on, in the accumulator type `T`.
+    /// Store the f32 sums of the block of models from `first` on, or, when
+    /// some overflowed, the block summed again in f64.
     #[inline(always)]
-    fn block_sums<T, const W: usize>(&self, features: &Features, block: usize) -> ([T; W], [T; W])
+    fn store_block<const W: usize>(
+        &self,
+        features: &Features,
+        first: usize,
+        z: &[f32; W],
+        v: &[f32; W],
+        logits: &mut [f64],
+        variances: &mut [f64],
+    ) {
+        let (logits, variances) = (
+            &mut logits[first..first + W],
+            &mut variances[first..first + W],
+        );
+        if z.iter().chain(v).all(|s| s.is_finite()) {
+            for k in 0..W {
+                logits[k] = f64::from(z[k]);
+                variances[k] = f64::from(v[k]);
+            }
+        } else {
+            let [(z, v)] = self.block_sums::<f64, W, 1>(features, [first]);
+            logits.copy_from_slice(&z);
+            variances.copy_from_slice(&v);
+        }
+    }
+
+    /// Sums of mean·x and variance·x² over `features` for the `B` blocks of
+    /// `W` models starting at `starts`, in the accumulator type `T`.
+    #[inline(always)]
+    fn block_sums<T, const W: usize, const B: usize>(
+        &self,
+        features: &Features,
+        starts: [usize; B],
+    ) -> [([T; W], [T; W]); B]
     where
         T: Copy + Default + From<f32> + std::ops::Mul<Output = T> + std::ops::AddAssign,
     {
         let n = self.models;
-        let mut z = [T::default(); W];
-        let mut v = [T::default(); W];
+        let mut sums = [([T::default(); W], [T::default(); W]); B];
         for (&index, &x) in features.indices.iter().zip(&features.values) {
-            let base = index as usize * n + block;
-            let means: &[f32; W] = self.mean[base..base + W]
-                .try_into()
-                .expect("a block is W weights");
-            let vars: &[f32; W] = self.variance[base..base + W]
-                .try_into()
-                .expect("a block is W weights");
+            let row = index as usize * n;
             let x = T::from(x);
             let xx = x * x;
-            for k in 0..W {
-                z[k] += T::from(means[k]) * x;
-                v[k] += T::from(vars[k]) * xx;
+            for ((z, v), &first) in sums.iter_mut().zip(&starts) {
+                let means: &[f32; W] = self.mean[row + first..row + first + W]
+                    .try_into()
+                    .expect("a block is W weights");
+                let vars: &[f32; W] = self.variance[row + first..row + first + W]
+                    .try_into()
+                    .expect("a block is W weights");
+                for k in 0..W {
+                    z[k] += T::from(means[k]) * x;
+                    v[k] += T::from(vars[k]) * xx;
+                }
             }
         }
-        (z, v)
+        sums
     }
 
     /// One model's logit mean and variance, with each feature's contribution
