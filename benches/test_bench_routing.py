@@ -3,7 +3,7 @@ scikit-learn on the same features in the same run.
 
 Timing groups (pytest-benchmark):
 
-* ``routing decision``: one decision for a 2 KB prompt over 10 models —
+* ``routing decision``: one decision for a 2,048-byte prompt over 10 models —
   featurize + score + choose in the core — against scikit-learn's
   ``HashingVectorizer`` (same word 1-2-grams, same 2**16 buckets) followed by
   the 10 models' ``LogisticRegression.predict_proba`` (what a caller would
@@ -15,6 +15,11 @@ Timing groups (pytest-benchmark):
   synthetic prompt mix of the same size) against scikit-learn
   ``HashingVectorizer`` + two ``LogisticRegression`` fits; and 10,000
   prompts × 10 models in the core.
+
+* ``routing featurize + score, N models``: a 200-byte and a 2,048-byte
+  prompt featurized and scored for 10, 100 and 1,000 models (greedy
+  decisions, whose pick adds one expected quality per model), the loop the
+  router's speed rests on.
 
 Quality (not timing; written to ``results/routing.json``): ``orchestrator
 eval``'s figures on the MMLU table (calibrated, online, and with labels
@@ -62,8 +67,12 @@ def _mmlu_path() -> Path:
     return MMLU
 
 
+PROMPT_BYTES = 2048
+"""Length of the long benchmark prompt (ASCII, so bytes and characters agree)."""
+
+
 def two_kb_prompt() -> str:
-    """A 2 KB prompt mixing prose, a question, numbers and a code fence."""
+    """A 2,048-byte prompt mixing prose, a question, numbers and a code fence."""
     rng = random.Random(0)
     sentence = (
         "the model should explain why this function fails when the input list is empty "
@@ -72,8 +81,9 @@ def two_kb_prompt() -> str:
     words = sentence.split(" ")
     text = " ".join(rng.choice(words) for _ in range(220))
     prompt = f"{text}?\n```python\ndef f(xs):\n    return sum(xs) / len(xs)\n```\n"
-    prompt += "Answer with 3 steps, 1) 2) 3)." * 4
-    return prompt[:2048]
+    while len(prompt) < PROMPT_BYTES:
+        prompt += "Answer with 3 steps, 1) 2) 3). "
+    return prompt[:PROMPT_BYTES]
 
 
 def training_table(
@@ -329,3 +339,37 @@ def test_router_decision_100(benchmark: Any, prompt_bytes: int) -> None:
     benchmark.extra_info.update(contender=f"router decide, {prompt_bytes} B prompt", models=100)
     model, _, _ = benchmark(router._core.decide, prompt, 1.0, record=False)
     assert model in names
+
+
+# ----- featurize + score at 10, 100 and 1,000 models ----------------------------------
+
+
+@pytest.fixture(scope="module", params=[10, 100, 1000])
+def greedy_router(request: pytest.FixtureRequest) -> ContextualRouter:
+    """A greedy router over ``request.param`` models calibrated on 1,000 rows
+    (1,000 models hold 0.5 GB of weights)."""
+    names = [f"model-{i}" for i in range(request.param)]
+    router = ContextualRouter(
+        names,
+        costs={name: 0.0001 * (i + 1) for i, name in enumerate(names)},
+        selector=ContextualSelector(hash_bits=HASH_BITS, exploration="greedy"),
+    )
+    prompts, qualities = training_table(1000, names)
+    router.calibrate(prompts, qualities)
+    return router
+
+
+@pytest.mark.parametrize("prompt_bytes", [200, PROMPT_BYTES])
+def test_featurize_and_score(
+    benchmark: Any, greedy_router: ContextualRouter, prompt_bytes: int
+) -> None:
+    models = len(greedy_router.models)
+    prompt = two_kb_prompt()[:prompt_bytes]
+    benchmark.group = f"routing featurize + score, {models} models"
+    benchmark.extra_info.update(
+        contender=f"featurize + score + greedy pick, {prompt_bytes} B prompt",
+        models=models,
+        prompt_bytes=prompt_bytes,
+    )
+    model, _, quality = benchmark(greedy_router._core.decide, prompt, 1.0, record=False)
+    assert model in greedy_router.models and 0.0 <= quality <= 1.0
