@@ -24,7 +24,8 @@ Timing groups (pytest-benchmark):
 Quality (not timing; written to ``results/routing.json``): ``orchestrator
 eval``'s figures on the MMLU table (calibrated, online, and with labels
 shuffled across prompts) and on the synthetic prompt mix (two and three
-models), which the router was never tuned on.
+models), which the router was never tuned on: every figure at seed 0, and
+APGR and CPT(50%) at seeds 0-4 with their mean, spread and minimum.
 """
 
 from __future__ import annotations
@@ -266,6 +267,10 @@ def test_calibrate_orchestrator_10k_x_10(benchmark: Any) -> None:
 # ----- quality -----------------------------------------------------------------------
 
 
+SEEDS = range(5)
+"""Seeds every quality figure is measured at (the protocol's order, folds and draws)."""
+
+
 def _figures(
     table: EvalTable, costs: dict[str, float], protocol: str, seed: int = 0
 ) -> dict[str, Any]:
@@ -274,21 +279,31 @@ def _figures(
     return {key: summary[key] for key in ("apgr", "cpt50", "cpt80", "random_apgr", "decision_us")}
 
 
+def _record(
+    figures: dict[str, Any], name: str, table: EvalTable, costs: dict[str, float], protocol: str
+) -> None:
+    """``figures[name]``: the figures at seed 0; ``figures[name + ", seeds 0-4"]``:
+    APGR and CPT(50%) at every seed of :data:`SEEDS`, with their spread."""
+    runs = [_figures(table, costs, protocol, seed) for seed in SEEDS]
+    figures[name] = runs[0]
+    apgrs = [run["apgr"] for run in runs]
+    figures[f"{name}, seeds 0-4"] = {
+        "apgr_by_seed": apgrs,
+        "apgr_mean": statistics.mean(apgrs),
+        "apgr_sd": statistics.stdev(apgrs),
+        "apgr_min": min(apgrs),
+        "cpt50_by_seed": [run["cpt50"] for run in runs],
+    }
+
+
 def test_quality_figures() -> None:
     """The eval figures on every table, recorded for benches/run.py and the README."""
     figures: dict[str, Any] = {}
     path = _mmlu_path()
     if path.exists():
         mmlu = load_table(path, list(MMLU_MODELS))
-        figures["mmlu calibrated"] = _figures(mmlu, MMLU_MODELS, "calibrated")
-        figures["mmlu online"] = _figures(mmlu, MMLU_MODELS, "online")
-        seeds = [figures["mmlu online"]["apgr"]]
-        seeds += [_figures(mmlu, MMLU_MODELS, "online", seed)["apgr"] for seed in range(1, 5)]
-        figures["mmlu online, seeds 0-4"] = {
-            "apgr_mean": statistics.mean(seeds),
-            "apgr_sd": statistics.stdev(seeds),
-            "apgr_min": min(seeds),
-        }
+        _record(figures, "mmlu calibrated", mmlu, MMLU_MODELS, "calibrated")
+        _record(figures, "mmlu online", mmlu, MMLU_MODELS, "online")
         order = list(range(len(mmlu)))
         random.Random(1).shuffle(order)
         shuffled = EvalTable(
@@ -302,8 +317,8 @@ def test_quality_figures() -> None:
     two_table = EvalTable(mix.prompts, {m: mix.qualities[m] for m in two})
     three_table = EvalTable(mix.prompts, mix.qualities)
     for protocol in ("calibrated", "online"):
-        figures[f"prompt mix 2 models {protocol}"] = _figures(two_table, two, protocol)
-        figures[f"prompt mix 3 models {protocol}"] = _figures(three_table, mix.costs, protocol)
+        _record(figures, f"prompt mix 2 models {protocol}", two_table, two, protocol)
+        _record(figures, f"prompt mix 3 models {protocol}", three_table, mix.costs, protocol)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "routing.json").write_text(json.dumps(figures, indent=2) + "\n")
     for name, values in figures.items():
