@@ -3,7 +3,7 @@ scikit-learn on the same features in the same run.
 
 Timing groups (pytest-benchmark):
 
-* ``routing decision``: one decision for a 2 KB prompt over 10 models —
+* ``routing decision``: one decision for a 2,048-byte prompt over 10 models —
   featurize + score + choose in the core — against scikit-learn's
   ``HashingVectorizer`` (same word 1-2-grams, same 2**16 buckets) followed by
   the 10 models' ``LogisticRegression.predict_proba`` (what a caller would
@@ -16,10 +16,16 @@ Timing groups (pytest-benchmark):
   ``HashingVectorizer`` + two ``LogisticRegression`` fits; and 10,000
   prompts × 10 models in the core.
 
+* ``routing featurize + score, N models``: a 200-byte and a 2,048-byte
+  prompt featurized and scored for 10, 100 and 1,000 models (greedy
+  decisions, whose pick adds one expected quality per model), the loop the
+  router's speed rests on.
+
 Quality (not timing; written to ``results/routing.json``): ``orchestrator
 eval``'s figures on the MMLU table (calibrated, online, and with labels
 shuffled across prompts) and on the synthetic prompt mix (two and three
-models), which the router was never tuned on.
+models), which the router was never tuned on: every figure at seed 0, and
+APGR and CPT(50%) at seeds 0-4 with their mean, spread and minimum.
 """
 
 from __future__ import annotations
@@ -62,8 +68,12 @@ def _mmlu_path() -> Path:
     return MMLU
 
 
+PROMPT_BYTES = 2048
+"""Length of the long benchmark prompt (ASCII, so bytes and characters agree)."""
+
+
 def two_kb_prompt() -> str:
-    """A 2 KB prompt mixing prose, a question, numbers and a code fence."""
+    """A 2,048-byte prompt mixing prose, a question, numbers and a code fence."""
     rng = random.Random(0)
     sentence = (
         "the model should explain why this function fails when the input list is empty "
@@ -72,8 +82,9 @@ def two_kb_prompt() -> str:
     words = sentence.split(" ")
     text = " ".join(rng.choice(words) for _ in range(220))
     prompt = f"{text}?\n```python\ndef f(xs):\n    return sum(xs) / len(xs)\n```\n"
-    prompt += "Answer with 3 steps, 1) 2) 3)." * 4
-    return prompt[:2048]
+    while len(prompt) < PROMPT_BYTES:
+        prompt += "Answer with 3 steps, 1) 2) 3). "
+    return prompt[:PROMPT_BYTES]
 
 
 def training_table(
@@ -256,6 +267,10 @@ def test_calibrate_orchestrator_10k_x_10(benchmark: Any) -> None:
 # ----- quality -----------------------------------------------------------------------
 
 
+SEEDS = range(5)
+"""Seeds every quality figure is measured at (the protocol's order, folds and draws)."""
+
+
 def _figures(
     table: EvalTable, costs: dict[str, float], protocol: str, seed: int = 0
 ) -> dict[str, Any]:
@@ -264,21 +279,31 @@ def _figures(
     return {key: summary[key] for key in ("apgr", "cpt50", "cpt80", "random_apgr", "decision_us")}
 
 
+def _record(
+    figures: dict[str, Any], name: str, table: EvalTable, costs: dict[str, float], protocol: str
+) -> None:
+    """``figures[name]``: the figures at seed 0; ``figures[name + ", seeds 0-4"]``:
+    APGR and CPT(50%) at every seed of :data:`SEEDS`, with their spread."""
+    runs = [_figures(table, costs, protocol, seed) for seed in SEEDS]
+    figures[name] = runs[0]
+    apgrs = [run["apgr"] for run in runs]
+    figures[f"{name}, seeds 0-4"] = {
+        "apgr_by_seed": apgrs,
+        "apgr_mean": statistics.mean(apgrs),
+        "apgr_sd": statistics.stdev(apgrs),
+        "apgr_min": min(apgrs),
+        "cpt50_by_seed": [run["cpt50"] for run in runs],
+    }
+
+
 def test_quality_figures() -> None:
     """The eval figures on every table, recorded for benches/run.py and the README."""
     figures: dict[str, Any] = {}
     path = _mmlu_path()
     if path.exists():
         mmlu = load_table(path, list(MMLU_MODELS))
-        figures["mmlu calibrated"] = _figures(mmlu, MMLU_MODELS, "calibrated")
-        figures["mmlu online"] = _figures(mmlu, MMLU_MODELS, "online")
-        seeds = [figures["mmlu online"]["apgr"]]
-        seeds += [_figures(mmlu, MMLU_MODELS, "online", seed)["apgr"] for seed in range(1, 5)]
-        figures["mmlu online, seeds 0-4"] = {
-            "apgr_mean": statistics.mean(seeds),
-            "apgr_sd": statistics.stdev(seeds),
-            "apgr_min": min(seeds),
-        }
+        _record(figures, "mmlu calibrated", mmlu, MMLU_MODELS, "calibrated")
+        _record(figures, "mmlu online", mmlu, MMLU_MODELS, "online")
         order = list(range(len(mmlu)))
         random.Random(1).shuffle(order)
         shuffled = EvalTable(
@@ -292,8 +317,8 @@ def test_quality_figures() -> None:
     two_table = EvalTable(mix.prompts, {m: mix.qualities[m] for m in two})
     three_table = EvalTable(mix.prompts, mix.qualities)
     for protocol in ("calibrated", "online"):
-        figures[f"prompt mix 2 models {protocol}"] = _figures(two_table, two, protocol)
-        figures[f"prompt mix 3 models {protocol}"] = _figures(three_table, mix.costs, protocol)
+        _record(figures, f"prompt mix 2 models {protocol}", two_table, two, protocol)
+        _record(figures, f"prompt mix 3 models {protocol}", three_table, mix.costs, protocol)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "routing.json").write_text(json.dumps(figures, indent=2) + "\n")
     for name, values in figures.items():
@@ -329,3 +354,37 @@ def test_router_decision_100(benchmark: Any, prompt_bytes: int) -> None:
     benchmark.extra_info.update(contender=f"router decide, {prompt_bytes} B prompt", models=100)
     model, _, _ = benchmark(router._core.decide, prompt, 1.0, record=False)
     assert model in names
+
+
+# ----- featurize + score at 10, 100 and 1,000 models ----------------------------------
+
+
+@pytest.fixture(scope="module", params=[10, 100, 1000])
+def greedy_router(request: pytest.FixtureRequest) -> ContextualRouter:
+    """A greedy router over ``request.param`` models calibrated on 1,000 rows
+    (1,000 models hold 0.5 GB of weights)."""
+    names = [f"model-{i}" for i in range(request.param)]
+    router = ContextualRouter(
+        names,
+        costs={name: 0.0001 * (i + 1) for i, name in enumerate(names)},
+        selector=ContextualSelector(hash_bits=HASH_BITS, exploration="greedy"),
+    )
+    prompts, qualities = training_table(1000, names)
+    router.calibrate(prompts, qualities)
+    return router
+
+
+@pytest.mark.parametrize("prompt_bytes", [200, PROMPT_BYTES])
+def test_featurize_and_score(
+    benchmark: Any, greedy_router: ContextualRouter, prompt_bytes: int
+) -> None:
+    models = len(greedy_router.models)
+    prompt = two_kb_prompt()[:prompt_bytes]
+    benchmark.group = f"routing featurize + score, {models} models"
+    benchmark.extra_info.update(
+        contender=f"featurize + score + greedy pick, {prompt_bytes} B prompt",
+        models=models,
+        prompt_bytes=prompt_bytes,
+    )
+    model, _, quality = benchmark(greedy_router._core.decide, prompt, 1.0, record=False)
+    assert model in greedy_router.models and 0.0 <= quality <= 1.0

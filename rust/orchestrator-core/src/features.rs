@@ -119,10 +119,11 @@ impl Features {
 }
 
 /// Counters gathered in the token pass that become the structure signals.
-/// ASCII classes are read off a byte histogram at the end, so the pass
-/// itself does one increment per byte.
+/// ASCII classes are read off a histogram of the ASCII bytes at the end, so
+/// the pass itself does one increment per ASCII byte.
 struct Counts {
-    bytes: [u32; 256],
+    ascii: [u32; 128],
+    non_ascii: u32,
     non_ascii_upper: u32,
     non_ascii_math: u32,
     words: u32,
@@ -133,7 +134,8 @@ struct Counts {
 impl Default for Counts {
     fn default() -> Self {
         Counts {
-            bytes: [0; 256],
+            ascii: [0; 128],
+            non_ascii: 0,
             non_ascii_upper: 0,
             non_ascii_math: 0,
             words: 0,
@@ -145,20 +147,18 @@ impl Default for Counts {
 
 impl Counts {
     fn sum(&self, range: std::ops::RangeInclusive<u8>) -> u32 {
-        range.map(|b| self.bytes[b as usize]).sum()
+        self.ascii[usize::from(*range.start())..=usize::from(*range.end())]
+            .iter()
+            .sum()
     }
 
     fn of(&self, byte: u8) -> u32 {
-        self.bytes[byte as usize]
+        self.ascii[byte as usize]
     }
 
-    /// Characters: every byte but UTF-8 continuation bytes.
+    /// Characters: ASCII bytes plus decoded non-ASCII characters.
     fn chars(&self) -> u32 {
-        self.bytes.iter().sum::<u32>() - self.sum(0x80..=0xBF)
-    }
-
-    fn non_ascii(&self) -> u32 {
-        self.sum(0xC0..=0xFF)
+        self.ascii.iter().sum::<u32>() + self.non_ascii
     }
 
     fn math(&self) -> u32 {
@@ -169,11 +169,12 @@ impl Counts {
         self.sum(b'A'..=b'Z') + self.non_ascii_upper
     }
 
+    /// ASCII punctuation: the four runs `!`..`/`, `:`..`@`, `[`..`` ` `` and `{`..`~`.
     fn punctuation(&self) -> u32 {
-        (0u8..128)
-            .filter(u8::is_ascii_punctuation)
-            .map(|b| self.of(b))
-            .sum()
+        self.sum(b'!'..=b'/')
+            + self.sum(b':'..=b'@')
+            + self.sum(b'['..=b'`')
+            + self.sum(b'{'..=b'~')
     }
 }
 
@@ -279,6 +280,7 @@ impl Featurizer {
     }
 
     /// Hash of one token (its bytes, ASCII lower-cased by the caller).
+    #[inline]
     pub fn token_hash(token: &[u8]) -> u64 {
         xxh3_64_with_seed(token, HASH_SEED)
     }
@@ -340,46 +342,56 @@ impl Featurizer {
         let mut history = History::default();
         let mut word = std::mem::take(&mut out.word);
         word.clear();
-        let mut word_start = usize::MAX;
         let bytes = text.as_bytes();
         let mut position = 0usize;
-        while position <= bytes.len() {
-            // The end of the text acts as a separator.
-            let byte = bytes.get(position).copied().unwrap_or(b' ');
-            let (in_word, width) = if byte.is_ascii() {
-                if position < bytes.len() {
-                    counts.bytes[byte as usize] += 1;
+        while position < bytes.len() {
+            // A word: a run of ASCII letters and digits and alphanumeric
+            // non-ASCII characters, ended by the separator (or the text's end).
+            let start = position;
+            let mut lower_case = true;
+            let mut separator = None;
+            while position < bytes.len() {
+                let byte = bytes[position];
+                if byte.is_ascii() {
+                    counts.ascii[byte as usize] += 1;
+                    if !ASCII_WORD[byte as usize] {
+                        separator = Some((byte, 1));
+                        break;
+                    }
+                    lower_case &= !byte.is_ascii_uppercase();
+                    position += 1;
+                } else {
+                    let c = text[position..].chars().next().unwrap_or(' ');
+                    counts.non_ascii += 1;
+                    counts.non_ascii_upper += u32::from(c.is_uppercase());
+                    counts.non_ascii_math += u32::from(is_math(c));
+                    if !c.is_alphanumeric() {
+                        separator = Some((byte, c.len_utf8()));
+                        break;
+                    }
+                    position += c.len_utf8();
                 }
-                (ASCII_WORD[byte as usize], 1)
-            } else {
-                let c = text[position..].chars().next().unwrap_or(' ');
-                for &b in &bytes[position..position + c.len_utf8()] {
-                    counts.bytes[b as usize] += 1;
-                }
-                counts.non_ascii_upper += u32::from(c.is_uppercase());
-                counts.non_ascii_math += u32::from(is_math(c));
-                (c.is_alphanumeric(), c.len_utf8())
-            };
-            if in_word {
-                if word_start == usize::MAX {
-                    word_start = position;
-                }
-                position += width;
-                continue;
             }
-            if word_start != usize::MAX {
-                let span = (word_start, position);
-                word.clear();
-                word.extend(bytes[span.0..span.1].iter().map(u8::to_ascii_lowercase));
+            if position > start {
+                let span = (start, position);
+                let token = if lower_case {
+                    &bytes[start..position]
+                } else {
+                    word.clear();
+                    word.extend(bytes[start..position].iter().map(u8::to_ascii_lowercase));
+                    &word[..]
+                };
                 counts.words += 1;
                 counts.word_chars += (span.1 - span.0) as u32;
-                let hash = Self::token_hash(&word);
+                let hash = Self::token_hash(token);
                 self.push_ngrams::<NAMED, F>(hash, span, text, &mut history, out, on_feature);
                 if self.config.char_ngrams > 0 {
-                    self.push_char_ngrams::<NAMED, F>(&word, out, on_feature);
+                    self.push_char_ngrams::<NAMED, F>(token, out, on_feature);
                 }
-                word_start = usize::MAX;
             }
+            let Some((byte, width)) = separator else {
+                break;
+            };
             if byte.is_ascii_punctuation() {
                 if byte == b'`'
                     && bytes[..position].ends_with(b"``")
@@ -500,7 +512,7 @@ impl Featurizer {
             (share(counts.math()) * 10.0).min(1.0),
             (share(counts.sum(b'0'..=b'9')) * 5.0).min(1.0),
             (counts.of(b'?') as f32 / 3.0).min(1.0),
-            share(counts.non_ascii()),
+            share(counts.non_ascii),
             (share(counts.upper()) * 5.0).min(1.0),
             log_scaled(counts.of(b'\n') as f32, 1_024.0),
             (share(counts.punctuation()) * 5.0).min(1.0),
@@ -550,6 +562,52 @@ mod tests {
         FeaturizerConfig {
             hash_bits: 16,
             ..FeaturizerConfig::default()
+        }
+    }
+
+    /// The tokens of `text` by the definition, one character at a time:
+    /// runs of alphanumeric characters (ASCII lower-cased) and single ASCII
+    /// punctuation marks.
+    fn reference_tokens(text: &str) -> Vec<Vec<u8>> {
+        let mut tokens = Vec::new();
+        let mut word = String::new();
+        for c in text.chars().chain(std::iter::once(' ')) {
+            if c.is_alphanumeric() {
+                word.push(c.to_ascii_lowercase());
+                continue;
+            }
+            if !word.is_empty() {
+                tokens.push(std::mem::take(&mut word).into_bytes());
+            }
+            if c.is_ascii_punctuation() {
+                tokens.push(vec![c as u8]);
+            }
+        }
+        tokens
+    }
+
+    proptest::proptest! {
+        /// The single-pass tokenizer (word runs hashed in place when already
+        /// lower case) finds the tokens the definition does, in order.
+        #[test]
+        fn unigrams_are_the_hashed_tokens_of_the_definition(
+            text in "([a-zA-Z0-9]{1,6}|[ .,?!`(){}=+\\-]|[éÉßΩπ∑日本😀]|\\s){0,40}",
+        ) {
+            let unigrams = FeaturizerConfig { word_ngrams: 1, ..sixteen_bits() };
+            let f = featurizer(unigrams);
+            let out = featurize(unigrams, &text);
+            let expected: Vec<(u32, f32)> = reference_tokens(&text)
+                .iter()
+                .map(|token| f.bucket(Featurizer::token_hash(token)))
+                .collect();
+            let hashed: Vec<(u32, f32)> = out
+                .indices
+                .iter()
+                .zip(&out.values)
+                .filter(|(&index, _)| index < f.hashed_dim())
+                .map(|(&index, &value)| (index, value.signum()))
+                .collect();
+            proptest::prop_assert_eq!(hashed, expected);
         }
     }
 
