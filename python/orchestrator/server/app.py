@@ -350,15 +350,15 @@ class Gateway:
         decision: Decision,
         request: ChatRequest,
     ) -> None:
-        """Send the stream as SSE. Whether a cached answer was replayed is not
-        known before the body starts (nor, through a cache, after it: the
-        registry's stream does not say), so the cache header of a stream is
-        ``off`` or ``unknown`` and its usage is estimated when cached."""
+        """Send the stream as SSE. The first chunk (or the stream's end) has
+        arrived, so whether the model's cache replays the answer is known:
+        the cache header is ``hit``, ``miss`` or ``off``. A replayed answer's
+        usage is estimated."""
         model = stream.model
         assert model is not None
         writer = ChunkWriter(call.request_id, int(time.time()), model, request.include_usage)
         upstream_started = time.perf_counter()
-        call.cache = "off" if self.registry.get_model(model).cache is None else "unknown"
+        call.cache = self._cache_state(model, stream.from_cache is True)
         headers = [
             *_SSE,
             *self._result_headers(
