@@ -31,6 +31,7 @@ from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
 from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
 from orchestrator.server.metrics import GatewayMetrics
+from orchestrator.server.protocol import HEADER_TIMEOUT_STATE
 from orchestrator.server.routing import Route, Router
 from orchestrator.server.settings import ServerSettings
 from orchestrator.server.status import Decision, DecisionLog, status_snapshot
@@ -107,9 +108,12 @@ class Gateway:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state")
+        if state is not None:  # read by each connection's protocol (server/protocol.py)
+            state[HEADER_TIMEOUT_STATE] = self.settings.header_timeout
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
