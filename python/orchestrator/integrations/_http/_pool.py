@@ -90,13 +90,18 @@ class ClientPool:
                 per_loop = self._clients[loop] = {}
             entry = per_loop.get(base_url)
             if entry is None or entry[0].is_closed:
-                transport = pooled_transport(self.limits)
-                client = httpx.AsyncClient(
-                    transport=transport, timeout=None, follow_redirects=False
-                )
-                direct = None if urllib.request.getproxies() else transport
-                entry = per_loop[base_url] = (client, direct)
+                entry = per_loop[base_url] = self._new_client()
             return entry
+
+    def _new_client(self) -> tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]:
+        """A client on :func:`pooled_transport`, and that transport; with a
+        proxy in the environment, httpx's own client (a client given a
+        transport ignores the environment's proxies) and no direct transport."""
+        if urllib.request.getproxies():
+            return httpx.AsyncClient(limits=self.limits, timeout=None, follow_redirects=False), None
+        transport = pooled_transport(self.limits)
+        client = httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
+        return client, transport
 
     def open_clients(self) -> int:
         """How many clients of the running event loop are open."""
