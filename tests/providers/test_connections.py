@@ -66,7 +66,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def https_server(certificate: tuple[Path, Path]) -> Iterator[OpenAIServer]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    with OpenAIServer(tls=context) as server:
+    server = OpenAIServer(tls=context)
+    with server:
         yield server
 
 
