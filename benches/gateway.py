@@ -13,16 +13,21 @@ percentile minus the direct one at the same rate. Then, with two workers
 each, the highest rate each gateway sustains with < 1% errors, and the time
 to the first streamed byte (sequential streamed requests, HTTP keep-alive).
 
-Needs ``oha`` (``cargo install oha``), ``litellm[proxy]`` and
-``redis-server`` (the two gateway workers share state through it). Writes
-``benches/results/gateway.json`` and ``benches/results/GATEWAY.md``; each
-figure is recorded with the machine's load average at the time.
+Needs ``oha`` (``cargo install oha``) and ``redis-server`` (the two gateway
+workers share state through it); LiteLLM's proxy runs when ``litellm[proxy]``
+is installed (its ``litellm`` command and FastAPI), and is otherwise left out
+of the run with a note in the results. Writes
+``benches/results/gateway.json`` and ``benches/results/GATEWAY.md`` (a
+``--quick`` run: the untracked ``bench-results/``, so it never overwrites the
+committed figures); each figure is recorded with the machine's load average
+at the time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -46,6 +51,14 @@ UPSTREAM_DELAY = 0.010  # seconds before the upstream answers
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "What is 6 x 7?"}]})
 GATEWAY_KEY = "sk-bench-gateway-0123456789"
 UPSTREAM_KEY = "sk-bench-upstream-0123456789"
+
+
+def litellm_command() -> Optional[str]:
+    """The ``litellm`` command when its proxy can run here (it needs FastAPI)."""
+    found = shutil.which("litellm")
+    if found is None or importlib.util.find_spec("fastapi") is None:
+        return None
+    return found
 
 
 def free_port() -> int:
@@ -223,7 +236,9 @@ class Bench:
         )
         return path
 
-    def servers(self, stack: contextlib.ExitStack, redis_url: str) -> dict[str, str]:
+    def servers(
+        self, stack: contextlib.ExitStack, redis_url: str, litellm: Optional[str]
+    ) -> dict[str, str]:
         """Start every server at once (LiteLLM's proxy takes minutes to start on
         a loaded machine), wait until all answer; their base URLs by name."""
         env = {"BENCH_GATEWAY_KEY": GATEWAY_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
@@ -232,7 +247,6 @@ class Bench:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "LITELLM_TELEMETRY": "False",
         }
-        litellm = shutil.which("litellm") or str(Path(sys.executable).parent / "litellm")
         commands: dict[str, tuple[list[str], str, dict[str, str]]] = {
             "upstream": (
                 [
@@ -255,6 +269,8 @@ class Bench:
             )
             commands[f"orchestrator-{workers}"] = ([sys.executable, "-c", code], "/healthz", env)
             urls[f"orchestrator-{workers}"] = f"http://127.0.0.1:{port}"
+            if litellm is None:
+                continue
             port = free_port()
             commands[f"litellm-{workers}"] = (
                 [
@@ -301,6 +317,9 @@ def main() -> None:
     )
     runs: list[Run] = []
     ttfb: dict[str, dict[str, float]] = {}
+    litellm = litellm_command()
+    if litellm is None:
+        sys.stderr.write("LiteLLM's proxy is not installed (litellm[proxy]): left out\n")
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))  # kept: the servers' logs
     sys.stderr.write(f"server logs in {work}\n")
@@ -324,28 +343,25 @@ def main() -> None:
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     try:
         with contextlib.ExitStack() as stack:
-            urls = bench.servers(stack, redis_url)
+            urls = bench.servers(stack, redis_url, litellm)
             direct = f"{urls['upstream']}/v1/chat/completions"
             chat = {name: f"{url}/v1/chat/completions" for name, url in urls.items()}
+            gateways = {"orchestrator": "auto", **({"litellm": "bench"} if litellm else {})}
             for rate in latency_rates:  # interleaved: the machine's load hits all alike
                 runs.append(oha(direct, rate, seconds, None, "direct", 1))
-                runs.append(
-                    oha(chat["orchestrator-1"], rate, seconds, GATEWAY_KEY, "orchestrator", 1)
-                )
-                runs.append(oha(chat["litellm-1"], rate, seconds, GATEWAY_KEY, "litellm", 1))
+                for name in gateways:
+                    runs.append(oha(chat[f"{name}-1"], rate, seconds, GATEWAY_KEY, name, 1))
             count = 100 if options.quick else 300
-            ttfb_raw = {
-                "direct": first_byte_ms(direct, None, "gpt-4o-mini", count),
-                "orchestrator": first_byte_ms(chat["orchestrator-1"], GATEWAY_KEY, "auto", count),
-                "litellm": first_byte_ms(chat["litellm-1"], GATEWAY_KEY, "bench", count),
-            }
+            ttfb_raw = {"direct": first_byte_ms(direct, None, "gpt-4o-mini", count)}
+            for name, model in gateways.items():
+                ttfb_raw[name] = first_byte_ms(chat[f"{name}-1"], GATEWAY_KEY, model, count)
             for name, values in ttfb_raw.items():
                 ttfb[name] = {
                     "p50_ms": statistics.median(values),
                     "p99_ms": statistics.quantiles(values, n=100)[98],
                     "load_average": os.getloadavg()[0],
                 }
-            for name in ("orchestrator", "litellm"):
+            for name in gateways:
                 for rate in ceiling_rates:
                     run = oha(chat[f"{name}-2"], rate, seconds, GATEWAY_KEY, name, 2)
                     runs.append(run)
@@ -355,14 +371,17 @@ def main() -> None:
         redis.terminate()
         redis.wait(10)
     report = summarise(runs, ttfb, latency_rates)
+    if litellm is None:
+        report["notes"] = ["LiteLLM's proxy was not installed (litellm[proxy]): not measured"]
     report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     report["seconds_per_run"] = seconds
     report["upstream_delay_ms"] = 1000 * UPSTREAM_DELAY
     report["cpus"] = os.cpu_count()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gateway.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = BENCH_DIR.parent / "bench-results" if options.quick else RESULTS
+    out.mkdir(exist_ok=True)
+    (out / "gateway.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = render(report)
-    (RESULTS / "GATEWAY.md").write_text(markdown)
+    (out / "GATEWAY.md").write_text(markdown)
     sys.stdout.write(markdown)
 
 
@@ -371,10 +390,11 @@ def summarise(
 ) -> dict[str, Any]:
     """Added latency per rate, the highest sustained rates, time to first byte."""
     by = {(r.target, r.rate, r.workers): r for r in runs}
+    gateways = [t for t in dict.fromkeys(r.target for r in runs) if t != "direct"]
     added = []
     for rate in rates:
         base = by[("direct", rate, 1)]
-        for target in ("orchestrator", "litellm"):
+        for target in gateways:
             run = by[(target, rate, 1)]
             added.append(
                 {
@@ -387,17 +407,17 @@ def summarise(
                 }
             )
     ceilings = {}
-    for target in ("orchestrator", "litellm"):
+    for target in gateways:
         ok = [r.rate for r in runs if r.target == target and r.workers == 2 and r.sustained]
         ceilings[target] = max(ok) if ok else 0
-    first = {name: values for name, values in ttfb.items()}
+    first = dict(ttfb)
     return {
         "runs": [asdict(r) for r in runs],
         "added_latency": added,
         "highest_sustained_rps_2_workers": ceilings,
         "first_byte": first,
         "first_byte_added_p50_ms": {
-            t: first[t]["p50_ms"] - first["direct"]["p50_ms"] for t in ("orchestrator", "litellm")
+            t: first[t]["p50_ms"] - first["direct"]["p50_ms"] for t in gateways
         },
     }
 
@@ -467,6 +487,7 @@ def render(report: dict[str, Any]) -> str:
     out.append(
         "First byte added, P50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in added.items()) + "\n"
     )
+    out += [f"Note: {note}\n" for note in report.get("notes", [])]
     return "\n".join(out)
 
 

@@ -22,6 +22,7 @@ import uvicorn
 from orchestrator.config import parse_config, registry_parts
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.app import Gateway
+from orchestrator.server.command import HTTP_PROTOCOL
 from tests.redis_server import free_port
 
 #: The upstream key: must never reach a gateway client or its logs.
@@ -65,7 +66,7 @@ class ThreadGateway:
             host="127.0.0.1",
             port=0,
             loop="uvloop",
-            http="httptools",
+            http=HTTP_PROTOCOL,
             log_level="warning",
             access_log=False,
             lifespan="on",

@@ -116,6 +116,25 @@ def test_constraints_from_headers(gateway: ThreadGateway) -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_a_stream_through_the_cache_says_miss_then_hit(
+    gateway: ThreadGateway, upstream: OpenAIServer
+) -> None:
+    messages = [{"role": "user", "content": "stream this once"}]
+    seen = []
+    for _ in range(2):
+        raw = client(gateway).chat.completions.with_raw_response.create(
+            model="auto", messages=messages, stream=True
+        )
+        text = "".join(
+            chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices
+        )
+        seen.append((raw.headers["x-orchestrator-cache"], text))
+    (first, first_text), (second, second_text) = seen
+    assert (first, second) == ("miss", "hit")
+    assert second_text == first_text != ""
+    assert sum(1 for r in upstream.requests if r.json().get("stream")) == 1  # replayed
+
+
 def test_curl_plain_and_streaming(gateway: ThreadGateway) -> None:
     body = json.dumps({"model": "auto", "messages": MESSAGES})
     url = f"{gateway.url}/v1/chat/completions"

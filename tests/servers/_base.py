@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,8 +134,15 @@ class LoopbackServer:
     provider = "loopback"
 
     def __init__(
-        self, *, answer_delay: float = 0.0, chunk_delay: float = 0.0, record: bool = True
+        self,
+        *,
+        answer_delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        record: bool = True,
+        tls: Optional[ssl.SSLContext] = None,
     ) -> None:
+        #: Serve HTTPS with this server-side context (``None``: plain HTTP).
+        self.tls = tls
         self.answer_delay = answer_delay
         self.chunk_delay = chunk_delay
         self.streams_completed = 0
@@ -158,7 +166,7 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         """Base URL of the server's API (with ``base_path``)."""
-        return f"http://127.0.0.1:{self.port}{self.base_path}"
+        return f"{self.root_url}{self.base_path}"
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the server closed its side of every connection (it does so
@@ -167,7 +175,7 @@ class LoopbackServer:
 
     @property
     def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> str:
         """Start serving in a background thread; returns :attr:`url`."""
@@ -182,7 +190,7 @@ class LoopbackServer:
 
             async def serve() -> None:
                 self._server = await asyncio.start_server(
-                    self._handle_connection, "127.0.0.1", 0, backlog=512
+                    self._handle_connection, "127.0.0.1", 0, backlog=512, ssl=self.tls
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
                 ready.set()

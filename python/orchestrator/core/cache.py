@@ -49,6 +49,7 @@ from orchestrator.core.cache_backends import (
     DiskBackend,
     MemoryBackend,
     RedisBackend,
+    StoreSize,
 )
 from orchestrator.core.cache_backends.codec import zstd_available
 from orchestrator.core.cache_identity import credential_fingerprint, credentials_of
@@ -73,6 +74,8 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 #: File name used when ``path`` is an existing directory.
 DISK_FILE_NAME = "orchestrator-cache.sqlite3"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.@+/-]{1,128}")
+#: The most :meth:`ModelCache.count_entries` spends counting, by default (seconds).
+DEFAULT_COUNT_TIME_LIMIT = 10.0
 #: A cached answer is replayed to a streaming caller in about this many chunks.
 _REPLAY_CHUNKS = 4
 _REPLAY_MIN_CHUNK = 32
@@ -114,7 +117,8 @@ class CacheStatistics(BaseModel):
     for an identical one in flight counts as a hit and in ``coalesced``.
     ``entries``/``bytes`` describe the disk or memory store (the disk as of
     this process's last write); ``None`` for Redis, whose size is not known
-    without a round trip. ``cost_saved`` is in USD, ``latency_saved`` in seconds.
+    without a round trip: :meth:`ModelCache.count_entries` asks the store.
+    ``cost_saved`` is in USD, ``latency_saved`` in seconds.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -393,6 +397,10 @@ class ModelCache:
             self._tiers.append(DiskBackend(self.path, self.max_size, self.max_bytes))
 
         self._prefix = f"orchestrator:{_core.KEY_FORMAT_VERSION}:{namespace}:"
+        #: Key prefixes of this namespace's entries and of its tenants' (see
+        #: :func:`tenant_namespace`): what :meth:`clear` removes and
+        #: :meth:`count_entries` counts.
+        self._scope = (self._prefix, f"{self._prefix[:-1]}/")
         self._inflight: dict[str, asyncio.Future[_Answer]] = {}
         self._warned_key = False
         self._secret: Optional[bytes] = None
@@ -648,12 +656,24 @@ class ModelCache:
     # ----- maintenance --------------------------------------------------------------
 
     async def clear(self) -> None:
-        """Remove every entry of this namespace from every store."""
+        """Remove every entry of this namespace (its tenants' included) from every store."""
         for tier in self._tiers:
             try:
-                await tier.clear(self._prefix)
+                for prefix in self._scope:
+                    await tier.clear(prefix)
             except Exception as exc:
                 self._tier_failed(tier, exc)
+
+    async def count_entries(self, time_limit: float = DEFAULT_COUNT_TIME_LIMIT) -> StoreSize:
+        """The live entries of this namespace (its tenants' included) and the
+        bytes of their stored values, counted in the store itself (the shared
+        one of a tiered cache), so entries other processes wrote are included:
+        unlike :meth:`get_statistics`, this does I/O. Bounded: past about
+        ``time_limit`` seconds it raises ``CountIncomplete``; a store that cannot
+        be reached raises its error (``redis.ConnectionError``,
+        ``sqlite3.Error``...)."""
+        time_limit = _positive_number("time_limit", time_limit)
+        return await self._tiers[-1].count(self._scope, time_limit)
 
     async def aclose(self) -> None:
         """Close connections, files and the disk store's thread; the cache

@@ -425,6 +425,7 @@ class CachedStream:
         self._model, self._fn, self._prompt, self._params = model, fn, prompt, params
         self._tickets = tickets
         self._measured: Optional[MeasuredStream] = None
+        self._answered = False
         self._inner = cache.stream(model, prompt, params, self._start, refresh)
 
     def _start(self) -> MeasuredStream:
@@ -439,14 +440,26 @@ class CachedStream:
 
     async def __anext__(self) -> str:
         try:
-            return await self._inner.__anext__()
+            chunk = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._answered = True
+            self._settle()
+            raise
         except BaseException:
             self._settle()
             raise
+        self._answered = True
+        return chunk
 
     @property
     def result(self) -> Optional[CallResult]:
         return None if self._measured is None else self._measured.result
+
+    @property
+    def from_cache(self) -> Optional[bool]:
+        """Whether the cache serves this answer (no provider call was made):
+        known once the first chunk arrived or the stream ended, ``None`` before."""
+        return self._measured is None if self._answered else None
 
     def _settle(self) -> None:
         if self._measured is None:

@@ -328,6 +328,13 @@ class FailoverStream:
         the model's stream exposes it."""
         return getattr(self._inner, "result", None)
 
+    @property
+    def from_cache(self) -> Optional[bool]:
+        """Whether the streaming model's cache serves the answer, once the
+        first chunk arrived; ``None`` while unknown or when the model has no cache."""
+        found = getattr(self._inner, "from_cache", None)
+        return found if isinstance(found, bool) else None
+
     async def __anext__(self) -> str:
         if self._closed:
             raise StopAsyncIteration

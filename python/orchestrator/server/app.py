@@ -13,7 +13,6 @@ the upstream stream or call (the provider sees its connection closed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -31,6 +30,7 @@ from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
 from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
 from orchestrator.server.metrics import GatewayMetrics
+from orchestrator.server.protocol import HEADER_TIMEOUT_STATE
 from orchestrator.server.routing import Route, Router
 from orchestrator.server.settings import ServerSettings
 from orchestrator.server.status import Decision, DecisionLog, status_snapshot
@@ -107,9 +107,12 @@ class Gateway:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state")
+        if state is not None:  # read by each connection's protocol (server/protocol.py)
+            state[HEADER_TIMEOUT_STATE] = self.settings.header_timeout
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -169,20 +172,33 @@ class Gateway:
         call.tenant = tenant
 
     async def _until_disconnect(self, call: Call, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` until it ends or the client hangs up (then cancel it)."""
-        task = asyncio.ensure_future(work)
+        """Run ``work`` in this task until it ends, while a watcher waits for
+        the client's ``http.disconnect``: if that comes first, the watcher
+        cancels this task inside ``work`` (closing the upstream call or
+        stream), and the request ends as a 499. One extra task per request,
+        not two and an ``asyncio.wait``."""
+        task = asyncio.current_task()
+        assert task is not None, "the gateway runs inside a task"
         watcher = asyncio.ensure_future(_wait_disconnect(call.receive))
-        try:
-            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
+        hung_up = False
+
+        def on_disconnect(done: asyncio.Future[None]) -> None:
+            nonlocal hung_up
+            if not done.cancelled() and done.exception() is None:
+                hung_up = True
                 task.cancel()
-                call.error_class = "client_disconnected"
-                call.status = call.status or 499
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+
+        watcher.add_done_callback(on_disconnect)
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not hung_up or task.uncancel() > 0:
+                raise  # (also) the server cancelling us, at shutdown: not ours to absorb
+            call.error_class = "client_disconnected"
+            call.status = call.status or 499
+        finally:
+            watcher.remove_done_callback(on_disconnect)
             watcher.cancel()
-        task.result()
 
     # ----- responses ----------------------------------------------------------------
 
@@ -350,15 +366,15 @@ class Gateway:
         decision: Decision,
         request: ChatRequest,
     ) -> None:
-        """Send the stream as SSE. Whether a cached answer was replayed is not
-        known before the body starts (nor, through a cache, after it: the
-        registry's stream does not say), so the cache header of a stream is
-        ``off`` or ``unknown`` and its usage is estimated when cached."""
+        """Send the stream as SSE. The first chunk (or the stream's end) has
+        arrived, so whether the model's cache replays the answer is known:
+        the cache header is ``hit``, ``miss`` or ``off``. A replayed answer's
+        usage is estimated."""
         model = stream.model
         assert model is not None
         writer = ChunkWriter(call.request_id, int(time.time()), model, request.include_usage)
         upstream_started = time.perf_counter()
-        call.cache = "off" if self.registry.get_model(model).cache is None else "unknown"
+        call.cache = self._cache_state(model, stream.from_cache is True)
         headers = [
             *_SSE,
             *self._result_headers(

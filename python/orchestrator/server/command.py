@@ -1,4 +1,5 @@
-"""``orchestrator serve``: run the gateway under uvicorn (uvloop + httptools).
+"""``orchestrator serve``: run the gateway under uvicorn (uvloop + httptools,
+with :mod:`~orchestrator.server.protocol`'s bound on request heads).
 
 The CLI calls :func:`serve` with its parsed options. Each worker process
 builds its own registry from the same configuration file
@@ -35,6 +36,9 @@ from orchestrator.server.settings import ServerSettings
 
 #: How the parent tells its workers which configuration to load.
 CONFIG_ENV = "ORCHESTRATOR_SERVE_CONFIG"
+#: uvicorn's httptools protocol with the request-head bound (by import path:
+#: each worker process imports it).
+HTTP_PROTOCOL = "orchestrator.server.protocol:HeaderTimeoutProtocol"
 
 
 def _loaded(config_path: Optional[str]) -> LoadedConfig:
@@ -142,7 +146,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=HTTP_PROTOCOL,
         lifespan="on",
         access_log=False,
         log_config=_log_config(),

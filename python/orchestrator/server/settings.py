@@ -102,6 +102,9 @@ class ServerSettings(_Strict):
     retry_budget: int = Field(2, ge=0, le=20)
     #: Seconds a request may take in total, failovers included.
     request_timeout: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False)
+    #: Seconds from a connection's opening (or a request's first byte) to the
+    #: end of the request's headers; past it the connection gets a 408 and is closed.
+    header_timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False)
     #: Whole seconds SIGTERM waits for in-flight requests before closing them.
     shutdown_timeout: int = Field(30, ge=1, le=3600)
     #: Largest request body accepted, in bytes.

@@ -1,7 +1,12 @@
 """Stores behind :class:`orchestrator.core.cache.ModelCache`: memory, Redis
 and disk (SQLite), all holding the same encoded entries."""
 
-from orchestrator.core.cache_backends.base import Backend, BackendUnavailable
+from orchestrator.core.cache_backends.base import (
+    Backend,
+    BackendUnavailable,
+    CountIncomplete,
+    StoreSize,
+)
 from orchestrator.core.cache_backends.codec import Codec, CorruptEntry
 from orchestrator.core.cache_backends.disk import DiskBackend
 from orchestrator.core.cache_backends.memory import MemoryBackend
@@ -12,7 +17,9 @@ __all__ = [
     "BackendUnavailable",
     "Codec",
     "CorruptEntry",
+    "CountIncomplete",
     "DiskBackend",
     "MemoryBackend",
     "RedisBackend",
+    "StoreSize",
 ]

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 from orchestrator.errors import BackendUnavailable as BackendUnavailable
+
+
+class CountIncomplete(Exception):
+    """Counting a store's entries was stopped at its time bound; the message
+    says how far it got."""
+
+
+@dataclass(frozen=True)
+class StoreSize:
+    """Live entries under some key prefixes and the bytes of their stored values."""
+
+    entries: int
+    bytes: int
 
 
 class Backend(abc.ABC):
@@ -62,3 +76,11 @@ class Backend(abc.ABC):
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """(entries, bytes) as known without a round trip; ``None`` if unknown."""
         return None, None
+
+    @abc.abstractmethod
+    async def count(self, prefixes: Sequence[str], time_limit: float) -> StoreSize:
+        """Count the live entries whose keys start with one of ``prefixes``
+        (and the bytes of their values), asking the store itself, so entries
+        other processes wrote are included. Takes at most about ``time_limit``
+        seconds: past it, raises :class:`CountIncomplete`; a store that
+        cannot be reached raises its own error."""

@@ -4,7 +4,9 @@ writing at once, bounded by entries and bytes with LRU eviction, with a TTL.
 All SQLite work runs on one worker thread per store, so the event loop never
 blocks on the disk. Entry and byte counts are kept in a ``meta`` row by
 triggers, in the same transactions as the writes, so every process sees the
-true totals without scanning the table.
+true totals without scanning the table. :meth:`DiskBackend.count` counts
+one namespace's live entries from the covering index ``entries_counted``
+(keys, expiry and sizes only: the values are never read).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, TypeVar
 
-from orchestrator.core.cache_backends.base import Backend
+from orchestrator.core.cache_backends.base import Backend, CountIncomplete, StoreSize
 
 T = TypeVar("T")
 
@@ -25,6 +27,12 @@ T = TypeVar("T")
 BUSY_TIMEOUT = 2.0
 #: A hit refreshes the entry's LRU time at most this often (saves writes).
 _TOUCH_INTERVAL = 1.0
+#: SQLite virtual-machine steps between two checks of a count's deadline.
+_COUNT_CHECK_STEPS = 10_000
+_COUNT = (
+    "SELECT count(*), coalesce(sum(size), 0) FROM entries INDEXED BY entries_counted "
+    "WHERE key >= ? AND key < ? AND expires > ?"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -36,6 +44,7 @@ CREATE TABLE IF NOT EXISTS entries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_accessed ON entries(accessed);
 CREATE INDEX IF NOT EXISTS entries_expires ON entries(expires);
+CREATE INDEX IF NOT EXISTS entries_counted ON entries(key, expires, size);
 CREATE TABLE IF NOT EXISTS meta (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     entries INTEGER NOT NULL,
@@ -237,6 +246,32 @@ class DiskBackend(Backend):
 
         await self._run(run)
 
+    async def count(self, prefixes: Sequence[str], time_limit: float) -> StoreSize:
+        """A range scan of the covering index per prefix, stopped (as
+        :class:`CountIncomplete`) when it runs past ``time_limit`` seconds."""
+
+        def run(conn: sqlite3.Connection) -> StoreSize:
+            deadline = time.monotonic() + time_limit
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, _COUNT_CHECK_STEPS)
+            entries = nbytes = 0
+            now = time.time()
+            try:
+                for prefix in prefixes:
+                    row = conn.execute(_COUNT, (prefix, _key_after(prefix), now)).fetchone()
+                    entries += int(row[0])
+                    nbytes += int(row[1])
+            except sqlite3.OperationalError as exc:
+                if "interrupted" not in str(exc):
+                    raise
+                raise CountIncomplete(
+                    f"counting the entries of {self.path} took over {time_limit:g}s"
+                ) from exc
+            finally:
+                conn.set_progress_handler(None, 0)
+            return StoreSize(entries, nbytes)
+
+        return await self._run(run)
+
     async def aclose(self) -> None:
         """Close the database (its three file descriptors) and end the worker
         thread: when this returns, neither is left. Work already queued runs
@@ -268,6 +303,14 @@ class DiskBackend(Backend):
     def size(self) -> tuple[Optional[int], Optional[int]]:
         """Totals as of this process's last write (other processes add to them)."""
         return self._size
+
+
+def _key_after(prefix: str) -> str:
+    """The smallest string above every key that starts with ``prefix`` (SQLite
+    compares text as UTF-8 bytes, which orders like code points)."""
+    if not prefix or prefix[-1] == chr(0x10FFFF):
+        raise ValueError(f"invalid prefix: {prefix!r} (must end below U+10FFFF)")
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _split(script: str) -> list[str]:

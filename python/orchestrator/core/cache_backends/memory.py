@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Optional
 
-from orchestrator.core.cache_backends.base import Backend
+from orchestrator.core.cache_backends.base import Backend, StoreSize
 
 
 class MemoryBackend(Backend):
@@ -69,3 +70,14 @@ class MemoryBackend(Backend):
 
     def size(self) -> tuple[Optional[int], Optional[int]]:
         return len(self._data), self._bytes
+
+    async def count(self, prefixes: Sequence[str], time_limit: float) -> StoreSize:
+        """Direct: one pass over at most ``max_size`` entries, no I/O."""
+        now = time.monotonic()
+        starts = tuple(prefixes)
+        live = [
+            len(value)
+            for key, (value, expires) in self._data.items()
+            if expires > now and key.startswith(starts)
+        ]
+        return StoreSize(len(live), sum(live))

@@ -5,6 +5,7 @@ timeout now and then. The client connects lazily, per event loop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import urllib.parse
@@ -16,18 +17,41 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from orchestrator._secrets import Secret, redact
-from orchestrator.core.cache_backends.base import Backend, BackendUnavailable
+from orchestrator.core.cache_backends.base import (
+    Backend,
+    BackendUnavailable,
+    CountIncomplete,
+    StoreSize,
+)
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Keys deleted per command by :meth:`RedisBackend.clear`.
+#: Keys deleted per command by :meth:`RedisBackend.clear`, and asked per
+#: ``SCAN`` (then measured in one pipeline) by :meth:`RedisBackend.count`.
 _CLEAR_BATCH = 500
 
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+async def _lengths(cursor: int, pattern: str, r: aioredis.Redis) -> tuple[int, dict[bytes, int]]:
+    """One ``SCAN`` page of ``pattern`` and the ``STRLEN`` of its keys (one
+    pipeline): the next cursor and each entry's stored size. A key gone since
+    the SCAN (length 0) or not a string (an error) is not an entry."""
+    page: Any = await r.scan(cursor, match=pattern, count=_CLEAR_BATCH)
+    next_cursor, found = page
+    keys: list[bytes] = list(found)  # the client does not decode: keys are bytes
+    if not keys:
+        return int(next_cursor), {}
+    async with r.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.strlen(key)
+        replies = await pipe.execute(raise_on_error=False)
+    sizes = {key: n for key, n in zip(keys, replies) if isinstance(n, int) and n > 0}
+    return int(next_cursor), sizes
 
 
 class RedisBackend(Backend):
@@ -126,6 +150,28 @@ class RedisBackend(Backend):
                 batch = []
         if batch:
             await client.unlink(*batch)
+
+    async def count(self, prefixes: Sequence[str], time_limit: float) -> StoreSize:
+        """``SCAN`` over each prefix's keys (never ``KEYS``), with the
+        ``STRLEN`` of each batch in one pipeline: the bytes are the stored
+        values', as the other stores count them. Each round trip is bounded by
+        the store's timeout, the whole count by ``time_limit`` seconds."""
+        deadline = time.monotonic() + time_limit
+        lengths: dict[bytes, int] = {}  # SCAN may return a key twice
+        for prefix in prefixes:
+            pattern = _glob_escape(prefix) + "*"
+            cursor = 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise CountIncomplete(
+                        f"counting the keys of redis at {redact(self.url)} took over "
+                        f"{time_limit:g}s ({len(lengths)} entries so far)"
+                    )
+                cursor, page = await self._call(functools.partial(_lengths, cursor, pattern))
+                lengths.update(page)
+                if cursor == 0:
+                    break
+        return StoreSize(len(lengths), sum(lengths.values()))
 
     async def aclose(self) -> None:
         """Disconnect, within ``timeout`` even when Redis is stopped or stalled

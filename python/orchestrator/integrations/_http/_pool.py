@@ -1,5 +1,8 @@
 """Pooled keep-alive clients: one :class:`httpx.AsyncClient` per base URL and
-event loop (a client's connections belong to the loop that opened them).
+event loop (a client's connections belong to the loop that opened them), on
+the connection layer of :mod:`._connections`. :meth:`ClientPool.direct` gives
+that client's transport itself, for requests that need none of the client's
+middleware (no proxy from the environment applies to them).
 
 A :class:`ClientPool` can belong to a registry or an application (pass it as
 ``client_pool=`` to the adapters, close it with :meth:`ClientPool.aclose`);
@@ -10,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.request
 import weakref
+from typing import Optional
 
 import httpx
+
+from orchestrator.integrations._http._connections import pooled_transport
 
 #: Per base URL: up to 1,000 open connections, 20 kept idle. More idle
 #: connections make httpcore's pool scheduling slower for every request (at
@@ -49,7 +56,8 @@ class ClientPool:
         self.limits = _limits(max_connections, max_keepalive_connections)
         self._lock = threading.Lock()
         self._clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]
+            asyncio.AbstractEventLoop,
+            dict[str, tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]],
         ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
@@ -64,28 +72,48 @@ class ClientPool:
 
     def get(self, base_url: str) -> httpx.AsyncClient:
         """The pooled client for ``base_url`` in the running event loop."""
+        return self._entry(base_url)[0]
+
+    def direct(self, base_url: str) -> Optional[httpx.AsyncHTTPTransport]:
+        """The transport under :meth:`get`'s client, to send a request built
+        complete (headers, timeout) without the client's redirect, auth,
+        cookie and hook handling; ``None`` when the environment named a proxy
+        (``HTTPS_PROXY``, ``ALL_PROXY``...) as the client was made: the client
+        read it then and only the client applies it."""
+        return self._entry(base_url)[1]
+
+    def _entry(self, base_url: str) -> tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]:
         loop = asyncio.get_running_loop()
         with self._lock:
             per_loop = self._clients.get(loop)
             if per_loop is None:
                 per_loop = self._clients[loop] = {}
-            client = per_loop.get(base_url)
-            if client is None or client.is_closed:
-                client = httpx.AsyncClient(limits=self.limits, timeout=None, follow_redirects=False)
-                per_loop[base_url] = client
-            return client
+            entry = per_loop.get(base_url)
+            if entry is None or entry[0].is_closed:
+                entry = per_loop[base_url] = self._new_client()
+            return entry
+
+    def _new_client(self) -> tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]:
+        """A client on :func:`pooled_transport`, and that transport; with a
+        proxy in the environment, httpx's own client (a client given a
+        transport ignores the environment's proxies) and no direct transport."""
+        if urllib.request.getproxies():
+            return httpx.AsyncClient(limits=self.limits, timeout=None, follow_redirects=False), None
+        transport = pooled_transport(self.limits)
+        client = httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
+        return client, transport
 
     def open_clients(self) -> int:
         """How many clients of the running event loop are open."""
         with self._lock:
             per_loop = self._clients.get(asyncio.get_running_loop(), {})
-            return sum(not c.is_closed for c in per_loop.values())
+            return sum(not client.is_closed for client, _ in per_loop.values())
 
     async def aclose(self) -> None:
         """Close every client of the running event loop (their sockets with them)."""
         with self._lock:
             per_loop = self._clients.pop(asyncio.get_running_loop(), {})
-        for client in per_loop.values():
+        for client, _ in per_loop.values():
             await client.aclose()
 
 

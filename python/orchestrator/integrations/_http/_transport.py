@@ -3,8 +3,13 @@
 streamed lines that always release their connection.
 
 The client is injectable: a caller's own :class:`httpx.AsyncClient`
-(``http_client``, never closed here), a :class:`ClientPool` (``pool``, e.g.
-one per registry), or by default the module's pool."""
+(``http_client``, never closed here, every request built and sent by it), a
+:class:`ClientPool` (``pool``, e.g. one per registry), or by default the
+module's pool. A pooled request is built complete here (the pool client's
+default headers, this model's headers kept built while they do not change,
+the URL parsed once per path, the JSON encoded once) and handed to the
+pool's transport itself, past the client's redirect, auth, cookie and hook
+handling it does not use (see :meth:`ClientPool.direct`)."""
 
 from __future__ import annotations
 
@@ -47,6 +52,14 @@ from orchestrator.integrations._http._urls import Endpoint
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: What the pool's client would add to every request it builds.
+_POOLED_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", httpx._client.ACCEPT_ENCODING),
+    ("Connection", "keep-alive"),
+    ("User-Agent", httpx._client.USER_AGENT),
+)
+_JSON_HEADER = ("Content-Type", "application/json")
 ErrorParser = Callable[[Any], ErrorDetail]
 HeadersFn = Callable[[], Mapping[str, str]]
 Params = Optional[Mapping[str, str]]
@@ -100,6 +113,12 @@ class Transport:
     http_client: Optional[httpx.AsyncClient] = None
     pool: ClientPool = DEFAULT_POOL
     _cap: RetryAfterCap = field(default_factory=RetryAfterCap, repr=False)
+    #: The last header items of ``headers()`` and the request headers built from them.
+    _built_headers: Optional[tuple[tuple[tuple[str, str], ...], list[tuple[str, str]]]] = field(
+        default=None, repr=False
+    )
+    #: Parsed URL per path (with the endpoint's own query parameters).
+    _urls: dict[str, httpx.URL] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return f"Transport(endpoint={self.endpoint.public()!r}, model={self.model!r})"
@@ -134,21 +153,68 @@ class Transport:
     def _build(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
     ) -> httpx.Request:
-        headers = dict(self.headers())
+        if self.http_client is not None:  # the caller's client builds its own requests
+            return self.http_client.build_request(
+                method,
+                self._url(path, params),
+                json=json_body,
+                headers=self._request_headers(),
+                timeout=self._timeout(remaining),
+            )
+        content = None
+        headers = self._request_headers()
+        if json_body is not None:
+            content = json.dumps(
+                json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+            headers = [*headers, _JSON_HEADER]
+        return httpx.Request(
+            method,
+            self._url(path, params),
+            headers=[*_POOLED_HEADERS, *headers],
+            content=content,
+            extensions={"timeout": self._timeout(remaining).as_dict()},
+        )
+
+    def _request_headers(self) -> list[tuple[str, str]]:
+        """This model's headers (and the endpoint's basic auth), rebuilt only
+        when ``headers()`` returns other values (a key changed)."""
+        items = tuple(self.headers().items())
+        if self._built_headers is not None and self._built_headers[0] == items:
+            return self._built_headers[1]
+        headers = dict(items)
         auth = self.endpoint.basic_auth
         if auth is not None and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = auth
-        query: list[tuple[str, str | int | float | bool | None]] = list(self.endpoint.params())
-        if params:
-            query.extend(params.items())
-        return self.client.build_request(
-            method,
-            self.endpoint.url + path,
-            json=json_body,
-            params=query or None,
-            headers=headers,
-            timeout=self._timeout(remaining),
-        )
+        built = list(headers.items())
+        self._built_headers = (items, built)
+        return built
+
+    def _url(self, path: str, params: Params) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            query = list(self.endpoint.params())
+            url = httpx.URL(self.endpoint.url + path, params=query or None)
+            self._urls[path] = url
+        return url.copy_merge_params(dict(params)) if params else url
+
+    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """Send through the caller's client, or the pool's transport itself
+        (its client when a proxy applies). Without ``stream``, the body is
+        read and the connection released before this returns."""
+        if self.http_client is not None:
+            return await self.http_client.send(request, stream=stream)
+        transport = self.pool.direct(self.endpoint.url)
+        if transport is None:
+            return await self.pool.get(self.endpoint.url).send(request, stream=stream)
+        response = await transport.handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
 
     def _observe(self, response: httpx.Response) -> None:
         """Pass on what the response's rate-limit headers reported."""
@@ -237,7 +303,7 @@ class Transport:
         async def attempt(remaining: float) -> T:
             request = self._request(method, path, json_body, params, remaining)
             try:
-                response = await self.client.send(request)
+                response = await self._send(request, stream=False)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self.model, False) from None
             self._observe(response)
@@ -289,7 +355,7 @@ class Transport:
         async def attempt(remaining: float) -> None:
             request = self._request(method, path, json_body, params, remaining)
             try:
-                response = await self.client.send(request, stream=True)
+                response = await self._send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self.model, False) from None
             self._observe(response)
