@@ -301,6 +301,11 @@ class CorruptEntry(Exception):
     """A stored cache entry could not be read back; it must be treated as a miss."""
 
 
+class CountIncomplete(Exception):
+    """Counting a cache store's entries was stopped at its time bound; the
+    message says how far it got."""
+
+
 # ----- command line, gateway, evaluation -------------------------------------------
 
 

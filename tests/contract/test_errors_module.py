@@ -40,6 +40,7 @@ OLD_PATHS = {
     "KeyConfigurationError": "orchestrator.server.auth",
     "BackendUnavailable": "orchestrator.core.cache_backends.base",
     "CorruptEntry": "orchestrator.core.cache_backends.codec",
+    "CountIncomplete": "orchestrator.core.cache_backends.base",
 }
 
 

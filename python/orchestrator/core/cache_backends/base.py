@@ -8,11 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from orchestrator.errors import BackendUnavailable as BackendUnavailable
-
-
-class CountIncomplete(Exception):
-    """Counting a store's entries was stopped at its time bound; the message
-    says how far it got."""
+from orchestrator.errors import CountIncomplete as CountIncomplete
 
 
 @dataclass(frozen=True)
