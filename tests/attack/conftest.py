@@ -14,7 +14,6 @@ import pytest
 OPEN_FINDINGS: frozenset[str] = frozenset(
     {
         "tests/attack/test_binding.py::test_a_thompson_explanation_names_the_model_the_next_selection_picks",
-        "tests/attack/test_routing.py::test_the_registry_routes_by_prompt",
     }
 )
 

@@ -11,8 +11,8 @@ configuration loader can build selectors without it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from orchestrator import _core
 
@@ -35,6 +35,10 @@ class ModelSelector:
     def core_config(self) -> dict[str, Any]:
         """Parameters for the core, for built-in selectors."""
         raise NotImplementedError
+
+    def configure(self, core: _core.SelectionCore) -> None:
+        """Set up a registry's core for this selector (built-in selectors;
+        a user-written one needs nothing)."""
 
     def choose(
         self, candidates: list[Model], constraints: ModelConstraints, registry: ModelRegistry
@@ -62,6 +66,9 @@ class CoreSelector(ModelSelector):
 
     def core_config(self) -> dict[str, Any]:
         return {"strategy": self.strategy, **self._params}
+
+    def configure(self, core: _core.SelectionCore) -> None:
+        core.configure_strategy(**self.core_config())
 
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={value!r}" for name, value in self._params.items())
@@ -131,6 +138,11 @@ class ThompsonSelector(CoreSelector):
             raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
         self.seed = seed
 
+    def configure(self, core: _core.SelectionCore) -> None:
+        super().configure(core)
+        if self.seed is not None:
+            core.seed(self.seed)
+
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, seed={self.seed!r})"
 
@@ -157,6 +169,62 @@ class PerformanceSelector(CoreSelector):
         super().__init__(min_trials=min_trials, discount=discount)
 
 
+Exploration = Literal["thompson", "ucb", "greedy"]
+
+
+@dataclass(frozen=True)
+class ContextualSelector(ModelSelector):
+    """Prompt-aware routing (``selection_strategy="contextual"``): per
+    request, each eligible model's quality is predicted for the prompt by a
+    per-model Bayesian logistic model over hashed prompt features, and the
+    model maximising predicted quality − expected cost / willingness to pay
+    is chosen (see :mod:`orchestrator.routing`). Also the settings of a
+    standalone :class:`~orchestrator.routing.ContextualRouter`.
+
+    The featurizer hashes word n-grams up to ``word_ngrams`` (and, when
+    ``char_ngrams`` > 0, character n-grams of that length inside words) into
+    ``2**hash_bits`` buckets; ``embedding_dim`` reserves room for a caller's
+    dense embedding. Each model's weights have a Gaussian prior of precision
+    ``prior_precision``; ``calibrate`` runs ``epochs`` AdaGrad passes with
+    step ``learning_rate``. ``exploration`` is how online decisions use the
+    uncertainty (Thompson sampling, UCB with ``exploration_weight`` standard
+    deviations, or greedy). Decisions accept delayed feedback for
+    ``feedback_ttl_s`` seconds, for at most ``max_pending`` decisions.
+    ``willingness_to_pay`` (USD for +1.0 of expected quality) is the default
+    of requests that name none. Memory: 8 bytes × models × 2**hash_bits.
+    """
+
+    strategy: ClassVar[Optional[str]] = "contextual"
+
+    hash_bits: int = 16
+    word_ngrams: int = 2
+    char_ngrams: int = 0
+    embedding_dim: int = 0
+    prior_precision: float = 4.0
+    exploration: Exploration = "thompson"
+    exploration_weight: float = 1.0
+    epochs: int = 4
+    learning_rate: float = 0.1
+    feedback_ttl_s: float = 3600.0
+    max_pending: int = 65536
+    seed: int = 0x5EED
+    willingness_to_pay: float = _core.DEFAULT_WILLINGNESS_TO_PAY
+
+    def __post_init__(self) -> None:
+        wtp = self.willingness_to_pay
+        if isinstance(wtp, bool) or not isinstance(wtp, (int, float)) or not 0 < wtp < float("inf"):
+            raise ValueError(f"invalid willingness_to_pay: {wtp!r} (must be a finite number > 0)")
+
+    def core_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``_core.ContextualRouter``."""
+        options = asdict(self)
+        del options["willingness_to_pay"]
+        return options
+
+    def configure(self, core: _core.SelectionCore) -> None:
+        core.enable_routing(self.willingness_to_pay, **self.core_options())
+
+
 SELECTORS: dict[str, Callable[[], ModelSelector]] = {
     "ucb": UCBModelSelector,
     "discounted_ucb": lambda: UCBModelSelector(discount=0.999),
@@ -165,6 +233,7 @@ SELECTORS: dict[str, Callable[[], ModelSelector]] = {
     "cost": CostBasedSelector,
     "cost_based": CostBasedSelector,
     "performance": PerformanceSelector,
+    "contextual": ContextualSelector,
 }
 
 

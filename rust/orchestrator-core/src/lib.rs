@@ -14,6 +14,7 @@ pub mod hash;
 pub mod outcome;
 pub mod reward;
 pub mod rng;
+pub mod routing;
 pub mod spec;
 pub mod stats;
 pub mod strategy;

@@ -3,6 +3,7 @@
 //! detection, shared state and the statistics matrix are in the submodules;
 //! specs, outcomes and verdicts in their own modules of the crate.
 
+mod candidates;
 mod change;
 mod shared;
 mod stats_matrix;
@@ -601,9 +602,13 @@ impl Table {
     /// Pick a model for a request, marking it pending under a new ticket.
     /// `None` when no model is eligible.
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
-        let now = self.now();
-        self.expire_tickets(now);
+        let now = self.begin_selection();
         let (slot, forced, fallback) = self.pick_at(c, now)?;
+        Some(self.claim_at(slot, now, forced, fallback))
+    }
+
+    /// Count a selection of `slot`, admit it through the breaker and issue its ticket.
+    fn claim_at(&mut self, slot: usize, now: f64, forced: bool, fallback: bool) -> Selection {
         self.selections += 1;
         let transition = if fallback {
             // Probe the soonest-recovering model early rather than fail.
@@ -614,7 +619,7 @@ impl Table {
         } else {
             self.breakers[slot].admit(now).1
         };
-        Some(self.issue(slot, now, forced, fallback, transition))
+        self.issue(slot, now, forced, fallback, transition)
     }
 
     fn issue(
