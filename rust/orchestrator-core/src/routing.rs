@@ -49,6 +49,10 @@ pub struct Prompted<'a> {
     pub willingness_to_pay: Option<f64>,
 }
 
+/// One weight's shared change by model name: (model, feature, Δ precision,
+/// Δ precision × mean).
+pub type NamedChange = (String, u64, f64, f64);
+
 /// A contextual selection: the table's selection and the request id its
 /// quality feedback is reported under.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -357,6 +361,44 @@ impl Routing {
         self.router.calibrate(&texts, &columns, &prices)
     }
 
+    /// Start recording the router's changes for sharing across workers
+    /// ([`crate::contextual::sharing`]); the current state is the common start.
+    pub fn start_sharing(&mut self) {
+        self.router.start_sharing();
+    }
+
+    /// The changes since the last call, by model name (workers may register
+    /// models in another order): `(model, feature, Δ precision, Δ precision × mean)`.
+    pub fn take_changes(&mut self) -> Result<Vec<NamedChange>, CoreError> {
+        let changes = self.router.take_changes()?;
+        let names = self.router.model_names();
+        let models = names.len().max(1);
+        Ok(changes
+            .into_iter()
+            .map(|(at, dq, dh)| {
+                let at = at as usize;
+                (names[at % models].clone(), (at / models) as u64, dq, dh)
+            })
+            .collect())
+    }
+
+    /// Apply every worker's summed changes, by model name; models not
+    /// registered here are skipped.
+    pub fn apply_shared(&mut self, sums: &[NamedChange]) -> Result<(), CoreError> {
+        let models = self.router.model_names().len() as u64;
+        let dim = u64::from(self.router.featurizer().dim());
+        let mut flat = Vec::with_capacity(sums.len());
+        for (name, feature, dq, dh) in sums {
+            if *feature >= dim {
+                return Err(CoreError::invalid("shared feature index", feature));
+            }
+            if let Ok(model) = self.router.model_index(name) {
+                flat.push((feature * models + model as u64, *dq, *dh));
+            }
+        }
+        self.router.apply_shared(&flat)
+    }
+
     /// The router's state ([`crate::contextual::persist`]).
     pub fn save(&self) -> Vec<u8> {
         self.router.save()
@@ -391,6 +433,10 @@ impl Routing {
                 .ok_or_else(|| CoreError::UnknownModel(name.clone()))?;
             slot_of_model.push(slot);
             model_of_slot[slot as usize] = Some(model);
+        }
+        if self.router.is_sharing() {
+            // Every worker loads the same state: it is the new common start.
+            router.start_sharing();
         }
         self.router = router;
         self.slot_of_model = slot_of_model;

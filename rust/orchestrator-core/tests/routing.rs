@@ -264,3 +264,84 @@ proptest! {
         }
     }
 }
+
+/// Sum `changes` into a shared store, as Redis' `HINCRBYFLOAT` does.
+fn push(store: &mut std::collections::BTreeMap<(String, u64), (f64, f64)>, routing: &mut Routing) {
+    for (name, feature, dq, dh) in routing.take_changes().unwrap() {
+        let sum = store.entry((name, feature)).or_insert((0.0, 0.0));
+        sum.0 += dq;
+        sum.1 += dh;
+    }
+}
+
+fn sums(
+    store: &std::collections::BTreeMap<(String, u64), (f64, f64)>,
+) -> Vec<orchestrator_core::routing::NamedChange> {
+    store
+        .iter()
+        .map(|((name, feature), (dq, dh))| (name.clone(), *feature, *dq, *dh))
+        .collect()
+}
+
+#[test]
+fn workers_share_by_model_name_whatever_their_registration_order() {
+    let mut store = std::collections::BTreeMap::new();
+    let (mut table_a, mut a) = setup(Exploration::Greedy);
+    let mut table_b = Table::default();
+    let mut b = Routing::new(config(Exploration::Greedy), 0.1).unwrap();
+    a.start_sharing();
+    b.start_sharing();
+    // B registers the models in the other order, and one more while sharing.
+    for (name, price) in [("strong", 100.0), ("cheap", 10.0)] {
+        let slot = table_b.register(spec(name, price, &["chat"])).unwrap();
+        b.add(slot, name).unwrap();
+    }
+    for i in 0..400 {
+        let (text, quality) = planted(i);
+        let chosen = a
+            .select(&mut table_a, &any(), &prompted(&text))
+            .unwrap()
+            .unwrap();
+        let slot = chosen.selection.slot as usize;
+        a.report(&table_a, chosen.request_id, quality[slot])
+            .unwrap();
+    }
+    let extra = table_b.register(spec("extra", 1.0, &["chat"])).unwrap();
+    b.add(extra, "extra").unwrap();
+    push(&mut store, &mut a);
+    push(&mut store, &mut b);
+    b.apply_shared(&sums(&store)).unwrap();
+    a.apply_shared(&sums(&store)).unwrap();
+    let text = planted(10_000).0;
+    let quality_of = |routing: &mut Routing, table: &Table, name: &str| {
+        let explained = routing.explain(table, &any(), &prompted(&text), 0).unwrap();
+        let slot = table.slot_of(name).unwrap();
+        explained
+            .candidates
+            .iter()
+            .find(|c| c.slot == slot)
+            .unwrap()
+            .prediction
+            .quality
+    };
+    for name in ["cheap", "strong"] {
+        let (qa, qb) = (
+            quality_of(&mut a, &table_a, name),
+            quality_of(&mut b, &table_b, name),
+        );
+        assert!((qa - qb).abs() < 1e-4, "{name}: {qa} here, {qb} there");
+    }
+    let learned = ["cheap", "strong"]
+        .iter()
+        .map(|name| (quality_of(&mut b, &table_b, name) - 0.5).abs())
+        .fold(0.0, f64::max);
+    assert!(learned > 0.2, "B knows what A learned: {learned}");
+    assert!((quality_of(&mut b, &table_b, "extra") - 0.5).abs() < 1e-6);
+    // A feature index beyond the router's is refused, naming it.
+    let bad = vec![("cheap".to_owned(), u64::MAX, 1.0, 0.0)];
+    assert!(b
+        .apply_shared(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("feature"));
+}

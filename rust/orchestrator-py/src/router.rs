@@ -172,6 +172,19 @@ fn parse_exploration(name: &str, weight: f64) -> PyResult<Exploration> {
     }
 }
 
+/// `SharedRouter` shares weights by their flat index, which the model list
+/// fixes: a standalone router keeps its models while it shares (the
+/// registry shares by model name and may change them).
+fn check_fixed(router: &Router) -> PyResult<()> {
+    if router.is_sharing() {
+        return Err(convert::invalid(
+            "models",
+            "cannot change while the router shares its state (SharedRouter)",
+        ));
+    }
+    Ok(())
+}
+
 /// Features an explanation lists per model unless the caller asks for another number.
 const DEFAULT_TOP_FEATURES: usize = 5;
 
@@ -284,13 +297,17 @@ impl ContextualRouter {
     fn add_model(&self, name: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let name = text(name, "name")?;
         let cost = convert::optional_real(cost, "cost")?;
-        self.inner.lock().add_model(&name, cost).map_err(to_py)?;
+        let mut router = self.inner.lock();
+        check_fixed(&router)?;
+        router.add_model(&name, cost).map_err(to_py)?;
         Ok(())
     }
 
     fn remove_model(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
         let name = text(name, "name")?;
-        self.inner.lock().remove_model(&name).map_err(to_py)
+        let mut router = self.inner.lock();
+        check_fixed(&router)?;
+        router.remove_model(&name).map_err(to_py)
     }
 
     fn set_cost(&self, name: &Bound<'_, PyAny>, cost: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -8,7 +8,7 @@
 
 use orchestrator_core as core;
 use orchestrator_core::contextual::RouterConfig;
-use orchestrator_core::routing::{Prompted, Routing};
+use orchestrator_core::routing::{NamedChange, Prompted, Routing};
 use orchestrator_core::{
     BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
 };
@@ -968,6 +968,24 @@ impl SelectionCore {
             .routing()?
             .calibrate(&texts, &columns, &prices)
             .map_err(to_py)
+    }
+
+    /// Start recording the contextual router's changes for sharing across
+    /// workers (the shared state's sync thread calls this once).
+    fn router_start_sharing(&self) -> PyResult<()> {
+        self.lock().routing()?.start_sharing();
+        Ok(())
+    }
+
+    /// The router's changes since the last call, by model name:
+    /// `(model, feature, Δ precision, Δ precision × mean)`; forgets them.
+    fn router_take_changes(&self) -> PyResult<Vec<NamedChange>> {
+        self.lock().routing()?.take_changes().map_err(to_py)
+    }
+
+    /// Apply every worker's summed changes (models not registered here are skipped).
+    fn router_apply_shared(&self, sums: Vec<NamedChange>) -> PyResult<()> {
+        self.lock().routing()?.apply_shared(&sums).map_err(to_py)
     }
 
     /// The contextual router's learned state (the binary format of

@@ -283,9 +283,10 @@ impl Router {
     /// Add a model (prior posterior) with an optional expected cost per call; returns its index.
     pub fn add_model(&mut self, name: &str, cost: Option<f64>) -> Result<usize, CoreError> {
         self.check_new_model(name, cost)?;
-        self.check_not_sharing()?;
         self.check_capacity(self.names.len() + 1)?;
+        let before = self.names.len();
         self.posteriors.add_model();
+        self.share_model_added(before);
         self.names.push(name.to_owned());
         self.costs.push(cost);
         self.logits.push(0.0);
@@ -296,8 +297,9 @@ impl Router {
     /// Remove a model; later models move down one index and its pending decisions are dropped.
     pub fn remove_model(&mut self, name: &str) -> Result<(), CoreError> {
         let model = self.model_index(name)?;
-        self.check_not_sharing()?;
+        let before = self.names.len();
         self.posteriors.remove_model(model);
+        self.share_model_removed(model, before);
         self.pending.forget_model(model);
         self.names.remove(model);
         self.costs.remove(model);
@@ -327,17 +329,6 @@ impl Router {
                     "{models} models × {dim} features exceed {MAX_WEIGHTS} weights; \
                      lower hash_bits"
                 ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Shared weight indices depend on the model list, which is fixed while sharing.
-    fn check_not_sharing(&self) -> Result<(), CoreError> {
-        if self.is_sharing() {
-            return Err(CoreError::invalid(
-                "models",
-                "cannot change while the router shares its state",
             ));
         }
         Ok(())
