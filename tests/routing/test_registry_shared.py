@@ -10,14 +10,12 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator.models.model_registry import ContextualSelector, ModelRegistry
 from tests.conftest import ScriptedModel
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,16 +43,6 @@ WORKER = textwrap.dedent(
     registry.close()
     """
 )
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.kill()
 
 
 def estimates(registry: ModelRegistry) -> dict[str, float]:

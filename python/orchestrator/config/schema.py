@@ -8,11 +8,13 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from dataclasses import fields
 from typing import Annotated, Any, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator.core.model import CAPABILITY_NAMES
+from orchestrator.models.selectors import ContextualSelector
 from orchestrator.server.settings import ServerSettings
 
 #: Strategies of ``[selection] strategy``.
@@ -271,23 +273,7 @@ STRATEGY_PARAMETERS: dict[str, frozenset[str]] = {
     "discounted_thompson": frozenset({"exploration_factor", "min_trials", "discount"}),
     "performance": frozenset({"min_trials", "discount"}),
     "cost": frozenset(),
-    "contextual": frozenset(
-        {
-            "hash_bits",
-            "word_ngrams",
-            "char_ngrams",
-            "embedding_dim",
-            "prior_precision",
-            "exploration",
-            "exploration_weight",
-            "epochs",
-            "learning_rate",
-            "feedback_ttl_s",
-            "max_pending",
-            "seed",
-            "willingness_to_pay",
-        }
-    ),
+    "contextual": frozenset(field.name for field in fields(ContextualSelector)),
 }
 #: Every strategy parameter of ``[selection]``.
 SELECTION_PARAMETERS: frozenset[str] = frozenset().union(*STRATEGY_PARAMETERS.values())

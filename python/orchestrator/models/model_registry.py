@@ -440,18 +440,19 @@ class ModelRegistry:
                 naming it (the same rules at every entry point).
         """
         if self._custom:
-            request = self._request(
+            return self.select(
                 capabilities,
                 max_cost,
                 min_speed,
                 context_length,
                 exclude_models,
-                input_tokens,
-                output_tokens,
-                constraints,
-            )
-            _core.check_routed_input(prompt, embedding, willingness_to_pay)
-            return self._choose(request).model
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                constraints=constraints,
+                prompt=prompt,
+                embedding=embedding,
+                willingness_to_pay=willingness_to_pay,
+            ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
         # method directly in __init__, skipping even this frame).

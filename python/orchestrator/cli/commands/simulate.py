@@ -58,6 +58,18 @@ def check_output(option: str, path: Path, suffixes: tuple[str, ...]) -> None:
         raise CLIError(f"{option} {path}: the directory {path.parent} does not exist", EXIT_USAGE)
 
 
+def progress_bar() -> Progress:
+    """The progress bar of a simulation, on stderr."""
+    return Progress(
+        TextColumn("[bold]simulating[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
 @app.command()
 def simulate(
     scenario: Annotated[
@@ -117,14 +129,7 @@ def simulate(
     world = simulation.get_scenario(scenario)
     total = requests or world.requests
     model_cache = ModelCache(backend="memory", max_size=100_000) if cache else None
-    with Progress(
-        TextColumn("[bold]simulating[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{scenario} with {strategy}", total=total)
         result = simulation.run(
             world,
@@ -194,14 +199,7 @@ def simulate_prompt_mix(seed: int, requests: int, output: Path, json_path: Optio
     progress bar; print the policies' table, plot their regret curves."""
     policies = 9  # contextual (with and without the prompt), 4 bandits, 3 single models
     checkpoints = 10 if requests >= 10 else 1
-    with Progress(
-        TextColumn("[bold]simulating[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{PROMPT_MIX}, every policy", total=requests * policies)
         runs = run_prompt_mix(
             requests,
