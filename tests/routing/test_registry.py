@@ -365,3 +365,21 @@ def test_a_feedback_storm_from_callbacks_is_absorbed() -> None:
     for s in selections[:10]:
         with pytest.raises(UnknownRequestError):
             r.report_quality(s.request_id or 0, 1.0)
+
+
+def test_a_seeded_contextual_run_is_reproducible_whatever_is_explained() -> None:
+    runs = []
+    for explain in (False, True):
+        r = registry()
+        r.seed(11)
+        picks = []
+        for i in range(60):
+            prompt, quality = planted(i)
+            if explain:
+                r.explain_selection(prompt=prompt)
+                r.scores(prompt=prompt)
+            selection = r.select(prompt=prompt)
+            picks.append(selection.model.name)
+            r.report_quality(selection.request_id or 0, quality[selection.model.name])
+        runs.append(picks)
+    assert runs[0] == runs[1]

@@ -124,6 +124,11 @@ impl Routing {
         })
     }
 
+    /// Seed the router's Thompson draws (see [`Router::seed`]).
+    pub fn seed(&mut self, seed: u64) {
+        self.router.seed(seed);
+    }
+
     pub fn router(&self) -> &Router {
         &self.router
     }

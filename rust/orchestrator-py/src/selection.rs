@@ -475,10 +475,15 @@ impl SelectionCore {
         self.lock().table.set_breaker_config(config).map_err(to_py)
     }
 
-    /// Seed Thompson sampling's draws; the run from here on is reproducible.
+    /// Seed Thompson sampling's draws (the table's and the contextual
+    /// router's); the run from here on is reproducible.
     fn seed(&self, seed: &Bound<'_, PyAny>) -> PyResult<()> {
         let seed = convert::count(seed, "seed", 0)?;
-        self.lock().table.seed(seed);
+        let mut guard = self.lock();
+        guard.table.seed(seed);
+        if let Some(routing) = guard.routing.as_mut() {
+            routing.seed(seed);
+        }
         Ok(())
     }
 

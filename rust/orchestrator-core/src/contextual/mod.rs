@@ -256,6 +256,13 @@ impl Router {
         Ok(())
     }
 
+    /// Seed Thompson sampling's draws; the decision counter restarts, so the
+    /// run from here on depends only on the seed and what is learned.
+    pub fn seed(&mut self, seed: u64) {
+        self.draws = DrawKey::new(seed);
+        self.decisions = 0;
+    }
+
     pub fn config(&self) -> &RouterConfig {
         &self.config
     }
