@@ -383,3 +383,25 @@ def test_a_seeded_contextual_run_is_reproducible_whatever_is_explained() -> None
             r.report_quality(selection.request_id or 0, quality[selection.model.name])
         runs.append(picks)
     assert runs[0] == runs[1]
+
+
+def test_open_breakers_are_skipped_and_the_soonest_is_probed_when_all_are_open() -> None:
+    r = registry()
+    for _ in range(3):
+        r.report_outcome("cheap", False, 0.1, error_class="server_error")
+    assert r.explain_selection(prompt="x").chosen == "strong"
+    for _ in range(20):
+        selection = r.select(prompt="x")
+        assert selection.model.name == "strong"
+        r.report_outcome(selection, True, 0.1, quality=1.0)
+    for _ in range(3):
+        r.report_outcome("strong", False, 0.1, error_class="server_error")
+    explained = r.explain_selection(prompt="x")
+    assert explained.all_breakers_open and explained.chosen == "cheap"
+    probe = r.select(prompt="x")
+    assert probe.model.name == "cheap" and probe.request_id is not None
+    # Cheap's probe is in flight, so strong, the other open circuit, is probed next
+    # (as under every strategy), and then nothing is left.
+    assert r.select(prompt="x").model.name == "strong"
+    with pytest.raises(NoEligibleModelsError):
+        r.select(prompt="x")
