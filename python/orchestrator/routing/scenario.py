@@ -21,13 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
+from orchestrator import _core
 from orchestrator.integrations.simulated_model import ModelProfile, SimulatedModel
 from orchestrator.models.model_registry import ModelRegistry, RewardWeights
 from orchestrator.models.selectors import ContextualSelector, ModelSelector, selector_for
 from orchestrator.routing.synthetic import MODEL_COSTS, SUCCESS, prompt_mix
 
 #: Tokens a request is priced for when none are given (the core's default request size).
-_DEFAULT_REQUEST_TOKENS = 200
+_DEFAULT_REQUEST_TOKENS = _core.DEFAULT_INPUT_TOKENS + _core.DEFAULT_OUTPUT_TOKENS
 
 #: The registry's non-contextual strategies the scenario compares against.
 BANDIT_STRATEGIES = ("ucb", "thompson", "performance", "cost")

@@ -208,6 +208,7 @@ def simulate_prompt_mix(seed: int, requests: int, output: Path, json_path: Optio
             progress=lambda done: progress.update(task, completed=done),
         )
     print_prompt_mix(runs, requests, seed)
+    # matplotlib takes about half a second to import: only this command needs it.
     from orchestrator.cli.plot import plot_prompt_mix
 
     console.print(f"plot: {plot_prompt_mix(runs, requests, output)}")
