@@ -64,7 +64,9 @@ def test_the_strategy_is_a_built_in_selector_by_name_and_by_instance() -> None:
     assert by_instance.strategy == "contextual"
     assert by_instance.core.willingness_to_pay == 0.05
     with pytest.raises(ValueError, match="hash_bits"):
-        ModelRegistry(model_selector=ContextualSelector(hash_bits=99))
+        ContextualSelector(hash_bits=99)
+    with pytest.raises(TypeError, match="epochs"):
+        ContextualSelector(epochs=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="willingness_to_pay"):
         ContextualSelector(willingness_to_pay=float("inf"))
 

@@ -214,6 +214,8 @@ class ContextualSelector(ModelSelector):
         wtp = self.willingness_to_pay
         if isinstance(wtp, bool) or not isinstance(wtp, (int, float)) or not 0 < wtp < float("inf"):
             raise ValueError(f"invalid willingness_to_pay: {wtp!r} (must be a finite number > 0)")
+        # The core checks every hyper-parameter (type and range) here, once.
+        _core.ContextualRouter([], **self.core_options())
 
     def core_options(self) -> dict[str, Any]:
         """The keyword arguments of ``_core.ContextualRouter``."""
