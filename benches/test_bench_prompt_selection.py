@@ -102,3 +102,21 @@ def test_select_with_prompt_plain_python(benchmark: Any) -> None:
         contender="plain-Python baseline select + featurize + score (200 B)", models=MODELS
     )
     assert 0 <= benchmark(select_by_prompt) < MODELS
+
+
+def test_register_and_unregister_at_200_models_contextual(benchmark: Any) -> None:
+    """Registering a model under the contextual strategy re-lays out every
+    weight (``Posteriors::add_model``, feature-major), under the core's lock:
+    what a selection racing a registration waits for at 200 models."""
+    registry = build_registry(200, "contextual", warm=False)
+    extra = next(iter(registry))
+    registry.unregister_model(extra.name)
+
+    def churn() -> None:
+        registry.register_model(extra)
+        registry.unregister_model(extra.name)
+
+    benchmark.group = "contextual registration, 200 models"
+    benchmark.extra_info.update(contender="register + unregister one model", models=200)
+    benchmark.pedantic(churn, rounds=5, iterations=1, warmup_rounds=1)
+    assert len(registry) == 199
