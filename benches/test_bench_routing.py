@@ -46,7 +46,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from bench_common import REQUEST, RESULTS_DIR, build_registry, in_fresh_context
+from bench_common import RESULTS_DIR
 from orchestrator.evaluation import EvalTable, evaluate, load_table
 from orchestrator.routing import ContextualRouter, ContextualSelector
 from orchestrator.routing.synthetic import prompt_mix
@@ -324,36 +324,6 @@ def test_quality_figures() -> None:
     for name, values in figures.items():
         if isinstance(values, dict) and "random_apgr" in values and "shuffled" not in name:
             assert values["apgr"] > values["random_apgr"], name
-
-
-# ----- 100 models: the router's share of a future select_model(prompt=...) -------
-
-
-def test_select_model_100_without_prompt(benchmark: Any) -> None:
-    registry = build_registry(100)
-    benchmark.group = "routing vs select_model, 100 models"
-    benchmark.extra_info.update(contender="registry.select_model without prompt", models=100)
-    model = benchmark(in_fresh_context, registry.select_model, **REQUEST)
-    assert model.capabilities.code_generation
-
-
-@pytest.mark.parametrize("prompt_bytes", [200, 2048])
-def test_router_decision_100(benchmark: Any, prompt_bytes: int) -> None:
-    """The contextual decision a prompt would add to select_model at 100 models
-    (until the registry integration lands, this bounds the overhead)."""
-    names = [f"model-{i}" for i in range(100)]
-    router = ContextualRouter(
-        names,
-        costs={name: 0.0001 * (i + 1) for i, name in enumerate(names)},
-        selector=ContextualSelector(hash_bits=HASH_BITS),
-    )
-    prompts, qualities = training_table(1000, names)
-    router.calibrate(prompts, qualities)
-    prompt = two_kb_prompt()[:prompt_bytes]
-    benchmark.group = "routing vs select_model, 100 models"
-    benchmark.extra_info.update(contender=f"router decide, {prompt_bytes} B prompt", models=100)
-    model, _, _ = benchmark(router._core.decide, prompt, 1.0, record=False)
-    assert model in names
 
 
 # ----- featurize + score at 10, 100 and 1,000 models ----------------------------------

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_LATENCY_S",
     "MAX_OUTSTANDING_TICKETS",
     "MAX_RPM",
+    "MAX_ROUTED_PROMPT_BYTES",
     "MAX_SELECT_MANY",
     "MAX_TOKENS",
     "MAX_TPM",
@@ -42,6 +43,7 @@ __all__ = [
     "__version__",
     "cache_key",
     "check_rate_limits",
+    "check_routed_input",
 ]
 
 __version__: str
@@ -55,6 +57,7 @@ KEY_FORMAT_VERSION: int
 DEFAULT_INPUT_TOKENS: int
 DEFAULT_OUTPUT_TOKENS: int
 MAX_SELECT_MANY: int
+MAX_ROUTED_PROMPT_BYTES: int
 MAX_OUTSTANDING_TICKETS: int
 MAX_LATENCY_S: float
 MAX_COST_USD: float
@@ -66,6 +69,11 @@ MIN_DISCOUNT: float
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
 
+def check_routed_input(
+    prompt: Optional[object] = None,
+    embedding: Optional[object] = None,
+    willingness_to_pay: Optional[object] = None,
+) -> None: ...
 def cache_key(
     model: str,
     provider: str,
@@ -264,7 +272,18 @@ class SelectionCore:
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
         constraints: Optional[Any] = None,
+        prompt: Optional[object] = None,
+        embedding: Optional[object] = None,
+        willingness_to_pay: Optional[object] = None,
     ) -> Any: ...
+    def select_held(
+        self,
+        request: Request,
+        *,
+        prompt: Optional[object] = None,
+        embedding: Optional[object] = None,
+        willingness_to_pay: Optional[object] = None,
+    ) -> tuple[Any, Optional[int]]: ...
     def select(
         self,
         capabilities: Optional[object] = None,
@@ -276,10 +295,35 @@ class SelectionCore:
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
         constraints: Optional[Any] = None,
-    ) -> tuple[Any, int, int]: ...
-    def select_many(self, n: object, request: Request) -> list[tuple[Any, int, int]]: ...
-    def explain(self, request: Request) -> Explanation: ...
-    def scores(self, request: Request) -> tuple[list[str], bytes]: ...
+        prompt: Optional[object] = None,
+        embedding: Optional[object] = None,
+        willingness_to_pay: Optional[object] = None,
+    ) -> tuple[Any, int, int, Optional[int]]: ...
+    def select_many(
+        self,
+        n: object,
+        request: Request,
+        *,
+        prompt: Optional[object] = None,
+        embedding: Optional[object] = None,
+        willingness_to_pay: Optional[object] = None,
+    ) -> list[tuple[Any, int, int, Optional[int]]]: ...
+    def explain(
+        self,
+        request: Request,
+        *,
+        prompt: Optional[object] = None,
+        embedding: Optional[object] = None,
+        willingness_to_pay: Optional[object] = None,
+    ) -> Explanation: ...
+    def scores(
+        self,
+        request: Request,
+        *,
+        prompt: Optional[object] = None,
+        embedding: Optional[object] = None,
+        willingness_to_pay: Optional[object] = None,
+    ) -> tuple[list[str], bytes]: ...
     def report(
         self,
         model: Any,
@@ -295,7 +339,22 @@ class SelectionCore:
         cost: Optional[object] = None,
         quality: Optional[object] = None,
         retry_after: Optional[object] = None,
+        request_id: int = 0,
     ) -> Optional[Transition]: ...
+    def report_quality(self, request_id: object, quality: object) -> str: ...
+    def enable_routing(self, willingness_to_pay: object, **options: object) -> None: ...
+    @property
+    def contextual(self) -> bool: ...
+    @property
+    def willingness_to_pay(self) -> float: ...
+    def calibrate(
+        self, prompts: object, qualities: object, costs: Optional[object] = None
+    ) -> None: ...
+    def router_start_sharing(self) -> None: ...
+    def router_take_changes(self) -> list[tuple[str, int, float, float]]: ...
+    def router_apply_shared(self, sums: Sequence[tuple[str, int, float, float]]) -> None: ...
+    def router_state(self) -> bytes: ...
+    def load_router_state(self, state: bytes) -> None: ...
     def record(self, slot: int, ticket: int, outcome: Outcome) -> Optional[Transition]: ...
     def take_held(self, slot: int) -> int: ...
     def report_many(

@@ -6,7 +6,8 @@ selection core records for the outcome, and ``retryable``, whether the same
 request can succeed if tried again.
 
 Registry errors: the Rust core raises :class:`StaleTicketError`,
-:class:`UnknownSlotError` and :class:`DuplicateModelError` itself (it imports
+:class:`UnknownSlotError`, :class:`DuplicateModelError` and
+:class:`UnknownRequestError` itself (it imports
 them from here), so callers catch by type and never parse a message.
 Invalid arguments are ``ValueError``/``TypeError`` naming the field and value.
 
@@ -173,6 +174,13 @@ class DuplicateModelError(OrchestratorError, ValueError):
 class StaleTicketError(OrchestratorError, ValueError):
     """A selection's ticket was already reported or released, has expired, or
     belongs to another model or registry: the outcome was not counted."""
+
+
+class UnknownRequestError(OrchestratorError, ValueError):
+    """Quality feedback names a request id no contextual decision is waiting
+    under: never issued, already reported, dropped to make room for newer
+    decisions (``ContextualSelector.max_pending``) or older than
+    ``feedback_ttl_s``. Nothing was learned."""
 
 
 class UnknownSlotError(OrchestratorError, LookupError):

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-OPEN_FINDINGS: frozenset[str] = frozenset(
-    {
-        "tests/attack/test_routing.py::test_the_registry_routes_by_prompt",
-    }
-)
+OPEN_FINDINGS: frozenset[str] = frozenset()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

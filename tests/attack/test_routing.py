@@ -228,5 +228,5 @@ def test_the_registry_routes_by_prompt() -> None:
     registry = ModelRegistry(selection_strategy="contextual")
     registry.register_model(ScriptedModel("cheap"))
     registry.register_model(ScriptedModel("best"))
-    chosen = registry.select_model(prompt="what is 2+2")  # type: ignore[call-arg]
+    chosen = registry.select_model(prompt="what is 2+2")
     assert chosen.name in {"cheap", "best"}

@@ -79,3 +79,19 @@ def test_bad_simulate_options(run: Run, tmp_path: Path) -> None:
     result = run("simulate", "-o", str(tmp_path / "plot.gif"))
     assert result.returncode == 2
     assert ".png" in one_line_error(result)
+
+
+def test_prompt_mix_runs_every_policy_through_a_registry(run: Run, tmp_path: Path) -> None:
+    png, numbers = tmp_path / "mix.png", tmp_path / "mix.json"
+    result = run(
+        "simulate", "--scenario", "prompt_mix", "--requests", "3000",
+        "--output", str(png), "--json", str(numbers),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(numbers.read_text())
+    regret = {p["policy"]: p["regret"][-1] for p in data["policies"]}
+    assert {"contextual", "ucb", "thompson", "cost", "always large"} <= set(regret)
+    others = [v for k, v in regret.items() if not k.startswith("contextual")]
+    assert regret["contextual"] < min(others)
+    assert "best non-contextual policy" in result.stdout

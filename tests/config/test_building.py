@@ -20,7 +20,7 @@ from orchestrator.config import (
     state_url_of,
 )
 from orchestrator.models.model_registry import ModelRegistry
-from orchestrator.models.selectors import ThompsonSelector
+from orchestrator.models.selectors import ContextualSelector, ThompsonSelector
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "orchestrator.toml"
 OPENAI = '[[models]]\nprovider = "openai"\nname = "gpt"\napi_key_env = "TEST_OPENAI_KEY"\n'
@@ -115,3 +115,35 @@ def test_the_state_url_comes_from_the_file_or_the_variable_it_names(
         state_url_of(named)
     monkeypatch.setenv("TEST_STATE_URL_X", "redis://127.0.0.1:1/0")
     assert state_url_of(named) == "redis://127.0.0.1:1/0"
+
+
+def test_the_contextual_strategy_and_its_parameters_build_a_contextual_selector() -> None:
+    loaded = parse_config(
+        '[selection]\nstrategy = "contextual"\nhash_bits = 12\nexploration = "greedy"\n'
+        'willingness_to_pay = 0.05\nfeedback_ttl_s = 60\n[[models]]\nprovider = "simulated"\n'
+        'name = "sim"\n'
+    )
+    registry = ModelRegistry.from_parts(registry_parts(loaded))
+    selector = registry.model_selector
+    assert isinstance(selector, ContextualSelector)
+    assert (selector.hash_bits, selector.exploration) == (12, "greedy")
+    assert registry.core.willingness_to_pay == 0.05
+    assert registry.select(prompt="hello").request_id is not None
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ('strategy = "contextual"\nhash_bits = 40\n', "selection.hash_bits: must be in [10, 24]"),
+        ('strategy = "contextual"\nchar_ngrams = 1\n', "selection.char_ngrams: must be 0"),
+        ('strategy = "contextual"\nexploration = "thomson"\n', "did you mean 'thompson'"),
+        ('strategy = "contextual"\nwillingness_to_pay = 0\n', "selection.willingness_to_pay"),
+        ('strategy = "contextual"\nwillingness_to_pay = inf\n', "selection.willingness_to_pay"),
+        ('strategy = "contextual"\nmin_trials = 3\n', "does not apply to strategy 'contextual'"),
+        ('strategy = "ucb"\nhash_bits = 12\n', "does not apply to strategy 'ucb'"),
+    ],
+)
+def test_contextual_parameters_are_range_checked(lines: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("[selection]\n" + lines + '[[models]]\nprovider = "simulated"\nname = "s"\n')
+    assert problem in str(caught.value)

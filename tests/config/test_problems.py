@@ -80,7 +80,8 @@ def test_every_problem_is_listed_in_file_order(tmp_path: Path) -> None:
     )
     assert problems(tmp_path, text) == [
         "bad.toml:2: selection.strategy: unknown strategy 'thompsen' (did you mean 'thompson'?);"
-        " choose one of ucb, discounted_ucb, thompson, discounted_thompson, cost, performance",
+        " choose one of ucb, discounted_ucb, thompson, discounted_thompson, cost, performance,"
+        " contextual",
         "bad.toml:4: health.failure_threshold: must be in [1, 1000000] (got 0)",
         "bad.toml:5: health.max_cooldown: must be a finite number in (0, 86400] seconds (got inf)",
         "bad.toml:7: cache.backend: unknown cache backend 'dsk' (did you mean 'disk'?);"

@@ -11,9 +11,9 @@ from orchestrator.models.model_registry import ModelRegistry
 from tests.conftest import ScriptedModel
 
 
-def fleet(*names: str) -> ModelRegistry:
+def fleet(*names: str, strategy: str = "ucb") -> ModelRegistry:
     """A registry of scripted models with these names."""
-    registry = ModelRegistry()
+    registry = ModelRegistry(selection_strategy=strategy)
     for name in names:
         registry.register_model(ScriptedModel(name))
     return registry

@@ -132,3 +132,30 @@ def test_a_callback_that_raises_changes_nothing() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         registry.select_model(max_cost=Broken())  # type: ignore[arg-type]
     assert registry.core.outstanding_tickets() == before
+
+
+def reentrant_messages(registry: ModelRegistry) -> Iterator[dict[str, str]]:
+    """Chat messages from a generator that sleeps and re-enters the contextual
+    registry (selecting, explaining and reporting quality) between messages."""
+    time.sleep(0.001)
+    selection = registry.select(prompt="inner")
+    registry.report_quality(selection.request_id or 0, 1.0)
+    yield {"role": "system", "content": "be brief"}
+    time.sleep(0.001)
+    registry.explain_selection(prompt="inner")
+    yield {"role": "user", "content": "what is 2+2"}
+
+
+def test_contextual_prompts_that_sleep_and_reenter_do_not_deadlock() -> None:
+    registry = fleet(*(f"m{i}" for i in range(6)), strategy="contextual")
+
+    def work(_: int) -> None:
+        selection = registry.select(
+            prompt=reentrant_messages(registry),  # type: ignore[arg-type]
+            willingness_to_pay=Reentrant(registry, 0.5),  # type: ignore[arg-type]
+        )
+        registry.report_quality(selection.request_id or 0, Reentrant(registry, 0.5))  # type: ignore[arg-type]
+        registry.scores(prompt=reentrant_messages(registry))  # type: ignore[arg-type]
+        registry.select_many(2, prompt=reentrant_messages(registry))  # type: ignore[arg-type]
+
+    assert run_threads(work) == []

@@ -41,6 +41,9 @@ REQUEST_KEYS = (
     "exclude_models",
     "input_tokens",
     "output_tokens",
+    "prompt",
+    "embedding",
+    "willingness_to_pay",
 )
 OUTCOME_KEYS = (
     "success",
@@ -84,9 +87,14 @@ BUSY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 @BUSY
-@given(key=st.sampled_from(REQUEST_KEYS), value=anything, entry=st.integers(0, 4))
-def test_selection_entry_points(key: str, value: Any, entry: int) -> None:
-    r = registry()
+@given(
+    key=st.sampled_from(REQUEST_KEYS),
+    value=anything,
+    entry=st.integers(0, 4),
+    strategy=st.sampled_from(["ucb", "contextual"]),
+)
+def test_selection_entry_points(key: str, value: Any, entry: int, strategy: str) -> None:
+    r = fleet("a", "b", strategy=strategy)
     calls: list[Callable[[], Any]] = [
         lambda: r.select_model(**{key: value}),
         lambda: r.select(**{key: value}),

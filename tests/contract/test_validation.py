@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -22,9 +23,11 @@ from tests.contract.helpers import fleet, state
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def registry() -> ModelRegistry:
-    return fleet("a", "b", "c")
+@pytest.fixture(params=["ucb", "contextual"])
+def registry(request: pytest.FixtureRequest) -> ModelRegistry:
+    """The fleet under a bandit strategy and under prompt-aware routing:
+    both refuse the same requests the same way."""
+    return fleet("a", "b", "c", strategy=request.param)
 
 
 #: Selecting entry points, each called with one request keyword.
@@ -55,6 +58,23 @@ BAD_REQUESTS = [
     ({"min_speed": math.inf}, ValueError, "min_speed"),
     ({"input_tokens": -1}, ValueError, "input_tokens"),
     ({"output_tokens": 1.9}, TypeError, "output_tokens"),
+    ({"prompt": 7}, TypeError, "prompt"),
+    ({"prompt": b"bytes"}, TypeError, "prompt"),
+    ({"prompt": "\ud800"}, ValueError, "prompt"),
+    ({"prompt": [{"role": "user"}]}, TypeError, "prompt"),
+    ({"prompt": [{"content": 3}]}, TypeError, "prompt"),
+    ({"embedding": [0.1, 0.2]}, TypeError, "embedding"),
+    ({"embedding": np.zeros(3, np.float64)}, TypeError, "embedding"),
+    ({"embedding": np.zeros((2, 2), np.float32)}, ValueError, "embedding"),
+    ({"embedding": np.array([0.0, np.nan], np.float32)}, ValueError, "embedding"),
+    ({"embedding": np.array([np.inf], np.float32)}, ValueError, "embedding"),
+    ({"willingness_to_pay": True}, TypeError, "willingness_to_pay"),
+    ({"willingness_to_pay": "1"}, TypeError, "willingness_to_pay"),
+    ({"willingness_to_pay": 0.0}, ValueError, "willingness_to_pay"),
+    ({"willingness_to_pay": -1.0}, ValueError, "willingness_to_pay"),
+    ({"willingness_to_pay": math.inf}, ValueError, "willingness_to_pay"),
+    ({"willingness_to_pay": math.nan}, ValueError, "willingness_to_pay"),
+    ({"willingness_to_pay": 10**400}, ValueError, "willingness_to_pay"),
 ]
 
 

@@ -1,5 +1,6 @@
-"""The prompt_mix scenario: the contextual router beats every policy that
-does not look at the prompt, on the same seeded requests."""
+"""The prompt_mix scenario: a registry with the contextual strategy beats
+every non-contextual strategy of the registry and every single model, on the
+same seeded requests with bandit feedback."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ def test_contextual_routing_beats_every_non_contextual_policy() -> None:
     runs = {run.policy: run for run in run_prompt_mix(5000, seed=0, checkpoints=5)}
     assert set(runs) == {
         "contextual",
-        "non-contextual",
+        "contextual without prompt",
+        "ucb",
+        "thompson",
+        "performance",
+        "cost",
         "always small",
         "always coder",
         "always large",
@@ -26,9 +31,13 @@ def test_contextual_routing_beats_every_non_contextual_policy() -> None:
     # It learns: the regret added per checkpoint shrinks.
     steps = [b - a for a, b in zip([0.0, *contextual.regret], contextual.regret)]
     assert steps[-1] < steps[0]
-    # It sends each kind where it pays: cheap models get a real share, at lower cost.
-    assert contextual.choices["small"] > 100 and contextual.choices["coder"] > 500
+    # It sends code to the mid-priced coder, at a lower cost than the strong model alone.
+    # (How much chat goes to the cheapest model depends on the seed: 36 to 1,057
+    # of 5,000 over seeds 0-2, whose chat gap is only 0.05 in expected value.)
+    assert contextual.choices["coder"] > 500
     assert contextual.mean_cost < runs["always large"].mean_cost
+    # Without the prompt the same registry does no better than the best single model.
+    assert runs["contextual without prompt"].regret[-1] > contextual.regret[-1]
 
 
 def test_bad_settings_name_the_field() -> None:

@@ -7,14 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from orchestrator.routing import ContextualRouter, ContextualSelector
 from orchestrator.routing.shared import SharedRouter
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,16 +40,6 @@ WORKER = textwrap.dedent(
     print(before, after)
     """
 )
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.kill()
 
 
 def router() -> ContextualRouter:

@@ -89,10 +89,17 @@ def test_errors_are_sdk_exceptions_naming_the_field(gateway: ThreadGateway) -> N
             model="auto", messages=MESSAGES, extra_body={"orchestrator": {"max_cost": "cheap"}}
         )
     assert bad.value.body["param"] == "orchestrator.max_cost"  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError, match="issue 13"):
-        c.chat.completions.create(
-            model="auto", messages=MESSAGES, extra_body={"orchestrator": {"willingness_to_pay": 1}}
-        )
+    for bad in (0, -1, "a lot", True):
+        with pytest.raises(openai.BadRequestError, match="willingness_to_pay"):
+            c.chat.completions.create(
+                model="auto",
+                messages=MESSAGES,
+                extra_body={"orchestrator": {"willingness_to_pay": bad}},
+            )
+    # A valid one is passed to selection (a bandit strategy accepts it unchanged).
+    assert c.chat.completions.create(
+        model="auto", messages=MESSAGES, extra_body={"orchestrator": {"willingness_to_pay": 1}}
+    ).choices
     with pytest.raises(openai.BadRequestError, match="no registered model satisfies"):
         c.chat.completions.create(
             model="auto", messages=MESSAGES, extra_body={"orchestrator": {"max_cost": 0.0}}

@@ -89,6 +89,45 @@ def test_feedback_for_a_request_id(gateway: ThreadGateway) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "quality"
 
 
+def test_feedback_teaches_a_contextual_registry(upstream: OpenAIServer) -> None:
+    """Under the contextual strategy the prompt reaches selection, the
+    caller's willingness_to_pay is used, and feedback is learned by the router."""
+    text = config_text(
+        [model_table("mini", upstream.url), model_table("maxi", upstream.url, price=20.0)],
+        """
+        [selection]
+        strategy = "contextual"
+        hash_bits = 12
+        """,
+    )
+    with ThreadGateway(text) as gateway:
+        c = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+        registry = gateway.gateway.registry
+        learned_before = sum(
+            c.observations or 0 for c in registry.explain_selection(prompt="Say hello").candidates
+        )
+        for stream in (False, True):
+            if stream:
+                chunks = c.chat.completions.create(model="auto", messages=MESSAGES, stream=True)
+                answer_id = next(iter(chunks)).id
+                for _ in chunks:
+                    pass
+            else:
+                answer_id = c.chat.completions.create(
+                    model="auto",
+                    messages=MESSAGES,
+                    extra_body={"orchestrator": {"willingness_to_pay": 0.5}},
+                ).id
+            ok = httpx.post(
+                f"{gateway.url}/v1/feedback", json={"request_id": answer_id, "quality": 1.0}
+            )
+            assert ok.status_code == 200 and ok.json()["learned"] is True, ok.text
+        learned = sum(
+            c.observations or 0 for c in registry.explain_selection(prompt="Say hello").candidates
+        )
+        assert learned == learned_before + 2
+
+
 def test_client_disconnect_mid_stream_cancels_the_upstream() -> None:
     with OpenAIServer(api_key=None, chunk_delay=0.3) as slow:
         text = config_text([model_table("slow", slow.url)])

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: never open a window
 import matplotlib.pyplot as plt
 from matplotlib import colormaps
 
+from orchestrator.routing.scenario import PolicyRun
 from orchestrator.simulation import SCENARIOS, Scenario, SimulationResult
 
 
@@ -67,4 +68,24 @@ def plot_simulation(result: SimulationResult, scenario: Scenario, output: Path) 
     fig.tight_layout()
     fig.savefig(output, dpi=110)
     plt.close(fig)
+    return output.resolve()
+
+
+def plot_prompt_mix(runs: list[PolicyRun], requests: int, output: Path) -> Path:
+    """Each policy's cumulative regret over the requests of ``prompt_mix``
+    (how fast it learns), into ``output``; returns its absolute path."""
+    figure, axis = plt.subplots(figsize=(10, 6), dpi=100)
+    for run in runs:
+        step = requests / len(run.regret)
+        xs = [step * (i + 1) for i in range(len(run.regret))]
+        width = 2.5 if run.policy == "contextual" else 1.2
+        axis.plot(xs, run.regret, label=run.policy, linewidth=width)
+    axis.set_xlabel("requests")
+    axis.set_ylabel("cumulative regret (expected value)")
+    axis.set_yscale("symlog")
+    axis.set_title("prompt_mix: the contextual strategy against every other policy")
+    axis.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(output)
+    plt.close(figure)
     return output.resolve()

@@ -18,6 +18,7 @@ from orchestrator.config.checks import Found
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import LoadedConfig, problems_error
 from orchestrator.config.schema import (
+    STRATEGY_PARAMETERS,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -27,7 +28,12 @@ from orchestrator.config.schema import (
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
 from orchestrator.models.health_monitor import ModelHealthMonitor
-from orchestrator.models.selectors import SELECTORS, ModelSelector, RewardWeights
+from orchestrator.models.selectors import (
+    SELECTORS,
+    ContextualSelector,
+    ModelSelector,
+    RewardWeights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +137,10 @@ class RegistryParts:
 def build_selector(section: SelectionSection) -> ModelSelector:
     """The selector that ``[selection]`` declares (its parameters were
     checked against the strategy when the file was loaded)."""
+    if section.strategy == "contextual":
+        return ContextualSelector(
+            **section.model_dump(include=set(STRATEGY_PARAMETERS["contextual"]), exclude_none=True)
+        )
     params = section.model_dump(
         include={"exploration_factor", "min_trials", "confidence_level", "discount"},
         exclude_none=True,

@@ -17,6 +17,7 @@ from orchestrator.config.reading import Loc
 from orchestrator.config.schema import (
     NESTED,
     SECTIONS,
+    SELECTION_PARAMETERS,
     STRATEGY_PARAMETERS,
     CacheSection,
     HealthSection,
@@ -300,7 +301,7 @@ def _check_rules(sections: dict[str, Any], found: list[Found]) -> None:
     selection: Optional[SelectionSection] = sections.get("selection")
     if selection is not None:
         allowed = STRATEGY_PARAMETERS[selection.strategy]
-        for name in ("exploration_factor", "min_trials", "confidence_level", "discount"):
+        for name in sorted(SELECTION_PARAMETERS):
             if getattr(selection, name) is not None and name not in allowed:
                 found.append(
                     Found(
@@ -308,6 +309,10 @@ def _check_rules(sections: dict[str, Any], found: list[Found]) -> None:
                         f"does not apply to strategy {selection.strategy!r}; remove it",
                     )
                 )
+        if selection.char_ngrams == 1:
+            found.append(
+                Found(("selection", "char_ngrams"), "must be 0 (off) or from 2 to 6; got 1")
+            )
     health: Optional[HealthSection] = sections.get("health")
     if health is not None and health.max_cooldown < health.base_cooldown:
         found.append(

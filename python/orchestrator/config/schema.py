@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import fields
 from typing import Annotated, Any, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -14,10 +15,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from orchestrator import _core
 from orchestrator.core.model import CAPABILITY_NAMES
 from orchestrator.errors import did_you_mean
+from orchestrator.models.selectors import ContextualSelector
 from orchestrator.server.settings import ServerSettings
 
-#: Strategies of ``[selection] strategy``.
-STRATEGIES = tuple(name for name, _, _ in _core.STRATEGY_NAMES)
+#: Strategies of ``[selection] strategy``: the core's names and the contextual one.
+STRATEGIES = (*(name for name, _, _ in _core.STRATEGY_NAMES), str(ContextualSelector.strategy))
+#: Exploration rules of the contextual strategy (``[selection] exploration``).
+EXPLORATIONS = ("thompson", "ucb", "greedy")
 #: Backends of ``[cache] backend``.
 CACHE_BACKENDS = ("memory", "disk", "redis")
 #: Providers of ``[[models]] provider`` (their classes: ``building.PROVIDERS``).
@@ -123,6 +127,22 @@ class SelectionSection(Section):
     min_trials: Optional[Annotated[int, in_range(0, 1_000_000)]] = None
     confidence_level: Optional[Annotated[float, in_range(0.5, 0.9999)]] = None
     discount: Optional[Annotated[float, in_range(0.5, 1)]] = None
+    # The contextual strategy's (``ContextualSelector``'s) parameters.
+    hash_bits: Optional[Annotated[int, in_range(10, 24)]] = None
+    word_ngrams: Optional[Annotated[int, in_range(1, 3)]] = None
+    char_ngrams: Optional[Annotated[int, in_range(0, 6)]] = None
+    embedding_dim: Optional[Annotated[int, in_range(0, 65_536)]] = None
+    prior_precision: Optional[Annotated[float, in_range(0, 1e6, low_open=True)]] = None
+    exploration: Optional[Annotated[str, one_of(EXPLORATIONS, "exploration")]] = None
+    exploration_weight: Optional[Annotated[float, in_range(0, 100)]] = None
+    epochs: Optional[Annotated[int, in_range(1, 1000)]] = None
+    learning_rate: Optional[Annotated[float, in_range(0, 10, low_open=True)]] = None
+    feedback_ttl_s: Optional[Seconds] = None
+    max_pending: Optional[Annotated[int, in_range(1, 1 << 20)]] = None
+    seed: Optional[Annotated[int, in_range(0, 2**63 - 1)]] = None
+    willingness_to_pay: Optional[Annotated[float, in_range(0, 1e6, low_open=True, unit="USD")]] = (
+        None
+    )
     pending_timeout: Seconds = 600.0
     reward: RewardSection = Field(default_factory=RewardSection)
 
@@ -240,4 +260,7 @@ STRATEGY_PARAMETERS: dict[str, frozenset[str]] = {
     "discounted_thompson": frozenset({"exploration_factor", "min_trials", "discount"}),
     "performance": frozenset({"min_trials", "discount"}),
     "cost": frozenset(),
+    "contextual": frozenset(field.name for field in fields(ContextualSelector)),
 }
+#: Every strategy parameter of ``[selection]``.
+SELECTION_PARAMETERS: frozenset[str] = frozenset().union(*STRATEGY_PARAMETERS.values())

@@ -5,6 +5,10 @@ taken in one snapshot of the table (so it is consistent while other threads
 register, unregister, select and report) and changes nothing: no random
 draw, no ticket. For Thompson sampling the scores shown are the draws the
 next selection will use, so ``chosen`` is the top score (or a forced trial).
+Under the contextual strategy an eligible candidate's ``estimate`` is its
+predicted quality for the prompt, ``exploration_bonus`` the exploration
+rule's change to it (the Thompson draw), and ``score`` that quality minus
+expected cost / willingness to pay, the value the selection maximises.
 """
 
 from __future__ import annotations
@@ -36,11 +40,26 @@ class CandidateExplanation:
     pending: int = 0
     forced: bool = False
     expected_cost: Optional[float] = None
+    uncertainty: Optional[float] = None
+    """Contextual strategy: the standard deviation of the predicted quality (``estimate``)."""
+    observations: Optional[int] = None
+    """Contextual strategy: outcomes the model's quality predictor was trained on."""
+    top_features: tuple[tuple[str, float], ...] = ()
+    """Contextual strategy: the prompt features that moved the prediction most, with
+    their contribution to its logit (positive raises the predicted quality)."""
 
     def describe(self) -> str:
         if not self.eligible:
             return f"{self.name}: rejected by {self.constraint} ({self.reason})"
         cost = "unpriced" if self.expected_cost is None else f"${self.expected_cost:.6f}"
+        if self.uncertainty is not None:
+            features = ", ".join(f"{name} {logit:+.2f}" for name, logit in self.top_features)
+            return (
+                f"{self.name}: value {self.score:.4f}; predicted quality {self.estimate:.3f} "
+                f"± {self.uncertainty:.3f} (exploration {self.exploration_bonus:+.3f}) "
+                f"from {self.observations} observations, cost {cost}"
+                + (f"; features {features}" if features else "")
+            )
         if self.forced:
             return f"{self.name}: forced trial ({self.trials} outcomes so far), cost {cost}"
         return (
@@ -86,7 +105,10 @@ def explanation_of(
     candidates = []
     for row in core_explanation.rows():
         model = row.pop("model")
-        candidates.append(CandidateExplanation(provider=model.provider, **row))
+        top_features = tuple(row.pop("top_features", ()))
+        candidates.append(
+            CandidateExplanation(provider=model.provider, top_features=top_features, **row)
+        )
     chosen = core_explanation.chosen
     return SelectionExplanation(
         strategy=strategy,

@@ -54,8 +54,11 @@ __all__ = [
     "stream",
 ]
 
+#: Keyword arguments the contextual router reads beside the prompt.
+ROUTING_KEYS = frozenset({"embedding", "willingness_to_pay"})
+
 #: Keyword arguments that constrain selection; every other one is a generation parameter.
-SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"}
+SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"} | ROUTING_KEYS
 
 
 class Attempt(NamedTuple):
@@ -81,6 +84,9 @@ class GenerationResult:
     output_tokens: int
     cost: float
     latency: float
+    request_id: Optional[int] = None
+    """Under the contextual strategy, the answering decision's id for
+    :meth:`ModelRegistry.report_quality`; ``None`` otherwise."""
 
 
 @dataclass
@@ -88,7 +94,9 @@ class _Plan:
     """One failover request's settings and progress."""
 
     registry: ModelRegistry
+    prompt: Prompt
     constraints: ModelConstraints
+    routing: dict[str, Any]
     params: dict[str, Any]
     retry_budget: int
     deadline: Optional[float]
@@ -118,16 +126,17 @@ class _Plan:
         error.__cause__ = self.last_error
         return error
 
-    async def select(self) -> Model:
-        """The next-best eligible model not tried yet, waiting for the
-        soonest slot when every eligible one is rate limited (see the module)."""
+    async def select(self) -> tuple[Model, Optional[int]]:
+        """The next-best eligible model not tried yet (for this prompt, under
+        the contextual strategy) and its decision's request id, waiting for
+        the soonest slot when every eligible one is rate limited (see the module)."""
         while True:
             if len(self.attempts) > self.retry_budget:
                 raise self.exhausted(f"retry budget of {self.retry_budget} spent")
             exclude = [*self.constraints.exclude_models, *self.excluded]
             constraints = self.constraints.model_copy(update={"exclude_models": exclude})
             try:
-                return self.registry.select_model(constraints=constraints)
+                return self.registry.select_for_call(constraints, self.prompt, **self.routing)
             except NoEligibleModelsError as exc:
                 wait = self.wait_for(exc)
                 if wait is None:
@@ -205,6 +214,7 @@ def _plan(
         ):
             raise ValueError(f"invalid {name}: {value!r} (seconds, > 0, or None)")
     selection = {k: kwargs.pop(k) for k in list(kwargs) if k in SELECTION_KEYS}
+    routing = {k: selection.pop(k) for k in list(selection) if k in ROUTING_KEYS}
     given = selection.pop("constraints", None)
     if given is not None:
         if not isinstance(given, ModelConstraints):
@@ -212,7 +222,9 @@ def _plan(
         selection = {**given.model_dump(exclude_defaults=True), **selection}
     return _Plan(
         registry=registry,
+        prompt=prompt,
         constraints=ModelConstraints(**selection),
+        routing=routing,
         params=kwargs,
         retry_budget=retry_budget,
         deadline=None if deadline is None else float(deadline),
@@ -265,7 +277,7 @@ async def generate(
     plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, kwargs)
     while True:
         plan.remaining()  # the deadline may have passed: fail before selecting
-        model = await plan.select()
+        model, request_id = await plan.select()
         limit = plan.remaining()
         started = time.perf_counter()
         time_limit = _TimeLimit(limit)
@@ -296,6 +308,7 @@ async def generate(
             output_tokens=output_tokens,
             cost=cost,
             latency=time.monotonic() - plan.started,
+            request_id=request_id,
         )
 
 
@@ -306,7 +319,8 @@ class FailoverStream:
     next-best model; once a chunk was handed to the caller, an error is
     raised as it is (with ``attempts`` attached), since the caller already
     has part of an answer. ``model`` names the model that is streaming,
-    ``attempts`` what was tried. Close it (``aclose``) when stopping early:
+    ``attempts`` what was tried, ``request_id`` its contextual decision's id
+    (``None`` under other strategies). Close it (``aclose``) when stopping early:
     the stream's selection is then released."""
 
     def __init__(self, prompt: Prompt, plan: _Plan) -> None:
@@ -317,6 +331,7 @@ class FailoverStream:
         self._started = 0.0
         self._closed = False
         self.model: Optional[str] = None
+        self.request_id: Optional[int] = None
         self.attempts = plan.attempts
 
     def __aiter__(self) -> FailoverStream:
@@ -373,7 +388,7 @@ class FailoverStream:
         plan = self._plan
         while True:
             plan.remaining()
-            model = await plan.select()
+            model, request_id = await plan.select()
             limit = plan.remaining()
             started = time.perf_counter()
             inner: Optional[AsyncIterator[str]] = None
@@ -384,7 +399,7 @@ class FailoverStream:
                     chunk = await inner.__anext__()
             except StopAsyncIteration:
                 self._inner, self._started, self.model = inner, started, model.name
-                self._streaming = model
+                self._streaming, self.request_id = model, request_id
                 self._end("ok")
                 raise
             except TimeoutError as exc:
@@ -402,7 +417,7 @@ class FailoverStream:
                 await _close(inner)
                 raise
             self._inner, self._started, self.model = inner, started, model.name
-            self._streaming = model
+            self._streaming, self.request_id = model, request_id
             return chunk
 
     def _end(self, outcome: str) -> None:

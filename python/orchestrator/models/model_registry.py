@@ -2,10 +2,10 @@
 
 ``select_model`` crosses into the Rust core once: the core filters every
 registered model by the request's constraints and scores the eligible ones
-(UCB, cost or performance) in one pass, marks the winner pending under a
-ticket, and returns the model object. When the model is then called, the
-measured outcome is reported back under that ticket, so each outcome is
-counted exactly once.
+(UCB, Thompson, cost, performance, or the contextual router's prediction for
+the prompt) in one pass, marks the winner pending under a ticket, and returns
+the model object. When the model is then called, the measured outcome is
+reported back under that ticket, so each outcome is counted exactly once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
@@ -29,6 +30,7 @@ from orchestrator.core.model import (
     Model,
     ModelConstraints,
     ModelMetrics,
+    Prompt,
     check_capability_names,
 )
 from orchestrator.errors import (
@@ -36,6 +38,7 @@ from orchestrator.errors import (
     ModelNotFoundError,
     NoEligibleModelsError,
     StaleTicketError,
+    UnknownRequestError,
 )
 from orchestrator.models import failover
 from orchestrator.models.explanation import (
@@ -46,6 +49,7 @@ from orchestrator.models.explanation import (
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.selectors import (
     SELECTORS,
+    ContextualSelector,
     CoreSelector,
     CostBasedSelector,
     ModelSelector,
@@ -58,7 +62,6 @@ from orchestrator.models.selectors import (
 from orchestrator.models.shared_state import SharedState, check_url
 
 if TYPE_CHECKING:
-    from orchestrator.core.model import Prompt
     from orchestrator.models.failover import FailoverStream, GenerationResult
     from orchestrator.models.health_monitor import HealthStatus
 
@@ -67,6 +70,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SELECTORS",
     "CandidateExplanation",
+    "ContextualSelector",
     "CoreSelector",
     "CostBasedSelector",
     "DuplicateModelError",
@@ -80,17 +84,25 @@ __all__ = [
     "SelectionExplanation",
     "ThompsonSelector",
     "UCBModelSelector",
+    "UnknownRequestError",
     "selector_for",
 ]
+
+Embedding = npt.NDArray[np.float32]
+"""A caller's dense embedding of the prompt: a 1-D float32 array of
+``ContextualSelector.embedding_dim`` finite values."""
 
 
 class Selection(NamedTuple):
     """A selected model and the ticket its outcome must be reported under
-    (a tuple: it is built on every selection)."""
+    (a tuple: it is built on every selection). ``request_id``: under the
+    contextual strategy, the id its quality feedback is reported under
+    (:meth:`ModelRegistry.report_quality`); ``None`` otherwise."""
 
     model: Model
     ticket: int
     slot: int
+    request_id: Optional[int] = None
 
 
 class ModelRegistry:
@@ -98,8 +110,9 @@ class ModelRegistry:
 
     Args:
         selection_strategy: ``"ucb"`` (default), ``"discounted_ucb"``,
-            ``"thompson"``, ``"discounted_thompson"``, ``"cost"`` or
-            ``"performance"``.
+            ``"thompson"``, ``"discounted_thompson"``, ``"cost"``,
+            ``"performance"`` or ``"contextual"`` (prompt-aware routing:
+            :class:`ContextualSelector`).
         model_selector: a :class:`ModelSelector` instance.
         health_monitor: a :class:`~orchestrator.models.health_monitor.ModelHealthMonitor`;
             one with ``check_interval=health_check_interval`` is created if omitted.
@@ -159,11 +172,7 @@ class ModelRegistry:
         self._core = _core.SelectionCore()
         self._selector = selector
         self._custom = selector.strategy is None
-        if not self._custom:
-            self._core.configure_strategy(**selector.core_config())
-            seed = getattr(selector, "seed", None)
-            if seed is not None:
-                self._core.seed(seed)
+        selector.configure(self._core)
         self._core.set_listener(self)
         weights = reward_weights or RewardWeights()
         if not isinstance(weights, RewardWeights):
@@ -397,6 +406,9 @@ class ModelRegistry:
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
         constraints: Optional[ModelConstraints] = None,
+        prompt: Optional[Prompt] = None,
+        embedding: Optional[Embedding] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -411,6 +423,19 @@ class ModelRegistry:
             context_length: context window (tokens) the request needs.
             exclude_models: names never to choose (for example after a failure).
             constraints: all of the above as one :class:`ModelConstraints`.
+            prompt: the request's text or chat messages (their ``content``
+                joined by newlines; the first ``MAX_ROUTED_PROMPT_BYTES``,
+                64 KiB, are read). The contextual strategy predicts each
+                model's quality for it; without a prompt it uses each model's
+                prompt-independent mean quality. Other strategies validate
+                it and do not change their pick.
+            embedding: a 1-D float32 array of the prompt's embedding
+                (``ContextualSelector.embedding_dim`` finite values).
+            willingness_to_pay: USD the caller would pay for +1.0 of expected
+                quality (finite, > 0; default the selector's,
+                ``DEFAULT_WILLINGNESS_TO_PAY`` = 1.0): the contextual strategy
+                maximises quality − expected cost / willingness_to_pay among
+                the models ``max_cost`` and the other constraints allow.
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -418,17 +443,19 @@ class ModelRegistry:
                 naming it (the same rules at every entry point).
         """
         if self._custom:
-            request = self._request(
+            return self.select(
                 capabilities,
                 max_cost,
                 min_speed,
                 context_length,
                 exclude_models,
-                input_tokens,
-                output_tokens,
-                constraints,
-            )
-            return self._choose(request).model
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                constraints=constraints,
+                prompt=prompt,
+                embedding=embedding,
+                willingness_to_pay=willingness_to_pay,
+            ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
         # method directly in __init__, skipping even this frame).
@@ -441,8 +468,37 @@ class ModelRegistry:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             constraints=constraints,
+            prompt=prompt,
+            embedding=embedding,
+            willingness_to_pay=willingness_to_pay,
         )
         return model
+
+    def select_for_call(
+        self,
+        constraints: ModelConstraints,
+        prompt: Optional[Prompt] = None,
+        *,
+        embedding: Optional[Embedding] = None,
+        willingness_to_pay: Optional[float] = None,
+    ) -> tuple[Model, Optional[int]]:
+        """:meth:`select_model` for a call made next in this task (what
+        :meth:`generate` and :meth:`stream` use): the model, with its ticket
+        held for that call, and the contextual decision's request id
+        (``None`` under other strategies)."""
+        if self._custom:
+            model = self.select_model(
+                constraints=constraints,
+                prompt=prompt,
+                embedding=embedding,
+                willingness_to_pay=willingness_to_pay,
+            )
+            return model, None
+        request = self._request(None, None, None, None, None, None, None, constraints)
+        model, request_id = self._core.select_held(
+            request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay
+        )
+        return model, request_id
 
     def _request(
         self,
@@ -485,24 +541,28 @@ class ModelRegistry:
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
         constraints: Optional[ModelConstraints] = None,
+        prompt: Optional[Prompt] = None,
+        embedding: Optional[Embedding] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> Selection:
-        """Like :meth:`select_model`, returning the model with its ticket, for
-        callers that report outcomes themselves (:meth:`report_outcome`).
-        Calls of the model do not consume this ticket."""
+        """Like :meth:`select_model`, returning the model with its ticket (and,
+        under the contextual strategy, the request id), for callers that
+        report outcomes themselves (:meth:`report_outcome`). Calls of the
+        model do not consume this ticket."""
         if self._custom:
-            return self._choose(
-                self._request(
-                    capabilities,
-                    max_cost,
-                    min_speed,
-                    context_length,
-                    exclude_models,
-                    input_tokens,
-                    output_tokens,
-                    constraints,
-                )
+            request = self._request(
+                capabilities,
+                max_cost,
+                min_speed,
+                context_length,
+                exclude_models,
+                input_tokens,
+                output_tokens,
+                constraints,
             )
-        model, slot, ticket = self._core.select(
+            _core.check_routed_input(prompt, embedding, willingness_to_pay)
+            return self._choose(request)
+        model, slot, ticket, request_id = self._core.select(
             capabilities,
             max_cost,
             min_speed,
@@ -511,8 +571,11 @@ class ModelRegistry:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             constraints=constraints,
+            prompt=prompt,
+            embedding=embedding,
+            willingness_to_pay=willingness_to_pay,
         )
-        return Selection(model, ticket, slot)
+        return Selection(model, ticket, slot, request_id)
 
     def _choose(self, request: _core.Request) -> Selection:
         """A user-written selector's pick among the core's eligible models."""
@@ -539,11 +602,15 @@ class ModelRegistry:
         *,
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
+        prompt: Optional[Prompt] = None,
+        embedding: Optional[Embedding] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
-        selection counts the earlier ones as in flight. Report the outcomes
-        with :meth:`report_many`.
+        selection counts the earlier ones as in flight (under the contextual
+        strategy each is its own decision for ``prompt``, with its own request
+        id). Report the outcomes with :meth:`report_many`.
 
         Raises:
             NoEligibleModelsError: no model satisfies the request.
@@ -560,8 +627,16 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
         )
-        picked = self._core.select_many(count, request)
-        return [Selection(model, ticket, slot) for model, slot, ticket in picked]
+        picked = self._core.select_many(
+            count,
+            request,
+            prompt=prompt,
+            embedding=embedding,
+            willingness_to_pay=willingness_to_pay,
+        )
+        return [
+            Selection(model, ticket, slot, request_id) for model, slot, ticket, request_id in picked
+        ]
 
     def explain_selection(
         self,
@@ -573,11 +648,18 @@ class ModelRegistry:
         *,
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
+        prompt: Optional[Prompt] = None,
+        embedding: Optional[Embedding] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
         no random draw (a Thompson explanation shows the draws the next
-        selection will use), one consistent snapshot."""
+        selection will use), one consistent snapshot. Under the contextual
+        strategy each eligible candidate shows its predicted quality for the
+        prompt (``estimate``), its ``uncertainty``, the exploration rule's
+        quality minus the cost penalty (``score``, what is maximised), the
+        expected cost and the ``top_features`` that moved the prediction."""
         return self._explain(
             self._request(
                 capabilities,
@@ -587,11 +669,16 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens,
                 output_tokens,
-            )
+            ),
+            prompt=prompt,
+            embedding=embedding,
+            willingness_to_pay=willingness_to_pay,
         )
 
-    def _explain(self, request: _core.Request) -> SelectionExplanation:
-        return explanation_of(self._core.explain(request), self.strategy, request, not self._custom)
+    def _explain(self, request: _core.Request, **routed: Any) -> SelectionExplanation:
+        return explanation_of(
+            self._core.explain(request, **routed), self.strategy, request, not self._custom
+        )
 
     # ----- outcomes -----------------------------------------------------------
 
@@ -614,14 +701,21 @@ class ModelRegistry:
         when you call the provider yourself. ``cost`` defaults to the model's
         price for the token counts; ``success`` must be a bool, numbers real
         and finite (a failure with ``error_class="none"`` counts as
-        ``"other"``).
+        ``"other"``). Under the contextual strategy, a ``quality`` for a
+        selection with a ``request_id`` also teaches the router (in the same
+        step; without a quality the decision waits for
+        :meth:`report_quality`).
 
         Raises:
             StaleTicketError: the selection was already reported, released,
                 expired, or came from another registry.
+            UnknownRequestError: the selection's request id no longer accepts
+                feedback (nothing is counted).
         """
+        request_id = 0
         if type(selection) is Selection:
-            model, ticket, slot = selection
+            model, ticket, slot, given_id = selection
+            request_id = given_id or 0
         else:
             model, slot, ticket = self._selected(selection)
         transition = self._core.report(
@@ -637,6 +731,7 @@ class ModelRegistry:
             cost=cost,
             quality=quality,
             retry_after=retry_after,
+            request_id=request_id,
         )
         if transition is not None or not success:  # success is a bool: the core checked it
             self._counted(model, transition, success, retry_after or 0.0, None)
@@ -722,6 +817,66 @@ class ModelRegistry:
             if transition is not None:
                 self._transition(model, transition.state)
 
+    def report_quality(self, request_id: int, quality: float) -> str:
+        """Delayed feedback for a contextual decision: its quality in [0, 1]
+        (a user's thumbs-up, an LLM judge), reported under the
+        ``request_id`` of its :class:`Selection` or
+        :class:`~orchestrator.models.failover.GenerationResult`, within
+        ``ContextualSelector.feedback_ttl_s``. Returns the model's name.
+
+        Raises:
+            UnknownRequestError: the id is unknown, already reported, was
+                dropped for newer decisions, or expired.
+            ValueError: the registry's strategy is not contextual, or
+                ``quality`` is outside [0, 1].
+        """
+        return self._core.report_quality(request_id, quality)
+
+    def calibrate(
+        self,
+        prompts: Sequence[Prompt],
+        qualities: Mapping[str, Sequence[float]],
+        costs: Optional[Mapping[str, float]] = None,
+    ) -> None:
+        """Fit the contextual router from an evaluation table (in Rust):
+        ``qualities`` maps a registered model's name to one quality in
+        [0, 1] per prompt; ``costs`` (name → USD per call) price models
+        registered without a price. Online learning continues from the
+        result; models registered later start at the prior.
+
+        Raises:
+            ModelNotFoundError: ``qualities`` or ``costs`` names a model that
+                is not registered.
+        """
+        if isinstance(prompts, (str, bytes)):
+            raise TypeError("invalid prompts: a list of prompts is required, not a string")
+        if not isinstance(qualities, Mapping):
+            raise TypeError(f"invalid qualities: {qualities!r} (a dict of model name to a list)")
+        for name in [*qualities, *(costs or {})]:
+            self.get_model(name)
+        self._core.calibrate(list(prompts), dict(qualities), None if costs is None else dict(costs))
+
+    def router_state(self) -> bytes:
+        """The contextual router's learned state, in the checksummed binary
+        format documented in ``rust/orchestrator-core/src/contextual/persist.rs``
+        (weights, featurizer version and settings, model names, counts)."""
+        return self._core.router_state()
+
+    def load_router_state(self, state: bytes) -> None:
+        """Load :meth:`router_state` bytes: registered models found in the
+        state keep what it learned, the others start at the prior; pending
+        decisions are forgotten. A damaged state or another featurizer
+        version is a ``ValueError`` and changes nothing."""
+        self._core.load_router_state(state)
+
+    def save_router(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Write :meth:`router_state` to ``path``."""
+        Path(path).write_bytes(self.router_state())
+
+    def load_router(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Load a state written by :meth:`save_router`."""
+        self.load_router_state(Path(path).read_bytes())
+
     # ----- the outcome sink of registered models ------------------------------
 
     def record(
@@ -797,10 +952,14 @@ class ModelRegistry:
         *,
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
+        prompt: Optional[Prompt] = None,
+        embedding: Optional[Embedding] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
-        snapshot, changing nothing."""
+        snapshot, changing nothing. Under the contextual strategy the score
+        is the value the next selection maximises for ``prompt``."""
         request = self._request(
             capabilities,
             max_cost,
@@ -810,7 +969,9 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
         )
-        names, raw = self._core.scores(request)
+        names, raw = self._core.scores(
+            request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay
+        )
         return names, np.frombuffer(raw, dtype="<f8").copy()
 
     # ----- health -------------------------------------------------------------

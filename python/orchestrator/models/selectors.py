@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from orchestrator import _core
 from orchestrator.errors import did_you_mean
@@ -37,6 +37,10 @@ class ModelSelector:
     def core_config(self) -> dict[str, Any]:
         """Parameters for the core, for built-in selectors."""
         raise NotImplementedError
+
+    def configure(self, core: _core.SelectionCore) -> None:
+        """Set up a registry's core for this selector (built-in selectors;
+        a user-written one needs nothing)."""
 
     def choose(
         self, candidates: list[Model], constraints: ModelConstraints, registry: ModelRegistry
@@ -64,6 +68,9 @@ class CoreSelector(ModelSelector):
 
     def core_config(self) -> dict[str, Any]:
         return {"strategy": self.strategy, **self._params}
+
+    def configure(self, core: _core.SelectionCore) -> None:
+        core.configure_strategy(**self.core_config())
 
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={value!r}" for name, value in self._params.items())
@@ -133,6 +140,11 @@ class ThompsonSelector(CoreSelector):
             raise ValueError(f"invalid seed: {seed!r} (an integer >= 0)")
         self.seed = seed
 
+    def configure(self, core: _core.SelectionCore) -> None:
+        super().configure(core)
+        if self.seed is not None:
+            core.seed(self.seed)
+
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, seed={self.seed!r})"
 
@@ -173,11 +185,71 @@ def _named(strategy: str, discount: float) -> Callable[..., ModelSelector]:
     return selector if discount == 1.0 else functools.partial(selector, discount=discount)
 
 
+Exploration = Literal["thompson", "ucb", "greedy"]
+
+
+@dataclass(frozen=True)
+class ContextualSelector(ModelSelector):
+    """Prompt-aware routing (``selection_strategy="contextual"``): per
+    request, each eligible model's quality is predicted for the prompt by a
+    per-model Bayesian logistic model over hashed prompt features, and the
+    model maximising predicted quality − expected cost / willingness to pay
+    is chosen (see :mod:`orchestrator.routing`). Also the settings of a
+    standalone :class:`~orchestrator.routing.ContextualRouter`.
+
+    The featurizer hashes word n-grams up to ``word_ngrams`` (and, when
+    ``char_ngrams`` > 0, character n-grams of that length inside words) into
+    ``2**hash_bits`` buckets; ``embedding_dim`` reserves room for a caller's
+    dense embedding. Each model's weights have a Gaussian prior of precision
+    ``prior_precision``; ``calibrate`` runs ``epochs`` AdaGrad passes with
+    step ``learning_rate``. ``exploration`` is how online decisions use the
+    uncertainty (Thompson sampling, UCB with ``exploration_weight`` standard
+    deviations, or greedy). Decisions accept delayed feedback for
+    ``feedback_ttl_s`` seconds, for at most ``max_pending`` decisions.
+    ``willingness_to_pay`` (USD for +1.0 of expected quality) is the default
+    of requests that name none. Memory: 8 bytes × models × 2**hash_bits.
+    """
+
+    strategy: ClassVar[Optional[str]] = "contextual"
+
+    hash_bits: int = 16
+    word_ngrams: int = 2
+    char_ngrams: int = 0
+    embedding_dim: int = 0
+    prior_precision: float = 4.0
+    exploration: Exploration = "thompson"
+    exploration_weight: float = 1.0
+    epochs: int = 4
+    learning_rate: float = 0.1
+    feedback_ttl_s: float = 3600.0
+    max_pending: int = 65536
+    seed: int = 0x5EED
+    willingness_to_pay: float = _core.DEFAULT_WILLINGNESS_TO_PAY
+
+    def __post_init__(self) -> None:
+        wtp = self.willingness_to_pay
+        if isinstance(wtp, bool) or not isinstance(wtp, (int, float)) or not 0 < wtp < float("inf"):
+            raise ValueError(f"invalid willingness_to_pay: {wtp!r} (must be a finite number > 0)")
+        # The core checks every hyper-parameter (type and range) here, once.
+        _core.ContextualRouter([], **self.core_options())
+
+    def core_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``_core.ContextualRouter``."""
+        options = asdict(self)
+        del options["willingness_to_pay"]
+        return options
+
+    def configure(self, core: _core.SelectionCore) -> None:
+        core.enable_routing(self.willingness_to_pay, **self.core_options())
+
+
 #: Every name ``selection_strategy`` and ``[selection] strategy`` accept, as the
-#: core defines them (one per strategy, and the ``discounted_*`` presets), and
+#: core defines them (one per strategy, and the ``discounted_*`` presets) plus
+#: ``contextual`` (prompt-aware routing, see ContextualSelector), and
 #: the selector each builds (called with no argument: its defaults).
 SELECTORS: dict[str, Callable[..., ModelSelector]] = {
-    name: _named(strategy, discount) for name, strategy, discount in _core.STRATEGY_NAMES
+    **{name: _named(strategy, discount) for name, strategy, discount in _core.STRATEGY_NAMES},
+    str(ContextualSelector.strategy): ContextualSelector,
 }
 
 

@@ -112,6 +112,7 @@ from orchestrator.models.shared_connection import (
     target,
 )
 from orchestrator.models.shared_fleet import FleetRow, fleet_columns, fleet_rows
+from orchestrator.models.shared_router import RouterSums, registry_sums
 from orchestrator.models.shared_spool import (
     Counters,
     Spool,
@@ -324,6 +325,12 @@ class SharedState:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # A contextual registry's router learning, shared as summed natural
+        # parameters in the same sync cycle (models/shared_router.py).
+        self._router_sums: Optional[RouterSums] = None
+        if self._core.contextual:
+            self._core.router_start_sharing()
+            self._router_sums = registry_sums(self._core, self._client, self.prefix)
 
         try:
             self._init_meta()
@@ -532,6 +539,8 @@ class SharedState:
             if batch is not None:
                 self._pending.append(batch)
                 self._deliver_pending()
+            if self._router_sums is not None:
+                self._router_sums.sync()
             if final:
                 self._forget_ledger()
             else:

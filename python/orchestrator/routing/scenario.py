@@ -1,25 +1,40 @@
 """The ``prompt_mix`` simulation scenario: prompts of several kinds where a
 different model is best for each kind (:mod:`orchestrator.routing.synthetic`).
 
-:func:`run_prompt_mix` routes the same seeded stream of requests with the
-contextual router (Thompson sampling, learning from bandit feedback), with
-the same learner blind to the prompt (a non-contextual Bayesian bandit: it
-sees an empty prompt), and with each model alone. Each is scored by
-expected value — the kind's success probability minus cost /
-willingness_to_pay — against the oracle that knows every kind's rates;
-``regret`` is the cumulative shortfall, sampled ``checkpoints`` times to
-show how fast each policy learns. ``orchestrator simulate --scenario
-prompt_mix`` calls it.
+:func:`run_prompt_mix` routes the same seeded stream of requests through a
+real :class:`~orchestrator.models.model_registry.ModelRegistry` per policy:
+``selection_strategy="contextual"`` (the prompt is passed to ``select``), the
+same contextual registry blind to the prompt (no prompt: each model's mean
+quality decides), every non-contextual strategy of the registry (their
+reward is the reported quality), and each model alone. Each request is
+``select`` then ``report_outcome(..., quality=...)`` — bandit feedback: only
+the chosen model's quality is revealed. Each policy is scored by expected
+value — the kind's success probability minus cost / willingness_to_pay —
+against the oracle that knows every kind's rates; ``regret`` is the
+cumulative shortfall, sampled ``checkpoints`` times to show how fast each
+policy learns. ``orchestrator simulate --scenario prompt_mix`` calls it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Optional
 
-from orchestrator.routing.router import ContextualRouter
-from orchestrator.routing.selector import ContextualSelector
+from orchestrator import _core
+from orchestrator.integrations.simulated_model import ModelProfile, SimulatedModel
+from orchestrator.models.model_registry import ModelRegistry, RewardWeights
+from orchestrator.models.selectors import ContextualSelector, ModelSelector, selector_for
 from orchestrator.routing.synthetic import MODEL_COSTS, SUCCESS, prompt_mix
+
+#: Tokens a request is priced for when none are given (the core's default request size).
+_DEFAULT_REQUEST_TOKENS = _core.DEFAULT_INPUT_TOKENS + _core.DEFAULT_OUTPUT_TOKENS
+
+#: The registry's non-contextual strategies the scenario compares against.
+BANDIT_STRATEGIES = ("ucb", "thompson", "performance", "cost")
+
+#: Reward of the non-contextual strategies: the reported quality (success is always true).
+_QUALITY_REWARD = RewardWeights(success=1.0, latency=0.0, cost=0.0, quality=1.0)
 
 
 @dataclass(frozen=True)
@@ -37,44 +52,60 @@ def _expected_value(kind: str, model: str, willingness_to_pay: float) -> float:
     return SUCCESS[kind][model] - MODEL_COSTS[model] / willingness_to_pay
 
 
+def _registry(selector: ModelSelector, seed: int) -> ModelRegistry:
+    """A registry of the synthetic models, priced so a default request costs
+    each model's ``MODEL_COSTS``."""
+    registry = ModelRegistry(model_selector=selector, reward_weights=_QUALITY_REWARD)
+    registry.seed(seed)
+    for name, cost in MODEL_COSTS.items():
+        per_million = cost * 1e6 / _DEFAULT_REQUEST_TOKENS
+        profile = ModelProfile(name, input_per_million=per_million, output_per_million=per_million)
+        registry.register_model(SimulatedModel(name, profile, seed=seed))
+    return registry
+
+
 def run_prompt_mix(
     requests: int = 5000,
     *,
     seed: int = 0,
     willingness_to_pay: float = 0.2,
     checkpoints: int = 10,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> list[PolicyRun]:
-    """Every policy on the same ``requests`` prompts (see the module docstring)."""
+    """Every policy on the same ``requests`` prompts (see the module docstring);
+    ``progress`` is called with the number of requests routed so far."""
     if requests < checkpoints or checkpoints < 1:
         raise ValueError(f"invalid requests: {requests!r} (need ≥ checkpoints = {checkpoints})")
     if not willingness_to_pay > 0:
         raise ValueError(f"invalid willingness_to_pay: {willingness_to_pay!r} (must be > 0)")
     mix = prompt_mix(requests, seed=seed)
     models = list(MODEL_COSTS)
-    selector = ContextualSelector(seed=seed, willingness_to_pay=willingness_to_pay)
 
-    def learner(sees_prompt: bool) -> Callable[[int], str]:
-        router = ContextualRouter(models, costs=MODEL_COSTS, selector=selector)
+    def routed(strategy: ModelSelector, sees_prompt: bool) -> Callable[[int], str]:
+        registry = _registry(strategy, seed)
 
         def choose(row: int) -> str:
-            prompt = mix.prompts[row] if sees_prompt else ""
-            decision = router.decide(prompt)
-            assert decision.request_id is not None
-            router.report_quality(decision.request_id, mix.qualities[decision.model][row])
-            return decision.model
+            prompt = mix.prompts[row] if sees_prompt else None
+            selection = registry.select(prompt=prompt, willingness_to_pay=willingness_to_pay)
+            name = selection.model.name
+            registry.report_outcome(selection, True, 0.5, quality=mix.qualities[name][row])
+            return name
 
         return choose
 
     def always(model: str) -> Callable[[int], str]:
         return lambda _row: model
 
+    contextual = ContextualSelector(seed=seed, willingness_to_pay=willingness_to_pay)
     policies: dict[str, Callable[[int], str]] = {
-        "contextual": learner(True),
-        "non-contextual": learner(False),
+        "contextual": routed(contextual, True),
+        "contextual without prompt": routed(contextual, False),
+        **{name: routed(selector_for(name), False) for name in BANDIT_STRATEGIES},
         **{f"always {model}": always(model) for model in models},
     }
     every = requests // checkpoints
     runs = []
+    done = 0
     for name, choose in policies.items():
         regret, quality, cost = 0.0, 0.0, 0.0
         curve: list[float] = []
@@ -88,5 +119,8 @@ def run_prompt_mix(
             cost += MODEL_COSTS[model]
             if (row + 1) % every == 0:
                 curve.append(regret)
+                done += every
+                if progress is not None:
+                    progress(done)
         runs.append(PolicyRun(name, quality / requests, cost / requests, curve, counts))
     return runs

@@ -26,14 +26,11 @@ from typing import Optional
 import redis
 
 from orchestrator import _core
+from orchestrator.models.shared_router import RouterSums, text_of
 from orchestrator.models.shared_state import connect
 from orchestrator.routing.router import ContextualRouter
 
 logger = logging.getLogger("orchestrator.routing.shared")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class SharedRouter:
@@ -60,7 +57,14 @@ class SharedRouter:
             f"{prefix}:q",
             f"{prefix}:h",
         )
-        self._unsent: dict[int, tuple[float, float]] = {}
+        core = router._core
+        self._sums = RouterSums(
+            self._client,
+            self._precision,
+            self._weighted,
+            lambda: [(str(index), dq, dh) for index, dq, dh in core.take_changes()],
+            lambda sums: core.apply_shared([(int(index), dq, dh) for index, dq, dh in sums]),
+        )
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -73,7 +77,7 @@ class SharedRouter:
         }
         for field, value in expected.items():
             self._client.hsetnx(self._meta, field, value)  # the first worker's values win
-        stored = {_text(k): _text(v) for k, v in self._client.hgetall(self._meta).items()}
+        stored = {text_of(k): text_of(v) for k, v in self._client.hgetall(self._meta).items()}
         for field, value in expected.items():
             if stored.get(field) != value:
                 raise ValueError(
@@ -104,25 +108,7 @@ class SharedRouter:
     def sync(self) -> None:
         """Push this worker's changes, then read everyone's sums back."""
         with self._lock:
-            for index, dq, dh in self.router._core.take_changes():
-                q, h = self._unsent.get(index, (0.0, 0.0))
-                self._unsent[index] = (q + dq, h + dh)
-            if self._unsent:
-                pipeline = self._client.pipeline(transaction=True)
-                for index, (dq, dh) in self._unsent.items():
-                    pipeline.hincrbyfloat(self._precision, str(index), dq)
-                    pipeline.hincrbyfloat(self._weighted, str(index), dh)
-                pipeline.execute()
-                self._unsent.clear()
-            pipeline = self._client.pipeline(transaction=True)
-            pipeline.hgetall(self._precision)
-            pipeline.hgetall(self._weighted)
-            precision, weighted = pipeline.execute()
-            sums = [
-                (int(index), float(dq), float(weighted.get(index, b"0")))
-                for index, dq in precision.items()
-            ]
-            self.router._core.apply_shared(sums)
+            self._sums.sync()
 
     def close(self) -> None:
         """Stop the background thread and push what is left."""

@@ -24,6 +24,7 @@ from typing import Any, Optional
 from orchestrator.core.cache import tenant_namespace
 from orchestrator.core.model import last_call
 from orchestrator.core.tokens import estimate_tokens
+from orchestrator.errors import UnknownRequestError
 from orchestrator.models.failover import Attempt, FailoverStream
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.auth import KeyChecker, bearer_token
@@ -289,13 +290,19 @@ class Gateway:
                 return parse_json(b"".join(chunks))
 
     def _result_headers(
-        self, call: Call, model: str, cost: Optional[float], attempts: list[Attempt]
+        self,
+        call: Call,
+        model: str,
+        cost: Optional[float],
+        attempts: list[Attempt],
+        routed_id: Optional[int],
     ) -> list[tuple[bytes, bytes]]:
-        """The ``x-orchestrator-*`` headers (no cost for a stream: unknown yet)."""
+        """The ``x-orchestrator-*`` headers (no cost for a stream: unknown yet);
+        the answer is remembered for feedback with its contextual decision's id."""
         call.model = model
         call.attempts = len(attempts)
         call.upstream_seconds = sum(a.latency for a in attempts)
-        self.feedback.remember(call.request_id, model, call.tenant)
+        self.feedback.remember(call.request_id, model, call.tenant, routed_id)
         headers = [
             (b"x-orchestrator-model", model.encode()),
             (b"x-orchestrator-provider", self.registry.get_model(model).provider.encode()),
@@ -333,7 +340,7 @@ class Gateway:
             if request.stream:
                 await self._chat_stream(call, route, decision, request)
                 return
-            result = await self.router.generate(route, request.messages, request.params)
+            result = await self.router.generate(route, request.messages, _params_of(request))
         except GatewayError:
             raise
         except Exception as exc:
@@ -343,7 +350,9 @@ class Gateway:
         self.metrics.child(self.metrics.cache, call.cache).inc()
         usage = usage_of(result.input_tokens, result.output_tokens)
         self._count_usage(result.model, usage, result.cost)
-        headers = self._result_headers(call, result.model, result.cost, result.attempts)
+        headers = self._result_headers(
+            call, result.model, result.cost, result.attempts, result.request_id
+        )
         self.decisions.record(decision, result.model, call.cache, result.cost, result.attempts)
         body = completion(call.request_id, int(time.time()), result.model, result.text, usage)
         await self._send_json(call, 200, dumps(body), headers)
@@ -351,7 +360,9 @@ class Gateway:
     async def _chat_stream(
         self, call: Call, route: Route, decision: Decision, request: ChatRequest
     ) -> None:
-        stream, first, earlier = await self.router.stream(route, request.messages, request.params)
+        stream, first, earlier = await self.router.stream(
+            route, request.messages, _params_of(request)
+        )
         try:
             await self._relay(call, stream, first, earlier, decision, request)
         finally:
@@ -378,7 +389,11 @@ class Gateway:
         headers = [
             *_SSE,
             *self._result_headers(
-                call, model, None, [*earlier, *stream.attempts, Attempt(model, "streaming", 0.0)]
+                call,
+                model,
+                None,
+                [*earlier, *stream.attempts, Attempt(model, "streaming", 0.0)],
+                stream.request_id,
             ),
         ]
         await self._start(call, 200, headers)
@@ -476,9 +491,10 @@ class Gateway:
 
     async def feedback_route(self, call: Call) -> None:
         """``POST /v1/feedback``: a quality score for an earlier request, one
-        per request. Kept and counted (``learned: false``): reporting it as an
-        outcome would count a new call, and the registry has no delayed
-        quality yet (issue 13)."""
+        per request, kept and counted. Under the contextual strategy it is
+        reported to the router as the delayed quality of that request's
+        decision (``learned: true``); otherwise, or once the router's feedback
+        window (``feedback_ttl_s``) has passed, it is only counted."""
         data = call.data
         request_id, quality = data.get("request_id"), data.get("quality")
         if not isinstance(request_id, str) or not request_id:
@@ -490,7 +506,7 @@ class Gateway:
         ):
             raise bad_request("quality", f"invalid quality: {quality!r} (a number in [0, 1])")
         try:
-            model = self.feedback.score(request_id, call.tenant, float(quality))
+            answer = self.feedback.score(request_id, call.tenant, float(quality))
         except FeedbackAlreadyGiven:
             raise GatewayError(
                 409,
@@ -498,15 +514,27 @@ class Gateway:
                 code="feedback_already_given",
                 param="request_id",
             ) from None
-        if model is None:
+        if answer is None:
             raise GatewayError(
                 404,
                 f"unknown or expired request_id {request_id!r}",
                 code="unknown_request_id",
                 param="request_id",
             )
-        self.metrics.child(self.metrics.feedback, model).observe(quality)
-        body = {"request_id": request_id, "model": model, "accepted": True, "learned": False}
+        learned = False
+        if answer.routed_id is not None:
+            try:
+                self.registry.report_quality(answer.routed_id, float(quality))
+                learned = True
+            except UnknownRequestError:
+                logger.info("feedback for %s came after the router's window", request_id)
+        self.metrics.child(self.metrics.feedback, answer.model).observe(quality)
+        body = {
+            "request_id": request_id,
+            "model": answer.model,
+            "accepted": True,
+            "learned": learned,
+        }
         await self._send_json(call, 200, dumps(body))
 
     async def healthz(self, call: Call) -> None:
@@ -558,3 +586,11 @@ ROUTES: dict[tuple[str, str], Handler] = {
 }
 #: Routes anyone may call: liveness, readiness and the page (its data needs a key).
 _PUBLIC = frozenset({"/healthz", "/readyz", "/"})
+
+
+def _params_of(request: ChatRequest) -> dict[str, Any]:
+    """The generation parameters, with the caller's ``willingness_to_pay`` for
+    selection (the registry takes it out before the model is called)."""
+    if request.willingness_to_pay is None:
+        return request.params
+    return {**request.params, "willingness_to_pay": request.willingness_to_pay}

@@ -3,9 +3,10 @@
 
 Each answer takes one score: the first is kept with its entry, a second is
 refused, so a client cannot repeat feedback to weigh one answer many times.
-The registry cannot yet attach a quality to a call it already counted
-(``report_outcome`` would count a new call: issue 13 brings delayed quality),
-so scores are kept here and counted in ``/metrics``, and steer no routing.
+An answer chosen by the contextual strategy also keeps the registry's request
+id of its decision, so its score is reported to the router
+(``registry.report_quality``) and learned; other strategies' scores are kept
+here and counted in ``/metrics`` only (the call itself was already counted).
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ class FeedbackAlreadyGiven(Exception):
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """One answered request: its model, tenant, expiry, score, and the
+    registry's request id of the contextual decision (``None`` otherwise)."""
+
     model: str
     tenant: Optional[str]
     expires: float
     quality: Optional[float] = None
+    routed_id: Optional[int] = None
 
 
 class FeedbackBook:
@@ -35,19 +40,22 @@ class FeedbackBook:
     def __init__(self, capacity: int, ttl: float) -> None:
         self._capacity = capacity
         self._ttl = ttl
-        self._entries: collections.OrderedDict[str, _Answer] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[str, Answer] = collections.OrderedDict()
 
-    def remember(self, request_id: str, model: str, tenant: Optional[str]) -> None:
+    def remember(
+        self, request_id: str, model: str, tenant: Optional[str], routed_id: Optional[int] = None
+    ) -> None:
         entries = self._entries
-        entries[request_id] = _Answer(model, tenant, time.monotonic() + self._ttl)
+        entries[request_id] = Answer(
+            model, tenant, time.monotonic() + self._ttl, routed_id=routed_id
+        )
         entries.move_to_end(request_id)
         while len(entries) > self._capacity:
             entries.popitem(last=False)
 
-    def score(self, request_id: str, tenant: Optional[str], quality: float) -> Optional[str]:
-        """Give ``tenant``'s ``request_id`` its score; the model that answered
-        it, or ``None`` if unknown, expired, or another tenant's (which must
-        not be told apart).
+    def score(self, request_id: str, tenant: Optional[str], quality: float) -> Optional[Answer]:
+        """Give ``tenant``'s ``request_id`` its score; the answer, or ``None``
+        if unknown, expired, or another tenant's (which must not be told apart).
 
         Raises:
             FeedbackAlreadyGiven: the request was scored before.
@@ -61,7 +69,7 @@ class FeedbackBook:
         if found.quality is not None:
             raise FeedbackAlreadyGiven(request_id)
         found.quality = quality
-        return found.model
+        return found
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -36,15 +36,17 @@ _CONSTRAINT_HEADERS = {
     b"x-orchestrator-min-speed": "min_speed",
     b"x-orchestrator-capabilities": "capabilities",
     b"x-orchestrator-exclude-models": "exclude_models",
+    b"x-orchestrator-willingness-to-pay": "willingness_to_pay",
 }
 #: Deepest nesting of arrays and objects a body may have: a chat request needs
 #: 4 (``messages[i].content[j]``); past a few hundred, error messages that
 #: show a value, and the parser itself, would exhaust the stack.
 MAX_JSON_DEPTH = 32
-#: Constraints a request may set, beside the ones issue 13/14 will add.
-REQUEST_CONSTRAINTS = frozenset({"max_cost", "min_speed", "capabilities", "exclude_models"})
-#: Known but not supported by this registry yet: refused with a clear error.
-NOT_YET = {"willingness_to_pay": "issue 13 (prompt-aware routing)"}
+#: What the ``orchestrator`` object of a request may set: the selection constraints
+#: and the contextual router's ``willingness_to_pay`` (USD per +1.0 quality).
+REQUEST_CONSTRAINTS = frozenset(
+    {"max_cost", "min_speed", "capabilities", "exclude_models", "willingness_to_pay"}
+)
 
 
 @dataclass
@@ -57,6 +59,9 @@ class ChatRequest:
     include_usage: bool
     params: dict[str, Any]
     constraints: dict[str, Any] = field(default_factory=dict)
+    #: The caller's ``orchestrator.willingness_to_pay``, passed to the registry's
+    #: selection (the contextual strategy trades quality against cost with it).
+    willingness_to_pay: Optional[float] = None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -151,15 +156,15 @@ def parse_constraints(
     out: dict[str, Any] = {}
     for key, value in given.items():
         param = f"{where}.{key}"
-        if key in NOT_YET:
-            raise bad_request(
-                param, f"{key} is not supported by this registry yet ({NOT_YET[key]})"
-            )
         if key not in REQUEST_CONSTRAINTS:
             known = ", ".join(sorted(REQUEST_CONSTRAINTS))
             raise bad_request(param, f"unknown constraint {key!r}; known: {known}")
         if key in ("max_cost", "min_speed"):
             out[key] = _finite(param, value)
+        elif key == "willingness_to_pay":
+            out[key] = _finite(param, value)
+            if out[key] == 0:
+                raise bad_request(param, f"invalid {param}: 0 (USD per +1.0 quality, > 0)")
         else:
             out[key] = _names(param, value)
             if key == "capabilities":
@@ -245,13 +250,15 @@ def parse_chat(data: dict[str, Any], headers: Mapping[bytes, bytes]) -> ChatRequ
         if key == "stop":
             _check_stop(value)
         params[key] = value
+    constraints = parse_constraints(data.get("orchestrator"), headers)
     return ChatRequest(
         model=model,
         messages=[_message(i, m) for i, m in enumerate(messages)],
         stream=stream,
         include_usage=bool(options.get("include_usage", False)),
         params=params,
-        constraints=parse_constraints(data.get("orchestrator"), headers),
+        constraints=constraints,
+        willingness_to_pay=constraints.pop("willingness_to_pay", None),
     )
 
 

@@ -17,6 +17,9 @@ pub enum CoreError {
     UnknownSlot(u32),
     /// A ticket that was already reported, expired, or never issued.
     StaleTicket(u64),
+    /// A request id that no decision is waiting under: unknown, already
+    /// reported, dropped for newer decisions, or expired.
+    UnknownRequest { request_id: u64, reason: String },
     /// A value that cannot be part of a cache key.
     Unhashable { path: String, reason: String },
 }
@@ -48,6 +51,9 @@ impl fmt::Display for CoreError {
                 f,
                 "ticket {ticket} was already reported, has expired, or was never issued"
             ),
+            CoreError::UnknownRequest { request_id, reason } => {
+                write!(f, "request_id {request_id} {reason}")
+            }
             CoreError::Unhashable { path, reason } => {
                 write!(f, "cannot hash {path} for a cache key: {reason}")
             }

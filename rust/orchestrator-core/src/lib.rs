@@ -15,6 +15,7 @@ pub mod limits;
 pub mod outcome;
 pub mod reward;
 pub mod rng;
+pub mod routing;
 pub mod spec;
 pub mod stats;
 pub mod strategy;

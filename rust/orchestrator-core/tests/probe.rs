@@ -19,6 +19,7 @@ fn half_open_table() -> Table {
             request_fee: 0.0,
             priced: true,
             declared_speed: None,
+            limits: Default::default(),
         })
         .unwrap();
     let failure = Outcome {
@@ -77,7 +78,7 @@ fn a_cancelled_or_expired_probe_is_released_at_once() {
     let mut table = half_open_table();
     let probe = table.select(&any()).unwrap();
     table.start_call(0, probe.ticket).unwrap();
-    table.cancel(0, probe.ticket).unwrap();
+    table.cancel(0, probe.ticket, false).unwrap();
     assert_eq!(rejection(&table), None);
     let probe = table.select(&any()).unwrap();
     table.start_call(0, probe.ticket).unwrap();

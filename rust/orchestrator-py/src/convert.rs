@@ -7,7 +7,8 @@
 //! too large for its field is a `ValueError` naming the field.
 
 use orchestrator_core as core;
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyUnicodeEncodeError, PyValueError};
 
 use crate::errors::to_py;
 use pyo3::prelude::*;
@@ -248,4 +249,108 @@ pub fn optional_each<T>(
 /// A core error about one field, with the field's Python spelling.
 pub fn invalid(field: &str, message: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("invalid {field}: {message}"))
+}
+
+/// A string that is valid Unicode: a lone surrogate (which JSON decoders
+/// pass on) is a `ValueError` naming the field, not a bare encoding error.
+pub fn text(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    string(value, field).map_err(|err| {
+        if err.is_instance_of::<PyUnicodeEncodeError>(value.py()) {
+            PyValueError::new_err(format!(
+                "invalid {field}: not valid Unicode (a lone surrogate?): {err}"
+            ))
+        } else {
+            err
+        }
+    })
+}
+
+/// A caller's embedding: a one-dimensional float32 buffer (a numpy
+/// `float32` array) of finite values; `None` (absent or Python `None`) is none.
+pub fn embedding_values(embedding: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<f32>>> {
+    let Some(object) = embedding.filter(|e| !e.is_none()) else {
+        return Ok(None);
+    };
+    let buffer = PyBuffer::<f32>::get(object).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "invalid embedding: a one-dimensional float32 array (numpy.float32) is required, got {}",
+            type_name(object)
+        ))
+    })?;
+    if buffer.dimensions() != 1 {
+        return Err(PyValueError::new_err(format!(
+            "invalid embedding: {} dimensions, expected 1",
+            buffer.dimensions()
+        )));
+    }
+    let values = buffer.to_vec(object.py())?;
+    if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+        return Err(PyValueError::new_err(format!(
+            "invalid embedding: component {bad} is {} (values must be finite)",
+            values[bad]
+        )));
+    }
+    Ok(Some(values))
+}
+
+/// The prompt as text, at most `limit` bytes (cut on a character
+/// boundary): a string, or chat messages (mappings whose `content` is a
+/// string or `None`) joined by newlines. Messages past the limit are not read.
+pub fn prompt_text(prompt: &Bound<'_, PyAny>, limit: usize) -> PyResult<String> {
+    let bounded = |mut joined: String| {
+        if joined.len() > limit {
+            let mut end = limit;
+            while !joined.is_char_boundary(end) {
+                end -= 1;
+            }
+            joined.truncate(end);
+        }
+        joined
+    };
+    if prompt.is_instance_of::<PyString>() {
+        return text(prompt, "prompt").map(bounded);
+    }
+    if prompt.is_instance_of::<PyBytes>() {
+        return Err(wrong_type(
+            "prompt",
+            prompt,
+            "a string or a list of chat messages is required",
+        ));
+    }
+    let mut joined = String::new();
+    let iterator = prompt.try_iter().map_err(|_| {
+        wrong_type(
+            "prompt",
+            prompt,
+            "a string or a list of chat messages is required",
+        )
+    })?;
+    for message in iterator {
+        if joined.len() > limit {
+            break;
+        }
+        let message = message?;
+        let content = message.get_item("content").map_err(|_| {
+            wrong_type(
+                "prompt",
+                &message,
+                "chat messages must be mappings with a \"content\" string",
+            )
+        })?;
+        if content.is_none() {
+            continue;
+        }
+        if !content.is_instance_of::<PyString>() {
+            return Err(wrong_type(
+                "prompt",
+                &content,
+                "a message's \"content\" must be a string",
+            ));
+        }
+        if !joined.is_empty() {
+            joined.push('\n');
+        }
+        joined.push_str(&text(&content, "prompt")?);
+    }
+    Ok(bounded(joined))
 }

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 pyo3::import_exception!(orchestrator.errors, StaleTicketError);
 pyo3::import_exception!(orchestrator.errors, UnknownSlotError);
 pyo3::import_exception!(orchestrator.errors, DuplicateModelError);
+pyo3::import_exception!(orchestrator.errors, UnknownRequestError);
 
 pyo3::create_exception!(
     orchestrator._core,
@@ -28,6 +29,7 @@ pub fn to_py(err: CoreError) -> PyErr {
         CoreError::UnknownSlot(_) => UnknownSlotError::new_err(message),
         CoreError::DuplicateModel(_) => DuplicateModelError::new_err(message),
         CoreError::UnknownModel(_) => PyKeyError::new_err(message),
+        CoreError::UnknownRequest { .. } => UnknownRequestError::new_err(message),
         CoreError::Unhashable { .. } => pyo3::exceptions::PyTypeError::new_err(message),
         CoreError::Invalid { .. } | CoreError::UnknownCapability(_) => {
             PyValueError::new_err(message)

@@ -1,14 +1,20 @@
 //! A request's explanation as the core saw it, taken in one snapshot.
 
+use orchestrator_core::routing::{CandidateScore, RoutedExplanation};
 use orchestrator_core::{Table, Verdict};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-/// One model's verdict, with the object registered for it.
+/// Normal quantile of the 95% interval shown around a predicted quality.
+const CONTEXTUAL_Z: f64 = 1.959_963_984_540_054;
+
+/// One model's verdict, with the object registered for it and, under the
+/// contextual strategy, the router's view of it.
 struct Row {
     model: Py<PyAny>,
     name: String,
     verdict: Verdict,
+    routed: Option<CandidateScore>,
 }
 
 /// Every model's verdict for a request and the one selection would choose,
@@ -32,29 +38,74 @@ impl Explanation {
         constraints: &orchestrator_core::Constraints,
     ) -> Explanation {
         let pick = table.pick(constraints);
+        Self::rows_of(
+            py,
+            table,
+            models,
+            constraints,
+            pick.map(|(slot, _, _)| slot as u32),
+            pick.is_some_and(|(_, _, fallback)| fallback),
+            Vec::new(),
+        )
+    }
+
+    /// The snapshot of a contextual selection: the table's verdicts, and
+    /// for each eligible model the router's prediction and value.
+    pub fn of_routed(
+        py: Python<'_>,
+        table: &Table,
+        models: &[Option<Py<PyAny>>],
+        constraints: &orchestrator_core::Constraints,
+        routed: &RoutedExplanation,
+    ) -> Explanation {
+        Self::rows_of(
+            py,
+            table,
+            models,
+            constraints,
+            routed.chosen,
+            routed.fallback_open,
+            routed.candidates.clone(),
+        )
+    }
+
+    fn rows_of(
+        py: Python<'_>,
+        table: &Table,
+        models: &[Option<Py<PyAny>>],
+        constraints: &orchestrator_core::Constraints,
+        pick: Option<u32>,
+        all_breakers_open: bool,
+        mut routed: Vec<CandidateScore>,
+    ) -> Explanation {
         let mut chosen = None;
         let mut rows = Vec::new();
         for e in table.explain(constraints) {
             let Some(Some(model)) = models.get(e.slot as usize) else {
                 continue;
             };
-            if pick.is_some_and(|(slot, _, _)| slot == e.slot as usize) {
+            if pick == Some(e.slot) {
                 chosen = Some(rows.len());
             }
             let name = table
                 .spec(e.slot)
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
+            let routed = routed
+                .iter()
+                .position(|c| c.slot == e.slot)
+                .map(|at| routed.swap_remove(at));
             rows.push(Row {
                 model: model.clone_ref(py),
                 name,
                 verdict: e.verdict,
+                routed,
             });
         }
         Explanation {
             rows,
             chosen,
-            all_breakers_open: pick.is_some_and(|(_, _, fallback)| fallback),
+            all_breakers_open,
         }
     }
 
@@ -107,11 +158,32 @@ impl Explanation {
             match &r.verdict {
                 Verdict::Eligible(p) => {
                     row.set_item("eligible", true)?;
-                    row.set_item("estimate", p.estimate)?;
-                    row.set_item("exploration_bonus", p.exploration_bonus)?;
-                    row.set_item("score", p.score)?;
-                    row.set_item("ci_low", p.ci_low)?;
-                    row.set_item("ci_high", p.ci_high)?;
+                    match &r.routed {
+                        Some(c) => {
+                            let q = c.prediction.quality;
+                            let spread = CONTEXTUAL_Z * c.prediction.uncertainty;
+                            row.set_item("estimate", q)?;
+                            row.set_item("exploration_bonus", c.rule_quality - q)?;
+                            row.set_item("score", c.value)?;
+                            row.set_item("ci_low", (q - spread).max(0.0))?;
+                            row.set_item("ci_high", (q + spread).min(1.0))?;
+                            row.set_item("uncertainty", c.prediction.uncertainty)?;
+                            row.set_item("observations", c.observations)?;
+                            let top: Vec<(String, f64)> = c
+                                .top_features
+                                .iter()
+                                .map(|f| (f.feature.clone(), f.logit))
+                                .collect();
+                            row.set_item("top_features", top)?;
+                        }
+                        None => {
+                            row.set_item("estimate", p.estimate)?;
+                            row.set_item("exploration_bonus", p.exploration_bonus)?;
+                            row.set_item("score", p.score)?;
+                            row.set_item("ci_low", p.ci_low)?;
+                            row.set_item("ci_high", p.ci_high)?;
+                        }
+                    }
                     row.set_item("trials", p.trials)?;
                     row.set_item("pending", p.pending)?;
                     row.set_item("forced", p.forced)?;

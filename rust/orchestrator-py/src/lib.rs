@@ -42,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NoEligible", m.py().get_type::<errors::NoEligible>())?;
     m.add_function(wrap_pyfunction!(hashing::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(check_rate_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(request::check_routed_input, m)?)?;
     m.add("CAPABILITY_NAMES", core::CAPABILITY_NAMES.to_vec())?;
     m.add("ERROR_CLASSES", core::ERROR_CLASSES.to_vec())?;
     m.add(
@@ -56,6 +57,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_INPUT_TOKENS", core::table::DEFAULT_INPUT_TOKENS)?;
     m.add("DEFAULT_OUTPUT_TOKENS", core::table::DEFAULT_OUTPUT_TOKENS)?;
     m.add("MAX_SELECT_MANY", core::table::MAX_SELECT_MANY)?;
+    m.add(
+        "MAX_ROUTED_PROMPT_BYTES",
+        core::routing::MAX_ROUTED_PROMPT_BYTES,
+    )?;
     m.add(
         "MAX_OUTSTANDING_TICKETS",
         core::tickets::MAX_OUTSTANDING_TICKETS,

@@ -1,6 +1,7 @@
 //! The typed request and outcome that cross from Python into the core.
 
 use orchestrator_core as core;
+use orchestrator_core::routing;
 use orchestrator_core::{Constraints, Table};
 use pyo3::prelude::*;
 
@@ -332,4 +333,63 @@ impl Outcome {
     fn retry_after(&self) -> f64 {
         self.inner.retry_after_s
     }
+}
+
+/// What a request tells the contextual router, converted before any lock:
+/// the prompt's text (bounded by `MAX_ROUTED_PROMPT_BYTES`), the caller's
+/// embedding and willingness to pay. Accepted by every selecting entry
+/// point; a registry without the contextual strategy validates and ignores it.
+#[derive(Debug, Clone, Default)]
+pub struct RoutedInput {
+    text: String,
+    embedding: Option<Vec<f32>>,
+    willingness_to_pay: Option<f64>,
+}
+
+impl RoutedInput {
+    pub fn parse(
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RoutedInput> {
+        let text = match prompt.filter(|p| !p.is_none()) {
+            Some(prompt) => convert::prompt_text(prompt, routing::MAX_ROUTED_PROMPT_BYTES)?,
+            None => String::new(),
+        };
+        let willingness_to_pay = convert::optional_real(willingness_to_pay, "willingness_to_pay")?;
+        if let Some(w) = willingness_to_pay {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(convert::invalid(
+                    "willingness_to_pay",
+                    format!("{w} (USD per +1.0 quality: finite and > 0)"),
+                ));
+            }
+        }
+        Ok(RoutedInput {
+            text,
+            embedding: convert::embedding_values(embedding)?,
+            willingness_to_pay,
+        })
+    }
+
+    pub fn prompted(&self) -> routing::Prompted<'_> {
+        routing::Prompted {
+            text: &self.text,
+            embedding: self.embedding.as_deref(),
+            willingness_to_pay: self.willingness_to_pay,
+        }
+    }
+}
+
+/// Validate a request's `prompt`, `embedding` and `willingness_to_pay` by the
+/// rules of every selecting entry point (for user-written selectors, which
+/// do not route by prompt).
+#[pyfunction]
+#[pyo3(signature = (prompt=None, embedding=None, willingness_to_pay=None))]
+pub fn check_routed_input(
+    prompt: Option<&Bound<'_, PyAny>>,
+    embedding: Option<&Bound<'_, PyAny>>,
+    willingness_to_pay: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    RoutedInput::parse(prompt, embedding, willingness_to_pay).map(drop)
 }

@@ -7,30 +7,15 @@ use std::time::Instant;
 use orchestrator_core::contextual::{Exploration, Router, RouterConfig};
 use orchestrator_core::features::{Features, FeaturizerConfig, FEATURIZER_VERSION};
 use parking_lot::Mutex;
-use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyUnicodeEncodeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
+use pyo3::types::{PyBytes, PyDict, PyModule};
 
-use crate::convert;
+use crate::convert::{self, embedding_values, prompt_text, text};
 use crate::errors::to_py;
 
-/// A string that is valid Unicode: a lone surrogate (which JSON decoders
-/// pass on) is a `ValueError` naming the field, not a bare encoding error.
-fn text(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
-    convert::string(value, field).map_err(|err| {
-        if err.is_instance_of::<PyUnicodeEncodeError>(value.py()) {
-            PyValueError::new_err(format!(
-                "invalid {field}: not valid Unicode (a lone surrogate?): {err}"
-            ))
-        } else {
-            err
-        }
-    })
-}
-
 /// `name → USD` from a mapping, each cost a real number (not a bool or string).
-fn cost_map(costs: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<(String, f64)>> {
+pub fn cost_map(costs: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<(String, f64)>> {
     let Some(costs) = costs.filter(|c| !c.is_none()) else {
         return Ok(Vec::new());
     };
@@ -60,54 +45,120 @@ fn small(value: &Bound<'_, PyAny>, field: &str) -> PyResult<u8> {
     convert::integer(value, field, 0, i128::from(u8::MAX)).map(|n| n as u8)
 }
 
-/// A caller's embedding as float32 values (any C-contiguous float32 buffer).
-fn embedding_values(embedding: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<f32>>> {
-    let Some(object) = embedding else {
-        return Ok(None);
-    };
-    let buffer = PyBuffer::<f32>::get(object).map_err(|_| {
-        PyTypeError::new_err(format!(
-            "embedding must be a one-dimensional float32 array (numpy.float32), got {}",
-            object
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
-        ))
+/// A router's hyper-parameters from the options `get` finds by name (the
+/// keyword arguments of `ContextualRouter`), each converted by type and
+/// range-checked by the core; absent options take the core's defaults.
+fn config_of<'py>(get: impl Fn(&str) -> Option<Bound<'py, PyAny>>) -> PyResult<RouterConfig> {
+    let defaults = RouterConfig::default();
+    let exploration = or_default(get("exploration").as_ref(), "thompson".to_owned(), |v| {
+        text(v, "exploration")
     })?;
-    if buffer.dimensions() != 1 {
-        return Err(PyValueError::new_err(format!(
-            "invalid embedding: {} dimensions, expected 1",
-            buffer.dimensions()
-        )));
-    }
-    Ok(Some(buffer.to_vec(object.py())?))
+    let config = RouterConfig {
+        featurizer: FeaturizerConfig {
+            hash_bits: or_default(
+                get("hash_bits").as_ref(),
+                defaults.featurizer.hash_bits,
+                |v| small(v, "hash_bits"),
+            )?,
+            word_ngrams: or_default(
+                get("word_ngrams").as_ref(),
+                defaults.featurizer.word_ngrams,
+                |v| small(v, "word_ngrams"),
+            )?,
+            char_ngrams: or_default(
+                get("char_ngrams").as_ref(),
+                defaults.featurizer.char_ngrams,
+                |v| small(v, "char_ngrams"),
+            )?,
+            embedding_dim: or_default(
+                get("embedding_dim").as_ref(),
+                defaults.featurizer.embedding_dim,
+                |v| convert::count32(v, "embedding_dim", 0),
+            )?,
+        },
+        prior_precision: or_default(
+            get("prior_precision").as_ref(),
+            defaults.prior_precision,
+            |v| convert::real(v, "prior_precision"),
+        )?,
+        exploration: parse_exploration(
+            &exploration,
+            or_default(get("exploration_weight").as_ref(), 1.0, |v| {
+                convert::real(v, "exploration_weight")
+            })?,
+        )?,
+        epochs: or_default(get("epochs").as_ref(), defaults.epochs, |v| {
+            convert::count32(v, "epochs", 0)
+        })?,
+        learning_rate: or_default(get("learning_rate").as_ref(), defaults.learning_rate, |v| {
+            convert::real(v, "learning_rate")
+        })?,
+        feedback_ttl_s: or_default(
+            get("feedback_ttl_s").as_ref(),
+            defaults.feedback_ttl_s,
+            |v| convert::real(v, "feedback_ttl_s"),
+        )?,
+        max_pending: or_default(
+            get("max_pending").as_ref(),
+            defaults.max_pending as u32,
+            |v| convert::count32(v, "max_pending", 0),
+        )? as usize,
+        seed: or_default(get("seed").as_ref(), defaults.seed, |v| {
+            convert::count(v, "seed", 0)
+        })?,
+    };
+    Ok(config)
 }
 
-/// The prompt as text: a string, or chat messages (dicts with a string `content`) joined by newlines.
-fn prompt_text(prompt: &Bound<'_, PyAny>) -> PyResult<String> {
-    if prompt.is_instance_of::<PyString>() {
-        return text(prompt, "prompt");
-    }
-    let mut joined = String::new();
-    let iterator = prompt
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err("prompt must be a string or a list of chat messages"))?;
-    for message in iterator {
-        let message = message?;
-        let content = message.get_item("content").map_err(|_| {
-            PyTypeError::new_err("prompt messages must be mappings with a \"content\" string")
-        })?;
-        if !content.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(
-                "prompt messages must have a string \"content\"",
-            ));
+/// Option names `config_of` reads.
+const OPTION_NAMES: [&str; 12] = [
+    "hash_bits",
+    "word_ngrams",
+    "char_ngrams",
+    "embedding_dim",
+    "prior_precision",
+    "exploration",
+    "exploration_weight",
+    "epochs",
+    "learning_rate",
+    "feedback_ttl_s",
+    "max_pending",
+    "seed",
+];
+
+/// A router's hyper-parameters from keyword options (`ContextualSelector`'s),
+/// refusing names it does not know.
+pub fn router_config<'py>(options: Option<&Bound<'py, PyDict>>) -> PyResult<RouterConfig> {
+    if let Some(options) = options {
+        for key in options.keys() {
+            let key = convert::string(&key, "option")?;
+            if !OPTION_NAMES.contains(&key.as_str()) {
+                return Err(PyTypeError::new_err(format!(
+                    "invalid option: {key:?}; known: {}",
+                    OPTION_NAMES.join(", ")
+                )));
+            }
         }
-        if !joined.is_empty() {
-            joined.push('\n');
-        }
-        joined.push_str(&text(&content, "prompt")?);
     }
-    Ok(joined)
+    config_of(|name| options.and_then(|o| o.get_item(name).ok().flatten()))
+}
+
+/// `name → one quality per prompt` from a dict, every value a real number.
+pub fn quality_columns(qualities: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Vec<f64>)>> {
+    let qualities = qualities.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(
+            "invalid qualities: a dict of model name to a list of qualities is required",
+        )
+    })?;
+    qualities
+        .iter()
+        .map(|(name, values)| {
+            Ok((
+                text(&name, "qualities")?,
+                convert::each(&values, "qualities", convert::real)?,
+            ))
+        })
+        .collect()
 }
 
 fn parse_exploration(name: &str, weight: f64) -> PyResult<Exploration> {
@@ -119,6 +170,19 @@ fn parse_exploration(name: &str, weight: f64) -> PyResult<Exploration> {
             "invalid exploration: {other:?}; choose \"thompson\", \"ucb\" or \"greedy\""
         ))),
     }
+}
+
+/// `SharedRouter` shares weights by their flat index, which the model list
+/// fixes: a standalone router keeps its models while it shares (the
+/// registry shares by model name and may change them).
+fn check_fixed(router: &Router) -> PyResult<()> {
+    if router.is_sharing() {
+        return Err(convert::invalid(
+            "models",
+            "cannot change while the router shares its state (SharedRouter)",
+        ));
+    }
+    Ok(())
 }
 
 /// Features an explanation lists per model unless the caller asks for another number.
@@ -163,65 +227,39 @@ impl ContextualRouter {
         epochs=None, learning_rate=None, feedback_ttl_s=None, max_pending=None, seed=None
     ))]
     #[allow(clippy::too_many_arguments)]
-    fn new(
-        models: &Bound<'_, PyAny>,
-        costs: Option<&Bound<'_, PyAny>>,
-        hash_bits: Option<&Bound<'_, PyAny>>,
-        word_ngrams: Option<&Bound<'_, PyAny>>,
-        char_ngrams: Option<&Bound<'_, PyAny>>,
-        embedding_dim: Option<&Bound<'_, PyAny>>,
-        prior_precision: Option<&Bound<'_, PyAny>>,
-        exploration: Option<&Bound<'_, PyAny>>,
-        exploration_weight: Option<&Bound<'_, PyAny>>,
-        epochs: Option<&Bound<'_, PyAny>>,
-        learning_rate: Option<&Bound<'_, PyAny>>,
-        feedback_ttl_s: Option<&Bound<'_, PyAny>>,
-        max_pending: Option<&Bound<'_, PyAny>>,
-        seed: Option<&Bound<'_, PyAny>>,
+    fn new<'py>(
+        models: &Bound<'py, PyAny>,
+        costs: Option<&Bound<'py, PyAny>>,
+        hash_bits: Option<&Bound<'py, PyAny>>,
+        word_ngrams: Option<&Bound<'py, PyAny>>,
+        char_ngrams: Option<&Bound<'py, PyAny>>,
+        embedding_dim: Option<&Bound<'py, PyAny>>,
+        prior_precision: Option<&Bound<'py, PyAny>>,
+        exploration: Option<&Bound<'py, PyAny>>,
+        exploration_weight: Option<&Bound<'py, PyAny>>,
+        epochs: Option<&Bound<'py, PyAny>>,
+        learning_rate: Option<&Bound<'py, PyAny>>,
+        feedback_ttl_s: Option<&Bound<'py, PyAny>>,
+        max_pending: Option<&Bound<'py, PyAny>>,
+        seed: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let models = Self::names(models, "models")?;
-        let defaults = RouterConfig::default();
-        let exploration = or_default(exploration, "thompson".to_owned(), |v| {
-            text(v, "exploration")
-        })?;
-        let config = RouterConfig {
-            featurizer: FeaturizerConfig {
-                hash_bits: or_default(hash_bits, defaults.featurizer.hash_bits, |v| {
-                    small(v, "hash_bits")
-                })?,
-                word_ngrams: or_default(word_ngrams, defaults.featurizer.word_ngrams, |v| {
-                    small(v, "word_ngrams")
-                })?,
-                char_ngrams: or_default(char_ngrams, defaults.featurizer.char_ngrams, |v| {
-                    small(v, "char_ngrams")
-                })?,
-                embedding_dim: or_default(embedding_dim, defaults.featurizer.embedding_dim, |v| {
-                    convert::count32(v, "embedding_dim", 0)
-                })?,
-            },
-            prior_precision: or_default(prior_precision, defaults.prior_precision, |v| {
-                convert::real(v, "prior_precision")
-            })?,
-            exploration: parse_exploration(
-                &exploration,
-                or_default(exploration_weight, 1.0, |v| {
-                    convert::real(v, "exploration_weight")
-                })?,
-            )?,
-            epochs: or_default(epochs, defaults.epochs, |v| {
-                convert::count32(v, "epochs", 0)
-            })?,
-            learning_rate: or_default(learning_rate, defaults.learning_rate, |v| {
-                convert::real(v, "learning_rate")
-            })?,
-            feedback_ttl_s: or_default(feedback_ttl_s, defaults.feedback_ttl_s, |v| {
-                convert::real(v, "feedback_ttl_s")
-            })?,
-            max_pending: or_default(max_pending, defaults.max_pending as u32, |v| {
-                convert::count32(v, "max_pending", 0)
-            })? as usize,
-            seed: or_default(seed, defaults.seed, |v| convert::count(v, "seed", 0))?,
+        let option = |name: &str| match name {
+            "hash_bits" => hash_bits,
+            "word_ngrams" => word_ngrams,
+            "char_ngrams" => char_ngrams,
+            "embedding_dim" => embedding_dim,
+            "prior_precision" => prior_precision,
+            "exploration" => exploration,
+            "exploration_weight" => exploration_weight,
+            "epochs" => epochs,
+            "learning_rate" => learning_rate,
+            "feedback_ttl_s" => feedback_ttl_s,
+            "max_pending" => max_pending,
+            "seed" => seed,
+            _ => None,
         };
+        let config = config_of(|name| option(name).cloned())?;
         let costs: HashMap<String, f64> = cost_map(costs, "costs")?.into_iter().collect();
         if let Some(unknown) = costs.keys().find(|name| !models.contains(name)) {
             return Err(PyKeyError::new_err(format!(
@@ -259,13 +297,17 @@ impl ContextualRouter {
     fn add_model(&self, name: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let name = text(name, "name")?;
         let cost = convert::optional_real(cost, "cost")?;
-        self.inner.lock().add_model(&name, cost).map_err(to_py)?;
+        let mut router = self.inner.lock();
+        check_fixed(&router)?;
+        router.add_model(&name, cost).map_err(to_py)?;
         Ok(())
     }
 
     fn remove_model(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
         let name = text(name, "name")?;
-        self.inner.lock().remove_model(&name).map_err(to_py)
+        let mut router = self.inner.lock();
+        check_fixed(&router)?;
+        router.remove_model(&name).map_err(to_py)
     }
 
     fn set_cost(&self, name: &Bound<'_, PyAny>, cost: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -283,7 +325,7 @@ impl ContextualRouter {
         prompt: &Bound<'_, PyAny>,
         embedding: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(Vec<u32>, Vec<f32>)> {
-        let text = prompt_text(prompt)?;
+        let text = prompt_text(prompt, usize::MAX)?;
         let embedding = embedding_values(embedding)?;
         let featurizer = *self.inner.lock().featurizer();
         let mut out = Features::new();
@@ -300,7 +342,7 @@ impl ContextualRouter {
         prompt: &Bound<'_, PyAny>,
         embedding: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<(f64, f64)>> {
-        let text = prompt_text(prompt)?;
+        let text = prompt_text(prompt, usize::MAX)?;
         let embedding = embedding_values(embedding)?;
         let predictions = self
             .inner
@@ -324,7 +366,7 @@ impl ContextualRouter {
         embedding: Option<&Bound<'_, PyAny>>,
         record: bool,
     ) -> PyResult<(String, Option<u64>, f64)> {
-        let text = prompt_text(prompt)?;
+        let text = prompt_text(prompt, usize::MAX)?;
         let willingness_to_pay = convert::real(willingness_to_pay, "willingness_to_pay")?;
         let costs = convert::optional_each(costs, "costs", convert::real)?;
         let embedding = embedding_values(embedding)?;
@@ -369,7 +411,7 @@ impl ContextualRouter {
         quality: &Bound<'_, PyAny>,
         embedding: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let text = prompt_text(prompt)?;
+        let text = prompt_text(prompt, usize::MAX)?;
         let model = self::text(model, "model")?;
         let quality = convert::real(quality, "quality")?;
         let embedding = embedding_values(embedding)?;
@@ -403,18 +445,7 @@ impl ContextualRouter {
         costs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let prompts = convert::each(prompts, "prompts", text)?;
-        let qualities = qualities.cast::<PyDict>().map_err(|_| {
-            PyTypeError::new_err("qualities must be a dict of model name to a list of qualities")
-        })?;
-        let qualities = qualities
-            .iter()
-            .map(|(name, values)| {
-                Ok((
-                    text(&name, "qualities")?,
-                    convert::each(&values, "qualities", convert::real)?,
-                ))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+        let qualities = quality_columns(qualities)?;
         let costs = cost_map(costs, "costs")?;
         let mut router = self.inner.lock();
         let mut columns = Vec::with_capacity(qualities.len());
@@ -437,7 +468,7 @@ impl ContextualRouter {
         embedding: Option<&Bound<'_, PyAny>>,
         top: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<ExplanationRow>> {
-        let text = prompt_text(prompt)?;
+        let text = prompt_text(prompt, usize::MAX)?;
         let top = or_default(top, DEFAULT_TOP_FEATURES, |v| {
             convert::integer(v, "top", 0, i128::from(u32::MAX)).map(|n| n as usize)
         })?;

@@ -7,6 +7,8 @@
 //! held, and none can deadlock against another thread's selection.
 
 use orchestrator_core as core;
+use orchestrator_core::contextual::RouterConfig;
+use orchestrator_core::routing::{NamedChange, Prompted, Routing};
 use orchestrator_core::{
     BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
 };
@@ -18,21 +20,27 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert;
-use crate::errors::{to_py, NoEligible, StaleTicketError};
+use crate::errors::{to_py, NoEligible, StaleTicketError, UnknownRequestError};
 use crate::explanation::Explanation;
 use crate::held;
-use crate::request::{outcome, Outcome, OutcomeFields, Request};
+use crate::request::{outcome, Outcome, OutcomeFields, Request, RoutedInput};
+use crate::router::router_config;
 use crate::transition::Transition as PyTransition;
 
 /// One model's deltas as `take_deltas` returns them.
 type DeltaRow = (u32, u64, u64, Vec<u64>, f64, f64, u64, u64, f64);
 
-/// The table and, by slot, the Python object registered there, updated
-/// together under one lock so a selected slot always has its object.
+/// The table, by slot the Python object registered there and, with the
+/// contextual strategy, the router beside the table: updated together under
+/// one lock so a selected slot always has its object and its router model.
 struct Inner {
     table: Table,
     models: Vec<Option<Py<PyAny>>>,
+    routing: Option<Routing>,
 }
+
+/// One selection as the registry returns it: `(model, slot, ticket, request_id)`.
+type Selected = (Py<PyAny>, u32, u64, Option<u64>);
 
 /// What one selection produced, copied out of the lock.
 struct Picked {
@@ -42,6 +50,14 @@ struct Picked {
     /// The breaker moved to half-open (a probe), and whether every eligible
     /// model's breaker was open.
     probe: Option<bool>,
+    /// The contextual decision's id for quality feedback.
+    request_id: Option<u64>,
+}
+
+impl Picked {
+    fn selected(self) -> Selected {
+        (self.model, self.slot, self.ticket, self.request_id)
+    }
 }
 
 /// Selection state of one registry.
@@ -127,33 +143,86 @@ impl Inner {
             .expect("an active slot has its object")
     }
 
-    /// Select for `request`, or explain why nothing is eligible. `calling`:
-    /// the caller calls the provider itself, so the call starts now (a
-    /// ticket held for the task starts its call when the model takes it).
+    /// Select for `request` (by the router when there is one), or explain
+    /// why nothing is eligible. `calling`: the caller calls the provider
+    /// itself, so the call starts now (a ticket held for the task starts its
+    /// call when the model takes it).
     fn select(
         &mut self,
         py: Python<'_>,
         request: &Request,
+        routed: &RoutedInput,
         calling: bool,
     ) -> PyResult<Result<Picked, Explanation>> {
         let c = request
             .resolve(&self.table)
             .map_err(|n| unknown_excluded(&n))?;
-        match self.table.select(&c) {
-            Some(sel) => {
+        let selected = match self.routing.as_mut() {
+            Some(routing) => routing
+                .select(&mut self.table, &c, &routed.prompted())
+                .map_err(to_py)?
+                .map(|r| (r.selection, Some(r.request_id))),
+            None => self.table.select(&c).map(|sel| (sel, None)),
+        };
+        match selected {
+            Some((sel, request_id)) => {
                 if calling {
                     self.table.start_call(sel.slot, sel.ticket).map_err(to_py)?;
                 }
-                Ok(Ok(Picked {
-                    model: self.object(py, sel.slot),
-                    slot: sel.slot,
-                    ticket: sel.ticket,
-                    probe: (sel.transition == Transition::HalfOpened).then_some(sel.fallback_open),
-                }))
+                Ok(Ok(self.picked(py, &sel, request_id)))
             }
-            None => Ok(Err(Explanation::of(py, &self.table, &self.models, &c))),
+            None => Ok(Err(self.explanation(py, &c, &routed.prompted())?)),
         }
     }
+
+    fn picked(&self, py: Python<'_>, sel: &core::Selection, request_id: Option<u64>) -> Picked {
+        Picked {
+            model: self.object(py, sel.slot),
+            slot: sel.slot,
+            ticket: sel.ticket,
+            probe: (sel.transition == Transition::HalfOpened).then_some(sel.fallback_open),
+            request_id,
+        }
+    }
+
+    /// Every model's verdict for `c`, with the router's predictions when
+    /// there is a router; changes nothing.
+    fn explanation(
+        &mut self,
+        py: Python<'_>,
+        c: &core::Constraints,
+        prompted: &Prompted<'_>,
+    ) -> PyResult<Explanation> {
+        match self.routing.as_mut() {
+            Some(routing) => {
+                let routed = routing
+                    .explain(&self.table, c, prompted, DEFAULT_TOP_FEATURES)
+                    .map_err(to_py)?;
+                Ok(Explanation::of_routed(
+                    py,
+                    &self.table,
+                    &self.models,
+                    c,
+                    &routed,
+                ))
+            }
+            None => Ok(Explanation::of(py, &self.table, &self.models, c)),
+        }
+    }
+
+    fn routing(&mut self) -> PyResult<&mut Routing> {
+        self.routing.as_mut().ok_or_else(not_contextual)
+    }
+}
+
+/// Features an explanation lists per model.
+const DEFAULT_TOP_FEATURES: usize = 5;
+
+fn not_contextual() -> PyErr {
+    PyValueError::new_err(
+        "invalid selection_strategy: this needs the contextual strategy \
+         (ModelRegistry(selection_strategy=\"contextual\"))",
+    )
 }
 
 impl SelectionCore {
@@ -267,15 +336,32 @@ impl SelectionCore {
     }
 
     /// Select for `request` and hold the ticket for this task.
-    fn select_and_hold(&self, py: Python<'_>, request: &Request) -> PyResult<Py<PyAny>> {
-        let selected = self.lock().select(py, request, false)?; // the lock is released here
-        let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
+    fn select_and_hold(
+        &self,
+        py: Python<'_>,
+        request: &Request,
+        routed: &RoutedInput,
+    ) -> PyResult<Picked> {
+        let picked = self.select_once(py, request, routed, false)?;
         if let Some(old) = held::hold(py, self.id, picked.slot, picked.ticket)? {
             // An earlier unused selection of this model in this task: release it.
             let _ = self.lock().table.cancel(picked.slot, old, false);
         }
+        Ok(picked)
+    }
+
+    /// One selection, the probe announced, or the no-eligible error.
+    fn select_once(
+        &self,
+        py: Python<'_>,
+        request: &Request,
+        routed: &RoutedInput,
+        calling: bool,
+    ) -> PyResult<Picked> {
+        let selected = self.lock().select(py, request, routed, calling)?; // the lock is released here
+        let picked = selected.map_err(|e| self.no_eligible(py, e, request))?;
         self.announce(py, &picked)?;
-        Ok(picked.model)
+        Ok(picked)
     }
 }
 
@@ -294,6 +380,7 @@ impl SelectionCore {
             inner: Mutex::new(Inner {
                 table: Table::default(),
                 models: Vec::new(),
+                routing: None,
             }),
             id: held::new_core_id(),
             listener: Mutex::new(None),
@@ -400,10 +487,15 @@ impl SelectionCore {
         self.lock().table.set_breaker_config(config).map_err(to_py)
     }
 
-    /// Seed Thompson sampling's draws; the run from here on is reproducible.
+    /// Seed Thompson sampling's draws (the table's and the contextual
+    /// router's); the run from here on is reproducible.
     fn seed(&self, seed: &Bound<'_, PyAny>) -> PyResult<()> {
         let seed = convert::count(seed, "seed", 0)?;
-        self.lock().table.seed(seed);
+        let mut guard = self.lock();
+        guard.table.seed(seed);
+        if let Some(routing) = guard.routing.as_mut() {
+            routing.seed(seed);
+        }
         Ok(())
     }
 
@@ -456,8 +548,16 @@ impl SelectionCore {
             declared_speed,
             convert::rate_limits(rpm, tpm)?,
         )?;
+        let name = spec.name.clone();
         let mut guard = self.lock();
-        let slot = guard.table.register(spec).map_err(to_py)?;
+        let inner = &mut *guard;
+        let slot = inner.table.register(spec).map_err(to_py)?;
+        if let Some(routing) = inner.routing.as_mut() {
+            if let Err(err) = routing.add(slot, &name) {
+                inner.table.unregister(&name).map_err(to_py)?;
+                return Err(to_py(err));
+            }
+        }
         let i = slot as usize;
         if guard.models.len() <= i {
             guard.models.resize_with(i + 1, || None);
@@ -507,6 +607,9 @@ impl SelectionCore {
         let (slot, object) = {
             let mut guard = self.lock();
             let slot = guard.table.unregister(name).map_err(to_py)?;
+            if let Some(routing) = guard.routing.as_mut() {
+                routing.remove(slot).map_err(to_py)?;
+            }
             let object = guard.models[slot as usize].take();
             (slot, object)
         };
@@ -534,9 +637,12 @@ impl SelectionCore {
     /// The best model for a request; its ticket is held for this task's
     /// next call of that model. `constraints` is an object whose
     /// `request()` gives a `Request` (a `ModelConstraints`), instead of the
-    /// other keywords. When no model satisfies the request, raises the
-    /// listener's error (else `NoEligible`), explained from the same snapshot.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None))]
+    /// other keywords. `prompt` (text or chat messages), `embedding` (1-D
+    /// float32 array) and `willingness_to_pay` (USD per +1.0 quality) are
+    /// the contextual router's; without it they are validated and ignored.
+    /// When no model satisfies the request, raises the listener's error
+    /// (else `NoEligible`), explained from the same snapshot.
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -549,6 +655,9 @@ impl SelectionCore {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         constraints: Option<&Bound<'_, PyAny>>,
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let request = Self::request_of(
             py,
@@ -563,12 +672,30 @@ impl SelectionCore {
             ],
             constraints,
         )?;
-        self.select_and_hold(py, &request)
+        let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
+        Ok(self.select_and_hold(py, &request, &routed)?.model)
+    }
+
+    /// `select_model` for a call the registry makes itself (failover):
+    /// the ticket is held the same way; returns `(model, request_id)`.
+    #[pyo3(signature = (request, *, prompt=None, embedding=None, willingness_to_pay=None))]
+    fn select_held(
+        &self,
+        py: Python<'_>,
+        request: &Request,
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Py<PyAny>, Option<u64>)> {
+        let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
+        let picked = self.select_and_hold(py, request, &routed)?;
+        Ok((picked.model, picked.request_id))
     }
 
     /// Select like `select_model`, without holding the ticket:
-    /// `(model, slot, ticket)`.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None))]
+    /// `(model, slot, ticket, request_id)` (`request_id` is `None` without
+    /// the contextual strategy).
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None))]
     #[allow(clippy::too_many_arguments)]
     fn select(
         &self,
@@ -581,7 +708,10 @@ impl SelectionCore {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         constraints: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(Py<PyAny>, u32, u64)> {
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Selected> {
         let request = Self::request_of(
             py,
             [
@@ -595,59 +725,102 @@ impl SelectionCore {
             ],
             constraints,
         )?;
-        let selected = self.lock().select(py, &request, true)?; // the lock is released here
-        let picked = selected.map_err(|e| self.no_eligible(py, e, &request))?;
-        self.announce(py, &picked)?;
-        Ok((picked.model, picked.slot, picked.ticket))
+        let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
+        Ok(self.select_once(py, &request, &routed, true)?.selected())
     }
 
     /// Select for `n` requests at once (at most `MAX_SELECT_MANY`), each
-    /// seeing the earlier ones as pending: `(model, slot, ticket)` tuples,
-    /// fewer if models ran out; `NoEligible` if none is eligible at all.
+    /// seeing the earlier ones as pending: `(model, slot, ticket,
+    /// request_id)` tuples, fewer if models ran out; `NoEligible` if none is
+    /// eligible at all.
+    #[pyo3(signature = (n, request, *, prompt=None, embedding=None, willingness_to_pay=None))]
     fn select_many(
         &self,
         py: Python<'_>,
         n: &Bound<'_, PyAny>,
         request: &Request,
-    ) -> PyResult<Vec<(Py<PyAny>, u32, u64)>> {
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<Selected>> {
         let n = usize::try_from(convert::count(n, "n", 0)?).unwrap_or(usize::MAX);
+        let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
+        let prompted = routed.prompted();
         let mut guard = self.lock();
+        let inner = &mut *guard;
         let c = request
-            .resolve(&guard.table)
+            .resolve(&inner.table)
             .map_err(|n| unknown_excluded(&n))?;
-        let selections = guard.table.select_many(&c, n).map_err(to_py)?;
+        let selections: Vec<(core::Selection, Option<u64>)> = match inner.routing.as_mut() {
+            Some(routing) => routing
+                .select_many(&mut inner.table, &c, &prompted, n)
+                .map_err(to_py)?
+                .into_iter()
+                .map(|r| (r.selection, Some(r.request_id)))
+                .collect(),
+            None => inner
+                .table
+                .select_many(&c, n)
+                .map_err(to_py)?
+                .into_iter()
+                .map(|sel| (sel, None))
+                .collect(),
+        };
         if selections.is_empty() && n > 0 {
-            let explanation = Explanation::of(py, &guard.table, &guard.models, &c);
+            let explanation = inner.explanation(py, &c, &prompted)?;
             drop(guard);
             return Err(self.no_eligible(py, explanation, request));
         }
         Ok(selections
             .iter()
-            .map(|s| (guard.object(py, s.slot), s.slot, s.ticket))
+            .map(|(sel, request_id)| inner.picked(py, sel, *request_id).selected())
             .collect())
     }
 
-    /// Every model's verdict for a request, without changing anything.
-    fn explain(&self, py: Python<'_>, request: &Request) -> PyResult<Explanation> {
-        let guard = self.lock();
+    /// Every model's verdict for a request (with the router's predictions
+    /// for the prompt under the contextual strategy), without changing anything.
+    #[pyo3(signature = (request, *, prompt=None, embedding=None, willingness_to_pay=None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        request: &Request,
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Explanation> {
+        let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
+        let mut guard = self.lock();
         let c = request
             .resolve(&guard.table)
             .map_err(|n| unknown_excluded(&n))?;
-        Ok(Explanation::of(py, &guard.table, &guard.models, &c))
+        guard.explanation(py, &c, &routed.prompted())
     }
 
     /// `(names, bytes)`: every registered model's score for a request
-    /// (little-endian f64, `-inf` where not eligible), without changing anything.
+    /// (little-endian f64, `-inf` where not eligible; under the contextual
+    /// strategy the value quality − cost / willingness_to_pay the next
+    /// selection maximises), without changing anything.
+    #[pyo3(signature = (request, *, prompt=None, embedding=None, willingness_to_pay=None))]
     fn scores<'py>(
         &self,
         py: Python<'py>,
         request: &Request,
+        prompt: Option<&Bound<'_, PyAny>>,
+        embedding: Option<&Bound<'_, PyAny>>,
+        willingness_to_pay: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
+        let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
         let (names, values) = {
-            let guard = self.lock();
-            let table = &guard.table;
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let table = &inner.table;
             let c = request.resolve(table).map_err(|n| unknown_excluded(&n))?;
-            let scores = table.scores(&c);
+            let scores = match inner.routing.as_mut() {
+                Some(routing) => routing
+                    .scores(table, &c, &routed.prompted())
+                    .map_err(to_py)?,
+                None => table.scores(&c),
+            };
             let mut names = Vec::with_capacity(table.len());
             let mut values = Vec::with_capacity(table.len());
             for (slot, score) in scores.into_iter().enumerate() {
@@ -666,7 +839,10 @@ impl SelectionCore {
     /// breaker's `Transition`, or `None` when it did not change.
     /// A stale ticket, or a model that is not the one in `slot`, raises
     /// `StaleTicketError` and changes nothing.
-    #[pyo3(signature = (model, slot, ticket, success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None))]
+    /// With the contextual strategy, a `request_id` (0: none) and a
+    /// `quality` also teach the router, in the same step: an unknown or
+    /// expired id raises `UnknownRequestError` and changes nothing.
+    #[pyo3(signature = (model, slot, ticket, success, latency, *, error_class=None, time_to_first_token=None, input_tokens=None, output_tokens=None, cost=None, quality=None, retry_after=None, request_id=0))]
     #[allow(clippy::too_many_arguments)]
     fn report(
         &self,
@@ -682,6 +858,7 @@ impl SelectionCore {
         cost: Option<&Bound<'_, PyAny>>,
         quality: Option<&Bound<'_, PyAny>>,
         retry_after: Option<&Bound<'_, PyAny>>,
+        request_id: u64,
     ) -> PyResult<Option<PyTransition>> {
         let outcome = outcome(
             success,
@@ -705,11 +882,153 @@ impl SelectionCore {
                 "this selection is not of the model registered in slot {slot} of this registry"
             )));
         }
-        guard
+        let inner = &mut *guard;
+        let teach = match (inner.routing.as_ref(), outcome.quality) {
+            (Some(routing), Some(quality)) if request_id != 0 => {
+                if !routing.is_pending(&inner.table, request_id) {
+                    drop(guard);
+                    return Err(unknown_request(request_id));
+                }
+                Some(quality)
+            }
+            _ => None,
+        };
+        let transition = inner
             .table
             .report(slot, ticket, &outcome)
             .map(PyTransition::of)
+            .map_err(to_py)?;
+        if let (Some(routing), Some(quality)) = (inner.routing.as_mut(), teach) {
+            routing
+                .report(&inner.table, request_id, quality)
+                .map_err(to_py)?;
+        }
+        Ok(transition)
+    }
+
+    /// Delayed feedback: the quality in [0, 1] of the contextual decision
+    /// `request_id`; returns the name of the model it was about.
+    /// `UnknownRequestError` when the id is unknown, already reported, or expired.
+    fn report_quality(
+        &self,
+        request_id: &Bound<'_, PyAny>,
+        quality: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        let request_id = convert::count(request_id, "request_id", 1)?;
+        let quality = convert::real(quality, "quality")?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let routing = inner.routing.as_mut().ok_or_else(not_contextual)?;
+        let slot = routing
+            .report(&inner.table, request_id, quality)
+            .map_err(to_py)?;
+        Ok(inner.table.spec(slot).map_err(to_py)?.name.clone())
+    }
+
+    /// Use the contextual router (`ContextualSelector`'s options, as
+    /// `ContextualRouter` takes them, and the default `willingness_to_pay`)
+    /// for every later selection; registered models start at the prior.
+    #[pyo3(signature = (willingness_to_pay, **options))]
+    fn enable_routing(
+        &self,
+        willingness_to_pay: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let willingness_to_pay = convert::real(willingness_to_pay, "willingness_to_pay")?;
+        let config: RouterConfig = router_config(options)?;
+        let mut routing = Routing::new(config, willingness_to_pay).map_err(to_py)?;
+        let mut guard = self.lock();
+        for slot in 0..guard.table.capacity() as u32 {
+            if let Ok(spec) = guard.table.spec(slot) {
+                routing.add(slot, &spec.name).map_err(to_py)?;
+            }
+        }
+        guard.routing = Some(routing);
+        Ok(())
+    }
+
+    /// Whether selections go through the contextual router.
+    #[getter]
+    fn contextual(&self) -> bool {
+        self.lock().routing.is_some()
+    }
+
+    /// The default willingness to pay of the contextual router.
+    #[getter]
+    fn willingness_to_pay(&self) -> PyResult<f64> {
+        Ok(self.lock().routing()?.default_willingness_to_pay())
+    }
+
+    /// Fit the contextual router from an evaluation table: `qualities` maps
+    /// a registered model's name to one quality in [0, 1] per prompt;
+    /// `costs` (name → USD per call) price models that have no price.
+    #[pyo3(signature = (prompts, qualities, costs=None))]
+    fn calibrate(
+        &self,
+        prompts: &Bound<'_, PyAny>,
+        qualities: &Bound<'_, PyAny>,
+        costs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let limit = core::routing::MAX_ROUTED_PROMPT_BYTES;
+        let prompts = convert::each(prompts, "prompts", |p, _| convert::prompt_text(p, limit))?;
+        let qualities = crate::router::quality_columns(qualities)?;
+        let costs = crate::router::cost_map(costs, "costs")?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let slot = |name: &str| {
+            inner
+                .table
+                .slot_of(name)
+                .ok_or_else(|| to_py(CoreError::UnknownModel(name.to_owned())))
+        };
+        let mut columns = Vec::with_capacity(qualities.len());
+        for (name, values) in qualities {
+            columns.push((slot(&name)?, values));
+        }
+        let mut prices = Vec::with_capacity(costs.len());
+        for (name, cost) in costs {
+            prices.push((slot(&name)?, cost));
+        }
+        let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        inner
+            .routing()?
+            .calibrate(&texts, &columns, &prices)
             .map_err(to_py)
+    }
+
+    /// Start recording the contextual router's changes for sharing across
+    /// workers (the shared state's sync thread calls this once).
+    fn router_start_sharing(&self) -> PyResult<()> {
+        self.lock().routing()?.start_sharing();
+        Ok(())
+    }
+
+    /// The router's changes since the last call, by model name:
+    /// `(model, feature, Δ precision, Δ precision × mean)`; forgets them.
+    fn router_take_changes(&self) -> PyResult<Vec<NamedChange>> {
+        self.lock().routing()?.take_changes().map_err(to_py)
+    }
+
+    /// Apply every worker's summed changes (models not registered here are skipped).
+    fn router_apply_shared(&self, sums: Vec<NamedChange>) -> PyResult<()> {
+        self.lock().routing()?.apply_shared(&sums).map_err(to_py)
+    }
+
+    /// The contextual router's learned state (the binary format of
+    /// `orchestrator_core::contextual::persist`).
+    fn router_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let state = self.lock().routing()?.save();
+        Ok(PyBytes::new(py, &state))
+    }
+
+    /// Load `router_state()` bytes: registered models found in the state
+    /// keep what it learned, the others start at the prior; pending
+    /// decisions are forgotten.
+    fn load_router_state(&self, state: &[u8]) -> PyResult<()> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let routing = inner.routing.as_mut().ok_or_else(not_contextual)?;
+        routing.load(state, &inner.table).map_err(to_py)
     }
 
     /// Fold in a measured call's outcome: like `report`, except that a
@@ -1044,6 +1363,12 @@ impl SelectionCore {
         let old = self.listener.lock().take();
         drop(old);
     }
+}
+
+fn unknown_request(request_id: u64) -> PyErr {
+    UnknownRequestError::new_err(format!(
+        "request_id {request_id} is unknown, was already reported, or has expired"
+    ))
 }
 
 fn f64_bytes<'py>(py: Python<'py>, values: &[f64]) -> Bound<'py, PyBytes> {

@@ -14,7 +14,8 @@ pub mod posterior;
 pub mod sharing;
 
 use crate::error::{non_negative, unit_interval, CoreError};
-use crate::features::{next_random, Features, Featurizer, FeaturizerConfig};
+use crate::features::{Features, Featurizer, FeaturizerConfig};
+use crate::rng::DrawKey;
 use pending::Pending;
 use posterior::{moderated, sigmoid, FitSettings, Posteriors};
 
@@ -183,7 +184,11 @@ pub struct Router {
     variances: Vec<f64>,
     /// Scratch: each eligible model and its cost / willingness_to_pay.
     candidates: Vec<(usize, f64)>,
-    random_state: u64,
+    /// Thompson draws are a pure function of (seed, decision number, model),
+    /// so a preview or an explanation shows the draw the next decision uses.
+    draws: DrawKey,
+    /// Decisions made so far: the counter Thompson draws are keyed by.
+    decisions: u64,
     /// Natural parameters of every weight when sharing started ([`sharing`]).
     sharing_baseline: Option<Vec<(f32, f32)>>,
 }
@@ -207,7 +212,8 @@ impl Router {
             logits: Vec::new(),
             variances: Vec::new(),
             candidates: Vec::new(),
-            random_state: config.seed,
+            draws: DrawKey::new(config.seed),
+            decisions: 0,
             sharing_baseline: None,
         })
     }
@@ -250,6 +256,13 @@ impl Router {
         Ok(())
     }
 
+    /// Seed Thompson sampling's draws; the decision counter restarts, so the
+    /// run from here on depends only on the seed and what is learned.
+    pub fn seed(&mut self, seed: u64) {
+        self.draws = DrawKey::new(seed);
+        self.decisions = 0;
+    }
+
     pub fn config(&self) -> &RouterConfig {
         &self.config
     }
@@ -277,9 +290,10 @@ impl Router {
     /// Add a model (prior posterior) with an optional expected cost per call; returns its index.
     pub fn add_model(&mut self, name: &str, cost: Option<f64>) -> Result<usize, CoreError> {
         self.check_new_model(name, cost)?;
-        self.check_not_sharing()?;
         self.check_capacity(self.names.len() + 1)?;
+        let before = self.names.len();
         self.posteriors.add_model();
+        self.share_model_added(before);
         self.names.push(name.to_owned());
         self.costs.push(cost);
         self.logits.push(0.0);
@@ -290,14 +304,20 @@ impl Router {
     /// Remove a model; later models move down one index and its pending decisions are dropped.
     pub fn remove_model(&mut self, name: &str) -> Result<(), CoreError> {
         let model = self.model_index(name)?;
-        self.check_not_sharing()?;
+        let before = self.names.len();
         self.posteriors.remove_model(model);
+        self.share_model_removed(model, before);
         self.pending.forget_model(model);
         self.names.remove(model);
         self.costs.remove(model);
         self.logits.pop();
         self.variances.pop();
         Ok(())
+    }
+
+    /// A model's stored expected cost per call (USD), when known.
+    pub fn cost(&self, model: usize) -> Option<f64> {
+        self.costs.get(model).copied().flatten()
     }
 
     /// Set a model's expected cost per call (USD).
@@ -316,17 +336,6 @@ impl Router {
                     "{models} models × {dim} features exceed {MAX_WEIGHTS} weights; \
                      lower hash_bits"
                 ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Shared weight indices depend on the model list, which is fixed while sharing.
-    fn check_not_sharing(&self) -> Result<(), CoreError> {
-        if self.is_sharing() {
-            return Err(CoreError::invalid(
-                "models",
-                "cannot change while the router shares its state",
             ));
         }
         Ok(())
@@ -378,7 +387,7 @@ impl Router {
     /// the candidate with the best expected value draws first, and another
     /// draws only if its quality six standard deviations up (a chance below
     /// 1e-9 of being exceeded) would beat the best draw so far.
-    fn best_by_thompson(&mut self) -> Option<Choice> {
+    fn best_by_thompson(&self) -> Option<Choice> {
         let leader = self.best_by(|z, _| sigmoid(z))?;
         let mut best = Some(self.draw(leader.model, leader.penalty));
         for position in 0..self.candidates.len() {
@@ -396,17 +405,22 @@ impl Router {
         best
     }
 
-    /// A Thompson draw of `model`'s quality.
-    fn draw(&mut self, model: usize, penalty: f64) -> Choice {
+    /// A Thompson draw of `model`'s quality for the next decision.
+    fn draw(&self, model: usize, penalty: f64) -> Choice {
         let (z, v) = (self.logits[model], self.variances[model]);
-        let quality = sigmoid(z + v.sqrt() * self.standard_normal());
+        let quality = sigmoid(z + v.sqrt() * self.draws.normal(self.decisions, model));
         Choice::new(model, quality, penalty)
     }
 
-    fn standard_normal(&mut self) -> f64 {
-        let u1 = ((next_random(&mut self.random_state) >> 11) + 1) as f64 / (1u64 << 53) as f64;
-        let u2 = (next_random(&mut self.random_state) >> 11) as f64 / (1u64 << 53) as f64;
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    /// The quality the next decision's exploration rule gives `model` for
+    /// the prompt last scored (its Thompson draw, UCB bound or expectation).
+    fn rule_quality(&self, model: usize) -> f64 {
+        let (z, v) = (self.logits[model], self.variances[model]);
+        match self.config.exploration {
+            Exploration::Greedy => moderated(z, v),
+            Exploration::Ucb(weight) => sigmoid(z + weight * v.sqrt()),
+            Exploration::Thompson => self.draw(model, 0.0).quality,
+        }
     }
 
     /// Choose among `eligible` model indices (all models when `None`) the one
@@ -473,6 +487,18 @@ impl Router {
         record: bool,
         now: f64,
     ) -> Result<Decision, CoreError> {
+        self.load_candidates(text, embedding, candidates, willingness_to_pay)?;
+        self.choose(record, now)
+    }
+
+    /// Check `candidates`, score the prompt and keep each candidate's cost penalty.
+    fn load_candidates(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        candidates: &[(usize, f64)],
+        willingness_to_pay: f64,
+    ) -> Result<(), CoreError> {
         let willingness_to_pay = positive_willingness(willingness_to_pay)?;
         for &(model, cost) in candidates {
             self.check_model(model)?;
@@ -485,31 +511,71 @@ impl Router {
                 .iter()
                 .map(|&(model, cost)| (model, cost / willingness_to_pay)),
         );
-        self.choose(record, now)
+        Ok(())
     }
 
     /// The best of `self.candidates` (scored for the prompt in the scratch
-    /// buffer) under the exploration rule, recorded for feedback if asked.
-    fn choose(&mut self, record: bool, now: f64) -> Result<Decision, CoreError> {
+    /// buffer) under the exploration rule, changing nothing.
+    fn best(&self) -> Result<Choice, CoreError> {
         let best = match self.config.exploration {
             Exploration::Greedy => self.best_by(moderated),
             Exploration::Ucb(weight) => self.best_by(|z, v| sigmoid(z + weight * v.sqrt())),
             Exploration::Thompson => self.best_by_thompson(),
         };
-        let Some(Choice {
+        best.ok_or_else(|| CoreError::invalid("eligible", "no model to choose from"))
+    }
+
+    /// The best candidate, recorded for feedback if asked; the next decision draws anew.
+    fn choose(&mut self, record: bool, now: f64) -> Result<Decision, CoreError> {
+        let Choice {
             model,
             quality: score_quality,
             ..
-        }) = best
-        else {
-            return Err(CoreError::invalid("eligible", "no model to choose from"));
-        };
+        } = self.best()?;
+        self.decisions += 1;
         let request_id = record.then(|| self.pending.record(model, &self.scratch, now));
         Ok(Decision {
             model,
             request_id,
             score_quality,
         })
+    }
+
+    /// What [`Router::decide_among`] would decide next, without deciding:
+    /// no draw is consumed and nothing is recorded (explanations).
+    pub fn preview_among(
+        &mut self,
+        text: &str,
+        embedding: Option<&[f32]>,
+        candidates: &[(usize, f64)],
+        willingness_to_pay: f64,
+    ) -> Result<Decision, CoreError> {
+        self.load_candidates(text, embedding, candidates, willingness_to_pay)?;
+        let choice = self.best()?;
+        Ok(Decision {
+            model: choice.model,
+            request_id: None,
+            score_quality: choice.quality,
+        })
+    }
+
+    /// For each of `candidates` (after [`Router::preview_among`] or
+    /// [`Router::decide_among`] scored the prompt): the quality the next
+    /// decision's exploration rule gives it, and its value (that quality
+    /// minus cost / willingness_to_pay).
+    pub fn rule_values(&self) -> Vec<(usize, f64, f64)> {
+        self.candidates
+            .iter()
+            .map(|&(model, penalty)| {
+                let quality = self.rule_quality(model);
+                (model, quality, quality - penalty)
+            })
+            .collect()
+    }
+
+    /// Whether `request_id` would accept feedback at `now` (nothing changes).
+    pub fn is_pending(&self, request_id: u64, now: f64) -> bool {
+        self.pending.is_live(request_id, now)
     }
 
     /// Learn that `model` reached `quality` on this prompt.

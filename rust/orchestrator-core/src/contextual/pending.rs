@@ -72,28 +72,32 @@ impl Pending {
         request_id
     }
 
-    /// Take the decision of `request_id` at `now`, or a clear error when the
-    /// id is unknown, already answered or expired.
+    /// Whether `request_id` is waiting for feedback and not expired at `now`.
+    pub fn is_live(&self, request_id: u64, now: f64) -> bool {
+        self.by_id
+            .get(&request_id)
+            .is_some_and(|&at| now <= self.slots[at].expires_at)
+    }
+
+    /// Take the decision of `request_id` at `now`, or
+    /// [`CoreError::UnknownRequest`] when the id is unknown, already
+    /// answered or expired.
     pub fn claim(&mut self, request_id: u64, now: f64) -> Result<Claimed<'_>, CoreError> {
         let Some(at) = self.by_id.remove(&request_id) else {
-            return Err(CoreError::invalid(
-                "request_id",
-                format!(
-                    "{request_id} is unknown, was already reported, or was dropped \
-                     to make room for newer decisions"
-                ),
-            ));
+            return Err(CoreError::UnknownRequest {
+                request_id,
+                reason: "is unknown, was already reported, or was dropped to make room \
+                         for newer decisions"
+                    .to_owned(),
+            });
         };
         let slot = &mut self.slots[at];
         slot.request_id = 0;
         if now > slot.expires_at {
-            return Err(CoreError::invalid(
-                "request_id",
-                format!(
-                    "{request_id} has expired (feedback is accepted for {} s)",
-                    self.ttl_s
-                ),
-            ));
+            return Err(CoreError::UnknownRequest {
+                request_id,
+                reason: format!("has expired (feedback is accepted for {} s)", self.ttl_s),
+            });
         }
         Ok(Claimed {
             model: slot.model,

@@ -9,8 +9,11 @@
 //! state plus everyone's changes, plus its own changes not yet pushed.
 //! Sums commute, so the order in which workers sync does not matter and
 //! nothing is counted twice. All workers must start from the same state
-//! (fresh, or loaded from the same saved state) with the same models in the
-//! same order.
+//! (fresh, or loaded from the same saved state). A weight's index depends on
+//! the model list; models added or removed while sharing keep the records in
+//! step (a new model's starting state is the prior, the same everywhere), and
+//! callers whose workers may list models differently share by model name
+//! (`crate::routing::Routing::take_changes`).
 
 use rustc_hash::FxHashMap;
 
@@ -37,6 +40,52 @@ impl Router {
     /// Whether [`Router::start_sharing`] was called.
     pub fn is_sharing(&self) -> bool {
         self.sharing_baseline.is_some()
+    }
+
+    /// A model was appended (there were `before` models): the starting state
+    /// of its weights is the prior, and recorded weight indices move.
+    pub(super) fn share_model_added(&mut self, before: usize) {
+        let prior = (self.config.prior_precision as f32, 0.0f32);
+        let after = before + 1;
+        if let Some(baseline) = self.sharing_baseline.as_mut() {
+            let dim = self.posteriors.dim();
+            let mut grown = Vec::with_capacity(dim * after);
+            for feature in 0..dim {
+                grown.extend_from_slice(&baseline[feature * before..(feature + 1) * before]);
+                grown.push(prior);
+            }
+            *baseline = grown;
+        }
+        if let Some(unsynced) = self.posteriors.unsynced.as_mut().filter(|_| before > 0) {
+            *unsynced = std::mem::take(unsynced)
+                .into_iter()
+                .map(|(at, natural)| ((at / before) * after + at % before, natural))
+                .collect();
+        }
+    }
+
+    /// Model `model` was removed (there were `before` models): its records
+    /// are dropped and the others' indices move.
+    pub(super) fn share_model_removed(&mut self, model: usize, before: usize) {
+        let after = before - 1;
+        let moved = |at: usize| {
+            let (feature, m) = (at / before, at % before);
+            (m != model).then(|| feature * after + if m > model { m - 1 } else { m })
+        };
+        if let Some(baseline) = self.sharing_baseline.as_mut() {
+            *baseline = baseline
+                .iter()
+                .enumerate()
+                .filter(|&(at, _)| at % before != model)
+                .map(|(_, natural)| *natural)
+                .collect();
+        }
+        if let Some(unsynced) = self.posteriors.unsynced.as_mut() {
+            *unsynced = std::mem::take(unsynced)
+                .into_iter()
+                .filter_map(|(at, natural)| moved(at).map(|at| (at, natural)))
+                .collect();
+        }
     }
 
     /// The changes since the last call, to add to the shared sums; forgets them.

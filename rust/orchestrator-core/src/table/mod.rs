@@ -3,6 +3,7 @@
 //! detection, shared state and the statistics matrix are in the submodules;
 //! specs, outcomes and verdicts in their own modules of the crate.
 
+mod candidates;
 mod change;
 mod shared;
 mod stats_matrix;
@@ -656,10 +657,21 @@ impl Table {
     /// Pick a model for a request, marking it pending under a new ticket.
     /// `None` when no model is eligible.
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
-        let now = self.now();
-        self.expire_tickets(now);
-        self.limits.sweep_due(now);
+        let now = self.begin_selection();
         let (slot, forced, fallback) = self.pick_at(c, now)?;
+        Some(self.claim_at(slot, now, c.reserved_tokens(), forced, fallback))
+    }
+
+    /// Count a selection of `slot`, admit it through the breaker and issue
+    /// its ticket, which reserves one request and `tokens` of its rate limits.
+    fn claim_at(
+        &mut self,
+        slot: usize,
+        now: f64,
+        tokens: u64,
+        forced: bool,
+        fallback: bool,
+    ) -> Selection {
         self.selections += 1;
         let transition = if fallback {
             // Probe the soonest-recovering model early rather than fail.
@@ -670,7 +682,7 @@ impl Table {
         } else {
             self.breakers[slot].admit(now).1
         };
-        Some(self.issue(slot, now, c.reserved_tokens(), forced, fallback, transition))
+        self.issue(slot, now, tokens, forced, fallback, transition)
     }
 
     /// Mark `slot` pending under a new ticket that holds its rate-limit
