@@ -208,6 +208,40 @@ def test_decision_plain_python(benchmark: Any) -> None:
     assert 0 <= benchmark(router.decide, prompt) < len(MODELS)
 
 
+# ----- featurize + score at 10, 100 and 1,000 models ----------------------------------
+
+
+@pytest.fixture(scope="module", params=[10, 100, 1000])
+def greedy_router(request: pytest.FixtureRequest) -> ContextualRouter:
+    """A greedy router over ``request.param`` models calibrated on 1,000 rows
+    (1,000 models hold 0.5 GB of weights)."""
+    names = [f"model-{i}" for i in range(request.param)]
+    router = ContextualRouter(
+        names,
+        costs={name: 0.0001 * (i + 1) for i, name in enumerate(names)},
+        selector=ContextualSelector(hash_bits=HASH_BITS, exploration="greedy"),
+    )
+    prompts, qualities = training_table(1000, names)
+    router.calibrate(prompts, qualities)
+    return router
+
+
+@pytest.mark.parametrize("prompt_bytes", [200, PROMPT_BYTES])
+def test_featurize_and_score(
+    benchmark: Any, greedy_router: ContextualRouter, prompt_bytes: int
+) -> None:
+    models = len(greedy_router.models)
+    prompt = two_kb_prompt()[:prompt_bytes]
+    benchmark.group = f"routing featurize + score, {models} models"
+    benchmark.extra_info.update(
+        contender=f"featurize + score + greedy pick, {prompt_bytes} B prompt",
+        models=models,
+        prompt_bytes=prompt_bytes,
+    )
+    model, _, quality = benchmark(greedy_router._core.decide, prompt, 1.0, record=False)
+    assert model in greedy_router.models and 0.0 <= quality <= 1.0
+
+
 # ----- calibration -------------------------------------------------------------------
 
 
@@ -324,37 +358,3 @@ def test_quality_figures() -> None:
     for name, values in figures.items():
         if isinstance(values, dict) and "random_apgr" in values and "shuffled" not in name:
             assert values["apgr"] > values["random_apgr"], name
-
-
-# ----- featurize + score at 10, 100 and 1,000 models ----------------------------------
-
-
-@pytest.fixture(scope="module", params=[10, 100, 1000])
-def greedy_router(request: pytest.FixtureRequest) -> ContextualRouter:
-    """A greedy router over ``request.param`` models calibrated on 1,000 rows
-    (1,000 models hold 0.5 GB of weights)."""
-    names = [f"model-{i}" for i in range(request.param)]
-    router = ContextualRouter(
-        names,
-        costs={name: 0.0001 * (i + 1) for i, name in enumerate(names)},
-        selector=ContextualSelector(hash_bits=HASH_BITS, exploration="greedy"),
-    )
-    prompts, qualities = training_table(1000, names)
-    router.calibrate(prompts, qualities)
-    return router
-
-
-@pytest.mark.parametrize("prompt_bytes", [200, PROMPT_BYTES])
-def test_featurize_and_score(
-    benchmark: Any, greedy_router: ContextualRouter, prompt_bytes: int
-) -> None:
-    models = len(greedy_router.models)
-    prompt = two_kb_prompt()[:prompt_bytes]
-    benchmark.group = f"routing featurize + score, {models} models"
-    benchmark.extra_info.update(
-        contender=f"featurize + score + greedy pick, {prompt_bytes} B prompt",
-        models=models,
-        prompt_bytes=prompt_bytes,
-    )
-    model, _, quality = benchmark(greedy_router._core.decide, prompt, 1.0, record=False)
-    assert model in greedy_router.models and 0.0 <= quality <= 1.0
