@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use orchestrator_core::contextual::{Exploration, Router, RouterConfig};
+use orchestrator_core::error::non_negative;
 use orchestrator_core::features::{Features, FeaturizerConfig, FEATURIZER_VERSION};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
@@ -84,7 +85,12 @@ fn config_of<'py>(get: impl Fn(&str) -> Option<Bound<'py, PyAny>>) -> PyResult<R
         exploration: parse_exploration(
             &exploration,
             or_default(get("exploration_weight").as_ref(), 1.0, |v| {
-                convert::real(v, "exploration_weight")
+                // Checked whatever the rule: a NaN weight is refused, not ignored.
+                non_negative(
+                    "exploration_weight",
+                    convert::real(v, "exploration_weight")?,
+                )
+                .map_err(to_py)
             })?,
         )?,
         epochs: or_default(get("epochs").as_ref(), defaults.epochs, |v| {

@@ -230,6 +230,15 @@ impl SelectionCore {
         self.inner.lock()
     }
 
+    /// The lock, with tickets past the pending timeout released first: every
+    /// reading (explanations, scores, windows, pending counts) then sees what
+    /// the next selection will, not reservations only a selection would expire.
+    fn lock_current(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        let mut guard = self.inner.lock();
+        guard.table.sweep();
+        guard
+    }
+
     /// What was observed of the slot `find` picks, as a dict; the slot is
     /// found and read under one lock.
     fn observed<'py>(
@@ -238,7 +247,7 @@ impl SelectionCore {
         find: impl FnOnce(&Table) -> Result<u32, CoreError>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (s, pending, idle_for) = {
-            let guard = self.lock();
+            let guard = self.lock_current();
             let table = &guard.table;
             let slot = find(table).map_err(to_py)?;
             (
@@ -789,7 +798,7 @@ impl SelectionCore {
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Explanation> {
         let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
-        let mut guard = self.lock();
+        let mut guard = self.lock_current();
         let c = request
             .resolve(&guard.table)
             .map_err(|n| unknown_excluded(&n))?;
@@ -811,7 +820,7 @@ impl SelectionCore {
     ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
         let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
         let (names, values) = {
-            let mut guard = self.lock();
+            let mut guard = self.lock_current();
             let inner = &mut *guard;
             let table = &inner.table;
             let c = request.resolve(table).map_err(|n| unknown_excluded(&n))?;
@@ -1203,7 +1212,7 @@ impl SelectionCore {
     /// from one snapshot.
     fn stats_matrix<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Vec<String>) {
         let (rows, names) = {
-            let guard = self.lock();
+            let guard = self.lock_current();
             let table = &guard.table;
             let cols = Table::STATS_COLUMNS.len();
             let data = table.stats_matrix();
@@ -1298,7 +1307,7 @@ impl SelectionCore {
     /// (`None`: unlimited), the `requests`/`tokens` in the last minute, and
     /// the provider's learned caps as `(remaining, resets_in)` or `None`.
     fn rate_limits<'py>(&self, py: Python<'py>, slot: u32) -> PyResult<Bound<'py, PyDict>> {
-        let w = self.lock().table.window(slot).map_err(to_py)?;
+        let w = self.lock_current().table.window(slot).map_err(to_py)?;
         let d = PyDict::new(py);
         d.set_item("rpm", w.limits.rpm)?;
         d.set_item("tpm", w.limits.tpm)?;
@@ -1310,7 +1319,7 @@ impl SelectionCore {
     }
 
     fn pending(&self, slot: u32) -> PyResult<u32> {
-        self.lock().table.pending(slot).map_err(to_py)
+        self.lock_current().table.pending(slot).map_err(to_py)
     }
 
     fn outstanding_tickets(&self) -> usize {

@@ -50,6 +50,12 @@ impl Pending {
         self.by_id.len()
     }
 
+    /// Continue `previous`'s id sequence (these decisions replace its own):
+    /// an id it handed out is never given to a later decision.
+    pub fn continue_ids_of(&mut self, previous: &Pending) {
+        self.next_id = self.next_id.max(previous.next_id);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
