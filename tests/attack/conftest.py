@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-OPEN_FINDINGS: frozenset[str] = frozenset()
+OPEN_FINDINGS: frozenset[str] = frozenset(
+    {
+        "tests/attack/test_contextual_registry.py::test_a_tiny_willingness_to_pay_keeps_eligible_scores_finite",
+        "tests/attack/test_contextual_registry.py::test_another_registrys_request_id_is_unknown_here",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -354,12 +354,14 @@ class ModelRegistry:
         return model
 
     def get_model(self, name: str) -> Model:
+        # Checked first: a hashable non-string (5) would reach the close-name
+        # search of ModelNotFoundError and fail there, naming nothing.
+        if not isinstance(name, str):
+            raise TypeError(f"invalid name: {name!r} (a string is required)")
         try:
             return self._models[name]
         except KeyError:
             raise ModelNotFoundError(name, list(self._models)) from None
-        except TypeError:
-            raise TypeError(f"invalid name: {name!r} (a string is required)") from None
 
     def list_models(
         self,
@@ -852,9 +854,18 @@ class ModelRegistry:
             raise TypeError("invalid prompts: a list of prompts is required, not a string")
         if not isinstance(qualities, Mapping):
             raise TypeError(f"invalid qualities: {qualities!r} (a dict of model name to a list)")
-        for name in [*qualities, *(costs or {})]:
+        names = [*qualities, *(costs or {})]
+        for name in names:
             self.get_model(name)
-        self._core.calibrate(list(prompts), dict(qualities), None if costs is None else dict(costs))
+        try:
+            self._core.calibrate(
+                list(prompts), dict(qualities), None if costs is None else dict(costs)
+            )
+        except KeyError:
+            # Unregistered since the check (another thread, or a prompt's own
+            # callback while the core read it): the documented error, by name.
+            gone = next(name for name in names if name not in self._models)
+            raise ModelNotFoundError(gone, list(self._models)) from None
 
     def router_state(self) -> bytes:
         """The contextual router's learned state, in the checksummed binary

@@ -8,11 +8,15 @@
 
 use orchestrator_core as core;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyUnicodeEncodeError, PyValueError};
+use pyo3::exceptions::{
+    PyKeyError, PyOverflowError, PyTypeError, PyUnicodeEncodeError, PyValueError,
+};
 
 use crate::errors::to_py;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+};
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -293,6 +297,14 @@ pub fn embedding_values(embedding: Option<&Bound<'_, PyAny>>) -> PyResult<Option
     Ok(Some(values))
 }
 
+/// The bytes of a saved router state (`bytes` only), or a TypeError naming `state`.
+pub fn state_bytes<'a>(state: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    state
+        .cast::<PyBytes>()
+        .map(|b| b.as_bytes())
+        .map_err(|_| wrong_type("state", state, "bytes from router_state() are required"))
+}
+
 /// The prompt as text, at most `limit` bytes (cut on a character
 /// boundary): a string, or chat messages (mappings whose `content` is a
 /// string or `None`) joined by newlines. Messages past the limit are not read.
@@ -310,7 +322,11 @@ pub fn prompt_text(prompt: &Bound<'_, PyAny>, limit: usize) -> PyResult<String> 
     if prompt.is_instance_of::<PyString>() {
         return text(prompt, "prompt").map(bounded);
     }
-    if prompt.is_instance_of::<PyBytes>() {
+    // Bytes-like values iterate as integers: name them, not their first byte.
+    if prompt.is_instance_of::<PyBytes>()
+        || prompt.is_instance_of::<PyByteArray>()
+        || prompt.is_instance_of::<PyMemoryView>()
+    {
         return Err(wrong_type(
             "prompt",
             prompt,
@@ -325,17 +341,26 @@ pub fn prompt_text(prompt: &Bound<'_, PyAny>, limit: usize) -> PyResult<String> 
             "a string or a list of chat messages is required",
         )
     })?;
-    for message in iterator {
-        if joined.len() > limit {
+    // Each message counts at least one byte (its separator) against the
+    // limit, so an endless run of empty messages ends like a long text.
+    for (read, message) in iterator.enumerate() {
+        if joined.len() > limit || read > limit {
             break;
         }
         let message = message?;
-        let content = message.get_item("content").map_err(|_| {
-            wrong_type(
-                "prompt",
-                &message,
-                "chat messages must be mappings with a \"content\" string",
-            )
+        let content = message.get_item("content").map_err(|err| {
+            // No "content" (KeyError) or not subscriptable by it (TypeError);
+            // any other exception is the message's own and propagates as is.
+            let py = message.py();
+            if err.is_instance_of::<PyKeyError>(py) || err.is_instance_of::<PyTypeError>(py) {
+                wrong_type(
+                    "prompt",
+                    &message,
+                    "chat messages must be mappings with a \"content\" string",
+                )
+            } else {
+                err
+            }
         })?;
         if content.is_none() {
             continue;

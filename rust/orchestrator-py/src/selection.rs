@@ -1033,7 +1033,8 @@ impl SelectionCore {
     /// Load `router_state()` bytes: registered models found in the state
     /// keep what it learned, the others start at the prior; pending
     /// decisions are forgotten.
-    fn load_router_state(&self, state: &[u8]) -> PyResult<()> {
+    fn load_router_state(&self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let state = convert::state_bytes(state)?;
         let mut guard = self.lock();
         let inner = &mut *guard;
         let routing = inner.routing.as_mut().ok_or_else(not_contextual)?;
