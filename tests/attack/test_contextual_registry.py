@@ -133,7 +133,7 @@ def test_an_endless_run_of_empty_messages_ends_like_a_long_text(messages: object
     so the 64 KiB bound was never reached (the loop holds the GIL: not even
     Ctrl-C stops it)."""
     registry = contextual()
-    assert registry.select_model(prompt=itertools.repeat(messages)).name in PRICES
+    assert registry.select_model(prompt=itertools.repeat(messages)).name in PRICES  # type: ignore[arg-type]
 
 
 def test_a_huge_prompt_is_read_up_to_its_bound() -> None:
@@ -163,7 +163,7 @@ def test_exploration_weight_is_checked_under_every_rule(exploration: str, weight
     """Reproduction (fixed): ``ContextualSelector(exploration_weight=nan)``
     was accepted under Thompson and greedy (checked only for UCB)."""
     with pytest.raises(ValueError, match="invalid exploration_weight"):
-        ContextualSelector(exploration=exploration, exploration_weight=weight)
+        ContextualSelector(exploration=exploration, exploration_weight=weight)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -345,16 +345,16 @@ def test_a_prompt_that_reenters_the_registry_neither_deadlocks_nor_corrupts(reen
     waiting = registry.select(prompt="earlier")
     assert waiting.request_id is not None
     message = ReenteringMessage(lambda: REENTRIES[reentry](registry, waiting.request_id))  # type: ignore[arg-type]
-    selection = registry.select(prompt=[message])
+    selection = registry.select(prompt=[message])  # type: ignore[list-item]
     assert selection.model.name in {m.name for m in registry}
     assert selection.request_id is not None
     assert registry.report_quality(selection.request_id, 1.0) == selection.model.name
     # The same prompt while calibrating; "unregister" removes the calibrated model itself.
     if reentry == "unregister":
         with pytest.raises(ModelNotFoundError, match="cheap"):
-            registry.calibrate([[message]], {"cheap": [1.0]})
+            registry.calibrate([[message]], {"cheap": [1.0]})  # type: ignore[list-item]
     else:
-        registry.calibrate([[message]], {"cheap": [1.0]})
+        registry.calibrate([[message]], {"cheap": [1.0]})  # type: ignore[list-item]
 
 
 def test_a_model_unregistered_while_calibrating_is_model_not_found() -> None:
@@ -365,7 +365,7 @@ def test_a_model_unregistered_while_calibrating_is_model_not_found() -> None:
     registry = contextual()
     message = ReenteringMessage(lambda: registry.unregister_model("cheap"))
     with pytest.raises(ModelNotFoundError, match="cheap"):
-        registry.calibrate([[message]], {"cheap": [1.0]})
+        registry.calibrate([[message]], {"cheap": [1.0]})  # type: ignore[list-item]
 
 
 def test_an_exception_raised_by_a_message_itself_is_not_masked() -> None:
@@ -380,7 +380,7 @@ def test_an_exception_raised_by_a_message_itself_is_not_masked() -> None:
 
     registry = contextual()
     with pytest.raises(RuntimeError, match="backend down"):
-        registry.select(prompt=[ReenteringMessage(fail)])
+        registry.select(prompt=[ReenteringMessage(fail)])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="chat messages must be mappings"):
         registry.select(prompt=[{"role": "user"}])
     assert registry.core.outstanding_tickets() == 0

@@ -876,8 +876,10 @@ class ModelRegistry:
     def load_router_state(self, state: bytes) -> None:
         """Load :meth:`router_state` bytes: registered models found in the
         state keep what it learned, the others start at the prior; pending
-        decisions are forgotten. A damaged state or another featurizer
-        version is a ``ValueError`` and changes nothing."""
+        decisions are forgotten. A damaged state, another featurizer
+        version or featurizer settings (``hash_bits``, n-grams,
+        ``embedding_dim``) other than this registry's selector's is a
+        ``ValueError`` and changes nothing."""
         self._core.load_router_state(state)
 
     def save_router(self, path: Union[str, os.PathLike[str]]) -> None:

@@ -419,7 +419,7 @@ impl Routing {
     /// learned, the others start at the prior, and models of the state that
     /// are not registered are dropped. Pending decisions are forgotten.
     pub fn load(&mut self, bytes: &[u8], table: &Table) -> Result<(), CoreError> {
-        let mut router = Router::load(bytes, *self.router.config())?;
+        let mut router = Router::load_same_featurizer(bytes, *self.router.config())?;
         let stale: Vec<String> = router
             .model_names()
             .iter()

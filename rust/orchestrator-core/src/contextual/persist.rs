@@ -116,6 +116,22 @@ impl Router {
     /// featurizer settings come from the state. Refuses state written by
     /// another featurizer or format version, and damaged state (checksum).
     pub fn load(bytes: &[u8], config: RouterConfig) -> Result<Router, CoreError> {
+        Self::read(bytes, config, false)
+    }
+
+    /// Like [`Router::load`], refusing a state whose featurizer settings are
+    /// not `config`'s before anything is allocated: a router configured by
+    /// its owner (a registry's selector) keeps its features, and a 36-byte
+    /// state cannot make it allocate a 2^24-bucket weight table.
+    pub fn load_same_featurizer(bytes: &[u8], config: RouterConfig) -> Result<Router, CoreError> {
+        Self::read(bytes, config, true)
+    }
+
+    fn read(
+        bytes: &[u8],
+        config: RouterConfig,
+        same_featurizer: bool,
+    ) -> Result<Router, CoreError> {
         let mut reader = Reader { bytes };
         if reader.take(8, "the header")? != MAGIC {
             return Err(corrupt("not router state (bad magic bytes)"));
@@ -135,15 +151,26 @@ impl Router {
         }
         let [hash_bits, word_ngrams, char_ngrams, _] = reader.array::<4>("the featurizer")?;
         let embedding_dim = reader.u32("the embedding size")?;
-        let config = RouterConfig {
-            featurizer: FeaturizerConfig {
-                hash_bits,
-                word_ngrams,
-                char_ngrams,
-                embedding_dim,
-            },
-            ..config
+        let featurizer = FeaturizerConfig {
+            hash_bits,
+            word_ngrams,
+            char_ngrams,
+            embedding_dim,
         };
+        let (config, expected) = (
+            RouterConfig {
+                featurizer,
+                ..config
+            },
+            config,
+        );
+        if same_featurizer && featurizer != expected.featurizer {
+            return Err(corrupt(format!(
+                "its featurizer settings {featurizer:?} are not this router's {:?}: \
+                 load it where the router is configured the same",
+                expected.featurizer
+            )));
+        }
         let models = reader.u32("the model count")?;
         let mut entries = Vec::new();
         for _ in 0..models {
@@ -229,6 +256,26 @@ mod tests {
                 assert!(error.to_string().contains("state"), "{error}");
             }
         }
+    }
+
+    #[test]
+    fn load_same_featurizer_refuses_other_settings_before_allocating() {
+        let router = small_router();
+        let state = router.save();
+        let wider = RouterConfig {
+            featurizer: FeaturizerConfig {
+                hash_bits: 24,
+                ..router.config().featurizer
+            },
+            ..*router.config()
+        };
+        let error = Router::load_same_featurizer(&state, wider).unwrap_err();
+        assert!(error.to_string().contains("featurizer settings"), "{error}");
+        assert!(Router::load_same_featurizer(&state, *router.config()).is_ok());
+        assert!(
+            Router::load(&state, wider).is_ok(),
+            "the standalone load takes the state's"
+        );
     }
 
     #[test]
