@@ -101,11 +101,20 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _fits_float(value):
         raise bad_request(name, f"invalid {name}: {value!r} (a finite number)")
     if value < 0:
         raise bad_request(name, f"invalid {name}: {value!r} (must be >= 0)")
     return float(value)
+
+
+def _fits_float(value: float) -> bool:
+    """Whether a JSON number is a finite float: an integer literal such as
+    ``1e400`` written out in digits is a Python int too large to convert."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _text(param: str, value: str) -> str:
