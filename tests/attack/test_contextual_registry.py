@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import random
 import threading
@@ -24,8 +25,10 @@ from orchestrator.errors import (
     DuplicateModelError,
     ModelNotFoundError,
     NoEligibleModelsError,
+    ServerError,
     UnknownRequestError,
 )
+from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.model_registry import ContextualSelector, ModelRegistry
 from tests.conftest import ScriptedModel
 
@@ -444,3 +447,61 @@ def test_register_unregister_race_contextual_select_feedback_and_calibrate() -> 
     assert np.isfinite(scores).all()
     selection = registry.select(prompt="after the race")
     assert registry.report_quality(selection.request_id, 1.0) == selection.model.name  # type: ignore[arg-type]
+
+
+def test_a_prompt_that_blocks_holds_up_no_other_selection() -> None:
+    """A message whose ``content`` lookup blocks (a lazy loader waiting on
+    I/O) in one thread: other threads still select, report and explain,
+    since the prompt is read before the core's lock is taken."""
+    registry = contextual()
+    entered, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        entered.set()
+        release.wait()
+
+    blocked: list[object] = []
+    thread = threading.Thread(
+        target=lambda: blocked.append(registry.select(prompt=[ReenteringMessage(block)]))  # type: ignore[list-item]
+    )
+    thread.start()
+    try:
+        assert entered.wait(30)
+        selection = registry.select(prompt="meanwhile")
+        assert registry.report_quality(selection.request_id, 1.0) == selection.model.name  # type: ignore[arg-type]
+        registry.calibrate(["meanwhile"], {"cheap": [1.0]})
+        assert registry.explain_selection(prompt="meanwhile").chosen in PRICES
+    finally:
+        release.set()
+        thread.join()
+    assert len(blocked) == 1
+
+
+async def test_a_half_open_probe_selected_and_never_called_is_released() -> None:
+    """Contextual strategy, one model whose breaker is half-open: a task
+    that selects it with a prompt and never calls it blocks no probe; a
+    ``select()`` (the caller's own probe) never reported blocks it only until
+    ``pending_timeout``, and then every reading says it is eligible again."""
+    monitor = ModelHealthMonitor(failure_threshold=1, recovery_threshold=1, base_cooldown=30)
+    registry = ModelRegistry(
+        model_selector=ContextualSelector(hash_bits=10), health_monitor=monitor
+    )
+    registry.core.use_virtual_clock()
+    model = priced("only", 5.0)
+    registry.register_model(model)
+    model.fail = ServerError("down")
+    with pytest.raises(ServerError):
+        await model.generate_response("hi")
+    model.fail = None
+    registry.core.advance_clock(31.0)
+    abandoned = contextvars.Context()
+    assert abandoned.run(registry.select_model, prompt="never called") is model
+    assert registry.explain_selection(prompt="x").chosen == "only"
+    probe = registry.select(prompt="the caller's own probe")
+    with pytest.raises(NoEligibleModelsError, match="probe is in flight"):
+        registry.select(prompt="while the probe is out")
+    registry.core.advance_clock(601.0)  # past pending_timeout: the probe's ticket expired
+    assert registry.explain_selection(prompt="x").chosen == "only"
+    assert registry.get_metrics("only").pending == 0
+    # The ticket expired, the decision did not (feedback_ttl_s is an hour).
+    assert registry.report_quality(probe.request_id or 0, 1.0) == "only"
