@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.models.model_registry import ContextualSelector, ModelRegistry
+from orchestrator.models.shared_spool import SPOOL_DIR_ENV
 from tests.conftest import ScriptedModel
 from tests.redis_server import RedisServer
 
@@ -24,15 +25,16 @@ FIRST, SECOND = 30, 30
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
+def redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A fresh redis-server the test may stop, kill and restart, and a spool
+    folder of this test (a worker closing while Redis is down spools there)."""
+    monkeypatch.setenv(SPOOL_DIR_ENV, str(tmp_path / "spool"))
     server = RedisServer(tmp_path)
     server.start()
     try:
         yield server
     finally:
-        if server.proc is not None:
-            server.proc.send_signal(signal.SIGCONT)  # a stopped server must die too
-        server.kill()
+        server.kill()  # SIGKILL ends a stopped (SIGSTOP) server too
 
 
 def worker(url: str | None) -> ModelRegistry:
