@@ -26,6 +26,7 @@ from orchestrator.errors import (
     ModelNotFoundError,
     NoEligibleModelsError,
     ServerError,
+    StaleTicketError,
     UnknownRequestError,
 )
 from orchestrator.models.health_monitor import ModelHealthMonitor
@@ -505,3 +506,33 @@ async def test_a_half_open_probe_selected_and_never_called_is_released() -> None
     assert registry.get_metrics("only").pending == 0
     # The ticket expired, the decision did not (feedback_ttl_s is an hour).
     assert registry.report_quality(probe.request_id or 0, 1.0) == "only"
+
+
+def test_report_many_with_qualities_teaches_the_router_like_report_outcome() -> None:
+    """Reproduction: ``report_outcome(selection, ..., quality=q)`` teaches the
+    router and closes the request id ("outcome and quality, one step"), but
+    its batch form ``report_many(select_many(3, prompt=...), ...,
+    qualities=[...])`` leaves the router unchanged and every id open: the
+    qualities are dropped for routing without a word, and a later
+    ``report_quality`` for the same decision is accepted as if none came."""
+    registry = contextual()
+    registry.core.use_virtual_clock()
+    picked = registry.select_many(3, prompt="batch")
+    before = registry.router_state()
+    registry.report_many(picked, [True] * 3, [0.1] * 3, qualities=[1.0, 0.0, 0.5])
+    assert registry.router_state() != before
+    for selection in picked:
+        with pytest.raises(UnknownRequestError):
+            registry.report_quality(selection.request_id, 1.0)  # type: ignore[arg-type]
+
+
+def test_a_refused_second_report_changes_nothing() -> None:
+    registry = contextual()
+    registry.core.use_virtual_clock()
+    selection = registry.select(prompt="once")
+    registry.report_outcome(selection, True, 0.1)
+    metrics, state = registry.get_metrics(selection.model.name), registry.router_state()
+    with pytest.raises(StaleTicketError):
+        registry.report_outcome(selection, True, 0.1, quality=1.0)
+    assert registry.get_metrics(selection.model.name) == metrics
+    assert registry.router_state() == state
