@@ -272,7 +272,8 @@ def test_a_request_id_from_before_a_state_load_is_unknown_after_it() -> None:
     """Reproduction (fixed): ``load_router_state`` forgets pending decisions
     but restarted the id sequence at 1, so the next decision got the id of
     one made before the load, and feedback meant for the old decision
-    taught the new one instead of raising UnknownRequestError."""
+    taught the new one instead of raising UnknownRequestError (ids are now
+    one sequence per process)."""
     registry = contextual()
     old = [registry.select(prompt="before the load") for _ in range(3)]
     registry.load_router_state(registry.router_state())
@@ -284,11 +285,11 @@ def test_a_request_id_from_before_a_state_load_is_unknown_after_it() -> None:
 
 
 def test_another_registrys_request_id_is_unknown_here() -> None:
-    """Reproduction: every contextual registry numbers its decisions 1, 2,
-    3...; ``registry_b.report_quality(registry_a.select(...).request_id, q)``
-    succeeds and teaches registry_b's own decision of that number (another
-    prompt, maybe another model). A process with two registries (or a
-    misrouted id) corrupts learning silently instead of UnknownRequestError."""
+    """Reproduction (fixed): every contextual registry numbered its decisions
+    1, 2, 3...; ``registry_b.report_quality(registry_a.select(...).request_id,
+    q)`` succeeded and taught registry_b's own decision of that number
+    (another prompt, maybe another model). Request ids are now unique in the
+    process, so the id is unknown to any other registry."""
     first, second = contextual(), contextual()
     second.select(prompt="the second registry's own decision")
     theirs = first.select(prompt="a decision of the first registry")

@@ -46,8 +46,11 @@ def routed() -> Iterator[ThreadGateway]:
             yield gateway
 
 
-def sdk(gateway: ThreadGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+@pytest.fixture
+def sdk(routed: ThreadGateway) -> Iterator[openai.OpenAI]:
+    """An openai SDK client of the gateway, closed after the test."""
+    with openai.OpenAI(base_url=f"{routed.url}/v1", api_key="x", max_retries=0) as client:
+        yield client
 
 
 def post(gateway: ThreadGateway, path: str, body: str) -> httpx.Response:
@@ -77,11 +80,9 @@ def test_a_huge_json_integer_constraint_is_a_400_naming_it(
 
 
 @pytest.mark.parametrize("bad", [0, -1, "a lot", True, None, [1], {"usd": 1}])
-def test_bad_willingness_to_pay_through_the_sdk_is_a_400(
-    routed: ThreadGateway, bad: object
-) -> None:
+def test_bad_willingness_to_pay_through_the_sdk_is_a_400(sdk: openai.OpenAI, bad: object) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        sdk(routed).chat.completions.create(
+        sdk.chat.completions.create(
             model="auto",
             messages=MESSAGES,  # type: ignore[arg-type]
             extra_body={"orchestrator": {"willingness_to_pay": bad}},
@@ -102,9 +103,9 @@ def test_non_finite_json_literals_are_a_400(routed: ThreadGateway, literal: str)
 
 @pytest.mark.parametrize("willingness_to_pay", [1e-7, 1e308])
 def test_extreme_but_valid_willingness_to_pay_is_served(
-    routed: ThreadGateway, willingness_to_pay: float
+    sdk: openai.OpenAI, willingness_to_pay: float
 ) -> None:
-    answer = sdk(routed).chat.completions.create(
+    answer = sdk.chat.completions.create(
         model="auto",
         messages=MESSAGES,  # type: ignore[arg-type]
         extra_body={"orchestrator": {"willingness_to_pay": willingness_to_pay}},
@@ -126,9 +127,9 @@ def test_a_lone_surrogate_prompt_is_a_400_naming_the_message(
     "quality", ["NaN", "Infinity", "1e400", HUGE_INTEGER, "true", '"0.5"', "null", "-0.5", "1.5"]
 )
 def test_bad_feedback_quality_is_a_400_and_leaves_the_answer_open(
-    routed: ThreadGateway, quality: str
+    routed: ThreadGateway, sdk: openai.OpenAI, quality: str
 ) -> None:
-    answer_id = sdk(routed).chat.completions.create(model="auto", messages=MESSAGES).id  # type: ignore[arg-type]
+    answer_id = sdk.chat.completions.create(model="auto", messages=MESSAGES).id  # type: ignore[arg-type]
     refused = post(routed, "/v1/feedback", f'{{"request_id": "{answer_id}", "quality": {quality}}}')
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["param"] == "quality"
@@ -136,9 +137,11 @@ def test_bad_feedback_quality_is_a_400_and_leaves_the_answer_open(
     assert accepted.status_code == 200 and accepted.json()["learned"] is True, accepted.text
 
 
-def test_concurrent_feedback_for_one_answer_is_learned_exactly_once(routed: ThreadGateway) -> None:
+def test_concurrent_feedback_for_one_answer_is_learned_exactly_once(
+    routed: ThreadGateway, sdk: openai.OpenAI
+) -> None:
     registry = routed.gateway.registry
-    answer_id = sdk(routed).chat.completions.create(model="auto", messages=MESSAGES).id  # type: ignore[arg-type]
+    answer_id = sdk.chat.completions.create(model="auto", messages=MESSAGES).id  # type: ignore[arg-type]
     before = sum(c.observations or 0 for c in registry.explain_selection(prompt="x").candidates)
     statuses: list[int] = []
     start = threading.Barrier(16)
@@ -158,7 +161,9 @@ def test_concurrent_feedback_for_one_answer_is_learned_exactly_once(routed: Thre
     assert after == before + 1
 
 
-def test_stalled_heads_and_bodies_do_not_hold_up_other_clients(routed: ThreadGateway) -> None:
+def test_stalled_heads_and_bodies_do_not_hold_up_other_clients(
+    routed: ThreadGateway, sdk: openai.OpenAI
+) -> None:
     """A hundred connections stalled in their head and one in its body (the
     head bound is 600 s, so none is cut while the test runs): a complete
     request on a new connection is still answered, and so is feedback."""
@@ -174,7 +179,7 @@ def test_stalled_heads_and_bodies_do_not_hold_up_other_clients(routed: ThreadGat
             b'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"mo'
         )
         stalled.append(body_stall)
-        answer = sdk(routed).chat.completions.create(model="auto", messages=MESSAGES)  # type: ignore[arg-type]
+        answer = sdk.chat.completions.create(model="auto", messages=MESSAGES)  # type: ignore[arg-type]
         assert answer.choices
         feedback = post(routed, "/v1/feedback", f'{{"request_id": "{answer.id}", "quality": 0.5}}')
         assert feedback.status_code == 200, feedback.text

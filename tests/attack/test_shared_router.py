@@ -6,6 +6,7 @@ exactly once: what one registry learning alone from the same reports holds."""
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from orchestrator.models.model_registry import ContextualSelector, ModelRegistry
 from orchestrator.models.shared_spool import SPOOL_DIR_ENV
+from tests.attack.test_secrets_and_cache import open_sockets
 from tests.conftest import ScriptedModel
 from tests.redis_server import RedisServer
 
@@ -138,3 +140,29 @@ def test_router_learning_survives_redis_restarting_empty(redis: RedisServer) -> 
     finally:
         learner.close()
         reader.close()
+
+
+@pytest.mark.parametrize("strategy", ["ucb", "contextual"])
+def test_close_leaves_no_socket_behind(redis: RedisServer, strategy: str) -> None:
+    """Shared contextual registries made and closed one after another leave
+    no connection to Redis behind (the router's sums use the shared state's
+    client, closed with it), as the other strategies' do not."""
+
+    def one_round() -> None:
+        registry = (
+            worker(redis.url)
+            if strategy == "contextual"
+            else ModelRegistry(state=redis.url, state_namespace="ctx", sync_interval=3600)
+        )
+        if strategy == "ucb":
+            registry.register_model(ScriptedModel("cheap"))
+        assert sync(registry)
+        registry.close()
+
+    one_round()  # warm-up: imports, the first connection's lazy state
+    gc.collect()
+    before = open_sockets()
+    for _ in range(5):
+        one_round()
+    gc.collect()
+    assert open_sockets() == before

@@ -448,7 +448,6 @@ impl Routing {
             // Every worker loads the same state: it is the new common start.
             router.start_sharing();
         }
-        router.continue_request_ids_of(&self.router);
         self.router = router;
         self.slot_of_model = slot_of_model;
         self.model_of_slot = model_of_slot;

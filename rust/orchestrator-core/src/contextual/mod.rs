@@ -279,12 +279,6 @@ impl Router {
         self.pending.len()
     }
 
-    /// Take over from `previous` (a loaded state replacing it): its request
-    /// ids stay unknown here instead of naming this router's later decisions.
-    pub fn continue_request_ids_of(&mut self, previous: &Router) {
-        self.pending.continue_ids_of(&previous.pending);
-    }
-
     /// Index of a model by name.
     pub fn model_index(&self, name: &str) -> Result<usize, CoreError> {
         self.names

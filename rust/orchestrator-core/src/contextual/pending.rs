@@ -6,6 +6,8 @@
 //! feedback arrives, when it is older than the time to live, or when the ring
 //! wraps over its slot (the oldest pending decision is dropped first).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rustc_hash::FxHashMap;
 
 use crate::error::CoreError;
@@ -19,13 +21,19 @@ struct Slot {
     features: Features,
 }
 
+/// The next request id of the process. Ids are unique across routers, not
+/// per router: the id of another router's decision (another registry's, or
+/// one from before a state load replaced this router) is never also one of
+/// this router's, so misdirected feedback is `UnknownRequest` instead of
+/// teaching the wrong decision. (Thompson draws count decisions separately.)
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The pending decisions of one router.
 #[derive(Debug, Clone)]
 pub struct Pending {
     slots: Vec<Slot>,
     by_id: FxHashMap<u64, usize>,
     next_slot: usize,
-    next_id: u64,
     ttl_s: f64,
 }
 
@@ -41,7 +49,6 @@ impl Pending {
             slots: vec![Slot::default(); capacity],
             by_id: FxHashMap::default(),
             next_slot: 0,
-            next_id: 1,
             ttl_s,
         }
     }
@@ -50,20 +57,13 @@ impl Pending {
         self.by_id.len()
     }
 
-    /// Continue `previous`'s id sequence (these decisions replace its own):
-    /// an id it handed out is never given to a later decision.
-    pub fn continue_ids_of(&mut self, previous: &Pending) {
-        self.next_id = self.next_id.max(previous.next_id);
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 
     /// Record a decision made at `now` (seconds); returns its request id.
     pub fn record(&mut self, model: usize, features: &Features, now: f64) -> u64 {
-        let request_id = self.next_id;
-        self.next_id += 1;
+        let request_id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
         let at = self.next_slot;
         self.next_slot = (at + 1) % self.slots.len();
         let slot = &mut self.slots[at];
