@@ -8,7 +8,7 @@ a client that sends half a head and stalls, or trickles one byte at a time
 protocol arms one timer when a connection opens and when a request begins,
 cancels it when the headers are complete, and when it fires answers 408 and
 closes the connection. The bound is ``[server] header_timeout``, handed over
-in the lifespan state (:data:`HEADER_TIMEOUT_STATE`), so every connection of
+in the lifespan state (``settings.HEADER_TIMEOUT_STATE``), so every connection of
 a worker uses its configuration.
 """
 
@@ -20,12 +20,10 @@ from typing import Any, Optional
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from orchestrator.server.settings import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_STATE
+
 logger = logging.getLogger(__name__)
 
-#: The lifespan-state key under which the gateway publishes its header timeout.
-HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
-#: Used when the application published none (seconds).
-DEFAULT_HEADER_TIMEOUT = 10.0
 _TIMED_OUT_BODY = b"the request headers did not arrive in time\n"
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
