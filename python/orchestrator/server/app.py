@@ -214,7 +214,8 @@ class Gateway:
         body: bytes,
         headers: Optional[list[tuple[bytes, bytes]]] = None,
     ) -> None:
-        await self._start(call, status, [_JSON, *(headers or [])])
+        length = (b"content-length", str(len(body)).encode())  # no chunked framing
+        await self._start(call, status, [_JSON, length, *(headers or [])])
         await call.send({"type": "http.response.body", "body": body})
 
     async def _send_error(self, call: Call, exc: GatewayError) -> None:
