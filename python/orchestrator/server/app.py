@@ -30,9 +30,8 @@ from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
 from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
 from orchestrator.server.metrics import GatewayMetrics
-from orchestrator.server.protocol import HEADER_TIMEOUT_STATE
 from orchestrator.server.routing import Route, Router
-from orchestrator.server.settings import ServerSettings
+from orchestrator.server.settings import HEADER_TIMEOUT_STATE, ServerSettings
 from orchestrator.server.status import Decision, DecisionLog, status_snapshot
 from orchestrator.server.wire import (
     ChatRequest,
