@@ -17,15 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from orchestrator.core.model import ModelConstraints
 
-#: The lifespan-state key under which the gateway publishes its header
-#: timeout to each connection's protocol (``server/protocol.py``).
-HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
-#: The header timeout a protocol uses when the application published none (seconds).
-DEFAULT_HEADER_TIMEOUT = 10.0
-
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HASH = re.compile(r"^sha256:[0-9a-f]{32}:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
+
+
+#: The lifespan-state key under which the gateway hands ``header_timeout`` to
+#: uvicorn's protocol (:mod:`orchestrator.server.protocol`).
+HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
 
 
 class _Strict(BaseModel):
