@@ -1,13 +1,17 @@
-"""Shared test helpers: a scripted in-process model."""
+"""Shared test helpers: a scripted in-process model, and a real
+``redis-server`` on a free loopback port for any test that asks for one."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
+from tests.redis_server import RedisServer
 
 DEFAULT_COST = ModelCost(input_per_million=1.0, output_per_million=2.0)
 
@@ -59,3 +63,14 @@ class ScriptedModel(Model):
 @pytest.fixture
 def scripted() -> type[ScriptedModel]:
     return ScriptedModel
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` this test owns (killable, restartable on its port)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

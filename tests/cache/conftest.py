@@ -1,28 +1,16 @@
-"""Fixtures of the cache tests: a real ``redis-server`` on a free loopback
-port (killable and restartable on the same port) and a small test model."""
+"""Fixtures of the cache tests: a small test model (the real ``redis-server``
+fixture is the suite's, in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Optional
 
 import pytest
-from tests.redis_server import RedisServer
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.errors import ServerError
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 class CountingModel(Model):

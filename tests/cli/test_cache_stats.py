@@ -5,25 +5,12 @@ and a store that cannot count says so in words, never ``None``."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.cli.conftest import Run, write
 from tests.redis_server import RedisServer
 
 SIM = '[[models]]\nprovider = "simulated"\nname = "sim-a"\n'
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def statistic(output: str, name: str) -> str:

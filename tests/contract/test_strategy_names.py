@@ -31,7 +31,9 @@ def test_every_entry_point_accepts_the_core_names_and_nothing_else() -> None:
         "cost",
         "performance",
     ]
-    assert list(SELECTORS) == names == list(STRATEGIES)
+    # The core's names, then prompt-aware routing (a router beside the table,
+    # not a table strategy).
+    assert list(SELECTORS) == [*names, "contextual"] == list(STRATEGIES)
     for name, strategy, discount in _core.STRATEGY_NAMES:
         selector = selector_for(name)
         assert selector.strategy == strategy

@@ -274,5 +274,6 @@ def test_the_gateway_answers_a_full_window_with_429_and_retry_after() -> None:
         registry.select_model()
     answer = from_registry_error(info.value, registry)
     assert (answer.status, answer.code) == (429, "rate_limit_exceeded")
-    assert answer.retry_after == pytest.approx(30.0)  # the virtual clock starts at a real reading
+    assert answer.retry_after == pytest.approx(30.0)
+    assert (b"retry-after", b"30") in answer.headers()
     assert "1/1 requests in the last minute" in answer.message

@@ -46,10 +46,11 @@ IMPORT_EVERY_LIBRARY_MODULE = textwrap.dedent(
         for info in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
         # command-line entry points: the CLI package, `python -m` mains, the
         # `command` modules the CLI dispatches to (`orchestrator eval`, `serve`)
-        # and the eval command's plot (matplotlib, the [cli] extra)
+        # and the eval command's plot (matplotlib, the [cli] extra), and the
+        # uvicorn protocol only `serve` loads (uvicorn needs click)
         if not info.name.startswith("orchestrator.cli")
         and info.name.rpartition(".")[2] not in ("__main__", "command")
-        and info.name != "orchestrator.evaluation.plot"
+        and info.name not in ("orchestrator.evaluation.plot", "orchestrator.server.protocol")
     )
     for name in names:
         importlib.import_module(name)

@@ -85,6 +85,24 @@ async def test_https_answers_and_streams_over_one_connection(
     await pool.aclose()
 
 
+async def test_https_bodies_larger_than_every_buffer(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flow control under TLS: reading pauses past the backend's high-water
+    mark and must resume on the TLS transport, or a large answer stalls."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    reply = "z" * (3 * 1024 * 1024)
+    pool = ClientPool()
+    server = OpenAIServer(tls=context, reply=reply)
+    with server:
+        model = OpenAIModel("gpt-4o-mini", base_url=server.url, api_key="sk-t", client_pool=pool)
+        assert await model.generate_response("y" * (2 * 1024 * 1024)) == reply
+        assert "".join([c async for c in model.stream_response("stream")]) == reply
+    await pool.aclose()
+
+
 async def test_an_untrusted_certificate_is_a_connection_error(https_server: OpenAIServer) -> None:
     pool = ClientPool()
     model = OpenAIModel(

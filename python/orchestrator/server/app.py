@@ -31,9 +31,8 @@ from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
 from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
 from orchestrator.server.metrics import GatewayMetrics
-from orchestrator.server.protocol import HEADER_TIMEOUT_STATE
 from orchestrator.server.routing import Route, Router
-from orchestrator.server.settings import ServerSettings
+from orchestrator.server.settings import HEADER_TIMEOUT_STATE, ServerSettings
 from orchestrator.server.status import Decision, DecisionLog, status_snapshot
 from orchestrator.server.wire import (
     ChatRequest,
@@ -215,7 +214,8 @@ class Gateway:
         body: bytes,
         headers: Optional[list[tuple[bytes, bytes]]] = None,
     ) -> None:
-        await self._start(call, status, [_JSON, *(headers or [])])
+        length = (b"content-length", str(len(body)).encode())  # no chunked framing
+        await self._start(call, status, [_JSON, length, *(headers or [])])
         await call.send({"type": "http.response.body", "body": body})
 
     async def _send_error(self, call: Call, exc: GatewayError) -> None:

@@ -72,7 +72,10 @@ class GatewayError(Exception):
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
         if self.retry_after is not None:
-            headers.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+            # Whole seconds, rounded up; clock arithmetic's last-digit noise
+            # (30.000000000000004) must not add a second.
+            seconds = max(1, math.ceil(round(self.retry_after, 6)))
+            headers.append((b"retry-after", str(seconds).encode()))
         if self.close_connection:
             headers.append((b"connection", b"close"))
         return headers

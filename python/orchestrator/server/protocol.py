@@ -8,8 +8,9 @@ a client that sends half a head and stalls, or trickles one byte at a time
 protocol arms one timer when a connection opens and when a request begins,
 cancels it when the headers are complete, and when it fires answers 408 and
 closes the connection. The bound is ``[server] header_timeout``, handed over
-in the lifespan state (:data:`HEADER_TIMEOUT_STATE`), so every connection of
-a worker uses its configuration.
+in the lifespan state (:data:`~orchestrator.server.settings.HEADER_TIMEOUT_STATE`),
+so every connection of a worker uses its configuration. Only ``orchestrator
+serve`` loads this module (it needs uvicorn, the ``[server]`` extra).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any, Optional
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from orchestrator.server.settings import HEADER_TIMEOUT_STATE, ServerSettings
+
 logger = logging.getLogger(__name__)
 
-#: The lifespan-state key under which the gateway publishes its header timeout.
-HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
-#: Used when the application published none (seconds).
-DEFAULT_HEADER_TIMEOUT = 10.0
+#: Used when the application published no bound (its setting's default).
+_DEFAULT_HEADER_TIMEOUT: float = ServerSettings.model_fields["header_timeout"].default
 _TIMED_OUT_BODY = b"the request headers did not arrive in time\n"
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -39,7 +40,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        published = self.app_state.get(HEADER_TIMEOUT_STATE, DEFAULT_HEADER_TIMEOUT)
+        published = self.app_state.get(HEADER_TIMEOUT_STATE, _DEFAULT_HEADER_TIMEOUT)
         self.header_timeout = float(published)
         self._head_timer: Optional[asyncio.TimerHandle] = None
 

@@ -22,6 +22,11 @@ _HASH = re.compile(r"^sha256:[0-9a-f]{32}:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 
 
+#: The lifespan-state key under which the gateway hands ``header_timeout`` to
+#: uvicorn's protocol (:mod:`orchestrator.server.protocol`).
+HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

@@ -122,7 +122,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         del protocol.buffer[:max_bytes]
         if protocol.paused_reading and len(protocol.buffer) <= _HIGH_WATER // 2:
             protocol.paused_reading = False
-            self._transport.resume_reading()
+            if protocol.transport is not None:
+                protocol.transport.resume_reading()
         return data
 
     async def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:  # noqa: ASYNC109
@@ -172,6 +173,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         if transport is None:  # the connection closed during the handshake
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        # Reading pauses and resumes on the TLS transport from now on (pausing
+        # the raw one would never be undone by resuming the TLS one).
+        self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:

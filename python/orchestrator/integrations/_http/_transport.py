@@ -52,12 +52,13 @@ from orchestrator.integrations._http._urls import Endpoint
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-#: What the pool's client would add to every request it builds.
+#: What httpx's client adds to every request it builds (the encodings are
+#: those every httpx install decodes).
 _POOLED_HEADERS: tuple[tuple[str, str], ...] = (
     ("Accept", "*/*"),
-    ("Accept-Encoding", httpx._client.ACCEPT_ENCODING),
+    ("Accept-Encoding", "gzip, deflate"),
     ("Connection", "keep-alive"),
-    ("User-Agent", httpx._client.USER_AGENT),
+    ("User-Agent", f"python-httpx/{httpx.__version__}"),
 )
 _JSON_HEADER = ("Content-Type", "application/json")
 ErrorParser = Callable[[Any], ErrorDetail]
@@ -122,13 +123,6 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(endpoint={self.endpoint.public()!r}, model={self.model!r})"
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The client requests go through (the caller's, or the pool's for this loop)."""
-        if self.http_client is not None:
-            return self.http_client
-        return self.pool.get(self.endpoint.url)
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         read = max(0.001, min(self.policy.timeout, remaining))

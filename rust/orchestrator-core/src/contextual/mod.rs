@@ -137,9 +137,6 @@ pub struct ModelExplanation {
     pub top_features: Vec<FeatureEffect>,
 }
 
-/// Standard deviations above its mean that a Thompson draw is assumed not to reach.
-const THOMPSON_BOUND: f64 = 6.0;
-
 /// A candidate's quality under the exploration rule and its value.
 #[derive(Debug, Clone, Copy)]
 struct Choice {
@@ -383,23 +380,12 @@ impl Router {
         best
     }
 
-    /// Thompson sampling that draws only for candidates that can still win:
-    /// the candidate with the best expected value draws first, and another
-    /// draws only if its quality six standard deviations up (a chance below
-    /// 1e-9 of being exceeded) would beat the best draw so far.
+    /// Thompson sampling: every candidate's quality drawn from its posterior.
     fn best_by_thompson(&self) -> Option<Choice> {
-        let leader = self.best_by(|z, _| sigmoid(z))?;
-        let mut best = Some(self.draw(leader.model, leader.penalty));
-        for position in 0..self.candidates.len() {
-            let (model, penalty) = self.candidates[position];
-            if model == leader.model {
-                continue;
-            }
-            let (z, v) = (self.logits[model], self.variances[model]);
-            let ceiling = sigmoid(z + THOMPSON_BOUND * v.sqrt()) - penalty;
-            if best.is_some_and(|b| ceiling < b.value) {
-                continue;
-            }
+        // Draws are keyed by (decision, model), so drawing every candidate
+        // costs one normal each and no pruning bound can change the pick.
+        let mut best: Option<Choice> = None;
+        for &(model, penalty) in &self.candidates {
             self.draw(model, penalty).keep_better(&mut best);
         }
         best
