@@ -13,9 +13,6 @@ import pytest
 
 OPEN_FINDINGS: frozenset[str] = frozenset(
     {
-        "tests/attack/test_contextual_registry.py::test_a_tiny_willingness_to_pay_keeps_eligible_scores_finite",
-        "tests/attack/test_contextual_registry.py::test_report_many_with_qualities_teaches_the_router_like_report_outcome",
-        "tests/attack/test_router_state.py::test_forged_huge_variances_do_not_give_an_uncertainty_above_one_half",
         "tests/attack/test_shared_router.py::test_a_push_applied_after_its_reply_was_lost_is_not_counted_twice",
         "tests/attack/test_shared_router.py::test_router_learning_survives_redis_restarting_empty",
     }

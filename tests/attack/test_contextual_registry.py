@@ -147,18 +147,24 @@ def test_a_huge_prompt_is_read_up_to_its_bound() -> None:
     assert registry.select_model(prompt=[{"content": huge}] * 1_000).name in PRICES
 
 
-@pytest.mark.parametrize("willingness_to_pay", [5e-324, 1e-320])
-def test_a_tiny_willingness_to_pay_keeps_eligible_scores_finite(willingness_to_pay: float) -> None:
-    """Reproduction: ``willingness_to_pay=5e-324`` is accepted (finite, > 0),
-    but expected cost / willingness_to_pay overflows: ``scores()`` gives
-    ``-inf`` for every eligible model (its docstring: ``-inf`` where the model
-    is *not* eligible) and the explanation's chosen model has score ``-inf``,
-    so the pick among them is arbitrary rather than the cheapest."""
+@pytest.mark.parametrize("willingness_to_pay", [5e-324, 1e-320, 1e-13])
+def test_a_tiny_willingness_to_pay_is_refused_naming_it(willingness_to_pay: float) -> None:
+    """Reproduction (fixed): ``willingness_to_pay=5e-324`` was accepted
+    (finite, > 0), but expected cost / willingness_to_pay overflowed: every
+    eligible model scored ``-inf`` (the mark of *not* eligible) and the pick
+    among them was arbitrary. Below ``MIN_WILLINGNESS_TO_PAY`` (1e-12 USD)
+    it is now a ValueError naming the field, at selection and in the
+    selector's settings, and the smallest accepted value picks the cheapest."""
     registry = contextual(exploration="greedy")
-    names, scores = registry.scores(willingness_to_pay=willingness_to_pay)
+    with pytest.raises(ValueError, match="invalid willingness_to_pay"):
+        registry.scores(willingness_to_pay=willingness_to_pay)
+    with pytest.raises(ValueError, match="invalid willingness_to_pay"):
+        registry.select_model(willingness_to_pay=willingness_to_pay)
+    with pytest.raises(ValueError, match="willingness_to_pay"):
+        ContextualSelector(willingness_to_pay=willingness_to_pay)
+    names, scores = registry.scores(willingness_to_pay=1e-12)
     assert np.isfinite(scores).all(), dict(zip(names, scores))
-    explanation = registry.explain_selection(willingness_to_pay=willingness_to_pay)
-    assert explanation.chosen == "cheap"
+    assert registry.explain_selection(willingness_to_pay=1e-12).chosen == "cheap"
 
 
 @pytest.mark.parametrize("exploration", ["thompson", "greedy", "ucb"])

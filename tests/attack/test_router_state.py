@@ -217,15 +217,25 @@ def test_a_forged_but_finite_state_keeps_every_prediction_a_probability(change: 
     assert registry.select_model(prompt="what is 2+2").name == explanation.chosen
 
 
-def test_forged_huge_variances_do_not_give_an_uncertainty_above_one_half() -> None:
-    """Reproduction: a state whose checksum is valid and whose variances are
-    all 3e38 (finite, > 0: accepted) loads, and the explanation then reports
-    ``uncertainty`` 8.6e18 for a quality in [0, 1] (a standard deviation of
-    a probability is at most 0.5). A variance above the prior's cannot come
-    from learning, which only shrinks it; the loader could refuse it."""
+def test_forged_variances_above_the_prior_are_refused() -> None:
+    """Reproduction (fixed): a state whose checksum is valid and whose
+    variances are all 3e38 (finite, > 0) loaded, and the explanation then
+    reported ``uncertainty`` 8.6e18 for a quality in [0, 1]. Learning only
+    shrinks a variance from the prior's, so the loader refuses anything
+    above it and the registry keeps its state."""
     state = forged()
     state.variances[:] = 3e38
     registry = contextual(exploration="greedy")
-    registry.load_router_state(state.build())
-    for candidate in registry.explain_selection(prompt="what is 2+2").candidates:
+    before = registry.router_state()
+    with pytest.raises(ValueError, match="above the prior"):
+        registry.load_router_state(state.build())
+    assert registry.router_state() == before
+
+
+def test_an_uncertainty_is_never_above_one_half() -> None:
+    """The delta method's standard deviation grows with the prompt's features;
+    a quality in [0, 1] has none above 0.5, and the explanation says so."""
+    registry = contextual(exploration="greedy")
+    prompt = " ".join(f"word{i}" for i in range(2_000))
+    for candidate in registry.explain_selection(prompt=prompt).candidates:
         assert candidate.uncertainty is not None and candidate.uncertainty <= 0.5

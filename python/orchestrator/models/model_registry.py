@@ -796,8 +796,9 @@ class ModelRegistry:
         qualities: Optional[Sequence[float]] = None,
     ) -> None:
         """Report many outcomes in one core call, by the same rules as
-        :meth:`report_outcome`. All are validated before any is applied, so
-        a bad value changes nothing."""
+        :meth:`report_outcome` (under the contextual strategy a selection's
+        quality also teaches the router, closing its ``request_id``). All are
+        validated before any is applied, so a bad value changes nothing."""
         if isinstance(selections, (str, bytes)) or not isinstance(selections, Sequence):
             raise TypeError(f"invalid selections: {selections!r} (a list of Selection)")
         for s in selections:
@@ -814,6 +815,7 @@ class ModelRegistry:
             output_tokens=output_tokens,
             costs=costs,
             qualities=qualities,
+            request_ids=[s.request_id or 0 for s in selections],
         )
         for (model, _, _), transition in zip(picked, transitions):
             if transition is not None:

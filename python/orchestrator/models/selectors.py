@@ -227,10 +227,8 @@ class ContextualSelector(ModelSelector):
     willingness_to_pay: float = _core.DEFAULT_WILLINGNESS_TO_PAY
 
     def __post_init__(self) -> None:
-        wtp = self.willingness_to_pay
-        if isinstance(wtp, bool) or not isinstance(wtp, (int, float)) or not 0 < wtp < float("inf"):
-            raise ValueError(f"invalid willingness_to_pay: {wtp!r} (must be a finite number > 0)")
         # The core checks every hyper-parameter (type and range) here, once.
+        _core.check_routed_input(willingness_to_pay=self.willingness_to_pay)
         _core.ContextualRouter([], **self.core_options())
 
     def core_options(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@
 //! than [`MAX_ROUTED_PROMPT_BYTES`] are featurized from their first
 //! [`MAX_ROUTED_PROMPT_BYTES`] bytes, so a decision's work is bounded.
 
-use crate::contextual::{FeatureEffect, Prediction, Router, RouterConfig};
+use crate::contextual::{FeatureEffect, Prediction, Router, RouterConfig, MIN_WILLINGNESS_TO_PAY};
 use crate::error::CoreError;
 use crate::spec::Constraints;
 use crate::table::Table;
@@ -99,14 +99,18 @@ pub struct Routing {
     candidates: Vec<(usize, f64)>,
 }
 
-/// A willingness to pay that is finite and > 0, else an error naming it.
-fn finite_willingness(willingness_to_pay: f64) -> Result<f64, CoreError> {
-    if willingness_to_pay.is_finite() && willingness_to_pay > 0.0 {
+/// A request's willingness to pay: finite and at least
+/// [`MIN_WILLINGNESS_TO_PAY`], else an error naming it.
+pub fn finite_willingness(willingness_to_pay: f64) -> Result<f64, CoreError> {
+    if willingness_to_pay.is_finite() && willingness_to_pay >= MIN_WILLINGNESS_TO_PAY {
         Ok(willingness_to_pay)
     } else {
         Err(CoreError::invalid(
             "willingness_to_pay",
-            format!("{willingness_to_pay} (USD per +1.0 quality: finite and > 0)"),
+            format!(
+                "{willingness_to_pay} (USD per +1.0 quality: finite and at least \
+                 {MIN_WILLINGNESS_TO_PAY})"
+            ),
         ))
     }
 }

@@ -356,15 +356,10 @@ impl RoutedInput {
             Some(prompt) => convert::prompt_text(prompt, routing::MAX_ROUTED_PROMPT_BYTES)?,
             None => String::new(),
         };
-        let willingness_to_pay = convert::optional_real(willingness_to_pay, "willingness_to_pay")?;
-        if let Some(w) = willingness_to_pay {
-            if !(w.is_finite() && w > 0.0) {
-                return Err(convert::invalid(
-                    "willingness_to_pay",
-                    format!("{w} (USD per +1.0 quality: finite and > 0)"),
-                ));
-            }
-        }
+        let willingness_to_pay = convert::optional_real(willingness_to_pay, "willingness_to_pay")?
+            .map(routing::finite_willingness)
+            .transpose()
+            .map_err(to_py)?;
         Ok(RoutedInput {
             text,
             embedding: convert::embedding_values(embedding)?,

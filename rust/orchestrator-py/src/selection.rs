@@ -1067,7 +1067,7 @@ impl SelectionCore {
     /// Report many outcomes from equal-length sequences; every value is
     /// converted and validated before any is applied. Returns each
     /// outcome's `Transition` (`None` where the breaker did not change).
-    #[pyo3(signature = (slots, tickets, successes, latencies, *, error_classes=None, input_tokens=None, output_tokens=None, costs=None, qualities=None))]
+    #[pyo3(signature = (slots, tickets, successes, latencies, *, error_classes=None, input_tokens=None, output_tokens=None, costs=None, qualities=None, request_ids=None))]
     #[allow(clippy::too_many_arguments)]
     fn report_many(
         &self,
@@ -1081,6 +1081,7 @@ impl SelectionCore {
         output_tokens: Option<&Bound<'_, PyAny>>,
         costs: Option<&Bound<'_, PyAny>>,
         qualities: Option<&Bound<'_, PyAny>>,
+        request_ids: Option<Vec<u64>>,
     ) -> PyResult<Vec<Option<PyTransition>>> {
         let n = slots.len();
         let items = |v: Option<&Bound<'_, PyAny>>,
@@ -1141,11 +1142,42 @@ impl SelectionCore {
                 ));
             }
         }
-        self.lock()
-            .table
-            .report_many(&outcomes)
-            .map(|ts| ts.into_iter().map(PyTransition::of).collect())
-            .map_err(to_py)
+        if request_ids.as_ref().is_some_and(|ids| ids.len() != n) {
+            return Err(convert::invalid(
+                "request_ids",
+                format!(
+                    "{} values for {n} selections",
+                    request_ids.map_or(0, |ids| ids.len())
+                ),
+            ));
+        }
+        // The contextual decisions these qualities teach: (request id, quality).
+        let teach: Vec<(u64, f64)> = request_ids
+            .iter()
+            .flatten()
+            .zip(&outcomes)
+            .filter_map(|(&id, (_, _, o))| Some((id, o.quality?)).filter(|_| id != 0))
+            .collect();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if let Some(routing) = inner.routing.as_ref() {
+            // Every decision is checked before anything is applied.
+            let mut seen = std::collections::HashSet::with_capacity(teach.len());
+            if let Some(&(id, _)) = teach
+                .iter()
+                .find(|(id, _)| !seen.insert(*id) || !routing.is_pending(&inner.table, *id))
+            {
+                drop(guard);
+                return Err(unknown_request(id));
+            }
+        }
+        let transitions = inner.table.report_many(&outcomes).map_err(to_py)?;
+        if let Some(routing) = inner.routing.as_mut() {
+            for &(id, quality) in &teach {
+                routing.report(&inner.table, id, quality).map_err(to_py)?;
+            }
+        }
+        Ok(transitions.into_iter().map(PyTransition::of).collect())
     }
 
     /// Release a ticket whose request was abandoned without an outcome;

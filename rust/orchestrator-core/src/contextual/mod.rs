@@ -24,6 +24,11 @@ use posterior::{moderated, sigmoid, FitSettings, Posteriors};
 /// expected to be at least 0.01 better.
 pub const DEFAULT_WILLINGNESS_TO_PAY: f64 = 1.0;
 
+/// The least willingness to pay accepted (USD for +1.0 of expected
+/// quality): a millionth of a millionth of a dollar. Smaller values carry no
+/// meaning, and cost / willingness_to_pay would overflow for real prices.
+pub const MIN_WILLINGNESS_TO_PAY: f64 = 1e-12;
+
 /// Most weights a router holds (features × models; 8 bytes each, so 2 GiB):
 /// more is refused with an error rather than failing to allocate.
 pub const MAX_WEIGHTS: usize = 1 << 28;
@@ -456,7 +461,8 @@ impl Router {
                     )
                 })?,
             };
-            self.candidates.push((model, cost / willingness_to_pay));
+            self.candidates
+                .push((model, penalty(cost, willingness_to_pay)));
         }
         self.choose(record, now)
     }
@@ -495,7 +501,7 @@ impl Router {
         self.candidates.extend(
             candidates
                 .iter()
-                .map(|&(model, cost)| (model, cost / willingness_to_pay)),
+                .map(|&(model, cost)| (model, penalty(cost, willingness_to_pay))),
         );
         Ok(())
     }
@@ -716,11 +722,24 @@ impl Router {
 }
 
 /// `willingness_to_pay` if it is > 0 (infinity means cost is ignored), else an error.
+/// A standalone decision's willingness to pay: at least
+/// [`MIN_WILLINGNESS_TO_PAY`]; infinity means cost does not matter.
 fn positive_willingness(willingness_to_pay: f64) -> Result<f64, CoreError> {
-    if willingness_to_pay.is_nan() || willingness_to_pay <= 0.0 {
-        return Err(CoreError::invalid("willingness_to_pay", willingness_to_pay));
+    if willingness_to_pay.is_nan() || willingness_to_pay < MIN_WILLINGNESS_TO_PAY {
+        return Err(CoreError::invalid(
+            "willingness_to_pay",
+            format!(
+                "{willingness_to_pay} (USD per +1.0 quality: at least {MIN_WILLINGNESS_TO_PAY})"
+            ),
+        ));
     }
     Ok(willingness_to_pay)
+}
+
+/// The quality a cost gives up at `willingness_to_pay`; finite for any
+/// finite cost, so a candidate's value is never `-inf`.
+fn penalty(cost: f64, willingness_to_pay: f64) -> f64 {
+    (cost / willingness_to_pay).min(f64::MAX)
 }
 
 /// Expected quality and its standard deviation from a logit mean and variance.
@@ -728,6 +747,8 @@ fn prediction(z: f64, v: f64) -> Prediction {
     let quality = moderated(z, v);
     Prediction {
         quality,
-        uncertainty: quality * (1.0 - quality) * v.sqrt(),
+        // The delta method's figure, capped at 0.5: no quality in [0, 1]
+        // has a larger standard deviation.
+        uncertainty: (quality * (1.0 - quality) * v.sqrt()).min(0.5),
     }
 }

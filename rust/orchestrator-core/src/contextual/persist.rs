@@ -216,6 +216,13 @@ impl Router {
         if variance.iter().any(|v| *v <= 0.0) {
             return Err(corrupt("the weight variances hold a value ≤ 0"));
         }
+        // Learning only shrinks a weight's variance from the prior's.
+        let prior = (1.0 / config.prior_precision) as f32;
+        if variance.iter().any(|v| *v > prior) {
+            return Err(corrupt(
+                "the weight variances hold a value above the prior's (learning only shrinks them)",
+            ));
+        }
         router.posteriors.variance = variance;
         Ok(router)
     }
