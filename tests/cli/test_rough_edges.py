@@ -205,14 +205,19 @@ def test_ctrl_c_exits_quietly_with_130(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env,
+        env={**cli_env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread
         cwd=tmp_path,
     )
     try:
         silent_server.settimeout(60)
         connection, _ = silent_server.accept()  # the request is in flight now
         os.kill(process.pid, signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGABRT)
+            _, stuck = process.communicate(timeout=20)
+            pytest.fail(f"still running 60 s after Ctrl-C; its threads:\n{stuck[-8000:]}")
         connection.close()
     finally:
         if process.poll() is None:

@@ -3,6 +3,7 @@ request constraints given as options, and closing what a command opened."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -88,15 +89,25 @@ def _registry_from_discovery(loaded: LoadedConfig) -> ModelRegistry:
     return built
 
 
+#: Seconds each close may take when a command ends (Ctrl-C included): a
+#: connection stuck on a silent server must not keep the process alive.
+CLOSE_TIMEOUT_S = 5.0
+
+
 async def close(target: ModelRegistry) -> None:
-    """Close the registry, its models and its cache; errors are only logged.
-    Each close is created only when awaited, so an interrupt leaves none un-awaited."""
+    """Close the registry, its models and its cache, each within
+    :data:`CLOSE_TIMEOUT_S`; errors and overruns are only logged. Each close
+    is created only when awaited, so an interrupt leaves none un-awaited."""
     closers = [target.aclose, *(m.aclose for m in target)]
     if target.cache is not None:
         closers.append(target.cache.aclose)
     for closer in closers:
         try:
-            await closer()
+            await asyncio.wait_for(closer(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning(
+                "closing %s took over %gs; left to the process exit", closer, CLOSE_TIMEOUT_S
+            )
         except Exception:
             logger.debug("closing failed", exc_info=True)
 
