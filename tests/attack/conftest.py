@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-OPEN_FINDINGS: frozenset[str] = frozenset(
-    {
-        "tests/attack/test_shared_router.py::test_a_push_applied_after_its_reply_was_lost_is_not_counted_twice",
-        "tests/attack/test_shared_router.py::test_router_learning_survives_redis_restarting_empty",
-    }
-)
+OPEN_FINDINGS: frozenset[str] = frozenset()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -330,7 +330,7 @@ class SharedState:
         self._router_sums: Optional[RouterSums] = None
         if self._core.contextual:
             self._core.router_start_sharing()
-            self._router_sums = registry_sums(self._core, self._client, self.prefix)
+            self._router_sums = registry_sums(self._core, self._client, self.prefix, self.worker_id)
 
         try:
             self._init_meta()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from typing import Optional
 
 import redis
@@ -62,6 +63,7 @@ class SharedRouter:
             self._client,
             self._precision,
             self._weighted,
+            uuid.uuid4().hex,  # this worker: its batches and share of the sums
             lambda: [(str(index), dq, dh) for index, dq, dh in core.take_changes()],
             lambda sums: core.apply_shared([(int(index), dq, dh) for index, dq, dh in sums]),
         )
