@@ -1,6 +1,9 @@
 //! The rate-limit windows against a naive model that keeps every
 //! reservation ever made and counts the ones of the last 60 s.
 
+mod common;
+
+use common::plain_spec;
 use orchestrator_core::limits::{Limits, ProviderLimits, RateLimits, Reservation, WINDOW_S};
 use orchestrator_core::Rejection;
 use proptest::prelude::*;
@@ -155,16 +158,8 @@ proptest! {
 
 fn limited_spec(i: usize, rpm: Option<u32>, tpm: Option<u64>) -> orchestrator_core::ModelSpec {
     orchestrator_core::ModelSpec {
-        name: format!("m{i}"),
-        provider: "p".to_owned(),
-        capabilities: 0,
-        context_length: 8192,
-        input_price_per_million: 1.0,
-        output_price_per_million: 1.0,
-        request_fee: 0.0,
-        priced: true,
-        declared_speed: None,
         limits: RateLimits { rpm, tpm },
+        ..plain_spec(&format!("m{i}"))
     }
 }
 

@@ -2,26 +2,16 @@
 //! selection never called blocks nothing, a started call blocks every other
 //! selection until its ticket is reported, cancelled or expires.
 
+mod common;
+
+use common::plain_spec;
 use orchestrator_core::{
-    BreakerConfig, BreakerState, Constraints, ModelSpec, Outcome, Rejection, Table, Verdict,
+    BreakerConfig, BreakerState, Constraints, Outcome, Rejection, Table, Verdict,
 };
 
 fn half_open_table() -> Table {
     let mut table = Table::default();
-    table
-        .register(ModelSpec {
-            name: "a".to_owned(),
-            provider: "p".to_owned(),
-            capabilities: 0,
-            context_length: 8192,
-            input_price_per_million: 1.0,
-            output_price_per_million: 1.0,
-            request_fee: 0.0,
-            priced: true,
-            declared_speed: None,
-            limits: Default::default(),
-        })
-        .unwrap();
+    table.register(plain_spec("a")).unwrap();
     let failure = Outcome {
         success: false,
         error_class: 5,
