@@ -30,9 +30,12 @@ def test_trip_propagates_within_one_second(redis_server: RedisServer, namespace:
         assert r["received"] >= 1
         assert r["opened"] is not None and r["opened"] >= first["fail_at"]
         opened.append(r["opened"] - tripped)
-        stopped.append(r["last_best"] - tripped)
+        stopped.append(max(r["best_picks"]) - tripped)
         # Until the outage the model was the best, so it was used heavily.
-        assert r["picks_after"] > 0
+        # (Counted against worker 0's clock: each worker's own fail_at is
+        # taken after the barrier, so it may fall after the trip arrived.)
+        before = [t for t in r["best_picks"] if first["fail_at"] - 0.5 <= t < first["fail_at"]]
+        assert len(before) > 10, len(before)
     logger.warning(
         "breaker propagation: opened %s s, last selection %s s after worker 0's trip",
         [round(x, 4) for x in opened],

@@ -173,7 +173,7 @@ def breaker_worker(
     """Select and report at about 1 kHz for ``duration`` seconds; every call
     succeeds and the best model is the fastest, except that worker 0 sees the
     best model fail from ``fail_after`` seconds on. Returns when it tripped
-    and when each worker last selected the model (wall clock)."""
+    and when each worker selected the model (wall clock)."""
     registry = make_registry(url, namespace, sync_interval=0.1, tolerant=False, min_trials=2)
     assert registry.shared_state is not None and registry.shared_state.wait_subscribed()
     ready()
@@ -181,17 +181,14 @@ def breaker_worker(
     stop_at = time.time() + duration
     tripped: Optional[float] = None
     opened: Optional[float] = None
-    last_best: Optional[float] = None
-    picks_after = 0
+    best_picks: list[float] = []
     slot = registry._binding(registry.get_model(BEST)).slot
     while time.time() < stop_at:
         selection = registry.select()
         now = time.time()
         name = selection.model.name
         if name == BEST:
-            last_best = now
-            if now > fail_at:
-                picks_after += 1
+            best_picks.append(now)
         failing = index == 0 and name == BEST and now >= fail_at
         if failing:
             registry.report_outcome(selection, False, 0.2, error_class="server_error")
@@ -211,10 +208,9 @@ def breaker_worker(
         "fail_at": fail_at,
         "tripped": tripped,
         "opened": opened,
-        "last_best": last_best,
+        "best_picks": best_picks,
         "state": state,
         "received": received,
-        "picks_after": picks_after,
     }
 
 
