@@ -159,7 +159,11 @@ class ModelConstraints(BaseModel):
       ``input_tokens``/``output_tokens`` when given, else from the default
       request size (100 input and 100 output tokens, a short chat turn).
     * ``min_speed``: output tokens per second, observed, else declared.
-    * ``context_length``: the context window the request needs, in tokens.
+    * ``context_length``: the context window the request needs, in tokens
+      (models of unknown window are excluded).
+    * ``input_tokens``/``output_tokens``: the request's size. When
+      ``input_tokens`` is given, a model whose *known* window is smaller than
+      their sum is not eligible (one of unknown window is).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
