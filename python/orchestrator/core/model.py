@@ -163,7 +163,8 @@ class ModelConstraints(BaseModel):
       (models of unknown window are excluded).
     * ``input_tokens``/``output_tokens``: the request's size. When
       ``input_tokens`` is given, a model whose *known* window is smaller than
-      their sum is not eligible (one of unknown window is).
+      it plus the ``output_tokens`` given (if any) is not eligible (one of
+      unknown window is).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

@@ -425,7 +425,8 @@ class ModelRegistry:
             context_length: context window (tokens) the request needs.
             input_tokens, output_tokens: the request's size, for pricing and
                 rate-limit reservations; with ``input_tokens`` given, a model
-                whose known context window cannot hold both is not eligible.
+                whose known context window cannot hold them (plus the
+                ``output_tokens`` given) is not eligible.
             exclude_models: names never to choose (for example after a failure).
             constraints: all of the above as one :class:`ModelConstraints`.
             prompt: the request's text or chat messages (their ``content``

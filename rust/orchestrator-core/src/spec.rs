@@ -59,11 +59,12 @@ pub struct Constraints {
     pub exclude: Vec<u32>,
     pub input_tokens: u32,
     pub output_tokens: u32,
-    /// The tokens a model's *known* context window must hold: input plus
-    /// output tokens, when the request gave its `input_tokens` (a request of
-    /// unknown size is not held to the default size). Models whose window is
-    /// unknown are not excluded by it (`context_length` is the constraint
-    /// that requires a known window).
+    /// The tokens a model's *known* context window must hold, when the
+    /// request gave its `input_tokens`: those plus the `output_tokens` it
+    /// gave (none given: the prompt alone must fit, as providers check it; a
+    /// request of unknown size is not held to the default size). Models
+    /// whose window is unknown are not excluded by it (`context_length` is
+    /// the constraint that requires a known window).
     pub window_needed: Option<u32>,
 }
 
@@ -104,9 +105,10 @@ impl Constraints {
             Some(n) => return Err(CoreError::invalid("context_length", n)),
         };
         let given_input = input_tokens.is_some();
+        let given_output = tokens("output_tokens", output_tokens, 0)?;
         let input_tokens = tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?;
         let output_tokens = tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?;
-        let window_needed = given_input.then(|| input_tokens.saturating_add(output_tokens));
+        let window_needed = given_input.then(|| input_tokens.saturating_add(given_output));
         Ok(Constraints {
             required_capabilities,
             max_cost,

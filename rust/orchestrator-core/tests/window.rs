@@ -1,6 +1,7 @@
 //! A request whose size is given (`input_tokens`) must fit a model's known
-//! context window with its output tokens; a model of unknown window stays
-//! eligible, and a request of unknown size is not held to the default size.
+//! context window with the output tokens it gave; a model of unknown window
+//! stays eligible, and a request of unknown size is not held to the default
+//! size (nor a prompt to the default output size).
 
 mod common;
 
@@ -72,6 +73,18 @@ fn an_unknown_size_is_not_held_to_the_default() {
     let c = sized(None, Some(10_000));
     assert_eq!(c.window_needed, None);
     assert_eq!(verdicts(&table(), &c), vec![None; 3]);
+}
+
+#[test]
+fn without_output_tokens_the_prompt_alone_must_fit() {
+    let c = sized(Some(8_192), None);
+    assert_eq!(c.window_needed, Some(8_192));
+    assert_eq!(verdicts(&table(), &c), vec![None; 3]);
+    let c = sized(Some(8_193), None);
+    assert!(matches!(
+        verdicts(&table(), &c)[0],
+        Some(Rejection::ContextTooSmall { needed: 8_193, .. })
+    ));
 }
 
 #[test]
