@@ -280,6 +280,13 @@ def take_tickets(bindings: Iterable[Binding]) -> Tickets:
     return [(b, b.core.take_held(b.slot)) for b in bindings]
 
 
+def release_selection(model: Model) -> None:
+    """Release the tickets this task holds for ``model`` when it will not be
+    called after all (a prompt refused before sending): no outcome is owed
+    and nothing was sent, so its rate-limit reservation is returned."""
+    release_tickets(take_tickets(model._bindings))
+
+
 def release_tickets(tickets: Tickets, sent: bool = False) -> None:
     """Release tickets for which no outcome is owed (``sent``: see
     :meth:`OutcomeSink.release`)."""
@@ -624,6 +631,16 @@ class Model(abc.ABC):
         """Stream a completion as text chunks. The default yields the whole
         answer of :meth:`generate_response` as one chunk."""
         yield await self.generate_response(prompt, **kwargs)
+
+    async def count_tokens(self, prompt: Prompt) -> Optional[int]:
+        """The prompt's size in this model's own tokens, from its tokenizer,
+        or ``None`` when it has none (the default). Failover calls it before
+        sending: a prompt that cannot fit the model's known context window
+        (with ``max_tokens``) is not sent. A tokenizer that may miss the
+        provider's own overhead (chat template, per-message tokens) must
+        count low rather than high: a count above the real one refuses a
+        prompt that would have fit."""
+        return None
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed texts, for models with the ``embeddings`` capability."""
