@@ -33,7 +33,7 @@ budget and the deadline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -48,7 +48,7 @@ from orchestrator.errors import (
 if TYPE_CHECKING:
     from orchestrator.core.model import Model
 
-__all__ = ["MAX_CHAIN", "Narrowing", "check_chain", "check_fallbacks_map", "moves_on"]
+__all__ = ["MAX_CHAIN", "Narrowing", "check_chain", "check_name", "moves_on"]
 
 #: The most entries a fallback chain may have.
 MAX_CHAIN = 64
@@ -101,22 +101,6 @@ def check_chain(value: object, field_name: str = "fallbacks") -> tuple[str, ...]
             raise ValueError(f"invalid {field_name}[{i}]: {name!r} is listed twice")
         seen.add(name)
     return names
-
-
-def check_fallbacks_map(value: object, field_name: str = "fallbacks") -> dict[str, tuple[str, ...]]:
-    """A mapping of model or alias name to its chain; a chain may not name its own key."""
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            f"invalid {field_name}: expected a mapping of name to chain, got {type(value).__name__}"
-        )
-    chains: dict[str, tuple[str, ...]] = {}
-    for key, chain in value.items():
-        name = check_name(key, f"{field_name} key")
-        checked = check_chain(chain, f"{field_name}[{name!r}]")
-        if name in checked:
-            raise ValueError(f"invalid {field_name}[{name!r}]: a chain cannot name its own key")
-        chains[name] = checked
-    return chains
 
 
 @dataclass

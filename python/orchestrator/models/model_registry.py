@@ -207,6 +207,8 @@ class ModelRegistry:
         registry = cls(**parts.registry_kwargs())
         for model in parts.models:
             registry.register_model(model)
+        for name, chain in parts.fallbacks.items():
+            registry.set_fallbacks(name, chain)
         return registry
 
     # ----- configuration ------------------------------------------------------
