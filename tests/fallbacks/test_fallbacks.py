@@ -95,6 +95,14 @@ def servers() -> Iterator[tuple[OpenAIServer, OpenAIServer, OpenAIServer]]:
         yield a, b, c
 
 
+def chain_registry(
+    servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer], *windows: int
+) -> ModelRegistry:
+    """Models "a", "b", "c", each on its own server, with these windows (default 128,000)."""
+    sizes = (*windows, *(128_000,) * (3 - len(windows)))
+    return registry_of(*(openai(n, s, w) for n, s, w in zip("abc", servers, sizes)))
+
+
 # ----- context length ---------------------------------------------------------------
 
 
@@ -282,8 +290,8 @@ async def test_with_every_provider_filtering_the_filter_error_is_raised() -> Non
 async def test_a_request_chain_is_followed_in_order(
     servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
 ) -> None:
-    sa, sb, sc = servers
-    registry = registry_of(openai("a", sa), openai("b", sb), openai("c", sc))
+    sa, _sb, sc = servers
+    registry = chain_registry(servers)
     sa.add_fault(status=500)
     sc.add_fault(status=503)
     result = await registry.generate("hello", fallbacks=["c", "b"])
@@ -303,7 +311,7 @@ async def test_a_spent_chain_is_failover_exhausted_with_every_attempt(
     servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
 ) -> None:
     sa, sb, sc = servers
-    registry = registry_of(openai("a", sa), openai("b", sb), openai("c", sc))
+    registry = chain_registry(servers)
     registry.set_fallbacks("a", ["c"])
     sa.add_fault(status=500)
     sc.add_fault(status=500)
@@ -324,8 +332,8 @@ async def test_a_spent_chain_is_failover_exhausted_with_every_attempt(
 async def test_a_chain_obeys_the_retry_budget_and_the_typed_restrictions(
     servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
 ) -> None:
-    sa, sb, sc = servers
-    registry = registry_of(openai("a", sa), openai("b", sb, 4_000), openai("c", sc))
+    sa, sb, _sc = servers
+    registry = chain_registry(servers, 128_000, 4_000)
     for server in servers:
         server.add_fault(status=500)
     with pytest.raises(FailoverExhaustedError, match="retry budget of 1 spent") as info:
@@ -334,7 +342,7 @@ async def test_a_chain_obeys_the_retry_budget_and_the_typed_restrictions(
     for server in servers:
         server.clear()
     # After a context-length error the chain's smaller-window entry is skipped.
-    registry = registry_of(openai("a", sa, 8_192), openai("b", sb, 4_000), openai("c", sc))
+    registry = chain_registry(servers, 8_192, 4_000)
     sa.add_fault(status=400, kind="context_length")
     result = await registry.generate("hello", fallbacks=["b", "c"])
     assert [(a.model, a.outcome) for a in result.attempts] == [
@@ -348,15 +356,15 @@ async def test_a_chain_obeys_the_retry_budget_and_the_typed_restrictions(
 async def test_a_stream_falls_back_along_its_chain_only_before_its_first_chunk(
     servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
 ) -> None:
-    sa, sb, sc = servers
-    registry = registry_of(openai("a", sa), openai("b", sb), openai("c", sc))
+    sa, _sb, sc = servers
+    registry = chain_registry(servers)
     sa.add_fault(status=500)
     stream = registry.stream("hello there friend", fallbacks=["c"])
     text = "".join([chunk async for chunk in stream])
     assert text and stream.model == "c"
     assert [(a.model, a.outcome) for a in stream.attempts] == [("a", "server_error"), ("c", "ok")]
     # A failure after the first chunk is raised as it is: the caller has part of an answer.
-    registry = registry_of(openai("a", sa), openai("b", sb), openai("c", sc))
+    registry = chain_registry(servers)
     sa.add_fault(cut=True)
     stream = registry.stream("hello there friend", fallbacks=["c"])
     chunks = [await stream.__anext__()]
