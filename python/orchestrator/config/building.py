@@ -114,6 +114,8 @@ class RegistryParts:
     state_spool_dir: Optional[str] = None
     models: list[Model] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ``[fallbacks]``: for :meth:`ModelRegistry.set_fallbacks`, by model name.
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
 
     def registry_kwargs(self) -> dict[str, Any]:
         """``ModelRegistry(**parts.registry_kwargs())``; ``state_spool_dir`` is
@@ -309,4 +311,5 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         state_spool_dir=spool,
         models=models,
         notes=notes,
+        fallbacks=config.fallbacks,
     )

@@ -28,6 +28,7 @@ from orchestrator.config.schema import (
     StateSection,
 )
 from orchestrator.errors import did_you_mean
+from orchestrator.models.fallbacks import check_chain, check_name
 from orchestrator.models.shared_connection import check_namespace, check_url
 
 #: Names that hold a credential (a key named ``<...>_env`` names a variable instead).
@@ -229,7 +230,7 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     (the configuration is ``None`` when there is any)."""
     found = find_secrets(data)
     skip = {f.loc for f in found}
-    top = (*SECTIONS, "models")
+    top = (*SECTIONS, "models", "fallbacks")
     for key in data:
         if key not in top and (key,) not in skip:
             found.append(
@@ -243,10 +244,44 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
             continue
         sections[name] = validate(cls, value, (name,), skip, found)
     models = _check_models(data.get("models", []), skip, found)
+    fallbacks = _check_fallbacks(data.get("fallbacks", {}), models or [], found)
     _check_rules(sections, found)
     if found or any(v is None for v in sections.values()) or models is None:
         return None, found
-    return OrchestratorConfig(**sections, models=models), found
+    return OrchestratorConfig(**sections, models=models, fallbacks=fallbacks), found
+
+
+def _check_fallbacks(
+    raw: Any, models: list[ModelEntry], found: list[Found]
+) -> dict[str, list[str]]:
+    """``[fallbacks]``: each key a declared model, its value the chain of
+    declared models it falls back to (see :mod:`orchestrator.models.fallbacks`)."""
+    if not isinstance(raw, dict):
+        found.append(Found(("fallbacks",), f"must be a table [fallbacks] (got {_shown(raw)})"))
+        return {}
+    declared = [entry.name for entry in models]
+    chains: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        loc: Loc = ("fallbacks", key)
+        try:
+            check_name(key, "name")
+            chain = check_chain(value, "chain")
+        except (TypeError, ValueError) as exc:
+            found.append(Found(loc, str(exc).removeprefix("invalid ")))
+            continue
+        for i, name in enumerate(chain):
+            if name == key:
+                found.append(Found((*loc, i), "a chain cannot name the model it falls back from"))
+            elif declared and name not in declared:
+                found.append(Found((*loc, i), _undeclared(name, declared)))
+        if declared and key not in declared:
+            found.append(Found(loc, _undeclared(key, declared)))
+        chains[key] = list(chain)
+    return chains
+
+
+def _undeclared(name: str, declared: list[str]) -> str:
+    return f"{name!r} is not a model of [[models]]{did_you_mean(name, declared)}"
 
 
 def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[ModelEntry]]:

@@ -235,6 +235,8 @@ class OrchestratorConfig(BaseModel):
     state: StateSection = Field(default_factory=StateSection)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelEntry] = Field(default_factory=list)
+    #: ``[fallbacks]``: model name -> the chain it falls back along.
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
 
 
 #: The sections of a file, by top-level key.

@@ -159,7 +159,12 @@ class ModelConstraints(BaseModel):
       ``input_tokens``/``output_tokens`` when given, else from the default
       request size (100 input and 100 output tokens, a short chat turn).
     * ``min_speed``: output tokens per second, observed, else declared.
-    * ``context_length``: the context window the request needs, in tokens.
+    * ``context_length``: the context window the request needs, in tokens
+      (models of unknown window are excluded).
+    * ``input_tokens``/``output_tokens``: the request's size. When
+      ``input_tokens`` is given, a model whose *known* window is smaller than
+      it plus the ``output_tokens`` given (if any) is not eligible (one of
+      unknown window is).
     * ``tags``: tags the model must all have (``Model(tags=...)``).
     """
 
@@ -277,6 +282,13 @@ def take_tickets(bindings: Iterable[Binding]) -> Tickets:
     """Take the tickets this task holds for each registration (the core
     holds them per task from ``select_model`` on)."""
     return [(b, b.core.take_held(b.slot)) for b in bindings]
+
+
+def release_selection(model: Model) -> None:
+    """Release the tickets this task holds for ``model`` when it will not be
+    called after all (a prompt refused before sending): no outcome is owed
+    and nothing was sent, so its rate-limit reservation is returned."""
+    release_tickets(take_tickets(model._bindings))
 
 
 def release_tickets(tickets: Tickets, sent: bool = False) -> None:
@@ -627,6 +639,16 @@ class Model(abc.ABC):
         """Stream a completion as text chunks. The default yields the whole
         answer of :meth:`generate_response` as one chunk."""
         yield await self.generate_response(prompt, **kwargs)
+
+    async def count_tokens(self, prompt: Prompt) -> Optional[int]:
+        """The prompt's size in this model's own tokens, from its tokenizer,
+        or ``None`` when it has none (the default). Failover calls it before
+        sending: a prompt that cannot fit the model's known context window
+        (with ``max_tokens``) is not sent. A tokenizer that may miss the
+        provider's own overhead (chat template, per-message tokens) must
+        count low rather than high: a count above the real one refuses a
+        prompt that would have fit."""
+        return None
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed texts, for models with the ``embeddings`` capability."""

@@ -238,6 +238,14 @@ class HuggingFaceModel(Model):
             return tokenizer(text, return_tensors="pt", add_special_tokens=False)
         return tokenizer(_plain_prompt(messages), return_tensors="pt")
 
+    async def count_tokens(self, prompt: Prompt) -> Optional[int]:
+        """The prompt's exact size for local weights: their own tokenizer and
+        chat template, as :meth:`generate_response` encodes it (``None`` at a
+        TGI endpoint, or before lazily loaded weights are in)."""
+        if self._transport is not None or self._tokenizer is None:
+            return None
+        return int(self._encode(self._tokenizer, prompt)["input_ids"].shape[-1])
+
     def _generate_kwargs(self, tokenizer: Any, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = dict(params)
         kwargs["max_new_tokens"] = kwargs.pop("max_tokens", None) or kwargs.get(

@@ -46,6 +46,7 @@ from orchestrator.models.explanation import (
     SelectionExplanation,
     explanation_of,
 )
+from orchestrator.models.fallbacks import check_chain, check_name
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.selectors import (
     SELECTORS,
@@ -183,6 +184,7 @@ class ModelRegistry:
         self.health_check_interval = float(health_check_interval)
         # Replaced, never mutated, under ``_lock``: readers iterate a snapshot.
         self._models: dict[str, Model] = {}
+        self._fallbacks: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()  # registration only; never on the selection path
         self._cache = self._make_cache(cache_responses)
         self.health_monitor = self._attach_monitor(health_monitor)
@@ -205,6 +207,8 @@ class ModelRegistry:
         registry = cls(**parts.registry_kwargs())
         for model in parts.models:
             registry.register_model(model)
+        for name, chain in parts.fallbacks.items():
+            registry.set_fallbacks(name, chain)
         return registry
 
     # ----- configuration ------------------------------------------------------
@@ -425,6 +429,10 @@ class ModelRegistry:
                 unpriced models are excluded.
             min_speed: least output tokens per second, observed, else declared.
             context_length: context window (tokens) the request needs.
+            input_tokens, output_tokens: the request's size, for pricing and
+                rate-limit reservations; with ``input_tokens`` given, a model
+                whose known context window cannot hold them (plus the
+                ``output_tokens`` given) is not eligible.
             exclude_models: names never to choose (for example after a failure).
             constraints: all of the above as one :class:`ModelConstraints`.
             prompt: the request's text or chat messages (their ``content``
@@ -1050,6 +1058,50 @@ class ModelRegistry:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    # ----- fallback chains ------------------------------------------------------
+
+    def set_fallbacks(self, name: str, chain: Optional[Sequence[str]]) -> None:
+        """Fall back from model (or alias) ``name`` along ``chain``: when a
+        :meth:`generate`/:meth:`stream` request's first failure is on
+        ``name`` and the request gives no ``fallbacks=`` of its own, its next
+        attempts are taken from ``chain``'s entries in order (model or alias
+        names, resolved at call time; see :mod:`orchestrator.models.fallbacks`).
+        ``None`` or an empty chain removes ``name``'s chain."""
+        key = check_name(name, "name")
+        checked = () if chain is None else check_chain(chain)
+        if key in checked:
+            raise ValueError(f"invalid fallbacks for {key!r}: a chain cannot name its own key")
+        with self._lock:
+            chains = dict(self._fallbacks)
+            if checked:
+                chains[key] = checked
+            else:
+                chains.pop(key, None)
+            self._fallbacks = chains
+
+    @property
+    def fallbacks(self) -> dict[str, tuple[str, ...]]:
+        """Every configured fallback chain, by the model or alias it falls back from."""
+        return dict(self._fallbacks)
+
+    def fallbacks_for(self, name: str) -> Optional[tuple[str, ...]]:
+        """The configured chain of model or alias ``name``, if any."""
+        return self._fallbacks.get(name)
+
+    def fallback_members(self, name: str) -> list[str]:
+        """The registered models a chain entry names now (none when it
+        names nothing registered any more)."""
+        return [name] if name in self._models else []
+
+    def check_fallbacks(self, chain: tuple[str, ...]) -> tuple[str, ...]:
+        """A request's ``fallbacks=``, each entry naming a registered model
+        or alias (a typo is the caller's error, raised before any call)."""
+        for i, name in enumerate(chain):
+            if not self.fallback_members(name):
+                close = ModelNotFoundError(name, list(self._models))
+                raise ValueError(f"invalid fallbacks[{i}]: {close}")
+        return chain
+
     async def generate(
         self,
         prompt: Prompt,
@@ -1057,21 +1109,27 @@ class ModelRegistry:
         retry_budget: int = 2,
         deadline: Optional[float] = None,
         attempt_timeout: Optional[float] = None,
+        fallbacks: Optional[Sequence[str]] = None,
         **kwargs: Any,
     ) -> GenerationResult:
-        """Select a model and call it; on a retryable failure try the
-        next-best eligible model (each at most once), up to ``retry_budget``
-        retries and within ``deadline`` seconds in total (``attempt_timeout``
-        caps each try). Keyword arguments of :meth:`select_model` constrain
-        selection; the rest go to ``generate_response``. A non-retryable error
-        is raised at once, with ``.attempts``; giving up raises
-        :class:`~orchestrator.errors.FailoverError`."""
+        """Select a model and call it; on a failure another model may not
+        repeat, try the next-best eligible model (each at most once), up to
+        ``retry_budget`` retries and within ``deadline`` seconds in total
+        (``attempt_timeout`` caps each try). A context-length error moves to
+        a model with a larger known window, a content-filter error to another
+        provider; ``fallbacks`` (model or alias names, in order) replaces the
+        configured chain of the model that failed (``[]``: no chain, any
+        eligible model); see :mod:`orchestrator.models.fallbacks`. Keyword
+        arguments of :meth:`select_model` constrain selection; the rest go to
+        ``generate_response``. Any other error is raised at once, with
+        ``.attempts``; giving up raises :class:`~orchestrator.errors.FailoverError`."""
         return await failover.generate(
             self,
             prompt,
             retry_budget=retry_budget,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
+            fallbacks=fallbacks,
             **kwargs,
         )
 
@@ -1082,15 +1140,17 @@ class ModelRegistry:
         retry_budget: int = 2,
         deadline: Optional[float] = None,
         attempt_timeout: Optional[float] = None,
+        fallbacks: Optional[Sequence[str]] = None,
         **kwargs: Any,
     ) -> FailoverStream:
-        """Like :meth:`generate`, as an async iterator of text chunks; fails
-        over only until the first chunk has reached the caller."""
+        """Like :meth:`generate`, as an async iterator of text chunks; falls
+        back only until the first chunk has reached the caller."""
         return failover.stream(
             self,
             prompt,
             retry_budget=retry_budget,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
+            fallbacks=fallbacks,
             **kwargs,
         )

@@ -69,6 +69,13 @@ pub struct Constraints {
     pub required_tags: u64,
     /// Required tags no registered model has (so no model is eligible).
     pub unknown_tags: Vec<String>,
+    /// The tokens a model's *known* context window must hold, when the
+    /// request gave its `input_tokens`: those plus the `output_tokens` it
+    /// gave (none given: the prompt alone must fit, as providers check it; a
+    /// request of unknown size is not held to the default size). Models
+    /// whose window is unknown are not excluded by it (`context_length` is
+    /// the constraint that requires a known window).
+    pub window_needed: Option<u32>,
 }
 
 impl Constraints {
@@ -107,14 +114,20 @@ impl Constraints {
             Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
             Some(n) => return Err(CoreError::invalid("context_length", n)),
         };
+        let given_input = input_tokens.is_some();
+        let given_output = tokens("output_tokens", output_tokens, 0)?;
+        let input_tokens = tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?;
+        let output_tokens = tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?;
+        let window_needed = given_input.then(|| input_tokens.saturating_add(given_output));
         Ok(Constraints {
             required_capabilities,
             max_cost,
             min_speed,
             context_length,
             exclude,
-            input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
-            output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
+            input_tokens,
+            output_tokens,
+            window_needed,
             ..Constraints::default()
         })
     }

@@ -445,6 +445,14 @@ impl Table {
                 });
             }
         }
+        if let Some(needed) = c.window_needed {
+            if spec.context_length != 0 && spec.context_length < needed {
+                return Err(Rejection::ContextTooSmall {
+                    needed,
+                    has: spec.context_length,
+                });
+            }
+        }
         let cost = spec.expected_cost(c.input_tokens, c.output_tokens);
         if let Some(max) = c.max_cost {
             match cost {
