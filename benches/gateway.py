@@ -15,8 +15,10 @@ to the first streamed byte (sequential streamed requests, HTTP keep-alive).
 
 Needs ``oha`` (``cargo install oha``) and ``redis-server`` (the two gateway
 workers share state through it); LiteLLM's proxy runs when ``litellm[proxy]``
-is installed (its ``litellm`` command and FastAPI), and is otherwise left out
-of the run with a note in the results. Writes
+is installed (its ``litellm`` command and FastAPI; ``--litellm PATH`` names the
+command of another environment, such as a venv made for it, so that its
+pins do not touch this one), and is otherwise left out of the run with a
+note in the results saying why. Writes
 ``benches/results/gateway.json`` and ``benches/results/GATEWAY.md`` (a
 ``--quick`` run: the untracked ``bench-results/``, so it never overwrites the
 committed figures); each figure is recorded with the machine's load average
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -53,12 +54,21 @@ GATEWAY_KEY = "sk-bench-gateway-0123456789"
 UPSTREAM_KEY = "sk-bench-upstream-0123456789"
 
 
-def litellm_command() -> Optional[str]:
-    """The ``litellm`` command when its proxy can run here (it needs FastAPI)."""
-    found = shutil.which("litellm")
-    if found is None or importlib.util.find_spec("fastapi") is None:
-        return None
-    return found
+def litellm_command(given: Optional[str]) -> tuple[Optional[str], str]:
+    """The ``litellm`` command when its proxy can run (its environment has
+    FastAPI, which only the ``proxy`` extra brings), else ``None``; and what
+    was found, for the results."""
+    found = given or shutil.which("litellm")
+    if found is None:
+        return None, "no litellm command (pip install 'litellm[proxy]', or --litellm PATH)"
+    python = Path(found).with_name("python")
+    # The version from the package's metadata: importing litellm would fetch its cost map.
+    code = "import fastapi, importlib.metadata as m; print(m.version('litellm'))"
+    probe = [str(python), "-c", code]
+    checked = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    if checked.returncode != 0:
+        return None, f"{found}'s environment has no FastAPI: litellm[proxy] is not installed there"
+    return found, f"LiteLLM proxy {checked.stdout.strip() or '(version unknown)'} ({found})"
 
 
 def free_port() -> int:
@@ -307,6 +317,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs and fewer rates")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per oha run")
+    parser.add_argument("--litellm", default=None, help="the litellm command (default: PATH's)")
     options = parser.parse_args()
     seconds = options.seconds or (4.0 if options.quick else 8.0)
     latency_rates = [100, 500] if options.quick else [100, 500, 1000]
@@ -317,9 +328,8 @@ def main() -> None:
     )
     runs: list[Run] = []
     ttfb: dict[str, dict[str, float]] = {}
-    litellm = litellm_command()
-    if litellm is None:
-        sys.stderr.write("LiteLLM's proxy is not installed (litellm[proxy]): left out\n")
+    litellm, litellm_found = litellm_command(options.litellm)
+    sys.stderr.write(f"{litellm_found}{'' if litellm else ': left out'}\n")
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))  # kept: the servers' logs
     sys.stderr.write(f"server logs in {work}\n")
@@ -371,8 +381,7 @@ def main() -> None:
         redis.terminate()
         redis.wait(10)
     report = summarise(runs, ttfb, latency_rates)
-    if litellm is None:
-        report["notes"] = ["LiteLLM's proxy was not installed (litellm[proxy]): not measured"]
+    report["notes"] = [litellm_found if litellm else f"{litellm_found}: LiteLLM not measured"]
     report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     report["seconds_per_run"] = seconds
     report["upstream_delay_ms"] = 1000 * UPSTREAM_DELAY
