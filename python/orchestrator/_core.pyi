@@ -29,6 +29,7 @@ __all__ = [
     "MAX_TOKENS",
     "MAX_TPM",
     "MIN_DISCOUNT",
+    "MIN_WILLINGNESS_TO_PAY",
     "RATE_LIMIT_WINDOW_S",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
@@ -416,6 +417,7 @@ class SelectionCore:
 
 FEATURIZER_VERSION: int
 DEFAULT_WILLINGNESS_TO_PAY: float
+MIN_WILLINGNESS_TO_PAY: float
 STRUCTURE_FEATURES: list[str]
 
 @final

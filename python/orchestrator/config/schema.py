@@ -140,9 +140,9 @@ class SelectionSection(Section):
     feedback_ttl_s: Optional[Seconds] = None
     max_pending: Optional[Annotated[int, in_range(1, 1 << 20)]] = None
     seed: Optional[Annotated[int, in_range(0, 2**63 - 1)]] = None
-    willingness_to_pay: Optional[Annotated[float, in_range(0, 1e6, low_open=True, unit="USD")]] = (
-        None
-    )
+    willingness_to_pay: Optional[
+        Annotated[float, in_range(_core.MIN_WILLINGNESS_TO_PAY, 1e6, unit="USD")]
+    ] = None
     pending_timeout: Seconds = 600.0
     reward: RewardSection = Field(default_factory=RewardSection)
 
