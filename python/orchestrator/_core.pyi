@@ -13,7 +13,9 @@ __all__ = [
     "BASELINE_LATENCIES",
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
+    "DEFAULT_MAX_SESSIONS",
     "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_SESSION_TTL_S",
     "DEFAULT_WILLINGNESS_TO_PAY",
     "ERROR_CLASSES",
     "FEATURIZER_VERSION",
@@ -21,9 +23,12 @@ __all__ = [
     "MAX_COST_USD",
     "MAX_LATENCY_S",
     "MAX_OUTSTANDING_TICKETS",
+    "MAX_REQUEST_STRING_BYTES",
     "MAX_ROUTED_PROMPT_BYTES",
     "MAX_RPM",
     "MAX_SELECT_MANY",
+    "MAX_SESSIONS",
+    "MAX_SESSION_TTL_S",
     "MAX_TOKENS",
     "MAX_TPM",
     "MIN_DISCOUNT",
@@ -66,6 +71,11 @@ RATE_LIMIT_WINDOW_S: float
 MAX_RPM: int
 MAX_TPM: int
 MIN_DISCOUNT: float
+DEFAULT_SESSION_TTL_S: float
+MAX_SESSION_TTL_S: float
+DEFAULT_MAX_SESSIONS: int
+MAX_SESSIONS: int
+MAX_REQUEST_STRING_BYTES: int
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
 
@@ -105,6 +115,7 @@ class Request:
         *,
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
+        session_id: Optional[object] = None,
     ) -> Request: ...
     @property
     def capabilities(self) -> list[str]: ...
@@ -124,6 +135,8 @@ class Request:
     def given_input_tokens(self) -> Optional[int]: ...
     @property
     def given_output_tokens(self) -> Optional[int]: ...
+    @property
+    def session_id(self) -> Optional[str]: ...
 
 @final
 class Outcome:
@@ -163,6 +176,8 @@ class Explanation:
     def chosen(self) -> Optional[Any]: ...
     @property
     def all_breakers_open(self) -> bool: ...
+    @property
+    def session(self) -> Optional[str]: ...
     @property
     def retry_in(self) -> Optional[float]: ...
     def rows(self) -> list[dict[str, Any]]: ...
@@ -226,6 +241,12 @@ class SelectionCore:
     ) -> None: ...
     def seed(self, seed: object) -> None: ...
     def set_pending_timeout(self, seconds: object) -> None: ...
+    def configure_sessions(self, ttl: object, max_sessions: object) -> None: ...
+    def session_counts(self) -> tuple[int, int, int]: ...
+    def set_session_secret(self, secret: object) -> None: ...
+    def start_sharing_sessions(self) -> None: ...
+    def take_session_changes(self) -> list[tuple[str, str, str]]: ...
+    def apply_shared_sessions(self, bindings: Sequence[tuple[str, str, int]]) -> None: ...
     def set_listener(self, listener: Optional[Any]) -> None: ...
     def register(
         self,
@@ -275,6 +296,7 @@ class SelectionCore:
         prompt: Optional[object] = None,
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
+        session_id: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -298,6 +320,7 @@ class SelectionCore:
         prompt: Optional[object] = None,
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
+        session_id: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,

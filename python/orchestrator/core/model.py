@@ -160,6 +160,8 @@ class ModelConstraints(BaseModel):
       request size (100 input and 100 output tokens, a short chat turn).
     * ``min_speed``: output tokens per second, observed, else declared.
     * ``context_length``: the context window the request needs, in tokens.
+    * ``session_id``: the conversation to keep on one model while it stays
+      eligible (see "Session affinity" in the README).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -171,11 +173,18 @@ class ModelConstraints(BaseModel):
     exclude_models: list[str] = Field(default_factory=list)
     input_tokens: Optional[int] = Field(None, ge=0)
     output_tokens: Optional[int] = Field(None, ge=0)
+    session_id: Optional[str] = None
 
     @field_validator("capabilities")
     @classmethod
     def _known_capabilities(cls, value: list[str]) -> list[str]:
         return check_capability_names(value)
+
+    @field_validator("session_id")
+    @classmethod
+    def _valid_session_id(cls, value: Optional[str]) -> Optional[str]:
+        _core.Request(session_id=value)  # the core's one rule for request strings
+        return value
 
     def request(self) -> _core.Request:
         """These constraints as the core's typed request (the same
@@ -188,6 +197,7 @@ class ModelConstraints(BaseModel):
             self.exclude_models,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
+            session_id=self.session_id,
         )
 
     @classmethod
@@ -201,6 +211,7 @@ class ModelConstraints(BaseModel):
             exclude_models=request.exclude_models,
             input_tokens=request.given_input_tokens,
             output_tokens=request.given_output_tokens,
+            session_id=request.session_id,
         )
 
 

@@ -76,7 +76,9 @@ class SelectionExplanation:
     ``retry_in``: when no model is chosen, seconds until the first model
     rejected for its health (open circuit, provider's ``Retry-After``) or its
     rate limit (``rpm``/``tpm`` window, provider's reported allowance) may be
-    tried again."""
+    tried again. ``session``: what the request's ``session_id`` means for the
+    pick (``"session: kept on m (bound 12 s ago)"``, ``"session: moved from m
+    (circuit open, ...)"``, or new); ``None`` without a session."""
 
     strategy: str
     constraints: ModelConstraints
@@ -84,6 +86,7 @@ class SelectionExplanation:
     candidates: list[CandidateExplanation]
     all_breakers_open: bool = False
     retry_in: Optional[float] = None
+    session: Optional[str] = None
 
     def __str__(self) -> str:
         head = f"strategy {self.strategy}: " + (
@@ -91,6 +94,8 @@ class SelectionExplanation:
         )
         if self.all_breakers_open:
             head += " (every eligible model's circuit is open; probing the soonest to recover)"
+        if self.session is not None:
+            head += f"; {self.session}"
         return "\n".join([head, *("  " + c.describe() for c in self.candidates)])
 
 
@@ -117,4 +122,5 @@ def explanation_of(
         candidates=candidates,
         all_breakers_open=core_explanation.all_breakers_open,
         retry_in=core_explanation.retry_in,
+        session=core_explanation.session,
     )

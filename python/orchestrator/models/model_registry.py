@@ -129,6 +129,10 @@ class ModelRegistry:
         state_namespace: separates registries sharing one Redis.
         state_spool_dir: where the shared state spools outcomes while Redis is
             unreachable (``SharedState(spool_dir=...)``); ``None``: its default.
+        session_ttl: seconds a ``session_id`` stays bound to its model without
+            a selection (default 3600; finite, > 0, at most 30 days).
+        max_sessions: sessions held at most (default 100,000; 1 to 10**7);
+            beyond it the least recently used is forgotten.
     """
 
     def __init__(
@@ -145,6 +149,8 @@ class ModelRegistry:
         state_namespace: str = "default",
         sync_interval: float = 0.5,
         state_spool_dir: Optional[str] = None,
+        session_ttl: float = _core.DEFAULT_SESSION_TTL_S,
+        max_sessions: int = _core.DEFAULT_MAX_SESSIONS,
     ) -> None:
         if model_selector is not None and not isinstance(model_selector, ModelSelector):
             kind = type(model_selector).__name__
@@ -179,6 +185,7 @@ class ModelRegistry:
             raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
         self._core.configure_reward(**weights.__dict__)
         self._core.set_pending_timeout(pending_timeout)
+        self._core.configure_sessions(session_ttl, max_sessions)
         self.reward_weights = weights
         self.health_check_interval = float(health_check_interval)
         # Replaced, never mutated, under ``_lock``: readers iterate a snapshot.
@@ -411,6 +418,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        session_id: Optional[str] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -438,6 +446,13 @@ class ModelRegistry:
                 ``DEFAULT_WILLINGNESS_TO_PAY`` = 1.0): the contextual strategy
                 maximises quality − expected cost / willingness_to_pay among
                 the models ``max_cost`` and the other constraints allow.
+            session_id: a conversation's id (a ``str`` of 1 to 256 bytes, no
+                control characters): the request goes to the model the
+                session is bound to while that model passes every check
+                above (breaker, rate limits, constraints); otherwise the
+                pick is fresh and the session is bound to it. Sessions
+                expire after ``session_ttl`` idle seconds; at most
+                ``max_sessions`` are held (see "Session affinity" in the README).
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -457,6 +472,7 @@ class ModelRegistry:
                 prompt=prompt,
                 embedding=embedding,
                 willingness_to_pay=willingness_to_pay,
+                session_id=session_id,
             ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
@@ -473,6 +489,7 @@ class ModelRegistry:
             prompt=prompt,
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
+            session_id=session_id,
         )
         return model
 
@@ -496,7 +513,7 @@ class ModelRegistry:
                 willingness_to_pay=willingness_to_pay,
             )
             return model, None
-        request = self._request(None, None, None, None, None, None, None, constraints)
+        request = self._request(None, None, None, None, None, None, None, None, constraints)
         model, request_id = self._core.select_held(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay
         )
@@ -511,6 +528,7 @@ class ModelRegistry:
         exclude_models: Optional[Sequence[str]],
         input_tokens: Optional[int],
         output_tokens: Optional[int],
+        session_id: Optional[str],
         constraints: Optional[ModelConstraints] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
@@ -524,11 +542,12 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                session_id=session_id,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        if any(v is not None for v in (*given, input_tokens, output_tokens)):
+        if any(v is not None for v in (*given, input_tokens, output_tokens, session_id)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
@@ -546,6 +565,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        session_id: Optional[str] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
         under the contextual strategy, the request id), for callers that
@@ -560,6 +580,7 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens,
                 output_tokens,
+                session_id,
                 constraints,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
@@ -576,6 +597,7 @@ class ModelRegistry:
             prompt=prompt,
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
+            session_id=session_id,
         )
         return Selection(model, ticket, slot, request_id)
 
@@ -607,6 +629,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        session_id: Optional[str] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
@@ -628,6 +651,7 @@ class ModelRegistry:
             exclude_models,
             input_tokens,
             output_tokens,
+            session_id,
         )
         picked = self._core.select_many(
             count,
@@ -653,6 +677,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        session_id: Optional[str] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
@@ -671,6 +696,7 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens,
                 output_tokens,
+                session_id,
             ),
             prompt=prompt,
             embedding=embedding,
@@ -970,6 +996,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        session_id: Optional[str] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
@@ -983,6 +1010,7 @@ class ModelRegistry:
             exclude_models,
             input_tokens,
             output_tokens,
+            session_id,
         )
         names, raw = self._core.scores(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay

@@ -26,6 +26,8 @@ pub struct Explanation {
     rows: Vec<Row>,
     chosen: Option<usize>,
     all_breakers_open: bool,
+    /// What the request's session means: `session: kept on m (bound 12 s ago)`.
+    session: Option<String>,
 }
 
 impl Explanation {
@@ -78,6 +80,9 @@ impl Explanation {
         all_breakers_open: bool,
         mut routed: Vec<CandidateScore>,
     ) -> Explanation {
+        let session = table
+            .session_verdict(constraints, table.now())
+            .map(|verdict| table.describe_session(&verdict));
         let mut chosen = None;
         let mut rows = Vec::new();
         for e in table.explain(constraints) {
@@ -106,6 +111,7 @@ impl Explanation {
             rows,
             chosen,
             all_breakers_open,
+            session,
         }
     }
 
@@ -138,6 +144,13 @@ impl Explanation {
     #[getter]
     fn all_breakers_open(&self) -> bool {
         self.all_breakers_open
+    }
+
+    /// What the request's session means for the pick (`None`: it has none):
+    /// kept on its model, moved from it (and why), or new.
+    #[getter]
+    fn session(&self) -> Option<String> {
+        self.session.clone()
     }
 
     /// When no model is chosen: seconds until the first model rejected for

@@ -17,6 +17,9 @@ pub struct Request {
     exclude: Vec<String>,
     /// The token counts as given (`None`: the default request size).
     given_tokens: (Option<u32>, Option<u32>),
+    /// The conversation to keep on one model; hashed by the table it is
+    /// resolved against (each registry keys its sessions itself).
+    session_id: Option<String>,
 }
 
 impl Request {
@@ -30,6 +33,7 @@ impl Request {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -38,6 +42,7 @@ impl Request {
         let exclude = convert::names(exclude_models, "exclude_models")?;
         let input_tokens = convert::optional_count32(input_tokens, "input_tokens", 0)?;
         let output_tokens = convert::optional_count32(output_tokens, "output_tokens", 0)?;
+        let session_id = convert::request_string(session_id, "session_id")?;
         let constraints = Constraints::new(
             mask,
             max_cost,
@@ -52,12 +57,15 @@ impl Request {
             constraints,
             exclude,
             given_tokens: (input_tokens, output_tokens),
+            session_id,
         })
     }
 
-    /// The constraints against `table`: excluded names become slots.
+    /// The constraints against `table`: excluded names become slots, the
+    /// session id its key in the table.
     pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
         let mut constraints = self.constraints.clone();
+        constraints.session = self.session_id.as_deref().map(|id| table.session_key(id));
         for name in &self.exclude {
             match table.slot_of(name) {
                 Some(slot) => constraints.exclude.push(slot),
@@ -71,7 +79,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, session_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -81,6 +89,7 @@ impl Request {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -90,6 +99,7 @@ impl Request {
             exclude_models,
             input_tokens,
             output_tokens,
+            session_id,
         )
     }
 
@@ -143,6 +153,11 @@ impl Request {
     #[getter]
     fn given_output_tokens(&self) -> Option<u32> {
         self.given_tokens.1
+    }
+
+    #[getter]
+    fn session_id(&self) -> Option<String> {
+        self.session_id.clone()
     }
 }
 
