@@ -602,18 +602,25 @@ class ModelRegistry:
         return Selection(model, ticket, slot, request_id)
 
     def _choose(self, request: _core.Request) -> Selection:
-        """A user-written selector's pick among the core's eligible models."""
-        explanation = self._explain(request)
+        """A user-written selector's pick among the core's eligible models (a
+        session's model, while the core keeps it); the request's session is
+        then bound to the pick."""
+        core_explanation = self._core.explain(request)
+        explanation = explanation_of(core_explanation, self.strategy, request, False)
         eligible = [self._models[c.name] for c in explanation.candidates if c.eligible]
         if not eligible:
             raise NoEligibleModelsError(explanation)
-        model = self._selector.choose(eligible, explanation.constraints, self)
-        if model not in eligible:
-            raise ValueError(
-                f"{type(self._selector).__name__}.choose returned {model!r}, "
-                "which is not one of the eligible candidates"
-            )
-        return Selection(model, 0, self._binding(model).slot)
+        model = core_explanation.kept_model
+        if model is None:
+            model = self._selector.choose(eligible, explanation.constraints, self)
+            if model not in eligible:
+                raise ValueError(
+                    f"{type(self._selector).__name__}.choose returned {model!r}, "
+                    "which is not one of the eligible candidates"
+                )
+        slot = self._binding(model).slot
+        self._core.bind_session(model, slot, request)
+        return Selection(model, 0, slot)
 
     def select_many(
         self,

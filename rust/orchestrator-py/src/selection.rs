@@ -923,6 +923,22 @@ impl SelectionCore {
         Ok((names, f64_bytes(py, &values)))
     }
 
+    /// Bind `request`'s session (if it has one) to `model` in `slot`, chosen
+    /// outside the core (a user-written selector); a model no longer in
+    /// `slot` binds nothing.
+    fn bind_session(&self, model: &Bound<'_, PyAny>, slot: u32, request: &Request) -> PyResult<()> {
+        let mut guard = self.lock();
+        let registered = guard.models.get(slot as usize).and_then(Option::as_ref);
+        if registered.is_none_or(|m| m.as_ptr() != model.as_ptr()) {
+            return Ok(());
+        }
+        let c = request
+            .resolve(&guard.table)
+            .map_err(|n| unknown_excluded(&n))?;
+        let now = guard.table.now();
+        guard.table.settle_session_on(&c, slot, now).map_err(to_py)
+    }
+
     /// Fold in the outcome of a selection of `model` in `slot` under
     /// `ticket` (0: none), its fields converted as `Outcome`'s; returns the
     /// breaker's `Transition`, or `None` when it did not change.
