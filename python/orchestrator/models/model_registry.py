@@ -186,6 +186,8 @@ class ModelRegistry:
         self._core.configure_reward(**weights.__dict__)
         self._core.set_pending_timeout(pending_timeout)
         self._core.configure_sessions(session_ttl, max_sessions)
+        self.session_ttl = float(session_ttl)
+        self.max_sessions = int(max_sessions)
         self.reward_weights = weights
         self.health_check_interval = float(health_check_interval)
         # Replaced, never mutated, under ``_lock``: readers iterate a snapshot.
