@@ -10,8 +10,8 @@ bindings over pub/sub:
   with a TTL equal to the registry's ``session_ttl`` (refreshed whenever a
   worker uses the session); ``<key>`` is the keyed hash of the session id
   (the raw id never leaves the core). The hash secret is shared by the
-  workers of the namespace (``orchestrator:{ns}:sessions:secret``, set once);
-  ``orchestrator:{ns}:sessions:version`` numbers the bindings.
+  workers of the namespace (``orchestrator:{ns}:session-secret``, set once);
+  ``orchestrator:{ns}:session-version`` numbers the bindings.
 * A session **bound** here for the first time takes the binding Redis
   already holds, if another worker made one: the first binding wins, so two
   workers that see a new session at once agree after one cycle. A session
@@ -122,8 +122,8 @@ class SessionSync:
         self._ttl = max(1, math.ceil(ttl))
         self._max_unsent = max_sessions
         self.channel = f"{prefix}:sessions"
-        self._secret_key = f"{prefix}:sessions:secret"
-        self._version_key = f"{prefix}:sessions:version"
+        self._secret_key = f"{prefix}:session-secret"
+        self._version_key = f"{prefix}:session-version"
         self._session_prefix = f"{prefix}:session:"
         self._joined = False
         #: Changes taken from the core and not yet settled by Redis: key hex → (model, change).
