@@ -116,3 +116,44 @@ def test_a_session_used_on_one_worker_stays_alive_in_redis(
     finally:
         client.close()
         registry.close()
+
+
+def test_damaged_session_messages_change_nothing(
+    pair: list[ModelRegistry], redis_server: RedisServer, namespace: str
+) -> None:
+    a, b = pair
+    bind(a, "s", "m2")
+    client = redis.Redis.from_url(redis_server.url)
+    channel = f"orchestrator:{{{namespace}}}:sessions"
+    hex_key = "0" * 32
+    try:
+        for message in [
+            b"not json",
+            b'{"w": "x"}',
+            b'{"w": "x", "b": "m1"}',
+            b'{"w": "x", "b": [1, 2, 3]}',
+            b'{"w": "x", "b": ["zz", "1 m1"]}',
+            b'{"w": "x", "b": ["' + hex_key.encode() + b'", "99999999999999999999999 m1"]}',
+            b'{"w": "x", "b": ["' + hex_key.encode() + b'", "\xc2\xb2 m1"]}',
+            b'{"w": "x", "b": ["' + hex_key.encode() + b'", "7 not-registered"]}',
+        ]:
+            client.publish(channel, message)
+        # A valid message after them still arrives: the subscriber survived.
+        shared_of(b).sync_now()
+        bind(b, "t", "m3")
+        shared_of(b).sync_now()
+        until(lambda: kept_on(a, "t", "m3"), "the valid message")
+    finally:
+        client.close()
+    assert kept_on(a, "s", "m2")
+    assert a.core.session_counts()[0] == 2
+
+
+def test_thousands_of_bindings_travel_in_batches(pair: list[ModelRegistry]) -> None:
+    a, b = pair
+    count = 2500  # more than two script calls' worth
+    for i in range(count):
+        a.cancel(a.select(session_id=f"conversation-{i}", exclude_models=["m0", "m1", "m2"]))
+    shared_of(a).sync_now()
+    until(lambda: b.core.session_counts()[0] == count, "every binding")
+    assert kept_on(b, "conversation-2499", a.select_model(session_id="conversation-2499").name)

@@ -4,7 +4,8 @@ Built from the core's :class:`~orchestrator._core.Explanation`, which is
 taken in one snapshot of the table (so it is consistent while other threads
 register, unregister, select and report) and changes nothing: no random
 draw, no ticket. For Thompson sampling the scores shown are the draws the
-next selection will use, so ``chosen`` is the top score (or a forced trial).
+next selection will use, so ``chosen`` is the top score (or a forced trial),
+unless the request's ``session_id`` keeps its model (``session`` says so).
 Under the contextual strategy an eligible candidate's ``estimate`` is its
 predicted quality for the prompt, ``exploration_bonus`` the exploration
 rule's change to it (the Thompson draw), and ``score`` that quality minus

@@ -1010,7 +1010,9 @@ class ModelRegistry:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
         snapshot, changing nothing. Under the contextual strategy the score
-        is the value the next selection maximises for ``prompt``."""
+        is the value the next selection maximises for ``prompt``. A
+        ``session_id`` is checked like everywhere else; a session changes
+        which model is taken (:meth:`explain_selection` says), not the scores."""
         request = self._request(
             capabilities,
             max_cost,

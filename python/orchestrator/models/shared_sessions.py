@@ -29,11 +29,13 @@ bindings over pub/sub:
   are missed, so a session may live on different models until its next move
   or first-seen binding is settled by Redis. Redis keys of an unregistered
   model are left to expire; a worker ignores bindings to models it does not
-  have.
+  have. Every worker holds the fleet's sessions it hears of, within its own
+  ``max_sessions`` (least recently used first out).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -44,8 +46,10 @@ from orchestrator import _core
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SessionSync"]
+__all__ = ["SYNC_BATCH", "SessionSync"]
 
+#: Session changes per script call (one call holds Redis for about a millisecond).
+SYNC_BATCH = 1000
 #: Rank of a change: a session's pending change is the strongest one seen.
 _RANK = {"touched": 0, "bound": 1, "moved": 2}
 
@@ -93,13 +97,18 @@ def _text(value: Union[bytes, str]) -> str:
 
 
 def _bindings(flat: list[Any]) -> list[tuple[str, str, int]]:
-    """``(key hex, model, version)`` of a flat (hex, "version model") list;
-    malformed entries are skipped."""
+    """``(key hex, model, version)`` of a flat (hex, "version model") list
+    from Redis; malformed entries (another writer's, a damaged message) are
+    skipped, so what reaches the core is 32 hex digits, a name and a u64."""
     out = []
     for hex_key, value in zip(flat[::2], flat[1::2]):
-        version, _, model = _text(value).partition(" ")
-        if version.isdigit() and model:
-            out.append((_text(hex_key), model, int(version)))
+        if not isinstance(hex_key, (bytes, str)) or not isinstance(value, (bytes, str)):
+            continue
+        key, (version, _, model) = _text(hex_key), _text(value).partition(" ")
+        valid_key = len(key) == 32 and all(c in "0123456789abcdef" for c in key)
+        valid_version = version.isascii() and version.isdigit() and len(version) <= 18
+        if valid_key and valid_version and model:
+            out.append((key, model, int(version)))
     return out
 
 
@@ -142,15 +151,16 @@ class SessionSync:
             return
         if self._script is None:
             self._script = client.register_script(_SYNC)
-        batch = list(self._unsent.items())
-        keys = [self._version_key, *(self._session_prefix + hex_key for hex_key, _ in batch)]
-        args: list[Union[str, int]] = [self._worker, self.channel, self._ttl]
-        for hex_key, (model, change) in batch:
-            args += [hex_key, change, model]
-        settled = self._script(keys=keys, args=args, client=client)
-        for hex_key, _ in batch:
-            del self._unsent[hex_key]
-        self._core.apply_shared_sessions(_bindings(settled))
+        while self._unsent:
+            batch = list(itertools.islice(self._unsent.items(), SYNC_BATCH))
+            keys = [self._version_key, *(self._session_prefix + hex_key for hex_key, _ in batch)]
+            args: list[Union[str, int]] = [self._worker, self.channel, self._ttl]
+            for hex_key, (model, change) in batch:
+                args += [hex_key, change, model]
+            settled = self._script(keys=keys, args=args, client=client)
+            for hex_key, _ in batch:
+                del self._unsent[hex_key]
+            self._core.apply_shared_sessions(_bindings(settled))
 
     def on_message(self, data: Union[bytes, str]) -> None:
         """Apply the bindings another worker wrote."""
@@ -163,10 +173,7 @@ class SessionSync:
             logger.warning("shared state: ignoring a malformed session message")
             return
         if worker != self._worker:
-            try:
-                self._core.apply_shared_sessions(_bindings(flat))
-            except (ValueError, TypeError):
-                logger.warning("shared state: ignoring a session message with a bad key")
+            self._core.apply_shared_sessions(_bindings(flat))
 
     def _join(self, client: Any) -> None:
         """Hash session ids with the namespace's secret (the first worker sets
