@@ -157,3 +157,31 @@ def test_thousands_of_bindings_travel_in_batches(pair: list[ModelRegistry]) -> N
     shared_of(a).sync_now()
     until(lambda: b.core.session_counts()[0] == count, "every binding")
     assert kept_on(b, "conversation-2499", a.select_model(session_id="conversation-2499").name)
+
+
+def test_a_flushed_redis_gets_the_secret_back_so_later_workers_agree(
+    pair: list[ModelRegistry], redis_server: RedisServer, namespace: str
+) -> None:
+    a, _ = pair
+    bind(a, "s", "m1")
+    shared_of(a).sync_now()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+        shared_of(a).sync_now()  # a puts its secret back (and re-creates the namespace)
+        late = make_registry(redis_server.url, namespace, sync_interval=60.0)
+        try:
+            assert kept_on(a, "s", "m1"), "a's own sessions survive"
+            bind(a, "t", "m2")
+            shared_of(a).sync_now()
+            bind(late, "t", "m3")  # seen first here too: Redis's binding wins
+            shared_of(late).sync_now()
+            assert kept_on(late, "t", "m2"), "one secret: the same key for the same id"
+        finally:
+            late.close()
+        client.set(f"orchestrator:{{{namespace}}}:session-secret", "garbage")
+        shared_of(a).sync_now()  # replaced with a's secret, with a warning
+        assert client.get(f"orchestrator:{{{namespace}}}:session-secret") != b"garbage"
+        assert kept_on(a, "s", "m1")
+    finally:
+        client.close()

@@ -10,7 +10,8 @@ bindings over pub/sub:
   with a TTL equal to the registry's ``session_ttl`` (refreshed whenever a
   worker uses the session); ``<key>`` is the keyed hash of the session id
   (the raw id never leaves the core). The hash secret is shared by the
-  workers of the namespace (``orchestrator:{ns}:session-secret``, set once);
+  workers of the namespace (``orchestrator:{ns}:session-secret``: the first
+  worker sets it, and puts it back if Redis loses it, so later workers agree);
   ``orchestrator:{ns}:session-version`` numbers the bindings.
 * A session **bound** here for the first time takes the binding Redis
   already holds, if another worker made one: the first binding wins, so two
@@ -40,7 +41,7 @@ import json
 import logging
 import math
 import secrets
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from orchestrator import _core
 
@@ -96,6 +97,11 @@ def _text(value: Union[bytes, str]) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _is_u64(text: str) -> bool:
+    """Whether ``text`` is the decimal digits of a number from 0 to 2**64 - 1."""
+    return text.isascii() and text.isdigit() and len(text) <= 20 and int(text) < 2**64
+
+
 def _bindings(flat: list[Any]) -> list[tuple[str, str, int]]:
     """``(key hex, model, version)`` of a flat (hex, "version model") list
     from Redis; malformed entries (another writer's, a damaged message) are
@@ -106,8 +112,7 @@ def _bindings(flat: list[Any]) -> list[tuple[str, str, int]]:
             continue
         key, (version, _, model) = _text(hex_key), _text(value).partition(" ")
         valid_key = len(key) == 32 and all(c in "0123456789abcdef" for c in key)
-        valid_version = version.isascii() and version.isdigit() and len(version) <= 18
-        if valid_key and valid_version and model:
+        if valid_key and _is_u64(version) and model:
             out.append((key, model, int(version)))
     return out
 
@@ -134,18 +139,18 @@ class SessionSync:
         self._secret_key = f"{prefix}:session-secret"
         self._version_key = f"{prefix}:session-version"
         self._session_prefix = f"{prefix}:session:"
-        self._joined = False
+        #: The secret agreed on with the namespace (``None`` before the first sync).
+        self._secret: Optional[int] = None
         #: Changes taken from the core and not yet settled by Redis: key hex → (model, change).
         self._unsent: dict[str, tuple[str, str]] = {}
         self._script: Any = None
         core.start_sharing_sessions()
 
     def sync(self, client: Any) -> None:
-        """Join the namespace's hash secret (once), send this worker's session
+        """Agree on the namespace's hash secret, send this worker's session
         changes and apply what Redis settled (raises the client's error when
         Redis is unreachable; unsent changes wait for the next cycle)."""
-        if not self._joined:
-            self._join(client)
+        self._agree_on_secret(client)
         self._take()
         if not self._unsent:
             return
@@ -175,15 +180,27 @@ class SessionSync:
         if worker != self._worker:
             self._core.apply_shared_sessions(_bindings(flat))
 
-    def _join(self, client: Any) -> None:
-        """Hash session ids with the namespace's secret (the first worker sets
-        it); sessions bound before it arrived are forgotten."""
-        client.set(self._secret_key, str(secrets.randbits(64)), nx=True)
-        secret = client.get(self._secret_key)
-        self._core.set_session_secret(int(_text(secret)))
-        self._unsent.clear()
-        self._core.take_session_changes()  # made under the old secret
-        self._joined = True
+    def _agree_on_secret(self, client: Any) -> None:
+        """Hash session ids with the namespace's secret: the first worker sets
+        it, and a Redis that lost it (flushed, restarted empty) gets this
+        worker's back, so workers joining later still agree with it. When
+        the secret changes, sessions bound under the old one are forgotten."""
+        offered = self._secret if self._secret is not None else secrets.randbits(64)
+        client.set(self._secret_key, str(offered), nx=True)
+        stored = _text(client.get(self._secret_key) or "")
+        if not _is_u64(stored):
+            logger.warning(
+                "shared state: %s held %r, not a session secret; replaced it",
+                self._secret_key,
+                stored[:40],
+            )
+            client.set(self._secret_key, str(offered))
+            stored = str(offered)
+        if int(stored) != self._secret:
+            self._secret = int(stored)
+            self._core.set_session_secret(self._secret)
+            self._unsent.clear()
+            self._core.take_session_changes()  # made under the old secret
 
     def _take(self) -> None:
         """Merge the core's new changes into the unsent ones (the strongest
