@@ -186,8 +186,10 @@ class SessionSync:
         worker's back, so workers joining later still agree with it. When
         the secret changes, sessions bound under the old one are forgotten."""
         offered = self._secret if self._secret is not None else secrets.randbits(64)
-        client.set(self._secret_key, str(offered), nx=True)
-        stored = _text(client.get(self._secret_key) or "")
+        pipeline = client.pipeline(transaction=False)  # one round trip per cycle
+        pipeline.set(self._secret_key, str(offered), nx=True)
+        pipeline.get(self._secret_key)
+        stored = _text(pipeline.execute()[1] or "")
         if not _is_u64(stored):
             logger.warning(
                 "shared state: %s held %r, not a session secret; replaced it",
