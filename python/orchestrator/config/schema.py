@@ -183,6 +183,16 @@ class StateSection(Section):
     spool_dir: Optional[Annotated[str, text_length(1, 4096)]] = None
 
 
+class SessionsSection(Section):
+    """``[sessions]``: session affinity (``ModelRegistry(session_ttl=,
+    max_sessions=)``)."""
+
+    ttl: Annotated[float, in_range(0, _core.MAX_SESSION_TTL_S, low_open=True, unit="seconds")] = (
+        _core.DEFAULT_SESSION_TTL_S
+    )
+    max_sessions: Annotated[int, in_range(1, _core.MAX_SESSIONS)] = _core.DEFAULT_MAX_SESSIONS
+
+
 class CostEntry(Section):
     """A model's prices in USD."""
 
@@ -233,6 +243,7 @@ class OrchestratorConfig(BaseModel):
     cache: CacheSection = Field(default_factory=CacheSection)
     health: HealthSection = Field(default_factory=HealthSection)
     state: StateSection = Field(default_factory=StateSection)
+    sessions: SessionsSection = Field(default_factory=SessionsSection)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelEntry] = Field(default_factory=list)
     #: ``[fallbacks]``: model name -> the chain it falls back along.
@@ -245,6 +256,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "cache": CacheSection,
     "health": HealthSection,
     "state": StateSection,
+    "sessions": SessionsSection,
     "server": ServerSettings,
 }
 #: Nested tables whose keys are checked, by parent class and key.

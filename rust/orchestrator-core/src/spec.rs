@@ -55,6 +55,30 @@ impl ModelSpec {
     }
 }
 
+/// The most UTF-8 bytes of a request's string field (`session_id=` and the
+/// other names a request carries).
+pub const MAX_REQUEST_STRING_BYTES: usize = 256;
+
+/// A request's string field: non-empty, at most [`MAX_REQUEST_STRING_BYTES`]
+/// bytes of UTF-8, no control characters; else an error naming `field` and
+/// the value.
+pub fn check_request_string(field: &'static str, value: &str) -> Result<(), CoreError> {
+    let problem = if value.is_empty() {
+        "empty"
+    } else if value.len() > MAX_REQUEST_STRING_BYTES {
+        "longer than 256 bytes of UTF-8"
+    } else if value.chars().any(char::is_control) {
+        "has a control character"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = value.chars().take(64).collect();
+    if shown.len() < value.len() {
+        shown.push_str("...");
+    }
+    Err(CoreError::invalid(field, format!("{shown:?} ({problem})")))
+}
+
 /// One request's constraints, validated by [`Constraints::new`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
@@ -76,6 +100,9 @@ pub struct Constraints {
     /// whose window is unknown are not excluded by it (`context_length` is
     /// the constraint that requires a known window).
     pub window_needed: Option<u32>,
+    /// The request's session (the keyed hash of its id, see
+    /// [`crate::sessions`]): kept on its bound model while that passes.
+    pub session: Option<crate::sessions::SessionKey>,
 }
 
 impl Constraints {
