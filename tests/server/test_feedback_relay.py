@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,18 +23,10 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
-def pair(upstream: OpenAIServer, redis: RedisServer) -> Iterator[tuple[ThreadGateway, ...]]:
-    text = config_text([model_table("mini", upstream.url)], f'[state]\nurl = "{redis.url}"\n')
+def pair(upstream: OpenAIServer, redis_server: RedisServer) -> Iterator[tuple[ThreadGateway, ...]]:
+    text = config_text(
+        [model_table("mini", upstream.url)], f'[state]\nurl = "{redis_server.url}"\n'
+    )
     with ThreadGateway(text) as first, ThreadGateway(text) as second:
         yield first, second
 
@@ -81,7 +72,7 @@ def test_the_other_worker_gives_the_score_once(pair: tuple[ThreadGateway, ...]) 
 
 
 def test_malformed_messages_on_a_workers_channel_are_dropped(
-    pair: tuple[ThreadGateway, ...], redis: RedisServer, caplog: pytest.LogCaptureFixture
+    pair: tuple[ThreadGateway, ...], redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     first, second = pair
     relay = first.gateway.relay
@@ -113,7 +104,7 @@ def test_malformed_messages_on_a_workers_channel_are_dropped(
     ]
     for message in junk:
         text = message if isinstance(message, str) else json.dumps(message)
-        assert redis.command(b"PUBLISH", channel, text.encode()) == b":1"
+        assert redis_server.command(b"PUBLISH", channel, text.encode()) == b":1"
     # Still listening, and still scoring the other worker's forwards.
     request_id = _answer_id(first)
     scored = _score(second, request_id)
@@ -123,11 +114,11 @@ def test_malformed_messages_on_a_workers_channel_are_dropped(
 
 
 def test_redis_down_is_a_503_and_forwarding_resumes_when_it_is_back(
-    pair: tuple[ThreadGateway, ...], redis: RedisServer
+    pair: tuple[ThreadGateway, ...], redis_server: RedisServer
 ) -> None:
     first, second = pair
     before = _answer_id(first)
-    redis.kill()
+    redis_server.kill()
     refused = _score(second, before)
     assert refused.status_code == 503, refused.text
     error = refused.json()["error"]
@@ -135,7 +126,7 @@ def test_redis_down_is_a_503_and_forwarding_resumes_when_it_is_back(
     assert refused.headers["retry-after"] == "1"
     # The owner itself still takes it, without Redis.
     assert _score(first, _answer_id(first)).status_code == 200
-    redis.start()  # same port, empty
+    redis_server.start()  # same port, empty
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         scored = _score(second, before)

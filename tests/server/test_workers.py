@@ -4,7 +4,6 @@ whole gateway."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,13 +29,8 @@ url = "{url}"
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    redis = RedisServer(tmp_path)
-    redis.start()
-    try:
-        yield redis.url
-    finally:
-        redis.kill()
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 def _config(tmp_path: Path, upstream: OpenAIServer, redis_url: str) -> Path:
