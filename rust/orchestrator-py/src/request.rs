@@ -18,6 +18,8 @@ pub struct Request {
     exclude: Vec<String>,
     /// Tags the model must all have, checked and without repeats.
     tags: Vec<String>,
+    /// The routing alias or logical model the model must belong to.
+    alias: Option<String>,
     /// The token counts as given (`None`: the default request size).
     given_tokens: (Option<u32>, Option<u32>),
 }
@@ -34,6 +36,7 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -43,6 +46,7 @@ impl Request {
         let input_tokens = convert::optional_count32(input_tokens, "input_tokens", 0)?;
         let output_tokens = convert::optional_count32(output_tokens, "output_tokens", 0)?;
         let tags = convert::tags(tags, "tags")?;
+        let alias = convert::optional_label(alias, "alias")?;
         let constraints = Constraints::new(
             mask,
             max_cost,
@@ -57,20 +61,34 @@ impl Request {
             constraints,
             exclude,
             tags,
+            alias,
             given_tokens: (input_tokens, output_tokens),
         })
     }
 
-    /// The constraints against `table`: excluded names become slots.
-    pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
+    /// The constraints against `table` (under its lock): excluded names
+    /// become slots (a logical model's name: every deployment's), required
+    /// tags the table's bits, the alias its group. An unknown excluded
+    /// model or alias is a `ValueError` naming the field.
+    pub fn resolve(&self, table: &Table) -> PyResult<Constraints> {
         let mut constraints = self.constraints.clone();
         for name in &self.exclude {
-            match table.slot_of(name) {
-                Some(slot) => constraints.exclude.push(slot),
-                None => return Err(name.clone()),
+            if !table.exclude(&mut constraints, name) {
+                return Err(convert::invalid(
+                    "exclude_models",
+                    format!("no model named {name:?} is registered"),
+                ));
             }
         }
         table.require_tags(&mut constraints, &self.tags);
+        if let Some(alias) = &self.alias {
+            if !table.restrict_to(&mut constraints, alias) {
+                return Err(convert::invalid(
+                    "alias",
+                    format!("no routing alias or model named {alias:?}"),
+                ));
+            }
+        }
         Ok(constraints)
     }
 }
@@ -78,7 +96,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None, alias=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -89,6 +107,7 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -99,6 +118,7 @@ impl Request {
             input_tokens,
             output_tokens,
             tags,
+            alias,
         )
     }
 
@@ -136,6 +156,12 @@ impl Request {
     #[getter]
     fn tags(&self) -> Vec<String> {
         self.tags.clone()
+    }
+
+    /// The routing alias or logical model the model must belong to.
+    #[getter]
+    fn alias(&self) -> Option<String> {
+        self.alias.clone()
     }
 
     /// Input tokens the request is priced for (the default when not given).

@@ -5,6 +5,7 @@
 
 mod candidates;
 mod change;
+pub mod groups;
 mod shared;
 mod stats_matrix;
 pub mod tags;
@@ -27,6 +28,7 @@ use crate::strategy::{Strategy, StrategyConfig};
 use crate::tickets::{Ticket, TicketStore};
 pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
 use crate::ERROR_AUTHENTICATION;
+use groups::Groups;
 use tags::TagIndex;
 
 /// Mean reward assumed for a model with no reported outcome in its estimate.
@@ -132,6 +134,8 @@ pub struct Table {
     limits: Limits,
     /// The tag names the slots' `Hot::tags` bits stand for.
     tags: TagIndex,
+    /// Logical models (their deployments' slots) and routing aliases.
+    groups: Groups,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -190,6 +194,7 @@ impl Table {
             last_outcome_at: Vec::new(),
             limits: Limits::default(),
             tags: TagIndex::default(),
+            groups: Groups::default(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -290,6 +295,7 @@ impl Table {
         if self.by_name.contains_key(&spec.name) {
             return Err(CoreError::DuplicateModel(spec.name));
         }
+        self.check_no_alias_named(&spec)?;
         let tags = self.tags.acquire(&spec.tags)?;
         let limits = spec.limits;
         let slot = match self.free_slots.pop() {
@@ -332,6 +338,7 @@ impl Table {
         };
         self.limits.reset(slot as usize, limits);
         self.by_name.insert(spec.name, slot);
+        self.join_groups(slot as usize);
         Ok(slot)
     }
 
@@ -339,7 +346,7 @@ impl Table {
     pub fn update_spec(&mut self, slot: u32, spec: ModelSpec) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
         spec.validate()?;
-        if spec.name != self.specs[i].name {
+        if spec.name != self.specs[i].name || spec.deployment != self.specs[i].deployment {
             return Err(CoreError::invalid("name", format!("{:?}", spec.name)));
         }
         let observed = self.observed[i].tokens_per_second;
@@ -360,6 +367,7 @@ impl Table {
             .remove(name)
             .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
         let i = slot as usize;
+        self.leave_groups(i);
         self.active[i] = false;
         self.tags.release(self.hot[i].tags);
         self.hot[i].tags = 0;
@@ -425,6 +433,11 @@ impl Table {
     /// The first constraint slot `i` fails, or its expected cost.
     #[inline(always)]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
+        if let Some(group) = c.group {
+            if !self.groups.contains(group, i) {
+                return Err(Rejection::NotInGroup(group));
+            }
+        }
         let spec = &self.hot[i];
         let missing = c.required_capabilities & !spec.capabilities;
         if missing != 0 {
@@ -791,6 +804,12 @@ impl Table {
             Rejection::MissingTags(mask) => {
                 format!("missing {}", self.missing_tag_names(*mask, c).join(", "))
             }
+            Rejection::NotInGroup(group) if self.group_is_alias(*group) => {
+                format!("not in {}", self.group_name(*group))
+            }
+            Rejection::NotInGroup(group) => {
+                format!("not a deployment of {}", self.group_name(*group))
+            }
             other => other.describe(),
         }
     }
@@ -1098,6 +1117,7 @@ mod tests {
             declared_speed: Some(50.0),
             limits: RateLimits::default(),
             tags: Vec::new(),
+            deployment: None,
         }
     }
 
