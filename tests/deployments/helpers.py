@@ -1,5 +1,5 @@
-"""A scripted model that declares tags (and, later, a deployment), for the
-tests of deployments, aliases and tags."""
+"""A scripted model that declares tags and a deployment, for the tests of
+deployments, aliases and tags."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Labelled(Model):
         name: str,
         *,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
         fail: Optional[BaseException] = None,
         delay: float = 0.0,
     ) -> None:
@@ -30,6 +31,7 @@ class Labelled(Model):
             COST,
             speed=100.0,
             tags=tags,
+            deployment=deployment,
         )
         self.fail = fail
         self.delay = delay

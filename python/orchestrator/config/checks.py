@@ -19,6 +19,7 @@ from orchestrator.config.schema import (
     SECTIONS,
     SELECTION_PARAMETERS,
     STRATEGY_PARAMETERS,
+    AliasEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -229,7 +230,7 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     (the configuration is ``None`` when there is any)."""
     found = find_secrets(data)
     skip = {f.loc for f in found}
-    top = (*SECTIONS, "models")
+    top = (*SECTIONS, "models", "aliases")
     for key in data:
         if key not in top and (key,) not in skip:
             found.append(
@@ -243,10 +244,11 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
             continue
         sections[name] = validate(cls, value, (name,), skip, found)
     models = _check_models(data.get("models", []), skip, found)
+    aliases = _check_aliases(data.get("aliases", []), models or [], skip, found)
     _check_rules(sections, found)
-    if found or any(v is None for v in sections.values()) or models is None:
+    if found or any(v is None for v in sections.values()) or models is None or aliases is None:
         return None, found
-    return OrchestratorConfig(**sections, models=models), found
+    return OrchestratorConfig(**sections, models=models, aliases=aliases), found
 
 
 def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[ModelEntry]]:
@@ -285,14 +287,58 @@ def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list
         found.append(Found(("models",), "no models declared; add at least one [[models]] table"))
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
-        if entry.name in seen:
+        name = entry.qualified_name
+        if name in seen:
             found.append(
                 Found(
                     ("models", i, "name"),
-                    f"duplicate model name {entry.name!r} (also models[{seen[entry.name]}])",
+                    f"duplicate model name {name!r} (also models[{seen[name]}])",
+                )
+            )
+        seen.setdefault(name, i)
+    return entries if valid else None
+
+
+def _check_aliases(
+    raw: Any, models: list[ModelEntry], skip: set[Loc], found: list[Found]
+) -> Optional[list[AliasEntry]]:
+    """The ``[[aliases]]`` tables: each names known models (a model's name
+    stands for all its deployments) and no alias is named like a model or
+    another alias (they share one namespace)."""
+    if not isinstance(raw, list):
+        found.append(Found(("aliases",), "must be [[aliases]] tables"))
+        return None
+    known = {m.qualified_name for m in models} | {m.name for m in models}
+    entries: list[AliasEntry] = []
+    seen: dict[str, int] = {}
+    valid = True
+    for i, item in enumerate(raw):
+        loc: Loc = ("aliases", i)
+        if not isinstance(item, dict):
+            found.append(Found(loc, f"must be an [[aliases]] table (got {_shown(item)})"))
+            valid = False
+            continue
+        entry = validate(AliasEntry, item, loc, skip, found)
+        if entry is None:
+            valid = False
+            continue
+        if entry.name in known:
+            found.append(
+                Found((*loc, "name"), f"{entry.name!r} is a model's name; aliases need their own")
+            )
+        elif entry.name in seen:
+            found.append(
+                Found(
+                    (*loc, "name"),
+                    f"duplicate alias {entry.name!r} (also aliases[{seen[entry.name]}])",
                 )
             )
         seen.setdefault(entry.name, i)
+        for member in entry.models:
+            if member not in known:
+                hint = did_you_mean(member, sorted(known))
+                found.append(Found((*loc, "models"), f"unknown model {member!r}{hint}"))
+        entries.append(entry)
     return entries if valid else None
 
 

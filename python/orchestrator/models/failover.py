@@ -10,7 +10,10 @@ model is rate limited (its ``rpm``/``tpm`` window is full, its provider's
 headers say its allowance is spent, or its ``Retry-After`` runs), a request
 with a ``deadline`` waits for the soonest slot if it comes before the
 deadline, then selects again; otherwise (or with no deadline) it fails at
-once with the error it would have raised. Used
+once with the error it would have raised. After a deployment of a model
+fails, the model's other deployments (the same answers through another
+provider, region or key) are tried first, within the request's alias; only
+when none is eligible does the request move to other models. Used
 through ``ModelRegistry.generate`` and ``ModelRegistry.stream``.
 """
 
@@ -105,6 +108,9 @@ class _Plan:
     attempts: list[Attempt] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     last_error: Optional[BaseException] = None
+    #: The logical model whose deployment failed last: its other
+    #: deployments (the same answers) are tried before other models.
+    failed_model: Optional[str] = None
 
     def remaining(self) -> Optional[float]:
         """Seconds left for the next attempt (``None``: unlimited)."""
@@ -134,6 +140,9 @@ class _Plan:
             if len(self.attempts) > self.retry_budget:
                 raise self.exhausted(f"retry budget of {self.retry_budget} spent")
             exclude = [*self.constraints.exclude_models, *self.excluded]
+            sibling = self.select_sibling(exclude)
+            if sibling is not None:
+                return sibling
             constraints = self.constraints.model_copy(update={"exclude_models": exclude})
             try:
                 return self.registry.select_for_call(constraints, self.prompt, **self.routing)
@@ -145,6 +154,30 @@ class _Plan:
                     raise self.exhausted("no eligible model left to try") from exc
             logger.info("every eligible model is rate limited; waiting %.2fs for a slot", wait)
             await asyncio.sleep(wait)
+
+    def select_sibling(self, exclude: list[str]) -> Optional[tuple[Model, Optional[int]]]:
+        """Another eligible deployment of the logical model that failed last
+        (within the request's alias, if it gave one), or ``None``."""
+        if self.failed_model is None:
+            return None
+        deployments = [m.name for m in self.registry.deployments(self.failed_model)]
+        if len(deployments) < 2:
+            return None
+        alias = self.constraints.alias
+        outside: list[str] = []
+        if alias is not None:
+            try:
+                members = set(self.registry.alias_members(alias))
+            except ValueError:  # the alias was removed meanwhile: selection says so
+                return None
+            outside = [d for d in deployments if d not in members]
+        constraints = self.constraints.model_copy(
+            update={"alias": self.failed_model, "exclude_models": [*exclude, *outside]}
+        )
+        try:
+            return self.registry.select_for_call(constraints, self.prompt, **self.routing)
+        except NoEligibleModelsError:
+            return None
 
     def wait_for(self, exc: NoEligibleModelsError) -> Optional[float]:
         """Seconds to wait for the soonest slot, or ``None`` when there is no
@@ -171,6 +204,7 @@ class _Plan:
             with contextlib.suppress(AttributeError, TypeError):
                 exc.attempts = self.attempts  # type: ignore[attr-defined]
             raise exc
+        self.failed_model = model.model_name
         if not (isinstance(exc, RateLimitError) and exc.retry_after):
             self.excluded.append(model.name)  # a rate limit with a known end stays a candidate
         logger.info("%s failed (%s); failing over", model.name, error_class_of(exc))
@@ -192,6 +226,7 @@ class _Plan:
         self.attempts.append(Attempt(model.name, "timeout", latency))
         self.last_error = error
         self.excluded.append(model.name)
+        self.failed_model = model.model_name
         logger.info("%s timed out; failing over", model.name)
 
 

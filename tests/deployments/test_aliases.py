@@ -1,0 +1,135 @@
+"""Routing aliases: a name for a group of models (``"cheap"``), checked in the
+core's eligibility pass as a slot set; aliases and models share one namespace."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import _core
+from orchestrator.errors import DuplicateModelError, ModelNotFoundError, NoEligibleModelsError
+from orchestrator.models.model_registry import ModelRegistry
+from tests.deployments.helpers import Labelled
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    registry = ModelRegistry()
+    for name in ("m1", "m2", "big"):
+        registry.register_model(Labelled(name))
+    registry.register_model(Labelled("gpt-4o", deployment="azure-eu", tags=["eu"]))
+    registry.register_model(Labelled("gpt-4o", deployment="openai"))
+    registry.add_alias("cheap", ["m1", "m2", "gpt-4o@azure-eu"])
+    return registry
+
+
+def test_an_alias_restricts_every_entry_point_to_its_members(registry: ModelRegistry) -> None:
+    members = {"m1", "m2", "gpt-4o@azure-eu"}
+    for _ in range(30):
+        assert registry.select_model(alias="cheap").name in members
+    assert {s.model.name for s in registry.select_many(30, alias="cheap")} == members
+    assert registry.select(alias="cheap", tags=["eu"]).model.name == "gpt-4o@azure-eu"
+    names, scores = registry.scores(alias="cheap")
+    assert {n for n, s in zip(names, scores) if s != float("-inf")} == members
+    explanation = registry.explain_selection(alias="cheap")
+    assert explanation.constraints.alias == "cheap"
+    assert {c.name: c.reason for c in explanation.candidates if not c.eligible} == {
+        "big": "not in cheap",
+        "gpt-4o@openai": "not in cheap",
+    }
+
+
+async def test_generate_routes_through_the_alias(registry: ModelRegistry) -> None:
+    for _ in range(5):
+        assert (await registry.generate("hi", alias="cheap", exclude_models=["m1"])).model in {
+            "m2",
+            "gpt-4o@azure-eu",
+        }
+
+
+def test_a_logical_member_takes_in_later_deployments_and_members_drop_out(
+    registry: ModelRegistry,
+) -> None:
+    registry.add_alias("four", ["gpt-4o", "big"])
+    registry.register_model(Labelled("gpt-4o", deployment="later"))
+    assert registry.alias_members("four") == [
+        "big",
+        "gpt-4o@azure-eu",
+        "gpt-4o@openai",
+        "gpt-4o@later",
+    ]
+    registry.unregister_model("gpt-4o@azure-eu")
+    registry.unregister_model("m1")
+    assert registry.aliases() == {"cheap": ["m2"], "four": ["gpt-4o", "big"]}
+    registry.unregister_model("gpt-4o@openai")
+    registry.unregister_model("gpt-4o@later")
+    assert registry.aliases()["four"] == ["big"]
+    registry.register_model(Labelled("m1"))  # dropped out for good
+    assert registry.alias_members("cheap") == ["m2"]
+    registry.unregister_model("m2")
+    with pytest.raises(NoEligibleModelsError) as caught:
+        registry.select_model(alias="cheap")
+    assert set(caught.value.reasons.values()) == {"alias: not in cheap"}
+
+
+def test_aliases_and_models_share_one_namespace(registry: ModelRegistry) -> None:
+    for taken in ("m1", "gpt-4o", "gpt-4o@openai", "cheap"):
+        with pytest.raises(DuplicateModelError, match="already"):
+            registry.add_alias(taken, ["m2"])
+    with pytest.raises(DuplicateModelError, match="routing alias"):
+        registry.register_model(Labelled("cheap"))
+    with pytest.raises(DuplicateModelError, match="routing alias"):
+        registry.register_model(Labelled("cheap", deployment="x"))
+    assert "cheap" not in registry and "cheap@x" not in registry
+    assert registry.remove_alias("cheap") == ["m1", "m2", "gpt-4o@azure-eu"]
+    registry.register_model(Labelled("cheap"))
+    with pytest.raises(KeyError, match="no routing alias"):
+        registry.remove_alias("cheap")
+
+
+def test_members_must_exist_and_be_models(registry: ModelRegistry) -> None:
+    with pytest.raises(ModelNotFoundError, match="'m3'"):
+        registry.add_alias("x", ["m1", "m3"])
+    with pytest.raises(ValueError, match="is an alias"):
+        registry.add_alias("x", ["cheap"])
+    with pytest.raises(ValueError, match="1 to 10000"):
+        registry.add_alias("x", [])
+    with pytest.raises(TypeError, match="not a string"):
+        registry.add_alias("x", "m1")
+    assert "x" not in registry.aliases()
+    with pytest.raises(ValueError, match='invalid alias: no routing alias or model named "nope"'):
+        registry.select_model(alias="nope")
+    with pytest.raises(ValueError, match="invalid alias"):
+        registry.select_model(alias="gpt-4o@openai")  # one deployment is not a group
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "text"),
+    [
+        (b"cheap", TypeError, "a str is required"),
+        (["cheap"], TypeError, "a str is required"),
+        (True, TypeError, "a str is required"),
+        (3, TypeError, "a str is required"),
+        ("", ValueError, "1 to 256 bytes"),
+        ("ch\x07eap", ValueError, "control characters"),
+        ("c" * 300, ValueError, "1 to 256 bytes"),
+        ("\ud800", ValueError, "not valid Unicode"),
+    ],
+)
+def test_bad_aliases_name_the_field(
+    registry: ModelRegistry, value: object, error: type[Exception], text: str
+) -> None:
+    calls = [
+        lambda: registry.select_model(alias=value),  # type: ignore[arg-type]
+        lambda: registry.select(alias=value),  # type: ignore[arg-type]
+        lambda: registry.select_many(2, alias=value),  # type: ignore[arg-type]
+        lambda: registry.explain_selection(alias=value),  # type: ignore[arg-type]
+        lambda: registry.scores(alias=value),  # type: ignore[arg-type]
+        lambda: _core.Request(alias=value),
+        lambda: registry.add_alias(value, ["m1"]),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(error, match="invalid alias") as caught:
+            call()
+        assert text in str(caught.value)
+    assert registry.core.outstanding_tickets() == 0
+    assert list(registry.aliases()) == ["cheap"]
