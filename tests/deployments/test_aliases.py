@@ -8,16 +8,16 @@ import pytest
 from orchestrator import _core
 from orchestrator.errors import DuplicateModelError, ModelNotFoundError, NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
-from tests.deployments.helpers import Labelled
+from tests.conftest import ScriptedModel
 
 
 @pytest.fixture
 def registry() -> ModelRegistry:
     registry = ModelRegistry()
     for name in ("m1", "m2", "big"):
-        registry.register_model(Labelled(name))
-    registry.register_model(Labelled("gpt-4o", deployment="azure-eu", tags=["eu"]))
-    registry.register_model(Labelled("gpt-4o", deployment="openai"))
+        registry.register_model(ScriptedModel(name))
+    registry.register_model(ScriptedModel("gpt-4o", deployment="azure-eu", tags=["eu"]))
+    registry.register_model(ScriptedModel("gpt-4o", deployment="openai"))
     registry.add_alias("cheap", ["m1", "m2", "gpt-4o@azure-eu"])
     return registry
 
@@ -50,7 +50,7 @@ def test_a_logical_member_takes_in_later_deployments_and_members_drop_out(
     registry: ModelRegistry,
 ) -> None:
     registry.add_alias("four", ["gpt-4o", "big"])
-    registry.register_model(Labelled("gpt-4o", deployment="later"))
+    registry.register_model(ScriptedModel("gpt-4o", deployment="later"))
     assert registry.alias_members("four") == [
         "big",
         "gpt-4o@azure-eu",
@@ -63,7 +63,7 @@ def test_a_logical_member_takes_in_later_deployments_and_members_drop_out(
     registry.unregister_model("gpt-4o@openai")
     registry.unregister_model("gpt-4o@later")
     assert registry.aliases()["four"] == ["big"]
-    registry.register_model(Labelled("m1"))  # dropped out for good
+    registry.register_model(ScriptedModel("m1"))  # dropped out for good
     assert registry.alias_members("cheap") == ["m2"]
     registry.unregister_model("m2")
     with pytest.raises(NoEligibleModelsError) as caught:
@@ -76,12 +76,12 @@ def test_aliases_and_models_share_one_namespace(registry: ModelRegistry) -> None
         with pytest.raises(DuplicateModelError, match="already"):
             registry.add_alias(taken, ["m2"])
     with pytest.raises(DuplicateModelError, match="routing alias"):
-        registry.register_model(Labelled("cheap"))
+        registry.register_model(ScriptedModel("cheap"))
     with pytest.raises(DuplicateModelError, match="routing alias"):
-        registry.register_model(Labelled("cheap", deployment="x"))
+        registry.register_model(ScriptedModel("cheap", deployment="x"))
     assert "cheap" not in registry and "cheap@x" not in registry
     assert registry.remove_alias("cheap") == ["m1", "m2", "gpt-4o@azure-eu"]
-    registry.register_model(Labelled("cheap"))
+    registry.register_model(ScriptedModel("cheap"))
     with pytest.raises(KeyError, match="no routing alias"):
         registry.remove_alias("cheap")
 

@@ -14,11 +14,11 @@ from orchestrator.errors import (
     ServerError,
 )
 from orchestrator.models.model_registry import ModelRegistry
-from tests.deployments.helpers import Labelled
+from tests.conftest import ScriptedModel
 
 
-def gpt4o(deployment: str, **kwargs: object) -> Labelled:
-    return Labelled("gpt-4o", deployment=deployment, **kwargs)  # type: ignore[arg-type]
+def gpt4o(deployment: str, **kwargs: object) -> ScriptedModel:
+    return ScriptedModel("gpt-4o", deployment=deployment, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def registry() -> ModelRegistry:
     registry = ModelRegistry()
     registry.register_model(gpt4o("openai"))
     registry.register_model(gpt4o("azure-eu"))
-    registry.register_model(Labelled("small"))
+    registry.register_model(ScriptedModel("small"))
     return registry
 
 
@@ -62,7 +62,7 @@ def test_a_logical_name_finds_its_only_deployment_and_names_several(
 def test_the_same_qualified_name_twice_is_the_duplicate_error(registry: ModelRegistry) -> None:
     with pytest.raises(DuplicateModelError, match="gpt-4o@openai"):
         registry.register_model(gpt4o("openai"))
-    registry.register_model(Labelled("gpt-4o"))  # the logical name itself: a third deployment
+    registry.register_model(ScriptedModel("gpt-4o"))  # the logical name itself: a third deployment
     assert len(registry.deployments("gpt-4o")) == 3
 
 
@@ -100,7 +100,7 @@ async def test_failover_tries_the_other_deployment_before_other_models() -> None
     # the sibling rule "small" (slot 1) would be tried before slot 2.
     registry = ModelRegistry(selection_strategy="cost")
     registry.register_model(gpt4o("openai", fail=ServerError("down", status_code=500)))
-    registry.register_model(Labelled("small"))
+    registry.register_model(ScriptedModel("small"))
     registry.register_model(gpt4o("azure-eu"))
     result = await registry.generate("hi")
     assert [a.model for a in result.attempts] == ["gpt-4o@openai", "gpt-4o@azure-eu"]
@@ -111,7 +111,7 @@ async def test_failover_moves_to_other_models_when_no_deployment_is_left() -> No
     registry = ModelRegistry(selection_strategy="cost")
     for deployment in ("a", "b"):
         registry.register_model(gpt4o(deployment, fail=ServerError("down", status_code=500)))
-    registry.register_model(Labelled("small"))
+    registry.register_model(ScriptedModel("small"))
     result = await registry.generate("hi")
     assert [a.model for a in result.attempts] == ["gpt-4o@a", "gpt-4o@b", "small"]
     assert result.model == "small"
@@ -121,7 +121,7 @@ async def test_after_a_deployment_fails_its_sibling_comes_first_within_the_alias
     registry = ModelRegistry(selection_strategy="cost")
     failing = gpt4o("a", fail=ServerError("down", status_code=500))
     registry.register_model(failing)
-    registry.register_model(Labelled("other"))
+    registry.register_model(ScriptedModel("other"))
     registry.register_model(gpt4o("b"))
     registry.register_model(gpt4o("c"))
     registry.add_alias("pool", ["gpt-4o@a", "gpt-4o@c", "other"])
@@ -146,7 +146,7 @@ def test_bad_deployment_ids_name_the_field(
     value: object, error: type[Exception], text: str
 ) -> None:
     with pytest.raises(error, match="invalid deployment") as caught:
-        Labelled("m", deployment=value)  # type: ignore[arg-type]
+        ScriptedModel("m", deployment=value)  # type: ignore[arg-type]
     assert text in str(caught.value)
     with pytest.raises(error, match="invalid deployment"):
         _core.check_deployment(value)

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.models.shared_spool import SPOOL_DIR_ENV
-from tests.deployments.helpers import Labelled
+from tests.conftest import ScriptedModel
 from tests.redis_server import RedisServer
 from tests.shared.helpers import totals
 
@@ -26,8 +26,8 @@ def test_shared_totals_are_kept_per_deployment(redis_server: RedisServer) -> Non
         ModelRegistry(state=redis_server.url, state_namespace="deployments") for _ in range(2)
     ]
     for registry in workers:
-        registry.register_model(Labelled("gpt-4o", deployment="eu"))
-        registry.register_model(Labelled("gpt-4o", deployment="us"))
+        registry.register_model(ScriptedModel("gpt-4o", deployment="eu"))
+        registry.register_model(ScriptedModel("gpt-4o", deployment="us"))
     for _ in range(3):
         workers[0].report_outcome("gpt-4o@eu", True, 0.1)
     workers[1].report_outcome("gpt-4o@us", False, 0.1, error_class="server_error")
@@ -47,8 +47,8 @@ def test_shared_totals_are_kept_per_deployment(redis_server: RedisServer) -> Non
 
 async def test_each_deployment_has_its_own_cache_entries() -> None:
     registry = ModelRegistry(cache_responses=True)
-    eu = registry.register_model(Labelled("gpt-4o", deployment="eu"))
-    us = registry.register_model(Labelled("gpt-4o", deployment="us"))
+    eu = registry.register_model(ScriptedModel("gpt-4o", deployment="eu"))
+    us = registry.register_model(ScriptedModel("gpt-4o", deployment="us"))
     assert eu.cache_identity() != us.cache_identity()
     assert (await eu.generate_response("hi")) == "gpt-4o@eu: hi"
     assert (await us.generate_response("hi")) == "gpt-4o@us: hi"

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.errors import ModelNotFoundError, NoEligibleModelsError, StaleTicketError
 from orchestrator.models.model_registry import ModelRegistry
-from tests.deployments.helpers import Labelled
+from tests.conftest import ScriptedModel
 
 WRITERS = 2
 READERS = 3
@@ -21,9 +21,9 @@ ROUNDS = 300
 @pytest.mark.timeout(120)
 def test_churning_deployments_while_selecting_by_alias_and_tags() -> None:
     registry = ModelRegistry()
-    registry.register_model(Labelled("gpt-4o", deployment="base", tags=["eu"]))
-    registry.register_model(Labelled("anchor", tags=["eu", "zero-retention"]))
-    registry.register_model(Labelled("outsider", tags=["eu"]))
+    registry.register_model(ScriptedModel("gpt-4o", deployment="base", tags=["eu"]))
+    registry.register_model(ScriptedModel("anchor", tags=["eu", "zero-retention"]))
+    registry.register_model(ScriptedModel("outsider", tags=["eu"]))
     registry.add_alias("pool", ["gpt-4o", "anchor"])
     stable = {"gpt-4o@base", "anchor"}
     errors: list[BaseException] = []
@@ -36,7 +36,7 @@ def test_churning_deployments_while_selecting_by_alias_and_tags() -> None:
         try:
             for i in range(ROUNDS):
                 name = f"w{worker}-{i}"
-                registry.register_model(Labelled("gpt-4o", deployment=name, tags=["eu"]))
+                registry.register_model(ScriptedModel("gpt-4o", deployment=name, tags=["eu"]))
                 registry.unregister_model(f"gpt-4o@{name}")
         except BaseException as exc:
             errors.append(exc)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -251,19 +251,37 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     return OrchestratorConfig(**sections, models=models, aliases=aliases), found
 
 
-def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[ModelEntry]]:
+#: A section class of one ``[[array]]`` of tables.
+TableT = TypeVar("TableT", bound=BaseModel)
+
+
+def _tables(
+    raw: Any, key: str, cls: type[TableT], skip: set[Loc], found: list[Found]
+) -> Optional[list[tuple[Loc, Optional[TableT]]]]:
+    """The ``[[key]]`` tables of a file, each with its location, validated as
+    ``cls`` (``None`` for one that is not a table or did not validate, its
+    problems added to ``found``); ``None`` when ``key`` is not a list of tables."""
     if not isinstance(raw, list):
-        found.append(Found(("models",), "must be [[models]] tables"))
+        found.append(Found((key,), f"must be [[{key}]] tables"))
+        return None
+    tables: list[tuple[Loc, Optional[TableT]]] = []
+    for i, item in enumerate(raw):
+        loc: Loc = (key, i)
+        if isinstance(item, dict):
+            tables.append((loc, validate(cls, item, loc, skip, found)))
+        else:
+            found.append(Found(loc, f"must be a [[{key}]] table (got {_shown(item)})"))
+            tables.append((loc, None))
+    return tables
+
+
+def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[ModelEntry]]:
+    tables = _tables(raw, "models", ModelEntry, skip, found)
+    if tables is None:
         return None
     entries: list[ModelEntry] = []
     valid = True
-    for i, item in enumerate(raw):
-        loc: Loc = ("models", i)
-        if not isinstance(item, dict):
-            found.append(Found(loc, f"must be a [[models]] table (got {_shown(item)})"))
-            valid = False
-            continue
-        entry = validate(ModelEntry, item, loc, skip, found)
+    for loc, entry in tables:
         if entry is None:
             valid = False
             continue
@@ -305,20 +323,14 @@ def _check_aliases(
     """The ``[[aliases]]`` tables: each names known models (a model's name
     stands for all its deployments) and no alias is named like a model or
     another alias (they share one namespace)."""
-    if not isinstance(raw, list):
-        found.append(Found(("aliases",), "must be [[aliases]] tables"))
+    tables = _tables(raw, "aliases", AliasEntry, skip, found)
+    if tables is None:
         return None
     known = {m.qualified_name for m in models} | {m.name for m in models}
     entries: list[AliasEntry] = []
     seen: dict[str, int] = {}
     valid = True
-    for i, item in enumerate(raw):
-        loc: Loc = ("aliases", i)
-        if not isinstance(item, dict):
-            found.append(Found(loc, f"must be an [[aliases]] table (got {_shown(item)})"))
-            valid = False
-            continue
-        entry = validate(AliasEntry, item, loc, skip, found)
+    for i, (loc, entry) in enumerate(tables):
         if entry is None:
             valid = False
             continue

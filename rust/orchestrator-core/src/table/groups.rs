@@ -341,7 +341,6 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::RateLimits;
     use crate::spec::{qualified_name, Rejection};
     use crate::verdict::Verdict;
 
@@ -349,16 +348,7 @@ mod tests {
         ModelSpec {
             name: qualified_name(model, deployment),
             deployment: deployment.map(str::to_owned),
-            provider: "test".to_owned(),
-            capabilities: 0,
-            context_length: 8192,
-            input_price_per_million: 1.0,
-            output_price_per_million: 1.0,
-            request_fee: 0.0,
-            priced: true,
-            declared_speed: Some(50.0),
-            limits: RateLimits::default(),
-            tags: Vec::new(),
+            ..crate::table::tests::spec(model, &[], 1.0)
         }
     }
 

@@ -1104,7 +1104,7 @@ mod tests {
     use super::*;
     use crate::capability_mask;
 
-    fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
+    pub(super) fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
         ModelSpec {
             name: name.to_owned(),
             provider: "test".to_owned(),
