@@ -44,6 +44,8 @@ REQUEST_KEYS = (
     "prompt",
     "embedding",
     "willingness_to_pay",
+    "tags",
+    "alias",
 )
 OUTCOME_KEYS = (
     "success",

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import _core
+from orchestrator.core.model import Model, ModelConstraints
 from orchestrator.errors import DuplicateModelError, ModelNotFoundError, NoEligibleModelsError
-from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.models.model_registry import ModelRegistry, ModelSelector
 from tests.conftest import ScriptedModel
 
 
@@ -133,3 +134,30 @@ def test_bad_aliases_name_the_field(
         assert text in str(caught.value)
     assert registry.core.outstanding_tickets() == 0
     assert list(registry.aliases()) == ["cheap"]
+
+
+class LastCandidate(ModelSelector):
+    """A user-written selector: the last eligible model."""
+
+    def choose(
+        self, candidates: list[Model], constraints: ModelConstraints, registry: ModelRegistry
+    ) -> Model:
+        return candidates[-1]
+
+
+@pytest.mark.parametrize("selector", ["contextual", "thompson", "cost", "user-written"])
+def test_every_strategy_honours_alias_and_tags(selector: str) -> None:
+    registry = (
+        ModelRegistry(model_selector=LastCandidate())
+        if selector == "user-written"
+        else ModelRegistry(selection_strategy=selector)
+    )
+    for name in ("m1", "m2", "m3"):
+        registry.register_model(ScriptedModel(name, tags=["eu"] if name != "m3" else []))
+    registry.add_alias("pair", ["m2", "m3"])
+    for _ in range(10):
+        assert registry.select_model(alias="pair").name in {"m2", "m3"}
+        assert registry.select_model(alias="pair", tags=["eu"]).name == "m2"
+        assert registry.select(tags=["eu"], exclude_models=["m2"]).model.name == "m1"
+    with pytest.raises(NoEligibleModelsError):
+        registry.select_model(alias="pair", tags=["eu"], exclude_models=["m2"])
