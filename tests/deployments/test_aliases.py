@@ -3,6 +3,8 @@ core's eligibility pass as a slot set; aliases and models share one namespace.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from orchestrator import _core
@@ -87,6 +89,16 @@ def test_aliases_and_models_share_one_namespace(registry: ModelRegistry) -> None
         registry.remove_alias("cheap")
 
 
+def test_members_may_come_from_a_generator_that_calls_back(registry: ModelRegistry) -> None:
+    def members() -> Iterator[str]:
+        yield "m1"
+        registry.register_model(ScriptedModel("late"))  # re-enters the registry
+        yield "late"
+
+    registry.add_alias("gen", members())
+    assert registry.alias_members("gen") == ["m1", "late"]
+
+
 def test_members_must_exist_and_be_models(registry: ModelRegistry) -> None:
     with pytest.raises(ModelNotFoundError, match="'m3'"):
         registry.add_alias("x", ["m1", "m3"])
@@ -96,6 +108,10 @@ def test_members_must_exist_and_be_models(registry: ModelRegistry) -> None:
         registry.add_alias("x", [])
     with pytest.raises(TypeError, match="not a string"):
         registry.add_alias("x", "m1")
+    with pytest.raises(TypeError, match="invalid members"):
+        registry.add_alias("x", 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="invalid members: 5"):
+        registry.add_alias("x", ["m1", 5])  # type: ignore[list-item]
     assert "x" not in registry.aliases()
     with pytest.raises(ValueError, match='invalid alias: no routing alias or model named "nope"'):
         registry.select_model(alias="nope")

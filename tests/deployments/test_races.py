@@ -29,7 +29,7 @@ def test_churning_deployments_while_selecting_by_alias_and_tags() -> None:
     errors: list[BaseException] = []
     counted: Counter[str] = Counter()
     lock = threading.Lock()
-    start = threading.Barrier(WRITERS + READERS)
+    start = threading.Barrier(WRITERS + READERS + 1)
 
     def write(worker: int) -> None:
         start.wait()
@@ -39,6 +39,15 @@ def test_churning_deployments_while_selecting_by_alias_and_tags() -> None:
                 registry.register_model(ScriptedModel("gpt-4o", deployment=name, tags=["eu"]))
                 registry.unregister_model(f"gpt-4o@{name}")
         except BaseException as exc:
+            errors.append(exc)
+
+    def toggle_alias() -> None:
+        start.wait()
+        try:
+            for _ in range(ROUNDS):
+                registry.add_alias("tmp", ["anchor", "gpt-4o"])
+                registry.remove_alias("tmp")
+        except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
     def read() -> None:
@@ -58,6 +67,13 @@ def test_churning_deployments_while_selecting_by_alias_and_tags() -> None:
                     counted[selection.model.name] += 1
                 explanation = registry.explain_selection(alias="pool", tags=["eu"])
                 assert "outsider" not in {c.name for c in explanation.candidates if c.eligible}
+                try:
+                    other = registry.select(alias="tmp", exclude_models=["gpt-4o"])
+                except ValueError as exc:  # removed meanwhile: the documented error
+                    assert "no routing alias or model named" in str(exc)
+                else:
+                    assert other.model.name == "anchor"
+                    registry.cancel(other)
         except NoEligibleModelsError as exc:
             errors.append(exc)
         except BaseException as exc:
@@ -65,13 +81,14 @@ def test_churning_deployments_while_selecting_by_alias_and_tags() -> None:
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
     threads += [threading.Thread(target=read) for _ in range(READERS)]
+    threads.append(threading.Thread(target=toggle_alias))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors == []
     assert sorted(m.name for m in registry) == ["anchor", "gpt-4o@base", "outsider"]
-    assert registry.aliases() == {"pool": ["gpt-4o", "anchor"]}
+    assert registry.aliases() == {"pool": ["gpt-4o", "anchor"]}  # "tmp" removed last
     assert registry.alias_members("pool") == ["gpt-4o@base", "anchor"]
     for name in stable:
         assert registry.get_metrics(name).successes == counted[name]

@@ -402,6 +402,10 @@ class ModelRegistry:
         :class:`ModelNotFoundError`; an unregistered model drops out."""
         if isinstance(members, (str, bytes)):
             raise TypeError(f"invalid members: {members!r} (a list of model names, not a string)")
+        try:
+            members = list(members)  # read once, before any lock: it may be a generator
+        except TypeError:
+            raise TypeError(f"invalid members: {members!r} (a list of model names)") from None
         with self._lock:
             aliases = self.aliases()
             for member in members:
