@@ -191,7 +191,8 @@ impl Table {
         for g in self.groups.groups.iter_mut().flatten() {
             if let Kind::Alias { members } = &mut g.kind {
                 g.slots.remove(slot);
-                members.retain(|m| *m != name && !(model_gone && *m == model));
+                // A member naming the logical model stays while it has deployments.
+                members.retain(|m| if *m == model { !model_gone } else { *m != name });
             }
         }
     }
@@ -413,6 +414,9 @@ mod tests {
         assert_eq!(t.aliases(), [("pool".to_owned(), vec!["m".to_owned()])]);
         t.register(spec("a", None)).unwrap();
         assert_eq!(t.group_slots("pool"), Some(vec![2]), "a dropped out");
+        t.register(spec("m", None)).unwrap();
+        t.unregister("m").unwrap(); // the plain model goes, m@y stays: so does member "m"
+        assert_eq!(t.aliases(), [("pool".to_owned(), vec!["m".to_owned()])]);
         assert_eq!(t.remove_alias("pool").unwrap(), ["m"]);
         assert_eq!(
             t.remove_alias("pool"),
