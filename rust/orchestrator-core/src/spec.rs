@@ -1,6 +1,9 @@
 //! What is declared about a model, and what one request asks for: the
 //! model's spec, a request's constraints, and why a model was rejected.
 
+use std::sync::Arc;
+
+use crate::budgets::{format_duration, format_usd, MAX_BUDGET_RETRY_IN_S};
 use crate::error::{non_negative, CoreError};
 use crate::limits::{LimitKind, RateLimits};
 use crate::CAPABILITY_NAMES;
@@ -59,6 +62,9 @@ pub struct Constraints {
     pub exclude: Vec<u32>,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// The request's tenant's budgets (see `Budgets::tenant`); `None` when
+    /// no tenant was given or it has no budget.
+    pub tenant: Option<u32>,
 }
 
 impl Constraints {
@@ -105,6 +111,7 @@ impl Constraints {
             exclude,
             input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
             output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
+            tenant: None,
         })
     }
 }
@@ -159,6 +166,16 @@ pub enum Rejection {
         needed: u64,
         retry_in_s: f64,
     },
+    /// A spend budget has no room for the request's expected cost (amounts
+    /// in nano-USD; `limit` is the capacity here).
+    Budget {
+        label: Arc<str>,
+        spent: u64,
+        reserved: u64,
+        limit: u64,
+        needed: u64,
+        resets_in_s: f64,
+    },
 }
 
 impl Rejection {
@@ -178,6 +195,7 @@ impl Rejection {
             Rejection::RequestLimit { .. }
             | Rejection::TokenLimit { .. }
             | Rejection::ProviderLimit { .. } => "rate_limit",
+            Rejection::Budget { .. } => "budget",
         }
     }
 
@@ -190,6 +208,14 @@ impl Rejection {
             | Rejection::RequestLimit { retry_in_s, .. }
             | Rejection::ProviderLimit { retry_in_s, .. } => Some(*retry_in_s),
             Rejection::TokenLimit { retry_in_s, .. } => *retry_in_s,
+            // Worth waiting for only when the period resets soon (a minute
+            // budget) and the request fits an empty period.
+            Rejection::Budget {
+                resets_in_s,
+                needed,
+                limit,
+                ..
+            } => (*resets_in_s <= MAX_BUDGET_RETRY_IN_S && needed <= limit).then_some(*resets_in_s),
             _ => None,
         }
     }
@@ -263,6 +289,30 @@ impl Rejection {
                 "the provider reports {remaining} {} left (the request needs {needed}), \
                  next slot in {retry_in_s:.1} s",
                 kind.name()
+            ),
+            Rejection::Budget {
+                label,
+                needed,
+                limit,
+                ..
+            } if needed > limit => format!(
+                "{label}: the request's expected cost {} exceeds the limit {}",
+                format_usd(*needed),
+                format_usd(*limit)
+            ),
+            Rejection::Budget {
+                label,
+                spent,
+                reserved,
+                limit,
+                resets_in_s,
+                ..
+            } => format!(
+                "{label} {}/{} spent (reserved {}), resets in {}",
+                format_usd(*spent),
+                format_usd(*limit),
+                format_usd(*reserved),
+                format_duration(*resets_in_s)
             ),
         }
     }

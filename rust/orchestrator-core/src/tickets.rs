@@ -33,6 +33,8 @@ pub struct Ticket {
     pub issued_at: f64,
     /// The rate-limit reservation it holds (see `limits`); 0 for none.
     pub reservation: u64,
+    /// The budget hold it carries (see `budgets`); 0 for none.
+    pub budget_hold: u64,
 }
 
 /// Outstanding tickets by number, and their numbers in issue order.
@@ -150,6 +152,7 @@ mod tests {
             generation: 0,
             issued_at,
             reservation: 0,
+            budget_hold: 0,
         }
     }
 

@@ -1,0 +1,966 @@
+//! Spend budgets: USD per calendar period for a model, a provider, a tag or
+//! a tenant, enforced before selection like the rate limits.
+//!
+//! **Money** is integer nano-USD ([`NANOS_PER_USD`]): a cost is rounded to
+//! the nearest nano-dollar once, when it enters a budget, and every sum after
+//! that is exact integer arithmetic (no float accumulates).
+//!
+//! **Periods** are calendar periods in UTC: a minute budget resets at every
+//! whole minute, an hour budget on the hour, a day budget at 00:00 UTC and a
+//! month budget at 00:00 UTC on the 1st. A budget is an accounting cap ("what
+//! did we spend today"), read the way invoices and dashboards count, and a
+//! calendar period has one reset time to show and costs O(1) memory. Across a
+//! boundary up to twice a minute/hour limit can be spent in a short stretch;
+//! smoothing bursts is `rpm`/`tpm`'s job. The UTC time is the wall clock
+//! read when the table was created, advanced by the core's monotonic clock,
+//! so a wall-clock step after start moves no boundary
+//! ([`Budgets::set_wall_clock`] re-reads it).
+//!
+//! **Checking** is a few array reads per slot: each slot keeps the indices of
+//! the budgets whose scope covers it (model, provider, tag), a request's
+//! tenant resolves to its budgets' indices once per request, and a budget
+//! admits a request when `spent + reserved + expected ≤ capacity` (the
+//! capacity is the limit, or a smaller allowance set from outside, for
+//! leases across workers). A spent budget refuses every request, free ones
+//! included.
+//!
+//! **Reservations**: a selection reserves the request's expected cost (the
+//! model's price of the request's token estimate, the one `max_cost` uses)
+//! in every budget that covers it, under a hold its ticket carries. The
+//! outcome's cost replaces it; a ticket cancelled unsent, expired or served
+//! from the cache returns it; a call stopped after it was sent spends what it
+//! used (or, unknown, the reservation). A call the model made without a
+//! selection counts when it reports. A hold remembers which budgets it went
+//! to, so adding or removing budgets while calls run keeps every sum exact.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::error::{label, CoreError};
+use crate::spec::{ModelSpec, Rejection};
+
+/// Nano-USD per USD: the unit of every budget sum.
+pub const NANOS_PER_USD: u64 = 1_000_000_000;
+/// The largest budget limit, in USD (the largest outcome cost).
+pub const MAX_LIMIT_USD: f64 = crate::outcome::MAX_COST_USD;
+/// The most budgets one table holds.
+pub const MAX_BUDGETS: usize = 1024;
+/// A request refused by budgets is worth retrying (`retry_in`) only when the
+/// period resets within this many seconds (a minute budget); later resets
+/// are not waited for.
+pub const MAX_BUDGET_RETRY_IN_S: f64 = 60.0;
+
+/// A cost in USD as nano-USD, rounded to the nearest (saturating).
+#[inline]
+pub fn nanos(usd: f64) -> u64 {
+    (usd * NANOS_PER_USD as f64).round() as u64
+}
+
+/// A budget's calendar period (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Minute,
+    Hour,
+    Day,
+    Month,
+}
+
+/// Period names, in order.
+pub const PERIOD_NAMES: [&str; 4] = ["minute", "hour", "day", "month"];
+
+impl Period {
+    pub fn from_name(name: &str) -> Result<Self, CoreError> {
+        match name {
+            "minute" => Ok(Period::Minute),
+            "hour" => Ok(Period::Hour),
+            "day" => Ok(Period::Day),
+            "month" => Ok(Period::Month),
+            other => Err(CoreError::invalid(
+                "period",
+                format!("{other:?} (one of {})", PERIOD_NAMES.join(", ")),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        PERIOD_NAMES[self as usize]
+    }
+
+    /// The end (Unix seconds, UTC) of the period that contains `unix_s`.
+    pub fn end_after(self, unix_s: f64) -> f64 {
+        let fixed = |len: f64| ((unix_s / len).floor() + 1.0) * len;
+        match self {
+            Period::Minute => fixed(60.0),
+            Period::Hour => fixed(3600.0),
+            Period::Day => fixed(86_400.0),
+            Period::Month => {
+                let (y, m, _) = civil_from_days((unix_s / 86_400.0).floor() as i64);
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                days_from_civil(y, m, 1) as f64 * 86_400.0
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01: `(year, month, day)`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// What a budget covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every slot serving this model name.
+    Model(String),
+    Provider(String),
+    Tag(String),
+    /// Requests made with this `tenant`, on any model.
+    Tenant(String),
+}
+
+impl Scope {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scope::Model(_) => "model",
+            Scope::Provider(_) => "provider",
+            Scope::Tag(_) => "tag",
+            Scope::Tenant(_) => "tenant",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Scope::Model(v) | Scope::Provider(v) | Scope::Tag(v) | Scope::Tenant(v) => v,
+        }
+    }
+
+    /// Whether this scope covers a model (tenant scopes cover requests).
+    fn covers(&self, spec: &ModelSpec) -> bool {
+        match self {
+            Scope::Model(name) => *name == spec.name,
+            Scope::Provider(provider) => *provider == spec.provider,
+            Scope::Tag(_) | Scope::Tenant(_) => false,
+        }
+    }
+}
+
+/// A budget as declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSpec {
+    pub name: String,
+    pub scope: Scope,
+    pub limit_usd: f64,
+    pub period: Period,
+}
+
+impl BudgetSpec {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        label("name", &self.name)?;
+        label(self.scope.kind(), self.scope.value())?;
+        if !(self.limit_usd.is_finite() && self.limit_usd > 0.0 && self.limit_usd <= MAX_LIMIT_USD)
+        {
+            return Err(CoreError::invalid(
+                "limit_usd",
+                format!(
+                    "{} (a finite number of USD above 0, at most {MAX_LIMIT_USD:e})",
+                    self.limit_usd
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A point-in-time view of one budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetState {
+    pub spec: BudgetSpec,
+    pub limit: u64,
+    /// The allowance set from outside (leases), if any.
+    pub allowance: Option<u64>,
+    pub spent: u64,
+    pub reserved: u64,
+    /// When the current period ends, in Unix seconds (UTC).
+    pub resets_at_unix: f64,
+    /// Seconds until then.
+    pub resets_in_s: f64,
+}
+
+/// One request's share of the budgets it was reserved in.
+#[derive(Debug, Clone)]
+struct Hold {
+    amount: u64,
+    slot: u32,
+    tenant: Option<u32>,
+    /// The budgets it went to `(index, generation)`, once the budgets that
+    /// cover it changed; until then, the slot's and the tenant's lists.
+    frozen: Option<Box<[(u32, u32)]>>,
+}
+
+/// A budget's name, for rejections (shared, so refusing allocates nothing).
+fn budget_label(spec: &BudgetSpec) -> Arc<str> {
+    Arc::from(format!(
+        "{} {} {}",
+        spec.scope.kind(),
+        spec.scope.value(),
+        spec.period.name()
+    ))
+}
+
+/// Every budget, as arrays indexed by budget, and what covers each slot.
+#[derive(Debug)]
+pub struct Budgets {
+    specs: Vec<Option<BudgetSpec>>,
+    generation: Vec<u32>,
+    labels: Vec<Arc<str>>,
+    limit: Vec<u64>,
+    allowance: Vec<Option<u64>>,
+    /// `min(limit, allowance)`: what the check compares against.
+    capacity: Vec<u64>,
+    spent: Vec<u64>,
+    reserved: Vec<u64>,
+    /// End of each budget's current period, in Unix seconds.
+    period_end: Vec<f64>,
+    /// No period ends before this (Unix seconds).
+    earliest_end: f64,
+    by_name: FxHashMap<String, u32>,
+    free: Vec<u32>,
+    /// Budget indices covering each slot.
+    per_slot: Vec<Vec<u32>>,
+    /// Tenant name → index into `tenant_lists`.
+    tenants: FxHashMap<String, u32>,
+    tenant_lists: Vec<Vec<u32>>,
+    holds: FxHashMap<u64, Hold>,
+    next_hold: u64,
+    /// Unix time (UTC) at core-clock 0.
+    wall_at_zero: f64,
+}
+
+impl Budgets {
+    /// Budgets on a clock that reads `now` now, at Unix time `unix_now`.
+    pub fn new(now: f64, unix_now: f64) -> Self {
+        Budgets {
+            specs: Vec::new(),
+            generation: Vec::new(),
+            labels: Vec::new(),
+            limit: Vec::new(),
+            allowance: Vec::new(),
+            capacity: Vec::new(),
+            spent: Vec::new(),
+            reserved: Vec::new(),
+            period_end: Vec::new(),
+            earliest_end: f64::INFINITY,
+            by_name: FxHashMap::default(),
+            free: Vec::new(),
+            per_slot: Vec::new(),
+            tenants: FxHashMap::default(),
+            tenant_lists: Vec::new(),
+            holds: FxHashMap::default(),
+            next_hold: 1,
+            wall_at_zero: unix_now - now,
+        }
+    }
+
+    /// Read the UTC clock again: `unix_now` is the time at core-clock `now`.
+    /// Each budget's period is the one containing the new time.
+    pub fn set_wall_clock(&mut self, now: f64, unix_now: f64) {
+        self.wall_at_zero = unix_now - now;
+        for b in 0..self.specs.len() {
+            if let Some(spec) = &self.specs[b] {
+                self.period_end[b] = spec.period.end_after(unix_now);
+            }
+        }
+        self.refresh_earliest_end();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    // ----- declaring -------------------------------------------------------
+
+    /// Add a budget; `specs` are the active slots' specs (`None`: free slot).
+    pub fn add(
+        &mut self,
+        spec: BudgetSpec,
+        slots: &[Option<&ModelSpec>],
+        now: f64,
+    ) -> Result<u32, CoreError> {
+        spec.validate()?;
+        if self.by_name.contains_key(&spec.name) {
+            return Err(CoreError::invalid(
+                "name",
+                format!("{:?} (a budget of that name exists)", spec.name),
+            ));
+        }
+        if self.by_name.len() >= MAX_BUDGETS {
+            return Err(CoreError::invalid(
+                "budgets",
+                format!("{MAX_BUDGETS} (the most one registry holds)"),
+            ));
+        }
+        self.freeze_holds();
+        let limit = nanos(spec.limit_usd);
+        let end = spec.period.end_after(self.unix(now));
+        let b = match self.free.pop() {
+            Some(b) => b,
+            None => {
+                self.specs.push(None);
+                self.generation.push(0);
+                self.labels.push(Arc::from(""));
+                self.limit.push(0);
+                self.allowance.push(None);
+                self.capacity.push(0);
+                self.spent.push(0);
+                self.reserved.push(0);
+                self.period_end.push(0.0);
+                (self.specs.len() - 1) as u32
+            }
+        };
+        let i = b as usize;
+        self.labels[i] = budget_label(&spec);
+        self.limit[i] = limit;
+        self.allowance[i] = None;
+        self.capacity[i] = limit;
+        self.spent[i] = 0;
+        self.reserved[i] = 0;
+        self.period_end[i] = end;
+        self.earliest_end = self.earliest_end.min(end);
+        self.by_name.insert(spec.name.clone(), b);
+        if let Scope::Tenant(tenant) = &spec.scope {
+            let next = self.tenant_lists.len() as u32;
+            let t = *self.tenants.entry(tenant.clone()).or_insert(next);
+            if t == next {
+                self.tenant_lists.push(Vec::new());
+            }
+            self.tenant_lists[t as usize].push(b);
+        } else {
+            for (slot, model) in slots.iter().enumerate() {
+                if model.is_some_and(|m| spec.scope.covers(m)) {
+                    self.slot_list(slot).push(b);
+                }
+            }
+        }
+        self.specs[i] = Some(spec);
+        Ok(b)
+    }
+
+    /// Remove a budget by name; what it reserved is forgotten with it.
+    pub fn remove(&mut self, name: &str) -> Result<(), CoreError> {
+        let b = self
+            .by_name
+            .remove(name)
+            .ok_or_else(|| unknown_budget(name))?;
+        self.freeze_holds();
+        let i = b as usize;
+        for list in self.per_slot.iter_mut().chain(self.tenant_lists.iter_mut()) {
+            list.retain(|&x| x != b);
+        }
+        self.specs[i] = None;
+        self.generation[i] = self.generation[i].wrapping_add(1);
+        self.free.push(b);
+        self.refresh_earliest_end();
+        Ok(())
+    }
+
+    /// Set (or with `None` clear) the most a budget may spend here in its
+    /// period, below its limit: a worker's share of a budget held across
+    /// workers. Spent and reserved amounts are unchanged.
+    pub fn set_allowance(&mut self, name: &str, allowance: Option<u64>) -> Result<(), CoreError> {
+        let i = self.index(name)?;
+        self.allowance[i] = allowance;
+        self.capacity[i] = allowance.map_or(self.limit[i], |a| a.min(self.limit[i]));
+        Ok(())
+    }
+
+    /// A slot's model was registered (or its spec changed): the budgets
+    /// whose scope covers it now.
+    pub fn attach(&mut self, slot: usize, spec: &ModelSpec) {
+        self.freeze_holds();
+        let covering: Vec<u32> = (0..self.specs.len() as u32)
+            .filter(|&b| {
+                self.specs[b as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.scope.covers(spec))
+            })
+            .collect();
+        *self.slot_list(slot) = covering;
+    }
+
+    /// A slot's model was unregistered. Its holds are spent (calls may still
+    /// be running whose outcome no longer reaches this table).
+    pub fn detach(&mut self, slot: usize, now: f64) {
+        self.freeze_holds();
+        let gone: Vec<u64> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.slot as usize == slot)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            self.settle_hold(id, None, now);
+        }
+        if let Some(list) = self.per_slot.get_mut(slot) {
+            list.clear();
+        }
+    }
+
+    fn slot_list(&mut self, slot: usize) -> &mut Vec<u32> {
+        if self.per_slot.len() <= slot {
+            self.per_slot.resize_with(slot + 1, Vec::new);
+        }
+        &mut self.per_slot[slot]
+    }
+
+    /// Before the budgets covering any hold change: each hold remembers
+    /// where it went.
+    fn freeze_holds(&mut self) {
+        let (per_slot, tenant_lists, generation) =
+            (&self.per_slot, &self.tenant_lists, &self.generation);
+        for hold in self.holds.values_mut().filter(|h| h.frozen.is_none()) {
+            hold.frozen = Some(
+                covering(per_slot, tenant_lists, hold.slot as usize, hold.tenant)
+                    .map(|b| (b, generation[b as usize]))
+                    .collect(),
+            );
+        }
+    }
+
+    fn index(&self, name: &str) -> Result<usize, CoreError> {
+        self.by_name
+            .get(name)
+            .map(|&b| b as usize)
+            .ok_or_else(|| unknown_budget(name))
+    }
+
+    /// The index of a tenant's budgets, `None` when it has none.
+    #[inline]
+    pub fn tenant(&self, name: &str) -> Option<u32> {
+        if self.tenants.is_empty() {
+            return None;
+        }
+        self.tenants.get(name).copied()
+    }
+
+    // ----- the hot path ----------------------------------------------------
+
+    /// The Unix time at core-clock `now`.
+    #[inline(always)]
+    pub fn unix(&self, now: f64) -> f64 {
+        now + self.wall_at_zero
+    }
+
+    /// Spent in budget `b`'s current period at Unix time `unix` (0 once it ended).
+    #[inline(always)]
+    fn spent_at(&self, b: usize, unix: f64) -> u64 {
+        if unix < self.period_end[b] {
+            self.spent[b]
+        } else {
+            0
+        }
+    }
+
+    /// Whether every budget covering `slot` (and the request's `tenant`)
+    /// has room for a request of expected cost `cost` (`None`: unpriced,
+    /// reserved as 0) at `now`.
+    #[inline(always)]
+    pub fn admits(
+        &self,
+        slot: usize,
+        tenant: Option<u32>,
+        cost: Option<f64>,
+        now: f64,
+    ) -> Result<(), Rejection> {
+        let own = self.per_slot.get(slot).map_or(&[][..], Vec::as_slice);
+        if own.is_empty() && tenant.is_none() {
+            return Ok(());
+        }
+        let needed = cost.map_or(0, nanos);
+        let unix = self.unix(now);
+        for b in covering(&self.per_slot, &self.tenant_lists, slot, tenant) {
+            let i = b as usize;
+            let spent = self.spent_at(i, unix);
+            let used = spent.saturating_add(self.reserved[i]);
+            let capacity = self.capacity[i];
+            if used >= capacity || used.saturating_add(needed) > capacity {
+                return Err(Rejection::Budget {
+                    label: Arc::clone(&self.labels[i]),
+                    spent,
+                    reserved: self.reserved[i],
+                    limit: capacity,
+                    needed,
+                    resets_in_s: (self.period_end[i] - unix).max(0.0),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserve a request's expected cost in the budgets covering it (after
+    /// [`Self::admits`] agreed): the hold its ticket carries, 0 for none.
+    #[inline]
+    pub fn reserve(&mut self, slot: usize, tenant: Option<u32>, cost: Option<f64>) -> u64 {
+        let own = self.per_slot.get(slot).map_or(0, Vec::len);
+        if own == 0 && tenant.is_none() {
+            return 0;
+        }
+        let amount = cost.map_or(0, nanos);
+        for b in covering(&self.per_slot, &self.tenant_lists, slot, tenant) {
+            self.reserved[b as usize] += amount;
+        }
+        let id = self.next_hold;
+        self.next_hold += 1;
+        self.holds.insert(
+            id,
+            Hold {
+                amount,
+                slot: slot as u32,
+                tenant,
+                frozen: None,
+            },
+        );
+        id
+    }
+
+    /// Settle a hold: `spent` (USD) replaces its reservation, `None` spends
+    /// the reservation itself. A hold of 0 is none.
+    pub fn settle(&mut self, hold: u64, spent: Option<f64>, now: f64) {
+        if hold != 0 {
+            self.settle_hold(hold, spent.map(nanos), now);
+        }
+    }
+
+    /// Return a hold whose request was never sent.
+    pub fn release(&mut self, hold: u64) {
+        if let Some(h) = self.holds.remove(&hold) {
+            self.each_budget(&h, |budgets, i| budgets.reserved[i] -= h.amount);
+        }
+    }
+
+    /// A call made without a selection here costs `usd` in the budgets
+    /// covering its slot.
+    pub fn spend_unselected(&mut self, slot: usize, usd: f64, now: f64) {
+        let amount = nanos(usd);
+        let own = self.per_slot.get(slot).map_or(0, Vec::len);
+        for k in 0..own {
+            let i = self.per_slot[slot][k] as usize;
+            self.roll(i, now);
+            self.spent[i] = self.spent[i].saturating_add(amount);
+        }
+    }
+
+    fn settle_hold(&mut self, hold: u64, spent: Option<u64>, now: f64) {
+        let Some(h) = self.holds.remove(&hold) else {
+            return;
+        };
+        let amount = spent.unwrap_or(h.amount);
+        self.each_budget(&h, |budgets, i| {
+            budgets.reserved[i] -= h.amount;
+            budgets.roll(i, now);
+            budgets.spent[i] = budgets.spent[i].saturating_add(amount);
+        });
+    }
+
+    /// Run `f` on every live budget a hold went to.
+    fn each_budget(&mut self, h: &Hold, mut f: impl FnMut(&mut Self, usize)) {
+        match &h.frozen {
+            Some(frozen) => {
+                for &(b, generation) in frozen.iter() {
+                    if self.generation[b as usize] == generation && self.specs[b as usize].is_some()
+                    {
+                        f(self, b as usize);
+                    }
+                }
+            }
+            None => {
+                let slot = h.slot as usize;
+                for k in 0..self.per_slot.get(slot).map_or(0, Vec::len) {
+                    let b = self.per_slot[slot][k];
+                    f(self, b as usize);
+                }
+                if let Some(t) = h.tenant.map(|t| t as usize) {
+                    for k in 0..self.tenant_lists[t].len() {
+                        let b = self.tenant_lists[t][k];
+                        f(self, b as usize);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Start budget `i`'s next period if its current one ended by `now`.
+    fn roll(&mut self, i: usize, now: f64) {
+        let unix = self.unix(now);
+        if unix >= self.period_end[i] {
+            if let Some(spec) = &self.specs[i] {
+                self.spent[i] = 0;
+                self.period_end[i] = spec.period.end_after(unix);
+            }
+        }
+    }
+
+    /// Start the next period of every budget whose period ended (cheap
+    /// until the earliest one does).
+    #[inline]
+    pub fn roll_due(&mut self, now: f64) {
+        if self.unix(now) < self.earliest_end {
+            return;
+        }
+        for i in 0..self.specs.len() {
+            self.roll(i, now);
+        }
+        self.refresh_earliest_end();
+    }
+
+    fn refresh_earliest_end(&mut self) {
+        self.earliest_end = (0..self.specs.len())
+            .filter(|&i| self.specs[i].is_some())
+            .map(|i| self.period_end[i])
+            .fold(f64::INFINITY, f64::min);
+    }
+
+    // ----- reading ---------------------------------------------------------
+
+    /// Every budget as of `now`, in the order they were added (by index).
+    pub fn states(&self, now: f64) -> Vec<BudgetState> {
+        (0..self.specs.len())
+            .filter_map(|i| self.state_at(i, now))
+            .collect()
+    }
+
+    /// One budget by name as of `now`.
+    pub fn state(&self, name: &str, now: f64) -> Result<BudgetState, CoreError> {
+        let i = self.index(name)?;
+        Ok(self.state_at(i, now).expect("a named budget is live"))
+    }
+
+    fn state_at(&self, i: usize, now: f64) -> Option<BudgetState> {
+        let spec = self.specs[i].as_ref()?;
+        let unix = self.unix(now);
+        let (spent, end) = if unix < self.period_end[i] {
+            (self.spent[i], self.period_end[i])
+        } else {
+            (0, spec.period.end_after(unix))
+        };
+        Some(BudgetState {
+            spec: spec.clone(),
+            limit: self.limit[i],
+            allowance: self.allowance[i],
+            spent,
+            reserved: self.reserved[i],
+            resets_at_unix: end,
+            resets_in_s: (end - unix).max(0.0),
+        })
+    }
+
+    /// Number of outstanding holds (for tests of leaks).
+    pub fn holds(&self) -> usize {
+        self.holds.len()
+    }
+}
+
+/// The budget indices covering `slot` for a request of `tenant`.
+#[inline(always)]
+fn covering<'a>(
+    per_slot: &'a [Vec<u32>],
+    tenant_lists: &'a [Vec<u32>],
+    slot: usize,
+    tenant: Option<u32>,
+) -> impl Iterator<Item = u32> + 'a {
+    let own = per_slot.get(slot).map_or(&[][..], Vec::as_slice);
+    let theirs = tenant.map_or(&[][..], |t| tenant_lists[t as usize].as_slice());
+    own.iter().chain(theirs).copied()
+}
+
+fn unknown_budget(name: &str) -> CoreError {
+    CoreError::invalid("budget", format!("{name:?} (no budget of that name)"))
+}
+
+/// A nano-USD amount as dollars: cents when exact, else up to nano-dollars.
+pub fn format_usd(amount: u64) -> String {
+    let dollars = amount / NANOS_PER_USD;
+    let frac = amount % NANOS_PER_USD;
+    if frac % 10_000_000 == 0 {
+        return format!("${dollars}.{:02}", frac / 10_000_000);
+    }
+    let digits = format!("{frac:09}");
+    format!("${dollars}.{}", digits.trim_end_matches('0'))
+}
+
+/// Seconds as "3 h 2 min", "4 min 10 s", "12 s", "2 d 5 h".
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).ceil() as u64;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min {sec} s")
+    } else {
+        format!("{sec} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, provider: &str) -> ModelSpec {
+        ModelSpec {
+            name: name.to_owned(),
+            provider: provider.to_owned(),
+            capabilities: 0,
+            context_length: 0,
+            input_price_per_million: 0.0,
+            output_price_per_million: 0.0,
+            request_fee: 0.01,
+            priced: true,
+            declared_speed: None,
+            limits: Default::default(),
+        }
+    }
+
+    fn budget(name: &str, scope: Scope, limit_usd: f64, period: Period) -> BudgetSpec {
+        BudgetSpec {
+            name: name.to_owned(),
+            scope,
+            limit_usd,
+            period,
+        }
+    }
+
+    /// 2026-12-31 23:59:00 UTC.
+    const NEW_YEARS_EVE: f64 = 1_798_761_540.0;
+
+    #[test]
+    fn calendar_periods_end_on_utc_boundaries() {
+        let t = NEW_YEARS_EVE + 30.0;
+        assert_eq!(Period::Minute.end_after(t), NEW_YEARS_EVE + 60.0);
+        assert_eq!(Period::Hour.end_after(t), NEW_YEARS_EVE + 60.0);
+        assert_eq!(Period::Day.end_after(t), NEW_YEARS_EVE + 60.0);
+        assert_eq!(Period::Month.end_after(t), NEW_YEARS_EVE + 60.0);
+        // 2028-02-15 → 2028-03-01 (a leap year).
+        let feb = days_from_civil(2028, 2, 15) as f64 * 86_400.0;
+        assert_eq!(
+            Period::Month.end_after(feb),
+            days_from_civil(2028, 3, 1) as f64 * 86_400.0
+        );
+        assert_eq!(
+            days_from_civil(2028, 3, 1) - days_from_civil(2028, 2, 1),
+            29
+        );
+        for z in [-800_000, -1, 0, 1, 20_000, 2_000_000] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+    }
+
+    #[test]
+    fn a_budget_admits_until_spent_and_resets_with_its_period() {
+        let mut b = Budgets::new(0.0, NEW_YEARS_EVE);
+        let a = model("a", "openai");
+        b.add(
+            budget("p", Scope::Provider("openai".into()), 0.03, Period::Minute),
+            &[Some(&a)],
+            0.0,
+        )
+        .unwrap();
+        let mut holds = Vec::new();
+        for _ in 0..3 {
+            b.admits(0, None, Some(0.01), 0.0).unwrap();
+            holds.push(b.reserve(0, None, Some(0.01)));
+        }
+        match b.admits(0, None, Some(0.01), 1.0) {
+            Err(Rejection::Budget {
+                spent: 0,
+                reserved: 30_000_000,
+                resets_in_s,
+                ..
+            }) => assert_eq!(resets_in_s, 59.0),
+            other => panic!("unexpected {other:?}"),
+        }
+        b.settle(holds[0], Some(0.004), 1.0);
+        b.release(holds[1]);
+        b.settle(holds[2], None, 1.0);
+        let s = b.state("p", 1.0).unwrap();
+        assert_eq!((s.spent, s.reserved), (14_000_000, 0));
+        assert_eq!(b.holds(), 0);
+        assert_eq!(s.resets_at_unix, NEW_YEARS_EVE + 60.0);
+        // The next minute starts empty.
+        assert_eq!(b.state("p", 60.0).unwrap().spent, 0);
+        b.roll_due(60.0);
+        assert_eq!(b.state("p", 61.0).unwrap().resets_in_s, 59.0);
+    }
+
+    #[test]
+    fn tenant_budgets_cover_only_their_requests() {
+        let mut b = Budgets::new(0.0, NEW_YEARS_EVE);
+        let a = model("a", "x");
+        b.add(
+            budget("t", Scope::Tenant("acme".into()), 0.01, Period::Day),
+            &[Some(&a)],
+            0.0,
+        )
+        .unwrap();
+        let acme = b.tenant("acme");
+        assert!(acme.is_some() && b.tenant("other").is_none());
+        let hold = b.reserve(0, acme, Some(0.01));
+        assert!(b.admits(0, acme, Some(0.01), 0.0).is_err());
+        assert!(b.admits(0, None, Some(0.01), 0.0).is_ok());
+        b.settle(hold, Some(0.01), 0.0);
+        assert_eq!(b.state("t", 0.0).unwrap().spent, 10_000_000);
+    }
+
+    #[test]
+    fn holds_stay_exact_while_budgets_change() {
+        let mut b = Budgets::new(0.0, NEW_YEARS_EVE);
+        let a = model("a", "x");
+        let slots = [Some(&a)];
+        b.add(
+            budget("one", Scope::Model("a".into()), 1.0, Period::Day),
+            &slots,
+            0.0,
+        )
+        .unwrap();
+        let hold = b.reserve(0, None, Some(0.25));
+        // A budget added while the call runs never got its reservation.
+        b.add(
+            budget("two", Scope::Provider("x".into()), 1.0, Period::Day),
+            &slots,
+            0.0,
+        )
+        .unwrap();
+        let later = b.reserve(0, None, Some(0.25));
+        b.remove("one").unwrap();
+        b.settle(hold, Some(0.5), 0.0);
+        b.settle(later, Some(0.125), 0.0);
+        let two = b.state("two", 0.0).unwrap();
+        assert_eq!((two.spent, two.reserved), (125_000_000, 0));
+        // An unregistered model's holds are spent.
+        let pending = b.reserve(0, None, Some(0.25));
+        assert_ne!(pending, 0);
+        b.detach(0, 0.0);
+        let two = b.state("two", 0.0).unwrap();
+        assert_eq!((two.spent, two.reserved), (375_000_000, 0));
+    }
+
+    #[test]
+    fn an_allowance_narrows_a_budget_here() {
+        let mut b = Budgets::new(0.0, NEW_YEARS_EVE);
+        let a = model("a", "x");
+        b.add(
+            budget("p", Scope::Provider("x".into()), 1.0, Period::Day),
+            &[Some(&a)],
+            0.0,
+        )
+        .unwrap();
+        b.set_allowance("p", Some(nanos(0.01))).unwrap();
+        b.reserve(0, None, Some(0.01));
+        assert!(matches!(
+            b.admits(0, None, Some(0.0), 0.0),
+            Err(Rejection::Budget {
+                limit: 10_000_000,
+                ..
+            })
+        ));
+        b.set_allowance("p", None).unwrap();
+        assert!(b.admits(0, None, Some(0.01), 0.0).is_ok());
+        assert!(b.set_allowance("nope", None).is_err());
+    }
+
+    #[test]
+    fn bad_budgets_name_the_field() {
+        let mut b = Budgets::new(0.0, 0.0);
+        for (spec, field) in [
+            (
+                budget("", Scope::Tenant("t".into()), 1.0, Period::Day),
+                "name",
+            ),
+            (
+                budget("n", Scope::Tenant("".into()), 1.0, Period::Day),
+                "tenant",
+            ),
+            (
+                budget("n", Scope::Model("a\nb".into()), 1.0, Period::Day),
+                "model",
+            ),
+            (
+                budget("n", Scope::Tag("t".into()), f64::NAN, Period::Day),
+                "limit_usd",
+            ),
+            (
+                budget("n", Scope::Tag("t".into()), -1.0, Period::Day),
+                "limit_usd",
+            ),
+            (
+                budget("n", Scope::Tag("t".into()), 0.0, Period::Day),
+                "limit_usd",
+            ),
+            (
+                budget("n", Scope::Tag("t".into()), 2e9, Period::Day),
+                "limit_usd",
+            ),
+        ] {
+            let err = b.add(spec, &[], 0.0).unwrap_err();
+            assert!(err.to_string().contains(field), "{err} names {field}");
+        }
+        b.add(
+            budget("n", Scope::Tag("t".into()), 1.0, Period::Day),
+            &[],
+            0.0,
+        )
+        .unwrap();
+        assert!(b
+            .add(
+                budget("n", Scope::Tag("t".into()), 1.0, Period::Day),
+                &[],
+                0.0
+            )
+            .is_err());
+        assert!(Period::from_name("week")
+            .unwrap_err()
+            .to_string()
+            .contains("period"));
+    }
+
+    #[test]
+    fn amounts_read_as_dollars_and_durations_as_units() {
+        assert_eq!(format_usd(4_990_000_000), "$4.99");
+        assert_eq!(format_usd(10_000_000), "$0.01");
+        assert_eq!(format_usd(15_000), "$0.000015");
+        assert_eq!(format_usd(0), "$0.00");
+        assert_eq!(format_duration(3.0 * 3600.0 + 120.0), "3 h 2 min");
+        assert_eq!(format_duration(250.0), "4 min 10 s");
+        assert_eq!(format_duration(11.2), "12 s");
+        assert_eq!(format_duration(2.0 * 86_400.0 + 5.0 * 3600.0), "2 d 5 h");
+    }
+}
