@@ -185,6 +185,13 @@ impl BudgetSpec {
     pub fn validate(&self) -> Result<(), CoreError> {
         label("name", &self.name)?;
         label(self.scope.kind(), self.scope.value())?;
+        if let Scope::Tag(tag) = &self.scope {
+            // Refused rather than accepted and never matched.
+            return Err(CoreError::invalid(
+                "tag",
+                format!("{tag:?} (models have no tags in this version: budget a model, provider or tenant)"),
+            ));
+        }
         if !(self.limit_usd.is_finite() && self.limit_usd > 0.0 && self.limit_usd <= MAX_LIMIT_USD)
         {
             return Err(CoreError::invalid(
@@ -914,19 +921,23 @@ mod tests {
                 "model",
             ),
             (
-                budget("n", Scope::Tag("t".into()), f64::NAN, Period::Day),
+                budget("n", Scope::Tag("eu".into()), 1.0, Period::Day),
+                "tag",
+            ),
+            (
+                budget("n", Scope::Model("t".into()), f64::NAN, Period::Day),
                 "limit_usd",
             ),
             (
-                budget("n", Scope::Tag("t".into()), -1.0, Period::Day),
+                budget("n", Scope::Model("t".into()), -1.0, Period::Day),
                 "limit_usd",
             ),
             (
-                budget("n", Scope::Tag("t".into()), 0.0, Period::Day),
+                budget("n", Scope::Model("t".into()), 0.0, Period::Day),
                 "limit_usd",
             ),
             (
-                budget("n", Scope::Tag("t".into()), 2e9, Period::Day),
+                budget("n", Scope::Model("t".into()), 2e9, Period::Day),
                 "limit_usd",
             ),
         ] {
@@ -934,14 +945,14 @@ mod tests {
             assert!(err.to_string().contains(field), "{err} names {field}");
         }
         b.add(
-            budget("n", Scope::Tag("t".into()), 1.0, Period::Day),
+            budget("n", Scope::Model("t".into()), 1.0, Period::Day),
             &[],
             0.0,
         )
         .unwrap();
         assert!(b
             .add(
-                budget("n", Scope::Tag("t".into()), 1.0, Period::Day),
+                budget("n", Scope::Model("t".into()), 1.0, Period::Day),
                 &[],
                 0.0
             )
