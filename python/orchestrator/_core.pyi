@@ -11,6 +11,8 @@ from typing import Any, Optional, final
 
 __all__ = [
     "BASELINE_LATENCIES",
+    "BUDGET_PERIODS",
+    "BUDGET_SCOPES",
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
     "DEFAULT_OUTPUT_TOKENS",
@@ -18,6 +20,9 @@ __all__ = [
     "ERROR_CLASSES",
     "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
+    "MAX_BUDGETS",
+    "MAX_BUDGET_LIMIT_USD",
+    "MAX_BUDGET_RETRY_IN_S",
     "MAX_COST_USD",
     "MAX_LATENCY_S",
     "MAX_OUTSTANDING_TICKETS",
@@ -27,6 +32,7 @@ __all__ = [
     "MAX_TOKENS",
     "MAX_TPM",
     "MIN_DISCOUNT",
+    "NANOS_PER_USD",
     "RATE_LIMIT_WINDOW_S",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
@@ -65,6 +71,12 @@ MAX_TOKENS: int
 RATE_LIMIT_WINDOW_S: float
 MAX_RPM: int
 MAX_TPM: int
+NANOS_PER_USD: int
+MAX_BUDGETS: int
+MAX_BUDGET_LIMIT_USD: float
+MAX_BUDGET_RETRY_IN_S: float
+BUDGET_PERIODS: list[str]
+BUDGET_SCOPES: list[str]
 MIN_DISCOUNT: float
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
@@ -105,7 +117,10 @@ class Request:
         *,
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
+        tenant: Optional[object] = None,
     ) -> Request: ...
+    @property
+    def tenant(self) -> Optional[str]: ...
     @property
     def capabilities(self) -> list[str]: ...
     @property
@@ -275,6 +290,7 @@ class SelectionCore:
         prompt: Optional[object] = None,
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
+        tenant: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -298,6 +314,7 @@ class SelectionCore:
         prompt: Optional[object] = None,
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
+        tenant: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,
@@ -371,7 +388,25 @@ class SelectionCore:
         qualities: Optional[object] = None,
         request_ids: Optional[Sequence[int]] = None,
     ) -> list[Optional[Transition]]: ...
-    def cancel(self, slot: int, ticket: int, sent: Optional[object] = None) -> None: ...
+    def cancel(
+        self,
+        slot: int,
+        ticket: int,
+        sent: Optional[object] = None,
+        *,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        cost: Optional[object] = None,
+    ) -> None: ...
+    def add_budget(
+        self, name: object, scope: object, value: object, limit_usd: object, period: object
+    ) -> None: ...
+    def remove_budget(self, name: object) -> None: ...
+    def budgets(self) -> list[dict[str, Any]]: ...
+    def set_budget_allowance(self, name: object, allowance_nanos: Optional[object]) -> None: ...
+    def budget_holds(self) -> int: ...
+    def unix_time(self) -> float: ...
+    def set_wall_clock(self, unix_time: object) -> None: ...
     def record_health_check(self, slot: int, healthy: object) -> Optional[Transition]: ...
     def breaker(self, slot: int) -> dict[str, Any]: ...
     def snapshot(self, slot: int) -> dict[str, Any]: ...

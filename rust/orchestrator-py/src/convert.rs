@@ -191,6 +191,29 @@ pub fn string(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     }
 }
 
+/// A caller's name (a tenant, a budget, a scope): exactly a `str` (not a
+/// subclass, whose `__str__` could say anything), non-empty, at most 256
+/// bytes of UTF-8, no control characters.
+pub fn label(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<String> {
+    if value.cast_exact::<PyString>().is_err() {
+        return Err(wrong_type(field, value, "a str is required"));
+    }
+    let text = text(value, field)?;
+    core::error::label(field, &text).map_err(to_py)?;
+    Ok(text)
+}
+
+/// `None` or a [`label`].
+pub fn optional_label(
+    value: Option<&Bound<'_, PyAny>>,
+    field: &'static str,
+) -> PyResult<Option<String>> {
+    match value {
+        Some(v) if !v.is_none() => label(v, field).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// The items of a list, tuple or other iterable (not a string or bytes),
 /// each converted by `item`.
 pub fn each<T>(

@@ -17,6 +17,8 @@ pub struct Request {
     exclude: Vec<String>,
     /// The token counts as given (`None`: the default request size).
     given_tokens: (Option<u32>, Option<u32>),
+    /// Whose budgets apply (resolved under the core's lock).
+    tenant: Option<String>,
 }
 
 impl Request {
@@ -30,6 +32,7 @@ impl Request {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -52,12 +55,18 @@ impl Request {
             constraints,
             exclude,
             given_tokens: (input_tokens, output_tokens),
+            tenant: convert::optional_label(tenant, "tenant")?,
         })
     }
 
-    /// The constraints against `table`: excluded names become slots.
+    /// The constraints against `table`: excluded names become slots, the
+    /// tenant its budgets.
     pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
         let mut constraints = self.constraints.clone();
+        constraints.tenant = self
+            .tenant
+            .as_deref()
+            .and_then(|t| table.tenant_budgets(t));
         for name in &self.exclude {
             match table.slot_of(name) {
                 Some(slot) => constraints.exclude.push(slot),
@@ -71,7 +80,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tenant=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -81,6 +90,7 @@ impl Request {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -90,7 +100,14 @@ impl Request {
             exclude_models,
             input_tokens,
             output_tokens,
+            tenant,
         )
+    }
+
+    /// Whose budgets apply, as given.
+    #[getter]
+    fn tenant(&self) -> Option<String> {
+        self.tenant.clone()
     }
 
     #[getter]
