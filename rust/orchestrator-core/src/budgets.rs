@@ -221,6 +221,15 @@ pub struct BudgetState {
     pub resets_in_s: f64,
 }
 
+impl BudgetState {
+    /// What a new request may still reserve: the capacity (the limit, or the
+    /// allowance when smaller) less what is spent and reserved.
+    pub fn remaining(&self) -> u64 {
+        let capacity = self.allowance.map_or(self.limit, |a| a.min(self.limit));
+        capacity.saturating_sub(self.spent.saturating_add(self.reserved))
+    }
+}
+
 /// One request's share of the budgets it was reserved in.
 #[derive(Debug, Clone)]
 struct Hold {

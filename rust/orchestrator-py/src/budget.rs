@@ -58,6 +58,8 @@ pub fn state<'py>(py: Python<'py>, s: &BudgetState) -> PyResult<Bound<'py, PyDic
     d.set_item("limit_usd", s.spec.limit_usd)?;
     d.set_item("spent_usd", usd(s.spent))?;
     d.set_item("reserved_usd", usd(s.reserved))?;
+    d.set_item("remaining_usd", usd(s.remaining()))?;
+    d.set_item("remaining_nanos", s.remaining())?;
     d.set_item("limit_nanos", s.limit)?;
     d.set_item("allowance_nanos", s.allowance)?;
     d.set_item("spent_nanos", s.spent)?;

@@ -76,7 +76,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NANOS_PER_USD", core::budgets::NANOS_PER_USD)?;
     m.add("MAX_BUDGETS", core::budgets::MAX_BUDGETS)?;
     m.add("MAX_BUDGET_LIMIT_USD", core::budgets::MAX_LIMIT_USD)?;
-    m.add("MAX_BUDGET_RETRY_IN_S", core::budgets::MAX_BUDGET_RETRY_IN_S)?;
+    m.add(
+        "MAX_BUDGET_RETRY_IN_S",
+        core::budgets::MAX_BUDGET_RETRY_IN_S,
+    )?;
     m.add("BUDGET_PERIODS", core::budgets::PERIOD_NAMES.to_vec())?;
     m.add("BUDGET_SCOPES", budget::SCOPE_KINDS.to_vec())?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;

@@ -63,10 +63,7 @@ impl Request {
     /// tenant its budgets.
     pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
         let mut constraints = self.constraints.clone();
-        constraints.tenant = self
-            .tenant
-            .as_deref()
-            .and_then(|t| table.tenant_budgets(t));
+        constraints.tenant = self.tenant.as_deref().and_then(|t| table.tenant_budgets(t));
         for name in &self.exclude {
             match table.slot_of(name) {
                 Some(slot) => constraints.exclude.push(slot),

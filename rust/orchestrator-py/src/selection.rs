@@ -1264,13 +1264,9 @@ impl SelectionCore {
         allowance_nanos: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let name = convert::label(name, "name")?;
-        let allowance = convert::optional_integer(
-            allowance_nanos,
-            "allowance_nanos",
-            0,
-            i128::from(u64::MAX),
-        )?
-        .map(|n| n as u64);
+        let allowance =
+            convert::optional_integer(allowance_nanos, "allowance_nanos", 0, i128::from(u64::MAX))?
+                .map(|n| n as u64);
         self.lock()
             .table
             .set_budget_allowance(&name, allowance)
