@@ -19,8 +19,8 @@ from tests.budgets.conftest import MeteredModel, registry_of
 
 pytestmark = pytest.mark.timeout(60)
 
+#: $0.01 a request whatever its size (requests are priced at 0 tokens each way).
 FLAT = ModelCost(per_request=0.01)
-REQUEST = {"input_tokens": 0, "output_tokens": 0}
 
 
 def within_limit(registry: ModelRegistry) -> bool:
@@ -40,7 +40,7 @@ async def test_threads_and_tasks_spend_exactly_one_dollar() -> None:
         start.wait()
         while True:
             try:
-                selection = registry.select(**REQUEST)
+                selection = registry.select(input_tokens=0, output_tokens=0)
             except NoEligibleModelsError:
                 return
             admitted[k] += 1
@@ -51,7 +51,7 @@ async def test_threads_and_tasks_spend_exactly_one_dollar() -> None:
     async def task() -> None:
         while True:
             try:
-                await registry.generate("hello", **REQUEST)
+                await registry.generate("hello", input_tokens=0, output_tokens=0)
             except NoEligibleModelsError:
                 return
             admitted[8] += 1

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.core.budgets import BudgetScope
 from orchestrator.core.cache import ModelCache
+from orchestrator.core.model import MeasuredStream
 from orchestrator.errors import NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
 from tests.budgets.conftest import MeteredModel, call_cost, registry_of
@@ -51,6 +52,7 @@ async def test_38176_a_stream_closed_early_spends_what_it_used() -> None:
     registry = budgeted(model)
     registry.select_model()  # then the caller streams from the model itself
     stream = model.stream_response("hello")
+    assert isinstance(stream, MeasuredStream)
     assert await stream.__anext__() == "ok"
     assert await stream.__anext__() == "ok"
     await stream.aclose()
@@ -87,15 +89,17 @@ async def test_38176_cached_embeddings_spend_only_for_the_texts_that_missed() ->
 
 def test_38176_select_many_spends_what_report_many_reports() -> None:
     registry = budgeted(MeteredModel("a"), MeteredModel("b"), limit_usd=0.05)
-    flat = {"input_tokens": 0, "output_tokens": 0}  # expected cost: the $0.01 fee
-    selections = registry.select_many(6, **flat)
+    # input_tokens=0, output_tokens=0: the expected cost is the $0.01 fee.
+    selections = registry.select_many(6, input_tokens=0, output_tokens=0)
     assert len(selections) == 5, "five expected costs of $0.01 reserve the budget"
     with pytest.raises(NoEligibleModelsError) as info:
-        registry.select_many(1, **flat)
+        registry.select_many(1, input_tokens=0, output_tokens=0)
     assert all(r.startswith("budget: provider openai day") for r in info.value.reasons.values())
     registry.report_many(selections, [True] * 5, [0.1] * 5, costs=[0.004] * 5)
     assert spent_nanos(registry) == 5 * nanos(0.004)
-    assert len(registry.select_many(12, **flat)) == 3, "the $0.03 left fits three"
+    assert len(registry.select_many(12, input_tokens=0, output_tokens=0)) == 3, (
+        "the $0.03 left fits three"
+    )
 
 
 async def test_38176_every_failover_attempt_spends() -> None:

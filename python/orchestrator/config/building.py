@@ -19,6 +19,7 @@ from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import LoadedConfig, problems_error
 from orchestrator.config.schema import (
     STRATEGY_PARAMETERS,
+    BudgetEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -114,6 +115,8 @@ class RegistryParts:
     state_spool_dir: Optional[str] = None
     models: list[Model] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The ``[[budgets]]`` tables, added after the models.
+    budgets: list[BudgetEntry] = field(default_factory=list)
 
     def registry_kwargs(self) -> dict[str, Any]:
         """``ModelRegistry(**parts.registry_kwargs())``; ``state_spool_dir`` is
@@ -309,4 +312,5 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         state_spool_dir=spool,
         models=models,
         notes=notes,
+        budgets=list(config.budgets),
     )

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import _core
 from orchestrator._secrets import SECRET_QUERY_NAMES
 from orchestrator.config.reading import Loc
 from orchestrator.config.schema import (
@@ -19,6 +20,7 @@ from orchestrator.config.schema import (
     SECTIONS,
     SELECTION_PARAMETERS,
     STRATEGY_PARAMETERS,
+    BudgetEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -229,7 +231,7 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     (the configuration is ``None`` when there is any)."""
     found = find_secrets(data)
     skip = {f.loc for f in found}
-    top = (*SECTIONS, "models")
+    top = (*SECTIONS, "models", "budgets")
     for key in data:
         if key not in top and (key,) not in skip:
             found.append(
@@ -243,10 +245,11 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
             continue
         sections[name] = validate(cls, value, (name,), skip, found)
     models = _check_models(data.get("models", []), skip, found)
+    budgets = _check_budgets(data.get("budgets", []), skip, found)
     _check_rules(sections, found)
-    if found or any(v is None for v in sections.values()) or models is None:
+    if found or any(v is None for v in sections.values()) or models is None or budgets is None:
         return None, found
-    return OrchestratorConfig(**sections, models=models), found
+    return OrchestratorConfig(**sections, models=models, budgets=budgets), found
 
 
 def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[ModelEntry]]:
@@ -294,6 +297,40 @@ def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list
             )
         seen.setdefault(entry.name, i)
     return entries if valid else None
+
+
+def _check_budgets(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[BudgetEntry]]:
+    """The ``[[budgets]]`` tables, each also checked by the core's rules (a
+    scratch core takes them all, so a repeated name is found too)."""
+    if not isinstance(raw, list):
+        found.append(Found(("budgets",), "must be [[budgets]] tables"))
+        return None
+    scratch = _core.SelectionCore()
+    entries: list[BudgetEntry] = []
+    for i, item in enumerate(raw):
+        loc: Loc = ("budgets", i)
+        if not isinstance(item, dict):
+            found.append(Found(loc, f"must be a [[budgets]] table (got {_shown(item)})"))
+            continue
+        entry = validate(BudgetEntry, item, loc, skip, found)
+        if entry is None:
+            continue
+        try:
+            scope = entry.scope()
+        except ValueError as exc:
+            message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            found.append(Found(loc, message.removeprefix("Value error, ")))
+            continue
+        name = entry.name or f"{scope} {entry.period}"
+        try:
+            scratch.add_budget(name, scope.kind, scope.value, entry.limit_usd, entry.period)
+        except ValueError as exc:
+            field, _, problem = str(exc).removeprefix("invalid ").partition(": ")
+            key = field if field in item else ("name" if "name" in item else scope.kind)
+            found.append(Found((*loc, key), problem if field == key else str(exc)))
+            continue
+        entries.append(entry)
+    return entries if len(entries) == len(raw) else None
 
 
 def _check_rules(sections: dict[str, Any], found: list[Found]) -> None:

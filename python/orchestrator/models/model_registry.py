@@ -207,6 +207,10 @@ class ModelRegistry:
         registry = cls(**parts.registry_kwargs())
         for model in parts.models:
             registry.register_model(model)
+        for budget in parts.budgets:
+            registry.add_budget(
+                budget.scope(), budget.limit_usd, budget.checked_period, name=budget.name
+            )
         return registry
 
     # ----- configuration ------------------------------------------------------
