@@ -4,6 +4,7 @@ the value, at every entry point, and change nothing."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ class LyingStr(str):
 )
 def test_a_bad_tenant_is_named_at_every_entry_point(tenant: Any, error: type, shown: str) -> None:
     registry = registry_of(MeteredModel("a"))
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: registry.select_model(tenant=tenant),
         lambda: registry.select(tenant=tenant),
         lambda: registry.select_many(2, tenant=tenant),
