@@ -348,6 +348,23 @@ class RateWindow:
         self.tokens += tokens
 
 
+class Budget:
+    """The core's spend budget (``budgets.rs``) in plain Python: integer
+    nano-USD spent and reserved against a limit. Its calendar period is not
+    rolled here (a benchmark run never crosses one)."""
+
+    __slots__ = ("limit", "reserved", "spent")
+
+    def __init__(self, limit_usd: float) -> None:
+        self.limit = round(limit_usd * 1e9)
+        self.spent = 0
+        self.reserved = 0
+
+    def admits(self, needed: int) -> bool:
+        used = self.spent + self.reserved
+        return used < self.limit and used + needed <= self.limit
+
+
 @dataclass(frozen=True)
 class BaselineSelection:
     model: BaselineModel
@@ -408,6 +425,8 @@ class BaselineRegistry:
         self.breakers: list[Breaker] = []
         self.observed: list[Observed] = []
         self.windows: list[Optional[RateWindow]] = []
+        self.budget_lists: list[list[Budget]] = []
+        self.tenant_budgets: dict[str, list[Budget]] = {}
         self.by_name: dict[str, int] = {}
         self.tickets: dict[int, tuple[int, float]] = {}
         self.next_ticket = 1
@@ -448,8 +467,20 @@ class BaselineRegistry:
         self.observed.append(Observed())
         limited = model.rpm is not None or model.tpm is not None
         self.windows.append(RateWindow(model.rpm, model.tpm) if limited else None)
+        self.budget_lists.append([])
         self.by_name[model.name] = slot
         return slot
+
+    def add_budget(self, scope: str, value: str, limit_usd: float) -> None:
+        """A budget on a ``"model"``, ``"provider"`` or ``"tenant"``: each
+        slot keeps the list of budgets covering it, as the core does."""
+        budget = Budget(limit_usd)
+        if scope == "tenant":
+            self.tenant_budgets.setdefault(value, []).append(budget)
+            return
+        for slot, model in enumerate(self.models):
+            if (model.name if scope == "model" else model.provider) == value:
+                self.budget_lists[slot].append(budget)
 
     # ----- selection -----------------------------------------------------------
 
@@ -463,6 +494,7 @@ class BaselineRegistry:
         *,
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
+        tenant: Optional[str] = None,
     ) -> BaselineSelection:
         """Pick a model and mark it pending under a new ticket; raises
         ``LookupError`` when no model is eligible."""
@@ -489,7 +521,10 @@ class BaselineRegistry:
         self.selections += 1
         if self.selections % SWEEP_EVERY == 0:
             self._expire_tickets(self.now())
-        picked = self._pick(required, max_cost, min_speed, context_length, excluded, tin, tout)
+        theirs = self.tenant_budgets.get(tenant, []) if tenant is not None else []
+        picked = self._pick(
+            required, max_cost, min_speed, context_length, excluded, tin, tout, theirs
+        )
         if picked is None:
             raise LookupError("no registered model satisfies the request")
         slot, fallback = picked
@@ -503,6 +538,13 @@ class BaselineRegistry:
         window = self.windows[slot]
         if window is not None:
             window.reserve(tin + tout, now)
+        covering = self.budget_lists[slot]
+        if covering or theirs:
+            reserved = round(
+                (tin * self.in_price[slot] + tout * self.out_price[slot] + self.fee[slot]) * 1e9
+            )
+            for budget in (*covering, *theirs):
+                budget.reserved += reserved
         ticket = self.next_ticket
         self.next_ticket += 1
         self.tickets[ticket] = (slot, now)
@@ -519,6 +561,7 @@ class BaselineRegistry:
         excluded: set[int],
         tin: int,
         tout: int,
+        theirs: Sequence[Budget] = (),
     ) -> Optional[tuple[int, bool]]:
         now = self.now()
         inv = 1.0 / self.weight
@@ -535,6 +578,7 @@ class BaselineRegistry:
         disc_n, disc_sum = self.disc_n, self.disc_sum
         breakers, observed, declared = self.breakers, self.observed, self.declared_speed
         windows, needed = self.windows, tin + tout
+        budget_lists = self.budget_lists
 
         forced_slot = -1
         forced_tried = 0
@@ -565,6 +609,11 @@ class BaselineRegistry:
             window = windows[i]
             if window is not None and not window.admits(needed, now):
                 continue
+            covering = budget_lists[i]
+            if covering or theirs:
+                spend = 0 if cost is None else round(cost * 1e9)
+                if not all(b.admits(spend) for b in (*covering, *theirs)):
+                    continue
             b = breakers[i]
             state = b.state
             if state == OPEN and now < b.open_until:
