@@ -230,16 +230,18 @@ impl BudgetState {
     }
 }
 
-/// One request's share of the budgets it was reserved in.
-#[derive(Debug, Clone)]
-struct Hold {
-    amount: u64,
-    slot: u32,
+/// One selection's share of the budgets covering it, carried by its ticket:
+/// `amount` nano-USD reserved in each budget covering its slot and tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hold {
+    pub amount: u64,
     tenant: Option<u32>,
-    /// The budgets it went to `(index, generation)`, once the budgets that
-    /// cover it changed; until then, the slot's and the tenant's lists.
-    frozen: Option<Box<[(u32, u32)]>>,
+    /// Whether any budget covered it (`Hold::default()` holds nothing).
+    pub held: bool,
 }
+
+/// An outstanding hold: its ticket's number, its slot, the hold.
+pub type Held = (u64, usize, Hold);
 
 /// A budget's name, for rejections (shared, so refusing allocates nothing).
 fn budget_label(spec: &BudgetSpec) -> Arc<str> {
@@ -274,8 +276,10 @@ pub struct Budgets {
     /// Tenant name → index into `tenant_lists`.
     tenants: FxHashMap<String, u32>,
     tenant_lists: Vec<Vec<u32>>,
-    holds: FxHashMap<u64, Hold>,
-    next_hold: u64,
+    /// The budgets `(index, generation)` each outstanding hold went to, by
+    /// ticket number, recorded when the budgets covering holds change;
+    /// holds not in it went to their slot's and tenant's current lists.
+    frozen: FxHashMap<u64, Box<[(u32, u32)]>>,
     /// Unix time (UTC) at core-clock 0.
     wall_at_zero: f64,
 }
@@ -299,8 +303,7 @@ impl Budgets {
             per_slot: Vec::new(),
             tenants: FxHashMap::default(),
             tenant_lists: Vec::new(),
-            holds: FxHashMap::default(),
-            next_hold: 1,
+            frozen: FxHashMap::default(),
             wall_at_zero: unix_now - now,
         }
     }
@@ -323,12 +326,14 @@ impl Budgets {
 
     // ----- declaring -------------------------------------------------------
 
-    /// Add a budget; `specs` are the active slots' specs (`None`: free slot).
+    /// Add a budget; `slots` are the active slots' specs (`None`: free
+    /// slot), `held` every outstanding hold (see [`Self::freeze`]).
     pub fn add(
         &mut self,
         spec: BudgetSpec,
         slots: &[Option<&ModelSpec>],
         now: f64,
+        held: impl Iterator<Item = Held>,
     ) -> Result<u32, CoreError> {
         spec.validate()?;
         if self.by_name.contains_key(&spec.name) {
@@ -343,7 +348,7 @@ impl Budgets {
                 format!("{MAX_BUDGETS} (the most one registry holds)"),
             ));
         }
-        self.freeze_holds();
+        self.freeze(held);
         let limit = nanos(spec.limit_usd);
         let end = spec.period.end_after(self.unix(now));
         let b = match self.free.pop() {
@@ -390,12 +395,16 @@ impl Budgets {
     }
 
     /// Remove a budget by name; what it reserved is forgotten with it.
-    pub fn remove(&mut self, name: &str) -> Result<(), CoreError> {
+    pub fn remove(
+        &mut self,
+        name: &str,
+        held: impl Iterator<Item = Held>,
+    ) -> Result<(), CoreError> {
         let b = self
             .by_name
             .remove(name)
             .ok_or_else(|| unknown_budget(name))?;
-        self.freeze_holds();
+        self.freeze(held);
         let i = b as usize;
         for list in self.per_slot.iter_mut().chain(self.tenant_lists.iter_mut()) {
             list.retain(|&x| x != b);
@@ -419,8 +428,8 @@ impl Budgets {
 
     /// A slot's model was registered (or its spec changed): the budgets
     /// whose scope covers it now.
-    pub fn attach(&mut self, slot: usize, spec: &ModelSpec) {
-        self.freeze_holds();
+    pub fn attach(&mut self, slot: usize, spec: &ModelSpec, held: impl Iterator<Item = Held>) {
+        self.freeze(held);
         let covering: Vec<u32> = (0..self.specs.len() as u32)
             .filter(|&b| {
                 self.specs[b as usize]
@@ -431,19 +440,15 @@ impl Budgets {
         *self.slot_list(slot) = covering;
     }
 
-    /// A slot's model was unregistered. Its holds are spent (calls may still
-    /// be running whose outcome no longer reaches this table).
-    pub fn detach(&mut self, slot: usize, now: f64) {
-        self.freeze_holds();
-        let gone: Vec<u64> = self
-            .holds
-            .iter()
-            .filter(|(_, h)| h.slot as usize == slot)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in gone {
-            self.settle_hold(id, None, now);
+    /// A slot's model was unregistered: its own holds (`held` lists every
+    /// outstanding one) are spent, since calls may still be running whose
+    /// outcome no longer reaches this table.
+    pub fn detach(&mut self, slot: usize, now: f64, held: impl Iterator<Item = Held>) {
+        let held: Vec<Held> = held.collect();
+        for &(key, s, hold) in held.iter().filter(|h| h.1 == slot) {
+            self.settle(key, s, hold, None, now);
         }
+        self.freeze(held.into_iter().filter(|h| h.1 != slot));
         if let Some(list) = self.per_slot.get_mut(slot) {
             list.clear();
         }
@@ -456,17 +461,18 @@ impl Budgets {
         &mut self.per_slot[slot]
     }
 
-    /// Before the budgets covering any hold change: each hold remembers
-    /// where it went.
-    fn freeze_holds(&mut self) {
-        let (per_slot, tenant_lists, generation) =
-            (&self.per_slot, &self.tenant_lists, &self.generation);
-        for hold in self.holds.values_mut().filter(|h| h.frozen.is_none()) {
-            hold.frozen = Some(
-                covering(per_slot, tenant_lists, hold.slot as usize, hold.tenant)
-                    .map(|b| (b, generation[b as usize]))
-                    .collect(),
-            );
+    /// Before the budgets covering any hold change: each outstanding hold
+    /// (`held`) remembers where it went.
+    fn freeze(&mut self, held: impl Iterator<Item = Held>) {
+        for (key, slot, hold) in held {
+            if !hold.held || self.frozen.contains_key(&key) {
+                continue;
+            }
+            let went: Box<[(u32, u32)]> =
+                covering(&self.per_slot, &self.tenant_lists, slot, hold.tenant)
+                    .map(|b| (b, self.generation[b as usize]))
+                    .collect();
+            self.frozen.insert(key, went);
         }
     }
 
@@ -541,43 +547,44 @@ impl Budgets {
     }
 
     /// Reserve a request's expected cost in the budgets covering it (after
-    /// [`Self::admits`] agreed): the hold its ticket carries, 0 for none.
+    /// [`Self::admits`] agreed): the hold its ticket carries.
     #[inline]
-    pub fn reserve(&mut self, slot: usize, tenant: Option<u32>, cost: Option<f64>) -> u64 {
+    pub fn reserve(&mut self, slot: usize, tenant: Option<u32>, cost: Option<f64>) -> Hold {
         let own = self.per_slot.get(slot).map_or(0, Vec::len);
         if own == 0 && tenant.is_none() {
-            return 0;
+            return Hold::default();
         }
         let amount = cost.map_or(0, nanos);
         for b in covering(&self.per_slot, &self.tenant_lists, slot, tenant) {
             self.reserved[b as usize] += amount;
         }
-        let id = self.next_hold;
-        self.next_hold += 1;
-        self.holds.insert(
-            id,
-            Hold {
-                amount,
-                slot: slot as u32,
-                tenant,
-                frozen: None,
-            },
-        );
-        id
-    }
-
-    /// Settle a hold: `spent` (USD) replaces its reservation, `None` spends
-    /// the reservation itself. A hold of 0 is none.
-    pub fn settle(&mut self, hold: u64, spent: Option<f64>, now: f64) {
-        if hold != 0 {
-            self.settle_hold(hold, spent.map(nanos), now);
+        Hold {
+            amount,
+            tenant,
+            held: true,
         }
     }
 
-    /// Return a hold whose request was never sent.
-    pub fn release(&mut self, hold: u64) {
-        if let Some(h) = self.holds.remove(&hold) {
-            self.each_budget(&h, |budgets, i| budgets.reserved[i] -= h.amount);
+    /// Settle the hold of ticket `key` on `slot`: `spent` (USD) replaces
+    /// its reservation, `None` spends the reservation itself.
+    pub fn settle(&mut self, key: u64, slot: usize, hold: Hold, spent: Option<f64>, now: f64) {
+        if !hold.held {
+            return;
+        }
+        let amount = spent.map_or(hold.amount, nanos);
+        self.each_budget(key, slot, hold, |budgets, i| {
+            budgets.reserved[i] -= hold.amount;
+            budgets.roll(i, now);
+            budgets.spent[i] = budgets.spent[i].saturating_add(amount);
+        });
+    }
+
+    /// Return the hold of ticket `key` on `slot`, whose request was never sent.
+    pub fn release(&mut self, key: u64, slot: usize, hold: Hold) {
+        if hold.held {
+            self.each_budget(key, slot, hold, |budgets, i| {
+                budgets.reserved[i] -= hold.amount
+            });
         }
     }
 
@@ -593,21 +600,14 @@ impl Budgets {
         }
     }
 
-    fn settle_hold(&mut self, hold: u64, spent: Option<u64>, now: f64) {
-        let Some(h) = self.holds.remove(&hold) else {
-            return;
+    /// Run `f` on every live budget the hold of ticket `key` went to.
+    fn each_budget(&mut self, key: u64, slot: usize, h: Hold, mut f: impl FnMut(&mut Self, usize)) {
+        let frozen = if self.frozen.is_empty() {
+            None
+        } else {
+            self.frozen.remove(&key)
         };
-        let amount = spent.unwrap_or(h.amount);
-        self.each_budget(&h, |budgets, i| {
-            budgets.reserved[i] -= h.amount;
-            budgets.roll(i, now);
-            budgets.spent[i] = budgets.spent[i].saturating_add(amount);
-        });
-    }
-
-    /// Run `f` on every live budget a hold went to.
-    fn each_budget(&mut self, h: &Hold, mut f: impl FnMut(&mut Self, usize)) {
-        match &h.frozen {
+        match frozen {
             Some(frozen) => {
                 for &(b, generation) in frozen.iter() {
                     if self.generation[b as usize] == generation && self.specs[b as usize].is_some()
@@ -617,7 +617,6 @@ impl Budgets {
                 }
             }
             None => {
-                let slot = h.slot as usize;
                 for k in 0..self.per_slot.get(slot).map_or(0, Vec::len) {
                     let b = self.per_slot[slot][k];
                     f(self, b as usize);
@@ -697,9 +696,9 @@ impl Budgets {
         })
     }
 
-    /// Number of outstanding holds (for tests of leaks).
-    pub fn holds(&self) -> usize {
-        self.holds.len()
+    /// Holds whose budgets are recorded (for tests of leaks).
+    pub fn frozen_holds(&self) -> usize {
+        self.frozen.len()
     }
 }
 
@@ -774,6 +773,10 @@ mod tests {
         }
     }
 
+    fn none() -> std::iter::Empty<Held> {
+        std::iter::empty()
+    }
+
     /// 2026-12-31 23:59:00 UTC.
     const NEW_YEARS_EVE: f64 = 1_798_761_540.0;
 
@@ -808,6 +811,7 @@ mod tests {
             budget("p", Scope::Provider("openai".into()), 0.03, Period::Minute),
             &[Some(&a)],
             0.0,
+            none(),
         )
         .unwrap();
         let mut holds = Vec::new();
@@ -824,12 +828,11 @@ mod tests {
             }) => assert_eq!(resets_in_s, 59.0),
             other => panic!("unexpected {other:?}"),
         }
-        b.settle(holds[0], Some(0.004), 1.0);
-        b.release(holds[1]);
-        b.settle(holds[2], None, 1.0);
+        b.settle(1, 0, holds[0], Some(0.004), 1.0);
+        b.release(2, 0, holds[1]);
+        b.settle(3, 0, holds[2], None, 1.0);
         let s = b.state("p", 1.0).unwrap();
         assert_eq!((s.spent, s.reserved), (14_000_000, 0));
-        assert_eq!(b.holds(), 0);
         assert_eq!(s.resets_at_unix, NEW_YEARS_EVE + 60.0);
         // The next minute starts empty.
         assert_eq!(b.state("p", 60.0).unwrap().spent, 0);
@@ -845,6 +848,7 @@ mod tests {
             budget("t", Scope::Tenant("acme".into()), 0.01, Period::Day),
             &[Some(&a)],
             0.0,
+            none(),
         )
         .unwrap();
         let acme = b.tenant("acme");
@@ -852,7 +856,7 @@ mod tests {
         let hold = b.reserve(0, acme, Some(0.01));
         assert!(b.admits(0, acme, Some(0.01), 0.0).is_err());
         assert!(b.admits(0, None, Some(0.01), 0.0).is_ok());
-        b.settle(hold, Some(0.01), 0.0);
+        b.settle(1, 0, hold, Some(0.01), 0.0);
         assert_eq!(b.state("t", 0.0).unwrap().spent, 10_000_000);
     }
 
@@ -861,32 +865,28 @@ mod tests {
         let mut b = Budgets::new(0.0, NEW_YEARS_EVE);
         let a = model("a", "x");
         let slots = [Some(&a)];
-        b.add(
-            budget("one", Scope::Model("a".into()), 1.0, Period::Day),
-            &slots,
-            0.0,
-        )
-        .unwrap();
+        let one = budget("one", Scope::Model("a".into()), 1.0, Period::Day);
+        b.add(one, &slots, 0.0, none()).unwrap();
         let hold = b.reserve(0, None, Some(0.25));
         // A budget added while the call runs never got its reservation.
-        b.add(
-            budget("two", Scope::Provider("x".into()), 1.0, Period::Day),
-            &slots,
-            0.0,
-        )
-        .unwrap();
+        let two = budget("two", Scope::Provider("x".into()), 1.0, Period::Day);
+        b.add(two, &slots, 0.0, [(1, 0, hold)].into_iter()).unwrap();
         let later = b.reserve(0, None, Some(0.25));
-        b.remove("one").unwrap();
-        b.settle(hold, Some(0.5), 0.0);
-        b.settle(later, Some(0.125), 0.0);
+        b.remove("one", [(1, 0, hold), (2, 0, later)].into_iter())
+            .unwrap();
+        assert_eq!(b.frozen_holds(), 2);
+        b.settle(1, 0, hold, Some(0.5), 0.0);
+        b.settle(2, 0, later, Some(0.125), 0.0);
+        assert_eq!(b.frozen_holds(), 0);
         let two = b.state("two", 0.0).unwrap();
         assert_eq!((two.spent, two.reserved), (125_000_000, 0));
         // An unregistered model's holds are spent.
         let pending = b.reserve(0, None, Some(0.25));
-        assert_ne!(pending, 0);
-        b.detach(0, 0.0);
+        assert!(pending.held);
+        b.detach(0, 0.0, [(3, 0, pending)].into_iter());
         let two = b.state("two", 0.0).unwrap();
         assert_eq!((two.spent, two.reserved), (375_000_000, 0));
+        assert_eq!(b.frozen_holds(), 0);
     }
 
     #[test]
@@ -897,6 +897,7 @@ mod tests {
             budget("p", Scope::Provider("x".into()), 1.0, Period::Day),
             &[Some(&a)],
             0.0,
+            none(),
         )
         .unwrap();
         b.set_allowance("p", Some(nanos(0.01))).unwrap();
@@ -950,20 +951,22 @@ mod tests {
                 "limit_usd",
             ),
         ] {
-            let err = b.add(spec, &[], 0.0).unwrap_err();
+            let err = b.add(spec, &[], 0.0, none()).unwrap_err();
             assert!(err.to_string().contains(field), "{err} names {field}");
         }
         b.add(
             budget("n", Scope::Model("t".into()), 1.0, Period::Day),
             &[],
             0.0,
+            none(),
         )
         .unwrap();
         assert!(b
             .add(
                 budget("n", Scope::Model("t".into()), 1.0, Period::Day),
                 &[],
-                0.0
+                0.0,
+                none()
             )
             .is_err());
         assert!(Period::from_name("week")

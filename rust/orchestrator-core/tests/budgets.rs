@@ -219,6 +219,8 @@ enum Op {
     Cancel(usize, bool),
     /// A call without a selection, on this slot.
     Unselected(usize),
+    /// Remove budget k and add it again (empty) while calls are in flight.
+    Renew(usize),
 }
 
 const TENANTS: [&str; 2] = ["acme", "zeta"];
@@ -233,6 +235,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), 0u8..=150).prop_map(|(k, p)| Op::Report(k, p)),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(k, s)| Op::Cancel(k, s)),
         1 => (0usize..3).prop_map(Op::Unselected),
+        1 => (0usize..4).prop_map(Op::Renew),
     ]
 }
 
@@ -353,6 +356,17 @@ proptest! {
                     t.record_call(slot as u32, None, &ok(usd)).unwrap();
                     for b in naive.covering(slot, None) {
                         naive.spends.push((b, unix, FEES[slot]));
+                    }
+                }
+                Op::Renew(k) => {
+                    let name = format!("b{k}");
+                    t.remove_budget(&name).unwrap();
+                    let (scope, limit, period) = declared[k].clone();
+                    let usd = limit as f64 / NANOS_PER_USD as f64;
+                    t.add_budget(budget(&name, scope, usd, period)).unwrap();
+                    naive.spends.retain(|s| s.0 != k);
+                    for o in &mut naive.outstanding {
+                        o.2.retain(|&b| b != k);
                     }
                 }
                 Op::Report(..) | Op::Cancel(..) => {}

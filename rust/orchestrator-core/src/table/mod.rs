@@ -14,7 +14,7 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
-use crate::budgets::Budgets;
+use crate::budgets::{Budgets, Hold};
 use crate::error::{non_negative, CoreError};
 use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
@@ -327,7 +327,8 @@ impl Table {
             }
         };
         self.limits.reset(slot as usize, limits);
-        self.budgets.attach(slot as usize, &spec);
+        let held = spend::held(&self.tickets, &self.generation);
+        self.budgets.attach(slot as usize, &spec, held);
         self.by_name.insert(spec.name, slot);
         Ok(slot)
     }
@@ -345,7 +346,8 @@ impl Table {
             self.hot[i].speed = speed;
         }
         self.limits.configure(i, spec.limits);
-        self.budgets.attach(i, &spec);
+        let held = spend::held(&self.tickets, &self.generation);
+        self.budgets.attach(i, &spec, held);
         self.specs[i] = spec;
         Ok(())
     }
@@ -356,6 +358,10 @@ impl Table {
             .remove(name)
             .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
         let i = slot as usize;
+        // Before the generation moves on: its outstanding holds are spent.
+        let now = self.now();
+        let held = spend::held(&self.tickets, &self.generation);
+        self.budgets.detach(i, now, held);
         self.active[i] = false;
         self.generation[i] = self.generation[i].wrapping_add(1);
         self.total_disc_n -= self.disc_n[i];
@@ -364,8 +370,6 @@ impl Table {
         self.total_pending -= u64::from(self.pending[i]);
         self.pending[i] = 0;
         self.limits.reset(i, RateLimits::default());
-        let now = self.now();
-        self.budgets.detach(i, now);
         self.free_slots.push(slot);
         Ok(slot)
     }
@@ -726,8 +730,8 @@ impl Table {
             &mut self.limits,
             &mut self.budgets,
         );
-        let ticket = self.tickets.issue(issued, |old| {
-            release_pending(generation, pending, total, limits, budgets, old);
+        let ticket = self.tickets.issue(issued, |number, old| {
+            release_pending(generation, pending, total, limits, budgets, number, old);
         });
         self.pending[slot] += 1;
         self.total_pending += 1;
@@ -805,7 +809,7 @@ impl Table {
     // ----- reporting -----------------------------------------------------
 
     /// Take `slot`'s ticket (its rate-limit reservation and budget hold).
-    fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<Ticket, CoreError> {
+    pub(super) fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<Ticket, CoreError> {
         let generation = self.generation[slot];
         let taken = self
             .tickets
@@ -827,10 +831,10 @@ impl Table {
         let taken = self.take_ticket(i, ticket)?;
         if sent {
             let now = self.now();
-            self.budgets.settle(taken.budget_hold, None, now);
+            self.budgets.settle(ticket, i, taken.budget_hold, None, now);
         } else {
             self.limits.cancel(i, taken.reservation);
-            self.budgets.release(taken.budget_hold);
+            self.budgets.release(ticket, i, taken.budget_hold);
         }
         Ok(())
     }
@@ -861,10 +865,10 @@ impl Table {
         let (reservation, hold) = match ticket {
             Some(t) => {
                 let taken = self.take_ticket(i, t)?;
-                (Reservation::Held(taken.reservation), taken.budget_hold)
+                (Reservation::Held(taken.reservation), (t, taken.budget_hold))
             }
-            None if measured => (Reservation::Unselected, 0),
-            None => (Reservation::Uncounted, 0),
+            None if measured => (Reservation::Unselected, (0, Hold::default())),
+            None => (Reservation::Uncounted, (0, Hold::default())),
         };
         Ok(self.apply(i, outcome, reservation, hold))
     }
@@ -907,9 +911,12 @@ impl Table {
             let (reservation, hold) = match ticket {
                 Some(t) => {
                     let taken = self.take_ticket(i, *t)?;
-                    (Reservation::Held(taken.reservation), taken.budget_hold)
+                    (
+                        Reservation::Held(taken.reservation),
+                        (*t, taken.budget_hold),
+                    )
                 }
-                None => (Reservation::Uncounted, 0),
+                None => (Reservation::Uncounted, (0, Hold::default())),
             };
             transitions.push(self.apply(i, outcome, reservation, hold));
         }
@@ -917,8 +924,14 @@ impl Table {
     }
 
     /// Fold a validated outcome into slot `i`, settling its rate-limit
-    /// reservation and its budget hold (`hold`, 0 for none) at its cost.
-    fn apply(&mut self, i: usize, o: &Outcome, reservation: Reservation, hold: u64) -> Transition {
+    /// reservation and its ticket's budget hold (`(ticket, hold)`) at its cost.
+    fn apply(
+        &mut self,
+        i: usize,
+        o: &Outcome,
+        reservation: Reservation,
+        (ticket, hold): (u64, Hold),
+    ) -> Transition {
         let now = self.now();
         self.limits.settle(
             i,
@@ -932,7 +945,7 @@ impl Table {
             .cost_usd
             .unwrap_or_else(|| self.hot[i].price(o.input_tokens, o.output_tokens));
         match reservation {
-            Reservation::Held(_) => self.budgets.settle(hold, Some(cost_usd), now),
+            Reservation::Held(_) => self.budgets.settle(ticket, i, hold, Some(cost_usd), now),
             Reservation::Unselected => self.budgets.spend_unselected(i, cost_usd, now),
             Reservation::Uncounted => {}
         }
@@ -1003,9 +1016,10 @@ impl Table {
             &mut self.limits,
             &mut self.budgets,
         );
-        self.tickets.expire(now, self.pending_timeout_s, |t| {
-            release_pending(generation, pending, total, limits, budgets, t);
-        });
+        self.tickets
+            .expire(now, self.pending_timeout_s, |number, t| {
+                release_pending(generation, pending, total, limits, budgets, number, t);
+            });
     }
 
     /// Expire tickets older than the pending timeout now, rather than at the
@@ -1079,6 +1093,7 @@ fn release_pending(
     total: &mut u64,
     limits: &mut Limits,
     budgets: &mut Budgets,
+    number: u64,
     t: &Ticket,
 ) {
     let i = t.slot as usize;
@@ -1086,7 +1101,7 @@ fn release_pending(
         pending[i] -= 1;
         *total -= 1;
         limits.cancel(i, t.reservation);
-        budgets.release(t.budget_hold);
+        budgets.release(number, i, t.budget_hold);
     }
 }
 

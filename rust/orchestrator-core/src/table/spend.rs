@@ -3,11 +3,25 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::budgets::{BudgetSpec, BudgetState};
+use crate::budgets::{BudgetSpec, BudgetState, Held};
 use crate::error::CoreError;
 use crate::outcome::Outcome;
 
+use crate::tickets::TicketStore;
+
 use super::Table;
+
+/// Every outstanding ticket's budget hold, of the models registered now
+/// (a ticket of an unregistered model had its hold spent).
+pub(super) fn held<'a>(
+    tickets: &'a TicketStore,
+    generation: &'a [u32],
+) -> impl Iterator<Item = Held> + 'a {
+    tickets
+        .iter()
+        .filter(move |(_, t)| t.budget_hold.held && t.generation == generation[t.slot as usize])
+        .map(|(number, t)| (number, t.slot as usize, t.budget_hold))
+}
 
 /// The wall clock as Unix seconds (0 before 1970, which no host reports).
 pub(super) fn unix_now() -> f64 {
@@ -24,11 +38,13 @@ impl Table {
         let slots: Vec<_> = (0..self.active.len())
             .map(|i| self.active[i].then(|| &self.specs[i]))
             .collect();
-        self.budgets.add(spec, &slots, now).map(drop)
+        let held = held(&self.tickets, &self.generation);
+        self.budgets.add(spec, &slots, now, held).map(drop)
     }
 
     pub fn remove_budget(&mut self, name: &str) -> Result<(), CoreError> {
-        self.budgets.remove(name)
+        let held = held(&self.tickets, &self.generation);
+        self.budgets.remove(name, held)
     }
 
     /// Set (`None`: clear) how much of a budget this table may spend in its
@@ -57,9 +73,10 @@ impl Table {
         self.budgets.tenant(tenant)
     }
 
-    /// Budget holds outstanding (one per unreported selection a budget covers).
+    /// Budget holds outstanding (one per unreported selection a budget
+    /// covers; O(outstanding tickets), for tests and diagnostics).
     pub fn budget_holds(&self) -> usize {
-        self.budgets.holds()
+        held(&self.tickets, &self.generation).count()
     }
 
     /// The UTC time (Unix seconds) budgets' periods follow, now.
@@ -102,7 +119,8 @@ impl Table {
         let taken = self.take_ticket(i, ticket)?;
         let spent = cost_usd.unwrap_or_else(|| self.hot[i].price(input_tokens, output_tokens));
         let now = self.now();
-        self.budgets.settle(taken.budget_hold, Some(spent), now);
+        self.budgets
+            .settle(ticket, i, taken.budget_hold, Some(spent), now);
         Ok(())
     }
 }
