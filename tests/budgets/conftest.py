@@ -27,6 +27,7 @@ class MeteredModel(Model):
         cost: ModelCost = PRICE,
         chunks: int = 3,
         fail: bool = False,
+        tags: Sequence[str] = (),
     ) -> None:
         super().__init__(
             name=name,
@@ -40,6 +41,7 @@ class MeteredModel(Model):
             ),
             cost=cost,
             speed=100.0,
+            tags=tags,
         )
         self.chunks = chunks
         self.fail = fail

@@ -46,9 +46,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ('limit_usd = 1\nperiod = "day"',
          "5: budgets[0]: a budget scope names exactly one of model=, provider=, tag=, "
          "tenant= (got none)"),
-        ('tag = "eu"\nlimit_usd = 1\nperiod = "day"',
-         '6: budgets[0].tag: "eu" (models have no tags in this version: budget a model, '
-         "provider or tenant)"),
+        ('tag = "EU"\nlimit_usd = 1\nperiod = "day"',
+         '6: budgets[0].tag: "EU" (a tag is 1 to 64 characters of a-z, 0-9, _ . : -'),
         ('provider = "p"\nlimit_usd = 1\nperiod = "day"\nwindow = "rolling"',
          "9: budgets[0].window: unknown key"),
     ],

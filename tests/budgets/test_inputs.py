@@ -27,10 +27,10 @@ class LyingStr(str):
 @pytest.mark.parametrize(
     ("tenant", "error", "shown"),
     [
-        ("", ValueError, '"" (empty)'),
-        ("x" * 257, ValueError, "longer than 256 bytes"),
-        ("é" * 129, ValueError, "longer than 256 bytes"),
-        ("a\x00b", ValueError, "control character"),
+        ("", ValueError, "(1 to 256 bytes of UTF-8 without control characters)"),
+        ("x" * 257, ValueError, "(1 to 256 bytes of UTF-8"),
+        ("é" * 129, ValueError, "(1 to 256 bytes of UTF-8"),
+        ("a\x00b", ValueError, "without control characters"),
         ("\ud800", ValueError, "not valid Unicode"),
         (b"acme", TypeError, "a str is required, got bytes"),
         (LyingStr("acme"), TypeError, "got LyingStr"),

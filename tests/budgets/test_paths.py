@@ -135,3 +135,15 @@ async def test_38176_a_tenant_budget_counts_on_every_model_and_path() -> None:
     [state] = registry.budgets()
     assert state.spent_nanos == 2 * nanos(call_cost(10, 30))
     assert state.scope == BudgetScope(tenant="acme")
+
+
+async def test_38176_a_tag_budget_counts_every_model_carrying_the_tag() -> None:
+    eu_a, eu_b = MeteredModel("a", tags=["eu"]), MeteredModel("b", "anthropic", tags=["eu"])
+    other = MeteredModel("c", "anthropic")
+    registry = registry_of(eu_a, eu_b, other)
+    registry.add_budget(BudgetScope(tag="eu"), 1.0, "day")
+    await registry.generate("hello", tags=["eu"])
+    await registry.generate("hello", tags=["eu"])
+    await registry.generate("hello", exclude_models=["a", "b"])
+    assert spent_nanos(registry) == 2 * nanos(call_cost(10, 30)), "a and b, not c"
+    assert (eu_a.calls, eu_b.calls, other.calls) == (1, 1, 1)

@@ -340,6 +340,7 @@ class ModelRegistry:
             model.speed,
             model.rpm,
             model.tpm,
+            model.tags,
         )
 
     def update_model(self, model: Model) -> None:
@@ -417,6 +418,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
         tenant: Optional[str] = None,
     ) -> Model:
         """The best registered model for a request.
@@ -445,6 +447,8 @@ class ModelRegistry:
                 ``DEFAULT_WILLINGNESS_TO_PAY`` = 1.0): the contextual strategy
                 maximises quality − expected cost / willingness_to_pay among
                 the models ``max_cost`` and the other constraints allow.
+            tags: tags the model must all have (``Model(tags=...)``); a tag no
+                registered model has leaves no model eligible.
             tenant: whose spend budgets apply besides the models' own (see
                 :meth:`add_budget`).
 
@@ -466,6 +470,7 @@ class ModelRegistry:
                 prompt=prompt,
                 embedding=embedding,
                 willingness_to_pay=willingness_to_pay,
+                tags=tags,
                 tenant=tenant,
             ).model
         # One call into the core, which converts the arguments, selects and
@@ -483,6 +488,7 @@ class ModelRegistry:
             prompt=prompt,
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
+            tags=tags,
             tenant=tenant,
         )
         return model
@@ -523,6 +529,7 @@ class ModelRegistry:
         input_tokens: Optional[int],
         output_tokens: Optional[int],
         constraints: Optional[ModelConstraints] = None,
+        tags: Optional[Sequence[str]] = None,
         tenant: Optional[str] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
@@ -536,12 +543,13 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                tags=tags,
                 tenant=tenant,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        if any(v is not None for v in (*given, input_tokens, output_tokens, tenant)):
+        if any(v is not None for v in (*given, input_tokens, output_tokens, tags, tenant)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
@@ -559,6 +567,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
         tenant: Optional[str] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
@@ -575,6 +584,7 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
                 constraints,
+                tags,
                 tenant,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
@@ -591,6 +601,7 @@ class ModelRegistry:
             prompt=prompt,
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
+            tags=tags,
             tenant=tenant,
         )
         return Selection(model, ticket, slot, request_id)
@@ -623,6 +634,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
         tenant: Optional[str] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
@@ -645,6 +657,7 @@ class ModelRegistry:
             exclude_models,
             input_tokens,
             output_tokens,
+            tags=tags,
             tenant=tenant,
         )
         picked = self._core.select_many(
@@ -671,6 +684,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
         tenant: Optional[str] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
@@ -690,6 +704,7 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens,
                 output_tokens,
+                tags=tags,
                 tenant=tenant,
             ),
             prompt=prompt,
@@ -1038,6 +1053,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
         tenant: Optional[str] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
@@ -1052,6 +1068,7 @@ class ModelRegistry:
             exclude_models,
             input_tokens,
             output_tokens,
+            tags=tags,
             tenant=tenant,
         )
         names, raw = self._core.scores(

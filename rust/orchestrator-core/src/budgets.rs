@@ -39,6 +39,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{label, CoreError};
 use crate::spec::{ModelSpec, Rejection};
+use crate::table::tags::check_tag;
 
 /// Nano-USD per USD: the unit of every budget sum.
 pub const NANOS_PER_USD: u64 = 1_000_000_000;
@@ -167,7 +168,8 @@ impl Scope {
         match self {
             Scope::Model(name) => *name == spec.name,
             Scope::Provider(provider) => *provider == spec.provider,
-            Scope::Tag(_) | Scope::Tenant(_) => false,
+            Scope::Tag(tag) => spec.tags.contains(tag),
+            Scope::Tenant(_) => false,
         }
     }
 }
@@ -186,11 +188,13 @@ impl BudgetSpec {
         label("name", &self.name)?;
         label(self.scope.kind(), self.scope.value())?;
         if let Scope::Tag(tag) = &self.scope {
-            // Refused rather than accepted and never matched.
-            return Err(CoreError::invalid(
-                "tag",
-                format!("{tag:?} (models have no tags in this version: budget a model, provider or tenant)"),
-            ));
+            check_tag(tag).map_err(|err| match err {
+                CoreError::Invalid { value, .. } => CoreError::Invalid {
+                    field: "tag",
+                    value,
+                },
+                other => other,
+            })?;
         }
         if !(self.limit_usd.is_finite() && self.limit_usd > 0.0 && self.limit_usd <= MAX_LIMIT_USD)
         {
@@ -761,6 +765,7 @@ mod tests {
             priced: true,
             declared_speed: None,
             limits: Default::default(),
+            tags: vec!["eu".to_owned()],
         }
     }
 
@@ -931,7 +936,7 @@ mod tests {
                 "model",
             ),
             (
-                budget("n", Scope::Tag("eu".into()), 1.0, Period::Day),
+                budget("n", Scope::Tag("EU".into()), 1.0, Period::Day),
                 "tag",
             ),
             (

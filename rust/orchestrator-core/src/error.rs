@@ -75,20 +75,30 @@ pub fn non_negative(field: &'static str, value: f64) -> Result<f64, CoreError> {
 /// The most bytes of a name a request or a budget carries (tenant, budget name).
 pub const MAX_LABEL_BYTES: usize = 256;
 
-/// A name given by a caller (a tenant, a budget or its scope): non-empty, at
-/// most [`MAX_LABEL_BYTES`] bytes of UTF-8, no control characters.
-pub fn label(field: &'static str, value: &str) -> Result<(), CoreError> {
-    let problem = if value.is_empty() {
-        "empty"
+/// What is wrong with a name a caller gives (a tag, an alias, a tenant, a
+/// budget or its scope), if anything: it must be non-empty, at most
+/// [`MAX_LABEL_BYTES`] bytes of UTF-8, without control characters.
+pub fn label_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        Some("empty")
     } else if value.len() > MAX_LABEL_BYTES {
-        "longer than 256 bytes"
+        Some("longer than 256 bytes")
     } else if value.chars().any(char::is_control) {
-        "contains a control character"
+        Some("contains a control character")
     } else {
-        return Ok(());
-    };
-    let shown: String = value.chars().take(40).collect();
-    Err(CoreError::invalid(field, format!("{shown:?} ({problem})")))
+        None
+    }
+}
+
+/// [`label_problem`] as an `Invalid` error naming the field.
+pub fn label(field: &'static str, value: &str) -> Result<(), CoreError> {
+    match label_problem(value) {
+        None => Ok(()),
+        Some(problem) => {
+            let shown: String = value.chars().take(40).collect();
+            Err(CoreError::invalid(field, format!("{shown:?} ({problem})")))
+        }
+    }
 }
 
 /// A finite f64 in `[0, 1]`, or an `Invalid` error naming the field.

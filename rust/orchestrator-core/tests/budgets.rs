@@ -383,3 +383,38 @@ proptest! {
         prop_assert_eq!(t.budget_holds(), naive.outstanding.len());
     }
 }
+
+#[test]
+fn a_tag_budget_covers_the_models_carrying_the_tag() {
+    let mut t = table();
+    let eu = |name: &str| ModelSpec {
+        tags: vec!["eu".to_owned()],
+        ..flat(name, "p", 0.01)
+    };
+    t.register(eu("a")).unwrap();
+    t.register(flat("b", "p", 0.01)).unwrap();
+    t.add_budget(budget("eu", Scope::Tag("eu".into()), 0.01, Period::Day))
+        .unwrap();
+    t.register(eu("c")).unwrap();
+    let c = request(&t, None);
+    for slot in [0, 2] {
+        t.record_call(slot, None, &ok(0.005)).unwrap();
+    }
+    t.record_call(1, None, &ok(0.5)).unwrap();
+    assert_eq!(t.budget("eu").unwrap().spent, nanos(0.01), "a and c, not b");
+    let why = t.explain(&c);
+    assert!(matches!(
+        why[0].verdict,
+        Verdict::Rejected(Rejection::Budget { .. })
+    ));
+    assert!(matches!(why[1].verdict, Verdict::Eligible(_)));
+    assert!(matches!(
+        why[2].verdict,
+        Verdict::Rejected(Rejection::Budget { .. })
+    ));
+    assert!(t
+        .add_budget(budget("bad", Scope::Tag("EU".into()), 1.0, Period::Day))
+        .unwrap_err()
+        .to_string()
+        .starts_with("invalid tag: \"EU\""));
+}

@@ -191,18 +191,6 @@ pub fn string(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     }
 }
 
-/// A caller's name (a tenant, a budget, a scope): exactly a `str` (not a
-/// subclass, whose `__str__` could say anything), non-empty, at most 256
-/// bytes of UTF-8, no control characters.
-pub fn label(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<String> {
-    if value.cast_exact::<PyString>().is_err() {
-        return Err(wrong_type(field, value, "a str is required"));
-    }
-    let text = text(value, field)?;
-    core::error::label(field, &text).map_err(to_py)?;
-    Ok(text)
-}
-
 /// `None` or a [`label`].
 pub fn optional_label(
     value: Option<&Bound<'_, PyAny>>,
@@ -251,6 +239,59 @@ pub fn capabilities(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<u
         Err(_) => Err(wrong_type(field, item, "a string is required")),
     })?;
     Ok(bits.into_iter().fold(0, |mask, bit| mask | bit))
+}
+
+/// The longest label (a tag, alias, deployment id, tenant or budget name),
+/// in UTF-8 bytes: the core's rule.
+pub const MAX_LABEL_BYTES: usize = core::error::MAX_LABEL_BYTES;
+
+/// A label a request or a model declares (a tag, an alias, a deployment
+/// id): exactly a `str` (not bytes, not a subclass that could compare or
+/// hash as something else), non-empty, at most [`MAX_LABEL_BYTES`] bytes of
+/// UTF-8, without control characters.
+pub fn label(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    if value.cast_exact::<PyString>().is_err() {
+        return Err(wrong_type(field, value, "a str is required"));
+    }
+    let text = text(value, field)?;
+    if core::error::label_problem(&text).is_some() {
+        return Err(out_of_range(
+            field,
+            value,
+            &format!("1 to {MAX_LABEL_BYTES} bytes of UTF-8 without control characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// `None` or a list of tag names (each a label of the core's tag form),
+/// without repeats, at most `core::table::tags::MAX_TAGS` of them.
+pub fn tags(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<String>> {
+    let Some(v) = value.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let mut tags: Vec<String> = Vec::new();
+    for tag in each(v, field, label)? {
+        core::table::tags::check_tag(&tag).map_err(|err| match err {
+            core::CoreError::Invalid { value, .. } => invalid(field, value),
+            other => to_py(other),
+        })?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > core::table::tags::MAX_TAGS {
+        return Err(out_of_range(
+            field,
+            v,
+            &format!(
+                "{} distinct tags, at most {} are possible",
+                tags.len(),
+                core::table::tags::MAX_TAGS
+            ),
+        ));
+    }
+    Ok(tags)
 }
 
 /// `None` or a list of strings.
