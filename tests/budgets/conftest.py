@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
 from orchestrator.errors import ServerError
-from orchestrator.models.model_registry import ModelRegistry
+from tests.conftest import virtual_registry
 
 #: $1 per million input and output tokens, plus $0.01 per request.
 PRICE = ModelCost(input_per_million=1.0, output_per_million=1.0, per_request=0.01)
@@ -77,10 +77,5 @@ def call_cost(input_tokens: int, output_tokens: int, cost: Optional[ModelCost] =
     return cost.price(input_tokens, output_tokens)
 
 
-def registry_of(*models: Model) -> ModelRegistry:
-    """A registry on the core's virtual clock (periods move only when told)."""
-    registry = ModelRegistry()
-    registry.core.use_virtual_clock()
-    for model in models:
-        registry.register_model(model)
-    return registry
+#: A registry on the core's virtual clock (periods move only when told).
+registry_of = virtual_registry

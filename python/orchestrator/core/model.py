@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Protocol, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -360,6 +360,8 @@ def _checked_tickets(model: Model, prompt: Prompt) -> Tickets:
         raise
     return tickets
 
+
+T = TypeVar("T")
 
 GenerateFn = Callable[..., Awaitable[str]]
 StreamFn = Callable[..., AsyncIterator[str]]
@@ -754,18 +756,26 @@ class Model(abc.ABC):
         b = self._bindings[0]
         return ModelMetrics.from_snapshot(b.core.snapshot(b.slot))
 
-    async def _run_measured(
-        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any], tickets: Tickets
-    ) -> CallResult:
+    async def _measure(
+        self, call: Callable[[], Awaitable[T]], prompt: Prompt, tickets: Tickets
+    ) -> tuple[T, CallRecord]:
+        """Run one provider call as this task's active call; a call that
+        raises is reported (as its error) before the error goes on."""
         record = CallRecord(self)
         token = _ACTIVE_CALL.set(record)
         try:
-            text = await fn(self, prompt, **params)
+            value = await call()
         except BaseException as exc:
             self._finish(record, tickets, prompt, None, exc)
             raise
         finally:
             _ACTIVE_CALL.reset(token)
+        return value, record
+
+    async def _run_measured(
+        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any], tickets: Tickets
+    ) -> CallResult:
+        text, record = await self._measure(lambda: fn(self, prompt, **params), prompt, tickets)
         if not isinstance(text, str):
             exc = MalformedResponseError(
                 f"generate_response returned {type(text).__name__}, expected str", model=self.name
@@ -785,16 +795,8 @@ class Model(abc.ABC):
     ) -> list[list[float]]:
         """One measured embedding call of ``texts``: reported with the texts'
         tokens as input and no output."""
-        record = CallRecord(self)
         as_prompt = [{"content": text} for text in texts]  # tokens are counted per text
-        token = _ACTIVE_CALL.set(record)
-        try:
-            vectors = await fn(self, texts, **params)
-        except BaseException as exc:
-            self._finish(record, tickets, as_prompt, None, exc)
-            raise
-        finally:
-            _ACTIVE_CALL.reset(token)
+        vectors, record = await self._measure(lambda: fn(self, texts, **params), as_prompt, tickets)
         self._finish(record, tickets, as_prompt, "", None)
         return vectors
 

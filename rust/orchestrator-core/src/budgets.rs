@@ -184,6 +184,15 @@ pub struct BudgetSpec {
 }
 
 impl BudgetSpec {
+    pub fn new(name: &str, scope: Scope, limit_usd: f64, period: Period) -> Self {
+        BudgetSpec {
+            name: name.to_owned(),
+            scope,
+            limit_usd,
+            period,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), CoreError> {
         label("name", &self.name)?;
         label(self.scope.kind(), self.scope.value())?;
@@ -770,12 +779,7 @@ mod tests {
     }
 
     fn budget(name: &str, scope: Scope, limit_usd: f64, period: Period) -> BudgetSpec {
-        BudgetSpec {
-            name: name.to_owned(),
-            scope,
-            limit_usd,
-            period,
-        }
+        BudgetSpec::new(name, scope, limit_usd, period)
     }
 
     fn none() -> std::iter::Empty<Held> {

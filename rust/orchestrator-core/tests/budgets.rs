@@ -23,12 +23,7 @@ fn flat(name: &str, provider: &str, fee: f64) -> ModelSpec {
 }
 
 fn budget(name: &str, scope: Scope, limit_usd: f64, period: Period) -> BudgetSpec {
-    BudgetSpec {
-        name: name.to_owned(),
-        scope,
-        limit_usd,
-        period,
-    }
+    BudgetSpec::new(name, scope, limit_usd, period)
 }
 
 fn table() -> Table {
