@@ -219,6 +219,29 @@ impl BudgetSpec {
     }
 }
 
+/// One budget's running figures (nano-USD), read by every check.
+#[derive(Debug, Clone, Copy, Default)]
+struct Meter {
+    /// `min(limit, allowance)`: what the check compares against.
+    capacity: u64,
+    spent: u64,
+    reserved: u64,
+    /// End of the current period, in Unix seconds.
+    period_end: f64,
+}
+
+impl Meter {
+    /// Spent in the current period at Unix time `unix` (0 once it ended).
+    #[inline(always)]
+    fn spent_at(&self, unix: f64) -> u64 {
+        if unix < self.period_end {
+            self.spent
+        } else {
+            0
+        }
+    }
+}
+
 /// A point-in-time view of one budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetState {
@@ -274,12 +297,8 @@ pub struct Budgets {
     labels: Vec<Arc<str>>,
     limit: Vec<u64>,
     allowance: Vec<Option<u64>>,
-    /// `min(limit, allowance)`: what the check compares against.
-    capacity: Vec<u64>,
-    spent: Vec<u64>,
-    reserved: Vec<u64>,
-    /// End of each budget's current period, in Unix seconds.
-    period_end: Vec<f64>,
+    /// What the check reads of each budget, together in one place.
+    meters: Vec<Meter>,
     /// No period ends before this (Unix seconds).
     earliest_end: f64,
     by_name: FxHashMap<String, u32>,
@@ -306,10 +325,7 @@ impl Budgets {
             labels: Vec::new(),
             limit: Vec::new(),
             allowance: Vec::new(),
-            capacity: Vec::new(),
-            spent: Vec::new(),
-            reserved: Vec::new(),
-            period_end: Vec::new(),
+            meters: Vec::new(),
             earliest_end: f64::INFINITY,
             by_name: FxHashMap::default(),
             free: Vec::new(),
@@ -327,7 +343,7 @@ impl Budgets {
         self.wall_at_zero = unix_now - now;
         for b in 0..self.specs.len() {
             if let Some(spec) = &self.specs[b] {
-                self.period_end[b] = spec.period.end_after(unix_now);
+                self.meters[b].period_end = spec.period.end_after(unix_now);
             }
         }
         self.refresh_earliest_end();
@@ -372,10 +388,7 @@ impl Budgets {
                 self.labels.push(Arc::from(""));
                 self.limit.push(0);
                 self.allowance.push(None);
-                self.capacity.push(0);
-                self.spent.push(0);
-                self.reserved.push(0);
-                self.period_end.push(0.0);
+                self.meters.push(Meter::default());
                 (self.specs.len() - 1) as u32
             }
         };
@@ -383,10 +396,12 @@ impl Budgets {
         self.labels[i] = budget_label(&spec);
         self.limit[i] = limit;
         self.allowance[i] = None;
-        self.capacity[i] = limit;
-        self.spent[i] = 0;
-        self.reserved[i] = 0;
-        self.period_end[i] = end;
+        self.meters[i] = Meter {
+            capacity: limit,
+            spent: 0,
+            reserved: 0,
+            period_end: end,
+        };
         self.earliest_end = self.earliest_end.min(end);
         self.by_name.insert(spec.name.clone(), b);
         if let Scope::Tenant(tenant) = &spec.scope {
@@ -435,7 +450,7 @@ impl Budgets {
     pub fn set_allowance(&mut self, name: &str, allowance: Option<u64>) -> Result<(), CoreError> {
         let i = self.index(name)?;
         self.allowance[i] = allowance;
-        self.capacity[i] = allowance.map_or(self.limit[i], |a| a.min(self.limit[i]));
+        self.meters[i].capacity = allowance.map_or(self.limit[i], |a| a.min(self.limit[i]));
         Ok(())
     }
 
@@ -513,16 +528,6 @@ impl Budgets {
         now + self.wall_at_zero
     }
 
-    /// Spent in budget `b`'s current period at Unix time `unix` (0 once it ended).
-    #[inline(always)]
-    fn spent_at(&self, b: usize, unix: f64) -> u64 {
-        if unix < self.period_end[b] {
-            self.spent[b]
-        } else {
-            0
-        }
-    }
-
     /// Whether every budget covering `slot` (and the request's `tenant`)
     /// has room for a request of expected cost `cost` (`None`: unpriced,
     /// reserved as 0) at `now`.
@@ -541,18 +546,17 @@ impl Budgets {
         let needed = cost.map_or(0, nanos);
         let unix = self.unix(now);
         for b in covering(&self.per_slot, &self.tenant_lists, slot, tenant) {
-            let i = b as usize;
-            let spent = self.spent_at(i, unix);
-            let used = spent.saturating_add(self.reserved[i]);
-            let capacity = self.capacity[i];
-            if used >= capacity || used.saturating_add(needed) > capacity {
+            let m = &self.meters[b as usize];
+            let spent = m.spent_at(unix);
+            let used = spent.saturating_add(m.reserved);
+            if used >= m.capacity || used.saturating_add(needed) > m.capacity {
                 return Err(Rejection::Budget {
-                    label: Arc::clone(&self.labels[i]),
+                    label: Arc::clone(&self.labels[b as usize]),
                     spent,
-                    reserved: self.reserved[i],
-                    limit: capacity,
+                    reserved: m.reserved,
+                    limit: m.capacity,
                     needed,
-                    resets_in_s: (self.period_end[i] - unix).max(0.0),
+                    resets_in_s: (m.period_end - unix).max(0.0),
                 });
             }
         }
@@ -569,7 +573,7 @@ impl Budgets {
         }
         let amount = cost.map_or(0, nanos);
         for b in covering(&self.per_slot, &self.tenant_lists, slot, tenant) {
-            self.reserved[b as usize] += amount;
+            self.meters[b as usize].reserved += amount;
         }
         Hold {
             amount,
@@ -586,9 +590,9 @@ impl Budgets {
         }
         let amount = spent.map_or(hold.amount, nanos);
         self.each_budget(key, slot, hold, |budgets, i| {
-            budgets.reserved[i] -= hold.amount;
+            budgets.meters[i].reserved -= hold.amount;
             budgets.roll(i, now);
-            budgets.spent[i] = budgets.spent[i].saturating_add(amount);
+            budgets.meters[i].spent = budgets.meters[i].spent.saturating_add(amount);
         });
     }
 
@@ -596,7 +600,7 @@ impl Budgets {
     pub fn release(&mut self, key: u64, slot: usize, hold: Hold) {
         if hold.held {
             self.each_budget(key, slot, hold, |budgets, i| {
-                budgets.reserved[i] -= hold.amount
+                budgets.meters[i].reserved -= hold.amount
             });
         }
     }
@@ -609,7 +613,7 @@ impl Budgets {
         for k in 0..own {
             let i = self.per_slot[slot][k] as usize;
             self.roll(i, now);
-            self.spent[i] = self.spent[i].saturating_add(amount);
+            self.meters[i].spent = self.meters[i].spent.saturating_add(amount);
         }
     }
 
@@ -647,10 +651,10 @@ impl Budgets {
     /// Start budget `i`'s next period if its current one ended by `now`.
     fn roll(&mut self, i: usize, now: f64) {
         let unix = self.unix(now);
-        if unix >= self.period_end[i] {
+        if unix >= self.meters[i].period_end {
             if let Some(spec) = &self.specs[i] {
-                self.spent[i] = 0;
-                self.period_end[i] = spec.period.end_after(unix);
+                self.meters[i].spent = 0;
+                self.meters[i].period_end = spec.period.end_after(unix);
             }
         }
     }
@@ -671,7 +675,7 @@ impl Budgets {
     fn refresh_earliest_end(&mut self) {
         self.earliest_end = (0..self.specs.len())
             .filter(|&i| self.specs[i].is_some())
-            .map(|i| self.period_end[i])
+            .map(|i| self.meters[i].period_end)
             .fold(f64::INFINITY, f64::min);
     }
 
@@ -693,8 +697,8 @@ impl Budgets {
     fn state_at(&self, i: usize, now: f64) -> Option<BudgetState> {
         let spec = self.specs[i].as_ref()?;
         let unix = self.unix(now);
-        let (spent, end) = if unix < self.period_end[i] {
-            (self.spent[i], self.period_end[i])
+        let (spent, end) = if unix < self.meters[i].period_end {
+            (self.meters[i].spent, self.meters[i].period_end)
         } else {
             (0, spec.period.end_after(unix))
         };
@@ -703,7 +707,7 @@ impl Budgets {
             limit: self.limit[i],
             allowance: self.allowance[i],
             spent,
-            reserved: self.reserved[i],
+            reserved: self.meters[i].reserved,
             resets_at_unix: end,
             resets_in_s: (end - unix).max(0.0),
         })
