@@ -231,6 +231,14 @@ struct Meter {
 }
 
 impl Meter {
+    /// Whether a request of `needed` fits at Unix time `unix` (a spent
+    /// budget refuses even a free one).
+    #[inline(always)]
+    fn fits(&self, needed: u64, unix: f64) -> bool {
+        let used = self.spent_at(unix).saturating_add(self.reserved);
+        used < self.capacity && used.saturating_add(needed) <= self.capacity
+    }
+
     /// Spent in the current period at Unix time `unix` (0 once it ended).
     #[inline(always)]
     fn spent_at(&self, unix: f64) -> u64 {
@@ -545,22 +553,27 @@ impl Budgets {
         }
         let needed = cost.map_or(0, nanos);
         let unix = self.unix(now);
-        for b in covering(&self.per_slot, &self.tenant_lists, slot, tenant) {
-            let m = &self.meters[b as usize];
-            let spent = m.spent_at(unix);
-            let used = spent.saturating_add(m.reserved);
-            if used >= m.capacity || used.saturating_add(needed) > m.capacity {
-                return Err(Rejection::Budget {
-                    label: Arc::clone(&self.labels[b as usize]),
-                    spent,
-                    reserved: m.reserved,
-                    limit: m.capacity,
-                    needed,
-                    resets_in_s: (m.period_end - unix).max(0.0),
-                });
+        let theirs = tenant.map_or(&[][..], |t| self.tenant_lists[t as usize].as_slice());
+        for &b in own.iter().chain(theirs) {
+            if !self.meters[b as usize].fits(needed, unix) {
+                return Err(self.refusal(b as usize, needed, unix));
             }
         }
         Ok(())
+    }
+
+    /// Why budget `i` refuses a request of `needed` at Unix time `unix`.
+    #[cold]
+    fn refusal(&self, i: usize, needed: u64, unix: f64) -> Rejection {
+        let m = &self.meters[i];
+        Rejection::Budget {
+            label: Arc::clone(&self.labels[i]),
+            spent: m.spent_at(unix),
+            reserved: m.reserved,
+            limit: m.capacity,
+            needed,
+            resets_in_s: (m.period_end - unix).max(0.0),
+        }
     }
 
     /// Reserve a request's expected cost in the budgets covering it (after
