@@ -333,7 +333,7 @@ class SharedState:
         self._router_sums: Optional[RouterSums] = None
         if self._core.contextual:
             self._core.router_start_sharing()
-            self._router_sums = registry_sums(self._core, self._client, self.prefix, self.worker_id)
+            self._router_sums = registry_sums(self._core, self.prefix, self.worker_id)
         # Session affinity across workers (models/shared_sessions.py).
         self._sessions = SessionSync(
             self._core, self.prefix, self.worker_id, registry.session_ttl, registry.max_sessions
@@ -548,7 +548,7 @@ class SharedState:
                 self._pending.append(batch)
                 self._deliver_pending()
             if self._router_sums is not None:
-                self._router_sums.sync()
+                self._router_sums.sync(self._client)
             self._sessions.sync(self._client)
             if final:
                 self._forget_ledger()
