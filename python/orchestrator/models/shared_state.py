@@ -527,7 +527,12 @@ class SharedState:
                     self._cycle()
             except SharedStateError:
                 break  # logged by _cycle; the registry keeps selecting locally
-            except Exception:  # the thread must survive anything
+            except Exception as exc:  # the thread must survive anything
+                if self._stop.is_set():
+                    # close() shut the socket under this cycle: the end, not a
+                    # failure (the final flush delivers or spools what is left).
+                    logger.debug("shared state: sync thread stopped: %s", self._scrub(exc))
+                    break
                 logger.exception("shared state: sync cycle failed")
             self.stats.cpu_seconds += time.thread_time() - started
 
