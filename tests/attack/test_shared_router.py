@@ -6,7 +6,6 @@ exactly once: what one registry learning alone from the same reports holds."""
 
 from __future__ import annotations
 
-import gc
 import signal
 import time
 from collections.abc import Iterator
@@ -146,8 +145,16 @@ def test_router_learning_survives_redis_restarting_empty(redis: RedisServer) -> 
 @pytest.mark.parametrize("strategy", ["ucb", "contextual"])
 def test_close_leaves_no_socket_behind(redis: RedisServer, strategy: str) -> None:
     """Shared contextual registries made and closed one after another leave
-    no connection to Redis behind (the router's sums use the shared state's
-    client, closed with it), as the other strategies' do not."""
+    no connection to Redis behind (the router's sums go through the shared
+    state's current client, closed with it), as the other strategies' do not.
+
+    Reproduction: the final flush at close() replaced the shared state's
+    client, but the router's sums kept the old one and pushed through it,
+    reopening a connection (last command ``exec``) that only the garbage
+    collector closed; a registry still referenced (here, on purpose; in the
+    failing runs, by the traceback of a logged subscriber error) kept it open.
+    The registries stay referenced until the end, so no collection hides it."""
+    closed: list[ModelRegistry] = []
 
     def one_round() -> None:
         registry = (
@@ -159,13 +166,12 @@ def test_close_leaves_no_socket_behind(redis: RedisServer, strategy: str) -> Non
             registry.register_model(ScriptedModel("cheap"))
         assert sync(registry)
         registry.close()
+        closed.append(registry)
 
     one_round()  # warm-up: imports, the first connection's lazy state
-    gc.collect()
     before = redis_clients(redis)
     for _ in range(5):
         one_round()
-    gc.collect()
     # Counted by the test's own server, not by this process's sockets (which
     # other tests' late-closing threads also change); the server may see the
     # last close a moment after close() returned.

@@ -119,7 +119,8 @@ def thread_names() -> set[str]:
 class HangingProxy:
     """A TCP proxy in front of a Redis that can start to hang: connections stay
     open but nothing is forwarded any more (a network partition, or a Redis
-    stuck in a long command), so clients block until their timeouts."""
+    stuck in a long command), so clients block until their timeouts. It can
+    also cut one reply short, leaving its client blocked inside a half-read reply."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -128,6 +129,8 @@ class HangingProxy:
         self.hanging = threading.Event()
         self.closed = threading.Event()
         self.sockets: list[socket.socket] = []
+        self._cut_lock = threading.Lock()
+        self._cut: Optional[threading.Event] = None
         threading.Thread(target=self._accept, name="test-proxy", daemon=True).start()
 
     @property
@@ -140,6 +143,15 @@ class HangingProxy:
     def resume(self) -> None:
         """Forward new connections again (the hung ones stay silent)."""
         self.hanging.clear()
+
+    def cut_next_reply(self) -> threading.Event:
+        """Forward only the first byte of the next data Redis sends, on
+        whichever connection, and nothing more on that connection; the event
+        is set once that byte is forwarded (its client is then blocked
+        reading the rest, until its socket timeout)."""
+        with self._cut_lock:
+            self._cut = threading.Event()
+            return self._cut
 
     def fail_over(self, port: int) -> None:
         """Send new connections to another Redis and cut the current ones (as
@@ -166,10 +178,12 @@ class HangingProxy:
                 continue  # accepted, never answered
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             self.sockets.append(upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, replies in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(a, b, replies), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        """Forward ``source`` to ``sink``; ``replies``: ``source`` is Redis."""
+        stalled = False
         while not self.closed.is_set():
             try:
                 data = source.recv(65536)
@@ -177,6 +191,14 @@ class HangingProxy:
                 return
             if not data:
                 return
-            if not self.hanging.is_set():
+            if replies and not stalled:
+                with self._cut_lock:
+                    cut, self._cut = self._cut, None
+                if cut is not None:
+                    stalled = True
+                    with contextlib.suppress(OSError):
+                        sink.sendall(data[:1])
+                    cut.set()
+            if not self.hanging.is_set() and not stalled:
                 with contextlib.suppress(OSError):
                     sink.sendall(data)

@@ -87,18 +87,20 @@ def text_of(value: bytes | str) -> str:
 class RouterSums:
     """Pushes ``take()``'s changes to the hashes ``precision_key`` and
     ``weighted_key``, as numbered batches of ``worker``, and gives ``apply``
-    the sums of every worker's."""
+    the sums of every worker's.
+
+    It holds no client: each :meth:`sync` goes through the caller's current
+    one, so a caller that replaces or closes its client (the shared state's
+    final flush at ``close()``) leaves no connection behind in an old one."""
 
     def __init__(
         self,
-        client: Any,
         precision_key: str,
         weighted_key: str,
         worker: str,
         take: Callable[[], Sequence[Change]],
         apply: Callable[[list[Change]], None],
     ) -> None:
-        self._client = client
         self._precision, self._weighted = precision_key, weighted_key
         self._keys = [
             precision_key,
@@ -109,8 +111,8 @@ class RouterSums:
         ]
         self._worker = worker
         self._take, self._apply = take, apply
-        self._push_script = client.register_script(_PUSH)
-        self._restore_script = client.register_script(_RESTORE)
+        #: The two scripts, made on the first sync (no I/O: each call names its client).
+        self._scripts: Optional[tuple[Any, Any]] = None
         self._unsent: dict[str, tuple[float, float]] = {}
         #: The batch sent whose reply has not come (its number and changes).
         self._in_flight: Optional[tuple[int, dict[str, tuple[float, float]]]] = None
@@ -124,9 +126,10 @@ class RouterSums:
         in_flight = len(self._in_flight[1]) if self._in_flight is not None else 0
         return len(self._unsent) + in_flight
 
-    def sync(self) -> None:
-        """Push this worker's changes, then read everyone's sums back
-        (raises the client's error when Redis is unreachable; nothing is lost)."""
+    def sync(self, client: Any) -> None:
+        """Push this worker's changes through ``client``, then read everyone's
+        sums back (raises the client's error when Redis is unreachable;
+        nothing is lost)."""
         for field, dq, dh in self._take():
             q, h = self._unsent.get(field, (0.0, 0.0))
             self._unsent[field] = (q + dq, h + dh)
@@ -134,9 +137,9 @@ class RouterSums:
             if self._in_flight is None:
                 self._in_flight = (self._acknowledged + 1, self._unsent)
                 self._unsent = {}
-            self._push(*self._in_flight)
+            self._push(client, *self._in_flight)
             self._in_flight = None
-        pipeline = self._client.pipeline(transaction=True)
+        pipeline = client.pipeline(transaction=True)
         pipeline.hgetall(self._precision)
         pipeline.hgetall(self._weighted)
         precision, weighted = pipeline.execute()
@@ -148,21 +151,28 @@ class RouterSums:
             ]
         )
 
-    def _push(self, batch: int, changes: dict[str, tuple[float, float]]) -> None:
-        """Apply batch ``batch`` once, restoring this worker's share first
-        when Redis lost batches it had acknowledged."""
+    def _scripts_of(self, client: Any) -> tuple[Any, Any]:
+        """The push and restore scripts (made once; every call names its client)."""
+        if self._scripts is None:
+            self._scripts = (client.register_script(_PUSH), client.register_script(_RESTORE))
+        return self._scripts
+
+    def _push(self, client: Any, batch: int, changes: dict[str, tuple[float, float]]) -> None:
+        """Apply batch ``batch`` once through ``client``, restoring this
+        worker's share first when Redis lost batches it had acknowledged."""
+        push_script, restore_script = self._scripts_of(client)
         args = [self._worker, batch, self._acknowledged, *_triples(changes)]
-        if not self._push_script(keys=self._keys, args=args):
+        if not push_script(keys=self._keys, args=args, client=client):
             logger.warning(
                 "shared router sums in Redis lack batches %s delivered (Redis restarted "
                 "or was restored from an older snapshot): restoring its share once",
                 self._worker,
             )
             delivered = _triples(self._delivered)
-            self._restore_script(
-                keys=self._keys, args=[self._worker, self._acknowledged, *delivered]
+            restore_script(
+                keys=self._keys, args=[self._worker, self._acknowledged, *delivered], client=client
             )
-            if not self._push_script(keys=self._keys, args=args):
+            if not push_script(keys=self._keys, args=args, client=client):
                 raise RuntimeError("the router sums' batch numbers went back during a restore")
         for field, (dq, dh) in changes.items():
             q, h = self._delivered.get(field, (0.0, 0.0))
@@ -176,7 +186,7 @@ def _triples(changes: dict[str, tuple[float, float]]) -> list[Any]:
     return [item for field, (q, h) in changes.items() for item in (field, repr(q), repr(h))]
 
 
-def registry_sums(core: Any, client: Any, prefix: str, worker: str) -> RouterSums:
+def registry_sums(core: Any, prefix: str, worker: str) -> RouterSums:
     """:class:`RouterSums` of a contextual registry's core, keyed by feature and model name."""
 
     def take() -> list[Change]:
@@ -191,4 +201,4 @@ def registry_sums(core: Any, client: Any, prefix: str, worker: str) -> RouterSum
             named.append((name, int(feature), dq, dh))
         core.router_apply_shared(named)
 
-    return RouterSums(client, f"{prefix}:router:q", f"{prefix}:router:h", worker, take, apply)
+    return RouterSums(f"{prefix}:router:q", f"{prefix}:router:h", worker, take, apply)

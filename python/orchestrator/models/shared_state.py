@@ -333,7 +333,7 @@ class SharedState:
         self._router_sums: Optional[RouterSums] = None
         if self._core.contextual:
             self._core.router_start_sharing()
-            self._router_sums = registry_sums(self._core, self._client, self.prefix, self.worker_id)
+            self._router_sums = registry_sums(self._core, self.prefix, self.worker_id)
         # Session affinity across workers (models/shared_sessions.py).
         self._sessions = SessionSync(
             self._core, self.prefix, self.worker_id, registry.session_ttl, registry.max_sessions
@@ -422,16 +422,24 @@ class SharedState:
     def close(self, flush: bool = True) -> None:
         """Stop the background threads and, with ``flush``, deliver what is left;
         what cannot be delivered (Redis down) goes to the spool. Idempotent;
-        returns within about :data:`CLOSE_TIMEOUT_S` and leaves no thread."""
+        returns within about :data:`CLOSE_TIMEOUT_S` and leaves no thread.
+
+        Order: the subscriber's socket is shut at once (it only reads); the
+        sync thread has half the bound to finish its cycle before its socket
+        is shut too (an error then is not an outage); the final flush runs
+        on a fresh client, which every part of the sync goes through."""
         if self._closed:
             return
         self._closed = True
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._stop.set()
         self._wake.set()
+        # The subscriber only reads: once stopping it has nothing to wait for,
+        # so its socket is shut now (its end) rather than after its poll.
+        _shut_down(self._sub_client)
         self._join_threads(deadline - CLOSE_TIMEOUT_S / 2)
         if any(thread.is_alive() for thread in self._threads):
-            self._interrupt()  # a thread waits on a Redis that does not answer
+            _shut_down(self._client)  # the sync thread waits on a Redis that does not answer
             self._join_threads(deadline)
         if flush and self._fatal is None:
             self._final_flush(deadline)
@@ -445,15 +453,6 @@ class SharedState:
     def _join_threads(self, deadline: float) -> None:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-    def _interrupt(self) -> None:
-        """Shut down every socket of both clients, so a thread blocked on a
-        Redis that hangs gets an error now instead of at its socket timeout."""
-        for client in (self._client, self._sub_client):
-            if isinstance(client, redis.RedisCluster):
-                client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
-            else:
-                client.connection_pool.disconnect()
 
     def _final_flush(self, deadline: float) -> None:
         """One last delivery within ``deadline`` (skipped during an outage),
@@ -521,12 +520,19 @@ class SharedState:
             started = time.thread_time()
             try:
                 self._publish_outbox()
+                if self._stop.is_set():
+                    break  # close() is under way: its final flush syncs, on its own client
                 if time.monotonic() >= due:
                     due = time.monotonic() + self.sync_interval
                     self._cycle()
             except SharedStateError:
                 break  # logged by _cycle; the registry keeps selecting locally
-            except Exception:  # the thread must survive anything
+            except Exception as exc:  # the thread must survive anything
+                if self._stop.is_set():
+                    # close() shut the socket under this cycle: the end, not a
+                    # failure (the final flush delivers or spools what is left).
+                    logger.debug("shared state: sync thread stopped: %s", self._scrub(exc))
+                    break
                 logger.exception("shared state: sync cycle failed")
             self.stats.cpu_seconds += time.thread_time() - started
 
@@ -548,7 +554,7 @@ class SharedState:
                 self._pending.append(batch)
                 self._deliver_pending()
             if self._router_sums is not None:
-                self._router_sums.sync()
+                self._router_sums.sync(self._client)
             self._sessions.sync(self._client)
             if final:
                 self._forget_ledger()
@@ -971,7 +977,15 @@ class SharedState:
                         self._sessions.on_message(message["data"])
                     else:
                         self._on_message(message["data"])
-            except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+            except Exception as exc:
+                if self._stop.is_set():
+                    # close() shut the socket under this read: the end, not a failure.
+                    logger.debug("shared state: subscriber stopped: %s", self._scrub(exc))
+                    break
+                if not isinstance(exc, (*_CONNECTION_ERRORS, redis.exceptions.RedisError)):
+                    logger.exception("shared state: breaker subscriber failed")
+                    self._stop.wait(0.2)
+                    continue
                 # Outages are reported by the sync thread, once.
                 self._subscribed.clear()
                 logger.debug("shared state: subscriber reconnecting: %s", self._scrub(exc))
@@ -979,9 +993,6 @@ class SharedState:
                     with contextlib.suppress(Exception):
                         pubsub.close()
                     pubsub = None
-                self._stop.wait(0.2)
-            except Exception:
-                logger.exception("shared state: breaker subscriber failed")
                 self._stop.wait(0.2)
         if pubsub is not None:
             with contextlib.suppress(Exception):
@@ -1016,7 +1027,12 @@ class SharedState:
     # ----- outage bookkeeping -------------------------------------------------
 
     def _down(self, exc: BaseException) -> None:
+        """Count the error and, the first time, report the outage; not while
+        closing: an error then is close()'s own interrupt of the sync thread,
+        or the final flush's, which spools and says so."""
         self.stats.errors[type(exc).__name__] = self.stats.errors.get(type(exc).__name__, 0) + 1
+        if self._stop.is_set():
+            return
         with self._outage_lock:
             if self._outage:
                 return
@@ -1038,6 +1054,15 @@ class SharedState:
 
     def _scrub(self, exc: BaseException) -> str:
         return scrub(exc, self._password)
+
+
+def _shut_down(client: Any) -> None:
+    """Shut down every socket of ``client``, so a thread blocked on it gets an
+    error now instead of at its socket timeout (its pool reconnects if used)."""
+    if isinstance(client, redis.RedisCluster):
+        client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
+    else:
+        client.connection_pool.disconnect()
 
 
 def _counted(counters: Counters) -> list[Union[str, int, float]]:

@@ -60,7 +60,6 @@ class SharedRouter:
         )
         core = router._core
         self._sums = RouterSums(
-            self._client,
             self._precision,
             self._weighted,
             uuid.uuid4().hex,  # this worker: its batches and share of the sums
@@ -110,7 +109,7 @@ class SharedRouter:
     def sync(self) -> None:
         """Push this worker's changes, then read everyone's sums back."""
         with self._lock:
-            self._sums.sync()
+            self._sums.sync(self._client)
 
     def close(self) -> None:
         """Stop the background thread and push what is left."""
