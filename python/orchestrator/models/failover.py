@@ -254,8 +254,7 @@ class _Plan:
         walk = self.walk
         if walk is None:
             return self.cause or "selected"
-        if position != walk.position:
-            walk.position = position
+        walk.position = position  # the entry in use: its other models come next
         step = f"fallback chain {walk.source} step {position + 1}/{len(walk.names)}"
         return f"{self.cause}; {step}: {walk.names[position]!r}"
 
