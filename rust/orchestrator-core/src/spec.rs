@@ -3,6 +3,7 @@
 
 use crate::error::{non_negative, CoreError};
 use crate::limits::{LimitKind, RateLimits};
+use crate::table::tags::check_tag;
 use crate::CAPABILITY_NAMES;
 
 /// Request size used to price a request whose token counts are not given.
@@ -26,6 +27,8 @@ pub struct ModelSpec {
     pub declared_speed: Option<f64>,
     /// Requests and tokens per minute this model may be sent.
     pub limits: RateLimits,
+    /// Tags a request can require (`[a-z0-9][a-z0-9_.:-]{0,63}` each).
+    pub tags: Vec<String>,
 }
 
 impl ModelSpec {
@@ -44,6 +47,9 @@ impl ModelSpec {
         non_negative("request_fee", self.request_fee)?;
         if let Some(speed) = self.declared_speed {
             non_negative("declared_speed", speed)?;
+        }
+        for tag in &self.tags {
+            check_tag(tag)?;
         }
         self.limits.validate()
     }
@@ -66,6 +72,10 @@ pub struct Constraints {
     /// whose window is unknown are not excluded by it (`context_length` is
     /// the constraint that requires a known window).
     pub window_needed: Option<u32>,
+    /// Tags the model must all have, as the table's tag bits.
+    pub required_tags: u64,
+    /// Required tags no registered model has (so no model is eligible).
+    pub unknown_tags: Vec<String>,
 }
 
 impl Constraints {
@@ -118,6 +128,7 @@ impl Constraints {
             input_tokens,
             output_tokens,
             window_needed,
+            ..Constraints::default()
         })
     }
 }
@@ -130,6 +141,9 @@ impl Constraints {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     MissingCapabilities(u32),
+    /// The required tags (the table's bits) the model lacks; see
+    /// `Table::describe` for their names.
+    MissingTags(u64),
     ContextUnknown {
         needed: u32,
     },
@@ -179,6 +193,7 @@ impl Rejection {
     pub fn constraint(&self) -> &'static str {
         match self {
             Rejection::MissingCapabilities(_) => "capabilities",
+            Rejection::MissingTags(_) => "tags",
             Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
                 "context_length"
             }
@@ -219,6 +234,7 @@ impl Rejection {
                     .collect();
                 format!("lacks capabilities: {}", names.join(", "))
             }
+            Rejection::MissingTags(_) => "missing required tags".to_owned(),
             Rejection::ContextUnknown { needed } => {
                 format!("context window unknown, {needed} tokens needed")
             }
