@@ -13,6 +13,8 @@ tests use to decide which model is tried first.
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, Optional
@@ -32,6 +34,7 @@ from orchestrator.integrations._http import HTTPModel
 from orchestrator.integrations.anthropic_model import AnthropicModel
 from orchestrator.integrations.google_model import GoogleModel
 from orchestrator.integrations.openai_model import OpenAIModel
+from orchestrator.models.failover import Attempt
 from orchestrator.models.model_registry import ModelRegistry
 from tests.providers.conftest import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY, fast
 from tests.servers import AnthropicServer, GeminiServer, LoopbackServer, OpenAIServer
@@ -487,3 +490,16 @@ async def test_nothing_eligible_up_front_is_still_the_selection_error() -> None:
         with pytest.raises(NoEligibleModelsError, match="context window 1000 tokens"):
             await registry.generate("x" * 8_000, fallbacks=["a"])
         assert not server.requests
+
+
+def test_an_attempt_is_still_a_three_tuple_and_keeps_its_reason_when_copied() -> None:
+    attempt = Attempt("m", "context_length", 0.25, "refused here", False)
+    model, outcome, latency = attempt
+    assert (model, outcome, latency) == ("m", "context_length", 0.25)
+    for copied in (pickle.loads(pickle.dumps(attempt)), copy.deepcopy(attempt)):
+        assert (tuple(copied), copied.reason, copied.sent) == (
+            tuple(attempt),
+            "refused here",
+            False,
+        )
+    assert Attempt("m", "ok", 0.1).reason == "selected" and Attempt("m", "ok", 0.1).sent

@@ -108,6 +108,10 @@ class Attempt(_Try):
         attempt.sent = sent
         return attempt
 
+    def __getnewargs__(self) -> tuple[str, str, float, str, bool]:
+        """Pickling and copying keep ``reason`` and ``sent``."""
+        return (self.model, self.outcome, self.latency, self.reason, self.sent)
+
     def __repr__(self) -> str:
         return (
             f"Attempt(model={self.model!r}, outcome={self.outcome!r}, latency={self.latency:.6f}, "
