@@ -13,7 +13,9 @@ __all__ = [
     "BASELINE_LATENCIES",
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
+    "DEFAULT_MAX_SESSIONS",
     "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_SESSION_TTL_S",
     "DEFAULT_WILLINGNESS_TO_PAY",
     "ERROR_CLASSES",
     "FEATURIZER_VERSION",
@@ -22,13 +24,17 @@ __all__ = [
     "MAX_LABEL_BYTES",
     "MAX_LATENCY_S",
     "MAX_OUTSTANDING_TICKETS",
+    "MAX_REQUEST_STRING_BYTES",
     "MAX_ROUTED_PROMPT_BYTES",
     "MAX_RPM",
     "MAX_SELECT_MANY",
+    "MAX_SESSIONS",
+    "MAX_SESSION_TTL_S",
     "MAX_TAGS",
     "MAX_TOKENS",
     "MAX_TPM",
     "MIN_DISCOUNT",
+    "MIN_WILLINGNESS_TO_PAY",
     "RATE_LIMIT_WINDOW_S",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
@@ -73,6 +79,11 @@ MAX_TAGS: int
 #: The longest tag, alias or deployment id, in UTF-8 bytes.
 MAX_LABEL_BYTES: int
 MIN_DISCOUNT: float
+DEFAULT_SESSION_TTL_S: float
+MAX_SESSION_TTL_S: float
+DEFAULT_MAX_SESSIONS: int
+MAX_SESSIONS: int
+MAX_REQUEST_STRING_BYTES: int
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
 
@@ -117,6 +128,7 @@ class Request:
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
         tags: Optional[object] = None,
+        session_id: Optional[object] = None,
     ) -> Request: ...
     @property
     def capabilities(self) -> list[str]: ...
@@ -138,6 +150,8 @@ class Request:
     def given_input_tokens(self) -> Optional[int]: ...
     @property
     def given_output_tokens(self) -> Optional[int]: ...
+    @property
+    def session_id(self) -> Optional[str]: ...
 
 @final
 class Outcome:
@@ -177,6 +191,10 @@ class Explanation:
     def chosen(self) -> Optional[Any]: ...
     @property
     def all_breakers_open(self) -> bool: ...
+    @property
+    def session(self) -> Optional[str]: ...
+    @property
+    def kept_model(self) -> Optional[Any]: ...
     @property
     def retry_in(self) -> Optional[float]: ...
     def rows(self) -> list[dict[str, Any]]: ...
@@ -240,6 +258,13 @@ class SelectionCore:
     ) -> None: ...
     def seed(self, seed: object) -> None: ...
     def set_pending_timeout(self, seconds: object) -> None: ...
+    def configure_sessions(self, ttl: object, max_sessions: object) -> None: ...
+    def session_counts(self) -> tuple[int, int, int]: ...
+    def set_session_secret(self, secret: object) -> None: ...
+    def start_sharing_sessions(self) -> None: ...
+    def bind_session(self, model: Any, slot: int, request: Request) -> None: ...
+    def take_session_changes(self) -> list[tuple[str, str, str]]: ...
+    def apply_shared_sessions(self, bindings: Sequence[tuple[str, str, int]]) -> None: ...
     def set_listener(self, listener: Optional[Any]) -> None: ...
     def register(
         self,
@@ -292,6 +317,7 @@ class SelectionCore:
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
         tags: Optional[object] = None,
+        session_id: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -316,6 +342,7 @@ class SelectionCore:
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
         tags: Optional[object] = None,
+        session_id: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,
@@ -416,6 +443,7 @@ class SelectionCore:
 
 FEATURIZER_VERSION: int
 DEFAULT_WILLINGNESS_TO_PAY: float
+MIN_WILLINGNESS_TO_PAY: float
 STRUCTURE_FEATURES: list[str]
 
 @final

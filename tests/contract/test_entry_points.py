@@ -44,6 +44,7 @@ REQUEST_KEYS = (
     "prompt",
     "embedding",
     "willingness_to_pay",
+    "session_id",
 )
 OUTCOME_KEYS = (
     "success",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from orchestrator import _core
 from orchestrator.config.checks import Found
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import LoadedConfig, problems_error
@@ -112,6 +113,8 @@ class RegistryParts:
     state_namespace: str = "default"
     sync_interval: float = 0.5
     state_spool_dir: Optional[str] = None
+    session_ttl: float = _core.DEFAULT_SESSION_TTL_S
+    max_sessions: int = _core.DEFAULT_MAX_SESSIONS
     models: list[Model] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: ``[fallbacks]``: for :meth:`ModelRegistry.set_fallbacks`, by model name.
@@ -130,6 +133,8 @@ class RegistryParts:
             "state": self.state,
             "state_namespace": self.state_namespace,
             "sync_interval": self.sync_interval,
+            "session_ttl": self.session_ttl,
+            "max_sessions": self.max_sessions,
         }
         if self.state_spool_dir is not None:
             kwargs["state_spool_dir"] = self.state_spool_dir
@@ -309,6 +314,8 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         state_namespace=state.namespace,
         sync_interval=state.sync_interval,
         state_spool_dir=spool,
+        session_ttl=config.sessions.ttl,
+        max_sessions=config.sessions.max_sessions,
         models=models,
         notes=notes,
         fallbacks=config.fallbacks,

@@ -140,9 +140,9 @@ class SelectionSection(Section):
     feedback_ttl_s: Optional[Seconds] = None
     max_pending: Optional[Annotated[int, in_range(1, 1 << 20)]] = None
     seed: Optional[Annotated[int, in_range(0, 2**63 - 1)]] = None
-    willingness_to_pay: Optional[Annotated[float, in_range(0, 1e6, low_open=True, unit="USD")]] = (
-        None
-    )
+    willingness_to_pay: Optional[
+        Annotated[float, in_range(_core.MIN_WILLINGNESS_TO_PAY, 1e6, unit="USD")]
+    ] = None
     pending_timeout: Seconds = 600.0
     reward: RewardSection = Field(default_factory=RewardSection)
 
@@ -181,6 +181,16 @@ class StateSection(Section):
     namespace: Annotated[str, text_length(1, 100)] = "default"
     sync_interval: Annotated[float, in_range(0, 3600, low_open=True, unit="seconds")] = 0.5
     spool_dir: Optional[Annotated[str, text_length(1, 4096)]] = None
+
+
+class SessionsSection(Section):
+    """``[sessions]``: session affinity (``ModelRegistry(session_ttl=,
+    max_sessions=)``)."""
+
+    ttl: Annotated[float, in_range(0, _core.MAX_SESSION_TTL_S, low_open=True, unit="seconds")] = (
+        _core.DEFAULT_SESSION_TTL_S
+    )
+    max_sessions: Annotated[int, in_range(1, _core.MAX_SESSIONS)] = _core.DEFAULT_MAX_SESSIONS
 
 
 class CostEntry(Section):
@@ -233,6 +243,7 @@ class OrchestratorConfig(BaseModel):
     cache: CacheSection = Field(default_factory=CacheSection)
     health: HealthSection = Field(default_factory=HealthSection)
     state: StateSection = Field(default_factory=StateSection)
+    sessions: SessionsSection = Field(default_factory=SessionsSection)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelEntry] = Field(default_factory=list)
     #: ``[fallbacks]``: model name -> the chain it falls back along.
@@ -245,6 +256,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "cache": CacheSection,
     "health": HealthSection,
     "state": StateSection,
+    "sessions": SessionsSection,
     "server": ServerSettings,
 }
 #: Nested tables whose keys are checked, by parent class and key.

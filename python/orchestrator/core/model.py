@@ -166,6 +166,8 @@ class ModelConstraints(BaseModel):
       it plus the ``output_tokens`` given (if any) is not eligible (one of
       unknown window is).
     * ``tags``: tags the model must all have (``Model(tags=...)``).
+    * ``session_id``: the conversation to keep on one model while it stays
+      eligible (see "Session affinity" in the README).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -178,11 +180,18 @@ class ModelConstraints(BaseModel):
     input_tokens: Optional[int] = Field(None, ge=0)
     output_tokens: Optional[int] = Field(None, ge=0)
     tags: list[str] = Field(default_factory=list)
+    session_id: Optional[str] = None
 
     @field_validator("capabilities")
     @classmethod
     def _known_capabilities(cls, value: list[str]) -> list[str]:
         return check_capability_names(value)
+
+    @field_validator("session_id")
+    @classmethod
+    def _valid_session_id(cls, value: Optional[str]) -> Optional[str]:
+        _core.Request(session_id=value)  # the core's one rule for request strings
+        return value
 
     def request(self) -> _core.Request:
         """These constraints as the core's typed request (the same
@@ -196,6 +205,7 @@ class ModelConstraints(BaseModel):
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             tags=self.tags,
+            session_id=self.session_id,
         )
 
     @classmethod
@@ -210,6 +220,7 @@ class ModelConstraints(BaseModel):
             input_tokens=request.given_input_tokens,
             output_tokens=request.given_output_tokens,
             tags=request.tags,
+            session_id=request.session_id,
         )
 
 

@@ -130,6 +130,10 @@ class ModelRegistry:
         state_namespace: separates registries sharing one Redis.
         state_spool_dir: where the shared state spools outcomes while Redis is
             unreachable (``SharedState(spool_dir=...)``); ``None``: its default.
+        session_ttl: seconds a ``session_id`` stays bound to its model without
+            a selection (default 3600; finite, > 0, at most 30 days).
+        max_sessions: sessions held at most (default 100,000; 1 to 10**7);
+            beyond it the least recently used is forgotten.
     """
 
     def __init__(
@@ -146,6 +150,8 @@ class ModelRegistry:
         state_namespace: str = "default",
         sync_interval: float = 0.5,
         state_spool_dir: Optional[str] = None,
+        session_ttl: float = _core.DEFAULT_SESSION_TTL_S,
+        max_sessions: int = _core.DEFAULT_MAX_SESSIONS,
     ) -> None:
         if model_selector is not None and not isinstance(model_selector, ModelSelector):
             kind = type(model_selector).__name__
@@ -180,6 +186,9 @@ class ModelRegistry:
             raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
         self._core.configure_reward(**weights.__dict__)
         self._core.set_pending_timeout(pending_timeout)
+        self._core.configure_sessions(session_ttl, max_sessions)
+        self.session_ttl = float(session_ttl)
+        self.max_sessions = int(max_sessions)
         self.reward_weights = weights
         self.health_check_interval = float(health_check_interval)
         # Replaced, never mutated, under ``_lock``: readers iterate a snapshot.
@@ -417,6 +426,7 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -450,6 +460,13 @@ class ModelRegistry:
                 the models ``max_cost`` and the other constraints allow.
             tags: tags the model must all have (``Model(tags=...)``); a tag no
                 registered model has leaves no model eligible.
+            session_id: a conversation's id (a ``str`` of 1 to 256 bytes, no
+                control characters): the request goes to the model the
+                session is bound to while that model passes every check
+                above (breaker, rate limits, constraints); otherwise the
+                pick is fresh and the session is bound to it. Sessions
+                expire after ``session_ttl`` idle seconds; at most
+                ``max_sessions`` are held (see "Session affinity" in the README).
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -470,6 +487,7 @@ class ModelRegistry:
                 embedding=embedding,
                 willingness_to_pay=willingness_to_pay,
                 tags=tags,
+                session_id=session_id,
             ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
@@ -487,6 +505,7 @@ class ModelRegistry:
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
             tags=tags,
+            session_id=session_id,
         )
         return model
 
@@ -526,7 +545,9 @@ class ModelRegistry:
         input_tokens: Optional[int],
         output_tokens: Optional[int],
         constraints: Optional[ModelConstraints] = None,
+        *,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
         (or, on the hot path, through the same conversion inside the core)."""
@@ -540,11 +561,12 @@ class ModelRegistry:
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 tags=tags,
+                session_id=session_id,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        if any(v is not None for v in (*given, input_tokens, output_tokens, tags)):
+        if any(v is not None for v in (*given, input_tokens, output_tokens, tags, session_id)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
@@ -563,6 +585,7 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
         under the contextual strategy, the request id), for callers that
@@ -578,7 +601,8 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
                 constraints,
-                tags,
+                tags=tags,
+                session_id=session_id,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
             return self._choose(request)
@@ -595,22 +619,30 @@ class ModelRegistry:
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
             tags=tags,
+            session_id=session_id,
         )
         return Selection(model, ticket, slot, request_id)
 
     def _choose(self, request: _core.Request) -> Selection:
-        """A user-written selector's pick among the core's eligible models."""
-        explanation = self._explain(request)
+        """A user-written selector's pick among the core's eligible models (a
+        session's model, while the core keeps it); the request's session is
+        then bound to the pick."""
+        core_explanation = self._core.explain(request)
+        explanation = explanation_of(core_explanation, self.strategy, request, False)
         eligible = [self._models[c.name] for c in explanation.candidates if c.eligible]
         if not eligible:
             raise NoEligibleModelsError(explanation)
-        model = self._selector.choose(eligible, explanation.constraints, self)
-        if model not in eligible:
-            raise ValueError(
-                f"{type(self._selector).__name__}.choose returned {model!r}, "
-                "which is not one of the eligible candidates"
-            )
-        return Selection(model, 0, self._binding(model).slot)
+        model = core_explanation.kept_model
+        if model is None:
+            model = self._selector.choose(eligible, explanation.constraints, self)
+            if model not in eligible:
+                raise ValueError(
+                    f"{type(self._selector).__name__}.choose returned {model!r}, "
+                    "which is not one of the eligible candidates"
+                )
+        slot = self._binding(model).slot
+        self._core.bind_session(model, slot, request)
+        return Selection(model, 0, slot)
 
     def select_many(
         self,
@@ -627,6 +659,7 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
@@ -649,6 +682,7 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
             tags=tags,
+            session_id=session_id,
         )
         picked = self._core.select_many(
             count,
@@ -675,6 +709,7 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
@@ -694,6 +729,7 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
                 tags=tags,
+                session_id=session_id,
             ),
             prompt=prompt,
             embedding=embedding,
@@ -994,11 +1030,14 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
         snapshot, changing nothing. Under the contextual strategy the score
-        is the value the next selection maximises for ``prompt``."""
+        is the value the next selection maximises for ``prompt``. A
+        ``session_id`` is checked like everywhere else; a session changes
+        which model is taken (:meth:`explain_selection` says), not the scores."""
         request = self._request(
             capabilities,
             max_cost,
@@ -1008,6 +1047,7 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
             tags=tags,
+            session_id=session_id,
         )
         names, raw = self._core.scores(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay

@@ -55,6 +55,30 @@ impl ModelSpec {
     }
 }
 
+/// The most UTF-8 bytes of a request's string field (`session_id=` and the
+/// other names a request carries).
+pub const MAX_REQUEST_STRING_BYTES: usize = 256;
+
+/// A request's string field: non-empty, at most [`MAX_REQUEST_STRING_BYTES`]
+/// bytes of UTF-8, no control characters; else an error naming `field` and
+/// the value.
+pub fn check_request_string(field: &'static str, value: &str) -> Result<(), CoreError> {
+    let problem = if value.is_empty() {
+        "empty"
+    } else if value.len() > MAX_REQUEST_STRING_BYTES {
+        "longer than 256 bytes of UTF-8"
+    } else if value.chars().any(char::is_control) {
+        "has a control character"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = value.chars().take(64).collect();
+    if shown.len() < value.len() {
+        shown.push_str("...");
+    }
+    Err(CoreError::invalid(field, format!("{shown:?} ({problem})")))
+}
+
 /// One request's constraints, validated by [`Constraints::new`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
@@ -65,6 +89,10 @@ pub struct Constraints {
     pub exclude: Vec<u32>,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// Tags the model must all have, as the table's tag bits.
+    pub required_tags: u64,
+    /// Required tags no registered model has (so no model is eligible).
+    pub unknown_tags: Vec<String>,
     /// The tokens a model's *known* context window must hold, when the
     /// request gave its `input_tokens`: those plus the `output_tokens` it
     /// gave (none given: the prompt alone must fit, as providers check it; a
@@ -72,10 +100,9 @@ pub struct Constraints {
     /// whose window is unknown are not excluded by it (`context_length` is
     /// the constraint that requires a known window).
     pub window_needed: Option<u32>,
-    /// Tags the model must all have, as the table's tag bits.
-    pub required_tags: u64,
-    /// Required tags no registered model has (so no model is eligible).
-    pub unknown_tags: Vec<String>,
+    /// The request's session (the keyed hash of its id, see
+    /// [`crate::sessions`]): kept on its bound model while that passes.
+    pub session: Option<crate::sessions::SessionKey>,
 }
 
 impl Constraints {

@@ -321,6 +321,24 @@ pub fn text(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     })
 }
 
+/// A request's optional string field (`session_id`): `None`, or exactly a
+/// `str` (not bytes, not a subclass) that passes the core's rule
+/// ([`core::spec::check_request_string`]).
+pub fn request_string(
+    value: Option<&Bound<'_, PyAny>>,
+    field: &'static str,
+) -> PyResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if value.cast_exact::<PyString>().is_err() {
+        return Err(wrong_type(field, value, "a str is required"));
+    }
+    let text = text(value, field)?;
+    core::spec::check_request_string(field, &text).map_err(to_py)?;
+    Ok(Some(text))
+}
+
 /// A caller's embedding: a one-dimensional float32 buffer (a numpy
 /// `float32` array) of finite values; `None` (absent or Python `None`) is none.
 pub fn embedding_values(embedding: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<f32>>> {

@@ -75,6 +75,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "MAX_OUTSTANDING_TICKETS",
         core::tickets::MAX_OUTSTANDING_TICKETS,
     )?;
+    m.add(
+        "DEFAULT_SESSION_TTL_S",
+        core::sessions::DEFAULT_SESSION_TTL_S,
+    )?;
+    m.add("MAX_SESSION_TTL_S", core::sessions::MAX_SESSION_TTL_S)?;
+    m.add("DEFAULT_MAX_SESSIONS", core::sessions::DEFAULT_MAX_SESSIONS)?;
+    m.add("MAX_SESSIONS", core::sessions::MAX_SESSIONS)?;
+    m.add(
+        "MAX_REQUEST_STRING_BYTES",
+        core::spec::MAX_REQUEST_STRING_BYTES,
+    )?;
     m.add("MIN_DISCOUNT", core::strategy::MIN_DISCOUNT)?;
     m.add("MAX_LATENCY_S", core::outcome::MAX_LATENCY_S)?;
     m.add("MAX_COST_USD", core::outcome::MAX_COST_USD)?;

@@ -20,6 +20,9 @@ pub struct Request {
     tags: Vec<String>,
     /// The token counts as given (`None`: the default request size).
     given_tokens: (Option<u32>, Option<u32>),
+    /// The conversation to keep on one model; hashed by the table it is
+    /// resolved against (each registry keys its sessions itself).
+    session_id: Option<String>,
 }
 
 impl Request {
@@ -34,6 +37,7 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -43,6 +47,7 @@ impl Request {
         let input_tokens = convert::optional_count32(input_tokens, "input_tokens", 0)?;
         let output_tokens = convert::optional_count32(output_tokens, "output_tokens", 0)?;
         let tags = convert::tags(tags, "tags")?;
+        let session_id = convert::request_string(session_id, "session_id")?;
         let constraints = Constraints::new(
             mask,
             max_cost,
@@ -58,12 +63,15 @@ impl Request {
             exclude,
             tags,
             given_tokens: (input_tokens, output_tokens),
+            session_id,
         })
     }
 
-    /// The constraints against `table`: excluded names become slots.
+    /// The constraints against `table`: excluded names become slots, the
+    /// session id its key in the table.
     pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
         let mut constraints = self.constraints.clone();
+        constraints.session = self.session_id.as_deref().map(|id| table.session_key(id));
         for name in &self.exclude {
             match table.slot_of(name) {
                 Some(slot) => constraints.exclude.push(slot),
@@ -78,7 +86,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None, session_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -89,6 +97,7 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -99,6 +108,7 @@ impl Request {
             input_tokens,
             output_tokens,
             tags,
+            session_id,
         )
     }
 
@@ -158,6 +168,11 @@ impl Request {
     #[getter]
     fn given_output_tokens(&self) -> Option<u32> {
         self.given_tokens.1
+    }
+
+    #[getter]
+    fn session_id(&self) -> Option<String> {
+        self.session_id.clone()
     }
 }
 

@@ -9,6 +9,7 @@
 use orchestrator_core as core;
 use orchestrator_core::contextual::RouterConfig;
 use orchestrator_core::routing::{NamedChange, Prompted, Routing};
+use orchestrator_core::sessions::{Change, SessionConfig};
 use orchestrator_core::{
     BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
 };
@@ -284,18 +285,18 @@ impl SelectionCore {
         Ok(d)
     }
 
-    /// The request of `select_model`'s or `select`'s arguments: the eight
+    /// The request of `select_model`'s or `select`'s arguments: the nine
     /// request keywords in order, or a `constraints` object whose
     /// `request()` gives one.
     fn request_of(
         py: Python<'_>,
-        args: [Option<&Bound<'_, PyAny>>; 8],
+        args: [Option<&Bound<'_, PyAny>>; 9],
         constraints: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let Some(given) = constraints.filter(|c| !c.is_none()) else {
-            let [caps, max_cost, min_speed, context, exclude, input, output, tags] = args;
+            let [caps, max_cost, min_speed, context, exclude, input, output, tags, session] = args;
             return Request::parse(
-                caps, max_cost, min_speed, context, exclude, input, output, tags,
+                caps, max_cost, min_speed, context, exclude, input, output, tags, session,
             );
         };
         if args.iter().flatten().any(|v| !v.is_none()) {
@@ -520,6 +521,79 @@ impl SelectionCore {
             .map_err(to_py)
     }
 
+    /// Sessions expire after `ttl` seconds without a selection and at most
+    /// `max_sessions` are held (the least recently used is evicted first).
+    fn configure_sessions(
+        &self,
+        ttl: &Bound<'_, PyAny>,
+        max_sessions: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let ttl = convert::real(ttl, "session_ttl")?;
+        let max_sessions = convert::count(max_sessions, "max_sessions", 1)?;
+        let config = SessionConfig::new(ttl, max_sessions).map_err(to_py)?;
+        self.lock().table.configure_sessions(config);
+        Ok(())
+    }
+
+    /// `(held, evicted, allocated)`: sessions bound now, sessions evicted by
+    /// the `max_sessions` bound so far, and entries allocated.
+    fn session_counts(&self) -> (usize, u64, usize) {
+        let guard = self.lock();
+        let sessions = guard.table.sessions();
+        (sessions.len(), sessions.evicted(), sessions.allocated())
+    }
+
+    /// Hash session ids with `secret` (what the workers of one shared state
+    /// agree on); sessions bound so far are forgotten.
+    fn set_session_secret(&self, secret: &Bound<'_, PyAny>) -> PyResult<()> {
+        let secret = convert::count(secret, "secret", 0)?;
+        self.lock().table.set_session_secret(secret);
+        Ok(())
+    }
+
+    /// Record session changes for `take_session_changes` (the shared
+    /// state's sync thread calls this once).
+    fn start_sharing_sessions(&self) {
+        self.lock().table.start_sharing_sessions();
+    }
+
+    /// The sessions bound (`"bound"`), moved (`"moved"`) or used again
+    /// (`"touched"`) since the last call: `(key, model, change)`, the key as
+    /// 32 hex digits; forgets them.
+    fn take_session_changes(&self) -> Vec<(String, String, &'static str)> {
+        let changes = self.lock().table.take_session_changes();
+        changes
+            .into_iter()
+            .map(|(key, model, change)| {
+                let change = match change {
+                    Change::Touched => "touched",
+                    Change::Bound => "bound",
+                    Change::Moved => "moved",
+                };
+                (core::hash::to_hex(key), model, change)
+            })
+            .collect()
+    }
+
+    /// Apply shared bindings `(key, model, version)` (key as 32 hex
+    /// digits): a newer version replaces this worker's binding unless the
+    /// session changed here since its changes were taken.
+    fn apply_shared_sessions(&self, bindings: Vec<(String, String, u64)>) -> PyResult<()> {
+        let mut parsed = Vec::with_capacity(bindings.len());
+        for (key, model, version) in bindings {
+            let key = u128::from_str_radix(&key, 16)
+                .ok()
+                .filter(|_| key.len() == 32)
+                .ok_or_else(|| convert::invalid("session key", format!("{key:?}")))?;
+            parsed.push((key, model, version));
+        }
+        let mut guard = self.lock();
+        for (key, model, version) in &parsed {
+            guard.table.apply_shared_session(*key, model, *version);
+        }
+        Ok(())
+    }
+
     /// Set the object called back after selections (see the `listener`
     /// field: `_on_probe` and `_no_eligible_error`); `None` to stop.
     fn set_listener(&self, listener: Option<Py<PyAny>>) {
@@ -659,7 +733,7 @@ impl SelectionCore {
     /// the contextual router's; without it they are validated and ignored.
     /// When no model satisfies the request, raises the listener's error
     /// (else `NoEligible`), explained from the same snapshot.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -676,6 +750,7 @@ impl SelectionCore {
         embedding: Option<&Bound<'_, PyAny>>,
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let request = Self::request_of(
             py,
@@ -688,6 +763,7 @@ impl SelectionCore {
                 input_tokens,
                 output_tokens,
                 tags,
+                session_id,
             ],
             constraints,
         )?;
@@ -714,7 +790,7 @@ impl SelectionCore {
     /// Select like `select_model`, without holding the ticket:
     /// `(model, slot, ticket, request_id)` (`request_id` is `None` without
     /// the contextual strategy).
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn select(
         &self,
@@ -731,6 +807,7 @@ impl SelectionCore {
         embedding: Option<&Bound<'_, PyAny>>,
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Selected> {
         let request = Self::request_of(
             py,
@@ -743,6 +820,7 @@ impl SelectionCore {
                 input_tokens,
                 output_tokens,
                 tags,
+                session_id,
             ],
             constraints,
         )?;
@@ -853,6 +931,22 @@ impl SelectionCore {
             (names, values)
         };
         Ok((names, f64_bytes(py, &values)))
+    }
+
+    /// Bind `request`'s session (if it has one) to `model` in `slot`, chosen
+    /// outside the core (a user-written selector); a model no longer in
+    /// `slot` binds nothing.
+    fn bind_session(&self, model: &Bound<'_, PyAny>, slot: u32, request: &Request) -> PyResult<()> {
+        let mut guard = self.lock();
+        let registered = guard.models.get(slot as usize).and_then(Option::as_ref);
+        if registered.is_none_or(|m| m.as_ptr() != model.as_ptr()) {
+            return Ok(());
+        }
+        let c = request
+            .resolve(&guard.table)
+            .map_err(|n| unknown_excluded(&n))?;
+        let now = guard.table.now();
+        guard.table.settle_session_on(&c, slot, now).map_err(to_py)
     }
 
     /// Fold in the outcome of a selection of `model` in `slot` under

@@ -3,6 +3,7 @@
 //! detection, shared state and the statistics matrix are in the submodules;
 //! specs, outcomes and verdicts in their own modules of the crate.
 
+mod affinity;
 mod candidates;
 mod change;
 mod shared;
@@ -19,6 +20,7 @@ use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
 use crate::reward::RewardWeights;
 use crate::rng::DrawKey;
+use crate::sessions::{SessionConfig, SessionMap};
 pub use crate::spec::{
     Constraints, ModelSpec, Rejection, DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS,
 };
@@ -27,6 +29,7 @@ use crate::strategy::{Strategy, StrategyConfig};
 use crate::tickets::{Ticket, TicketStore};
 pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
 use crate::ERROR_AUTHENTICATION;
+pub use affinity::SessionVerdict;
 use tags::TagIndex;
 
 /// Mean reward assumed for a model with no reported outcome in its estimate.
@@ -132,6 +135,8 @@ pub struct Table {
     limits: Limits,
     /// The tag names the slots' `Hot::tags` bits stand for.
     tags: TagIndex,
+    /// The slot each session is bound to (see `affinity`).
+    sessions: SessionMap,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -190,6 +195,7 @@ impl Table {
             last_outcome_at: Vec::new(),
             limits: Limits::default(),
             tags: TagIndex::default(),
+            sessions: SessionMap::new(SessionConfig::default(), random_secret()),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -370,6 +376,7 @@ impl Table {
         self.total_pending -= u64::from(self.pending[i]);
         self.pending[i] = 0;
         self.limits.reset(i, RateLimits::default());
+        self.sessions.remove_slot(slot);
         self.free_slots.push(slot);
         Ok(slot)
     }
@@ -624,8 +631,13 @@ impl Table {
 
     /// The model `select` would choose, without changing anything:
     /// `(slot, forced, fallback_open)`.
+    /// A request's session keeps its bound slot when that passes `c`.
     pub fn pick(&self, c: &Constraints) -> Option<(usize, bool, bool)> {
-        self.pick_at(c, self.now())
+        let now = self.now();
+        match self.kept_slot(c, now) {
+            Some(slot) => Some((slot, false, false)),
+            None => self.pick_at(c, now),
+        }
     }
 
     fn pick_at(&self, c: &Constraints, now: f64) -> Option<(usize, bool, bool)> {
@@ -680,11 +692,17 @@ impl Table {
     }
 
     /// Pick a model for a request, marking it pending under a new ticket.
-    /// `None` when no model is eligible.
+    /// `None` when no model is eligible. A request's session keeps its
+    /// bound slot when that passes `c`; otherwise it is bound to the pick.
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
         let now = self.begin_selection();
-        let (slot, forced, fallback) = self.pick_at(c, now)?;
-        Some(self.claim_at(slot, now, c.reserved_tokens(), forced, fallback))
+        let (slot, forced, fallback) = match self.kept_slot(c, now) {
+            Some(slot) => (slot, false, false),
+            None => self.pick_at(c, now)?,
+        };
+        let selection = self.claim_at(slot, now, c.reserved_tokens(), forced, fallback);
+        self.settle_session(c, slot, now);
+        Some(selection)
     }
 
     /// Count a selection of `slot`, admit it through the breaker and issue
@@ -1068,6 +1086,13 @@ impl Table {
     pub fn selections(&self) -> u64 {
         self.selections
     }
+}
+
+/// A random secret for session keys, different in every process (std's
+/// hash-map keys are drawn from the operating system's randomness).
+fn random_secret() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5E55_u64)
 }
 
 /// A ticket leaves without an outcome (expired or displaced): it stops
