@@ -309,6 +309,7 @@ class BaselineModel:
     speed: Optional[float] = None
     rpm: Optional[int] = None
     tpm: Optional[int] = None
+    tags: frozenset[str] = frozenset()
 
     def price(self, input_tokens: int, output_tokens: int) -> float:
         return (
@@ -410,6 +411,8 @@ class BaselineRegistry:
         self.observed: list[Observed] = []
         self.windows: list[Optional[RateWindow]] = []
         self.by_name: dict[str, int] = {}
+        #: Routing aliases: the slots of their members.
+        self.aliases: dict[str, frozenset[int]] = {}
         self.tickets: dict[int, tuple[int, float]] = {}
         self.next_ticket = 1
         self.weight = 1.0
@@ -482,12 +485,15 @@ class BaselineRegistry:
         *,
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
+        alias: Optional[str] = None,
         session_id: Optional[str] = None,
     ) -> BaselineSelection:
         """Pick a model and mark it pending under a new ticket; raises
-        ``LookupError`` when no model is eligible. A ``session_id`` keeps
-        its bound model while that passes the same checks (else it is
-        bound to the pick), as the core's sessions do."""
+        ``LookupError`` when no model is eligible. ``tags``/``alias`` become
+        excluded slots (a model lacking a tag, or outside the alias). A
+        ``session_id`` keeps its bound model while that passes the same checks
+        (else it is bound to the pick), as the core's sessions do."""
         required = 0
         if capabilities:
             bits = CAPABILITY_BITS
@@ -501,6 +507,12 @@ class BaselineRegistry:
                 if name not in self.by_name:
                     raise ValueError(f"invalid exclude_models: no model named {name!r}")
                 excluded.add(self.by_name[name])
+        if alias is not None:
+            members = self.aliases[alias]
+            excluded.update(i for i in range(len(self.models)) if i not in members)
+        if tags:
+            wanted = frozenset(tags)
+            excluded.update(i for i, m in enumerate(self.models) if not wanted <= m.tags)
         if max_cost is not None and not max_cost >= 0:
             raise ValueError(f"invalid max_cost: {max_cost!r}")
         if context_length is not None and context_length < 1:

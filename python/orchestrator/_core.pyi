@@ -20,6 +20,7 @@ __all__ = [
     "ERROR_CLASSES",
     "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
+    "MAX_ALIAS_MEMBERS",
     "MAX_COST_USD",
     "MAX_LABEL_BYTES",
     "MAX_LATENCY_S",
@@ -50,6 +51,7 @@ __all__ = [
     "Transition",
     "__version__",
     "cache_key",
+    "check_deployment",
     "check_rate_limits",
     "check_routed_input",
     "check_tags",
@@ -76,6 +78,8 @@ MAX_RPM: int
 MAX_TPM: int
 #: The most distinct tags the models of one registry carry at once.
 MAX_TAGS: int
+#: The most models one routing alias may name.
+MAX_ALIAS_MEMBERS: int
 #: The longest tag, alias or deployment id, in UTF-8 bytes.
 MAX_LABEL_BYTES: int
 MIN_DISCOUNT: float
@@ -106,6 +110,10 @@ def check_rate_limits(
 ) -> tuple[Optional[int], Optional[int]]:
     """``(rpm, tpm)`` checked by type and range: ints >= 1 or ``None``."""
 
+def check_deployment(deployment: Optional[object] = None) -> Optional[str]:
+    """A deployment id checked (``None``, or a ``str`` of 1 to
+    ``MAX_LABEL_BYTES`` bytes without control characters or ``'@'``)."""
+
 def check_tags(tags: Optional[object] = None) -> list[str]:
     """Tag names checked (a list of ``str``, each ``[a-z0-9][a-z0-9_.:-]{0,63}``,
     at most ``MAX_TAGS`` distinct), without repeats."""
@@ -129,6 +137,7 @@ class Request:
         output_tokens: Optional[object] = None,
         tags: Optional[object] = None,
         session_id: Optional[object] = None,
+        alias: Optional[object] = None,
     ) -> Request: ...
     @property
     def capabilities(self) -> list[str]: ...
@@ -142,6 +151,8 @@ class Request:
     def exclude_models(self) -> list[str]: ...
     @property
     def tags(self) -> list[str]: ...
+    @property
+    def alias(self) -> Optional[str]: ...
     @property
     def input_tokens(self) -> int: ...
     @property
@@ -281,6 +292,7 @@ class SelectionCore:
         rpm: Optional[object] = None,
         tpm: Optional[object] = None,
         tags: Optional[object] = None,
+        deployment: Optional[object] = None,
     ) -> int: ...
     def update(
         self,
@@ -297,10 +309,15 @@ class SelectionCore:
         rpm: Optional[object] = None,
         tpm: Optional[object] = None,
         tags: Optional[object] = None,
+        deployment: Optional[object] = None,
     ) -> None: ...
     def unregister(self, name: str) -> int: ...
     def model(self, slot: int) -> Any: ...
     def slot_of(self, name: str) -> Optional[int]: ...
+    def add_alias(self, name: object, members: object) -> None: ...
+    def remove_alias(self, name: object) -> list[str]: ...
+    def aliases(self) -> list[tuple[str, list[str]]]: ...
+    def group_members(self, name: object) -> Optional[list[str]]: ...
     def __len__(self) -> int: ...
     def select_model(
         self,
@@ -318,6 +335,7 @@ class SelectionCore:
         willingness_to_pay: Optional[object] = None,
         tags: Optional[object] = None,
         session_id: Optional[object] = None,
+        alias: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -343,6 +361,7 @@ class SelectionCore:
         willingness_to_pay: Optional[object] = None,
         tags: Optional[object] = None,
         session_id: Optional[object] = None,
+        alias: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,

@@ -45,6 +45,8 @@ REQUEST_KEYS = (
     "embedding",
     "willingness_to_pay",
     "session_id",
+    "tags",
+    "alias",
 )
 OUTCOME_KEYS = (
     "success",

@@ -20,6 +20,7 @@ from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import LoadedConfig, problems_error
 from orchestrator.config.schema import (
     STRATEGY_PARAMETERS,
+    AliasEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -81,6 +82,8 @@ def _simulated_arguments(module: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         "priced": cost is not None,
         "rpm": kwargs.get("rpm"),
         "tpm": kwargs.get("tpm"),
+        "tags": kwargs.get("tags"),
+        "deployment": kwargs.get("deployment"),
     }
 
 
@@ -119,6 +122,8 @@ class RegistryParts:
     notes: list[str] = field(default_factory=list)
     #: ``[fallbacks]``: for :meth:`ModelRegistry.set_fallbacks`, by model name.
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    #: ``[[aliases]]``: each routing alias's members among ``models``.
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def registry_kwargs(self) -> dict[str, Any]:
         """``ModelRegistry(**parts.registry_kwargs())``; ``state_spool_dir`` is
@@ -205,7 +210,7 @@ def provider_class(provider: str) -> type[Model]:
 def model_kwargs(entry: ModelEntry, api_key: Optional[str] = None) -> dict[str, Any]:
     """The keyword arguments every provider class takes, from a ``[[models]]`` table."""
     kwargs: dict[str, Any] = {"name": entry.name}
-    for name in ("base_url", "model_id", "speed", "rpm", "tpm", "timeout"):
+    for name in ("base_url", "model_id", "speed", "rpm", "tpm", "tags", "deployment", "timeout"):
         value = getattr(entry, name)
         if value is not None:
             kwargs[name] = value
@@ -297,6 +302,7 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         found.append(Found(("models",), "no model could be registered; set the missing keys"))
     if found:
         raise problems_error(loaded, found)
+    aliases = _aliases_of(config.aliases, models, notes)
     spool = None
     if state.spool_dir is not None:
         spool_path = Path(state.spool_dir).expanduser()
@@ -319,4 +325,21 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         models=models,
         notes=notes,
         fallbacks=config.fallbacks,
+        aliases=aliases,
     )
+
+
+def _aliases_of(
+    entries: list[AliasEntry], models: list[Model], notes: list[str]
+) -> dict[str, list[str]]:
+    """Each ``[[aliases]]`` table's members among the models built (an
+    optional model that was skipped drops out; an alias left empty is skipped)."""
+    built = {m.name for m in models} | {m.model_name for m in models}
+    aliases: dict[str, list[str]] = {}
+    for entry in entries:
+        members = [m for m in entry.models if m in built]
+        if members:
+            aliases[entry.name] = members
+        else:
+            notes.append(f"skipped alias {entry.name}: none of its models was registered")
+    return aliases

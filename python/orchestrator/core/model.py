@@ -168,6 +168,8 @@ class ModelConstraints(BaseModel):
     * ``tags``: tags the model must all have (``Model(tags=...)``).
     * ``session_id``: the conversation to keep on one model while it stays
       eligible (see "Session affinity" in the README).
+    * ``alias``: a routing alias (``ModelRegistry.add_alias``) or a logical
+      model's name (its deployments) the model must belong to.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -181,6 +183,7 @@ class ModelConstraints(BaseModel):
     output_tokens: Optional[int] = Field(None, ge=0)
     tags: list[str] = Field(default_factory=list)
     session_id: Optional[str] = None
+    alias: Optional[str] = None
 
     @field_validator("capabilities")
     @classmethod
@@ -206,6 +209,7 @@ class ModelConstraints(BaseModel):
             output_tokens=self.output_tokens,
             tags=self.tags,
             session_id=self.session_id,
+            alias=self.alias,
         )
 
     @classmethod
@@ -221,6 +225,7 @@ class ModelConstraints(BaseModel):
             output_tokens=request.given_output_tokens,
             tags=request.tags,
             session_id=request.session_id,
+            alias=request.alias,
         )
 
 
@@ -597,13 +602,18 @@ class Model(abc.ABC):
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
     ) -> None:
         """``cost=None`` marks the model unpriced: ``max_cost`` then excludes it.
         ``speed`` declares output tokens per second until speed is observed.
         ``rpm``/``tpm``: the most requests/tokens it may be sent in any 60 s
         (``None``: unlimited); a model whose window is full is not eligible.
         ``tags``: labels a request can require (``select_model(tags=["eu"])``),
-        each ``[a-z0-9][a-z0-9_.:-]{0,63}``."""
+        each ``[a-z0-9][a-z0-9_.:-]{0,63}``. ``deployment``: this model is one
+        deployment of the logical model ``name`` (the same model through
+        another provider, region or key); its ``name`` is then
+        ``"<name>@<deployment>"``, the key a registry knows it by, and
+        ``model_name`` is the logical name."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"invalid name: {name!r} (a non-empty string is required)")
         if not isinstance(provider, str) or not provider.strip():
@@ -619,7 +629,10 @@ class Model(abc.ABC):
             not isinstance(speed, (int, float)) or not speed >= 0 or speed == float("inf")
         ):
             raise ValueError(f"invalid speed: {speed!r} (output tokens per second, >= 0)")
-        self.name = name
+        self.deployment: Optional[str] = _core.check_deployment(deployment)
+        #: The logical model's name; ``name`` is this deployment's.
+        self.model_name = name
+        self.name = name if self.deployment is None else f"{name}@{self.deployment}"
         self.provider = provider
         self.capabilities = capabilities
         self.cost = cost

@@ -112,6 +112,7 @@ class HuggingFaceModel(Model):
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
         timeout: float = 120.0,
         max_retries: int = 2,
         deadline: float = 300.0,
@@ -132,7 +133,15 @@ class HuggingFaceModel(Model):
         if cost is None and endpoint_url is None:
             cost = ModelCost()
         super().__init__(
-            name, "huggingface", capabilities, cost, speed=speed, rpm=rpm, tpm=tpm, tags=tags
+            name,
+            "huggingface",
+            capabilities,
+            cost,
+            speed=speed,
+            rpm=rpm,
+            tpm=tpm,
+            tags=tags,
+            deployment=deployment,
         )
         self.model_path = model_path or (name if model is None and endpoint_url is None else None)
         self.allow_download = allow_download

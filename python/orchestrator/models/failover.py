@@ -10,7 +10,11 @@ model is rate limited (its ``rpm``/``tpm`` window is full, its provider's
 headers say its allowance is spent, or its ``Retry-After`` runs), a request
 with a ``deadline`` waits for the soonest slot if it comes before the
 deadline, then selects again; otherwise (or with no deadline) it fails at
-once with the error it would have raised. Used
+once with the error it would have raised. After a deployment of a model
+fails, the model's other deployments (the same answers through another
+provider, region or key) are tried first, within the request's alias and
+what the failure ruled out; only when none is eligible does the request move
+to other models. Used
 through ``ModelRegistry.generate`` and ``ModelRegistry.stream``.
 
 Which errors move on, and where to (a larger context window, another
@@ -175,6 +179,9 @@ class _Plan:
     cause: str = ""
     #: The reason of the attempt being made.
     reason: str = "selected"
+    #: The logical model whose deployment failed last: its other
+    #: deployments (the same answers) are tried before other models.
+    failed_model: Optional[str] = None
 
     def calls(self) -> int:
         """Attempts that sent the request (local refusals are not counted)."""
@@ -213,9 +220,7 @@ class _Plan:
             soonest: Optional[float] = None
             for position, members in self.steps():
                 try:
-                    chosen = self.registry.select_for_call(
-                        self.next_constraints(members), self.prompt, **self.routing
-                    )
+                    chosen = self.choose(self.next_constraints(members))
                 except NoEligibleModelsError as exc:
                     first = first or exc
                     if exc.retry_in is not None:
@@ -237,6 +242,40 @@ class _Plan:
                 raise self.exhausted(why) from first
             logger.info("every eligible model is rate limited; waiting %.2fs for a slot", wait)
             await asyncio.sleep(wait)
+
+    def choose(self, constraints: ModelConstraints) -> tuple[Model, Optional[int]]:
+        """The next pick under ``constraints``: another deployment of the
+        logical model that failed last first (the same answers), else any
+        eligible model."""
+        sibling = self.sibling_constraints(constraints)
+        if sibling is not None:
+            with contextlib.suppress(NoEligibleModelsError):
+                return self.registry.select_for_call(sibling, self.prompt, **self.routing)
+        return self.registry.select_for_call(constraints, self.prompt, **self.routing)
+
+    def sibling_constraints(self, constraints: ModelConstraints) -> Optional[ModelConstraints]:
+        """``constraints`` narrowed to the other deployments of the logical
+        model that failed last (within the request's alias, if it gave one),
+        or ``None`` when it has no other."""
+        if self.failed_model is None:
+            return None
+        deployments = [m.name for m in self.registry.deployments(self.failed_model)]
+        if len(deployments) < 2:
+            return None
+        outside: list[str] = []
+        alias = self.constraints.alias
+        if alias is not None:
+            try:
+                members = set(self.registry.alias_members(alias))
+            except ValueError:  # the alias was removed meanwhile: selection says so
+                return None
+            outside = [d for d in deployments if d not in members]
+        return constraints.model_copy(
+            update={
+                "alias": self.failed_model,
+                "exclude_models": [*constraints.exclude_models, *outside],
+            }
+        )
 
     def steps(self) -> Iterator[tuple[int, Optional[list[str]]]]:
         """Where the next model may come from: anywhere (``None``) without a
@@ -315,6 +354,7 @@ class _Plan:
         """What the next attempt must avoid after ``exc`` on ``model``, and
         the fallback chain that takes over from the first failure."""
         self.cause = self.narrowing.after(model, exc)
+        self.failed_model = model.model_name
         if self.walk is None:
             chain, source = self.chain, "fallbacks="
             if chain is None:

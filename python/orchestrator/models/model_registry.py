@@ -34,6 +34,7 @@ from orchestrator.core.model import (
     check_capability_names,
 )
 from orchestrator.errors import (
+    AmbiguousModelError,
     DuplicateModelError,
     ModelNotFoundError,
     NoEligibleModelsError,
@@ -218,6 +219,8 @@ class ModelRegistry:
             registry.register_model(model)
         for name, chain in parts.fallbacks.items():
             registry.set_fallbacks(name, chain)
+        for alias, members in parts.aliases.items():
+            registry.add_alias(alias, members)
         return registry
 
     # ----- configuration ------------------------------------------------------
@@ -313,7 +316,9 @@ class ModelRegistry:
     # ----- registration -------------------------------------------------------
 
     def register_model(self, model: Model) -> Model:
-        """Register ``model``; a second model with the same name is an error."""
+        """Register ``model``; a second model with the same name (for a
+        deployment, ``"<model>@<deployment>"``), or a name that is a routing
+        alias, is a :class:`DuplicateModelError`."""
         if not isinstance(model, Model):
             raise TypeError(f"invalid model: expected a Model, got {type(model).__name__}")
         with self._lock:
@@ -321,6 +326,8 @@ class ModelRegistry:
                 raise DuplicateModelError(f"a model named {model.name!r} is already registered")
             try:
                 slot = self._core.register(model, *self._spec(model))
+            except DuplicateModelError:
+                raise
             except ValueError as exc:
                 raise ValueError(f"cannot register {model.name!r}: {exc}") from None
             self._models = {**self._models, model.name: model}
@@ -336,7 +343,7 @@ class ModelRegistry:
         """What the core is told about a model, in ``register``'s order."""
         caps, cost = model.capabilities, model.cost
         return (
-            model.name,
+            model.model_name,
             model.provider,
             caps.names(),
             caps.context_length,
@@ -348,6 +355,7 @@ class ModelRegistry:
             model.rpm,
             model.tpm,
             model.tags,
+            model.deployment,
         )
 
     def update_model(self, model: Model) -> None:
@@ -356,26 +364,88 @@ class ModelRegistry:
         self._core.update(self._binding(model).slot, *self._spec(model))
 
     def unregister_model(self, name: str) -> Model:
-        """Remove a model; its statistics are dropped and its outstanding
-        selections here are released."""
+        """Remove a model (named as :meth:`get_model` finds it); its
+        statistics are dropped, its outstanding selections here are released
+        and it drops out of every routing alias."""
         with self._lock:
             model = self.get_model(name)
-            self._core.unregister(name)
-            self._models = {n: m for n, m in self._models.items() if n != name}
+            self._core.unregister(model.name)
+            self._models = {n: m for n, m in self._models.items() if m is not model}
             model._bindings = [b for b in model._bindings if b.sink is not self]
         if self._shared is not None:
-            self._shared.model_removed(name)
+            self._shared.model_removed(model.name)
         return model
 
     def get_model(self, name: str) -> Model:
+        """The model registered as ``name``. A deployment's name is
+        ``"<model>@<deployment>"``; a logical model's name finds its only
+        deployment, and one with several deployments is an
+        :class:`AmbiguousModelError` listing them (see :meth:`deployments`)."""
         # Checked first: a hashable non-string (5) would reach the close-name
         # search of ModelNotFoundError and fail there, naming nothing.
         if not isinstance(name, str):
             raise TypeError(f"invalid name: {name!r} (a string is required)")
+        models = self._models
+        model = models.get(name)
+        if model is not None:
+            return model
+        deployments = [m for m in models.values() if m.model_name == name]
+        if len(deployments) == 1:
+            return deployments[0]
+        if deployments:
+            raise AmbiguousModelError(name, [m.name for m in deployments])
+        raise ModelNotFoundError(name, list(models))
+
+    def deployments(self, name: str) -> list[Model]:
+        """Every registered deployment of the logical model ``name`` (a
+        model registered without a deployment is its own only one), in
+        registration order; empty when there is none."""
+        if not isinstance(name, str):
+            raise TypeError(f"invalid name: {name!r} (a string is required)")
+        return [m for m in self._models.values() if m.model_name == name]
+
+    # ----- routing aliases ----------------------------------------------------
+
+    def add_alias(self, name: str, members: Sequence[str]) -> None:
+        """Add the routing alias ``name`` for ``members``: logical model
+        names (every deployment of the model, including later ones) or
+        registered names (``"gpt-4o@azure-eu"``). ``select_model(alias=name)``
+        then chooses among them. Aliases and models share one namespace (a
+        clash is :class:`DuplicateModelError`); an unknown member is
+        :class:`ModelNotFoundError`; an unregistered model drops out."""
+        if isinstance(members, (str, bytes)):
+            raise TypeError(f"invalid members: {members!r} (a list of model names, not a string)")
         try:
-            return self._models[name]
-        except KeyError:
-            raise ModelNotFoundError(name, list(self._models)) from None
+            members = list(members)  # read once, before any lock: it may be a generator
+        except TypeError:
+            raise TypeError(f"invalid members: {members!r} (a list of model names)") from None
+        with self._lock:
+            aliases = self.aliases()
+            for member in members:
+                if isinstance(member, str) and not (
+                    member in self._models or member in aliases or self.deployments(member)
+                ):
+                    raise ModelNotFoundError(member, list(self._models))
+            self._core.add_alias(name, members)  # checks the rest (types, aliases, clashes)
+
+    def remove_alias(self, name: str) -> list[str]:
+        """Remove the routing alias ``name``; returns its members (``KeyError``
+        when there is no such alias)."""
+        with self._lock:
+            return self._core.remove_alias(name)
+
+    def aliases(self) -> dict[str, list[str]]:
+        """Every routing alias and its members (as given, less those that
+        were unregistered), by alias name."""
+        return dict(self._core.aliases())
+
+    def alias_members(self, name: str) -> list[str]:
+        """The registered models an alias (or a logical model's name) stands
+        for now, in registration-slot order."""
+        members = self._core.group_members(name)
+        if members is None:
+            raise ValueError(f"invalid alias: no routing alias or model named {name!r}")
+        return members
 
     def list_models(
         self,
@@ -427,6 +497,7 @@ class ModelRegistry:
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -467,6 +538,9 @@ class ModelRegistry:
                 pick is fresh and the session is bound to it. Sessions
                 expire after ``session_ttl`` idle seconds; at most
                 ``max_sessions`` are held (see "Session affinity" in the README).
+            alias: choose only among a routing alias's members
+                (:meth:`add_alias`), or among the deployments of the logical
+                model of that name.
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -488,6 +562,7 @@ class ModelRegistry:
                 willingness_to_pay=willingness_to_pay,
                 tags=tags,
                 session_id=session_id,
+                alias=alias,
             ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
@@ -506,6 +581,7 @@ class ModelRegistry:
             willingness_to_pay=willingness_to_pay,
             tags=tags,
             session_id=session_id,
+            alias=alias,
         )
         return model
 
@@ -548,6 +624,7 @@ class ModelRegistry:
         *,
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
         (or, on the hot path, through the same conversion inside the core)."""
@@ -562,11 +639,13 @@ class ModelRegistry:
                 output_tokens=output_tokens,
                 tags=tags,
                 session_id=session_id,
+                alias=alias,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        if any(v is not None for v in (*given, input_tokens, output_tokens, tags, session_id)):
+        extra = (input_tokens, output_tokens, tags, alias, session_id)
+        if any(v is not None for v in (*given, *extra)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
@@ -586,6 +665,7 @@ class ModelRegistry:
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
         under the contextual strategy, the request id), for callers that
@@ -602,6 +682,7 @@ class ModelRegistry:
                 output_tokens,
                 constraints,
                 tags=tags,
+                alias=alias,
                 session_id=session_id,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
@@ -620,6 +701,7 @@ class ModelRegistry:
             willingness_to_pay=willingness_to_pay,
             tags=tags,
             session_id=session_id,
+            alias=alias,
         )
         return Selection(model, ticket, slot, request_id)
 
@@ -660,6 +742,7 @@ class ModelRegistry:
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
@@ -683,6 +766,7 @@ class ModelRegistry:
             output_tokens,
             tags=tags,
             session_id=session_id,
+            alias=alias,
         )
         picked = self._core.select_many(
             count,
@@ -710,6 +794,7 @@ class ModelRegistry:
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
@@ -730,6 +815,7 @@ class ModelRegistry:
                 output_tokens,
                 tags=tags,
                 session_id=session_id,
+                alias=alias,
             ),
             prompt=prompt,
             embedding=embedding,
@@ -1031,6 +1117,7 @@ class ModelRegistry:
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
@@ -1048,6 +1135,7 @@ class ModelRegistry:
             output_tokens,
             tags=tags,
             session_id=session_id,
+            alias=alias,
         )
         names, raw = self._core.scores(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay

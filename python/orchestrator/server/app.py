@@ -499,11 +499,13 @@ class Gateway:
         await self._send_json(call, 200, dumps(body), headers)
 
     async def models(self, call: Call) -> None:
-        """``GET /v1/models``: ``auto``, the aliases and the registered models."""
+        """``GET /v1/models``: ``auto``, the aliases (the gateway's and the
+        registry's), the logical models served by deployments, and the
+        registered models."""
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": owner}
             for name, owner in (
-                *((name, "orchestrator") for name in ("auto", *self.router.aliases)),
+                *((name, "orchestrator") for name in self.router.groups()),
                 *((m.name, m.provider) for m in self.registry),
             )
         ]

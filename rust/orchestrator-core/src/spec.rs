@@ -13,7 +13,12 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 /// What is declared about a model when it is registered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
+    /// The name the table knows the model by: its logical name, or
+    /// `"<model>@<deployment>"` for a deployment.
     pub name: String,
+    /// The deployment id (one of several deployments of one logical model,
+    /// each its own slot), or `None`.
+    pub deployment: Option<String>,
     pub provider: String,
     pub capabilities: u32,
     /// Context window in tokens; 0 when unknown.
@@ -31,10 +36,44 @@ pub struct ModelSpec {
     pub tags: Vec<String>,
 }
 
+/// The name of deployment `deployment` of model `model`: `"model@deployment"`.
+pub fn qualified_name(model: &str, deployment: Option<&str>) -> String {
+    match deployment {
+        Some(deployment) => format!("{model}@{deployment}"),
+        None => model.to_owned(),
+    }
+}
+
 impl ModelSpec {
+    /// The logical model's name: `name` without its `"@<deployment>"`.
+    pub fn model_name(&self) -> &str {
+        match &self.deployment {
+            Some(d) => &self.name[..self.name.len().saturating_sub(d.len() + 1)],
+            None => &self.name,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.name.trim().is_empty() {
             return Err(CoreError::invalid("name", format!("{:?}", self.name)));
+        }
+        if let Some(deployment) = &self.deployment {
+            if deployment.trim().is_empty()
+                || deployment.contains('@')
+                || deployment.chars().any(char::is_control)
+            {
+                return Err(CoreError::invalid(
+                    "deployment",
+                    format!("{deployment:?} (non-empty, without '@' or control characters)"),
+                ));
+            }
+            let model = self.name.strip_suffix(deployment.as_str());
+            if !model.is_some_and(|m| m.len() > 1 && m.ends_with('@')) {
+                return Err(CoreError::invalid(
+                    "name",
+                    format!("{:?} is not a name of deployment {deployment:?}", self.name),
+                ));
+            }
         }
         if self.provider.trim().is_empty() {
             return Err(CoreError::invalid(
@@ -103,6 +142,9 @@ pub struct Constraints {
     /// The request's session (the keyed hash of its id, see
     /// [`crate::sessions`]): kept on its bound model while that passes.
     pub session: Option<crate::sessions::SessionKey>,
+    /// The group (alias or logical model, see `table::groups`) the model
+    /// must be in, by its id in the table.
+    pub group: Option<u32>,
 }
 
 impl Constraints {
@@ -171,6 +213,9 @@ pub enum Rejection {
     /// The required tags (the table's bits) the model lacks; see
     /// `Table::describe` for their names.
     MissingTags(u64),
+    /// Not a member of the request's alias (or not a deployment of the
+    /// logical model it names); see `Table::describe` for the name.
+    NotInGroup(u32),
     ContextUnknown {
         needed: u32,
     },
@@ -221,6 +266,7 @@ impl Rejection {
         match self {
             Rejection::MissingCapabilities(_) => "capabilities",
             Rejection::MissingTags(_) => "tags",
+            Rejection::NotInGroup(_) => "alias",
             Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
                 "context_length"
             }
@@ -262,6 +308,7 @@ impl Rejection {
                 format!("lacks capabilities: {}", names.join(", "))
             }
             Rejection::MissingTags(_) => "missing required tags".to_owned(),
+            Rejection::NotInGroup(_) => "not in the requested alias".to_owned(),
             Rejection::ContextUnknown { needed } => {
                 format!("context window unknown, {needed} tokens needed")
             }

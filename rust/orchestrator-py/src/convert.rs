@@ -252,6 +252,14 @@ pub fn label(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     Ok(text)
 }
 
+/// `None` or a label.
+pub fn optional_label(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<String>> {
+    match value {
+        Some(v) if !v.is_none() => label(v, field).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// `None` or a list of tag names (each a label of the core's tag form),
 /// without repeats, at most `core::table::tags::MAX_TAGS` of them.
 pub fn tags(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<String>> {

@@ -40,6 +40,22 @@ fn check_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     convert::tags(tags, "tags")
 }
 
+/// A deployment id checked by the rules of every label (`None`, or a `str`
+/// of 1 to `MAX_LABEL_BYTES` bytes without control characters) and without
+/// `'@'`, which separates it from the model's name.
+#[pyfunction]
+#[pyo3(signature = (deployment=None))]
+fn check_deployment(deployment: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let deployment = convert::optional_label(deployment, "deployment")?;
+    if let Some(d) = deployment.as_deref().filter(|d| d.contains('@')) {
+        return Err(convert::invalid(
+            "deployment",
+            format!("{d:?} (without '@', which separates it from the model's name)"),
+        ));
+    }
+    Ok(deployment)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<selection::SelectionCore>()?;
@@ -52,6 +68,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hashing::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(check_rate_limits, m)?)?;
     m.add_function(wrap_pyfunction!(check_tags, m)?)?;
+    m.add_function(wrap_pyfunction!(check_deployment, m)?)?;
     m.add_function(wrap_pyfunction!(request::check_routed_input, m)?)?;
     m.add("CAPABILITY_NAMES", core::CAPABILITY_NAMES.to_vec())?;
     m.add("ERROR_CLASSES", core::ERROR_CLASSES.to_vec())?;
@@ -94,6 +111,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_RPM", core::limits::MAX_RPM)?;
     m.add("MAX_TPM", core::limits::MAX_TPM)?;
     m.add("MAX_TAGS", core::table::tags::MAX_TAGS)?;
+    m.add("MAX_ALIAS_MEMBERS", core::table::groups::MAX_ALIAS_MEMBERS)?;
     m.add("MAX_LABEL_BYTES", convert::MAX_LABEL_BYTES)?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;

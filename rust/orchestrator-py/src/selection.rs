@@ -111,9 +111,12 @@ fn model_spec(
     declared_speed: Option<&Bound<'_, PyAny>>,
     limits: core::RateLimits,
     tags: Option<&Bound<'_, PyAny>>,
+    deployment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<ModelSpec> {
+    let deployment = convert::optional_label(deployment, "deployment")?;
     let spec = ModelSpec {
-        name: convert::string(name, "name")?,
+        name: core::spec::qualified_name(&convert::string(name, "name")?, deployment.as_deref()),
+        deployment,
         provider: convert::string(provider, "provider")?,
         capabilities: convert::capabilities(Some(capabilities), "capabilities")?,
         context_length: convert::count32(context_length, "context_length", 0)?,
@@ -130,12 +133,6 @@ fn model_spec(
     };
     spec.validate().map_err(to_py)?;
     Ok(spec)
-}
-
-fn unknown_excluded(name: &str) -> PyErr {
-    PyValueError::new_err(format!(
-        "invalid exclude_models: no model named {name:?} is registered"
-    ))
 }
 
 impl Inner {
@@ -157,9 +154,7 @@ impl Inner {
         routed: &RoutedInput,
         calling: bool,
     ) -> PyResult<Result<Picked, Explanation>> {
-        let c = request
-            .resolve(&self.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&self.table)?;
         let selected = match self.routing.as_mut() {
             Some(routing) => routing
                 .select(&mut self.table, &c, &routed.prompted())
@@ -285,18 +280,19 @@ impl SelectionCore {
         Ok(d)
     }
 
-    /// The request of `select_model`'s or `select`'s arguments: the nine
+    /// The request of `select_model`'s or `select`'s arguments: the ten
     /// request keywords in order, or a `constraints` object whose
     /// `request()` gives one.
     fn request_of(
         py: Python<'_>,
-        args: [Option<&Bound<'_, PyAny>>; 9],
+        args: [Option<&Bound<'_, PyAny>>; 10],
         constraints: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let Some(given) = constraints.filter(|c| !c.is_none()) else {
-            let [caps, max_cost, min_speed, context, exclude, input, output, tags, session] = args;
+            let [caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias] =
+                args;
             return Request::parse(
-                caps, max_cost, min_speed, context, exclude, input, output, tags, session,
+                caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias,
             );
         };
         if args.iter().flatten().any(|v| !v.is_none()) {
@@ -601,8 +597,9 @@ impl SelectionCore {
         drop(old);
     }
 
-    /// Register `model` (any Python object, returned by selections); returns its slot.
-    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None, tags=None))]
+    /// Register `model` (any Python object, returned by selections); returns
+    /// its slot. With a `deployment`, the core knows it as `"name@deployment"`.
+    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None, tags=None, deployment=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -620,6 +617,7 @@ impl SelectionCore {
         rpm: Option<&Bound<'_, PyAny>>,
         tpm: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        deployment: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u32> {
         let zero = 0.0f64.into_pyobject(py)?.into_any();
         let no = false.into_pyobject(py)?.to_owned().into_any();
@@ -636,6 +634,7 @@ impl SelectionCore {
             declared_speed,
             convert::rate_limits(rpm, tpm)?,
             tags,
+            deployment,
         )?;
         let name = spec.name.clone();
         let mut guard = self.lock();
@@ -657,7 +656,7 @@ impl SelectionCore {
 
     /// Replace a registered model's declared capabilities, window, prices,
     /// speed or rate limits.
-    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None, tags=None))]
+    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None, tags=None, deployment=None))]
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -674,6 +673,7 @@ impl SelectionCore {
         rpm: Option<&Bound<'_, PyAny>>,
         tpm: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        deployment: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = convert::rate_limits(rpm, tpm)?;
         let spec = model_spec(
@@ -688,6 +688,7 @@ impl SelectionCore {
             declared_speed,
             limits,
             tags,
+            deployment,
         )?;
         self.lock().table.update_spec(slot, spec).map_err(to_py)
     }
@@ -721,6 +722,42 @@ impl SelectionCore {
         self.lock().table.slot_of(name)
     }
 
+    /// Add the routing alias `name` for `members` (logical model names or
+    /// registered names, at least one); names of models and aliases share
+    /// one namespace (a clash is `DuplicateModelError`, an unknown member
+    /// `KeyError`).
+    fn add_alias(&self, name: &Bound<'_, PyAny>, members: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = convert::label(name, "alias")?;
+        let members = convert::each(members, "members", convert::label)?;
+        self.lock().table.add_alias(&name, &members).map_err(to_py)
+    }
+
+    /// Remove the routing alias `name`; returns its members (`KeyError`
+    /// when there is no such alias).
+    fn remove_alias(&self, name: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let name = convert::label(name, "alias")?;
+        self.lock().table.remove_alias(&name).map_err(to_py)
+    }
+
+    /// Every routing alias and its members, by name.
+    fn aliases(&self) -> Vec<(String, Vec<String>)> {
+        self.lock().table.aliases()
+    }
+
+    /// The names of the registered models in the alias or logical model
+    /// `name` (in slot order), or `None` when there is none of that name.
+    fn group_members(&self, name: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
+        let name = convert::label(name, "alias")?;
+        let guard = self.lock();
+        let table = &guard.table;
+        Ok(table.group_slots(&name).map(|slots| {
+            slots
+                .into_iter()
+                .filter_map(|slot| table.spec(slot).ok().map(|s| s.name.clone()))
+                .collect()
+        }))
+    }
+
     fn __len__(&self) -> usize {
         self.lock().table.len()
     }
@@ -733,7 +770,7 @@ impl SelectionCore {
     /// the contextual router's; without it they are validated and ignored.
     /// When no model satisfies the request, raises the listener's error
     /// (else `NoEligible`), explained from the same snapshot.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -751,6 +788,7 @@ impl SelectionCore {
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         session_id: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let request = Self::request_of(
             py,
@@ -764,6 +802,7 @@ impl SelectionCore {
                 output_tokens,
                 tags,
                 session_id,
+                alias,
             ],
             constraints,
         )?;
@@ -790,7 +829,7 @@ impl SelectionCore {
     /// Select like `select_model`, without holding the ticket:
     /// `(model, slot, ticket, request_id)` (`request_id` is `None` without
     /// the contextual strategy).
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None))]
     #[allow(clippy::too_many_arguments)]
     fn select(
         &self,
@@ -808,6 +847,7 @@ impl SelectionCore {
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
         session_id: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Selected> {
         let request = Self::request_of(
             py,
@@ -821,6 +861,7 @@ impl SelectionCore {
                 output_tokens,
                 tags,
                 session_id,
+                alias,
             ],
             constraints,
         )?;
@@ -847,9 +888,7 @@ impl SelectionCore {
         let prompted = routed.prompted();
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let c = request
-            .resolve(&inner.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&inner.table)?;
         let selections: Vec<(core::Selection, Option<u64>)> = match inner.routing.as_mut() {
             Some(routing) => routing
                 .select_many(&mut inner.table, &c, &prompted, n)
@@ -889,9 +928,7 @@ impl SelectionCore {
     ) -> PyResult<Explanation> {
         let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
         let mut guard = self.lock_current();
-        let c = request
-            .resolve(&guard.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&guard.table)?;
         guard.explanation(py, &c, &routed.prompted())
     }
 
@@ -913,7 +950,7 @@ impl SelectionCore {
             let mut guard = self.lock_current();
             let inner = &mut *guard;
             let table = &inner.table;
-            let c = request.resolve(table).map_err(|n| unknown_excluded(&n))?;
+            let c = request.resolve(table)?;
             let scores = match inner.routing.as_mut() {
                 Some(routing) => routing
                     .scores(table, &c, &routed.prompted())
@@ -942,9 +979,7 @@ impl SelectionCore {
         if registered.is_none_or(|m| m.as_ptr() != model.as_ptr()) {
             return Ok(());
         }
-        let c = request
-            .resolve(&guard.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&guard.table)?;
         let now = guard.table.now();
         guard.table.settle_session_on(&c, slot, now).map_err(to_py)
     }

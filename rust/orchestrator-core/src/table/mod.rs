@@ -6,6 +6,7 @@
 mod affinity;
 mod candidates;
 mod change;
+pub mod groups;
 mod shared;
 mod stats_matrix;
 pub mod tags;
@@ -30,6 +31,7 @@ use crate::tickets::{Ticket, TicketStore};
 pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
 use crate::ERROR_AUTHENTICATION;
 pub use affinity::SessionVerdict;
+use groups::Groups;
 use tags::TagIndex;
 
 /// Mean reward assumed for a model with no reported outcome in its estimate.
@@ -137,6 +139,8 @@ pub struct Table {
     tags: TagIndex,
     /// The slot each session is bound to (see `affinity`).
     sessions: SessionMap,
+    /// Logical models (their deployments' slots) and routing aliases.
+    groups: Groups,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -196,6 +200,7 @@ impl Table {
             limits: Limits::default(),
             tags: TagIndex::default(),
             sessions: SessionMap::new(SessionConfig::default(), random_secret()),
+            groups: Groups::default(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -296,6 +301,7 @@ impl Table {
         if self.by_name.contains_key(&spec.name) {
             return Err(CoreError::DuplicateModel(spec.name));
         }
+        self.check_no_alias_named(&spec)?;
         let tags = self.tags.acquire(&spec.tags)?;
         let limits = spec.limits;
         let slot = match self.free_slots.pop() {
@@ -338,6 +344,7 @@ impl Table {
         };
         self.limits.reset(slot as usize, limits);
         self.by_name.insert(spec.name, slot);
+        self.join_groups(slot as usize);
         Ok(slot)
     }
 
@@ -345,7 +352,7 @@ impl Table {
     pub fn update_spec(&mut self, slot: u32, spec: ModelSpec) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
         spec.validate()?;
-        if spec.name != self.specs[i].name {
+        if spec.name != self.specs[i].name || spec.deployment != self.specs[i].deployment {
             return Err(CoreError::invalid("name", format!("{:?}", spec.name)));
         }
         let observed = self.observed[i].tokens_per_second;
@@ -366,6 +373,7 @@ impl Table {
             .remove(name)
             .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
         let i = slot as usize;
+        self.leave_groups(i);
         self.active[i] = false;
         self.tags.release(self.hot[i].tags);
         self.hot[i].tags = 0;
@@ -432,6 +440,11 @@ impl Table {
     /// The first constraint slot `i` fails, or its expected cost.
     #[inline(always)]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
+        if let Some(group) = c.group {
+            if !self.groups.contains(group, i) {
+                return Err(Rejection::NotInGroup(group));
+            }
+        }
         let spec = &self.hot[i];
         let missing = c.required_capabilities & !spec.capabilities;
         if missing != 0 {
@@ -817,6 +830,12 @@ impl Table {
             Rejection::MissingTags(mask) => {
                 format!("missing {}", self.missing_tag_names(*mask, c).join(", "))
             }
+            Rejection::NotInGroup(group) if self.group_is_alias(*group) => {
+                format!("not in {}", self.group_name(*group))
+            }
+            Rejection::NotInGroup(group) => {
+                format!("not a deployment of {}", self.group_name(*group))
+            }
             other => other.describe(),
         }
     }
@@ -1118,7 +1137,7 @@ mod tests {
     use super::*;
     use crate::capability_mask;
 
-    fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
+    pub(super) fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
         ModelSpec {
             name: name.to_owned(),
             provider: "test".to_owned(),
@@ -1131,6 +1150,7 @@ mod tests {
             declared_speed: Some(50.0),
             limits: RateLimits::default(),
             tags: Vec::new(),
+            deployment: None,
         }
     }
 
