@@ -378,6 +378,43 @@ async def test_a_stream_falls_back_along_its_chain_only_before_its_first_chunk(
     assert_nothing_pending(registry)
 
 
+async def test_chain_entries_may_be_routing_aliases_resolved_at_call_time(
+    servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
+) -> None:
+    sa, sb, _ = servers
+    registry = chain_registry(servers)
+    registry.add_alias("backup", ["b", "c"])
+    sa.add_fault(status=500)
+    sb.add_fault(status=500)
+    result = await registry.generate("hello", fallbacks=["backup"])
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("a", "server_error"),
+        ("b", "server_error"),  # within the alias, the selector picks, then moves on
+        ("c", "ok"),
+    ]
+    assert result.attempts[2].reason.endswith("step 1/1: 'backup'")
+    registry.remove_alias("backup")
+    with pytest.raises(ValueError, match=r"invalid fallbacks\[0\]: no model named 'backup'"):
+        await registry.generate("hello", fallbacks=["backup"])
+
+
+async def test_a_chain_keyed_by_the_requests_alias_leaves_the_alias(
+    servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
+) -> None:
+    sa, sb, _ = servers
+    registry = chain_registry(servers)
+    registry.add_alias("cheap", ["a", "b"])
+    registry.set_fallbacks("cheap", ["c"])
+    sa.add_fault(status=500)
+    result = await registry.generate("hello", alias="cheap")
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("a", "server_error"),
+        ("c", "ok"),  # the chain's entry, outside the alias
+    ]
+    assert result.attempts[1].reason == "server_error on a; fallback chain 'cheap' step 1/1: 'c'"
+    assert chat_requests(sb, "b") == 0
+
+
 # ----- deadline, cancellation --------------------------------------------------------
 
 
