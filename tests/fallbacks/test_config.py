@@ -50,8 +50,11 @@ async def test_a_configured_chain_is_followed(
         ("a = [1]\n", "fallbacks.a: chain[0]: expected a model or alias name (str), got int 1"),
         ('a = ["c", "c"]\n', "fallbacks.a: chain[1]: 'c' is listed twice"),
         ('a = ["a"]\n', "fallbacks.a[0]: a chain cannot name the model it falls back from"),
-        ('a = ["cc"]\n', "fallbacks.a[0]: 'cc' is not a model of [[models]] (did you mean 'c'?)"),
-        ('z = ["c"]\n', "fallbacks.z: 'z' is not a model of [[models]]"),
+        (
+            'a = ["cc"]\n',
+            "fallbacks.a[0]: 'cc' is not a model of [[models]] or an alias (did you mean 'c'?)",
+        ),
+        ('z = ["c"]\n', "fallbacks.z: 'z' is not a model of [[models]] or an alias"),
     ],
 )
 def test_bad_chains_are_reported_with_their_line(tmp_path: Path, table: str, expected: str) -> None:
@@ -68,3 +71,19 @@ def test_fallbacks_must_be_a_table(tmp_path: Path) -> None:
     path.write_text('fallbacks = ["a"]\n' + models_at("http://127.0.0.1:9/v1"))
     with pytest.raises(ConfigError, match=r"fallbacks: must be a table \[fallbacks\]"):
         load_config(path)
+
+
+def test_a_chain_may_name_aliases_and_be_keyed_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FALLBACK_TEST_KEY", OPENAI_KEY)
+    path = tmp_path / "aliases.toml"
+    path.write_text(
+        models_at("http://127.0.0.1:9/v1")
+        + '[[aliases]]\nname = "backup"\nmodels = ["b", "c"]\n'
+        + '[fallbacks]\na = ["backup"]\nbackup = ["a"]\n'
+    )
+    registry = ModelRegistry.from_config(path)
+    assert registry.fallbacks == {"a": ("backup",), "backup": ("a",)}
+    assert registry.fallback_members("backup") == ["b", "c"]
+    registry.close()

@@ -13,6 +13,8 @@ tests use to decide which model is tried first.
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, Optional
@@ -32,6 +34,7 @@ from orchestrator.integrations._http import HTTPModel
 from orchestrator.integrations.anthropic_model import AnthropicModel
 from orchestrator.integrations.google_model import GoogleModel
 from orchestrator.integrations.openai_model import OpenAIModel
+from orchestrator.models.failover import Attempt
 from orchestrator.models.model_registry import ModelRegistry
 from tests.providers.conftest import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY, fast
 from tests.servers import AnthropicServer, GeminiServer, LoopbackServer, OpenAIServer
@@ -375,6 +378,43 @@ async def test_a_stream_falls_back_along_its_chain_only_before_its_first_chunk(
     assert_nothing_pending(registry)
 
 
+async def test_chain_entries_may_be_routing_aliases_resolved_at_call_time(
+    servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
+) -> None:
+    sa, sb, _ = servers
+    registry = chain_registry(servers)
+    registry.add_alias("backup", ["b", "c"])
+    sa.add_fault(status=500)
+    sb.add_fault(status=500)
+    result = await registry.generate("hello", fallbacks=["backup"])
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("a", "server_error"),
+        ("b", "server_error"),  # within the alias, the selector picks, then moves on
+        ("c", "ok"),
+    ]
+    assert result.attempts[2].reason.endswith("step 1/1: 'backup'")
+    registry.remove_alias("backup")
+    with pytest.raises(ValueError, match=r"invalid fallbacks\[0\]: no model named 'backup'"):
+        await registry.generate("hello", fallbacks=["backup"])
+
+
+async def test_a_chain_keyed_by_the_requests_alias_leaves_the_alias(
+    servers: tuple[OpenAIServer, OpenAIServer, OpenAIServer],
+) -> None:
+    sa, sb, _ = servers
+    registry = chain_registry(servers)
+    registry.add_alias("cheap", ["a", "b"])
+    registry.set_fallbacks("cheap", ["c"])
+    sa.add_fault(status=500)
+    result = await registry.generate("hello", alias="cheap")
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("a", "server_error"),
+        ("c", "ok"),  # the chain's entry, outside the alias
+    ]
+    assert result.attempts[1].reason == "server_error on a; fallback chain 'cheap' step 1/1: 'c'"
+    assert chat_requests(sb, "b") == 0
+
+
 # ----- deadline, cancellation --------------------------------------------------------
 
 
@@ -487,3 +527,16 @@ async def test_nothing_eligible_up_front_is_still_the_selection_error() -> None:
         with pytest.raises(NoEligibleModelsError, match="context window 1000 tokens"):
             await registry.generate("x" * 8_000, fallbacks=["a"])
         assert not server.requests
+
+
+def test_an_attempt_is_still_a_three_tuple_and_keeps_its_reason_when_copied() -> None:
+    attempt = Attempt("m", "context_length", 0.25, "refused here", False)
+    model, outcome, latency = attempt
+    assert (model, outcome, latency) == ("m", "context_length", 0.25)
+    for copied in (pickle.loads(pickle.dumps(attempt)), copy.deepcopy(attempt)):
+        assert (tuple(copied), copied.reason, copied.sent) == (
+            tuple(attempt),
+            "refused here",
+            False,
+        )
+    assert Attempt("m", "ok", 0.1).reason == "selected" and Attempt("m", "ok", 0.1).sent

@@ -247,9 +247,9 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
             continue
         sections[name] = validate(cls, value, (name,), skip, found)
     models = _check_models(data.get("models", []), skip, found)
-    fallbacks = _check_fallbacks(data.get("fallbacks", {}), models or [], found)
     aliases = _check_aliases(data.get("aliases", []), models or [], skip, found)
     budgets = _check_budgets(data.get("budgets", []), skip, found)
+    fallbacks = _check_fallbacks(data.get("fallbacks", {}), models or [], aliases or [], found)
     _check_rules(sections, found)
     if found or any(v is None for v in sections.values()):
         return None, found
@@ -262,14 +262,20 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
 
 
 def _check_fallbacks(
-    raw: Any, models: list[ModelEntry], found: list[Found]
+    raw: Any, models: list[ModelEntry], aliases: list[AliasEntry], found: list[Found]
 ) -> dict[str, list[str]]:
-    """``[fallbacks]``: each key a declared model, its value the chain of
-    declared models it falls back to (see :mod:`orchestrator.models.fallbacks`)."""
+    """``[fallbacks]``: each key a declared model (``name@deployment``, or a
+    model's name for all its deployments) or alias, its value the chain of
+    such names it falls back to (see :mod:`orchestrator.models.fallbacks`)."""
     if not isinstance(raw, dict):
         found.append(Found(("fallbacks",), f"must be a table [fallbacks] (got {_shown(raw)})"))
         return {}
-    declared = [entry.name for entry in models]
+    declared = list(
+        dict.fromkeys(
+            [*(m.qualified_name for m in models), *(m.name for m in models)]
+            + [a.name for a in aliases]
+        )
+    )
     chains: dict[str, list[str]] = {}
     for key, value in raw.items():
         loc: Loc = ("fallbacks", key)
@@ -291,7 +297,7 @@ def _check_fallbacks(
 
 
 def _undeclared(name: str, declared: list[str]) -> str:
-    return f"{name!r} is not a model of [[models]]{did_you_mean(name, declared)}"
+    return f"{name!r} is not a model of [[models]] or an alias{did_you_mean(name, declared)}"
 
 
 #: A section class of one ``[[array]]`` of tables.

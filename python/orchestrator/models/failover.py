@@ -112,6 +112,10 @@ class Attempt(_Try):
         attempt.sent = sent
         return attempt
 
+    def __getnewargs__(self) -> tuple[str, str, float, str, bool]:
+        """Pickling and copying keep ``reason`` and ``sent``."""
+        return (self.model, self.outcome, self.latency, self.reason, self.sent)
+
     def __repr__(self) -> str:
         return (
             f"Attempt(model={self.model!r}, outcome={self.outcome!r}, latency={self.latency:.6f}, "
@@ -293,8 +297,7 @@ class _Plan:
         walk = self.walk
         if walk is None:
             return self.cause or "selected"
-        if position != walk.position:
-            walk.position = position
+        walk.position = position  # the entry in use: its other models come next
         step = f"fallback chain {walk.source} step {position + 1}/{len(walk.names)}"
         return f"{self.cause}; {step}: {walk.names[position]!r}"
 
@@ -304,10 +307,12 @@ class _Plan:
         models = self.registry.list_models()
         exclude = [*self.constraints.exclude_models, *self.excluded]
         exclude += self.narrowing.excluded(models)
-        if members is not None:
+        update: dict[str, Any] = {}
+        if members is not None:  # the chain's entry replaces the request's alias
             allowed = set(members)
             exclude += [m.name for m in models if m.name not in allowed]
-        update: dict[str, Any] = {"exclude_models": list(dict.fromkeys(exclude))}
+            update["alias"] = None
+        update["exclude_models"] = list(dict.fromkeys(exclude))
         window = self.narrowing.context_length(self.constraints.context_length)
         if window != self.constraints.context_length:
             update["context_length"] = window
@@ -354,8 +359,12 @@ class _Plan:
         self.failed_model = model.model_name
         if self.walk is None:
             chain, source = self.chain, "fallbacks="
-            if chain is None:
-                chain, source = self.registry.fallbacks_for(model.name), repr(model.name)
+            if chain is None:  # the request's alias's chain, else the failed model's
+                for name in (self.constraints.alias, model.name, model.model_name):
+                    chain = None if name is None else self.registry.fallbacks_for(name)
+                    if chain:
+                        source = repr(name)
+                        break
             if chain:
                 self.walk = _ChainWalk(chain, source)
         logger.info("%s; failing over", self.cause)

@@ -1287,9 +1287,15 @@ class ModelRegistry:
         return self._fallbacks.get(name)
 
     def fallback_members(self, name: str) -> list[str]:
-        """The registered models a chain entry names now (none when it
-        names nothing registered any more)."""
-        return [name] if name in self._models else []
+        """The registered models a chain entry names now: a model, or a
+        routing alias's or logical model's members (none when it names
+        nothing registered any more)."""
+        if name in self._models:
+            return [name]
+        try:
+            return self.alias_members(name)
+        except ValueError:
+            return []
 
     def check_fallbacks(self, chain: tuple[str, ...]) -> tuple[str, ...]:
         """A request's ``fallbacks=``, each entry naming a registered model
