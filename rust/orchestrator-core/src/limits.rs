@@ -27,6 +27,18 @@
 //! expired reservation returns its request and tokens. A call reported
 //! without a reservation (not selected here) is counted at report time.
 //!
+//! The window's length is a parameter of the table ([`Limits::set_window`],
+//! default [`WINDOW_S`]); "minute" below is that length.
+//!
+//! **Shared windows** ([`Limits::share`]): with many workers, each slot
+//! also admits only within its leases of the shared counters of requests
+//! and tokens (see [`crate::leases`]): a reservation takes from them and
+//! records which grant it came from, so a cancelled reservation, or one
+//! reconciled below its estimate, goes back to that grant. While the
+//! counters are unreachable the slot enforces this worker's share on its
+//! local log instead ([`Limits::fall_back`]); what it admits then is
+//! charged to the counters when they are back ([`Limits::take_unrecorded`]).
+//!
 //! Limits learned from a provider's headers ("N requests/tokens remaining,
 //! resets in T s") add a cap that holds until the reset (at most
 //! [`WINDOW_S`] away, so a hostile header cannot park a model): the latest
@@ -36,10 +48,14 @@
 use std::collections::VecDeque;
 
 use crate::error::CoreError;
+use crate::leases::{Lease, LeaseState};
 use crate::spec::Rejection;
 
-/// The window of `rpm` and `tpm`, in seconds.
+/// The default window of `rpm` and `tpm`, in seconds
+/// ([`Limits::set_window`] changes it).
 pub const WINDOW_S: f64 = 60.0;
+/// The longest window [`Limits::set_window`] accepts (a day).
+pub const MAX_WINDOW_S: f64 = 86_400.0;
 /// The largest `rpm`, and the most requests a limited model admits per window.
 pub const MAX_RPM: u32 = 1_000_000;
 /// The largest `tpm` (the outcome token maximum, 2**40).
@@ -157,6 +173,18 @@ impl Learned {
     }
 }
 
+/// Whether the shared counters know of a reservation (see [`SharedWindow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Recorded {
+    /// Not shared, or admitted on the local share during an outage.
+    #[default]
+    No,
+    /// Taken from the leases' grants (`request_grant`, `token_grant`).
+    Leased,
+    /// Charged to the counters after an outage; nothing of it goes back.
+    Charged,
+}
+
 /// One reservation in a window's log.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Entry {
@@ -165,12 +193,32 @@ struct Entry {
     seq: u64,
     tokens: u64,
     live: bool,
+    recorded: Recorded,
+    /// The lease grants the request and its tokens came from (when `Leased`).
+    request_grant: u64,
+    token_grant: u64,
 }
 
-impl Entry {
-    #[inline]
-    fn in_window(&self, now: f64) -> bool {
-        self.at + WINDOW_S > now
+/// A window shared with other workers: the shared counters' leases, which
+/// admit on top of the local log, or, while the counters are unreachable,
+/// this worker's share of the limits, enforced on the local log.
+#[derive(Debug, Clone, Default)]
+struct SharedWindow {
+    requests: Lease,
+    tokens: Lease,
+    fallback: Option<RateLimits>,
+    /// When the lease thread tops the leases up next, at the latest (seconds).
+    top_up_in_s: f64,
+    /// Reservations admitted since the counters last heard of them (a hint:
+    /// [`Limits::take_unrecorded`] counts them exactly).
+    unrecorded: u32,
+}
+
+fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -189,16 +237,68 @@ struct Window {
     log: VecDeque<Entry>,
     dead: usize,
     next_seq: u64,
+    window_s: f64,
+    shared: Option<Box<SharedWindow>>,
 }
 
 impl Window {
+    #[inline]
+    fn in_window(&self, e: &Entry, now: f64) -> bool {
+        e.at + self.window_s > now
+    }
+
+    /// The limits enforced on the local log: the configured ones, tightened
+    /// to this worker's share while the shared counters are unreachable.
+    #[inline]
+    fn enforced(&self) -> RateLimits {
+        match self.shared.as_ref().and_then(|s| s.fallback) {
+            None => self.limits,
+            Some(share) => RateLimits {
+                rpm: min_some(self.limits.rpm, share.rpm),
+                tpm: min_some(self.limits.tpm, share.tpm),
+            },
+        }
+    }
+
+    /// The leases' verdict on one more request of `needed` tokens.
+    #[inline]
+    fn leases_admit(&self, s: &SharedWindow, needed: u64, now: f64) -> Result<(), Rejection> {
+        if s.fallback.is_some() {
+            return Ok(());
+        }
+        for (kind, limited, lease, amount) in [
+            (
+                LimitKind::Requests,
+                self.limits.rpm.is_some(),
+                &s.requests,
+                1,
+            ),
+            (
+                LimitKind::Tokens,
+                self.limits.tpm.is_some(),
+                &s.tokens,
+                needed,
+            ),
+        ] {
+            if limited && !lease.admits(amount, now) {
+                return Err(Rejection::LeaseSpent {
+                    kind,
+                    held: lease.available(now),
+                    needed: amount,
+                    retry_in_s: s.top_up_in_s,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Live requests and tokens in the window at `now`, and the index of
     /// the first entry still in it.
     fn used_at(&self, now: f64) -> (u32, u64, usize) {
         let (mut requests, mut tokens) = (self.requests, self.tokens);
         let mut first = 0;
         for e in &self.log {
-            if e.in_window(now) {
+            if self.in_window(e, now) {
                 break;
             }
             if e.live {
@@ -223,7 +323,7 @@ impl Window {
             requests -= 1;
             tokens -= e.tokens;
             if fits(requests, tokens) {
-                return (e.at + WINDOW_S - now).max(0.0);
+                return (e.at + self.window_s - now).max(0.0);
             }
         }
         0.0
@@ -234,8 +334,9 @@ impl Window {
         if !self.limits.any() && now >= self.learned_until {
             return Ok(());
         }
-        let rpm = self.limits.rpm.unwrap_or(MAX_RPM);
-        let tpm = self.limits.tpm.unwrap_or(u64::MAX);
+        let limits = self.enforced();
+        let rpm = limits.rpm.unwrap_or(MAX_RPM);
+        let tpm = limits.tpm.unwrap_or(u64::MAX);
         if needed > tpm {
             return Err(Rejection::TokenLimit {
                 used: 0,
@@ -282,19 +383,39 @@ impl Window {
                 retry_in_s: self.learned_tokens.until - now,
             });
         }
-        Ok(())
+        match &self.shared {
+            Some(s) => self.leases_admit(s, needed, now),
+            None => Ok(()),
+        }
     }
 
     /// Log one request of `tokens` at `now` (dropping expired entries first).
     fn push(&mut self, now: f64, tokens: u64) -> u64 {
         self.sweep(now);
         self.next_seq += 1;
-        self.log.push_back(Entry {
+        let mut entry = Entry {
             at: now,
             seq: self.next_seq,
             tokens,
             live: true,
-        });
+            recorded: Recorded::No,
+            request_grant: 0,
+            token_grant: 0,
+        };
+        match self.shared.as_mut() {
+            Some(s) if s.fallback.is_none() => {
+                entry.recorded = Recorded::Leased;
+                if self.limits.rpm.is_some() {
+                    entry.request_grant = s.requests.take(1, now);
+                }
+                if self.limits.tpm.is_some() {
+                    entry.token_grant = s.tokens.take(tokens, now);
+                }
+            }
+            Some(s) => s.unrecorded += 1,
+            None => {}
+        }
+        self.log.push_back(entry);
         self.requests += 1;
         self.tokens += tokens;
         self.learned_requests.take(1, now);
@@ -307,19 +428,46 @@ impl Window {
         self.log.get_mut(i).filter(|e| e.live)
     }
 
-    fn reconcile(&mut self, seq: u64, tokens: u64) {
-        if let Some(e) = self.entry(seq) {
-            let old = std::mem::replace(&mut e.tokens, tokens);
-            self.tokens = self.tokens - old + tokens;
+    fn reconcile(&mut self, seq: u64, tokens: u64, now: f64) {
+        let tpm_limited = self.limits.tpm.is_some();
+        let Some(e) = self.entry(seq) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.tokens, tokens);
+        let (recorded, grant) = (e.recorded, e.token_grant);
+        self.tokens = self.tokens - old + tokens;
+        match self.shared.as_mut() {
+            Some(s) if tpm_limited && recorded != Recorded::No => {
+                if tokens > old {
+                    s.tokens.charge(tokens - old, now);
+                } else if recorded == Recorded::Leased {
+                    s.tokens.give_back(grant, old - tokens);
+                }
+            }
+            _ => {}
         }
     }
 
     fn cancel(&mut self, seq: u64) {
+        let (rpm_limited, tpm_limited) = (self.limits.rpm.is_some(), self.limits.tpm.is_some());
         let Some(e) = self.entry(seq) else {
             return;
         };
         e.live = false;
         let tokens = std::mem::take(&mut e.tokens);
+        let (recorded, request_grant, token_grant) = (e.recorded, e.request_grant, e.token_grant);
+        if let Some(s) = self
+            .shared
+            .as_mut()
+            .filter(|_| recorded == Recorded::Leased)
+        {
+            if rpm_limited {
+                s.requests.give_back(request_grant, 1);
+            }
+            if tpm_limited {
+                s.tokens.give_back(token_grant, tokens);
+            }
+        }
         self.requests -= 1;
         self.tokens -= tokens;
         self.dead += 1;
@@ -336,8 +484,8 @@ impl Window {
     /// Drop the entries that left the window; when the next one leaves.
     fn sweep(&mut self, now: f64) -> f64 {
         while let Some(e) = self.log.front() {
-            if e.in_window(now) {
-                return e.at + WINDOW_S;
+            if self.in_window(e, now) {
+                return e.at + self.window_s;
             }
             if e.live {
                 self.requests -= 1;
@@ -351,7 +499,8 @@ impl Window {
     }
 
     fn learn(&mut self, reported: &ProviderLimits, in_flight: u32, now: f64) {
-        let until = |reset: Option<f64>| now + reset.unwrap_or(WINDOW_S).min(WINDOW_S);
+        let window_s = self.window_s;
+        let until = |reset: Option<f64>| now + reset.unwrap_or(window_s).min(window_s);
         if let Some(remaining) = reported.remaining_requests {
             self.learned_requests = Learned {
                 remaining: remaining.saturating_sub(u64::from(in_flight)),
@@ -379,12 +528,37 @@ pub struct WindowState {
     pub provider_tokens: Option<(u64, f64)>,
 }
 
+/// A slot's leases of the shared counters, for the lease thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SharedWindowState {
+    pub requests: LeaseState,
+    pub tokens: LeaseState,
+    /// This worker's share while the counters are unreachable.
+    pub fallback: Option<RateLimits>,
+    /// Some reservations may not be known to the counters yet.
+    pub unrecorded: bool,
+}
+
+/// What a slot owes back to the shared counters: `(grant, amount)` per kind.
+pub type Returns = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
 /// Every slot's window, indexed by slot like the table's other arrays.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Limits {
     windows: Vec<Window>,
     /// No log entry leaves its window before this time.
     earliest_expiry: f64,
+    window_s: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            windows: Vec::new(),
+            earliest_expiry: 0.0,
+            window_s: WINDOW_S,
+        }
+    }
 }
 
 impl Limits {
@@ -395,8 +569,135 @@ impl Limits {
         }
         self.windows[slot] = Window {
             limits,
+            window_s: self.window_s,
             ..Window::default()
         };
+    }
+
+    /// The window's length in seconds.
+    pub fn window(&self) -> f64 {
+        self.window_s
+    }
+
+    /// Change the window's length (every slot's; what each admitted stays
+    /// logged and is judged by the new length). `(0, MAX_WINDOW_S]` seconds.
+    pub fn set_window(&mut self, seconds: f64) -> Result<(), CoreError> {
+        if !(seconds > 0.0 && seconds <= MAX_WINDOW_S) {
+            return Err(CoreError::invalid(
+                "window",
+                format!("{seconds} (seconds, > 0 and at most {MAX_WINDOW_S})"),
+            ));
+        }
+        self.window_s = seconds;
+        for w in &mut self.windows {
+            w.window_s = seconds;
+        }
+        self.earliest_expiry = 0.0;
+        Ok(())
+    }
+
+    // ----- sharing with other workers (see crate::leases) -------------------
+
+    /// Enforce `slot`'s limits across workers from now on: it admits only
+    /// within its leases (none yet: the lease thread grants them). A refusal
+    /// says the next top-up comes within `top_up_in_s`. Its reservations so
+    /// far are unrecorded (the lease thread charges them).
+    pub fn share(&mut self, slot: usize, top_up_in_s: f64) -> Result<(), CoreError> {
+        crate::error::non_negative("top_up_in", top_up_in_s)?;
+        let w = &mut self.windows[slot];
+        let unrecorded = w.log.len() as u32;
+        w.shared.get_or_insert_with(Box::default).top_up_in_s = top_up_in_s;
+        if let Some(s) = w.shared.as_mut() {
+            s.unrecorded = s.unrecorded.max(unrecorded);
+        }
+        Ok(())
+    }
+
+    /// Stop sharing `slot`: what its leases hold or owe goes back.
+    pub fn unshare(&mut self, slot: usize) -> Returns {
+        match self.windows[slot].shared.take() {
+            Some(mut s) => (s.requests.release(), s.tokens.release()),
+            None => Default::default(),
+        }
+    }
+
+    fn shared_mut(&mut self, slot: usize) -> Result<&mut SharedWindow, CoreError> {
+        self.windows[slot].shared.as_deref_mut().ok_or_else(|| {
+            CoreError::invalid("slot", format!("{slot} (its limits are not shared)"))
+        })
+    }
+
+    /// Add a grant of the shared counter of `kind` to `slot`'s lease.
+    pub fn grant(
+        &mut self,
+        slot: usize,
+        kind: LimitKind,
+        id: u64,
+        amount: u64,
+        expires_at: f64,
+        now: f64,
+    ) -> Result<(), CoreError> {
+        let s = self.shared_mut(slot)?;
+        match kind {
+            LimitKind::Requests => s.requests.grant(id, amount, expires_at, now),
+            LimitKind::Tokens => s.tokens.grant(id, amount, expires_at, now),
+        }
+    }
+
+    /// What `slot` owes back to the counters as of `now`, emptied.
+    pub fn take_returns(&mut self, slot: usize, now: f64) -> Result<Returns, CoreError> {
+        let s = self.shared_mut(slot)?;
+        Ok((s.requests.take_returns(now), s.tokens.take_returns(now)))
+    }
+
+    /// The counters are unreachable: `slot` gives up its leases (returned
+    /// when they are back) and enforces `share` on its local log, which
+    /// counts what the leases admitted too (so never more than the share).
+    pub fn fall_back(&mut self, slot: usize, share: RateLimits) -> Result<Returns, CoreError> {
+        share.validate()?;
+        let s = self.shared_mut(slot)?;
+        s.fallback = Some(share);
+        Ok((s.requests.release(), s.tokens.release()))
+    }
+
+    /// The counters are back: `slot` admits within its leases again.
+    pub fn recover(&mut self, slot: usize) -> Result<(), CoreError> {
+        self.shared_mut(slot)?.fallback = None;
+        Ok(())
+    }
+
+    /// The requests and tokens `slot` admitted in the window at `now` that
+    /// the counters do not know of (on the local share, or before sharing),
+    /// now marked as charged: the lease thread adds them to the counters.
+    pub fn take_unrecorded(&mut self, slot: usize, now: f64) -> Result<(u32, u64), CoreError> {
+        self.shared_mut(slot)?.unrecorded = 0;
+        let w = &mut self.windows[slot];
+        let window_s = w.window_s;
+        let (mut requests, mut tokens) = (0, 0);
+        for e in w.log.iter_mut().rev() {
+            if e.at + window_s <= now {
+                break;
+            }
+            if e.live && e.recorded == Recorded::No {
+                e.recorded = Recorded::Charged;
+                requests += 1;
+                tokens += e.tokens;
+            }
+        }
+        Ok((requests, tokens))
+    }
+
+    /// `slot`'s leases, or `None` when its limits are not shared.
+    pub fn shared_state(&self, slot: usize, now: f64) -> Option<SharedWindowState> {
+        self.windows[slot]
+            .shared
+            .as_ref()
+            .map(|s| SharedWindowState {
+                requests: s.requests.state(now),
+                tokens: s.tokens.state(now),
+                fallback: s.fallback,
+                unrecorded: s.unrecorded > 0,
+            })
     }
 
     /// Change a slot's configured limits; what it admitted stays counted.
@@ -418,7 +719,7 @@ impl Limits {
             return 0;
         }
         if w.log.is_empty() {
-            self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
+            self.earliest_expiry = self.earliest_expiry.min(now + w.window_s);
         }
         w.push(now, tokens)
     }
@@ -438,12 +739,12 @@ impl Limits {
         let w = &mut self.windows[slot];
         match reservation {
             Reservation::Held(0) | Reservation::Uncounted => {}
-            Reservation::Held(seq) => w.reconcile(seq, tokens),
+            Reservation::Held(seq) => w.reconcile(seq, tokens, now),
             Reservation::Unselected
                 if (w.limits.any() || now < w.learned_until) && w.requests < MAX_RPM =>
             {
                 if w.log.is_empty() {
-                    self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
+                    self.earliest_expiry = self.earliest_expiry.min(now + w.window_s);
                 }
                 w.push(now, tokens);
             }

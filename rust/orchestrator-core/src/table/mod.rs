@@ -5,6 +5,7 @@
 
 mod candidates;
 mod change;
+mod leases;
 mod shared;
 mod stats_matrix;
 
