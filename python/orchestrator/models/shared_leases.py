@@ -19,9 +19,15 @@ limit × replicas). The design:
   ``sync_interval``: it tops a lease up to one *slice* (``max(1, limit //
   (lease_divisor × workers))``, ``workers`` = the workers that took a lease of
   that model in the last window) once what it holds falls under half a slice,
-  and gives back what the core queued. A grant is used only until it leaves
-  Redis's window (the core expires it a window after the exchange *started*,
-  never later than Redis does); its unused units go back then.
+  and gives back what the core queued. A worker starts slow: its first lease
+  is 1, and each exchange doubles the most it may top up to, until the slice
+  (so workers that start together, before they know of each other, do not
+  each take a big slice). A request larger than a slice (tokens) is leased
+  whole. A grant is used for a quarter of the
+  window (:data:`LEASE_TTL_FRACTION`), and never after it leaves Redis's
+  window (the core dates it from when the exchange *started*, never later than
+  Redis did); its unused units go back then, so a lease taken before the
+  worker knew how many workers share the window does not last.
 
 **The bound.** Redis never grants more than ``limit`` within one window, and a
 unit is used only while its grant counts there; so in any window the requests
@@ -64,6 +70,9 @@ __all__ = ["DEFAULT_LEASE_DIVISOR", "LEASE", "SharedLeases", "lease_slice"]
 
 #: A slice is ``limit // (DEFAULT_LEASE_DIVISOR × workers)`` (at least 1).
 DEFAULT_LEASE_DIVISOR = 4
+#: A grant is usable for this fraction of the window: what a worker leased
+#: before it knew how many workers share the window goes back soon.
+LEASE_TTL_FRACTION = 0.25
 KINDS = ("requests", "tokens")
 
 # KEYS: grants (sorted set), amounts (hash), lease workers (hash).
@@ -190,6 +199,9 @@ class _Tracked:
     )
     charges: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     workers: int = 1
+    #: Slow start: a lease tops up to at most this much, doubled by each
+    #: grant up to the slice (a worker that just joined holds little).
+    ceiling: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 1))
 
 
 @dataclass
@@ -200,6 +212,8 @@ class LeaseStats:
     granted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     returned: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     charged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    #: The most a lease was topped up to (the ``slice`` of the bound).
+    largest_lease: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     fallbacks: int = 0
 
 
@@ -296,10 +310,14 @@ class SharedLeases:
             tracked.calls[kind] = call
             started = self._core.now()
             grant_id, granted = self._send(name, tracked, kind, limit, call)
+            tracked.ceiling[kind] = min(limit, 2 * tracked.ceiling[kind])
             if granted:
                 # Redis dated the grant after `started`: it leaves Redis's
                 # window no sooner than a window after `started`.
-                expires_in = self._core.rate_limit_window() - (self._core.now() - started)
+                window_s = self._core.rate_limit_window()
+                expires_in = min(
+                    window_s * LEASE_TTL_FRACTION, window_s - (self._core.now() - started)
+                )
                 self._core.grant_lease(tracked.slot, kind, grant_id, granted, max(0.0, expires_in))
         if state["fallback"] is not None:
             self._core.recover_limits(tracked.slot)
@@ -312,10 +330,13 @@ class SharedLeases:
         refused request needs), what it owes back, and what it must charge."""
         available = int(state[f"{kind}_available"])
         wanted = int(state[f"{kind}_wanted"])
-        full = min(limit, max(lease_slice(limit, tracked.workers, self.divisor), wanted))
+        fair = min(tracked.ceiling[kind], lease_slice(limit, tracked.workers, self.divisor))
+        full = min(limit, max(fair, wanted))
         low = available < math.ceil(full / 2) or wanted > available
         room = int(state[f"{kind}_grants"]) < _core.MAX_LEASE_GRANTS - 1
         want = full - available if (low or state["fallback"] is not None) and room else 0
+        if want > 0:
+            self.stats.largest_lease[kind] = max(self.stats.largest_lease[kind], full)
         returns, tracked.owed[kind] = tracked.owed[kind], []
         charge, tracked.charges[kind] = tracked.charges[kind], 0
         if want <= 0 and not returns and not charge:
