@@ -921,6 +921,133 @@ mod tests {
         assert_eq!(l.state(0, 0.0).tokens, 8);
     }
 
+    fn shared(rpm: Option<u32>, tpm: Option<u64>) -> Limits {
+        let mut l = limited(rpm, tpm);
+        l.share(0, 0.5).unwrap();
+        l
+    }
+
+    #[test]
+    fn a_shared_window_admits_only_within_its_lease() {
+        let mut l = shared(Some(100), None);
+        assert_eq!(
+            l.admits(0, 10, 0.0),
+            Err(Rejection::LeaseSpent {
+                kind: LimitKind::Requests,
+                held: 0,
+                needed: 1,
+                retry_in_s: 0.5
+            }),
+            "no lease yet"
+        );
+        l.grant(0, LimitKind::Requests, 7, 2, 30.0, 0.0).unwrap();
+        for t in [0.0, 1.0] {
+            l.admits(0, 10, t).unwrap();
+            l.reserve(0, 10, t);
+        }
+        assert!(matches!(
+            l.admits(0, 10, 2.0),
+            Err(Rejection::LeaseSpent { held: 0, .. })
+        ));
+        assert_eq!(l.state(0, 2.0).requests, 2, "the local log counts them too");
+    }
+
+    #[test]
+    fn cancelled_and_reconciled_reservations_go_back_to_their_grant() {
+        let mut l = shared(Some(100), Some(10_000));
+        l.grant(0, LimitKind::Requests, 1, 5, 30.0, 0.0).unwrap();
+        l.grant(0, LimitKind::Tokens, 2, 1000, 30.0, 0.0).unwrap();
+        let a = l.reserve(0, 300, 0.0);
+        let b = l.reserve(0, 300, 0.0);
+        l.cancel(0, a);
+        l.settle(
+            0,
+            Reservation::Held(b),
+            100,
+            &ProviderLimits::default(),
+            0,
+            0.0,
+        );
+        assert_eq!(
+            l.take_returns(0, 0.0).unwrap(),
+            (vec![(1, 1)], vec![(2, 500)]),
+            "a's request and tokens, and b's 200 unused tokens"
+        );
+        let s = l.shared_state(0, 0.0).unwrap();
+        assert_eq!((s.requests.available, s.tokens.available), (3, 400));
+        assert_eq!(l.unshare(0), (vec![(1, 3)], vec![(2, 400)]));
+        assert_eq!(l.shared_state(0, 0.0), None);
+    }
+
+    #[test]
+    fn an_outage_enforces_the_share_on_the_local_log_and_charges_it_later() {
+        let mut l = shared(Some(10), None);
+        l.grant(0, LimitKind::Requests, 1, 4, 30.0, 0.0).unwrap();
+        for _ in 0..3 {
+            l.reserve(0, 1, 0.0);
+        }
+        let share = RateLimits {
+            rpm: Some(5),
+            tpm: None,
+        };
+        assert_eq!(l.fall_back(0, share).unwrap(), (vec![(1, 1)], vec![]));
+        l.reserve(0, 1, 1.0);
+        l.reserve(0, 1, 1.0);
+        assert!(
+            matches!(
+                l.admits(0, 1, 1.0),
+                Err(Rejection::RequestLimit {
+                    used: 5,
+                    limit: 5,
+                    ..
+                })
+            ),
+            "the share counts what the lease admitted"
+        );
+        assert!(l.shared_state(0, 1.0).unwrap().unrecorded);
+        assert_eq!(
+            l.take_unrecorded(0, 1.0).unwrap(),
+            (2, 2),
+            "only the two admitted on the share"
+        );
+        assert_eq!(l.take_unrecorded(0, 1.0).unwrap(), (0, 0), "charged once");
+        l.recover(0).unwrap();
+        assert!(
+            matches!(l.admits(0, 1, 1.0), Err(Rejection::LeaseSpent { .. })),
+            "back on leases: the released one is gone"
+        );
+        assert!(l
+            .fall_back(
+                0,
+                RateLimits {
+                    rpm: Some(0),
+                    tpm: None
+                }
+            )
+            .is_err());
+        assert!(l.grant(0, LimitKind::Requests, 0, 1, 1.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn the_window_length_is_a_parameter() {
+        let mut l = limited(Some(1), None);
+        l.set_window(2.0).unwrap();
+        l.reserve(0, 1, 0.0);
+        assert!(matches!(
+            l.admits(0, 1, 1.0),
+            Err(Rejection::RequestLimit { retry_in_s, .. }) if retry_in_s == 1.0
+        ));
+        assert_eq!(l.admits(0, 1, 2.0), Ok(()));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_WINDOW_S * 2.0] {
+            assert!(l
+                .set_window(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("window"));
+        }
+        assert!(l.take_returns(0, 0.0).is_err(), "not shared");
+    }
+
     #[test]
     fn limits_are_range_checked() {
         let bad = RateLimits {
