@@ -45,7 +45,7 @@ struct Grant {
 }
 
 /// A worker's live grants of one shared counter and what it owes back.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lease {
     /// Oldest first.
     grants: VecDeque<Grant>,
@@ -53,9 +53,26 @@ pub struct Lease {
     returns: Vec<(u64, u64)>,
     /// Units used beyond what the grants held: taken from the next grants.
     debt: u64,
+    /// What the grants hold (expired ones included until dropped), and the
+    /// earliest expiry among them: the check's fast path.
+    held: u64,
+    next_expiry: f64,
     /// The largest amount refused for want of allowance since the last
     /// grant: a top-up covers at least this (a request larger than a slice).
     wanted: AtomicU64,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Lease {
+            grants: VecDeque::new(),
+            returns: Vec::new(),
+            debt: 0,
+            held: 0,
+            next_expiry: f64::INFINITY,
+            wanted: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Clone for Lease {
@@ -64,6 +81,8 @@ impl Clone for Lease {
             grants: self.grants.clone(),
             returns: self.returns.clone(),
             debt: self.debt,
+            held: self.held,
+            next_expiry: self.next_expiry,
             wanted: AtomicU64::new(self.wanted.load(Ordering::Relaxed)),
         }
     }
@@ -84,12 +103,16 @@ impl Lease {
     /// Units the live grants hold at `now`, less the debt.
     #[inline]
     pub fn available(&self, now: f64) -> u64 {
-        self.grants
-            .iter()
-            .filter(|g| g.expires_at > now)
-            .map(|g| g.left)
-            .sum::<u64>()
-            .saturating_sub(self.debt)
+        let held = if now < self.next_expiry {
+            self.held
+        } else {
+            self.grants
+                .iter()
+                .filter(|g| g.expires_at > now)
+                .map(|g| g.left)
+                .sum::<u64>()
+        };
+        held.saturating_sub(self.debt)
     }
 
     /// Whether `amount` fits in the lease at `now`; a refusal is remembered
@@ -121,6 +144,7 @@ impl Lease {
             g.left -= part;
             rest -= part;
         }
+        self.held -= amount - rest;
         self.debt += rest;
         first
     }
@@ -175,17 +199,36 @@ impl Lease {
             left: amount - paid,
             expires_at,
         });
+        self.held += amount - paid;
+        self.next_expiry = self.next_expiry_of_grants();
         self.wanted.store(0, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Drop the grants that expired by `now`; their unused units go back.
+    /// Drop the grants that expired by `now` (a grant's expiry may come
+    /// before an older one's); their unused units go back.
     fn expire(&mut self, now: f64) {
-        while self.grants.front().is_some_and(|g| g.expires_at <= now) {
-            if let Some(g) = self.grants.pop_front() {
+        if now < self.next_expiry {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.grants.len());
+        while let Some(g) = self.grants.pop_front() {
+            if g.expires_at <= now {
+                self.held -= g.left;
                 self.give_back(g.id, g.left);
+            } else {
+                kept.push_back(g);
             }
         }
+        self.grants = kept;
+        self.next_expiry = self.next_expiry_of_grants();
+    }
+
+    fn next_expiry_of_grants(&self) -> f64 {
+        self.grants
+            .iter()
+            .map(|g| g.expires_at)
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Everything owed back to the counter as of `now` (expired grants'
@@ -201,6 +244,8 @@ impl Lease {
         while let Some(g) = self.grants.pop_front() {
             self.give_back(g.id, g.left);
         }
+        self.held = 0;
+        self.next_expiry = f64::INFINITY;
         std::mem::take(&mut self.returns)
     }
 

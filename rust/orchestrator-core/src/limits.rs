@@ -214,6 +214,22 @@ struct SharedWindow {
     unrecorded: u32,
 }
 
+impl SharedWindow {
+    #[cold]
+    fn spent(&self, kind: LimitKind, needed: u64, now: f64) -> Rejection {
+        let lease = match kind {
+            LimitKind::Requests => &self.requests,
+            LimitKind::Tokens => &self.tokens,
+        };
+        Rejection::LeaseSpent {
+            kind,
+            held: lease.available(now),
+            needed,
+            retry_in_s: self.top_up_in_s,
+        }
+    }
+}
+
 fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -238,7 +254,7 @@ struct Window {
     dead: usize,
     next_seq: u64,
     window_s: f64,
-    shared: Option<Box<SharedWindow>>,
+    shared: Option<SharedWindow>,
 }
 
 impl Window {
@@ -266,28 +282,11 @@ impl Window {
         if s.fallback.is_some() {
             return Ok(());
         }
-        for (kind, limited, lease, amount) in [
-            (
-                LimitKind::Requests,
-                self.limits.rpm.is_some(),
-                &s.requests,
-                1,
-            ),
-            (
-                LimitKind::Tokens,
-                self.limits.tpm.is_some(),
-                &s.tokens,
-                needed,
-            ),
-        ] {
-            if limited && !lease.admits(amount, now) {
-                return Err(Rejection::LeaseSpent {
-                    kind,
-                    held: lease.available(now),
-                    needed: amount,
-                    retry_in_s: s.top_up_in_s,
-                });
-            }
+        if self.limits.rpm.is_some() && !s.requests.admits(1, now) {
+            return Err(s.spent(LimitKind::Requests, 1, now));
+        }
+        if self.limits.tpm.is_some() && !s.tokens.admits(needed, now) {
+            return Err(s.spent(LimitKind::Tokens, needed, now));
         }
         Ok(())
     }
@@ -606,7 +605,9 @@ impl Limits {
         crate::error::non_negative("top_up_in", top_up_in_s)?;
         let w = &mut self.windows[slot];
         let unrecorded = w.log.len() as u32;
-        w.shared.get_or_insert_with(Box::default).top_up_in_s = top_up_in_s;
+        w.shared
+            .get_or_insert_with(SharedWindow::default)
+            .top_up_in_s = top_up_in_s;
         if let Some(s) = w.shared.as_mut() {
             s.unrecorded = s.unrecorded.max(unrecorded);
         }
@@ -622,7 +623,7 @@ impl Limits {
     }
 
     fn shared_mut(&mut self, slot: usize) -> Result<&mut SharedWindow, CoreError> {
-        self.windows[slot].shared.as_deref_mut().ok_or_else(|| {
+        self.windows[slot].shared.as_mut().ok_or_else(|| {
             CoreError::invalid("slot", format!("{slot} (its limits are not shared)"))
         })
     }
