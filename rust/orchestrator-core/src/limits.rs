@@ -16,7 +16,7 @@
 //! undercounts). A window drops its expired entries whenever it logs a new
 //! one, and [`Limits::sweep_due`] refreshes every window's totals at most
 //! once per [`SWEEP_INTERVAL_S`]: amortised O(1) per reservation. Memory is
-//! one entry (32 bytes) per request in the last minute: at most `rpm` per
+//! one entry (48 bytes) per request in the last minute: at most `rpm` per
 //! slot, and never more than [`MAX_RPM`] (a model with only `tpm` admits at
 //! most `MAX_RPM` requests per minute, and a window counts no more than that
 //! of the calls reported without a selection). Cancelled reservations leave
