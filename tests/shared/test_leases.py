@@ -11,11 +11,12 @@ import bisect
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Union
 
 import pytest
 import redis
 
+from orchestrator.models.shared_leases import LEASE
 from tests.redis_server import RedisServer
 from tests.shared import lease_workers
 from tests.shared.helpers import run_workers, shared_of
@@ -197,3 +198,45 @@ def test_redis_killed_mid_run_falls_back_to_each_workers_share_then_recovers_emp
     assert len([m for m in caplog.messages if "unreachable" in m]) == 2
     for registry in workers:
         registry.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_retried_exchange_is_applied_once(redis_server: RedisServer, namespace: str) -> None:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    script = client.register_script(LEASE)
+    keys = [f"orchestrator:{{{namespace}}}:lease:m:requests", "", ""]
+    keys[1], keys[2] = f"{keys[0]}:amounts", f"orchestrator:{{{namespace}}}:lease-workers:m"
+
+    def exchange(call: str, want: int, *returns: int) -> list[int]:
+        args: list[Union[str, int]] = ["w", call, 10, 60_000, want, 0, len(returns) // 2]
+        args += returns
+        return [int(v) for v in script(keys=keys, args=args)]
+
+    try:
+        first = exchange("1", 4)
+        assert first[1] == 4 and first[3] == 4 and first[-1] == 0
+        assert exchange("1", 4) == [*first[:-1], 1], "a retry gets the first reply, flagged"
+        grant = first[0]
+        assert exchange("2", 0, grant, 3)[3] == 1
+        assert (
+            exchange("2", 0, grant, 3)[-1] == 1
+            and window_total(redis_server.url, namespace, "requests") == 1
+        )
+        assert exchange("3", 0, grant, 5)[3] == 0, "a grant gives back no more than it holds"
+        assert exchange("4", 20)[1] == 10, "never more than the limit"
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(30)
+def test_limits_given_after_registration_are_shared(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    registry = limited_registry(redis_server.url, namespace, 60.0)
+    assert registry.core.shared_limits(0) is None
+    model = registry.get_model("m")
+    model.rpm = 5
+    registry.update_model(model)
+    state = registry.core.shared_limits(0)
+    assert state is not None and state["requests_available"] == 1, "slow start: a lease of 1"
+    registry.close()

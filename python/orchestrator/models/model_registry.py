@@ -338,8 +338,10 @@ class ModelRegistry:
 
     def update_model(self, model: Model) -> None:
         """Push a registered model's changed capabilities, cost, speed or
-        rate limits to the core."""
+        rate limits to the core (and, with a shared state, share new limits)."""
         self._core.update(self._binding(model).slot, *self._spec(model))
+        if self._shared is not None:
+            self._shared.model_updated(model)
 
     def unregister_model(self, name: str) -> Model:
         """Remove a model; its statistics are dropped and its outstanding

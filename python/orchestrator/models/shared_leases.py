@@ -78,8 +78,8 @@ KINDS = ("requests", "tokens")
 # KEYS: grants (sorted set), amounts (hash), lease workers (hash).
 # ARGV: worker, call id, limit, window ms, want, charge, n returns, then n
 # pairs (grant id, amount). Returns {grant id, granted, charge id, total,
-# workers in the window, Redis time in ms}; a repeated call id returns the
-# first reply unchanged.
+# workers in the window, Redis time in ms, 0}; a repeated call id returns the
+# first reply with 1 last (a duplicate: its grant was dated then).
 LEASE = """
 local worker, call = ARGV[1], ARGV[2]
 local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -89,6 +89,7 @@ local last = redis.call('HGET', KEYS[2], call_field)
 if last and string.sub(last, 1, #call + 1) == call .. ' ' then
   local reply = {}
   for value in string.gmatch(string.sub(last, #call + 2), '%S+') do reply[#reply + 1] = value end
+  reply[#reply + 1] = '1'
   return reply
 end
 local t = redis.call('TIME')
@@ -162,6 +163,7 @@ if redis.call('ZCARD', KEYS[1]) > 0 then
 else
   redis.call('DEL', KEYS[1], KEYS[2])
 end
+reply[#reply + 1] = '0'
 return reply
 """
 
@@ -265,13 +267,12 @@ class SharedLeases:
         self._tracked[name] = _Tracked(slot)
         return True
 
+    def is_tracked(self, name: str) -> bool:
+        return name in self._tracked
+
     def untrack(self, name: str) -> None:
         """Forget a removed model (its grants expire with their window)."""
         self._tracked.pop(name, None)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._tracked)
 
     def exchange(self) -> None:
         """Top up, give back and charge every shared model's leases (one
@@ -309,9 +310,13 @@ class SharedLeases:
                 continue
             tracked.calls[kind] = call
             started = self._core.now()
-            grant_id, granted = self._send(name, tracked, kind, limit, call)
+            grant_id, granted, duplicate = self._send(name, tracked, kind, limit, call)
             tracked.ceiling[kind] = min(limit, 2 * tracked.ceiling[kind])
-            if granted:
+            if granted and duplicate:
+                # Granted by an earlier try whose reply was lost: dated then,
+                # so it may be about to leave Redis's window: give it back.
+                tracked.owed[kind].append((grant_id, granted))
+            elif granted:
                 # Redis dated the grant after `started`: it leaves Redis's
                 # window no sooner than a window after `started`.
                 window_s = self._core.rate_limit_window()
@@ -345,9 +350,10 @@ class SharedLeases:
 
     def _send(
         self, name: str, tracked: _Tracked, kind: str, limit: int, call: _Call
-    ) -> tuple[int, int]:
-        """Run one exchange (or its retry): ``(grant id, granted)``.
-        Connection errors propagate, the call kept for a retry."""
+    ) -> tuple[int, int, bool]:
+        """Run one exchange (or its retry): ``(grant id, granted, duplicate)``,
+        ``duplicate`` when an earlier try was applied. Connection errors
+        propagate, the call kept for a retry."""
         window_ms = max(1, int(self._core.rate_limit_window() * 1000))
         args: list[Union[str, int]] = [
             self._worker,
@@ -361,14 +367,14 @@ class SharedLeases:
         for grant, amount in call.returns:
             args += [grant, amount]
         reply = self._run(self.keys(name, kind), args)
-        grant_id, granted, _charge_id, _total, workers, _now = (int(v) for v in reply)
+        grant_id, granted, _charge_id, _total, workers, _now, duplicate = (int(v) for v in reply)
         tracked.calls.pop(kind, None)
         tracked.workers = max(1, workers)
         self.stats.exchanges += 1
         self.stats.granted[kind] += granted
         self.stats.returned[kind] += sum(amount for _, amount in call.returns)
         self.stats.charged[kind] += call.charge
-        return grant_id, granted
+        return grant_id, granted, bool(duplicate)
 
     def fall_back(self) -> None:
         """Redis is unreachable: every shared model enforces this worker's
@@ -406,7 +412,7 @@ class SharedLeases:
                     continue
                 pending = tracked.calls.get(kind)
                 if pending is not None:
-                    grant_id, granted = self._send(name, tracked, kind, limit, pending)
+                    grant_id, granted, _ = self._send(name, tracked, kind, limit, pending)
                     if granted:
                         tracked.owed[kind].append((grant_id, granted))
                 owed, tracked.owed[kind] = tracked.owed[kind], []

@@ -407,6 +407,17 @@ class SharedState:
                     self._down(exc)
             self._leases.fall_back()
 
+    def model_updated(self, model: Model) -> None:
+        """A registered model's spec changed: share its limits if it has
+        some now (its leases, if any, go on under the new limits)."""
+        slot = self._core.slot_of(model.name)
+        if slot is None or self._leases.is_tracked(model.name):
+            return
+        with self._sync_lock:
+            tracked = self._leases.track(model.name, slot)
+        if tracked:
+            self._lease_now()
+
     def model_removed(self, name: str) -> None:
         """Forget a model here, and (in the background) delete its fields in
         Redis and tell the other workers to forget their share of it."""
