@@ -26,16 +26,15 @@ def run_workers(
     per_worker: list[dict[str, Any]],
     timeout: float = 60.0,
     while_running: Optional[Callable[[], None]] = None,
-    target: Callable[..., None] = entry,
 ) -> list[Any]:
-    """Run ``workers.<name>`` (or the function ``name`` that ``target``, a
-    module's ``entry``, runs) in one spawned process per kwargs dict; they
-    start together (a barrier, which ``while_running`` also waits on)."""
+    """Run ``workers.<name>`` (or ``module:function``) in one spawned process
+    per kwargs dict; they start together (a barrier, which ``while_running``
+    also waits on)."""
     ctx = multiprocessing.get_context("spawn")
     results: Any = ctx.Queue()
     barrier = ctx.Barrier(len(per_worker) + 1)
     procs = [
-        ctx.Process(target=target, args=(results, barrier, i, name, kwargs), daemon=True)
+        ctx.Process(target=entry, args=(results, barrier, i, name, kwargs), daemon=True)
         for i, kwargs in enumerate(per_worker)
     ]
     for p in procs:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -22,15 +21,6 @@ from tests.shared.workers import CountWarnings, SimModel
 
 #: Tokens every simulated request reserves and reports.
 REQUEST_TOKENS = 100
-
-
-def entry(queue: Any, barrier: Any, index: int, name: str, kwargs: dict[str, Any]) -> None:
-    """Process entry point: run ``name`` and put ``(index, result)`` on ``queue``."""
-    try:
-        result = globals()[name](ready=barrier.wait, index=index, **kwargs)
-        queue.put((index, result))
-    except BaseException:
-        queue.put((index, {"error": traceback.format_exc()}))
 
 
 def limited_registry(

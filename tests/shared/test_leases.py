@@ -18,7 +18,6 @@ import redis
 
 from orchestrator.models.shared_leases import LEASE
 from tests.redis_server import RedisServer
-from tests.shared import lease_workers
 from tests.shared.helpers import run_workers, shared_of
 from tests.shared.lease_workers import REQUEST_TOKENS, Tally, limited_registry, select_for
 
@@ -48,7 +47,7 @@ def run_limited(
     server: RedisServer, namespace: str, workers: int, **kwargs: Any
 ) -> list[dict[str, Any]]:
     per_worker = [{"url": server.url, "namespace": namespace, **kwargs}] * workers
-    return run_workers("limited_worker", per_worker, timeout=90, target=lease_workers.entry)
+    return run_workers("tests.shared.lease_workers:limited_worker", per_worker, timeout=90)
 
 
 def assert_counts_add_up(results: list[dict[str, Any]]) -> None:
