@@ -19,12 +19,14 @@ __all__ = [
     "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
     "MAX_COST_USD",
+    "MAX_LABEL_BYTES",
     "MAX_LATENCY_S",
     "MAX_LEASE_GRANTS",
     "MAX_OUTSTANDING_TICKETS",
     "MAX_ROUTED_PROMPT_BYTES",
     "MAX_RPM",
     "MAX_SELECT_MANY",
+    "MAX_TAGS",
     "MAX_TOKENS",
     "MAX_TPM",
     "MIN_DISCOUNT",
@@ -45,6 +47,7 @@ __all__ = [
     "cache_key",
     "check_rate_limits",
     "check_routed_input",
+    "check_tags",
 ]
 
 __version__: str
@@ -67,6 +70,10 @@ RATE_LIMIT_WINDOW_S: float
 MAX_LEASE_GRANTS: int
 MAX_RPM: int
 MAX_TPM: int
+#: The most distinct tags the models of one registry carry at once.
+MAX_TAGS: int
+#: The longest tag, alias or deployment id, in UTF-8 bytes.
+MAX_LABEL_BYTES: int
 MIN_DISCOUNT: float
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
@@ -90,6 +97,10 @@ def check_rate_limits(
 ) -> tuple[Optional[int], Optional[int]]:
     """``(rpm, tpm)`` checked by type and range: ints >= 1 or ``None``."""
 
+def check_tags(tags: Optional[object] = None) -> list[str]:
+    """Tag names checked (a list of ``str``, each ``[a-z0-9][a-z0-9_.:-]{0,63}``,
+    at most ``MAX_TAGS`` distinct), without repeats."""
+
 class NoEligible(Exception):
     """No model satisfies a request: ``args == (Explanation, Request)``."""
 
@@ -107,6 +118,7 @@ class Request:
         *,
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
+        tags: Optional[object] = None,
     ) -> Request: ...
     @property
     def capabilities(self) -> list[str]: ...
@@ -118,6 +130,8 @@ class Request:
     def context_length(self) -> Optional[int]: ...
     @property
     def exclude_models(self) -> list[str]: ...
+    @property
+    def tags(self) -> list[str]: ...
     @property
     def input_tokens(self) -> int: ...
     @property
@@ -243,6 +257,7 @@ class SelectionCore:
         declared_speed: Optional[object] = None,
         rpm: Optional[object] = None,
         tpm: Optional[object] = None,
+        tags: Optional[object] = None,
     ) -> int: ...
     def update(
         self,
@@ -258,6 +273,7 @@ class SelectionCore:
         declared_speed: Optional[object] = None,
         rpm: Optional[object] = None,
         tpm: Optional[object] = None,
+        tags: Optional[object] = None,
     ) -> None: ...
     def unregister(self, name: str) -> int: ...
     def model(self, slot: int) -> Any: ...
@@ -277,6 +293,7 @@ class SelectionCore:
         prompt: Optional[object] = None,
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
+        tags: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -300,6 +317,7 @@ class SelectionCore:
         prompt: Optional[object] = None,
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
+        tags: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,

@@ -160,6 +160,7 @@ class ModelConstraints(BaseModel):
       request size (100 input and 100 output tokens, a short chat turn).
     * ``min_speed``: output tokens per second, observed, else declared.
     * ``context_length``: the context window the request needs, in tokens.
+    * ``tags``: tags the model must all have (``Model(tags=...)``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -171,6 +172,7 @@ class ModelConstraints(BaseModel):
     exclude_models: list[str] = Field(default_factory=list)
     input_tokens: Optional[int] = Field(None, ge=0)
     output_tokens: Optional[int] = Field(None, ge=0)
+    tags: list[str] = Field(default_factory=list)
 
     @field_validator("capabilities")
     @classmethod
@@ -188,6 +190,7 @@ class ModelConstraints(BaseModel):
             self.exclude_models,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
+            tags=self.tags,
         )
 
     @classmethod
@@ -201,6 +204,7 @@ class ModelConstraints(BaseModel):
             exclude_models=request.exclude_models,
             input_tokens=request.given_input_tokens,
             output_tokens=request.given_output_tokens,
+            tags=request.tags,
         )
 
 
@@ -569,11 +573,14 @@ class Model(abc.ABC):
         speed: Optional[float] = None,
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> None:
         """``cost=None`` marks the model unpriced: ``max_cost`` then excludes it.
         ``speed`` declares output tokens per second until speed is observed.
         ``rpm``/``tpm``: the most requests/tokens it may be sent in any 60 s
-        (``None``: unlimited); a model whose window is full is not eligible."""
+        (``None``: unlimited); a model whose window is full is not eligible.
+        ``tags``: labels a request can require (``select_model(tags=["eu"])``),
+        each ``[a-z0-9][a-z0-9_.:-]{0,63}``."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"invalid name: {name!r} (a non-empty string is required)")
         if not isinstance(provider, str) or not provider.strip():
@@ -595,6 +602,7 @@ class Model(abc.ABC):
         self.cost = cost
         self.speed = None if speed is None else float(speed)
         self.rpm, self.tpm = _core.check_rate_limits(rpm, tpm)
+        self.tags: tuple[str, ...] = tuple(_core.check_tags(tags))
         self._bindings: list[Binding] = []
         self._cache: Optional[ModelCache] = None
 

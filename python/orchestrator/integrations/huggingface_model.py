@@ -8,7 +8,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -111,6 +111,7 @@ class HuggingFaceModel(Model):
         speed: Optional[float] = None,
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
         timeout: float = 120.0,
         max_retries: int = 2,
         deadline: float = 300.0,
@@ -130,7 +131,9 @@ class HuggingFaceModel(Model):
             )
         if cost is None and endpoint_url is None:
             cost = ModelCost()
-        super().__init__(name, "huggingface", capabilities, cost, speed=speed, rpm=rpm, tpm=tpm)
+        super().__init__(
+            name, "huggingface", capabilities, cost, speed=speed, rpm=rpm, tpm=tpm, tags=tags
+        )
         self.model_path = model_path or (name if model is None and endpoint_url is None else None)
         self.allow_download = allow_download
         self.max_new_tokens = max_new_tokens

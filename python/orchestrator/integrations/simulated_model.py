@@ -11,7 +11,7 @@ way, by module name.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
@@ -77,6 +77,7 @@ class SimulatedModel(Model):
         priced: bool = True,
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> None:
         profile = replace(profile, name=name) if profile else ModelProfile(name)
         super().__init__(
@@ -87,6 +88,7 @@ class SimulatedModel(Model):
             speed=profile.speed,
             rpm=rpm,
             tpm=tpm,
+            tags=tags,
         )
         self.profile = profile
         self.sleep_scale = float(sleep_scale)

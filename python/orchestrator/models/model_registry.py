@@ -334,6 +334,7 @@ class ModelRegistry:
             model.speed,
             model.rpm,
             model.tpm,
+            model.tags,
         )
 
     def update_model(self, model: Model) -> None:
@@ -413,6 +414,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -440,6 +442,8 @@ class ModelRegistry:
                 ``DEFAULT_WILLINGNESS_TO_PAY`` = 1.0): the contextual strategy
                 maximises quality − expected cost / willingness_to_pay among
                 the models ``max_cost`` and the other constraints allow.
+            tags: tags the model must all have (``Model(tags=...)``); a tag no
+                registered model has leaves no model eligible.
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -459,6 +463,7 @@ class ModelRegistry:
                 prompt=prompt,
                 embedding=embedding,
                 willingness_to_pay=willingness_to_pay,
+                tags=tags,
             ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
@@ -475,6 +480,7 @@ class ModelRegistry:
             prompt=prompt,
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
+            tags=tags,
         )
         return model
 
@@ -514,6 +520,7 @@ class ModelRegistry:
         input_tokens: Optional[int],
         output_tokens: Optional[int],
         constraints: Optional[ModelConstraints] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
         (or, on the hot path, through the same conversion inside the core)."""
@@ -526,11 +533,12 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                tags=tags,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        if any(v is not None for v in (*given, input_tokens, output_tokens)):
+        if any(v is not None for v in (*given, input_tokens, output_tokens, tags)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
@@ -548,6 +556,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
         under the contextual strategy, the request id), for callers that
@@ -563,6 +572,7 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
                 constraints,
+                tags,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
             return self._choose(request)
@@ -578,6 +588,7 @@ class ModelRegistry:
             prompt=prompt,
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
+            tags=tags,
         )
         return Selection(model, ticket, slot, request_id)
 
@@ -609,6 +620,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
@@ -630,6 +642,7 @@ class ModelRegistry:
             exclude_models,
             input_tokens,
             output_tokens,
+            tags=tags,
         )
         picked = self._core.select_many(
             count,
@@ -655,6 +668,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
@@ -673,6 +687,7 @@ class ModelRegistry:
                 exclude_models,
                 input_tokens,
                 output_tokens,
+                tags=tags,
             ),
             prompt=prompt,
             embedding=embedding,
@@ -972,6 +987,7 @@ class ModelRegistry:
         prompt: Optional[Prompt] = None,
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
@@ -985,6 +1001,7 @@ class ModelRegistry:
             exclude_models,
             input_tokens,
             output_tokens,
+            tags=tags,
         )
         names, raw = self._core.scores(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay

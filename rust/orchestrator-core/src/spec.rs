@@ -3,6 +3,7 @@
 
 use crate::error::{non_negative, CoreError};
 use crate::limits::{LimitKind, RateLimits};
+use crate::table::tags::check_tag;
 use crate::CAPABILITY_NAMES;
 
 /// Request size used to price a request whose token counts are not given.
@@ -26,6 +27,8 @@ pub struct ModelSpec {
     pub declared_speed: Option<f64>,
     /// Requests and tokens per minute this model may be sent.
     pub limits: RateLimits,
+    /// Tags a request can require (`[a-z0-9][a-z0-9_.:-]{0,63}` each).
+    pub tags: Vec<String>,
 }
 
 impl ModelSpec {
@@ -45,6 +48,9 @@ impl ModelSpec {
         if let Some(speed) = self.declared_speed {
             non_negative("declared_speed", speed)?;
         }
+        for tag in &self.tags {
+            check_tag(tag)?;
+        }
         self.limits.validate()
     }
 }
@@ -59,6 +65,10 @@ pub struct Constraints {
     pub exclude: Vec<u32>,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// Tags the model must all have, as the table's tag bits.
+    pub required_tags: u64,
+    /// Required tags no registered model has (so no model is eligible).
+    pub unknown_tags: Vec<String>,
 }
 
 impl Constraints {
@@ -105,6 +115,7 @@ impl Constraints {
             exclude,
             input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
             output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
+            ..Constraints::default()
         })
     }
 }
@@ -119,6 +130,9 @@ impl Constraints {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     MissingCapabilities(u32),
+    /// The required tags (the table's bits) the model lacks; see
+    /// `Table::describe` for their names.
+    MissingTags(u64),
     ContextUnknown {
         needed: u32,
     },
@@ -174,6 +188,7 @@ impl Rejection {
     pub fn constraint(&self) -> &'static str {
         match self {
             Rejection::MissingCapabilities(_) => "capabilities",
+            Rejection::MissingTags(_) => "tags",
             Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
                 "context_length"
             }
@@ -216,6 +231,7 @@ impl Rejection {
                     .collect();
                 format!("lacks capabilities: {}", names.join(", "))
             }
+            Rejection::MissingTags(_) => "missing required tags".to_owned(),
             Rejection::ContextUnknown { needed } => {
                 format!("context window unknown, {needed} tokens needed")
             }

@@ -21,6 +21,7 @@ fn spec(name: &str, price: f64, caps: &[&str]) -> ModelSpec {
         priced: true,
         declared_speed: Some(50.0),
         limits: Default::default(),
+        tags: Vec::new(),
     }
 }
 

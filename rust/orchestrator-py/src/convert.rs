@@ -230,6 +230,58 @@ pub fn capabilities(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<u
     Ok(bits.into_iter().fold(0, |mask, bit| mask | bit))
 }
 
+/// The longest label (a tag, alias or deployment id), in UTF-8 bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// A label a request or a model declares (a tag, an alias, a deployment
+/// id): exactly a `str` (not bytes, not a subclass that could compare or
+/// hash as something else), non-empty, at most [`MAX_LABEL_BYTES`] bytes of
+/// UTF-8, without control characters.
+pub fn label(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    if value.cast_exact::<PyString>().is_err() {
+        return Err(wrong_type(field, value, "a str is required"));
+    }
+    let text = text(value, field)?;
+    if text.is_empty() || text.len() > MAX_LABEL_BYTES || text.chars().any(char::is_control) {
+        return Err(out_of_range(
+            field,
+            value,
+            &format!("1 to {MAX_LABEL_BYTES} bytes of UTF-8 without control characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// `None` or a list of tag names (each a label of the core's tag form),
+/// without repeats, at most `core::table::tags::MAX_TAGS` of them.
+pub fn tags(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<String>> {
+    let Some(v) = value.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let mut tags: Vec<String> = Vec::new();
+    for tag in each(v, field, label)? {
+        core::table::tags::check_tag(&tag).map_err(|err| match err {
+            core::CoreError::Invalid { value, .. } => invalid(field, value),
+            other => to_py(other),
+        })?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > core::table::tags::MAX_TAGS {
+        return Err(out_of_range(
+            field,
+            v,
+            &format!(
+                "{} distinct tags, at most {} are possible",
+                tags.len(),
+                core::table::tags::MAX_TAGS
+            ),
+        ));
+    }
+    Ok(tags)
+}
+
 /// `None` or a list of strings.
 pub fn names(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<String>> {
     match value {

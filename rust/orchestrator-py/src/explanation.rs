@@ -14,6 +14,8 @@ struct Row {
     model: Py<PyAny>,
     name: String,
     verdict: Verdict,
+    /// The rejection as a sentence (named by the table: tag names are its).
+    reason: Option<String>,
     routed: Option<CandidateScore>,
 }
 
@@ -95,10 +97,15 @@ impl Explanation {
                 .iter()
                 .position(|c| c.slot == e.slot)
                 .map(|at| routed.swap_remove(at));
+            let reason = match &e.verdict {
+                Verdict::Rejected(rejection) => Some(table.describe(rejection, constraints)),
+                Verdict::Eligible(_) => None,
+            };
             rows.push(Row {
                 model: model.clone_ref(py),
                 name,
                 verdict: e.verdict,
+                reason,
                 routed,
             });
         }
@@ -192,7 +199,7 @@ impl Explanation {
                 Verdict::Rejected(reason) => {
                     row.set_item("eligible", false)?;
                     row.set_item("constraint", reason.constraint())?;
-                    row.set_item("reason", reason.describe())?;
+                    row.set_item("reason", &r.reason)?;
                 }
             }
             out.append(row)?;

@@ -32,6 +32,15 @@ fn check_rate_limits(
     Ok((limits.rpm, limits.tpm))
 }
 
+/// A model's tags checked by the rules of every entry point (a list of
+/// `str` of the tag form, at most `MAX_TAGS` distinct), without repeats:
+/// the one check `Model(tags=...)`, the config and registration share.
+#[pyfunction]
+#[pyo3(signature = (tags=None))]
+fn check_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    convert::tags(tags, "tags")
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<selection::SelectionCore>()?;
@@ -43,6 +52,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NoEligible", m.py().get_type::<errors::NoEligible>())?;
     m.add_function(wrap_pyfunction!(hashing::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(check_rate_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(check_tags, m)?)?;
     m.add_function(wrap_pyfunction!(request::check_routed_input, m)?)?;
     m.add("CAPABILITY_NAMES", core::CAPABILITY_NAMES.to_vec())?;
     m.add("ERROR_CLASSES", core::ERROR_CLASSES.to_vec())?;
@@ -74,6 +84,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_RPM", core::limits::MAX_RPM)?;
     m.add("MAX_LEASE_GRANTS", core::leases::MAX_GRANTS)?;
     m.add("MAX_TPM", core::limits::MAX_TPM)?;
+    m.add("MAX_TAGS", core::table::tags::MAX_TAGS)?;
+    m.add("MAX_LABEL_BYTES", convert::MAX_LABEL_BYTES)?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -9,12 +9,15 @@ use crate::convert;
 use crate::errors::to_py;
 
 /// One request's constraints, converted and validated (everything but the
-/// excluded names, which are resolved under the core's lock).
+/// names of excluded models and required tags, which are resolved under
+/// the core's lock).
 #[pyclass(frozen, module = "orchestrator._core", from_py_object)]
 #[derive(Debug, Clone)]
 pub struct Request {
     constraints: Constraints,
     exclude: Vec<String>,
+    /// Tags the model must all have, checked and without repeats.
+    tags: Vec<String>,
     /// The token counts as given (`None`: the default request size).
     given_tokens: (Option<u32>, Option<u32>),
 }
@@ -30,6 +33,7 @@ impl Request {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -38,6 +42,7 @@ impl Request {
         let exclude = convert::names(exclude_models, "exclude_models")?;
         let input_tokens = convert::optional_count32(input_tokens, "input_tokens", 0)?;
         let output_tokens = convert::optional_count32(output_tokens, "output_tokens", 0)?;
+        let tags = convert::tags(tags, "tags")?;
         let constraints = Constraints::new(
             mask,
             max_cost,
@@ -51,6 +56,7 @@ impl Request {
         Ok(Request {
             constraints,
             exclude,
+            tags,
             given_tokens: (input_tokens, output_tokens),
         })
     }
@@ -64,6 +70,7 @@ impl Request {
                 None => return Err(name.clone()),
             }
         }
+        table.require_tags(&mut constraints, &self.tags);
         Ok(constraints)
     }
 }
@@ -71,7 +78,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -81,6 +88,7 @@ impl Request {
         exclude_models: Option<&Bound<'_, PyAny>>,
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -90,6 +98,7 @@ impl Request {
             exclude_models,
             input_tokens,
             output_tokens,
+            tags,
         )
     }
 
@@ -121,6 +130,12 @@ impl Request {
     #[getter]
     fn exclude_models(&self) -> Vec<String> {
         self.exclude.clone()
+    }
+
+    /// Tags the model must all have.
+    #[getter]
+    fn tags(&self) -> Vec<String> {
+        self.tags.clone()
     }
 
     /// Input tokens the request is priced for (the default when not given).

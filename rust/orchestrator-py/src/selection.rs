@@ -111,6 +111,7 @@ fn model_spec(
     priced: &Bound<'_, PyAny>,
     declared_speed: Option<&Bound<'_, PyAny>>,
     limits: core::RateLimits,
+    tags: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<ModelSpec> {
     let spec = ModelSpec {
         name: convert::string(name, "name")?,
@@ -126,6 +127,7 @@ fn model_spec(
         priced: convert::boolean(priced, "priced")?,
         declared_speed: convert::optional_real(declared_speed, "declared_speed")?,
         limits,
+        tags: convert::tags(tags, "tags")?,
     };
     spec.validate().map_err(to_py)?;
     Ok(spec)
@@ -284,17 +286,19 @@ impl SelectionCore {
         Ok(d)
     }
 
-    /// The request of `select_model`'s or `select`'s arguments: the seven
+    /// The request of `select_model`'s or `select`'s arguments: the eight
     /// request keywords in order, or a `constraints` object whose
     /// `request()` gives one.
     fn request_of(
         py: Python<'_>,
-        args: [Option<&Bound<'_, PyAny>>; 7],
+        args: [Option<&Bound<'_, PyAny>>; 8],
         constraints: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let Some(given) = constraints.filter(|c| !c.is_none()) else {
-            let [caps, max_cost, min_speed, context, exclude, input, output] = args;
-            return Request::parse(caps, max_cost, min_speed, context, exclude, input, output);
+            let [caps, max_cost, min_speed, context, exclude, input, output, tags] = args;
+            return Request::parse(
+                caps, max_cost, min_speed, context, exclude, input, output, tags,
+            );
         };
         if args.iter().flatten().any(|v| !v.is_none()) {
             return Err(PyTypeError::new_err(
@@ -526,7 +530,7 @@ impl SelectionCore {
     }
 
     /// Register `model` (any Python object, returned by selections); returns its slot.
-    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None))]
+    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None, tags=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -543,6 +547,7 @@ impl SelectionCore {
         declared_speed: Option<&Bound<'_, PyAny>>,
         rpm: Option<&Bound<'_, PyAny>>,
         tpm: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u32> {
         let zero = 0.0f64.into_pyobject(py)?.into_any();
         let no = false.into_pyobject(py)?.to_owned().into_any();
@@ -558,6 +563,7 @@ impl SelectionCore {
             priced.unwrap_or(&no),
             declared_speed,
             convert::rate_limits(rpm, tpm)?,
+            tags,
         )?;
         let name = spec.name.clone();
         let mut guard = self.lock();
@@ -579,7 +585,7 @@ impl SelectionCore {
 
     /// Replace a registered model's declared capabilities, window, prices,
     /// speed or rate limits.
-    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None))]
+    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None, tags=None))]
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -595,6 +601,7 @@ impl SelectionCore {
         declared_speed: Option<&Bound<'_, PyAny>>,
         rpm: Option<&Bound<'_, PyAny>>,
         tpm: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = convert::rate_limits(rpm, tpm)?;
         let spec = model_spec(
@@ -608,6 +615,7 @@ impl SelectionCore {
             priced,
             declared_speed,
             limits,
+            tags,
         )?;
         self.lock().table.update_spec(slot, spec).map_err(to_py)
     }
@@ -653,7 +661,7 @@ impl SelectionCore {
     /// the contextual router's; without it they are validated and ignored.
     /// When no model satisfies the request, raises the listener's error
     /// (else `NoEligible`), explained from the same snapshot.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -669,6 +677,7 @@ impl SelectionCore {
         prompt: Option<&Bound<'_, PyAny>>,
         embedding: Option<&Bound<'_, PyAny>>,
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let request = Self::request_of(
             py,
@@ -680,6 +689,7 @@ impl SelectionCore {
                 exclude_models,
                 input_tokens,
                 output_tokens,
+                tags,
             ],
             constraints,
         )?;
@@ -706,7 +716,7 @@ impl SelectionCore {
     /// Select like `select_model`, without holding the ticket:
     /// `(model, slot, ticket, request_id)` (`request_id` is `None` without
     /// the contextual strategy).
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None))]
     #[allow(clippy::too_many_arguments)]
     fn select(
         &self,
@@ -722,6 +732,7 @@ impl SelectionCore {
         prompt: Option<&Bound<'_, PyAny>>,
         embedding: Option<&Bound<'_, PyAny>>,
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Selected> {
         let request = Self::request_of(
             py,
@@ -733,6 +744,7 @@ impl SelectionCore {
                 exclude_models,
                 input_tokens,
                 output_tokens,
+                tags,
             ],
             constraints,
         )?;

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Optional, TypedDict
 
 import httpx
@@ -97,7 +97,8 @@ class HTTPOptions(TypedDict, total=False):
     """Keywords every HTTP adapter accepts.
 
     ``capabilities``, ``cost`` and ``speed`` override the catalogue;
-    ``rpm``/``tpm`` limit the requests/tokens sent per minute (see
+    ``rpm``/``tpm`` limit the requests/tokens sent per minute and ``tags``
+    label the model for requests that require them (see
     :class:`~orchestrator.core.model.Model`);
     ``timeout`` bounds one attempt, ``max_retries`` counts retries after it
     and ``deadline`` bounds the whole call, retries included.
@@ -115,6 +116,7 @@ class HTTPOptions(TypedDict, total=False):
     speed: Optional[float]
     rpm: Optional[int]
     tpm: Optional[int]
+    tags: Optional[Sequence[str]]
     timeout: float
     max_retries: int
     deadline: float
@@ -163,6 +165,7 @@ class HTTPModel(Model):
         speed: Optional[float] = None,
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
         timeout: float = 60.0,
         max_retries: int = 2,
         deadline: float = 120.0,
@@ -214,6 +217,7 @@ class HTTPModel(Model):
             speed=resolved.speed,
             rpm=rpm,
             tpm=tpm,
+            tags=tags,
         )
         self.model_id = resolved.model_id
         self.in_catalogue = resolved.known

@@ -8,6 +8,7 @@ mod change;
 mod leases;
 mod shared;
 mod stats_matrix;
+pub mod tags;
 
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ use crate::strategy::{Strategy, StrategyConfig};
 use crate::tickets::{Ticket, TicketStore};
 pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
 use crate::ERROR_AUTHENTICATION;
+use tags::TagIndex;
 
 /// Mean reward assumed for a model with no reported outcome in its estimate.
 const PRIOR_MEAN: f64 = 0.5;
@@ -50,11 +52,14 @@ struct Hot {
     priced: bool,
     /// Observed output tokens per second, else declared; NaN when unknown.
     speed: f64,
+    /// The model's tags, as bits of the table's [`TagIndex`].
+    tags: u64,
 }
 
 impl Hot {
-    fn of(spec: &ModelSpec) -> Self {
+    fn of(spec: &ModelSpec, tags: u64) -> Self {
         Hot {
+            tags,
             capabilities: spec.capabilities,
             context_length: spec.context_length,
             input_price: spec.input_price_per_million / 1e6,
@@ -126,6 +131,8 @@ pub struct Table {
     last_outcome_at: Vec<f64>,
     /// Each slot's rate-limit window (`rpm`, `tpm`, learned caps).
     limits: Limits,
+    /// The tag names the slots' `Hot::tags` bits stand for.
+    tags: TagIndex,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -183,6 +190,7 @@ impl Table {
             observed: Vec::new(),
             last_outcome_at: Vec::new(),
             limits: Limits::default(),
+            tags: TagIndex::default(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -283,12 +291,13 @@ impl Table {
         if self.by_name.contains_key(&spec.name) {
             return Err(CoreError::DuplicateModel(spec.name));
         }
+        let tags = self.tags.acquire(&spec.tags)?;
         let limits = spec.limits;
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 let i = slot as usize;
                 self.active[i] = true;
-                self.hot[i] = Hot::of(&spec);
+                self.hot[i] = Hot::of(&spec, tags);
                 self.specs[i] = spec.clone();
                 self.pending[i] = 0;
                 self.trials[i] = 0;
@@ -306,7 +315,7 @@ impl Table {
             None => {
                 self.active.push(true);
                 self.generation.push(0);
-                self.hot.push(Hot::of(&spec));
+                self.hot.push(Hot::of(&spec, tags));
                 self.specs.push(spec.clone());
                 self.pending.push(0);
                 self.trials.push(0);
@@ -335,7 +344,9 @@ impl Table {
             return Err(CoreError::invalid("name", format!("{:?}", spec.name)));
         }
         let observed = self.observed[i].tokens_per_second;
-        self.hot[i] = Hot::of(&spec);
+        let tags = self.tags.acquire(&spec.tags)?;
+        self.tags.release(self.hot[i].tags);
+        self.hot[i] = Hot::of(&spec, tags);
         if let Some(speed) = observed {
             self.hot[i].speed = speed;
         }
@@ -351,6 +362,8 @@ impl Table {
             .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
         let i = slot as usize;
         self.active[i] = false;
+        self.tags.release(self.hot[i].tags);
+        self.hot[i].tags = 0;
         self.generation[i] = self.generation[i].wrapping_add(1);
         self.total_disc_n -= self.disc_n[i];
         self.total_shared_n -= self.shared[i].n;
@@ -417,6 +430,10 @@ impl Table {
         let missing = c.required_capabilities & !spec.capabilities;
         if missing != 0 {
             return Err(Rejection::MissingCapabilities(missing));
+        }
+        let missing_tags = c.required_tags & !spec.tags;
+        if missing_tags != 0 || !c.unknown_tags.is_empty() {
+            return Err(Rejection::MissingTags(missing_tags));
         }
         if let Some(needed) = c.context_length {
             if spec.context_length == 0 {
@@ -768,6 +785,17 @@ impl Table {
             .collect()
     }
 
+    /// A rejection of request `c` as a sentence, naming what only the
+    /// table knows (the names of the missing tags).
+    pub fn describe(&self, rejection: &Rejection, c: &Constraints) -> String {
+        match rejection {
+            Rejection::MissingTags(mask) => {
+                format!("missing {}", self.missing_tag_names(*mask, c).join(", "))
+            }
+            other => other.describe(),
+        }
+    }
+
     /// Scores of every slot for a request; `-inf` where not eligible or inactive.
     pub fn scores(&self, c: &Constraints) -> Vec<f64> {
         let now = self.now();
@@ -1070,6 +1098,7 @@ mod tests {
             priced: true,
             declared_speed: Some(50.0),
             limits: RateLimits::default(),
+            tags: Vec::new(),
         }
     }
 

@@ -17,5 +17,6 @@ pub fn plain_spec(name: &str) -> ModelSpec {
         priced: true,
         declared_speed: None,
         limits: Default::default(),
+        tags: Vec::new(),
     }
 }
