@@ -207,7 +207,7 @@ def test_a_retried_exchange_is_applied_once(redis_server: RedisServer, namespace
     keys[1], keys[2] = f"{keys[0]}:amounts", f"orchestrator:{{{namespace}}}:lease-workers:m"
 
     def exchange(call: str, want: int, *returns: int) -> list[int]:
-        args: list[Union[str, int]] = ["w", call, 10, 60_000, want, 0, len(returns) // 2]
+        args: list[Union[str, int]] = ["w", call, 10, 60_000, want, 0, 0, len(returns) // 2]
         args += returns
         return [int(v) for v in script(keys=keys, args=args)]
 

@@ -76,14 +76,18 @@ LEASE_TTL_FRACTION = 0.25
 KINDS = ("requests", "tokens")
 
 # KEYS: grants (sorted set), amounts (hash), lease workers (hash).
-# ARGV: worker, call id, limit, window ms, want, charge, n returns, then n
-# pairs (grant id, amount). Returns {grant id, granted, charge id, total,
-# workers in the window, Redis time in ms, 0}; a repeated call id returns the
-# first reply with 1 last (a duplicate: its grant was dated then).
+# ARGV: worker, call id, limit, window ms, want, charge, claimed, n returns,
+# then n pairs (grant id, amount). ``claimed``: what the worker knows the key
+# holds of its grants (0: unknown); a key holding less (Redis restarted empty
+# or from an older snapshot) gets the difference back, once. Returns {grant
+# id, granted, charge id, total, workers in the window, Redis time in ms, 0};
+# a repeated call id returns the first reply with 1 last (a duplicate: its
+# grant was dated then).
 LEASE = """
 local worker, call = ARGV[1], ARGV[2]
 local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local want, charge, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local want, charge = tonumber(ARGV[5]), tonumber(ARGV[6])
+local claimed, n = tonumber(ARGV[7]), tonumber(ARGV[8])
 local call_field = 'call/' .. worker
 local last = redis.call('HGET', KEYS[2], call_field)
 if last and string.sub(last, 1, #call + 1) == call .. ' ' then
@@ -112,7 +116,7 @@ end
 local mine = nil
 local prefix = worker .. '/'
 for i = 1, n do
-  local id, rest = ARGV[6 + 2 * i], tonumber(ARGV[7 + 2 * i])
+  local id, rest = ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i])
   if id ~= '0' then
     local member = prefix .. id
     if redis.call('ZSCORE', KEYS[1], member) then
@@ -136,6 +140,15 @@ local function add(amount)
   redis.call('HSET', KEYS[2], prefix .. id, string.format('%d', amount))
   redis.call('HINCRBY', KEYS[2], 'total', string.format('%d', amount))
   return id
+end
+if claimed > 0 then
+  local held = 0
+  for _, member in ipairs(mine or redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if string.sub(member, 1, #prefix) == prefix then
+      held = held + tonumber(redis.call('HGET', KEYS[2], member) or '0')
+    end
+  end
+  if claimed > held then charge = charge + claimed - held end
 end
 local charge_id = '0'
 if charge > 0 then charge_id = add(charge) end
@@ -362,6 +375,7 @@ class SharedLeases:
             window_ms,
             call.want,
             call.charge,
+            0,
             len(call.returns),
         ]
         for grant, amount in call.returns:
