@@ -17,6 +17,7 @@ lists, one pass, locals hoisted out of the loop), not as a strawman.
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 import time
@@ -308,6 +309,7 @@ class BaselineModel:
     speed: Optional[float] = None
     rpm: Optional[int] = None
     tpm: Optional[int] = None
+    tags: frozenset[str] = frozenset()
 
     def price(self, input_tokens: int, output_tokens: int) -> float:
         return (
@@ -409,6 +411,8 @@ class BaselineRegistry:
         self.observed: list[Observed] = []
         self.windows: list[Optional[RateWindow]] = []
         self.by_name: dict[str, int] = {}
+        #: Routing aliases: the slots of their members.
+        self.aliases: dict[str, frozenset[int]] = {}
         self.tickets: dict[int, tuple[int, float]] = {}
         self.next_ticket = 1
         self.weight = 1.0
@@ -416,6 +420,10 @@ class BaselineRegistry:
         self.total_pending = 0
         self.selections = 0
         self._origin = time.monotonic()
+        # session id -> (slot, last used), least recently used first
+        self.sessions: collections.OrderedDict[str, tuple[int, float]] = collections.OrderedDict()
+        self.session_ttl = 3600.0
+        self.max_sessions = 100_000
 
     def now(self) -> float:
         return time.monotonic() - self._origin
@@ -453,6 +461,20 @@ class BaselineRegistry:
 
     # ----- selection -----------------------------------------------------------
 
+    def _session_slot(self, session_id: str) -> Optional[int]:
+        """The slot a live session is bound to."""
+        entry = self.sessions.get(session_id)
+        if entry is None or self.now() - entry[1] > self.session_ttl:
+            return None
+        return entry[0]
+
+    def _bind_session(self, session_id: str, slot: int) -> None:
+        """Bind (or touch) a session; the least recently used goes beyond the bound."""
+        self.sessions[session_id] = (slot, self.now())
+        self.sessions.move_to_end(session_id)
+        if len(self.sessions) > self.max_sessions:
+            self.sessions.popitem(last=False)
+
     def select(
         self,
         capabilities: Optional[Sequence[str]] = None,
@@ -463,9 +485,15 @@ class BaselineRegistry:
         *,
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
+        alias: Optional[str] = None,
+        session_id: Optional[str] = None,
     ) -> BaselineSelection:
         """Pick a model and mark it pending under a new ticket; raises
-        ``LookupError`` when no model is eligible."""
+        ``LookupError`` when no model is eligible. ``tags``/``alias`` become
+        excluded slots (a model lacking a tag, or outside the alias). A
+        ``session_id`` keeps its bound model while that passes the same checks
+        (else it is bound to the pick), as the core's sessions do."""
         required = 0
         if capabilities:
             bits = CAPABILITY_BITS
@@ -479,6 +507,12 @@ class BaselineRegistry:
                 if name not in self.by_name:
                     raise ValueError(f"invalid exclude_models: no model named {name!r}")
                 excluded.add(self.by_name[name])
+        if alias is not None:
+            members = self.aliases[alias]
+            excluded.update(i for i in range(len(self.models)) if i not in members)
+        if tags:
+            wanted = frozenset(tags)
+            excluded.update(i for i, m in enumerate(self.models) if not wanted <= m.tags)
         if max_cost is not None and not max_cost >= 0:
             raise ValueError(f"invalid max_cost: {max_cost!r}")
         if context_length is not None and context_length < 1:
@@ -489,10 +523,20 @@ class BaselineRegistry:
         self.selections += 1
         if self.selections % SWEEP_EVERY == 0:
             self._expire_tickets(self.now())
-        picked = self._pick(required, max_cost, min_speed, context_length, excluded, tin, tout)
+        request = (required, max_cost, min_speed, context_length, excluded, tin, tout)
+        picked = None
+        if session_id is not None:
+            bound = self._session_slot(session_id)
+            if bound is not None:
+                kept = self._pick(*request, slots=range(bound, bound + 1))
+                picked = kept if kept is not None and not kept[1] else None
+        if picked is None:
+            picked = self._pick(*request)
         if picked is None:
             raise LookupError("no registered model satisfies the request")
         slot, fallback = picked
+        if session_id is not None:
+            self._bind_session(session_id, slot)
         now = self.now()
         breaker = self.breakers[slot]
         if fallback:
@@ -519,6 +563,7 @@ class BaselineRegistry:
         excluded: set[int],
         tin: int,
         tout: int,
+        slots: Optional[range] = None,
     ) -> Optional[tuple[int, bool]]:
         now = self.now()
         inv = 1.0 / self.weight
@@ -543,7 +588,7 @@ class BaselineRegistry:
         best_secondary = 0.0
         open_slot = -1
         open_until = 0.0
-        for i in range(len(caps)):
+        for i in range(len(caps)) if slots is None else slots:
             # ----- constraints
             if required & ~caps[i]:
                 continue

@@ -15,8 +15,10 @@ to the first streamed byte (sequential streamed requests, HTTP keep-alive).
 
 Needs ``oha`` (``cargo install oha``) and ``redis-server`` (the two gateway
 workers share state through it); LiteLLM's proxy runs when ``litellm[proxy]``
-is installed (its ``litellm`` command and FastAPI), and is otherwise left out
-of the run with a note in the results. Writes
+is installed (its ``litellm`` command and FastAPI; ``--litellm PATH`` names the
+command of another environment, such as a venv made for it, so that its
+pins do not touch this one), and is otherwise left out of the run with a
+note in the results saying why. Writes
 ``benches/results/gateway.json`` and ``benches/results/GATEWAY.md`` (a
 ``--quick`` run: the untracked ``bench-results/``, so it never overwrites the
 committed figures); each figure is recorded with the machine's load average
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -53,12 +55,21 @@ GATEWAY_KEY = "sk-bench-gateway-0123456789"
 UPSTREAM_KEY = "sk-bench-upstream-0123456789"
 
 
-def litellm_command() -> Optional[str]:
-    """The ``litellm`` command when its proxy can run here (it needs FastAPI)."""
-    found = shutil.which("litellm")
-    if found is None or importlib.util.find_spec("fastapi") is None:
-        return None
-    return found
+def litellm_command(given: Optional[str]) -> tuple[Optional[str], str]:
+    """The ``litellm`` command when its proxy can run (its environment has
+    FastAPI, which only the ``proxy`` extra brings), else ``None``; and what
+    was found, for the results."""
+    found = given or shutil.which("litellm")
+    if found is None:
+        return None, "no litellm command (pip install 'litellm[proxy]', or --litellm PATH)"
+    python = Path(found).with_name("python")
+    # The version from the package's metadata: importing litellm would fetch its cost map.
+    code = "import fastapi, importlib.metadata as m; print(m.version('litellm'))"
+    probe = [str(python), "-c", code]
+    checked = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    if checked.returncode != 0:
+        return None, f"{found}'s environment has no FastAPI: litellm[proxy] is not installed there"
+    return found, f"LiteLLM proxy {checked.stdout.strip() or '(version unknown)'} ({found})"
 
 
 def free_port() -> int:
@@ -80,7 +91,11 @@ class Run:
     p50_ms: float
     p99_ms: float
     load_average: float
+    #: CPU milliseconds the server (all its processes) spent per answered request.
+    cpu_ms_per_request: float
     errors: dict[str, int] = field(default_factory=dict)
+    #: A run of the search for the highest sustained rate.
+    ceiling: bool = False
 
     @property
     def sustained(self) -> bool:
@@ -127,8 +142,41 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: floa
         time.sleep(0.5)
 
 
-def oha(url: str, rate: int, seconds: float, key: Optional[str], target: str, workers: int) -> Run:
-    """Drive ``url`` at ``rate`` requests per second for ``seconds``."""
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its
+    live descendants (a gateway's workers), from ``/proc``."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            # Fields after the command name, which may hold spaces: state, ppid, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, of in parents.items() if of == parent]
+        tree.update(children)
+        frontier += children
+    return sum(times.get(member, 0.0) for member in tree)
+
+
+def oha(
+    url: str,
+    rate: int,
+    seconds: float,
+    key: Optional[str],
+    target: str,
+    workers: int,
+    server_pid: int,
+) -> Run:
+    """Drive ``url`` at ``rate`` requests per second for ``seconds``; the
+    server's CPU time per answered request is measured too (unlike latency,
+    it hardly depends on how loaded the machine is)."""
     args = [
         shutil.which("oha") or str(Path.home() / ".cargo/bin/oha"),
         "-z",
@@ -152,9 +200,11 @@ def oha(url: str, rate: int, seconds: float, key: Optional[str], target: str, wo
     if key:
         args += ["-H", f"authorization: Bearer {key}"]
     load = os.getloadavg()[0]
+    cpu_before = tree_cpu_seconds(server_pid)
     out = subprocess.run(
         [*args, url], capture_output=True, check=True, timeout=seconds + 120
     ).stdout
+    cpu = tree_cpu_seconds(server_pid) - cpu_before
     report = json.loads(out)
     summary = report["summary"]
     codes = {str(k): int(v) for k, v in report.get("statusCodeDistribution", {}).items()}
@@ -173,6 +223,7 @@ def oha(url: str, rate: int, seconds: float, key: Optional[str], target: str, wo
         p50_ms=1000 * float(percentiles["p50"] or "nan"),
         p99_ms=1000 * float(percentiles["p99"] or "nan"),
         load_average=load,
+        cpu_ms_per_request=1000 * cpu / ok if ok else math.nan,
         errors={**errors, **bad_status},
     )
 
@@ -203,6 +254,8 @@ class Bench:
         self.work = work
         self.upstream_port = free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}/v1"
+        #: The process id of each server, by name.
+        self.pids: dict[str, int] = {}
 
     def gateway_config(self, state: str) -> Path:
         path = self.work / f"gateway-{state.split(':')[0]}.toml"
@@ -237,7 +290,11 @@ class Bench:
         return path
 
     def servers(
-        self, stack: contextlib.ExitStack, redis_url: str, litellm: Optional[str]
+        self,
+        stack: contextlib.ExitStack,
+        redis_url: str,
+        litellm: Optional[str],
+        litellm_workers: int,
     ) -> dict[str, str]:
         """Start every server at once (LiteLLM's proxy takes minutes to start on
         a loaded machine), wait until all answer; their base URLs by name."""
@@ -269,7 +326,7 @@ class Bench:
             )
             commands[f"orchestrator-{workers}"] = ([sys.executable, "-c", code], "/healthz", env)
             urls[f"orchestrator-{workers}"] = f"http://127.0.0.1:{port}"
-            if litellm is None:
+            if litellm is None or (workers > 1 and litellm_workers == 1):
                 continue
             port = free_port()
             commands[f"litellm-{workers}"] = (
@@ -294,6 +351,7 @@ class Bench:
         }
         for name, (proc, ready) in started.items():
             wait_ready(proc, urls[name] + ready, self.work / f"{name}.log", 900)
+            self.pids[name] = proc.pid
         return urls
 
 
@@ -307,6 +365,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs and fewer rates")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per oha run")
+    parser.add_argument("--litellm", default=None, help="the litellm command (default: PATH's)")
+    parser.add_argument(
+        "--litellm-workers",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="LiteLLM's workers for its highest sustained rate (1: its 1-worker proxy)",
+    )
     options = parser.parse_args()
     seconds = options.seconds or (4.0 if options.quick else 8.0)
     latency_rates = [100, 500] if options.quick else [100, 500, 1000]
@@ -317,9 +383,8 @@ def main() -> None:
     )
     runs: list[Run] = []
     ttfb: dict[str, dict[str, float]] = {}
-    litellm = litellm_command()
-    if litellm is None:
-        sys.stderr.write("LiteLLM's proxy is not installed (litellm[proxy]): left out\n")
+    litellm, litellm_found = litellm_command(options.litellm)
+    sys.stderr.write(f"{litellm_found}{'' if litellm else ': left out'}\n")
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))  # kept: the servers' logs
     sys.stderr.write(f"server logs in {work}\n")
@@ -343,14 +408,16 @@ def main() -> None:
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     try:
         with contextlib.ExitStack() as stack:
-            urls = bench.servers(stack, redis_url, litellm)
+            urls = bench.servers(stack, redis_url, litellm, options.litellm_workers)
             direct = f"{urls['upstream']}/v1/chat/completions"
             chat = {name: f"{url}/v1/chat/completions" for name, url in urls.items()}
             gateways = {"orchestrator": "auto", **({"litellm": "bench"} if litellm else {})}
             for rate in latency_rates:  # interleaved: the machine's load hits all alike
-                runs.append(oha(direct, rate, seconds, None, "direct", 1))
+                upstream = bench.pids["upstream"]
+                runs.append(oha(direct, rate, seconds, None, "direct", 1, upstream))
                 for name in gateways:
-                    runs.append(oha(chat[f"{name}-1"], rate, seconds, GATEWAY_KEY, name, 1))
+                    served = chat[f"{name}-1"], bench.pids[f"{name}-1"]
+                    runs.append(oha(served[0], rate, seconds, GATEWAY_KEY, name, 1, served[1]))
             count = 100 if options.quick else 300
             ttfb_raw = {"direct": first_byte_ms(direct, None, "gpt-4o-mini", count)}
             for name, model in gateways.items():
@@ -361,9 +428,13 @@ def main() -> None:
                     "p99_ms": statistics.quantiles(values, n=100)[98],
                     "load_average": os.getloadavg()[0],
                 }
+            ceiling_workers = {"orchestrator": 2, "litellm": options.litellm_workers}
             for name in gateways:
+                workers = ceiling_workers[name]
+                url, pid = chat[f"{name}-{workers}"], bench.pids[f"{name}-{workers}"]
                 for rate in ceiling_rates:
-                    run = oha(chat[f"{name}-2"], rate, seconds, GATEWAY_KEY, name, 2)
+                    run = oha(url, rate, seconds, GATEWAY_KEY, name, workers, pid)
+                    run.ceiling = True
                     runs.append(run)
                     if not run.sustained:
                         break
@@ -371,8 +442,7 @@ def main() -> None:
         redis.terminate()
         redis.wait(10)
     report = summarise(runs, ttfb, latency_rates)
-    if litellm is None:
-        report["notes"] = ["LiteLLM's proxy was not installed (litellm[proxy]): not measured"]
+    report["notes"] = [litellm_found if litellm else f"{litellm_found}: LiteLLM not measured"]
     report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     report["seconds_per_run"] = seconds
     report["upstream_delay_ms"] = 1000 * UPSTREAM_DELAY
@@ -403,18 +473,20 @@ def summarise(
                     "p50_added_ms": run.p50_ms - base.p50_ms,
                     "p99_added_ms": run.p99_ms - base.p99_ms,
                     "success_rate": run.success_rate,
+                    "cpu_ms_per_request": run.cpu_ms_per_request,
                     "load_average": run.load_average,
                 }
             )
     ceilings = {}
     for target in gateways:
-        ok = [r.rate for r in runs if r.target == target and r.workers == 2 and r.sustained]
-        ceilings[target] = max(ok) if ok else 0
+        searched = [r for r in runs if r.target == target and r.ceiling]
+        ok = [r.rate for r in searched if r.sustained]
+        ceilings[target] = {"rps": max(ok) if ok else 0, "workers": searched[0].workers}
     first = dict(ttfb)
     return {
         "runs": [asdict(r) for r in runs],
         "added_latency": added,
-        "highest_sustained_rps_2_workers": ceilings,
+        "highest_sustained_rps": ceilings,
         "first_byte": first,
         "first_byte_added_p50_ms": {
             t: first[t]["p50_ms"] - first["direct"]["p50_ms"] for t in gateways
@@ -431,6 +503,7 @@ def render(report: dict[str, Any]) -> str:
             f"{a['p50_added_ms']:.2f}",
             f"{a['p99_added_ms']:.2f}",
             f"{100 * a['success_rate']:.2f}%",
+            f"{a['cpu_ms_per_request']:.2f}",
             f"{a['load_average']:.1f}",
         ]
         for a in report["added_latency"]
@@ -439,7 +512,18 @@ def render(report: dict[str, Any]) -> str:
         f"Gateway benchmark, {report['started']}: upstream answers after "
         f"{report['upstream_delay_ms']:.0f} ms; {report['seconds_per_run']:.0f} s per run; "
         f"{report['cpus']} CPUs.\n",
-        _table(rows, ["RPS", "gateway", "P50 added (ms)", "P99 added (ms)", "success", "load avg"]),
+        _table(
+            rows,
+            [
+                "RPS",
+                "gateway",
+                "P50 added (ms)",
+                "P99 added (ms)",
+                "success",
+                "gateway CPU / request (ms)",
+                "load avg",
+            ],
+        ),
         "",
     ]
     runs = [
@@ -451,6 +535,7 @@ def render(report: dict[str, Any]) -> str:
             f"{100 * r['success_rate']:.2f}%",
             f"{r['p50_ms']:.2f}",
             f"{r['p99_ms']:.2f}",
+            f"{r['cpu_ms_per_request']:.2f}",
             f"{r['load_average']:.1f}",
         ]
         for r in report["runs"]
@@ -466,15 +551,16 @@ def render(report: dict[str, Any]) -> str:
                 "success",
                 "P50 (ms)",
                 "P99 (ms)",
+                "server CPU / request (ms)",
                 "load avg",
             ],
         ),
         "",
     ]
-    ceilings = report["highest_sustained_rps_2_workers"]
+    ceilings = report["highest_sustained_rps"]
     out.append(
-        "Highest rate sustained with < 1% errors, 2 workers: "
-        + ", ".join(f"{k} {v} RPS" for k, v in ceilings.items())
+        "Highest rate sustained with < 1% errors: "
+        + ", ".join(f"{k} {v['rps']} RPS ({v['workers']} workers)" for k, v in ceilings.items())
         + "\n"
     )
     first = report["first_byte"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,6 +32,8 @@ class ScriptedModel(Model):
         provider: str = "scripted",
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -42,6 +44,8 @@ class ScriptedModel(Model):
             speed=speed,
             rpm=rpm,
             tpm=tpm,
+            tags=tags,
+            deployment=deployment,
         )
         self.fail = fail
         self.delay = delay

@@ -13,23 +13,30 @@ __all__ = [
     "BASELINE_LATENCIES",
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
+    "DEFAULT_MAX_SESSIONS",
     "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_SESSION_TTL_S",
     "DEFAULT_WILLINGNESS_TO_PAY",
     "ERROR_CLASSES",
     "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
+    "MAX_ALIAS_MEMBERS",
     "MAX_COST_USD",
     "MAX_LABEL_BYTES",
     "MAX_LATENCY_S",
     "MAX_LEASE_GRANTS",
     "MAX_OUTSTANDING_TICKETS",
+    "MAX_REQUEST_STRING_BYTES",
     "MAX_ROUTED_PROMPT_BYTES",
     "MAX_RPM",
     "MAX_SELECT_MANY",
+    "MAX_SESSIONS",
+    "MAX_SESSION_TTL_S",
     "MAX_TAGS",
     "MAX_TOKENS",
     "MAX_TPM",
     "MIN_DISCOUNT",
+    "MIN_WILLINGNESS_TO_PAY",
     "RATE_LIMIT_WINDOW_S",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
@@ -45,6 +52,7 @@ __all__ = [
     "Transition",
     "__version__",
     "cache_key",
+    "check_deployment",
     "check_rate_limits",
     "check_routed_input",
     "check_tags",
@@ -72,9 +80,16 @@ MAX_RPM: int
 MAX_TPM: int
 #: The most distinct tags the models of one registry carry at once.
 MAX_TAGS: int
+#: The most models one routing alias may name.
+MAX_ALIAS_MEMBERS: int
 #: The longest tag, alias or deployment id, in UTF-8 bytes.
 MAX_LABEL_BYTES: int
 MIN_DISCOUNT: float
+DEFAULT_SESSION_TTL_S: float
+MAX_SESSION_TTL_S: float
+DEFAULT_MAX_SESSIONS: int
+MAX_SESSIONS: int
+MAX_REQUEST_STRING_BYTES: int
 RECENT_LATENCIES: int
 BASELINE_LATENCIES: int
 
@@ -96,6 +111,10 @@ def check_rate_limits(
     rpm: Optional[object] = None, tpm: Optional[object] = None
 ) -> tuple[Optional[int], Optional[int]]:
     """``(rpm, tpm)`` checked by type and range: ints >= 1 or ``None``."""
+
+def check_deployment(deployment: Optional[object] = None) -> Optional[str]:
+    """A deployment id checked (``None``, or a ``str`` of 1 to
+    ``MAX_LABEL_BYTES`` bytes without control characters or ``'@'``)."""
 
 def check_tags(tags: Optional[object] = None) -> list[str]:
     """Tag names checked (a list of ``str``, each ``[a-z0-9][a-z0-9_.:-]{0,63}``,
@@ -119,6 +138,8 @@ class Request:
         input_tokens: Optional[object] = None,
         output_tokens: Optional[object] = None,
         tags: Optional[object] = None,
+        session_id: Optional[object] = None,
+        alias: Optional[object] = None,
     ) -> Request: ...
     @property
     def capabilities(self) -> list[str]: ...
@@ -133,6 +154,8 @@ class Request:
     @property
     def tags(self) -> list[str]: ...
     @property
+    def alias(self) -> Optional[str]: ...
+    @property
     def input_tokens(self) -> int: ...
     @property
     def output_tokens(self) -> int: ...
@@ -140,6 +163,8 @@ class Request:
     def given_input_tokens(self) -> Optional[int]: ...
     @property
     def given_output_tokens(self) -> Optional[int]: ...
+    @property
+    def session_id(self) -> Optional[str]: ...
 
 @final
 class Outcome:
@@ -179,6 +204,10 @@ class Explanation:
     def chosen(self) -> Optional[Any]: ...
     @property
     def all_breakers_open(self) -> bool: ...
+    @property
+    def session(self) -> Optional[str]: ...
+    @property
+    def kept_model(self) -> Optional[Any]: ...
     @property
     def retry_in(self) -> Optional[float]: ...
     def rows(self) -> list[dict[str, Any]]: ...
@@ -242,6 +271,13 @@ class SelectionCore:
     ) -> None: ...
     def seed(self, seed: object) -> None: ...
     def set_pending_timeout(self, seconds: object) -> None: ...
+    def configure_sessions(self, ttl: object, max_sessions: object) -> None: ...
+    def session_counts(self) -> tuple[int, int, int]: ...
+    def set_session_secret(self, secret: object) -> None: ...
+    def start_sharing_sessions(self) -> None: ...
+    def bind_session(self, model: Any, slot: int, request: Request) -> None: ...
+    def take_session_changes(self) -> list[tuple[str, str, str]]: ...
+    def apply_shared_sessions(self, bindings: Sequence[tuple[str, str, int]]) -> None: ...
     def set_listener(self, listener: Optional[Any]) -> None: ...
     def register(
         self,
@@ -258,6 +294,7 @@ class SelectionCore:
         rpm: Optional[object] = None,
         tpm: Optional[object] = None,
         tags: Optional[object] = None,
+        deployment: Optional[object] = None,
     ) -> int: ...
     def update(
         self,
@@ -274,10 +311,15 @@ class SelectionCore:
         rpm: Optional[object] = None,
         tpm: Optional[object] = None,
         tags: Optional[object] = None,
+        deployment: Optional[object] = None,
     ) -> None: ...
     def unregister(self, name: str) -> int: ...
     def model(self, slot: int) -> Any: ...
     def slot_of(self, name: str) -> Optional[int]: ...
+    def add_alias(self, name: object, members: object) -> None: ...
+    def remove_alias(self, name: object) -> list[str]: ...
+    def aliases(self) -> list[tuple[str, list[str]]]: ...
+    def group_members(self, name: object) -> Optional[list[str]]: ...
     def __len__(self) -> int: ...
     def select_model(
         self,
@@ -294,6 +336,8 @@ class SelectionCore:
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
         tags: Optional[object] = None,
+        session_id: Optional[object] = None,
+        alias: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -318,6 +362,8 @@ class SelectionCore:
         embedding: Optional[object] = None,
         willingness_to_pay: Optional[object] = None,
         tags: Optional[object] = None,
+        session_id: Optional[object] = None,
+        alias: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,
@@ -434,6 +480,7 @@ class SelectionCore:
 
 FEATURIZER_VERSION: int
 DEFAULT_WILLINGNESS_TO_PAY: float
+MIN_WILLINGNESS_TO_PAY: float
 STRUCTURE_FEATURES: list[str]
 
 @final

@@ -167,8 +167,22 @@ class ModelNotFoundError(OrchestratorError, KeyError):
         return str(self.args[0])
 
 
+class AmbiguousModelError(OrchestratorError, LookupError):
+    """A logical model's name was given where one model is meant, and it has
+    several deployments: name one of ``deployments`` (``"<model>@<deployment>"``)."""
+
+    def __init__(self, name: str, deployments: Sequence[str]) -> None:
+        self.name = name
+        self.deployments = list(deployments)
+        super().__init__(
+            f"{name!r} has {len(self.deployments)} deployments; name one of "
+            + ", ".join(repr(d) for d in self.deployments)
+        )
+
+
 class DuplicateModelError(OrchestratorError, ValueError):
-    """A model of that name is already registered."""
+    """A model of that name is already registered, or the name is a routing
+    alias (models and aliases share one namespace)."""
 
 
 class StaleTicketError(OrchestratorError, ValueError):

@@ -139,6 +139,12 @@ def test_the_contextual_strategy_and_its_parameters_build_a_contextual_selector(
         ('strategy = "contextual"\nexploration = "thomson"\n', "did you mean 'thompson'"),
         ('strategy = "contextual"\nwillingness_to_pay = 0\n', "selection.willingness_to_pay"),
         ('strategy = "contextual"\nwillingness_to_pay = inf\n', "selection.willingness_to_pay"),
+        # The registry's own minimum (the core's), not just "above 0": a file
+        # must not accept what the registry then refuses.
+        (
+            'strategy = "contextual"\nwillingness_to_pay = 5e-324\n',
+            "selection.willingness_to_pay: must be in [1e-12, 1000000] USD",
+        ),
         ('strategy = "contextual"\nmin_trials = 3\n', "does not apply to strategy 'contextual'"),
         ('strategy = "ucb"\nhash_bits = 12\n', "does not apply to strategy 'ucb'"),
     ],

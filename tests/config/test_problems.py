@@ -93,7 +93,7 @@ def test_every_problem_is_listed_in_file_order(tmp_path: Path) -> None:
         "bad.toml:15: models[1].capabilties: unknown key (did you mean 'capabilities'?); known"
         " keys: provider,"
         " name, model_id, base_url, api_key_env, cost, capabilities, context_length, max_tokens,"
-        " speed, rpm, tpm, timeout, optional, options",
+        " speed, rpm, tpm, tags, deployment, timeout, optional, options",
     ]
 
 

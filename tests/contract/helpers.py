@@ -21,7 +21,7 @@ def fleet(*names: str, strategy: str = "ucb") -> ModelRegistry:
 
 def state(registry: ModelRegistry) -> tuple[Any, ...]:
     """Names, trials, pending and successes of every model, and the
-    registry's outstanding tickets."""
+    registry's outstanding tickets and bound sessions."""
     stats = registry.statistics()
     return (
         tuple(stats["name"]),
@@ -29,4 +29,5 @@ def state(registry: ModelRegistry) -> tuple[Any, ...]:
         tuple(np.nan_to_num(stats["pending"])),
         tuple(np.nan_to_num(stats["successes"])),
         registry.core.outstanding_tickets(),
+        registry.core.session_counts()[0],
     )

@@ -44,6 +44,9 @@ REQUEST_KEYS = (
     "prompt",
     "embedding",
     "willingness_to_pay",
+    "session_id",
+    "tags",
+    "alias",
 )
 OUTCOME_KEYS = (
     "success",

@@ -26,6 +26,7 @@ INTERNAL_SIGNALS = {
     "orchestrator.server.app.ClientGone": "caught by the gateway's request loop",
     "orchestrator.server.errors.GatewayError": "rendered by the gateway as an HTTP answer",
     "orchestrator.server.feedback.FeedbackAlreadyGiven": "rendered by the gateway as a 409",
+    "orchestrator.server.feedback_relay.RelayUnavailable": "rendered by the gateway as a 503",
 }
 
 #: Every class that moved into errors.py, and the modules it used to live in.

@@ -75,6 +75,12 @@ BAD_REQUESTS = [
     ({"willingness_to_pay": math.inf}, ValueError, "willingness_to_pay"),
     ({"willingness_to_pay": math.nan}, ValueError, "willingness_to_pay"),
     ({"willingness_to_pay": 10**400}, ValueError, "willingness_to_pay"),
+    ({"session_id": b"conversation"}, TypeError, "session_id"),
+    ({"session_id": 42}, TypeError, "session_id"),
+    ({"session_id": ""}, ValueError, "session_id"),
+    ({"session_id": "x" * 257}, ValueError, "session_id"),
+    ({"session_id": "a\nb"}, ValueError, "session_id"),
+    ({"session_id": "\ud800"}, ValueError, "session_id"),
 ]
 
 

@@ -9,11 +9,11 @@ from orchestrator import _core
 from orchestrator.core.model import ModelConstraints
 from orchestrator.errors import NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
-from tests.deployments.helpers import Labelled
+from tests.conftest import ScriptedModel
 
 
-def tagged(name: str, *tags: str) -> Labelled:
-    return Labelled(name, tags=tags)
+def tagged(name: str, *tags: str) -> ScriptedModel:
+    return ScriptedModel(name, tags=tags)
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ async def test_generate_requires_the_tags(registry: ModelRegistry) -> None:
 
 
 def test_a_model_keeps_its_checked_tags_without_repeats() -> None:
-    assert Labelled("m").tags == ()
-    assert Labelled("m", tags=("eu", "us", "eu")).tags == ("eu", "us")
+    assert ScriptedModel("m").tags == ()
+    assert ScriptedModel("m", tags=("eu", "us", "eu")).tags == ("eu", "us")
 
 
 class LyingStr(str):
@@ -108,7 +108,7 @@ def test_bad_tags_name_the_field(
         lambda: registry.scores(tags=value),
         lambda: _core.Request(tags=value),
         lambda: _core.check_tags(value),
-        lambda: Labelled("x", tags=value),  # type: ignore[arg-type]
+        lambda: ScriptedModel("x", tags=value),  # type: ignore[arg-type]
     ]
     for call in entry_points:
         with pytest.raises(error, match="invalid tags") as caught:

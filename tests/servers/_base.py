@@ -127,7 +127,14 @@ class LoopbackServer:
     connections (to check keep-alive and pool reuse); ``streams_completed``
     and ``streams_abandoned`` count streams sent to their end and streams
     whose client hung up halfway. ``extra_headers`` go on every response;
-    :meth:`rate_limit_headers` writes the provider's rate-limit headers."""
+    :meth:`rate_limit_headers` writes the provider's rate-limit headers.
+
+    Like the real services, a server can refuse a prompt by its content:
+    ``context_windows`` maps a model to its window (a chat whose prompt
+    tokens, :func:`count_tokens`, plus ``max_tokens`` exceed it gets the
+    provider's context-length error), and a prompt holding one of
+    ``blocked_words`` gets the provider's content-filter answer
+    (:meth:`content_filtered`)."""
 
     #: Path prefix of the base URL the provider's clients use (e.g. ``/v1``).
     base_path = ""
@@ -150,6 +157,8 @@ class LoopbackServer:
         self.faults: list[Fault] = []
         self.extra_headers: dict[str, str] = {}
         self.requests: list[Request] = []
+        self.context_windows: dict[str, int] = {}
+        self.blocked_words: set[str] = set()
         self.record = record
         self.connections = 0
         self.port = 0
@@ -157,6 +166,7 @@ class LoopbackServer:
         self._server: Optional[asyncio.base_events.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self._arrival = threading.Condition()
         self._writers: set[asyncio.StreamWriter] = set()
         self._idle = threading.Event()
         self._idle.set()
@@ -167,6 +177,12 @@ class LoopbackServer:
     def url(self) -> str:
         """Base URL of the server's API (with ``base_path``)."""
         return f"{self.root_url}{self.base_path}"
+
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` requests have arrived (recording must be on);
+        whether they did within ``timeout`` seconds."""
+        with self._arrival:
+            return self._arrival.wait_for(lambda: len(self.requests) >= count, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the server closed its side of every connection (it does so
@@ -299,6 +315,21 @@ class LoopbackServer:
         """The provider's documented error body for ``status``."""
         return JSONResponse(status, {"error": message})
 
+    def content_filtered(self, model: str, stream: bool) -> Response:
+        """The provider's answer to a prompt its content filter blocks
+        (default: its 400 content-filter error)."""
+        return self.error_response(400, "content_filter", "blocked by the content filter")
+
+    def refusal(self, model: str, prompt: Any, max_tokens: Any, stream: bool) -> Optional[Response]:
+        """The provider's answer to a prompt it will not take (see the class), or ``None``."""
+        window = self.context_windows.get(model)
+        wanted = max_tokens if isinstance(max_tokens, int) else 0
+        if window is not None and count_tokens(prompt) + wanted > window:
+            return self.error_response(400, "context_length", "context length exceeded")
+        if self.blocked_words & set(_text_of(prompt).split()):
+            return self.content_filtered(model, stream)
+        return None
+
     # ----- HTTP --------------------------------------------------------------------------
 
     async def _read_request(self, reader: asyncio.StreamReader) -> Optional[Request]:
@@ -355,7 +386,9 @@ class LoopbackServer:
                 if request is None:
                     break
                 if self.record:
-                    self.requests.append(request)
+                    with self._arrival:
+                        self.requests.append(request)
+                        self._arrival.notify_all()
                 keep = await self._respond(request, writer)
                 if not keep or request.headers.get("connection", "").lower() == "close":
                     break
@@ -483,6 +516,17 @@ def words(text: str) -> Iterator[str]:
     """``text`` as streaming pieces: each word with its leading space."""
     for i, word in enumerate(text.split(" ")):
         yield word if i == 0 else " " + word
+
+
+def _text_of(value: Any) -> str:
+    """Every prompt string inside ``value``, joined by spaces."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return " ".join(_text_of(v) for k, v in value.items() if k in ("content", "text", "parts"))
+    if isinstance(value, list):
+        return " ".join(_text_of(v) for v in value)
+    return ""
 
 
 def count_tokens(value: Any) -> int:

@@ -110,6 +110,33 @@ class AnthropicServer(LoopbackServer):
             return self._messages(request.json(), fault)
         return self.error_response(404, None, "Not found")
 
+    def content_filtered(self, model: str, stream: bool) -> Response:
+        """What Claude sends when its classifiers intervene: ``stop_reason:
+        "refusal"`` (in a stream, on the ``message_delta`` event)."""
+        message: dict[str, Any] = {
+            "id": "msg_loopback",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": "refusal",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        if not stream:
+            return JSONResponse(200, message)
+        start = dict(message, stop_reason=None)
+        delta = {"stop_reason": "refusal", "stop_sequence": None}
+        events = [
+            sse({"type": "message_start", "message": start}, "message_start"),
+            sse(
+                {"type": "message_delta", "delta": delta, "usage": {"output_tokens": 0}},
+                "message_delta",
+            ),
+            sse({"type": "message_stop"}, "message_stop"),
+        ]
+        return StreamResponse(events, "text/event-stream; charset=utf-8", end_events=1)
+
     @staticmethod
     def _model_info(model: str) -> dict[str, Any]:
         return {
@@ -126,6 +153,11 @@ class AnthropicServer(LoopbackServer):
         requested = ALIASES.get(body["model"], body["model"])
         if requested not in self.models:
             return self.error_response(404, None, f"model: {body['model']}")
+        refused = self.refusal(
+            requested, body["messages"], body["max_tokens"], bool(body.get("stream"))
+        )
+        if refused is not None:
+            return refused
         model = "claude-2.1" if fault.wrong_model else requested
         text = "" if fault.empty else self.reply
         input_tokens = count_tokens(body["messages"]) + count_tokens(body.get("system", ""))

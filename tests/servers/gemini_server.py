@@ -104,6 +104,16 @@ class GeminiServer(LoopbackServer):
         if request.method == "GET" and not method:
             return JSONResponse(200, self._info(model))
         body = request.json()
+        if method in ("generateContent", "streamGenerateContent"):
+            config = body.get("generationConfig") or {}
+            refused = self.refusal(
+                model,
+                body.get("contents", []),
+                config.get("maxOutputTokens"),
+                method == "streamGenerateContent",
+            )
+            if refused is not None:
+                return refused
         if method == "generateContent":
             return JSONResponse(200, self._answer(model, body, fault, stream=False)[0])
         if method == "streamGenerateContent":
@@ -134,6 +144,23 @@ class GeminiServer(LoopbackServer):
             ]
             return JSONResponse(200, {"embeddings": vectors})
         return self.error_response(404, None, f"unknown method {method}")
+
+    def content_filtered(self, model: str, stream: bool) -> Response:
+        """What Gemini sends for a prompt its safety filter blocks: no
+        candidates, ``promptFeedback.blockReason: "SAFETY"``."""
+        body = {
+            "promptFeedback": {
+                "blockReason": "SAFETY",
+                "safetyRatings": [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}
+                ],
+            },
+            "usageMetadata": {"promptTokenCount": 0, "totalTokenCount": 0},
+            "modelVersion": self.served_as.get(model, model),
+        }
+        if not stream:
+            return JSONResponse(200, body)
+        return StreamResponse([sse(body, newline="\r\n")], "text/event-stream", end_events=1)
 
     @staticmethod
     def _info(model: str) -> dict[str, Any]:

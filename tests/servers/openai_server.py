@@ -96,6 +96,30 @@ class OpenAIServer(LoopbackServer):
             return self._embeddings(request.json(), fault)
         return self.error_response(404, None, f"Unknown request URL: {request.method} {path}")
 
+    def content_filtered(self, model: str, stream: bool) -> Response:
+        """What OpenAI sends when its filter withholds the answer: no
+        content, ``finish_reason: "content_filter"`` (in a stream, on the
+        last chunk)."""
+        choice = {"index": 0, "logprobs": None, "finish_reason": "content_filter"}
+        if not stream:
+            message = {"role": "assistant", "content": None, "refusal": None}
+            body = {
+                "id": "chatcmpl-loopback",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{**choice, "message": message}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            }
+            return JSONResponse(200, body)
+        chunk = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "model": model}
+        events = [
+            sse({**chunk, "choices": [{**choice, "delta": {}, "finish_reason": None}]}),
+            sse({**chunk, "choices": [{**choice, "delta": {}}]}),
+            sse("[DONE]"),
+        ]
+        return StreamResponse(events, "text/event-stream; charset=utf-8", end_events=1)
+
     def _model(self, body: Any, fault: Fault) -> str:
         if fault.wrong_model:
             return "some-other-model"
@@ -105,6 +129,11 @@ class OpenAIServer(LoopbackServer):
     def _chat(self, body: Any, fault: Fault) -> Response:
         if not isinstance(body, dict) or "model" not in body or "messages" not in body:
             return self.error_response(400, None, "you must provide a model and messages")
+        refused = self.refusal(
+            str(body["model"]), body["messages"], body.get("max_tokens"), bool(body.get("stream"))
+        )
+        if refused is not None:
+            return refused
         model = self._model(body, fault)
         text = "" if fault.empty else self.reply
         prompt_tokens = count_tokens(body["messages"])

@@ -91,12 +91,15 @@ def test_discount_mismatch_is_an_error(redis_server: RedisServer, namespace: str
 def test_keys_share_one_cluster_slot(redis_server: RedisServer, namespace: str) -> None:
     registry = make_registry(redis_server.url, namespace)
     report(registry, "m1", True)
+    registry.select_model(session_id="conversation")
     assert shared_of(registry).sync_now()
     client = redis.Redis.from_url(redis_server.url)
     keys = [_text(k) for k in client.keys(f"orchestrator:{{{namespace}}}:*")]
-    assert {k.rsplit(":", 1)[0] for k in keys if ":ledger:" not in k} == {
-        f"orchestrator:{{{namespace}}}"
-    }
+    assert any(":session:" in k for k in keys)
+    per_worker_or_session = (":ledger:", ":session:")
+    assert {
+        k.rsplit(":", 1)[0] for k in keys if not any(part in k for part in per_worker_or_session)
+    } == {f"orchestrator:{{{namespace}}}"}
     assert len({key_slot(k.encode()) for k in keys}) == 1  # the {namespace} hash tag
     meta = client.hgetall(f"orchestrator:{{{namespace}}}:meta")
     assert meta[b"version"] == str(FORMAT_VERSION).encode()

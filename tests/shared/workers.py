@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Optional
 
+import redis
+
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost, Prompt
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.model_registry import ModelRegistry, UCBModelSelector
@@ -242,3 +244,46 @@ def convergence_worker(
     if registry.shared_state is not None:
         registry.shared_state.close()
     return chosen
+
+
+def session_turns(
+    ready: Callable[[], Any],
+    index: int,
+    url: str,
+    namespace: str,
+    bind_to: str,
+) -> dict[str, Any]:
+    """Session affinity across workers: worker 0 binds session ``conv`` to
+    ``bind_to`` and says so in Redis; worker 1 waits for that, then for the
+    binding to arrive (the propagation interval), and selects in the session."""
+    registry = make_registry(url, namespace)
+    shared = registry.shared_state
+    assert shared is not None and shared.wait_subscribed(10.0)
+    client = redis.Redis.from_url(url)
+    marker = f"test:{namespace}:bound"
+    ready()
+    try:
+        if index == 0:
+            others = [name for name in RATES if name != bind_to]
+            chosen = registry.select_model(session_id="conv", exclude_models=others).name
+            shared.sync_now()
+            client.set(marker, chosen)
+            return {"chosen": chosen}
+        deadline = time.monotonic() + 20.0
+        while client.get(marker) is None:
+            assert time.monotonic() < deadline, "worker 0 never bound the session"
+            time.sleep(0.01)
+        waited_from = time.monotonic()
+        note = registry.explain_selection(session_id="conv").session
+        while not (note or "").startswith("session: kept on"):
+            assert time.monotonic() < deadline, f"the binding never arrived: {note}"
+            time.sleep(0.005)
+            note = registry.explain_selection(session_id="conv").session
+        return {
+            "continued_on": registry.select_model(session_id="conv").name,
+            "fresh": registry.select_model(session_id="another").name,
+            "waited": time.monotonic() - waited_from,
+        }
+    finally:
+        client.close()
+        registry.close()

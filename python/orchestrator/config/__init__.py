@@ -25,6 +25,12 @@ A file looks like ``examples/orchestrator.toml``::
     api_key_env = "OPENAI_API_KEY"   # the NAME of the variable, never the key
     cost = { input_per_million = 0.15, output_per_million = 0.60 }
     capabilities = ["text_generation", "chat"]
+    tags = ["us"]                    # a request's tags=[...] must all be here
+    deployment = "openai"            # optional: registered as "gpt-4o-mini@openai"
+
+    [[aliases]]                     # optional: select_model(alias="cheap")
+    name = "cheap"
+    models = ["gpt-4o-mini"]         # model names (all deployments) or name@deployment
 
 :func:`load_config` reads a file (refusing non-regular, oversized and deeply
 nested ones), checks every value (types strictly, numbers finite and within

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from orchestrator import _core
 from orchestrator.config.checks import Found
 from orchestrator.config.errors import ConfigError
 from orchestrator.config.loading import LoadedConfig, problems_error
 from orchestrator.config.schema import (
     STRATEGY_PARAMETERS,
+    AliasEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -80,6 +82,8 @@ def _simulated_arguments(module: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         "priced": cost is not None,
         "rpm": kwargs.get("rpm"),
         "tpm": kwargs.get("tpm"),
+        "tags": kwargs.get("tags"),
+        "deployment": kwargs.get("deployment"),
     }
 
 
@@ -112,8 +116,14 @@ class RegistryParts:
     state_namespace: str = "default"
     sync_interval: float = 0.5
     state_spool_dir: Optional[str] = None
+    session_ttl: float = _core.DEFAULT_SESSION_TTL_S
+    max_sessions: int = _core.DEFAULT_MAX_SESSIONS
     models: list[Model] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ``[fallbacks]``: for :meth:`ModelRegistry.set_fallbacks`, by model name.
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    #: ``[[aliases]]``: each routing alias's members among ``models``.
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def registry_kwargs(self) -> dict[str, Any]:
         """``ModelRegistry(**parts.registry_kwargs())``; ``state_spool_dir`` is
@@ -128,6 +138,8 @@ class RegistryParts:
             "state": self.state,
             "state_namespace": self.state_namespace,
             "sync_interval": self.sync_interval,
+            "session_ttl": self.session_ttl,
+            "max_sessions": self.max_sessions,
         }
         if self.state_spool_dir is not None:
             kwargs["state_spool_dir"] = self.state_spool_dir
@@ -198,7 +210,7 @@ def provider_class(provider: str) -> type[Model]:
 def model_kwargs(entry: ModelEntry, api_key: Optional[str] = None) -> dict[str, Any]:
     """The keyword arguments every provider class takes, from a ``[[models]]`` table."""
     kwargs: dict[str, Any] = {"name": entry.name}
-    for name in ("base_url", "model_id", "speed", "rpm", "tpm", "timeout"):
+    for name in ("base_url", "model_id", "speed", "rpm", "tpm", "tags", "deployment", "timeout"):
         value = getattr(entry, name)
         if value is not None:
             kwargs[name] = value
@@ -290,6 +302,7 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         found.append(Found(("models",), "no model could be registered; set the missing keys"))
     if found:
         raise problems_error(loaded, found)
+    aliases = _aliases_of(config.aliases, models, notes)
     spool = None
     if state.spool_dir is not None:
         spool_path = Path(state.spool_dir).expanduser()
@@ -307,6 +320,26 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         state_namespace=state.namespace,
         sync_interval=state.sync_interval,
         state_spool_dir=spool,
+        session_ttl=config.sessions.ttl,
+        max_sessions=config.sessions.max_sessions,
         models=models,
         notes=notes,
+        fallbacks=config.fallbacks,
+        aliases=aliases,
     )
+
+
+def _aliases_of(
+    entries: list[AliasEntry], models: list[Model], notes: list[str]
+) -> dict[str, list[str]]:
+    """Each ``[[aliases]]`` table's members among the models built (an
+    optional model that was skipped drops out; an alias left empty is skipped)."""
+    built = {m.name for m in models} | {m.model_name for m in models}
+    aliases: dict[str, list[str]] = {}
+    for entry in entries:
+        members = [m for m in entry.models if m in built]
+        if members:
+            aliases[entry.name] = members
+        else:
+            notes.append(f"skipped alias {entry.name}: none of its models was registered")
+    return aliases

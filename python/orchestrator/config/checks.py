@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +19,7 @@ from orchestrator.config.schema import (
     SECTIONS,
     SELECTION_PARAMETERS,
     STRATEGY_PARAMETERS,
+    AliasEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -28,6 +29,7 @@ from orchestrator.config.schema import (
     StateSection,
 )
 from orchestrator.errors import did_you_mean
+from orchestrator.models.fallbacks import check_chain, check_name
 from orchestrator.models.shared_connection import check_namespace, check_url
 
 #: Names that hold a credential (a key named ``<...>_env`` names a variable instead).
@@ -229,7 +231,7 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     (the configuration is ``None`` when there is any)."""
     found = find_secrets(data)
     skip = {f.loc for f in found}
-    top = (*SECTIONS, "models")
+    top = (*SECTIONS, "models", "fallbacks", "aliases")
     for key in data:
         if key not in top and (key,) not in skip:
             found.append(
@@ -243,25 +245,79 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
             continue
         sections[name] = validate(cls, value, (name,), skip, found)
     models = _check_models(data.get("models", []), skip, found)
+    fallbacks = _check_fallbacks(data.get("fallbacks", {}), models or [], found)
+    aliases = _check_aliases(data.get("aliases", []), models or [], skip, found)
     _check_rules(sections, found)
-    if found or any(v is None for v in sections.values()) or models is None:
+    if found or any(v is None for v in sections.values()) or models is None or aliases is None:
         return None, found
-    return OrchestratorConfig(**sections, models=models), found
+    config = OrchestratorConfig(**sections, models=models, fallbacks=fallbacks, aliases=aliases)
+    return config, found
+
+
+def _check_fallbacks(
+    raw: Any, models: list[ModelEntry], found: list[Found]
+) -> dict[str, list[str]]:
+    """``[fallbacks]``: each key a declared model, its value the chain of
+    declared models it falls back to (see :mod:`orchestrator.models.fallbacks`)."""
+    if not isinstance(raw, dict):
+        found.append(Found(("fallbacks",), f"must be a table [fallbacks] (got {_shown(raw)})"))
+        return {}
+    declared = [entry.name for entry in models]
+    chains: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        loc: Loc = ("fallbacks", key)
+        try:
+            check_name(key, "name")
+            chain = check_chain(value, "chain")
+        except (TypeError, ValueError) as exc:
+            found.append(Found(loc, str(exc).removeprefix("invalid ")))
+            continue
+        for i, name in enumerate(chain):
+            if name == key:
+                found.append(Found((*loc, i), "a chain cannot name the model it falls back from"))
+            elif declared and name not in declared:
+                found.append(Found((*loc, i), _undeclared(name, declared)))
+        if declared and key not in declared:
+            found.append(Found(loc, _undeclared(key, declared)))
+        chains[key] = list(chain)
+    return chains
+
+
+def _undeclared(name: str, declared: list[str]) -> str:
+    return f"{name!r} is not a model of [[models]]{did_you_mean(name, declared)}"
+
+
+#: A section class of one ``[[array]]`` of tables.
+TableT = TypeVar("TableT", bound=BaseModel)
+
+
+def _tables(
+    raw: Any, key: str, cls: type[TableT], skip: set[Loc], found: list[Found]
+) -> Optional[list[tuple[Loc, Optional[TableT]]]]:
+    """The ``[[key]]`` tables of a file, each with its location, validated as
+    ``cls`` (``None`` for one that is not a table or did not validate, its
+    problems added to ``found``); ``None`` when ``key`` is not a list of tables."""
+    if not isinstance(raw, list):
+        found.append(Found((key,), f"must be [[{key}]] tables"))
+        return None
+    tables: list[tuple[Loc, Optional[TableT]]] = []
+    for i, item in enumerate(raw):
+        loc: Loc = (key, i)
+        if isinstance(item, dict):
+            tables.append((loc, validate(cls, item, loc, skip, found)))
+        else:
+            found.append(Found(loc, f"must be a [[{key}]] table (got {_shown(item)})"))
+            tables.append((loc, None))
+    return tables
 
 
 def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[ModelEntry]]:
-    if not isinstance(raw, list):
-        found.append(Found(("models",), "must be [[models]] tables"))
+    tables = _tables(raw, "models", ModelEntry, skip, found)
+    if tables is None:
         return None
     entries: list[ModelEntry] = []
     valid = True
-    for i, item in enumerate(raw):
-        loc: Loc = ("models", i)
-        if not isinstance(item, dict):
-            found.append(Found(loc, f"must be a [[models]] table (got {_shown(item)})"))
-            valid = False
-            continue
-        entry = validate(ModelEntry, item, loc, skip, found)
+    for loc, entry in tables:
         if entry is None:
             valid = False
             continue
@@ -285,14 +341,52 @@ def _check_models(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list
         found.append(Found(("models",), "no models declared; add at least one [[models]] table"))
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
-        if entry.name in seen:
+        name = entry.qualified_name
+        if name in seen:
             found.append(
                 Found(
                     ("models", i, "name"),
-                    f"duplicate model name {entry.name!r} (also models[{seen[entry.name]}])",
+                    f"duplicate model name {name!r} (also models[{seen[name]}])",
+                )
+            )
+        seen.setdefault(name, i)
+    return entries if valid else None
+
+
+def _check_aliases(
+    raw: Any, models: list[ModelEntry], skip: set[Loc], found: list[Found]
+) -> Optional[list[AliasEntry]]:
+    """The ``[[aliases]]`` tables: each names known models (a model's name
+    stands for all its deployments) and no alias is named like a model or
+    another alias (they share one namespace)."""
+    tables = _tables(raw, "aliases", AliasEntry, skip, found)
+    if tables is None:
+        return None
+    known = {m.qualified_name for m in models} | {m.name for m in models}
+    entries: list[AliasEntry] = []
+    seen: dict[str, int] = {}
+    valid = True
+    for i, (loc, entry) in enumerate(tables):
+        if entry is None:
+            valid = False
+            continue
+        if entry.name in known:
+            found.append(
+                Found((*loc, "name"), f"{entry.name!r} is a model's name; aliases need their own")
+            )
+        elif entry.name in seen:
+            found.append(
+                Found(
+                    (*loc, "name"),
+                    f"duplicate alias {entry.name!r} (also aliases[{seen[entry.name]}])",
                 )
             )
         seen.setdefault(entry.name, i)
+        for member in entry.models:
+            if member not in known:
+                hint = did_you_mean(member, sorted(known))
+                found.append(Found((*loc, "models"), f"unknown model {member!r}{hint}"))
+        entries.append(entry)
     return entries if valid else None
 
 

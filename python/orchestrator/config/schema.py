@@ -102,6 +102,36 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 Capability = Annotated[str, one_of(CAPABILITY_NAMES, "capability")]
 
 
+def _tag(value: str) -> str:
+    """One tag, by the core's rule (the one ``Model(tags=...)`` applies)."""
+    try:
+        _core.check_tags([value])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc).removeprefix("invalid tags: ")) from None
+    return value
+
+
+def _deployment(value: str) -> str:
+    """A deployment id, by the core's rule (the one ``Model(deployment=...)`` applies)."""
+    try:
+        _core.check_deployment(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc).removeprefix("invalid deployment: ")) from None
+    return value
+
+
+def _members(value: list[str]) -> list[str]:
+    """An alias's models: at least one, at most the core's maximum."""
+    if not 1 <= len(value) <= _core.MAX_ALIAS_MEMBERS:
+        raise ValueError(f"must name 1 to {_core.MAX_ALIAS_MEMBERS} models (got {len(value)})")
+    return value
+
+
+Tag = Annotated[str, AfterValidator(_tag)]
+#: A model's name, a deployment id, an alias: what models and aliases are named by.
+Label = Annotated[str, text_length(1, _core.MAX_LABEL_BYTES)]
+
+
 class Section(BaseModel):
     """A table of the file: no unknown keys, no type coercion."""
 
@@ -140,9 +170,9 @@ class SelectionSection(Section):
     feedback_ttl_s: Optional[Seconds] = None
     max_pending: Optional[Annotated[int, in_range(1, 1 << 20)]] = None
     seed: Optional[Annotated[int, in_range(0, 2**63 - 1)]] = None
-    willingness_to_pay: Optional[Annotated[float, in_range(0, 1e6, low_open=True, unit="USD")]] = (
-        None
-    )
+    willingness_to_pay: Optional[
+        Annotated[float, in_range(_core.MIN_WILLINGNESS_TO_PAY, 1e6, unit="USD")]
+    ] = None
     pending_timeout: Seconds = 600.0
     reward: RewardSection = Field(default_factory=RewardSection)
 
@@ -183,6 +213,16 @@ class StateSection(Section):
     spool_dir: Optional[Annotated[str, text_length(1, 4096)]] = None
 
 
+class SessionsSection(Section):
+    """``[sessions]``: session affinity (``ModelRegistry(session_ttl=,
+    max_sessions=)``)."""
+
+    ttl: Annotated[float, in_range(0, _core.MAX_SESSION_TTL_S, low_open=True, unit="seconds")] = (
+        _core.DEFAULT_SESSION_TTL_S
+    )
+    max_sessions: Annotated[int, in_range(1, _core.MAX_SESSIONS)] = _core.DEFAULT_MAX_SESSIONS
+
+
 class CostEntry(Section):
     """A model's prices in USD."""
 
@@ -206,9 +246,25 @@ class ModelEntry(Section):
     speed: Optional[Annotated[float, in_range(0, 1_000_000, unit="tokens per second")]] = None
     rpm: Optional[Annotated[int, in_range(1, _core.MAX_RPM, unit="requests per minute")]] = None
     tpm: Optional[Annotated[int, in_range(1, _core.MAX_TPM, unit="tokens per minute")]] = None
+    tags: Optional[Annotated[list[Tag], Field(max_length=_core.MAX_TAGS)]] = None
+    deployment: Optional[Annotated[Label, AfterValidator(_deployment)]] = None
     timeout: Optional[Seconds] = None
     optional: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def qualified_name(self) -> str:
+        """The name the registry knows this model by (``name@deployment``)."""
+        return self.name if self.deployment is None else f"{self.name}@{self.deployment}"
+
+
+class AliasEntry(Section):
+    """One ``[[aliases]]`` table: a routing alias and the models it names
+    (``[[models]]`` names, ``name@deployment`` for one deployment, or a
+    model's name for all of its deployments)."""
+
+    name: Label
+    models: Annotated[list[Label], AfterValidator(_members)]
 
 
 class SimulatedOptions(Section):
@@ -233,8 +289,12 @@ class OrchestratorConfig(BaseModel):
     cache: CacheSection = Field(default_factory=CacheSection)
     health: HealthSection = Field(default_factory=HealthSection)
     state: StateSection = Field(default_factory=StateSection)
+    sessions: SessionsSection = Field(default_factory=SessionsSection)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelEntry] = Field(default_factory=list)
+    #: ``[fallbacks]``: model name -> the chain it falls back along.
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    aliases: list[AliasEntry] = Field(default_factory=list)
 
 
 #: The sections of a file, by top-level key.
@@ -243,6 +303,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "cache": CacheSection,
     "health": HealthSection,
     "state": StateSection,
+    "sessions": SessionsSection,
     "server": ServerSettings,
 }
 #: Nested tables whose keys are checked, by parent class and key.

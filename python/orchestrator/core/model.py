@@ -159,8 +159,17 @@ class ModelConstraints(BaseModel):
       ``input_tokens``/``output_tokens`` when given, else from the default
       request size (100 input and 100 output tokens, a short chat turn).
     * ``min_speed``: output tokens per second, observed, else declared.
-    * ``context_length``: the context window the request needs, in tokens.
+    * ``context_length``: the context window the request needs, in tokens
+      (models of unknown window are excluded).
+    * ``input_tokens``/``output_tokens``: the request's size. When
+      ``input_tokens`` is given, a model whose *known* window is smaller than
+      it plus the ``output_tokens`` given (if any) is not eligible (one of
+      unknown window is).
     * ``tags``: tags the model must all have (``Model(tags=...)``).
+    * ``session_id``: the conversation to keep on one model while it stays
+      eligible (see "Session affinity" in the README).
+    * ``alias``: a routing alias (``ModelRegistry.add_alias``) or a logical
+      model's name (its deployments) the model must belong to.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -173,11 +182,19 @@ class ModelConstraints(BaseModel):
     input_tokens: Optional[int] = Field(None, ge=0)
     output_tokens: Optional[int] = Field(None, ge=0)
     tags: list[str] = Field(default_factory=list)
+    session_id: Optional[str] = None
+    alias: Optional[str] = None
 
     @field_validator("capabilities")
     @classmethod
     def _known_capabilities(cls, value: list[str]) -> list[str]:
         return check_capability_names(value)
+
+    @field_validator("session_id")
+    @classmethod
+    def _valid_session_id(cls, value: Optional[str]) -> Optional[str]:
+        _core.Request(session_id=value)  # the core's one rule for request strings
+        return value
 
     def request(self) -> _core.Request:
         """These constraints as the core's typed request (the same
@@ -191,6 +208,8 @@ class ModelConstraints(BaseModel):
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             tags=self.tags,
+            session_id=self.session_id,
+            alias=self.alias,
         )
 
     @classmethod
@@ -205,6 +224,8 @@ class ModelConstraints(BaseModel):
             input_tokens=request.given_input_tokens,
             output_tokens=request.given_output_tokens,
             tags=request.tags,
+            session_id=request.session_id,
+            alias=request.alias,
         )
 
 
@@ -277,6 +298,13 @@ def take_tickets(bindings: Iterable[Binding]) -> Tickets:
     """Take the tickets this task holds for each registration (the core
     holds them per task from ``select_model`` on)."""
     return [(b, b.core.take_held(b.slot)) for b in bindings]
+
+
+def release_selection(model: Model) -> None:
+    """Release the tickets this task holds for ``model`` when it will not be
+    called after all (a prompt refused before sending): no outcome is owed
+    and nothing was sent, so its rate-limit reservation is returned."""
+    release_tickets(take_tickets(model._bindings))
 
 
 def release_tickets(tickets: Tickets, sent: bool = False) -> None:
@@ -574,13 +602,18 @@ class Model(abc.ABC):
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
     ) -> None:
         """``cost=None`` marks the model unpriced: ``max_cost`` then excludes it.
         ``speed`` declares output tokens per second until speed is observed.
         ``rpm``/``tpm``: the most requests/tokens it may be sent in any 60 s
         (``None``: unlimited); a model whose window is full is not eligible.
         ``tags``: labels a request can require (``select_model(tags=["eu"])``),
-        each ``[a-z0-9][a-z0-9_.:-]{0,63}``."""
+        each ``[a-z0-9][a-z0-9_.:-]{0,63}``. ``deployment``: this model is one
+        deployment of the logical model ``name`` (the same model through
+        another provider, region or key); its ``name`` is then
+        ``"<name>@<deployment>"``, the key a registry knows it by, and
+        ``model_name`` is the logical name."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"invalid name: {name!r} (a non-empty string is required)")
         if not isinstance(provider, str) or not provider.strip():
@@ -596,7 +629,10 @@ class Model(abc.ABC):
             not isinstance(speed, (int, float)) or not speed >= 0 or speed == float("inf")
         ):
             raise ValueError(f"invalid speed: {speed!r} (output tokens per second, >= 0)")
-        self.name = name
+        self.deployment: Optional[str] = _core.check_deployment(deployment)
+        #: The logical model's name; ``name`` is this deployment's.
+        self.model_name = name
+        self.name = name if self.deployment is None else f"{name}@{self.deployment}"
         self.provider = provider
         self.capabilities = capabilities
         self.cost = cost
@@ -627,6 +663,16 @@ class Model(abc.ABC):
         """Stream a completion as text chunks. The default yields the whole
         answer of :meth:`generate_response` as one chunk."""
         yield await self.generate_response(prompt, **kwargs)
+
+    async def count_tokens(self, prompt: Prompt) -> Optional[int]:
+        """The prompt's size in this model's own tokens, from its tokenizer,
+        or ``None`` when it has none (the default). Failover calls it before
+        sending: a prompt that cannot fit the model's known context window
+        (with ``max_tokens``) is not sent. A tokenizer that may miss the
+        provider's own overhead (chat template, per-message tokens) must
+        count low rather than high: a count above the real one refuses a
+        prompt that would have fit."""
+        return None
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed texts, for models with the ``embeddings`` capability."""

@@ -112,6 +112,7 @@ class HuggingFaceModel(Model):
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
         timeout: float = 120.0,
         max_retries: int = 2,
         deadline: float = 300.0,
@@ -132,7 +133,15 @@ class HuggingFaceModel(Model):
         if cost is None and endpoint_url is None:
             cost = ModelCost()
         super().__init__(
-            name, "huggingface", capabilities, cost, speed=speed, rpm=rpm, tpm=tpm, tags=tags
+            name,
+            "huggingface",
+            capabilities,
+            cost,
+            speed=speed,
+            rpm=rpm,
+            tpm=tpm,
+            tags=tags,
+            deployment=deployment,
         )
         self.model_path = model_path or (name if model is None and endpoint_url is None else None)
         self.allow_download = allow_download
@@ -237,6 +246,14 @@ class HuggingFaceModel(Model):
             )
             return tokenizer(text, return_tensors="pt", add_special_tokens=False)
         return tokenizer(_plain_prompt(messages), return_tensors="pt")
+
+    async def count_tokens(self, prompt: Prompt) -> Optional[int]:
+        """The prompt's exact size for local weights: their own tokenizer and
+        chat template, as :meth:`generate_response` encodes it (``None`` at a
+        TGI endpoint, or before lazily loaded weights are in)."""
+        if self._transport is not None or self._tokenizer is None:
+            return None
+        return int(self._encode(self._tokenizer, prompt)["input_ids"].shape[-1])
 
     def _generate_kwargs(self, tokenizer: Any, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = dict(params)

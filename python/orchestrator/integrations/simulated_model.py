@@ -78,6 +78,7 @@ class SimulatedModel(Model):
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
     ) -> None:
         profile = replace(profile, name=name) if profile else ModelProfile(name)
         super().__init__(
@@ -89,6 +90,7 @@ class SimulatedModel(Model):
             rpm=rpm,
             tpm=tpm,
             tags=tags,
+            deployment=deployment,
         )
         self.profile = profile
         self.sleep_scale = float(sleep_scale)

@@ -4,7 +4,8 @@ Built from the core's :class:`~orchestrator._core.Explanation`, which is
 taken in one snapshot of the table (so it is consistent while other threads
 register, unregister, select and report) and changes nothing: no random
 draw, no ticket. For Thompson sampling the scores shown are the draws the
-next selection will use, so ``chosen`` is the top score (or a forced trial).
+next selection will use, so ``chosen`` is the top score (or a forced trial),
+unless the request's ``session_id`` keeps its model (``session`` says so).
 Under the contextual strategy an eligible candidate's ``estimate`` is its
 predicted quality for the prompt, ``exploration_bonus`` the exploration
 rule's change to it (the Thompson draw), and ``score`` that quality minus
@@ -76,7 +77,9 @@ class SelectionExplanation:
     ``retry_in``: when no model is chosen, seconds until the first model
     rejected for its health (open circuit, provider's ``Retry-After``) or its
     rate limit (``rpm``/``tpm`` window, provider's reported allowance) may be
-    tried again."""
+    tried again. ``session``: what the request's ``session_id`` means for the
+    pick (``"session: kept on m (bound 12 s ago)"``, ``"session: moved from m
+    (circuit open, ...)"``, or new); ``None`` without a session."""
 
     strategy: str
     constraints: ModelConstraints
@@ -84,6 +87,7 @@ class SelectionExplanation:
     candidates: list[CandidateExplanation]
     all_breakers_open: bool = False
     retry_in: Optional[float] = None
+    session: Optional[str] = None
 
     def __str__(self) -> str:
         head = f"strategy {self.strategy}: " + (
@@ -91,6 +95,8 @@ class SelectionExplanation:
         )
         if self.all_breakers_open:
             head += " (every eligible model's circuit is open; probing the soonest to recover)"
+        if self.session is not None:
+            head += f"; {self.session}"
         return "\n".join([head, *("  " + c.describe() for c in self.candidates)])
 
 
@@ -117,4 +123,5 @@ def explanation_of(
         candidates=candidates,
         all_breakers_open=core_explanation.all_breakers_open,
         retry_in=core_explanation.retry_in,
+        session=core_explanation.session,
     )

@@ -10,8 +10,22 @@ model is rate limited (its ``rpm``/``tpm`` window is full, its provider's
 headers say its allowance is spent, or its ``Retry-After`` runs), a request
 with a ``deadline`` waits for the soonest slot if it comes before the
 deadline, then selects again; otherwise (or with no deadline) it fails at
-once with the error it would have raised. Used
+once with the error it would have raised. After a deployment of a model
+fails, the model's other deployments (the same answers through another
+provider, region or key) are tried first, within the request's alias and
+what the failure ruled out; only when none is eligible does the request move
+to other models. Used
 through ``ModelRegistry.generate`` and ``ModelRegistry.stream``.
+
+Which errors move on, and where to (a larger context window, another
+provider, a fallback chain), is :mod:`orchestrator.models.fallbacks`. The
+request's size is estimated before the first selection (``input_tokens`` from
+the prompt, four characters a token, plus ``max_tokens`` when given), so a
+model whose known window cannot hold it is not even selected; before sending,
+a model with a tokenizer (:meth:`Model.count_tokens`) counts the prompt, and
+one it cannot fit is not sent (a local ``context_length`` attempt, then the
+fallback to a larger window). Local refusals send nothing and do not count
+against the retry budget.
 """
 
 from __future__ import annotations
@@ -20,22 +34,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
-from orchestrator.core.model import Model, ModelConstraints, Prompt, check_prompt, last_call
+from orchestrator.core.model import (
+    Model,
+    ModelConstraints,
+    Prompt,
+    check_prompt,
+    last_call,
+    release_selection,
+)
 from orchestrator.core.tokens import estimate_tokens
 from orchestrator.errors import (
+    ContextLengthExceededError,
     FailoverError,
     FailoverExhaustedError,
     FailoverTimeoutError,
     NoEligibleModelsError,
-    RateLimitError,
     error_class_of,
     is_retryable,
 )
+from orchestrator.models.fallbacks import Narrowing, check_chain, moves_on, stays_candidate
 
 if TYPE_CHECKING:
     from orchestrator.models.model_registry import ModelRegistry
@@ -61,12 +83,50 @@ ROUTING_KEYS = frozenset({"embedding", "willingness_to_pay"})
 SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"} | ROUTING_KEYS
 
 
-class Attempt(NamedTuple):
-    """One try: the model's name, ``"ok"`` or the error class, and seconds taken."""
+#: The largest ``max_tokens`` taken as the request's output size (the core's token maximum).
+MAX_OUTPUT_ESTIMATE = 2**32 - 1
 
+
+class _Try(NamedTuple):
     model: str
     outcome: str
     latency: float
+
+
+class Attempt(_Try):
+    """One try: the model's name, ``"ok"`` or the error class, and seconds
+    taken (a 3-tuple, as before), plus ``reason``: why this model was tried
+    (``"selected"`` for the first; else the failure it falls back from and
+    what the next model had to have, and the fallback chain's step), and
+    ``sent``: whether the request was sent (``False``: the prompt was refused
+    before sending, the model's tokenizer said it cannot fit)."""
+
+    reason: str
+    sent: bool
+
+    def __new__(
+        cls, model: str, outcome: str, latency: float, reason: str = "selected", sent: bool = True
+    ) -> Attempt:
+        attempt = super().__new__(cls, model, outcome, latency)
+        attempt.reason = reason
+        attempt.sent = sent
+        return attempt
+
+    def __repr__(self) -> str:
+        return (
+            f"Attempt(model={self.model!r}, outcome={self.outcome!r}, latency={self.latency:.6f}, "
+            f"reason={self.reason!r}, sent={self.sent!r})"
+        )
+
+
+@dataclass
+class _ChainWalk:
+    """A fallback chain in use: its names, where it came from, and the
+    entry the attempts are taken from now."""
+
+    names: tuple[str, ...]
+    source: str
+    position: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,10 +161,27 @@ class _Plan:
     retry_budget: int
     deadline: Optional[float]
     attempt_timeout: Optional[float]
+    narrowing: Narrowing
+    #: The request's own chain (``None``: the registry's chain of the model that failed first).
+    chain: Optional[tuple[str, ...]]
+    #: The output tokens the request asked for (``max_tokens``), 0 when it did not say.
+    output_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
     attempts: list[Attempt] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     last_error: Optional[BaseException] = None
+    walk: Optional[_ChainWalk] = None
+    #: Why the failure so far moves on (the start of the next attempt's reason).
+    cause: str = ""
+    #: The reason of the attempt being made.
+    reason: str = "selected"
+    #: The logical model whose deployment failed last: its other
+    #: deployments (the same answers) are tried before other models.
+    failed_model: Optional[str] = None
+
+    def calls(self) -> int:
+        """Attempts that sent the request (local refusals are not counted)."""
+        return sum(1 for a in self.attempts if a.sent)
 
     def remaining(self) -> Optional[float]:
         """Seconds left for the next attempt (``None``: unlimited)."""
@@ -128,32 +205,122 @@ class _Plan:
 
     async def select(self) -> tuple[Model, Optional[int]]:
         """The next-best eligible model not tried yet (for this prompt, under
-        the contextual strategy) and its decision's request id, waiting for
-        the soonest slot when every eligible one is rate limited (see the module)."""
+        the contextual strategy) and its decision's request id: from the
+        fallback chain's entries in order once one is in use, within what
+        earlier failures ruled out; waiting for the soonest slot when every
+        eligible one is rate limited (see the module)."""
         while True:
-            if len(self.attempts) > self.retry_budget:
+            if self.calls() > self.retry_budget:
                 raise self.exhausted(f"retry budget of {self.retry_budget} spent")
-            exclude = [*self.constraints.exclude_models, *self.excluded]
-            constraints = self.constraints.model_copy(update={"exclude_models": exclude})
-            try:
-                return self.registry.select_for_call(constraints, self.prompt, **self.routing)
-            except NoEligibleModelsError as exc:
-                wait = self.wait_for(exc)
-                if wait is None:
-                    if not self.attempts:
-                        raise
-                    raise self.exhausted("no eligible model left to try") from exc
+            first: Optional[NoEligibleModelsError] = None
+            soonest: Optional[float] = None
+            for position, members in self.steps():
+                try:
+                    chosen = self.choose(self.next_constraints(members))
+                except NoEligibleModelsError as exc:
+                    first = first or exc
+                    if exc.retry_in is not None:
+                        soonest = exc.retry_in if soonest is None else min(soonest, exc.retry_in)
+                    continue
+                self.reason = self.reason_at(position)
+                return chosen
+            wait = self.wait_for(soonest)
+            if wait is None:
+                if first is not None and not self.attempts:
+                    raise first
+                if self.last_error is not None and not is_retryable(self.last_error):
+                    # A context-length or content-filter error with nowhere
+                    # left to go: the request itself must change (as before).
+                    raise self.attached(self.last_error)
+                why = "no eligible model left to try"
+                if self.walk is not None:
+                    why = f"fallback chain {self.walk.source} spent"
+                raise self.exhausted(why) from first
             logger.info("every eligible model is rate limited; waiting %.2fs for a slot", wait)
             await asyncio.sleep(wait)
 
-    def wait_for(self, exc: NoEligibleModelsError) -> Optional[float]:
+    def choose(self, constraints: ModelConstraints) -> tuple[Model, Optional[int]]:
+        """The next pick under ``constraints``: another deployment of the
+        logical model that failed last first (the same answers), else any
+        eligible model."""
+        sibling = self.sibling_constraints(constraints)
+        if sibling is not None:
+            with contextlib.suppress(NoEligibleModelsError):
+                return self.registry.select_for_call(sibling, self.prompt, **self.routing)
+        return self.registry.select_for_call(constraints, self.prompt, **self.routing)
+
+    def sibling_constraints(self, constraints: ModelConstraints) -> Optional[ModelConstraints]:
+        """``constraints`` narrowed to the other deployments of the logical
+        model that failed last (within the request's alias, if it gave one),
+        or ``None`` when it has no other."""
+        if self.failed_model is None:
+            return None
+        deployments = [m.name for m in self.registry.deployments(self.failed_model)]
+        if len(deployments) < 2:
+            return None
+        outside: list[str] = []
+        alias = self.constraints.alias
+        if alias is not None:
+            try:
+                members = set(self.registry.alias_members(alias))
+            except ValueError:  # the alias was removed meanwhile: selection says so
+                return None
+            outside = [d for d in deployments if d not in members]
+        return constraints.model_copy(
+            update={
+                "alias": self.failed_model,
+                "exclude_models": [*constraints.exclude_models, *outside],
+            }
+        )
+
+    def steps(self) -> Iterator[tuple[int, Optional[list[str]]]]:
+        """Where the next model may come from: anywhere (``None``) without a
+        chain, else each chain entry's models from the current entry on
+        (an entry naming nothing registered any more is skipped)."""
+        walk = self.walk
+        if walk is None:
+            yield 0, None
+            return
+        for position in range(walk.position, len(walk.names)):
+            members = self.registry.fallback_members(walk.names[position])
+            if members:
+                yield position, members
+            else:
+                logger.info("fallback %r names no registered model; skipped", walk.names[position])
+
+    def reason_at(self, position: int) -> str:
+        """Why the attempt about to be made is made."""
+        walk = self.walk
+        if walk is None:
+            return self.cause or "selected"
+        if position != walk.position:
+            walk.position = position
+        step = f"fallback chain {walk.source} step {position + 1}/{len(walk.names)}"
+        return f"{self.cause}; {step}: {walk.names[position]!r}"
+
+    def next_constraints(self, members: Optional[list[str]]) -> ModelConstraints:
+        """The request's constraints less every model tried or ruled out,
+        and (within a chain entry) every model outside it."""
+        models = self.registry.list_models()
+        exclude = [*self.constraints.exclude_models, *self.excluded]
+        exclude += self.narrowing.excluded(models)
+        if members is not None:
+            allowed = set(members)
+            exclude += [m.name for m in models if m.name not in allowed]
+        update: dict[str, Any] = {"exclude_models": list(dict.fromkeys(exclude))}
+        window = self.narrowing.context_length(self.constraints.context_length)
+        if window != self.constraints.context_length:
+            update["context_length"] = window
+        return self.constraints.model_copy(update=update)
+
+    def wait_for(self, retry_in: Optional[float]) -> Optional[float]:
         """Seconds to wait for the soonest slot, or ``None`` when there is no
         deadline or no slot comes before it (or the core's clock is virtual:
         real waiting would bring no slot nearer)."""
-        if exc.retry_in is None or self.deadline is None or self.registry.core.is_virtual_clock():
+        if retry_in is None or self.deadline is None or self.registry.core.is_virtual_clock():
             return None
         left = self.deadline - (time.monotonic() - self.started)
-        return exc.retry_in if exc.retry_in < left else None
+        return retry_in if retry_in < left else None
 
     def exhausted(self, why: str) -> FailoverExhaustedError:
         tried = ", ".join(f"{a.model} ({a.outcome})" for a in self.attempts)
@@ -161,19 +328,69 @@ class _Plan:
         error.__cause__ = self.last_error
         return error
 
-    def failed(self, model: Model, exc: BaseException, started: float) -> None:
+    def failed(
+        self, model: Model, exc: BaseException, started: float, *, sent: bool = True
+    ) -> None:
         """Record a failed attempt; raise at once unless another model may succeed."""
-        self.attempts.append(
-            Attempt(model.name, error_class_of(exc), time.perf_counter() - started)
-        )
+        latency = time.perf_counter() - started
+        self.attempts.append(Attempt(model.name, error_class_of(exc), latency, self.reason, sent))
         self.last_error = exc
-        if not is_retryable(exc):
-            with contextlib.suppress(AttributeError, TypeError):
-                exc.attempts = self.attempts  # type: ignore[attr-defined]
-            raise exc
-        if not (isinstance(exc, RateLimitError) and exc.retry_after):
-            self.excluded.append(model.name)  # a rate limit with a known end stays a candidate
-        logger.info("%s failed (%s); failing over", model.name, error_class_of(exc))
+        if not moves_on(exc):
+            raise self.attached(exc)
+        if not stays_candidate(exc):
+            self.excluded.append(model.name)
+        self.moved_on(model, exc)
+
+    def attached(self, exc: BaseException) -> BaseException:
+        """``exc`` with this request's ``attempts``, to be raised as it is."""
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.attempts = self.attempts  # type: ignore[attr-defined]
+        return exc
+
+    def moved_on(self, model: Model, exc: BaseException) -> None:
+        """What the next attempt must avoid after ``exc`` on ``model``, and
+        the fallback chain that takes over from the first failure."""
+        self.cause = self.narrowing.after(model, exc)
+        self.failed_model = model.model_name
+        if self.walk is None:
+            chain, source = self.chain, "fallbacks="
+            if chain is None:
+                chain, source = self.registry.fallbacks_for(model.name), repr(model.name)
+            if chain:
+                self.walk = _ChainWalk(chain, source)
+        logger.info("%s; failing over", self.cause)
+
+    async def refused_before_sending(self, model: Model) -> bool:
+        """Whether ``model``'s tokenizer says the prompt cannot fit its known
+        window (with ``max_tokens``): then it is not sent, its selection is
+        released, and a local ``context_length`` attempt is recorded (the
+        caller selects again, for a larger window)."""
+        window = model.capabilities.context_length
+        started = time.perf_counter()
+        try:
+            counted = await model.count_tokens(self.prompt) if window else None
+        except BaseException:
+            release_selection(model)
+            raise
+        if counted is not None and (
+            not isinstance(counted, int) or isinstance(counted, bool) or counted < 0
+        ):
+            release_selection(model)
+            raise TypeError(
+                f"{type(model).__name__}.count_tokens returned {counted!r}, "
+                "expected an int >= 0 or None"
+            )
+        if counted is None or counted + self.output_tokens <= window:
+            return False
+        release_selection(model)
+        error = ContextLengthExceededError(
+            f"not sent: its tokenizer counts {counted} prompt tokens + {self.output_tokens} "
+            f"output tokens > its {window}-token context window",
+            model=model.name,
+        )
+        self.narrowing.needed_tokens = max(self.narrowing.needed_tokens, counted)
+        self.failed(model, error, started, sent=False)
+        return True
 
     def report_timeout(self, model: Model, started: float) -> float:
         """Report a call cut by the deadline as a ``timeout`` outcome to the
@@ -189,10 +406,10 @@ class _Plan:
         here, or a hanging model would never trip its breaker."""
         latency = self.report_timeout(model, started)
         error = TimeoutError(f"{model.name} did not answer within the time left")
-        self.attempts.append(Attempt(model.name, "timeout", latency))
+        self.attempts.append(Attempt(model.name, "timeout", latency, self.reason))
         self.last_error = error
         self.excluded.append(model.name)
-        logger.info("%s timed out; failing over", model.name)
+        self.moved_on(model, error)
 
 
 def _plan(
@@ -201,6 +418,7 @@ def _plan(
     retry_budget: int,
     deadline: Optional[float],
     attempt_timeout: Optional[float],
+    fallbacks: Optional[Sequence[str]],
     kwargs: dict[str, Any],
 ) -> _Plan:
     check_prompt(prompt)  # the caller's error: before any model is selected or charged
@@ -213,6 +431,7 @@ def _plan(
             or not 0 < value < float("inf")
         ):
             raise ValueError(f"invalid {name}: {value!r} (seconds, > 0, or None)")
+    chain = None if fallbacks is None else registry.check_fallbacks(check_chain(fallbacks))
     selection = {k: kwargs.pop(k) for k in list(kwargs) if k in SELECTION_KEYS}
     routing = {k: selection.pop(k) for k in list(selection) if k in ROUTING_KEYS}
     given = selection.pop("constraints", None)
@@ -220,16 +439,38 @@ def _plan(
         if not isinstance(given, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {given!r}")
         selection = {**given.model_dump(exclude_defaults=True), **selection}
+    output_tokens = _asked_output(kwargs.get("max_tokens"))
+    if selection.get("input_tokens") is None:  # the request's size, estimated up front
+        selection["input_tokens"] = estimate_tokens(prompt)
+    if selection.get("output_tokens") is None and output_tokens:
+        selection["output_tokens"] = output_tokens
+    constraints = ModelConstraints(**selection)
+    assert constraints.input_tokens is not None
     return _Plan(
         registry=registry,
         prompt=prompt,
-        constraints=ModelConstraints(**selection),
+        constraints=constraints,
         routing=routing,
         params=kwargs,
         retry_budget=retry_budget,
         deadline=None if deadline is None else float(deadline),
         attempt_timeout=None if attempt_timeout is None else float(attempt_timeout),
+        narrowing=Narrowing(constraints.input_tokens + (constraints.output_tokens or 0)),
+        chain=chain,
+        output_tokens=output_tokens,
     )
+
+
+def _asked_output(max_tokens: object) -> int:
+    """The output tokens a ``max_tokens`` generation parameter asks for (0
+    when absent or not a usable count: the provider judges its value)."""
+    if (
+        isinstance(max_tokens, int)
+        and not isinstance(max_tokens, bool)
+        and 0 < max_tokens <= MAX_OUTPUT_ESTIMATE
+    ):
+        return max_tokens
+    return 0
 
 
 class _TimeLimit:
@@ -271,13 +512,16 @@ async def generate(
     retry_budget: int = 2,
     deadline: Optional[float] = None,
     attempt_timeout: Optional[float] = None,
+    fallbacks: Optional[Sequence[str]] = None,
     **kwargs: Any,
 ) -> GenerationResult:
     """See :meth:`ModelRegistry.generate`."""
-    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, kwargs)
+    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, fallbacks, kwargs)
     while True:
         plan.remaining()  # the deadline may have passed: fail before selecting
         model, request_id = await plan.select()
+        if await plan.refused_before_sending(model):
+            continue
         limit = plan.remaining()
         started = time.perf_counter()
         time_limit = _TimeLimit(limit)
@@ -294,7 +538,7 @@ async def generate(
             plan.failed(model, exc, started)
             continue
         latency = time.perf_counter() - started
-        plan.attempts.append(Attempt(model.name, "ok", latency))
+        plan.attempts.append(Attempt(model.name, "ok", latency, plan.reason))
         call = last_call()
         if call is not None:  # a cached answer has its producer's token counts and cost 0
             input_tokens, output_tokens, cost = call.input_tokens, call.output_tokens, call.cost
@@ -328,6 +572,7 @@ class FailoverStream:
         self._plan = plan
         self._inner: Optional[AsyncIterator[str]] = None
         self._streaming: Optional[Model] = None
+        self._reason = "selected"
         self._started = 0.0
         self._closed = False
         self.model: Optional[str] = None
@@ -371,11 +616,11 @@ class FailoverStream:
                 assert self._streaming is not None
                 self._plan.report_timeout(self._streaming, self._started)
                 raise self._plan.timed_out() from None
-            self._attach(exc)
+            self._plan.attached(exc)
             raise
         except Exception as exc:
             self._end(error_class_of(exc))
-            self._attach(exc)
+            self._plan.attached(exc)
             raise
 
     def _left(self) -> Optional[float]:
@@ -389,6 +634,8 @@ class FailoverStream:
         while True:
             plan.remaining()
             model, request_id = await plan.select()
+            if await plan.refused_before_sending(model):
+                continue
             limit = plan.remaining()
             started = time.perf_counter()
             inner: Optional[AsyncIterator[str]] = None
@@ -398,8 +645,7 @@ class FailoverStream:
                     inner = model.stream_response(self._prompt, **plan.params)
                     chunk = await inner.__anext__()
             except StopAsyncIteration:
-                self._inner, self._started, self.model = inner, started, model.name
-                self._streaming, self.request_id = model, request_id
+                self._streaming_on(model, inner, started, request_id)
                 self._end("ok")
                 raise
             except TimeoutError as exc:
@@ -416,18 +662,26 @@ class FailoverStream:
             except BaseException:
                 await _close(inner)
                 raise
-            self._inner, self._started, self.model = inner, started, model.name
-            self._streaming, self.request_id = model, request_id
+            self._streaming_on(model, inner, started, request_id)
             return chunk
+
+    def _streaming_on(
+        self,
+        model: Model,
+        inner: Optional[AsyncIterator[str]],
+        started: float,
+        request_id: Optional[int],
+    ) -> None:
+        """The stream's first chunk (or its end) came: it is ``model``'s."""
+        self._inner, self._started, self.model = inner, started, model.name
+        self._streaming, self.request_id = model, request_id
+        self._reason = self._plan.reason
 
     def _end(self, outcome: str) -> None:
         self._closed = True
         assert self.model is not None
-        self.attempts.append(Attempt(self.model, outcome, time.perf_counter() - self._started))
-
-    def _attach(self, exc: BaseException) -> None:
-        with contextlib.suppress(AttributeError, TypeError):
-            exc.attempts = self.attempts  # type: ignore[attr-defined]
+        latency = time.perf_counter() - self._started
+        self.attempts.append(Attempt(self.model, outcome, latency, self._reason))
 
     async def aclose(self) -> None:
         """Stop early and release the underlying stream."""
@@ -449,8 +703,9 @@ def stream(
     retry_budget: int = 2,
     deadline: Optional[float] = None,
     attempt_timeout: Optional[float] = None,
+    fallbacks: Optional[Sequence[str]] = None,
     **kwargs: Any,
 ) -> FailoverStream:
     """See :meth:`ModelRegistry.stream`."""
-    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, kwargs)
+    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, fallbacks, kwargs)
     return FailoverStream(prompt, plan)

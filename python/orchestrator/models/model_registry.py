@@ -34,6 +34,7 @@ from orchestrator.core.model import (
     check_capability_names,
 )
 from orchestrator.errors import (
+    AmbiguousModelError,
     DuplicateModelError,
     ModelNotFoundError,
     NoEligibleModelsError,
@@ -46,6 +47,7 @@ from orchestrator.models.explanation import (
     SelectionExplanation,
     explanation_of,
 )
+from orchestrator.models.fallbacks import check_chain, check_name
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.selectors import (
     SELECTORS,
@@ -129,6 +131,10 @@ class ModelRegistry:
         state_namespace: separates registries sharing one Redis.
         state_spool_dir: where the shared state spools outcomes while Redis is
             unreachable (``SharedState(spool_dir=...)``); ``None``: its default.
+        session_ttl: seconds a ``session_id`` stays bound to its model without
+            a selection (default 3600; finite, > 0, at most 30 days).
+        max_sessions: sessions held at most (default 100,000; 1 to 10**7);
+            beyond it the least recently used is forgotten.
     """
 
     def __init__(
@@ -145,6 +151,8 @@ class ModelRegistry:
         state_namespace: str = "default",
         sync_interval: float = 0.5,
         state_spool_dir: Optional[str] = None,
+        session_ttl: float = _core.DEFAULT_SESSION_TTL_S,
+        max_sessions: int = _core.DEFAULT_MAX_SESSIONS,
     ) -> None:
         if model_selector is not None and not isinstance(model_selector, ModelSelector):
             kind = type(model_selector).__name__
@@ -179,10 +187,14 @@ class ModelRegistry:
             raise TypeError(f"invalid reward_weights: expected RewardWeights, got {weights!r}")
         self._core.configure_reward(**weights.__dict__)
         self._core.set_pending_timeout(pending_timeout)
+        self._core.configure_sessions(session_ttl, max_sessions)
+        self.session_ttl = float(session_ttl)
+        self.max_sessions = int(max_sessions)
         self.reward_weights = weights
         self.health_check_interval = float(health_check_interval)
         # Replaced, never mutated, under ``_lock``: readers iterate a snapshot.
         self._models: dict[str, Model] = {}
+        self._fallbacks: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()  # registration only; never on the selection path
         self._cache = self._make_cache(cache_responses)
         self.health_monitor = self._attach_monitor(health_monitor)
@@ -205,6 +217,10 @@ class ModelRegistry:
         registry = cls(**parts.registry_kwargs())
         for model in parts.models:
             registry.register_model(model)
+        for name, chain in parts.fallbacks.items():
+            registry.set_fallbacks(name, chain)
+        for alias, members in parts.aliases.items():
+            registry.add_alias(alias, members)
         return registry
 
     # ----- configuration ------------------------------------------------------
@@ -300,7 +316,9 @@ class ModelRegistry:
     # ----- registration -------------------------------------------------------
 
     def register_model(self, model: Model) -> Model:
-        """Register ``model``; a second model with the same name is an error."""
+        """Register ``model``; a second model with the same name (for a
+        deployment, ``"<model>@<deployment>"``), or a name that is a routing
+        alias, is a :class:`DuplicateModelError`."""
         if not isinstance(model, Model):
             raise TypeError(f"invalid model: expected a Model, got {type(model).__name__}")
         with self._lock:
@@ -308,6 +326,8 @@ class ModelRegistry:
                 raise DuplicateModelError(f"a model named {model.name!r} is already registered")
             try:
                 slot = self._core.register(model, *self._spec(model))
+            except DuplicateModelError:
+                raise
             except ValueError as exc:
                 raise ValueError(f"cannot register {model.name!r}: {exc}") from None
             self._models = {**self._models, model.name: model}
@@ -323,7 +343,7 @@ class ModelRegistry:
         """What the core is told about a model, in ``register``'s order."""
         caps, cost = model.capabilities, model.cost
         return (
-            model.name,
+            model.model_name,
             model.provider,
             caps.names(),
             caps.context_length,
@@ -335,6 +355,7 @@ class ModelRegistry:
             model.rpm,
             model.tpm,
             model.tags,
+            model.deployment,
         )
 
     def update_model(self, model: Model) -> None:
@@ -345,26 +366,88 @@ class ModelRegistry:
             self._shared.model_updated(model)
 
     def unregister_model(self, name: str) -> Model:
-        """Remove a model; its statistics are dropped and its outstanding
-        selections here are released."""
+        """Remove a model (named as :meth:`get_model` finds it); its
+        statistics are dropped, its outstanding selections here are released
+        and it drops out of every routing alias."""
         with self._lock:
             model = self.get_model(name)
-            self._core.unregister(name)
-            self._models = {n: m for n, m in self._models.items() if n != name}
+            self._core.unregister(model.name)
+            self._models = {n: m for n, m in self._models.items() if m is not model}
             model._bindings = [b for b in model._bindings if b.sink is not self]
         if self._shared is not None:
-            self._shared.model_removed(name)
+            self._shared.model_removed(model.name)
         return model
 
     def get_model(self, name: str) -> Model:
+        """The model registered as ``name``. A deployment's name is
+        ``"<model>@<deployment>"``; a logical model's name finds its only
+        deployment, and one with several deployments is an
+        :class:`AmbiguousModelError` listing them (see :meth:`deployments`)."""
         # Checked first: a hashable non-string (5) would reach the close-name
         # search of ModelNotFoundError and fail there, naming nothing.
         if not isinstance(name, str):
             raise TypeError(f"invalid name: {name!r} (a string is required)")
+        models = self._models
+        model = models.get(name)
+        if model is not None:
+            return model
+        deployments = [m for m in models.values() if m.model_name == name]
+        if len(deployments) == 1:
+            return deployments[0]
+        if deployments:
+            raise AmbiguousModelError(name, [m.name for m in deployments])
+        raise ModelNotFoundError(name, list(models))
+
+    def deployments(self, name: str) -> list[Model]:
+        """Every registered deployment of the logical model ``name`` (a
+        model registered without a deployment is its own only one), in
+        registration order; empty when there is none."""
+        if not isinstance(name, str):
+            raise TypeError(f"invalid name: {name!r} (a string is required)")
+        return [m for m in self._models.values() if m.model_name == name]
+
+    # ----- routing aliases ----------------------------------------------------
+
+    def add_alias(self, name: str, members: Sequence[str]) -> None:
+        """Add the routing alias ``name`` for ``members``: logical model
+        names (every deployment of the model, including later ones) or
+        registered names (``"gpt-4o@azure-eu"``). ``select_model(alias=name)``
+        then chooses among them. Aliases and models share one namespace (a
+        clash is :class:`DuplicateModelError`); an unknown member is
+        :class:`ModelNotFoundError`; an unregistered model drops out."""
+        if isinstance(members, (str, bytes)):
+            raise TypeError(f"invalid members: {members!r} (a list of model names, not a string)")
         try:
-            return self._models[name]
-        except KeyError:
-            raise ModelNotFoundError(name, list(self._models)) from None
+            members = list(members)  # read once, before any lock: it may be a generator
+        except TypeError:
+            raise TypeError(f"invalid members: {members!r} (a list of model names)") from None
+        with self._lock:
+            aliases = self.aliases()
+            for member in members:
+                if isinstance(member, str) and not (
+                    member in self._models or member in aliases or self.deployments(member)
+                ):
+                    raise ModelNotFoundError(member, list(self._models))
+            self._core.add_alias(name, members)  # checks the rest (types, aliases, clashes)
+
+    def remove_alias(self, name: str) -> list[str]:
+        """Remove the routing alias ``name``; returns its members (``KeyError``
+        when there is no such alias)."""
+        with self._lock:
+            return self._core.remove_alias(name)
+
+    def aliases(self) -> dict[str, list[str]]:
+        """Every routing alias and its members (as given, less those that
+        were unregistered), by alias name."""
+        return dict(self._core.aliases())
+
+    def alias_members(self, name: str) -> list[str]:
+        """The registered models an alias (or a logical model's name) stands
+        for now, in registration-slot order."""
+        members = self._core.group_members(name)
+        if members is None:
+            raise ValueError(f"invalid alias: no routing alias or model named {name!r}")
+        return members
 
     def list_models(
         self,
@@ -415,6 +498,8 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -427,6 +512,10 @@ class ModelRegistry:
                 unpriced models are excluded.
             min_speed: least output tokens per second, observed, else declared.
             context_length: context window (tokens) the request needs.
+            input_tokens, output_tokens: the request's size, for pricing and
+                rate-limit reservations; with ``input_tokens`` given, a model
+                whose known context window cannot hold them (plus the
+                ``output_tokens`` given) is not eligible.
             exclude_models: names never to choose (for example after a failure).
             constraints: all of the above as one :class:`ModelConstraints`.
             prompt: the request's text or chat messages (their ``content``
@@ -444,6 +533,16 @@ class ModelRegistry:
                 the models ``max_cost`` and the other constraints allow.
             tags: tags the model must all have (``Model(tags=...)``); a tag no
                 registered model has leaves no model eligible.
+            session_id: a conversation's id (a ``str`` of 1 to 256 bytes, no
+                control characters): the request goes to the model the
+                session is bound to while that model passes every check
+                above (breaker, rate limits, constraints); otherwise the
+                pick is fresh and the session is bound to it. Sessions
+                expire after ``session_ttl`` idle seconds; at most
+                ``max_sessions`` are held (see "Session affinity" in the README).
+            alias: choose only among a routing alias's members
+                (:meth:`add_alias`), or among the deployments of the logical
+                model of that name.
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -464,6 +563,8 @@ class ModelRegistry:
                 embedding=embedding,
                 willingness_to_pay=willingness_to_pay,
                 tags=tags,
+                session_id=session_id,
+                alias=alias,
             ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
@@ -481,6 +582,8 @@ class ModelRegistry:
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
             tags=tags,
+            session_id=session_id,
+            alias=alias,
         )
         return model
 
@@ -520,7 +623,10 @@ class ModelRegistry:
         input_tokens: Optional[int],
         output_tokens: Optional[int],
         constraints: Optional[ModelConstraints] = None,
+        *,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
         (or, on the hot path, through the same conversion inside the core)."""
@@ -534,11 +640,14 @@ class ModelRegistry:
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 tags=tags,
+                session_id=session_id,
+                alias=alias,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        if any(v is not None for v in (*given, input_tokens, output_tokens, tags)):
+        extra = (input_tokens, output_tokens, tags, alias, session_id)
+        if any(v is not None for v in (*given, *extra)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
 
@@ -557,6 +666,8 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
         under the contextual strategy, the request id), for callers that
@@ -572,7 +683,9 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
                 constraints,
-                tags,
+                tags=tags,
+                alias=alias,
+                session_id=session_id,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
             return self._choose(request)
@@ -589,22 +702,31 @@ class ModelRegistry:
             embedding=embedding,
             willingness_to_pay=willingness_to_pay,
             tags=tags,
+            session_id=session_id,
+            alias=alias,
         )
         return Selection(model, ticket, slot, request_id)
 
     def _choose(self, request: _core.Request) -> Selection:
-        """A user-written selector's pick among the core's eligible models."""
-        explanation = self._explain(request)
+        """A user-written selector's pick among the core's eligible models (a
+        session's model, while the core keeps it); the request's session is
+        then bound to the pick."""
+        core_explanation = self._core.explain(request)
+        explanation = explanation_of(core_explanation, self.strategy, request, False)
         eligible = [self._models[c.name] for c in explanation.candidates if c.eligible]
         if not eligible:
             raise NoEligibleModelsError(explanation)
-        model = self._selector.choose(eligible, explanation.constraints, self)
-        if model not in eligible:
-            raise ValueError(
-                f"{type(self._selector).__name__}.choose returned {model!r}, "
-                "which is not one of the eligible candidates"
-            )
-        return Selection(model, 0, self._binding(model).slot)
+        model = core_explanation.kept_model
+        if model is None:
+            model = self._selector.choose(eligible, explanation.constraints, self)
+            if model not in eligible:
+                raise ValueError(
+                    f"{type(self._selector).__name__}.choose returned {model!r}, "
+                    "which is not one of the eligible candidates"
+                )
+        slot = self._binding(model).slot
+        self._core.bind_session(model, slot, request)
+        return Selection(model, 0, slot)
 
     def select_many(
         self,
@@ -621,6 +743,8 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
@@ -643,6 +767,8 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
             tags=tags,
+            session_id=session_id,
+            alias=alias,
         )
         picked = self._core.select_many(
             count,
@@ -669,6 +795,8 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
@@ -688,6 +816,8 @@ class ModelRegistry:
                 input_tokens,
                 output_tokens,
                 tags=tags,
+                session_id=session_id,
+                alias=alias,
             ),
             prompt=prompt,
             embedding=embedding,
@@ -988,11 +1118,15 @@ class ModelRegistry:
         embedding: Optional[Embedding] = None,
         willingness_to_pay: Optional[float] = None,
         tags: Optional[Sequence[str]] = None,
+        session_id: Optional[str] = None,
+        alias: Optional[str] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
         snapshot, changing nothing. Under the contextual strategy the score
-        is the value the next selection maximises for ``prompt``."""
+        is the value the next selection maximises for ``prompt``. A
+        ``session_id`` is checked like everywhere else; a session changes
+        which model is taken (:meth:`explain_selection` says), not the scores."""
         request = self._request(
             capabilities,
             max_cost,
@@ -1002,6 +1136,8 @@ class ModelRegistry:
             input_tokens,
             output_tokens,
             tags=tags,
+            session_id=session_id,
+            alias=alias,
         )
         names, raw = self._core.scores(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay
@@ -1052,6 +1188,50 @@ class ModelRegistry:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    # ----- fallback chains ------------------------------------------------------
+
+    def set_fallbacks(self, name: str, chain: Optional[Sequence[str]]) -> None:
+        """Fall back from model (or alias) ``name`` along ``chain``: when a
+        :meth:`generate`/:meth:`stream` request's first failure is on
+        ``name`` and the request gives no ``fallbacks=`` of its own, its next
+        attempts are taken from ``chain``'s entries in order (model or alias
+        names, resolved at call time; see :mod:`orchestrator.models.fallbacks`).
+        ``None`` or an empty chain removes ``name``'s chain."""
+        key = check_name(name, "name")
+        checked = () if chain is None else check_chain(chain)
+        if key in checked:
+            raise ValueError(f"invalid fallbacks for {key!r}: a chain cannot name its own key")
+        with self._lock:
+            chains = dict(self._fallbacks)
+            if checked:
+                chains[key] = checked
+            else:
+                chains.pop(key, None)
+            self._fallbacks = chains
+
+    @property
+    def fallbacks(self) -> dict[str, tuple[str, ...]]:
+        """Every configured fallback chain, by the model or alias it falls back from."""
+        return dict(self._fallbacks)
+
+    def fallbacks_for(self, name: str) -> Optional[tuple[str, ...]]:
+        """The configured chain of model or alias ``name``, if any."""
+        return self._fallbacks.get(name)
+
+    def fallback_members(self, name: str) -> list[str]:
+        """The registered models a chain entry names now (none when it
+        names nothing registered any more)."""
+        return [name] if name in self._models else []
+
+    def check_fallbacks(self, chain: tuple[str, ...]) -> tuple[str, ...]:
+        """A request's ``fallbacks=``, each entry naming a registered model
+        or alias (a typo is the caller's error, raised before any call)."""
+        for i, name in enumerate(chain):
+            if not self.fallback_members(name):
+                close = ModelNotFoundError(name, list(self._models))
+                raise ValueError(f"invalid fallbacks[{i}]: {close}")
+        return chain
+
     async def generate(
         self,
         prompt: Prompt,
@@ -1059,21 +1239,27 @@ class ModelRegistry:
         retry_budget: int = 2,
         deadline: Optional[float] = None,
         attempt_timeout: Optional[float] = None,
+        fallbacks: Optional[Sequence[str]] = None,
         **kwargs: Any,
     ) -> GenerationResult:
-        """Select a model and call it; on a retryable failure try the
-        next-best eligible model (each at most once), up to ``retry_budget``
-        retries and within ``deadline`` seconds in total (``attempt_timeout``
-        caps each try). Keyword arguments of :meth:`select_model` constrain
-        selection; the rest go to ``generate_response``. A non-retryable error
-        is raised at once, with ``.attempts``; giving up raises
-        :class:`~orchestrator.errors.FailoverError`."""
+        """Select a model and call it; on a failure another model may not
+        repeat, try the next-best eligible model (each at most once), up to
+        ``retry_budget`` retries and within ``deadline`` seconds in total
+        (``attempt_timeout`` caps each try). A context-length error moves to
+        a model with a larger known window, a content-filter error to another
+        provider; ``fallbacks`` (model or alias names, in order) replaces the
+        configured chain of the model that failed (``[]``: no chain, any
+        eligible model); see :mod:`orchestrator.models.fallbacks`. Keyword
+        arguments of :meth:`select_model` constrain selection; the rest go to
+        ``generate_response``. Any other error is raised at once, with
+        ``.attempts``; giving up raises :class:`~orchestrator.errors.FailoverError`."""
         return await failover.generate(
             self,
             prompt,
             retry_budget=retry_budget,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
+            fallbacks=fallbacks,
             **kwargs,
         )
 
@@ -1084,15 +1270,17 @@ class ModelRegistry:
         retry_budget: int = 2,
         deadline: Optional[float] = None,
         attempt_timeout: Optional[float] = None,
+        fallbacks: Optional[Sequence[str]] = None,
         **kwargs: Any,
     ) -> FailoverStream:
-        """Like :meth:`generate`, as an async iterator of text chunks; fails
-        over only until the first chunk has reached the caller."""
+        """Like :meth:`generate`, as an async iterator of text chunks; falls
+        back only until the first chunk has reached the caller."""
         return failover.stream(
             self,
             prompt,
             retry_budget=retry_budget,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
+            fallbacks=fallbacks,
             **kwargs,
         )

@@ -24,7 +24,9 @@ Keys (one Redis Cluster slot per namespace, thanks to the ``{namespace}`` tag):
 ``orchestrator:{ns}:discounted``, ``orchestrator:{ns}:ledger:<worker>`` (the
 totals' fields, ``d:``-prefixed discounted ones, ``epoch``, ``seq``, ``ref``)
 and the set of ledgers ``orchestrator:{ns}:workers``. Breaker trips go over
-the pub/sub channel ``orchestrator:{ns}:breakers``.
+the pub/sub channel ``orchestrator:{ns}:breakers``; session bindings (the
+``session_id=`` affinity) go through ``orchestrator:{ns}:session:<key>`` keys and
+the channel ``orchestrator:{ns}:sessions`` (:mod:`orchestrator.models.shared_sessions`).
 
 Discounted statistics (selector ``discount < 1``) are merged by one wall-clock
 rule that every worker applies to the same numbers: time is cut into buckets of
@@ -114,6 +116,7 @@ from orchestrator.models.shared_connection import (
 from orchestrator.models.shared_fleet import FleetRow, fleet_columns, fleet_rows
 from orchestrator.models.shared_leases import DEFAULT_LEASE_DIVISOR, LEASE, SharedLeases
 from orchestrator.models.shared_router import RouterSums, registry_sums
+from orchestrator.models.shared_sessions import SessionSync
 from orchestrator.models.shared_spool import (
     Counters,
     Spool,
@@ -347,9 +350,14 @@ class SharedState:
         if self._core.contextual:
             self._core.router_start_sharing()
             self._router_sums = registry_sums(self._core, self._client, self.prefix, self.worker_id)
+        # Session affinity across workers (models/shared_sessions.py).
+        self._sessions = SessionSync(
+            self._core, self.prefix, self.worker_id, registry.session_ttl, registry.max_sessions
+        )
 
         try:
             self._init_meta()
+            self._sessions.sync(self._client)  # the namespace's session secret, before selections
             self._warn_if_evicting()
         except SharedStateError:
             self._client.close()
@@ -521,8 +529,8 @@ class SharedState:
         return self._cycle()
 
     def wait_subscribed(self, timeout: float = 5.0) -> bool:
-        """Wait until this worker receives other workers' breaker messages
-        (pub/sub drops messages sent before the subscription)."""
+        """Wait until this worker receives other workers' breaker and session
+        messages (pub/sub drops messages sent before the subscription)."""
         return self._subscribed.wait(timeout)
 
     @property
@@ -593,6 +601,7 @@ class SharedState:
                 self._deliver_pending()
             if self._router_sums is not None:
                 self._router_sums.sync()
+            self._sessions.sync(self._client)
             if final:
                 self._forget_ledger()
             else:
@@ -1000,14 +1009,21 @@ class SharedState:
             try:
                 if pubsub is None:
                     pubsub = self._sub_client.pubsub()
-                    pubsub.subscribe(self.channel)
+                    channels = (self.channel, self._sessions.channel)
+                    pubsub.subscribe(*channels)
+                    confirmed: set[str] = set()
                 message = pubsub.get_message(timeout=0.5)
                 if message is None:
                     continue
                 if message.get("type") == "subscribe":
-                    self._subscribed.set()
+                    confirmed.add(_text(message.get("channel")))
+                    if confirmed.issuperset(channels):
+                        self._subscribed.set()
                 elif message.get("type") == "message":
-                    self._on_message(message["data"])
+                    if _text(message.get("channel")) == self._sessions.channel:
+                        self._sessions.on_message(message["data"])
+                    else:
+                        self._on_message(message["data"])
             except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
                 # Outages are reported by the sync thread, once.
                 self._subscribed.clear()

@@ -30,6 +30,13 @@ from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.auth import KeyChecker, bearer_token
 from orchestrator.server.errors import GatewayError, bad_request, from_registry_error
 from orchestrator.server.feedback import FeedbackAlreadyGiven, FeedbackBook
+from orchestrator.server.feedback_relay import (
+    FeedbackRelay,
+    RelayUnavailable,
+    Verdict,
+    new_request_id,
+    owner_of,
+)
 from orchestrator.server.metrics import GatewayMetrics
 from orchestrator.server.routing import Route, Router
 from orchestrator.server.settings import HEADER_TIMEOUT_STATE, ServerSettings
@@ -97,6 +104,10 @@ class Gateway:
         self.metrics = GatewayMetrics(registry)
         self.decisions = DecisionLog()
         self.feedback = FeedbackBook(self.settings.feedback_capacity, self.settings.feedback_ttl)
+        #: This worker's tag, the head of each of its request ids (feedback_relay.owner_of).
+        self.worker = secrets.token_hex(4)
+        #: Forwards feedback for other workers' ids, with a shared state on Redis.
+        self.relay: Optional[FeedbackRelay] = None
         self._page = (
             resources.files("orchestrator.server").joinpath("static/status.html").read_bytes()
         )
@@ -118,19 +129,28 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.registry.start()
+                    await self._start_relay()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.relay is not None:
+                    await self.relay.aclose()
                 await self.registry.aclose()  # flushes shared state to Redis
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _start_relay(self) -> None:
+        shared = self.registry.shared_state
+        if shared is not None:
+            self.relay = FeedbackRelay(shared.url, shared.prefix, self.worker, self.give_score)
+            await self.relay.start()
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Always our own id: it is the key of POST /v1/feedback, so a client
         # must not be able to choose (or collide with) another request's.
-        call = Call(scope, receive, send, dict(scope["headers"]), "req_" + secrets.token_hex(12))
+        call = Call(scope, receive, send, dict(scope["headers"]), new_request_id(self.worker))
         handler = ROUTES.get((scope["method"], scope["path"]))
         try:
             if handler is None:
@@ -479,11 +499,13 @@ class Gateway:
         await self._send_json(call, 200, dumps(body), headers)
 
     async def models(self, call: Call) -> None:
-        """``GET /v1/models``: ``auto``, the aliases and the registered models."""
+        """``GET /v1/models``: ``auto``, the aliases (the gateway's and the
+        registry's), the logical models served by deployments, and the
+        registered models."""
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": owner}
             for name, owner in (
-                *((name, "orchestrator") for name in ("auto", *self.router.aliases)),
+                *((name, "orchestrator") for name in self.router.groups()),
                 *((m.name, m.provider) for m in self.registry),
             )
         ]
@@ -494,7 +516,9 @@ class Gateway:
         per request, kept and counted. Under the contextual strategy it is
         reported to the router as the delayed quality of that request's
         decision (``learned: true``); otherwise, or once the router's feedback
-        window (``feedback_ttl_s``) has passed, it is only counted."""
+        window (``feedback_ttl_s``) has passed, it is only counted. An id
+        another worker answered is scored by that worker, through Redis
+        (:mod:`~orchestrator.server.feedback_relay`)."""
         data = call.data
         request_id, quality = data.get("request_id"), data.get("quality")
         if not isinstance(request_id, str) or not request_id:
@@ -505,37 +529,63 @@ class Gateway:
             or not 0 <= quality <= 1
         ):
             raise bad_request("quality", f"invalid quality: {quality!r} (a number in [0, 1])")
-        try:
-            answer = self.feedback.score(request_id, call.tenant, float(quality))
-        except FeedbackAlreadyGiven:
+        owner = owner_of(request_id)
+        if owner is None or owner == self.worker or self.relay is None:
+            verdict = self.give_score(request_id, call.tenant, float(quality))
+        else:
+            try:
+                verdict = await self.relay.forward(owner, request_id, call.tenant, float(quality))
+            except RelayUnavailable as exc:
+                raise GatewayError(
+                    503,
+                    f"request_id {request_id!r} was answered by another worker, which could "
+                    f"not be asked ({exc}); the score may not have been kept",
+                    type="server_error",
+                    code="feedback_relay_unavailable",
+                    param="request_id",
+                    retry_after=1.0,
+                ) from None
+        if verdict.outcome == "already_given":
             raise GatewayError(
                 409,
                 f"request_id {request_id!r} already has its feedback (one score per answer)",
                 code="feedback_already_given",
                 param="request_id",
-            ) from None
-        if answer is None:
+            )
+        if verdict.outcome == "unknown":
             raise GatewayError(
                 404,
                 f"unknown or expired request_id {request_id!r}",
                 code="unknown_request_id",
                 param="request_id",
             )
+        body = {
+            "request_id": request_id,
+            "model": verdict.model,
+            "accepted": True,
+            "learned": verdict.outcome == "learned",
+        }
+        await self._send_json(call, 200, dumps(body))
+
+    def give_score(self, request_id: str, tenant: Optional[str], quality: float) -> Verdict:
+        """Score one of this worker's answers (for its own route or one
+        forwarded by another worker): kept, counted, and learned when the
+        contextual strategy chose it and its window is open."""
+        try:
+            answer = self.feedback.score(request_id, tenant, quality)
+        except FeedbackAlreadyGiven:
+            return Verdict("already_given")
+        if answer is None:
+            return Verdict("unknown")
         learned = False
         if answer.routed_id is not None:
             try:
-                self.registry.report_quality(answer.routed_id, float(quality))
+                self.registry.report_quality(answer.routed_id, quality)
                 learned = True
             except UnknownRequestError:
                 logger.info("feedback for %s came after the router's window", request_id)
         self.metrics.child(self.metrics.feedback, answer.model).observe(quality)
-        body = {
-            "request_id": request_id,
-            "model": answer.model,
-            "accepted": True,
-            "learned": learned,
-        }
-        await self._send_json(call, 200, dumps(body))
+        return Verdict("learned" if learned else "counted", answer.model)
 
     async def healthz(self, call: Call) -> None:
         await self._send_json(call, 200, b'{"status":"ok"}')

@@ -32,6 +32,7 @@ from orchestrator.errors import ServeError as ServeError
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.app import Gateway
 from orchestrator.server.auth import KeyChecker
+from orchestrator.server.metrics import multiprocess_directory
 from orchestrator.server.settings import ServerSettings
 
 #: How the parent tells its workers which configuration to load.
@@ -139,6 +140,14 @@ def serve(
         os.environ[CONFIG_ENV] = str(loaded.path.resolve())
     # The workers re-read the file; the command line's host/port/workers only
     # concern this process, which binds the socket.
+    if settings.workers == 1:
+        _run(settings)
+        return
+    with multiprocess_directory():  # one /metrics for all the workers
+        _run(settings)
+
+
+def _run(settings: ServerSettings) -> None:
     uvicorn.run(
         "orchestrator.server.command:app_from_environment",
         factory=True,

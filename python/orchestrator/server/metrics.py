@@ -2,18 +2,32 @@
 
 Counters and histograms are updated per request; breaker states, model
 statistics and cache counters are read from the registry at scrape time by a
-collector, so the request path pays for none of them. With ``--workers N``
-each worker serves its own counters (scrape them all, or put them behind one
-address and sum): learning is shared through Redis, these counters are not.
+collector, so the request path pays for none of them.
+
+With ``--workers N`` the counters and histograms are prometheus_client's
+multiprocess kind: ``orchestrator serve`` gives the workers one
+``PROMETHEUS_MULTIPROC_DIR`` (:func:`multiprocess_directory`), each worker
+writes its values to its own files there, and whichever worker answers a
+scrape sums every worker's (the stopped ones' too), so ``/metrics`` is the
+whole gateway's. The collector's breaker states and learned outcomes come
+from the shared state, the same in every worker; its ``orchestrator_cache_*``
+counters are the answering worker's cache's (``orchestrator_gateway_cache``
+counts every worker's hits and misses).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Union
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from orchestrator.models.model_registry import ModelRegistry
@@ -43,6 +57,32 @@ _BUCKETS = (
 #: Feedback scores, in [0, 1].
 _QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _BREAKER_STATE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+#: The variable that puts prometheus_client in multiprocess mode (read when it is imported).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def multiprocess_directory() -> Iterator[Path]:
+    """A directory for the workers' metric files, set as ``$PROMETHEUS_MULTIPROC_DIR``
+    for the processes started inside the block. An operator's own
+    ``$PROMETHEUS_MULTIPROC_DIR`` is used if set (its files from an earlier
+    run are deleted first, as prometheus_client requires); else a new
+    temporary one, removed at the end."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        yield directory
+        return
+    directory = Path(tempfile.mkdtemp(prefix="orchestrator-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _RegistryCollector(Collector):
@@ -143,7 +183,10 @@ class GatewayMetrics:
             buckets=_QUALITY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_RegistryCollector(registry))
+        self._collector = _RegistryCollector(registry)
+        self.registry.register(self._collector)
+        #: Set when this process writes its values for the others to sum.
+        self.multiprocess_directory = os.environ.get(MULTIPROC_ENV) or None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Union[Counter, Histogram], *labels: str) -> Any:
@@ -156,5 +199,11 @@ class GatewayMetrics:
         return found
 
     def render(self) -> bytes:
-        """The Prometheus text exposition."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition: this process's, or in multiprocess
+        mode every worker's values summed (read from their files, per scrape)."""
+        if self.multiprocess_directory is None:
+            return generate_latest(self.registry)
+        fleet = CollectorRegistry()
+        MultiProcessCollector(fleet, self.multiprocess_directory)  # type: ignore[no-untyped-call]
+        fleet.register(self._collector)
+        return generate_latest(fleet)

@@ -2,8 +2,10 @@
 aliases and explicit model names, each with its constraints, and the
 explicit-model failover policy.
 
-``auto`` and aliases go through ``registry.generate``/``registry.stream``
-(selection with the constraints, cache, failover, outcome reporting). An
+``auto`` and aliases (the gateway's constraint presets, the registry's
+routing aliases, and a logical model's name for its deployments) go through
+``registry.generate``/``registry.stream`` (selection with the constraints,
+cache, failover, outcome reporting). An
 explicit name is pinned by excluding every other model; when the config
 allows it (``failover_explicit_models``), a retryable failure of the named
 model then fails over to the best of the others.
@@ -44,9 +46,23 @@ class Router:
         self.settings = settings
         self.aliases = {name: alias.constraints() for name, alias in settings.aliases.items()}
 
+    def groups(self) -> list[str]:
+        """The names that route among several models: ``auto``, the
+        gateway's aliases, the registry's routing aliases and the logical
+        models served by deployments."""
+        logical = (m.model_name for m in self.registry if m.deployment is not None)
+        return list(dict.fromkeys([AUTO, *self.aliases, *self.registry.aliases(), *logical]))
+
     def names(self) -> list[str]:
-        """What ``GET /v1/models`` lists: ``auto``, the aliases, the models."""
-        return [AUTO, *self.aliases, *(model.name for model in self.registry)]
+        """What ``GET /v1/models`` lists: the groups, then the models."""
+        return [*self.groups(), *(model.name for model in self.registry)]
+
+    def _is_group(self, requested: str) -> bool:
+        """Whether ``requested`` names a routing alias of the registry, or a
+        logical model served by deployments (each routes among its members)."""
+        if requested in self.registry.aliases():
+            return True
+        return requested not in self.registry and bool(self.registry.deployments(requested))
 
     def route(
         self,
@@ -73,6 +89,8 @@ class Router:
         if alias is not None:
             sizes = {"input_tokens": input_tokens, "output_tokens": output_tokens}
             return Route(requested, merged_constraints(alias.model_copy(update=sizes), extra))
+        if self._is_group(requested):
+            return Route(requested, merged_constraints(sized, {**extra, "alias": requested}))
         if requested not in self.registry:
             raise GatewayError(
                 404,
@@ -106,7 +124,7 @@ class Router:
 
     def _check_excluded(self, names: Iterable[str]) -> None:
         for name in names:
-            if name not in self.registry:
+            if name not in self.registry and not self.registry.deployments(name):
                 raise bad_request(
                     "orchestrator.exclude_models",
                     f"invalid orchestrator.exclude_models: no model named {name!r} is "

@@ -13,6 +13,10 @@ pub enum CoreError {
     UnknownModel(String),
     /// A model name that is already registered.
     DuplicateModel(String),
+    /// A name models and aliases share that is already taken (`by` says by what).
+    NameInUse { name: String, by: &'static str },
+    /// A routing alias that does not exist.
+    UnknownAlias(String),
     /// A slot index that holds no model.
     UnknownSlot(u32),
     /// A ticket that was already reported, expired, or never issued.
@@ -46,6 +50,11 @@ impl fmt::Display for CoreError {
             CoreError::DuplicateModel(name) => {
                 write!(f, "a model named {name:?} is already registered")
             }
+            CoreError::NameInUse { name, by } => write!(
+                f,
+                "the name {name:?} is already {by} (models and aliases share one namespace)"
+            ),
+            CoreError::UnknownAlias(name) => write!(f, "no routing alias named {name:?}"),
             CoreError::UnknownSlot(slot) => write!(f, "no model is registered in slot {slot}"),
             CoreError::StaleTicket(ticket) => write!(
                 f,

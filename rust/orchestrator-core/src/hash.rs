@@ -264,6 +264,17 @@ pub fn cache_key<P: Canonical, Q: Canonical>(
     Ok(out.finish())
 }
 
+/// The keyed hash of a session id (see [`crate::sessions`]): what the core
+/// keeps instead of the id. `secret` is random per process, or shared by the
+/// workers of one shared state; without it the ids cannot be recomputed
+/// from a guess, nor collisions chosen.
+pub fn session_key(secret: u64, id: &str) -> u128 {
+    let mut state = Xxh3::with_seed(secret);
+    state.update(&[b'S', KEY_FORMAT_VERSION]);
+    state.update(id.as_bytes());
+    state.digest128()
+}
+
 /// A key as 32 lowercase hex digits.
 pub fn to_hex(key: u128) -> String {
     format!("{key:032x}")

@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod reward;
 pub mod rng;
 pub mod routing;
+pub mod sessions;
 pub mod spec;
 pub mod stats;
 pub mod strategy;
@@ -31,7 +32,7 @@ pub use reward::RewardWeights;
 pub use strategy::{Strategy, StrategyConfig};
 pub use table::{
     Constraints, Delta, Explanation, ModelSpec, Outcome, Rejection, ScoreParts, Selection,
-    SharedStats, Table, Verdict,
+    SessionVerdict, SharedStats, Table, Verdict,
 };
 
 /// Capability flags, in bit order. The Python `ModelCapabilities` model has one

@@ -192,6 +192,12 @@ impl Routing {
         fallback_open
     }
 
+    /// Keep only the router candidate of `slot`.
+    fn keep_only(&mut self, slot: u32) {
+        let model = self.model_of_slot.get(slot as usize).copied().flatten();
+        self.candidates.retain(|&(m, _)| Some(m) == model);
+    }
+
     fn willingness(&self, prompted: &Prompted<'_>) -> Result<f64, CoreError> {
         prompted
             .willingness_to_pay
@@ -209,6 +215,11 @@ impl Routing {
         let willingness_to_pay = self.willingness(prompted)?;
         let now = table.begin_selection();
         let fallback_open = self.load_candidates(table, c, now);
+        if let Some(kept) = table.session_slot(c, now) {
+            // The session's model passed the same checks: the router decides
+            // among it alone (so the decision is recorded for feedback).
+            self.keep_only(kept);
+        }
         if self.candidates.is_empty() {
             return Ok(None);
         }
@@ -222,6 +233,7 @@ impl Routing {
         )?;
         let slot = self.slot_of_model[decision.model];
         let selection = table.claim(slot, c, now, fallback_open)?;
+        table.settle_session_on(c, slot, now)?;
         let request_id = decision
             .request_id
             .ok_or_else(|| CoreError::invalid("request_id", "the decision was not recorded"))?;
@@ -276,7 +288,8 @@ impl Routing {
     ) -> Result<RoutedExplanation, CoreError> {
         let willingness_to_pay = self.willingness(prompted)?;
         let text = bounded_prompt(prompted.text);
-        let fallback_open = self.load_candidates(table, c, table.now());
+        let now = table.now();
+        let fallback_open = self.load_candidates(table, c, now);
         if self.candidates.is_empty() {
             return Ok(RoutedExplanation {
                 chosen: None,
@@ -306,8 +319,12 @@ impl Routing {
                 }
             })
             .collect();
+        // A session kept on its model goes there, whatever the router prefers.
+        let chosen = table
+            .session_slot(c, now)
+            .unwrap_or(self.slot_of_model[decision.model]);
         Ok(RoutedExplanation {
-            chosen: Some(self.slot_of_model[decision.model]),
+            chosen: Some(chosen),
             fallback_open,
             candidates,
         })

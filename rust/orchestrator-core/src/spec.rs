@@ -13,7 +13,12 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 100;
 /// What is declared about a model when it is registered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
+    /// The name the table knows the model by: its logical name, or
+    /// `"<model>@<deployment>"` for a deployment.
     pub name: String,
+    /// The deployment id (one of several deployments of one logical model,
+    /// each its own slot), or `None`.
+    pub deployment: Option<String>,
     pub provider: String,
     pub capabilities: u32,
     /// Context window in tokens; 0 when unknown.
@@ -31,10 +36,44 @@ pub struct ModelSpec {
     pub tags: Vec<String>,
 }
 
+/// The name of deployment `deployment` of model `model`: `"model@deployment"`.
+pub fn qualified_name(model: &str, deployment: Option<&str>) -> String {
+    match deployment {
+        Some(deployment) => format!("{model}@{deployment}"),
+        None => model.to_owned(),
+    }
+}
+
 impl ModelSpec {
+    /// The logical model's name: `name` without its `"@<deployment>"`.
+    pub fn model_name(&self) -> &str {
+        match &self.deployment {
+            Some(d) => &self.name[..self.name.len().saturating_sub(d.len() + 1)],
+            None => &self.name,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.name.trim().is_empty() {
             return Err(CoreError::invalid("name", format!("{:?}", self.name)));
+        }
+        if let Some(deployment) = &self.deployment {
+            if deployment.trim().is_empty()
+                || deployment.contains('@')
+                || deployment.chars().any(char::is_control)
+            {
+                return Err(CoreError::invalid(
+                    "deployment",
+                    format!("{deployment:?} (non-empty, without '@' or control characters)"),
+                ));
+            }
+            let model = self.name.strip_suffix(deployment.as_str());
+            if !model.is_some_and(|m| m.len() > 1 && m.ends_with('@')) {
+                return Err(CoreError::invalid(
+                    "name",
+                    format!("{:?} is not a name of deployment {deployment:?}", self.name),
+                ));
+            }
         }
         if self.provider.trim().is_empty() {
             return Err(CoreError::invalid(
@@ -55,6 +94,30 @@ impl ModelSpec {
     }
 }
 
+/// The most UTF-8 bytes of a request's string field (`session_id=` and the
+/// other names a request carries).
+pub const MAX_REQUEST_STRING_BYTES: usize = 256;
+
+/// A request's string field: non-empty, at most [`MAX_REQUEST_STRING_BYTES`]
+/// bytes of UTF-8, no control characters; else an error naming `field` and
+/// the value.
+pub fn check_request_string(field: &'static str, value: &str) -> Result<(), CoreError> {
+    let problem = if value.is_empty() {
+        "empty"
+    } else if value.len() > MAX_REQUEST_STRING_BYTES {
+        "longer than 256 bytes of UTF-8"
+    } else if value.chars().any(char::is_control) {
+        "has a control character"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = value.chars().take(64).collect();
+    if shown.len() < value.len() {
+        shown.push_str("...");
+    }
+    Err(CoreError::invalid(field, format!("{shown:?} ({problem})")))
+}
+
 /// One request's constraints, validated by [`Constraints::new`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
@@ -69,6 +132,19 @@ pub struct Constraints {
     pub required_tags: u64,
     /// Required tags no registered model has (so no model is eligible).
     pub unknown_tags: Vec<String>,
+    /// The tokens a model's *known* context window must hold, when the
+    /// request gave its `input_tokens`: those plus the `output_tokens` it
+    /// gave (none given: the prompt alone must fit, as providers check it; a
+    /// request of unknown size is not held to the default size). Models
+    /// whose window is unknown are not excluded by it (`context_length` is
+    /// the constraint that requires a known window).
+    pub window_needed: Option<u32>,
+    /// The request's session (the keyed hash of its id, see
+    /// [`crate::sessions`]): kept on its bound model while that passes.
+    pub session: Option<crate::sessions::SessionKey>,
+    /// The group (alias or logical model, see `table::groups`) the model
+    /// must be in, by its id in the table.
+    pub group: Option<u32>,
 }
 
 impl Constraints {
@@ -107,14 +183,20 @@ impl Constraints {
             Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
             Some(n) => return Err(CoreError::invalid("context_length", n)),
         };
+        let given_input = input_tokens.is_some();
+        let given_output = tokens("output_tokens", output_tokens, 0)?;
+        let input_tokens = tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?;
+        let output_tokens = tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?;
+        let window_needed = given_input.then(|| input_tokens.saturating_add(given_output));
         Ok(Constraints {
             required_capabilities,
             max_cost,
             min_speed,
             context_length,
             exclude,
-            input_tokens: tokens("input_tokens", input_tokens, DEFAULT_INPUT_TOKENS)?,
-            output_tokens: tokens("output_tokens", output_tokens, DEFAULT_OUTPUT_TOKENS)?,
+            input_tokens,
+            output_tokens,
+            window_needed,
             ..Constraints::default()
         })
     }
@@ -133,6 +215,9 @@ pub enum Rejection {
     /// The required tags (the table's bits) the model lacks; see
     /// `Table::describe` for their names.
     MissingTags(u64),
+    /// Not a member of the request's alias (or not a deployment of the
+    /// logical model it names); see `Table::describe` for the name.
+    NotInGroup(u32),
     ContextUnknown {
         needed: u32,
     },
@@ -189,6 +274,7 @@ impl Rejection {
         match self {
             Rejection::MissingCapabilities(_) => "capabilities",
             Rejection::MissingTags(_) => "tags",
+            Rejection::NotInGroup(_) => "alias",
             Rejection::ContextUnknown { .. } | Rejection::ContextTooSmall { .. } => {
                 "context_length"
             }
@@ -232,6 +318,7 @@ impl Rejection {
                 format!("lacks capabilities: {}", names.join(", "))
             }
             Rejection::MissingTags(_) => "missing required tags".to_owned(),
+            Rejection::NotInGroup(_) => "not in the requested alias".to_owned(),
             Rejection::ContextUnknown { needed } => {
                 format!("context window unknown, {needed} tokens needed")
             }

@@ -19,6 +19,7 @@ fn spec(i: usize, caps: u32, context: u32, price: Option<f64>, speed: Option<f64
         declared_speed: speed,
         limits: Default::default(),
         tags: Vec::new(),
+        deployment: None,
     }
 }
 

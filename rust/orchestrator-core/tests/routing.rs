@@ -22,6 +22,7 @@ fn spec(name: &str, price: f64, caps: &[&str]) -> ModelSpec {
         declared_speed: Some(50.0),
         limits: Default::default(),
         tags: Vec::new(),
+        deployment: None,
     }
 }
 

@@ -252,6 +252,14 @@ pub fn label(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     Ok(text)
 }
 
+/// `None` or a label.
+pub fn optional_label(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<String>> {
+    match value {
+        Some(v) if !v.is_none() => label(v, field).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// `None` or a list of tag names (each a label of the core's tag form),
 /// without repeats, at most `core::table::tags::MAX_TAGS` of them.
 pub fn tags(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Vec<String>> {
@@ -319,6 +327,24 @@ pub fn text(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
             err
         }
     })
+}
+
+/// A request's optional string field (`session_id`): `None`, or exactly a
+/// `str` (not bytes, not a subclass) that passes the core's rule
+/// ([`core::spec::check_request_string`]).
+pub fn request_string(
+    value: Option<&Bound<'_, PyAny>>,
+    field: &'static str,
+) -> PyResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if value.cast_exact::<PyString>().is_err() {
+        return Err(wrong_type(field, value, "a str is required"));
+    }
+    let text = text(value, field)?;
+    core::spec::check_request_string(field, &text).map_err(to_py)?;
+    Ok(Some(text))
 }
 
 /// A caller's embedding: a one-dimensional float32 buffer (a numpy

@@ -27,8 +27,10 @@ pub fn to_py(err: CoreError) -> PyErr {
     match err {
         CoreError::StaleTicket(_) => StaleTicketError::new_err(message),
         CoreError::UnknownSlot(_) => UnknownSlotError::new_err(message),
-        CoreError::DuplicateModel(_) => DuplicateModelError::new_err(message),
-        CoreError::UnknownModel(_) => PyKeyError::new_err(message),
+        CoreError::DuplicateModel(_) | CoreError::NameInUse { .. } => {
+            DuplicateModelError::new_err(message)
+        }
+        CoreError::UnknownModel(_) | CoreError::UnknownAlias(_) => PyKeyError::new_err(message),
         CoreError::UnknownRequest { .. } => UnknownRequestError::new_err(message),
         CoreError::Unhashable { .. } => pyo3::exceptions::PyTypeError::new_err(message),
         CoreError::Invalid { .. } | CoreError::UnknownCapability(_) => {

@@ -1,7 +1,7 @@
 //! A request's explanation as the core saw it, taken in one snapshot.
 
 use orchestrator_core::routing::{CandidateScore, RoutedExplanation};
-use orchestrator_core::{Table, Verdict};
+use orchestrator_core::{SessionVerdict, Table, Verdict};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -28,6 +28,10 @@ pub struct Explanation {
     rows: Vec<Row>,
     chosen: Option<usize>,
     all_breakers_open: bool,
+    /// What the request's session means: `session: kept on m (bound 12 s ago)`.
+    session: Option<String>,
+    /// The row of the model the request's session keeps.
+    kept: Option<usize>,
 }
 
 impl Explanation {
@@ -80,6 +84,13 @@ impl Explanation {
         all_breakers_open: bool,
         mut routed: Vec<CandidateScore>,
     ) -> Explanation {
+        let verdict = table.session_verdict(constraints, table.now());
+        let session = verdict.as_ref().map(|v| table.describe_session(v));
+        let kept_slot = match verdict {
+            Some(SessionVerdict::Kept { slot, .. }) => Some(slot),
+            _ => None,
+        };
+        let mut kept = None;
         let mut chosen = None;
         let mut rows = Vec::new();
         for e in table.explain(constraints) {
@@ -88,6 +99,9 @@ impl Explanation {
             };
             if pick == Some(e.slot) {
                 chosen = Some(rows.len());
+            }
+            if kept_slot == Some(e.slot) {
+                kept = Some(rows.len());
             }
             let name = table
                 .spec(e.slot)
@@ -113,6 +127,8 @@ impl Explanation {
             rows,
             chosen,
             all_breakers_open,
+            session,
+            kept,
         }
     }
 
@@ -145,6 +161,19 @@ impl Explanation {
     #[getter]
     fn all_breakers_open(&self) -> bool {
         self.all_breakers_open
+    }
+
+    /// What the request's session means for the pick (`None`: it has none):
+    /// kept on its model, moved from it (and why), or new.
+    #[getter]
+    fn session(&self) -> Option<String> {
+        self.session.clone()
+    }
+
+    /// The model the request's session keeps (it passes every check), or `None`.
+    #[getter]
+    fn kept_model(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.kept.map(|i| self.rows[i].model.clone_ref(py))
     }
 
     /// When no model is chosen: seconds until the first model rejected for

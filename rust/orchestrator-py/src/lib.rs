@@ -41,6 +41,22 @@ fn check_tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     convert::tags(tags, "tags")
 }
 
+/// A deployment id checked by the rules of every label (`None`, or a `str`
+/// of 1 to `MAX_LABEL_BYTES` bytes without control characters) and without
+/// `'@'`, which separates it from the model's name.
+#[pyfunction]
+#[pyo3(signature = (deployment=None))]
+fn check_deployment(deployment: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let deployment = convert::optional_label(deployment, "deployment")?;
+    if let Some(d) = deployment.as_deref().filter(|d| d.contains('@')) {
+        return Err(convert::invalid(
+            "deployment",
+            format!("{d:?} (without '@', which separates it from the model's name)"),
+        ));
+    }
+    Ok(deployment)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<selection::SelectionCore>()?;
@@ -53,6 +69,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hashing::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(check_rate_limits, m)?)?;
     m.add_function(wrap_pyfunction!(check_tags, m)?)?;
+    m.add_function(wrap_pyfunction!(check_deployment, m)?)?;
     m.add_function(wrap_pyfunction!(request::check_routed_input, m)?)?;
     m.add("CAPABILITY_NAMES", core::CAPABILITY_NAMES.to_vec())?;
     m.add("ERROR_CLASSES", core::ERROR_CLASSES.to_vec())?;
@@ -76,6 +93,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "MAX_OUTSTANDING_TICKETS",
         core::tickets::MAX_OUTSTANDING_TICKETS,
     )?;
+    m.add(
+        "DEFAULT_SESSION_TTL_S",
+        core::sessions::DEFAULT_SESSION_TTL_S,
+    )?;
+    m.add("MAX_SESSION_TTL_S", core::sessions::MAX_SESSION_TTL_S)?;
+    m.add("DEFAULT_MAX_SESSIONS", core::sessions::DEFAULT_MAX_SESSIONS)?;
+    m.add("MAX_SESSIONS", core::sessions::MAX_SESSIONS)?;
+    m.add(
+        "MAX_REQUEST_STRING_BYTES",
+        core::spec::MAX_REQUEST_STRING_BYTES,
+    )?;
     m.add("MIN_DISCOUNT", core::strategy::MIN_DISCOUNT)?;
     m.add("MAX_LATENCY_S", core::outcome::MAX_LATENCY_S)?;
     m.add("MAX_COST_USD", core::outcome::MAX_COST_USD)?;
@@ -85,6 +113,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_LEASE_GRANTS", core::leases::MAX_GRANTS)?;
     m.add("MAX_TPM", core::limits::MAX_TPM)?;
     m.add("MAX_TAGS", core::table::tags::MAX_TAGS)?;
+    m.add("MAX_ALIAS_MEMBERS", core::table::groups::MAX_ALIAS_MEMBERS)?;
     m.add("MAX_LABEL_BYTES", convert::MAX_LABEL_BYTES)?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;

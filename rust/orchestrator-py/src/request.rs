@@ -18,8 +18,13 @@ pub struct Request {
     exclude: Vec<String>,
     /// Tags the model must all have, checked and without repeats.
     tags: Vec<String>,
+    /// The routing alias or logical model the model must belong to.
+    alias: Option<String>,
     /// The token counts as given (`None`: the default request size).
     given_tokens: (Option<u32>, Option<u32>),
+    /// The conversation to keep on one model; hashed by the table it is
+    /// resolved against (each registry keys its sessions itself).
+    session_id: Option<String>,
 }
 
 impl Request {
@@ -34,6 +39,8 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -43,6 +50,8 @@ impl Request {
         let input_tokens = convert::optional_count32(input_tokens, "input_tokens", 0)?;
         let output_tokens = convert::optional_count32(output_tokens, "output_tokens", 0)?;
         let tags = convert::tags(tags, "tags")?;
+        let session_id = convert::request_string(session_id, "session_id")?;
+        let alias = convert::optional_label(alias, "alias")?;
         let constraints = Constraints::new(
             mask,
             max_cost,
@@ -57,20 +66,37 @@ impl Request {
             constraints,
             exclude,
             tags,
+            alias,
             given_tokens: (input_tokens, output_tokens),
+            session_id,
         })
     }
 
-    /// The constraints against `table`: excluded names become slots.
-    pub fn resolve(&self, table: &Table) -> Result<Constraints, String> {
+    /// The constraints against `table` (under its lock): excluded names
+    /// become slots (a logical model's name: every deployment's), required
+    /// tags the table's bits, the alias its group, the session id its key in
+    /// the table. An unknown excluded model or alias is a `ValueError`
+    /// naming the field.
+    pub fn resolve(&self, table: &Table) -> PyResult<Constraints> {
         let mut constraints = self.constraints.clone();
+        constraints.session = self.session_id.as_deref().map(|id| table.session_key(id));
         for name in &self.exclude {
-            match table.slot_of(name) {
-                Some(slot) => constraints.exclude.push(slot),
-                None => return Err(name.clone()),
+            if !table.exclude(&mut constraints, name) {
+                return Err(convert::invalid(
+                    "exclude_models",
+                    format!("no model named {name:?} is registered"),
+                ));
             }
         }
         table.require_tags(&mut constraints, &self.tags);
+        if let Some(alias) = &self.alias {
+            if !table.restrict_to(&mut constraints, alias) {
+                return Err(convert::invalid(
+                    "alias",
+                    format!("no routing alias or model named {alias:?}"),
+                ));
+            }
+        }
         Ok(constraints)
     }
 }
@@ -78,7 +104,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None, session_id=None, alias=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -89,6 +115,8 @@ impl Request {
         input_tokens: Option<&Bound<'_, PyAny>>,
         output_tokens: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -99,6 +127,8 @@ impl Request {
             input_tokens,
             output_tokens,
             tags,
+            session_id,
+            alias,
         )
     }
 
@@ -138,6 +168,12 @@ impl Request {
         self.tags.clone()
     }
 
+    /// The routing alias or logical model the model must belong to.
+    #[getter]
+    fn alias(&self) -> Option<String> {
+        self.alias.clone()
+    }
+
     /// Input tokens the request is priced for (the default when not given).
     #[getter]
     fn input_tokens(&self) -> u32 {
@@ -158,6 +194,11 @@ impl Request {
     #[getter]
     fn given_output_tokens(&self) -> Option<u32> {
         self.given_tokens.1
+    }
+
+    #[getter]
+    fn session_id(&self) -> Option<String> {
+        self.session_id.clone()
     }
 }
 

@@ -542,6 +542,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         orchestrator_core::contextual::DEFAULT_WILLINGNESS_TO_PAY,
     )?;
     m.add(
+        "MIN_WILLINGNESS_TO_PAY",
+        orchestrator_core::contextual::MIN_WILLINGNESS_TO_PAY,
+    )?;
+    m.add(
         "STRUCTURE_FEATURES",
         orchestrator_core::features::STRUCTURE_NAMES.to_vec(),
     )?;

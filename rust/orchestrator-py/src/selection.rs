@@ -10,6 +10,7 @@ use orchestrator_core as core;
 use orchestrator_core::contextual::RouterConfig;
 use orchestrator_core::limits::Returns;
 use orchestrator_core::routing::{NamedChange, Prompted, Routing};
+use orchestrator_core::sessions::{Change, SessionConfig};
 use orchestrator_core::{
     BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
 };
@@ -112,9 +113,12 @@ fn model_spec(
     declared_speed: Option<&Bound<'_, PyAny>>,
     limits: core::RateLimits,
     tags: Option<&Bound<'_, PyAny>>,
+    deployment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<ModelSpec> {
+    let deployment = convert::optional_label(deployment, "deployment")?;
     let spec = ModelSpec {
-        name: convert::string(name, "name")?,
+        name: core::spec::qualified_name(&convert::string(name, "name")?, deployment.as_deref()),
+        deployment,
         provider: convert::string(provider, "provider")?,
         capabilities: convert::capabilities(Some(capabilities), "capabilities")?,
         context_length: convert::count32(context_length, "context_length", 0)?,
@@ -131,12 +135,6 @@ fn model_spec(
     };
     spec.validate().map_err(to_py)?;
     Ok(spec)
-}
-
-fn unknown_excluded(name: &str) -> PyErr {
-    PyValueError::new_err(format!(
-        "invalid exclude_models: no model named {name:?} is registered"
-    ))
 }
 
 impl Inner {
@@ -158,9 +156,7 @@ impl Inner {
         routed: &RoutedInput,
         calling: bool,
     ) -> PyResult<Result<Picked, Explanation>> {
-        let c = request
-            .resolve(&self.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&self.table)?;
         let selected = match self.routing.as_mut() {
             Some(routing) => routing
                 .select(&mut self.table, &c, &routed.prompted())
@@ -286,18 +282,19 @@ impl SelectionCore {
         Ok(d)
     }
 
-    /// The request of `select_model`'s or `select`'s arguments: the eight
+    /// The request of `select_model`'s or `select`'s arguments: the ten
     /// request keywords in order, or a `constraints` object whose
     /// `request()` gives one.
     fn request_of(
         py: Python<'_>,
-        args: [Option<&Bound<'_, PyAny>>; 8],
+        args: [Option<&Bound<'_, PyAny>>; 10],
         constraints: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let Some(given) = constraints.filter(|c| !c.is_none()) else {
-            let [caps, max_cost, min_speed, context, exclude, input, output, tags] = args;
+            let [caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias] =
+                args;
             return Request::parse(
-                caps, max_cost, min_speed, context, exclude, input, output, tags,
+                caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias,
             );
         };
         if args.iter().flatten().any(|v| !v.is_none()) {
@@ -522,6 +519,79 @@ impl SelectionCore {
             .map_err(to_py)
     }
 
+    /// Sessions expire after `ttl` seconds without a selection and at most
+    /// `max_sessions` are held (the least recently used is evicted first).
+    fn configure_sessions(
+        &self,
+        ttl: &Bound<'_, PyAny>,
+        max_sessions: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let ttl = convert::real(ttl, "session_ttl")?;
+        let max_sessions = convert::count(max_sessions, "max_sessions", 1)?;
+        let config = SessionConfig::new(ttl, max_sessions).map_err(to_py)?;
+        self.lock().table.configure_sessions(config);
+        Ok(())
+    }
+
+    /// `(held, evicted, allocated)`: sessions bound now, sessions evicted by
+    /// the `max_sessions` bound so far, and entries allocated.
+    fn session_counts(&self) -> (usize, u64, usize) {
+        let guard = self.lock();
+        let sessions = guard.table.sessions();
+        (sessions.len(), sessions.evicted(), sessions.allocated())
+    }
+
+    /// Hash session ids with `secret` (what the workers of one shared state
+    /// agree on); sessions bound so far are forgotten.
+    fn set_session_secret(&self, secret: &Bound<'_, PyAny>) -> PyResult<()> {
+        let secret = convert::count(secret, "secret", 0)?;
+        self.lock().table.set_session_secret(secret);
+        Ok(())
+    }
+
+    /// Record session changes for `take_session_changes` (the shared
+    /// state's sync thread calls this once).
+    fn start_sharing_sessions(&self) {
+        self.lock().table.start_sharing_sessions();
+    }
+
+    /// The sessions bound (`"bound"`), moved (`"moved"`) or used again
+    /// (`"touched"`) since the last call: `(key, model, change)`, the key as
+    /// 32 hex digits; forgets them.
+    fn take_session_changes(&self) -> Vec<(String, String, &'static str)> {
+        let changes = self.lock().table.take_session_changes();
+        changes
+            .into_iter()
+            .map(|(key, model, change)| {
+                let change = match change {
+                    Change::Touched => "touched",
+                    Change::Bound => "bound",
+                    Change::Moved => "moved",
+                };
+                (core::hash::to_hex(key), model, change)
+            })
+            .collect()
+    }
+
+    /// Apply shared bindings `(key, model, version)` (key as 32 hex
+    /// digits): a newer version replaces this worker's binding unless the
+    /// session changed here since its changes were taken.
+    fn apply_shared_sessions(&self, bindings: Vec<(String, String, u64)>) -> PyResult<()> {
+        let mut parsed = Vec::with_capacity(bindings.len());
+        for (key, model, version) in bindings {
+            let key = u128::from_str_radix(&key, 16)
+                .ok()
+                .filter(|_| key.len() == 32)
+                .ok_or_else(|| convert::invalid("session key", format!("{key:?}")))?;
+            parsed.push((key, model, version));
+        }
+        let mut guard = self.lock();
+        for (key, model, version) in &parsed {
+            guard.table.apply_shared_session(*key, model, *version);
+        }
+        Ok(())
+    }
+
     /// Set the object called back after selections (see the `listener`
     /// field: `_on_probe` and `_no_eligible_error`); `None` to stop.
     fn set_listener(&self, listener: Option<Py<PyAny>>) {
@@ -529,8 +599,9 @@ impl SelectionCore {
         drop(old);
     }
 
-    /// Register `model` (any Python object, returned by selections); returns its slot.
-    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None, tags=None))]
+    /// Register `model` (any Python object, returned by selections); returns
+    /// its slot. With a `deployment`, the core knows it as `"name@deployment"`.
+    #[pyo3(signature = (model, name, provider, capabilities, context_length=None, input_price_per_million=None, output_price_per_million=None, request_fee=None, priced=None, declared_speed=None, rpm=None, tpm=None, tags=None, deployment=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -548,6 +619,7 @@ impl SelectionCore {
         rpm: Option<&Bound<'_, PyAny>>,
         tpm: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        deployment: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u32> {
         let zero = 0.0f64.into_pyobject(py)?.into_any();
         let no = false.into_pyobject(py)?.to_owned().into_any();
@@ -564,6 +636,7 @@ impl SelectionCore {
             declared_speed,
             convert::rate_limits(rpm, tpm)?,
             tags,
+            deployment,
         )?;
         let name = spec.name.clone();
         let mut guard = self.lock();
@@ -585,7 +658,7 @@ impl SelectionCore {
 
     /// Replace a registered model's declared capabilities, window, prices,
     /// speed or rate limits.
-    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None, tags=None))]
+    #[pyo3(signature = (slot, name, provider, capabilities, context_length, input_price_per_million, output_price_per_million, request_fee, priced, declared_speed=None, rpm=None, tpm=None, tags=None, deployment=None))]
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -602,6 +675,7 @@ impl SelectionCore {
         rpm: Option<&Bound<'_, PyAny>>,
         tpm: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        deployment: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = convert::rate_limits(rpm, tpm)?;
         let spec = model_spec(
@@ -616,6 +690,7 @@ impl SelectionCore {
             declared_speed,
             limits,
             tags,
+            deployment,
         )?;
         self.lock().table.update_spec(slot, spec).map_err(to_py)
     }
@@ -649,6 +724,42 @@ impl SelectionCore {
         self.lock().table.slot_of(name)
     }
 
+    /// Add the routing alias `name` for `members` (logical model names or
+    /// registered names, at least one); names of models and aliases share
+    /// one namespace (a clash is `DuplicateModelError`, an unknown member
+    /// `KeyError`).
+    fn add_alias(&self, name: &Bound<'_, PyAny>, members: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = convert::label(name, "alias")?;
+        let members = convert::each(members, "members", convert::label)?;
+        self.lock().table.add_alias(&name, &members).map_err(to_py)
+    }
+
+    /// Remove the routing alias `name`; returns its members (`KeyError`
+    /// when there is no such alias).
+    fn remove_alias(&self, name: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let name = convert::label(name, "alias")?;
+        self.lock().table.remove_alias(&name).map_err(to_py)
+    }
+
+    /// Every routing alias and its members, by name.
+    fn aliases(&self) -> Vec<(String, Vec<String>)> {
+        self.lock().table.aliases()
+    }
+
+    /// The names of the registered models in the alias or logical model
+    /// `name` (in slot order), or `None` when there is none of that name.
+    fn group_members(&self, name: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
+        let name = convert::label(name, "alias")?;
+        let guard = self.lock();
+        let table = &guard.table;
+        Ok(table.group_slots(&name).map(|slots| {
+            slots
+                .into_iter()
+                .filter_map(|slot| table.spec(slot).ok().map(|s| s.name.clone()))
+                .collect()
+        }))
+    }
+
     fn __len__(&self) -> usize {
         self.lock().table.len()
     }
@@ -661,7 +772,7 @@ impl SelectionCore {
     /// the contextual router's; without it they are validated and ignored.
     /// When no model satisfies the request, raises the listener's error
     /// (else `NoEligible`), explained from the same snapshot.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -678,6 +789,8 @@ impl SelectionCore {
         embedding: Option<&Bound<'_, PyAny>>,
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let request = Self::request_of(
             py,
@@ -690,6 +803,8 @@ impl SelectionCore {
                 input_tokens,
                 output_tokens,
                 tags,
+                session_id,
+                alias,
             ],
             constraints,
         )?;
@@ -716,7 +831,7 @@ impl SelectionCore {
     /// Select like `select_model`, without holding the ticket:
     /// `(model, slot, ticket, request_id)` (`request_id` is `None` without
     /// the contextual strategy).
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None))]
     #[allow(clippy::too_many_arguments)]
     fn select(
         &self,
@@ -733,6 +848,8 @@ impl SelectionCore {
         embedding: Option<&Bound<'_, PyAny>>,
         willingness_to_pay: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
+        alias: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Selected> {
         let request = Self::request_of(
             py,
@@ -745,6 +862,8 @@ impl SelectionCore {
                 input_tokens,
                 output_tokens,
                 tags,
+                session_id,
+                alias,
             ],
             constraints,
         )?;
@@ -771,9 +890,7 @@ impl SelectionCore {
         let prompted = routed.prompted();
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let c = request
-            .resolve(&inner.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&inner.table)?;
         let selections: Vec<(core::Selection, Option<u64>)> = match inner.routing.as_mut() {
             Some(routing) => routing
                 .select_many(&mut inner.table, &c, &prompted, n)
@@ -813,9 +930,7 @@ impl SelectionCore {
     ) -> PyResult<Explanation> {
         let routed = RoutedInput::parse(prompt, embedding, willingness_to_pay)?;
         let mut guard = self.lock_current();
-        let c = request
-            .resolve(&guard.table)
-            .map_err(|n| unknown_excluded(&n))?;
+        let c = request.resolve(&guard.table)?;
         guard.explanation(py, &c, &routed.prompted())
     }
 
@@ -837,7 +952,7 @@ impl SelectionCore {
             let mut guard = self.lock_current();
             let inner = &mut *guard;
             let table = &inner.table;
-            let c = request.resolve(table).map_err(|n| unknown_excluded(&n))?;
+            let c = request.resolve(table)?;
             let scores = match inner.routing.as_mut() {
                 Some(routing) => routing
                     .scores(table, &c, &routed.prompted())
@@ -855,6 +970,20 @@ impl SelectionCore {
             (names, values)
         };
         Ok((names, f64_bytes(py, &values)))
+    }
+
+    /// Bind `request`'s session (if it has one) to `model` in `slot`, chosen
+    /// outside the core (a user-written selector); a model no longer in
+    /// `slot` binds nothing.
+    fn bind_session(&self, model: &Bound<'_, PyAny>, slot: u32, request: &Request) -> PyResult<()> {
+        let mut guard = self.lock();
+        let registered = guard.models.get(slot as usize).and_then(Option::as_ref);
+        if registered.is_none_or(|m| m.as_ptr() != model.as_ptr()) {
+            return Ok(());
+        }
+        let c = request.resolve(&guard.table)?;
+        let now = guard.table.now();
+        guard.table.settle_session_on(&c, slot, now).map_err(to_py)
     }
 
     /// Fold in the outcome of a selection of `model` in `slot` under

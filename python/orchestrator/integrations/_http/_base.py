@@ -97,9 +97,11 @@ class HTTPOptions(TypedDict, total=False):
     """Keywords every HTTP adapter accepts.
 
     ``capabilities``, ``cost`` and ``speed`` override the catalogue;
-    ``rpm``/``tpm`` limit the requests/tokens sent per minute and ``tags``
-    label the model for requests that require them (see
-    :class:`~orchestrator.core.model.Model`);
+    ``rpm``/``tpm`` limit the requests/tokens sent per minute, ``tags``
+    label the model for requests that require them and ``deployment`` makes
+    it one deployment of the logical model ``name`` (see
+    :class:`~orchestrator.core.model.Model`; the provider is still sent
+    ``model_id``, by default the logical name's);
     ``timeout`` bounds one attempt, ``max_retries`` counts retries after it
     and ``deadline`` bounds the whole call, retries included.
     ``validate_model``: whether an answer labelled with another model name is
@@ -117,6 +119,7 @@ class HTTPOptions(TypedDict, total=False):
     rpm: Optional[int]
     tpm: Optional[int]
     tags: Optional[Sequence[str]]
+    deployment: Optional[str]
     timeout: float
     max_retries: int
     deadline: float
@@ -166,6 +169,7 @@ class HTTPModel(Model):
         rpm: Optional[int] = None,
         tpm: Optional[int] = None,
         tags: Optional[Sequence[str]] = None,
+        deployment: Optional[str] = None,
         timeout: float = 60.0,
         max_retries: int = 2,
         deadline: float = 120.0,
@@ -218,6 +222,7 @@ class HTTPModel(Model):
             rpm=rpm,
             tpm=tpm,
             tags=tags,
+            deployment=deployment,
         )
         self.model_id = resolved.model_id
         self.in_catalogue = resolved.known

@@ -12,11 +12,12 @@ use super::Table;
 
 impl Table {
     /// Start a selection: expire tickets past the pending timeout and
-    /// refresh the rate-limit windows when due; returns the core clock's
-    /// reading for the rest of the selection.
+    /// sessions past their TTL, and refresh the rate-limit windows when due;
+    /// returns the core clock's reading for the rest of the selection.
     pub fn begin_selection(&mut self) -> f64 {
         let now = self.now();
         self.expire_tickets(now);
+        self.sessions.expire(now);
         self.limits.sweep_due(now);
         now
     }

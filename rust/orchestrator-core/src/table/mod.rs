@@ -3,8 +3,10 @@
 //! detection, shared state and the statistics matrix are in the submodules;
 //! specs, outcomes and verdicts in their own modules of the crate.
 
+mod affinity;
 mod candidates;
 mod change;
+pub mod groups;
 mod leases;
 mod shared;
 mod stats_matrix;
@@ -20,6 +22,7 @@ use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
 use crate::reward::RewardWeights;
 use crate::rng::DrawKey;
+use crate::sessions::{SessionConfig, SessionMap};
 pub use crate::spec::{
     Constraints, ModelSpec, Rejection, DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS,
 };
@@ -28,6 +31,8 @@ use crate::strategy::{Strategy, StrategyConfig};
 use crate::tickets::{Ticket, TicketStore};
 pub use crate::verdict::{Explanation, ScoreParts, Selection, Verdict};
 use crate::ERROR_AUTHENTICATION;
+pub use affinity::SessionVerdict;
+use groups::Groups;
 use tags::TagIndex;
 
 /// Mean reward assumed for a model with no reported outcome in its estimate.
@@ -133,6 +138,10 @@ pub struct Table {
     limits: Limits,
     /// The tag names the slots' `Hot::tags` bits stand for.
     tags: TagIndex,
+    /// The slot each session is bound to (see `affinity`).
+    sessions: SessionMap,
+    /// Logical models (their deployments' slots) and routing aliases.
+    groups: Groups,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -191,6 +200,8 @@ impl Table {
             last_outcome_at: Vec::new(),
             limits: Limits::default(),
             tags: TagIndex::default(),
+            sessions: SessionMap::new(SessionConfig::default(), random_secret()),
+            groups: Groups::default(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -291,6 +302,7 @@ impl Table {
         if self.by_name.contains_key(&spec.name) {
             return Err(CoreError::DuplicateModel(spec.name));
         }
+        self.check_no_alias_named(&spec)?;
         let tags = self.tags.acquire(&spec.tags)?;
         let limits = spec.limits;
         let slot = match self.free_slots.pop() {
@@ -333,6 +345,7 @@ impl Table {
         };
         self.limits.reset(slot as usize, limits);
         self.by_name.insert(spec.name, slot);
+        self.join_groups(slot as usize);
         Ok(slot)
     }
 
@@ -340,7 +353,7 @@ impl Table {
     pub fn update_spec(&mut self, slot: u32, spec: ModelSpec) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
         spec.validate()?;
-        if spec.name != self.specs[i].name {
+        if spec.name != self.specs[i].name || spec.deployment != self.specs[i].deployment {
             return Err(CoreError::invalid("name", format!("{:?}", spec.name)));
         }
         let observed = self.observed[i].tokens_per_second;
@@ -361,6 +374,7 @@ impl Table {
             .remove(name)
             .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
         let i = slot as usize;
+        self.leave_groups(i);
         self.active[i] = false;
         self.tags.release(self.hot[i].tags);
         self.hot[i].tags = 0;
@@ -371,6 +385,7 @@ impl Table {
         self.total_pending -= u64::from(self.pending[i]);
         self.pending[i] = 0;
         self.limits.reset(i, RateLimits::default());
+        self.sessions.remove_slot(slot);
         self.free_slots.push(slot);
         Ok(slot)
     }
@@ -426,6 +441,11 @@ impl Table {
     /// The first constraint slot `i` fails, or its expected cost.
     #[inline(always)]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
+        if let Some(group) = c.group {
+            if !self.groups.contains(group, i) {
+                return Err(Rejection::NotInGroup(group));
+            }
+        }
         let spec = &self.hot[i];
         let missing = c.required_capabilities & !spec.capabilities;
         if missing != 0 {
@@ -440,6 +460,14 @@ impl Table {
                 return Err(Rejection::ContextUnknown { needed });
             }
             if spec.context_length < needed {
+                return Err(Rejection::ContextTooSmall {
+                    needed,
+                    has: spec.context_length,
+                });
+            }
+        }
+        if let Some(needed) = c.window_needed {
+            if spec.context_length != 0 && spec.context_length < needed {
                 return Err(Rejection::ContextTooSmall {
                     needed,
                     has: spec.context_length,
@@ -617,8 +645,13 @@ impl Table {
 
     /// The model `select` would choose, without changing anything:
     /// `(slot, forced, fallback_open)`.
+    /// A request's session keeps its bound slot when that passes `c`.
     pub fn pick(&self, c: &Constraints) -> Option<(usize, bool, bool)> {
-        self.pick_at(c, self.now())
+        let now = self.now();
+        match self.kept_slot(c, now) {
+            Some(slot) => Some((slot, false, false)),
+            None => self.pick_at(c, now),
+        }
     }
 
     fn pick_at(&self, c: &Constraints, now: f64) -> Option<(usize, bool, bool)> {
@@ -673,11 +706,17 @@ impl Table {
     }
 
     /// Pick a model for a request, marking it pending under a new ticket.
-    /// `None` when no model is eligible.
+    /// `None` when no model is eligible. A request's session keeps its
+    /// bound slot when that passes `c`; otherwise it is bound to the pick.
     pub fn select(&mut self, c: &Constraints) -> Option<Selection> {
         let now = self.begin_selection();
-        let (slot, forced, fallback) = self.pick_at(c, now)?;
-        Some(self.claim_at(slot, now, c.reserved_tokens(), forced, fallback))
+        let (slot, forced, fallback) = match self.kept_slot(c, now) {
+            Some(slot) => (slot, false, false),
+            None => self.pick_at(c, now)?,
+        };
+        let selection = self.claim_at(slot, now, c.reserved_tokens(), forced, fallback);
+        self.settle_session(c, slot, now);
+        Some(selection)
     }
 
     /// Count a selection of `slot`, admit it through the breaker and issue
@@ -791,6 +830,12 @@ impl Table {
         match rejection {
             Rejection::MissingTags(mask) => {
                 format!("missing {}", self.missing_tag_names(*mask, c).join(", "))
+            }
+            Rejection::NotInGroup(group) if self.group_is_alias(*group) => {
+                format!("not in {}", self.group_name(*group))
+            }
+            Rejection::NotInGroup(group) => {
+                format!("not a deployment of {}", self.group_name(*group))
             }
             other => other.describe(),
         }
@@ -1063,6 +1108,13 @@ impl Table {
     }
 }
 
+/// A random secret for session keys, different in every process (std's
+/// hash-map keys are drawn from the operating system's randomness).
+fn random_secret() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5E55_u64)
+}
+
 /// A ticket leaves without an outcome (expired or displaced): it stops
 /// counting as pending and returns its rate-limit reservation, unless its
 /// model was unregistered since.
@@ -1086,7 +1138,7 @@ mod tests {
     use super::*;
     use crate::capability_mask;
 
-    fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
+    pub(super) fn spec(name: &str, caps: &[&str], price: f64) -> ModelSpec {
         ModelSpec {
             name: name.to_owned(),
             provider: "test".to_owned(),
@@ -1099,6 +1151,7 @@ mod tests {
             declared_speed: Some(50.0),
             limits: RateLimits::default(),
             tags: Vec::new(),
+            deployment: None,
         }
     }
 

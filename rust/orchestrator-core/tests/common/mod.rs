@@ -18,5 +18,6 @@ pub fn plain_spec(name: &str) -> ModelSpec {
         declared_speed: None,
         limits: Default::default(),
         tags: Vec::new(),
+        deployment: None,
     }
 }
