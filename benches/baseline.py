@@ -350,6 +350,23 @@ class RateWindow:
         self.tokens += tokens
 
 
+class Budget:
+    """The core's spend budget (``budgets.rs``) in plain Python: integer
+    nano-USD spent and reserved against a limit. Its calendar period is not
+    rolled here (a benchmark run never crosses one)."""
+
+    __slots__ = ("limit", "reserved", "spent")
+
+    def __init__(self, limit_usd: float) -> None:
+        self.limit = round(limit_usd * 1e9)
+        self.spent = 0
+        self.reserved = 0
+
+    def admits(self, needed: int) -> bool:
+        used = self.spent + self.reserved
+        return used < self.limit and used + needed <= self.limit
+
+
 @dataclass(frozen=True)
 class BaselineSelection:
     model: BaselineModel
@@ -410,6 +427,8 @@ class BaselineRegistry:
         self.breakers: list[Breaker] = []
         self.observed: list[Observed] = []
         self.windows: list[Optional[RateWindow]] = []
+        self.budget_lists: list[list[Budget]] = []
+        self.tenant_budgets: dict[str, list[Budget]] = {}
         self.by_name: dict[str, int] = {}
         #: Routing aliases: the slots of their members.
         self.aliases: dict[str, frozenset[int]] = {}
@@ -456,8 +475,20 @@ class BaselineRegistry:
         self.observed.append(Observed())
         limited = model.rpm is not None or model.tpm is not None
         self.windows.append(RateWindow(model.rpm, model.tpm) if limited else None)
+        self.budget_lists.append([])
         self.by_name[model.name] = slot
         return slot
+
+    def add_budget(self, scope: str, value: str, limit_usd: float) -> None:
+        """A budget on a ``"model"``, ``"provider"`` or ``"tenant"``: each
+        slot keeps the list of budgets covering it, as the core does."""
+        budget = Budget(limit_usd)
+        if scope == "tenant":
+            self.tenant_budgets.setdefault(value, []).append(budget)
+            return
+        for slot, model in enumerate(self.models):
+            if (model.name if scope == "model" else model.provider) == value:
+                self.budget_lists[slot].append(budget)
 
     # ----- selection -----------------------------------------------------------
 
@@ -488,6 +519,7 @@ class BaselineRegistry:
         tags: Optional[Sequence[str]] = None,
         alias: Optional[str] = None,
         session_id: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> BaselineSelection:
         """Pick a model and mark it pending under a new ticket; raises
         ``LookupError`` when no model is eligible. ``tags``/``alias`` become
@@ -523,15 +555,16 @@ class BaselineRegistry:
         self.selections += 1
         if self.selections % SWEEP_EVERY == 0:
             self._expire_tickets(self.now())
+        theirs = self.tenant_budgets.get(tenant, []) if tenant is not None else []
         request = (required, max_cost, min_speed, context_length, excluded, tin, tout)
         picked = None
         if session_id is not None:
             bound = self._session_slot(session_id)
             if bound is not None:
-                kept = self._pick(*request, slots=range(bound, bound + 1))
+                kept = self._pick(*request, slots=range(bound, bound + 1), theirs=theirs)
                 picked = kept if kept is not None and not kept[1] else None
         if picked is None:
-            picked = self._pick(*request)
+            picked = self._pick(*request, theirs=theirs)
         if picked is None:
             raise LookupError("no registered model satisfies the request")
         slot, fallback = picked
@@ -547,6 +580,13 @@ class BaselineRegistry:
         window = self.windows[slot]
         if window is not None:
             window.reserve(tin + tout, now)
+        covering = self.budget_lists[slot]
+        if covering or theirs:
+            reserved = round(
+                (tin * self.in_price[slot] + tout * self.out_price[slot] + self.fee[slot]) * 1e9
+            )
+            for budget in (*covering, *theirs):
+                budget.reserved += reserved
         ticket = self.next_ticket
         self.next_ticket += 1
         self.tickets[ticket] = (slot, now)
@@ -564,6 +604,7 @@ class BaselineRegistry:
         tin: int,
         tout: int,
         slots: Optional[range] = None,
+        theirs: Sequence[Budget] = (),
     ) -> Optional[tuple[int, bool]]:
         now = self.now()
         inv = 1.0 / self.weight
@@ -580,6 +621,7 @@ class BaselineRegistry:
         disc_n, disc_sum = self.disc_n, self.disc_sum
         breakers, observed, declared = self.breakers, self.observed, self.declared_speed
         windows, needed = self.windows, tin + tout
+        budget_lists = self.budget_lists
 
         forced_slot = -1
         forced_tried = 0
@@ -610,6 +652,11 @@ class BaselineRegistry:
             window = windows[i]
             if window is not None and not window.admits(needed, now):
                 continue
+            covering = budget_lists[i]
+            if covering or theirs:
+                spend = 0 if cost is None else round(cost * 1e9)
+                if not all(b.admits(spend) for b in (*covering, *theirs)):
+                    continue
             b = breakers[i]
             state = b.state
             if state == OPEN and now < b.open_until:

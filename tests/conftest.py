@@ -11,6 +11,7 @@ from typing import Any, Optional
 import pytest
 
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
+from orchestrator.models.model_registry import ModelRegistry
 from tests.redis_server import RedisServer
 
 DEFAULT_COST = ModelCost(input_per_million=1.0, output_per_million=2.0)
@@ -62,6 +63,16 @@ class ScriptedModel(Model):
 
     async def health_check(self) -> bool:
         return self.fail is None
+
+
+def virtual_registry(*models: Model) -> ModelRegistry:
+    """A registry of ``models`` on the core's virtual clock (rate-limit
+    windows and budget periods move only when told)."""
+    registry = ModelRegistry()
+    registry.core.use_virtual_clock()
+    for model in models:
+        registry.register_model(model)
+    return registry
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from typing import Any, Optional, final
 
 __all__ = [
     "BASELINE_LATENCIES",
+    "BUDGET_PERIODS",
+    "BUDGET_SCOPES",
     "CAPABILITY_NAMES",
     "DEFAULT_INPUT_TOKENS",
     "DEFAULT_MAX_SESSIONS",
@@ -21,6 +23,9 @@ __all__ = [
     "FEATURIZER_VERSION",
     "KEY_FORMAT_VERSION",
     "MAX_ALIAS_MEMBERS",
+    "MAX_BUDGETS",
+    "MAX_BUDGET_LIMIT_USD",
+    "MAX_BUDGET_RETRY_IN_S",
     "MAX_COST_USD",
     "MAX_LABEL_BYTES",
     "MAX_LATENCY_S",
@@ -37,6 +42,7 @@ __all__ = [
     "MAX_TPM",
     "MIN_DISCOUNT",
     "MIN_WILLINGNESS_TO_PAY",
+    "NANOS_PER_USD",
     "RATE_LIMIT_WINDOW_S",
     "RECENT_LATENCIES",
     "STATS_COLUMNS",
@@ -84,6 +90,12 @@ MAX_TAGS: int
 MAX_ALIAS_MEMBERS: int
 #: The longest tag, alias or deployment id, in UTF-8 bytes.
 MAX_LABEL_BYTES: int
+NANOS_PER_USD: int
+MAX_BUDGETS: int
+MAX_BUDGET_LIMIT_USD: float
+MAX_BUDGET_RETRY_IN_S: float
+BUDGET_PERIODS: list[str]
+BUDGET_SCOPES: list[str]
 MIN_DISCOUNT: float
 DEFAULT_SESSION_TTL_S: float
 MAX_SESSION_TTL_S: float
@@ -140,7 +152,10 @@ class Request:
         tags: Optional[object] = None,
         session_id: Optional[object] = None,
         alias: Optional[object] = None,
+        tenant: Optional[object] = None,
     ) -> Request: ...
+    @property
+    def tenant(self) -> Optional[str]: ...
     @property
     def capabilities(self) -> list[str]: ...
     @property
@@ -338,6 +353,7 @@ class SelectionCore:
         tags: Optional[object] = None,
         session_id: Optional[object] = None,
         alias: Optional[object] = None,
+        tenant: Optional[object] = None,
     ) -> Any: ...
     def select_held(
         self,
@@ -364,6 +380,7 @@ class SelectionCore:
         tags: Optional[object] = None,
         session_id: Optional[object] = None,
         alias: Optional[object] = None,
+        tenant: Optional[object] = None,
     ) -> tuple[Any, int, int, Optional[int]]: ...
     def select_many(
         self,
@@ -437,7 +454,25 @@ class SelectionCore:
         qualities: Optional[object] = None,
         request_ids: Optional[Sequence[int]] = None,
     ) -> list[Optional[Transition]]: ...
-    def cancel(self, slot: int, ticket: int, sent: Optional[object] = None) -> None: ...
+    def cancel(
+        self,
+        slot: int,
+        ticket: int,
+        sent: Optional[object] = None,
+        *,
+        input_tokens: Optional[object] = None,
+        output_tokens: Optional[object] = None,
+        cost: Optional[object] = None,
+    ) -> None: ...
+    def add_budget(
+        self, name: object, scope: object, value: object, limit_usd: object, period: object
+    ) -> None: ...
+    def remove_budget(self, name: object) -> None: ...
+    def budgets(self) -> list[dict[str, Any]]: ...
+    def set_budget_allowance(self, name: object, allowance_nanos: Optional[object]) -> None: ...
+    def budget_holds(self) -> int: ...
+    def unix_time(self) -> float: ...
+    def set_wall_clock(self, unix_time: object) -> None: ...
     def record_health_check(self, slot: int, healthy: object) -> Optional[Transition]: ...
     def breaker(self, slot: int) -> dict[str, Any]: ...
     def snapshot(self, slot: int) -> dict[str, Any]: ...

@@ -24,20 +24,15 @@ from orchestrator.integrations.openai_model import OpenAIModel
 from orchestrator.integrations.simulated_model import SimulatedModel
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.errors import from_registry_error
-from tests.conftest import ScriptedModel
+from tests.conftest import ScriptedModel, virtual_registry
 from tests.providers.conftest import OPENAI_KEY, fast
 from tests.servers import OpenAIServer
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def registry_of(*models: ScriptedModel) -> ModelRegistry:
-    """A registry on the core's virtual clock (the window moves only when told)."""
-    registry = ModelRegistry()
-    registry.core.use_virtual_clock()
-    for model in models:
-        registry.register_model(model)
-    return registry
+#: A registry on the core's virtual clock (the window moves only when told).
+registry_of = virtual_registry
 
 
 def test_a_full_window_names_its_count_and_the_next_slot() -> None:

@@ -21,6 +21,7 @@ from orchestrator.config.loading import LoadedConfig, problems_error
 from orchestrator.config.schema import (
     STRATEGY_PARAMETERS,
     AliasEntry,
+    BudgetEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -124,6 +125,8 @@ class RegistryParts:
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
     #: ``[[aliases]]``: each routing alias's members among ``models``.
     aliases: dict[str, list[str]] = field(default_factory=dict)
+    #: The ``[[budgets]]`` tables, added after the models.
+    budgets: list[BudgetEntry] = field(default_factory=list)
 
     def registry_kwargs(self) -> dict[str, Any]:
         """``ModelRegistry(**parts.registry_kwargs())``; ``state_spool_dir`` is
@@ -326,6 +329,7 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         notes=notes,
         fallbacks=config.fallbacks,
         aliases=aliases,
+        budgets=list(config.budgets),
     )
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import _core
 from orchestrator._secrets import SECRET_QUERY_NAMES
 from orchestrator.config.reading import Loc
 from orchestrator.config.schema import (
@@ -20,6 +21,7 @@ from orchestrator.config.schema import (
     SELECTION_PARAMETERS,
     STRATEGY_PARAMETERS,
     AliasEntry,
+    BudgetEntry,
     CacheSection,
     HealthSection,
     ModelEntry,
@@ -231,7 +233,7 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     (the configuration is ``None`` when there is any)."""
     found = find_secrets(data)
     skip = {f.loc for f in found}
-    top = (*SECTIONS, "models", "fallbacks", "aliases")
+    top = (*SECTIONS, "models", "fallbacks", "aliases", "budgets")
     for key in data:
         if key not in top and (key,) not in skip:
             found.append(
@@ -247,10 +249,15 @@ def check_document(data: dict[str, Any]) -> tuple[Optional[OrchestratorConfig], 
     models = _check_models(data.get("models", []), skip, found)
     fallbacks = _check_fallbacks(data.get("fallbacks", {}), models or [], found)
     aliases = _check_aliases(data.get("aliases", []), models or [], skip, found)
+    budgets = _check_budgets(data.get("budgets", []), skip, found)
     _check_rules(sections, found)
-    if found or any(v is None for v in sections.values()) or models is None or aliases is None:
+    if found or any(v is None for v in sections.values()):
         return None, found
-    config = OrchestratorConfig(**sections, models=models, fallbacks=fallbacks, aliases=aliases)
+    if models is None or aliases is None or budgets is None:
+        return None, found
+    config = OrchestratorConfig(
+        **sections, models=models, fallbacks=fallbacks, aliases=aliases, budgets=budgets
+    )
     return config, found
 
 
@@ -388,6 +395,36 @@ def _check_aliases(
                 found.append(Found((*loc, "models"), f"unknown model {member!r}{hint}"))
         entries.append(entry)
     return entries if valid else None
+
+
+def _check_budgets(raw: Any, skip: set[Loc], found: list[Found]) -> Optional[list[BudgetEntry]]:
+    """The ``[[budgets]]`` tables, each also checked by the core's rules (a
+    scratch core takes them all, so a repeated name is found too)."""
+    tables = _tables(raw, "budgets", BudgetEntry, skip, found)
+    if tables is None:
+        return None
+    scratch = _core.SelectionCore()
+    entries: list[BudgetEntry] = []
+    for loc, entry in tables:
+        if entry is None:
+            continue
+        item = raw[loc[1]]
+        try:
+            scope = entry.scope()
+        except ValueError as exc:
+            message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            found.append(Found(loc, message.removeprefix("Value error, ")))
+            continue
+        name = entry.name or f"{scope} {entry.period}"
+        try:
+            scratch.add_budget(name, scope.kind, scope.value, entry.limit_usd, entry.period)
+        except ValueError as exc:
+            field, _, problem = str(exc).removeprefix("invalid ").partition(": ")
+            key = field if field in item else ("name" if "name" in item else scope.kind)
+            found.append(Found((*loc, key), problem if field == key else str(exc)))
+            continue
+        entries.append(entry)
+    return entries if len(entries) == len(raw) else None
 
 
 def _check_rules(sections: dict[str, Any], found: list[Found]) -> None:

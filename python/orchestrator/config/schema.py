@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import fields
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Optional, Union, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator import _core
+from orchestrator.core.budgets import BudgetPeriod, BudgetScope
 from orchestrator.core.model import CAPABILITY_NAMES
 from orchestrator.errors import did_you_mean
 from orchestrator.models.selectors import ContextualSelector
@@ -267,6 +268,34 @@ class AliasEntry(Section):
     models: Annotated[list[Label], AfterValidator(_members)]
 
 
+#: A name in a ``[[budgets]]`` table (the core's limit for a request's names).
+BudgetName = Annotated[str, text_length(1, 256)]
+
+
+class BudgetEntry(Section):
+    """One ``[[budgets]]`` table: at most ``limit_usd`` per calendar UTC
+    ``period`` for exactly one of ``model``, ``provider``, ``tag``, ``tenant``."""
+
+    name: Optional[BudgetName] = None
+    model: Optional[BudgetName] = None
+    provider: Optional[BudgetName] = None
+    tag: Optional[BudgetName] = None
+    tenant: Optional[BudgetName] = None
+    limit_usd: Annotated[float, in_range(0, _core.MAX_BUDGET_LIMIT_USD, low_open=True, unit="USD")]
+    period: Annotated[str, one_of(tuple(_core.BUDGET_PERIODS), "period")]
+
+    @property
+    def checked_period(self) -> BudgetPeriod:
+        """``period``, known by now to be one of the periods."""
+        return cast(BudgetPeriod, self.period)
+
+    def scope(self) -> BudgetScope:
+        """What the budget covers (raises ``ValueError`` unless exactly one is given)."""
+        return BudgetScope(
+            model=self.model, provider=self.provider, tag=self.tag, tenant=self.tenant
+        )
+
+
 class SimulatedOptions(Section):
     """``options`` of a ``simulated`` model: its truth (``ModelProfile``)."""
 
@@ -295,6 +324,7 @@ class OrchestratorConfig(BaseModel):
     #: ``[fallbacks]``: model name -> the chain it falls back along.
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     aliases: list[AliasEntry] = Field(default_factory=list)
+    budgets: list[BudgetEntry] = Field(default_factory=list)
 
 
 #: The sections of a file, by top-level key.

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Protocol, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -184,6 +184,8 @@ class ModelConstraints(BaseModel):
     tags: list[str] = Field(default_factory=list)
     session_id: Optional[str] = None
     alias: Optional[str] = None
+    #: Whose spend budgets apply (see ``ModelRegistry.add_budget``).
+    tenant: Optional[str] = None
 
     @field_validator("capabilities")
     @classmethod
@@ -194,6 +196,12 @@ class ModelConstraints(BaseModel):
     @classmethod
     def _valid_session_id(cls, value: Optional[str]) -> Optional[str]:
         _core.Request(session_id=value)  # the core's one rule for request strings
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _valid_tenant(cls, value: Optional[str]) -> Optional[str]:
+        _core.Request(tenant=value)  # the core's one rule for a request's names
         return value
 
     def request(self) -> _core.Request:
@@ -210,6 +218,7 @@ class ModelConstraints(BaseModel):
             tags=self.tags,
             session_id=self.session_id,
             alias=self.alias,
+            tenant=self.tenant,
         )
 
     @classmethod
@@ -226,6 +235,7 @@ class ModelConstraints(BaseModel):
             tags=request.tags,
             session_id=request.session_id,
             alias=request.alias,
+            tenant=request.tenant,
         )
 
 
@@ -245,6 +255,15 @@ class CallRecord:
     reported_limits: ReportedLimits = field(default_factory=ReportedLimits)
 
 
+class Usage(NamedTuple):
+    """What a call stopped after it was sent had used: its budgets are
+    charged this (``cost``, else the model's price of the token counts)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost: Optional[float] = None
+
+
 class OutcomeSink(Protocol):
     """Where a model reports its measured calls: the registry implements it.
     The model holds a sink per registration and never imports the registry."""
@@ -260,10 +279,13 @@ class OutcomeSink(Protocol):
         """Count one call's outcome (under ``ticket``; 0 when the call was
         not selected through this sink)."""
 
-    def release(self, slot: int, ticket: int, sent: bool = False) -> None:
+    def release(
+        self, slot: int, ticket: int, sent: bool = False, usage: Optional[Usage] = None
+    ) -> None:
         """Release a selection's ticket for which no outcome is owed; ``sent``:
         the request may have reached the provider (a call cancelled after it
-        started), so its rate-limit reservation stays counted."""
+        started), so its rate-limit reservation stays counted and its budgets
+        are charged ``usage`` (unknown: the expected cost)."""
 
     def update_model(self, model: Model) -> None:
         """Take in the model's changed capabilities, cost or speed."""
@@ -307,12 +329,12 @@ def release_selection(model: Model) -> None:
     release_tickets(take_tickets(model._bindings))
 
 
-def release_tickets(tickets: Tickets, sent: bool = False) -> None:
-    """Release tickets for which no outcome is owed (``sent``: see
-    :meth:`OutcomeSink.release`)."""
+def release_tickets(tickets: Tickets, sent: bool = False, usage: Optional[Usage] = None) -> None:
+    """Release tickets for which no outcome is owed (``sent``, ``usage``:
+    see :meth:`OutcomeSink.release`)."""
     for binding, ticket in tickets:
         if ticket:
-            binding.sink.release(binding.slot, ticket, sent)
+            binding.sink.release(binding.slot, ticket, sent, usage)
 
 
 def current_call() -> Optional[CallRecord]:
@@ -366,6 +388,8 @@ def _checked_tickets(model: Model, prompt: Prompt) -> Tickets:
         raise
     return tickets
 
+
+T = TypeVar("T")
 
 GenerateFn = Callable[..., Awaitable[str]]
 StreamFn = Callable[..., AsyncIterator[str]]
@@ -423,17 +447,33 @@ def _measured_stream(fn: StreamFn) -> StreamFn:
 
 def _cached_embed(fn: EmbedFn) -> EmbedFn:
     """Serve ``embed`` per text from the model's cache (embedding models only):
-    only the texts that missed reach the provider."""
+    only the texts that missed reach the provider, in one measured call
+    (reported like a generation: its tokens and cost count in the model's
+    statistics, rate limits and budgets). All texts served from the cache:
+    no call, and the selection's tickets are released."""
 
     @functools.wraps(fn)
     async def embed(self: Model, texts: Sequence[str], **kwargs: Any) -> list[list[float]]:
+        active = _ACTIVE_CALL.get()
+        if active is not None and active.model is self:
+            return await fn(self, texts, **kwargs)  # nested: the outer call measures
         use_cache = kwargs.pop("cache", True)
         refresh = kwargs.pop("refresh_cache", False)
-        if self._cache is not None and use_cache and self.capabilities.embeddings:
-            return await self._cache.embed(
-                self, texts, lambda missing: fn(self, missing, **kwargs), refresh, kwargs
-            )
-        return await fn(self, texts, **kwargs)
+        tickets = take_tickets(self._bindings)
+        ran = False
+
+        async def compute(missing: Sequence[str]) -> list[list[float]]:
+            nonlocal ran
+            ran = True
+            return await self._run_embedding(fn, missing, kwargs, tickets)
+
+        try:
+            if self._cache is not None and use_cache and self.capabilities.embeddings:
+                return await self._cache.embed(self, texts, compute, refresh, kwargs)
+            return await compute(texts)
+        finally:
+            if not ran:  # every text from the cache: no outcome is owed
+                release_tickets(tickets)
 
     embed.__orchestrator_measured__ = True  # type: ignore[attr-defined]
     return embed
@@ -561,10 +601,21 @@ class MeasuredStream:
     async def aclose(self) -> None:
         """Stop early: the call is not reported as an outcome, and its
         selection ticket is released (its request stays counted against the
-        model's rate limit: the provider received it)."""
+        model's rate limit: the provider received it; its budgets are charged
+        the prompt and the chunks streamed so far)."""
         if not self._done and self._record is not None:
             self._done = True
-            release_tickets(self._tickets, sent=True)
+            record = self._record
+            usage = Usage(
+                record.input_tokens
+                if record.input_tokens is not None
+                else estimate_tokens(self._prompt),
+                record.output_tokens
+                if record.output_tokens is not None
+                else estimate_tokens("".join(self._chunks)),
+                record.cost,
+            )
+            release_tickets(self._tickets, sent=True, usage=usage)
         if self._inner is not None and hasattr(self._inner, "aclose"):
             await self._inner.aclose()
 
@@ -751,18 +802,26 @@ class Model(abc.ABC):
         b = self._bindings[0]
         return ModelMetrics.from_snapshot(b.core.snapshot(b.slot))
 
-    async def _run_measured(
-        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any], tickets: Tickets
-    ) -> CallResult:
+    async def _measure(
+        self, call: Callable[[], Awaitable[T]], prompt: Prompt, tickets: Tickets
+    ) -> tuple[T, CallRecord]:
+        """Run one provider call as this task's active call; a call that
+        raises is reported (as its error) before the error goes on."""
         record = CallRecord(self)
         token = _ACTIVE_CALL.set(record)
         try:
-            text = await fn(self, prompt, **params)
+            value = await call()
         except BaseException as exc:
             self._finish(record, tickets, prompt, None, exc)
             raise
         finally:
             _ACTIVE_CALL.reset(token)
+        return value, record
+
+    async def _run_measured(
+        self, fn: GenerateFn, prompt: Prompt, params: dict[str, Any], tickets: Tickets
+    ) -> CallResult:
+        text, record = await self._measure(lambda: fn(self, prompt, **params), prompt, tickets)
         if not isinstance(text, str):
             exc = MalformedResponseError(
                 f"generate_response returned {type(text).__name__}, expected str", model=self.name
@@ -772,6 +831,20 @@ class Model(abc.ABC):
         result = self._finish(record, tickets, prompt, text, None)
         _LAST_CALL.set(result)
         return result
+
+    async def _run_embedding(
+        self,
+        fn: EmbedFn,
+        texts: Sequence[str],
+        params: dict[str, Any],
+        tickets: Tickets,
+    ) -> list[list[float]]:
+        """One measured embedding call of ``texts``: reported with the texts'
+        tokens as input and no output."""
+        as_prompt = [{"content": text} for text in texts]  # tokens are counted per text
+        vectors, record = await self._measure(lambda: fn(self, texts, **params), as_prompt, tickets)
+        self._finish(record, tickets, as_prompt, "", None)
+        return vectors
 
     def _finish(
         self,

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from orchestrator import _core
 from orchestrator.config import RegistryParts, load_config, registry_parts
+from orchestrator.core.budgets import BudgetPeriod, BudgetScope, BudgetState
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import (
     CAPABILITY_NAMES,
@@ -31,6 +32,7 @@ from orchestrator.core.model import (
     ModelConstraints,
     ModelMetrics,
     Prompt,
+    Usage,
     check_capability_names,
 )
 from orchestrator.errors import (
@@ -221,6 +223,10 @@ class ModelRegistry:
             registry.set_fallbacks(name, chain)
         for alias, members in parts.aliases.items():
             registry.add_alias(alias, members)
+        for budget in parts.budgets:
+            registry.add_budget(
+                budget.scope(), budget.limit_usd, budget.checked_period, name=budget.name
+            )
         return registry
 
     # ----- configuration ------------------------------------------------------
@@ -500,6 +506,7 @@ class ModelRegistry:
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
         alias: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> Model:
         """The best registered model for a request.
 
@@ -543,6 +550,8 @@ class ModelRegistry:
             alias: choose only among a routing alias's members
                 (:meth:`add_alias`), or among the deployments of the logical
                 model of that name.
+            tenant: whose spend budgets apply besides the models' own (see
+                :meth:`add_budget`).
 
         Raises:
             NoEligibleModelsError: naming, for every model, what excluded it.
@@ -565,6 +574,7 @@ class ModelRegistry:
                 tags=tags,
                 session_id=session_id,
                 alias=alias,
+                tenant=tenant,
             ).model
         # One call into the core, which converts the arguments, selects and
         # holds the ticket for this task (built-in selectors bind the core's
@@ -584,6 +594,7 @@ class ModelRegistry:
             tags=tags,
             session_id=session_id,
             alias=alias,
+            tenant=tenant,
         )
         return model
 
@@ -627,6 +638,7 @@ class ModelRegistry:
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
         alias: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> _core.Request:
         """The core's typed request: every entry point converts through here
         (or, on the hot path, through the same conversion inside the core)."""
@@ -642,11 +654,12 @@ class ModelRegistry:
                 tags=tags,
                 session_id=session_id,
                 alias=alias,
+                tenant=tenant,
             )
         if not isinstance(constraints, ModelConstraints):
             raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
-        extra = (input_tokens, output_tokens, tags, alias, session_id)
+        extra = (input_tokens, output_tokens, tags, alias, session_id, tenant)
         if any(v is not None for v in (*given, *extra)):
             raise TypeError("pass either constraints or the individual keyword arguments")
         return constraints.request()
@@ -668,6 +681,7 @@ class ModelRegistry:
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
         alias: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> Selection:
         """Like :meth:`select_model`, returning the model with its ticket (and,
         under the contextual strategy, the request id), for callers that
@@ -686,6 +700,7 @@ class ModelRegistry:
                 tags=tags,
                 alias=alias,
                 session_id=session_id,
+                tenant=tenant,
             )
             _core.check_routed_input(prompt, embedding, willingness_to_pay)
             return self._choose(request)
@@ -704,6 +719,7 @@ class ModelRegistry:
             tags=tags,
             session_id=session_id,
             alias=alias,
+            tenant=tenant,
         )
         return Selection(model, ticket, slot, request_id)
 
@@ -745,6 +761,7 @@ class ModelRegistry:
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
         alias: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> list[Selection]:
         """Select for ``count`` requests at once (at most
         ``orchestrator._core.MAX_SELECT_MANY``, 10,000) in one core call; each
@@ -769,6 +786,7 @@ class ModelRegistry:
             tags=tags,
             session_id=session_id,
             alias=alias,
+            tenant=tenant,
         )
         picked = self._core.select_many(
             count,
@@ -797,6 +815,7 @@ class ModelRegistry:
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
         alias: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> SelectionExplanation:
         """Every candidate's verdict for a request, and the model that
         :meth:`select_model` would choose, without selecting it: no ticket,
@@ -818,6 +837,7 @@ class ModelRegistry:
                 tags=tags,
                 session_id=session_id,
                 alias=alias,
+                tenant=tenant,
             ),
             prompt=prompt,
             embedding=embedding,
@@ -1055,13 +1075,61 @@ class ModelRegistry:
         transition = self._core.record(slot, ticket, outcome)
         self._counted(model, transition, outcome.success, outcome.retry_after, error)
 
-    def release(self, slot: int, ticket: int, sent: bool = False) -> None:
+    def release(
+        self, slot: int, ticket: int, sent: bool = False, usage: Optional[Usage] = None
+    ) -> None:
         """Release a ticket for which no outcome is owed (see
         :class:`~orchestrator.core.model.OutcomeSink`)."""
         try:
-            self._core.cancel(slot, ticket, sent)
+            if usage is None:
+                self._core.cancel(slot, ticket, sent)
+            else:
+                self._core.cancel(
+                    slot,
+                    ticket,
+                    sent,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost=usage.cost,
+                )
         except StaleTicketError:
             logger.debug("ticket %s had already expired", ticket)
+
+    # ----- budgets ------------------------------------------------------------
+
+    def add_budget(
+        self,
+        scope: BudgetScope,
+        limit_usd: float,
+        period: BudgetPeriod,
+        *,
+        name: Optional[str] = None,
+    ) -> str:
+        """Cap spend: at most ``limit_usd`` per calendar ``period`` (``"minute"``,
+        ``"hour"``, ``"day"``, ``"month"``, UTC) for what ``scope`` covers. A
+        request whose expected cost does not fit what is left is not eligible;
+        every call path counts its cost. ``name`` defaults to
+        ``"<scope> <value> <period>"``; returns it.
+
+        Raises:
+            TypeError, ValueError: a wrong type, a limit that is not a finite
+                number above 0 (at most ``MAX_BUDGET_LIMIT_USD``), an unknown
+                period, or a name already used, naming the field and value.
+        """
+        if not isinstance(scope, BudgetScope):
+            raise TypeError(f"invalid scope: expected BudgetScope, got {scope!r}")
+        label = f"{scope} {period}" if name is None else name
+        self._core.add_budget(label, scope.kind, scope.value, limit_usd, period)
+        return label
+
+    def remove_budget(self, name: str) -> None:
+        """Remove a budget; calls already selected under it finish unaffected."""
+        self._core.remove_budget(name)
+
+    def budgets(self) -> list[BudgetState]:
+        """Every budget now, in the order added: spent, reserved, remaining,
+        limit, period and when it resets."""
+        return [BudgetState.of(raw) for raw in self._core.budgets()]
 
     # ----- reading ------------------------------------------------------------
 
@@ -1120,6 +1188,7 @@ class ModelRegistry:
         tags: Optional[Sequence[str]] = None,
         session_id: Optional[str] = None,
         alias: Optional[str] = None,
+        tenant: Optional[str] = None,
     ) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Every model's current score for a request as a numpy array
         (``-inf`` where the model is not eligible), with the names; one
@@ -1138,6 +1207,7 @@ class ModelRegistry:
             tags=tags,
             session_id=session_id,
             alias=alias,
+            tenant=tenant,
         )
         names, raw = self._core.scores(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay

@@ -351,7 +351,7 @@ class Gateway:
         request = parse_chat(call.data, call.headers)
         route = self.router.route(
             request.model,
-            request.constraints,
+            {**request.constraints, **_tenant_of(call)},
             input_tokens=estimate_tokens(request.messages),
             output_tokens=request.params.get("max_tokens"),
         )
@@ -473,7 +473,7 @@ class Gateway:
         requested = data.get("model")
         if not isinstance(requested, str) or not requested:
             raise bad_request("model", f"invalid model: {requested!r}")
-        route = self.router.route(requested, {"capabilities": ["embeddings"]})
+        route = self.router.route(requested, {"capabilities": ["embeddings"], **_tenant_of(call)})
         try:
             model = self.registry.select_model(constraints=route.constraints)
             started = time.perf_counter()
@@ -636,6 +636,12 @@ ROUTES: dict[tuple[str, str], Handler] = {
 }
 #: Routes anyone may call: liveness, readiness and the page (its data needs a key).
 _PUBLIC = frozenset({"/healthz", "/readyz", "/"})
+
+
+def _tenant_of(call: Call) -> dict[str, str]:
+    """The selection keyword of the key's tenant, whose spend budgets apply
+    (none without keys; a client cannot name a tenant itself)."""
+    return {} if call.tenant is None else {"tenant": call.tenant}
 
 
 def _params_of(request: ChatRequest) -> dict[str, Any]:

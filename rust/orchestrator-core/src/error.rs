@@ -81,6 +81,35 @@ pub fn non_negative(field: &'static str, value: f64) -> Result<f64, CoreError> {
     }
 }
 
+/// The most bytes of a name a request or a budget carries (tenant, budget name).
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// What is wrong with a name a caller gives (a tag, an alias, a tenant, a
+/// session id, a budget or its scope), if anything: it must be non-empty, at
+/// most [`MAX_LABEL_BYTES`] bytes of UTF-8, without control characters.
+pub fn label_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        Some("empty")
+    } else if value.len() > MAX_LABEL_BYTES {
+        Some("longer than 256 bytes of UTF-8")
+    } else if value.chars().any(char::is_control) {
+        Some("has a control character")
+    } else {
+        None
+    }
+}
+
+/// [`label_problem`] as an `Invalid` error naming the field.
+pub fn label(field: &'static str, value: &str) -> Result<(), CoreError> {
+    match label_problem(value) {
+        None => Ok(()),
+        Some(problem) => {
+            let shown: String = value.chars().take(40).collect();
+            Err(CoreError::invalid(field, format!("{shown:?} ({problem})")))
+        }
+    }
+}
+
 /// A finite f64 in `[0, 1]`, or an `Invalid` error naming the field.
 pub fn unit_interval(field: &'static str, value: f64) -> Result<f64, CoreError> {
     if value.is_finite() && (0.0..=1.0).contains(&value) {

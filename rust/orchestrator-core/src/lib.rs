@@ -7,6 +7,7 @@
 //! [`hash`] builds the stable 128-bit cache keys.
 
 pub mod breaker;
+pub mod budgets;
 pub mod contextual;
 pub mod error;
 pub mod features;
@@ -26,6 +27,7 @@ pub mod tickets;
 pub mod verdict;
 
 pub use breaker::{BreakerConfig, BreakerState, Transition};
+pub use budgets::{BudgetSpec, BudgetState, Period, Scope};
 pub use error::CoreError;
 pub use limits::{ProviderLimits, RateLimits};
 pub use reward::RewardWeights;

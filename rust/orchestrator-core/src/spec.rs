@@ -1,6 +1,9 @@
 //! What is declared about a model, and what one request asks for: the
 //! model's spec, a request's constraints, and why a model was rejected.
 
+use std::sync::Arc;
+
+use crate::budgets::{format_duration, format_usd, MAX_BUDGET_RETRY_IN_S};
 use crate::error::{non_negative, CoreError};
 use crate::limits::{LimitKind, RateLimits};
 use crate::table::tags::check_tag;
@@ -95,20 +98,14 @@ impl ModelSpec {
 }
 
 /// The most UTF-8 bytes of a request's string field (`session_id=` and the
-/// other names a request carries).
-pub const MAX_REQUEST_STRING_BYTES: usize = 256;
+/// other names a request carries): the label rule's.
+pub const MAX_REQUEST_STRING_BYTES: usize = crate::error::MAX_LABEL_BYTES;
 
-/// A request's string field: non-empty, at most [`MAX_REQUEST_STRING_BYTES`]
-/// bytes of UTF-8, no control characters; else an error naming `field` and
-/// the value.
+/// A request's string field, by the one label rule
+/// ([`crate::error::label_problem`]); else an error naming `field` and the
+/// value (its first 64 characters).
 pub fn check_request_string(field: &'static str, value: &str) -> Result<(), CoreError> {
-    let problem = if value.is_empty() {
-        "empty"
-    } else if value.len() > MAX_REQUEST_STRING_BYTES {
-        "longer than 256 bytes of UTF-8"
-    } else if value.chars().any(char::is_control) {
-        "has a control character"
-    } else {
+    let Some(problem) = crate::error::label_problem(value) else {
         return Ok(());
     };
     let mut shown: String = value.chars().take(64).collect();
@@ -145,6 +142,9 @@ pub struct Constraints {
     /// The group (alias or logical model, see `table::groups`) the model
     /// must be in, by its id in the table.
     pub group: Option<u32>,
+    /// The request's tenant's budgets (see `Budgets::tenant`); `None` when
+    /// no tenant was given or it has no budget.
+    pub tenant: Option<u32>,
 }
 
 impl Constraints {
@@ -266,6 +266,16 @@ pub enum Rejection {
         needed: u64,
         retry_in_s: f64,
     },
+    /// A spend budget has no room for the request's expected cost (amounts
+    /// in nano-USD; `limit` is the capacity here).
+    Budget {
+        label: Arc<str>,
+        spent: u64,
+        reserved: u64,
+        limit: u64,
+        needed: u64,
+        resets_in_s: f64,
+    },
 }
 
 impl Rejection {
@@ -288,6 +298,7 @@ impl Rejection {
             | Rejection::TokenLimit { .. }
             | Rejection::ProviderLimit { .. }
             | Rejection::LeaseSpent { .. } => "rate_limit",
+            Rejection::Budget { .. } => "budget",
         }
     }
 
@@ -301,6 +312,14 @@ impl Rejection {
             | Rejection::ProviderLimit { retry_in_s, .. }
             | Rejection::LeaseSpent { retry_in_s, .. } => Some(*retry_in_s),
             Rejection::TokenLimit { retry_in_s, .. } => *retry_in_s,
+            // Worth waiting for only when the period resets soon (a minute
+            // budget) and the request fits an empty period.
+            Rejection::Budget {
+                resets_in_s,
+                needed,
+                limit,
+                ..
+            } => (*resets_in_s <= MAX_BUDGET_RETRY_IN_S && needed <= limit).then_some(*resets_in_s),
             _ => None,
         }
     }
@@ -386,6 +405,30 @@ impl Rejection {
                 "this worker's lease of the shared window holds {held} {} (the request \
                  needs {needed}), next top-up within {retry_in_s:.1} s",
                 kind.name()
+            ),
+            Rejection::Budget {
+                label,
+                needed,
+                limit,
+                ..
+            } if needed > limit => format!(
+                "{label}: the request's expected cost {} exceeds the limit {}",
+                format_usd(*needed),
+                format_usd(*limit)
+            ),
+            Rejection::Budget {
+                label,
+                spent,
+                reserved,
+                limit,
+                resets_in_s,
+                ..
+            } => format!(
+                "{label} {}/{} spent (reserved {}), resets in {}",
+                format_usd(*spent),
+                format_usd(*limit),
+                format_usd(*reserved),
+                format_duration(*resets_in_s)
             ),
         }
     }

@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
+use crate::budgets::Hold;
+
 /// The most tickets one table keeps outstanding. Issuing more expires the
 /// oldest early, as if its pending timeout had passed, so memory stays
 /// bounded whatever callers do. Only live tickets count: any number of
@@ -33,6 +35,8 @@ pub struct Ticket {
     pub issued_at: f64,
     /// The rate-limit reservation it holds (see `limits`); 0 for none.
     pub reservation: u64,
+    /// The budget hold it carries (see `budgets`).
+    pub budget_hold: Hold,
 }
 
 /// Outstanding tickets by number, and their numbers in issue order.
@@ -58,14 +62,14 @@ impl Default for TicketStore {
 impl TicketStore {
     /// Issue a ticket; returns its number (never 0). When
     /// [`MAX_OUTSTANDING_TICKETS`] are live, the oldest live one is expired
-    /// first and handed to `on_expired`.
-    pub fn issue(&mut self, ticket: Ticket, mut on_expired: impl FnMut(&Ticket)) -> u64 {
+    /// first and handed to `on_expired` with its number.
+    pub fn issue(&mut self, ticket: Ticket, mut on_expired: impl FnMut(u64, &Ticket)) -> u64 {
         while self.live.len() >= MAX_OUTSTANDING_TICKETS {
             let Some(number) = self.order.pop_front() else {
                 break;
             };
             if let Some(old) = self.live.remove(&number) {
-                on_expired(&old);
+                on_expired(number, &old);
             }
         }
         let number = self.next;
@@ -91,15 +95,16 @@ impl TicketStore {
     }
 
     /// Expire tickets issued more than `timeout` before `now`, oldest
-    /// first, handing each to `on_expired`. Amortised O(1) per ticket.
-    pub fn expire(&mut self, now: f64, timeout: f64, mut on_expired: impl FnMut(&Ticket)) {
+    /// first, handing each (with its number) to `on_expired`. Amortised O(1)
+    /// per ticket.
+    pub fn expire(&mut self, now: f64, timeout: f64, mut on_expired: impl FnMut(u64, &Ticket)) {
         while let Some(&number) = self.order.front() {
             match self.live.get(&number) {
                 Some(t) if now - t.issued_at > timeout => {
                     let t = *t;
                     self.order.pop_front();
                     self.live.remove(&number);
-                    on_expired(&t);
+                    on_expired(number, &t);
                 }
                 Some(_) => break,
                 None => {
@@ -107,6 +112,11 @@ impl TicketStore {
                 }
             }
         }
+    }
+
+    /// Every outstanding ticket with its number, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Ticket)> {
+        self.live.iter().map(|(&number, t)| (number, t))
     }
 
     /// Number of outstanding tickets.
@@ -150,24 +160,25 @@ mod tests {
             generation: 0,
             issued_at,
             reservation: 0,
+            budget_hold: Hold::default(),
         }
     }
 
     #[test]
     fn tickets_are_taken_once_and_expire_oldest_first() {
         let mut store = TicketStore::default();
-        let a = store.issue(at(0, 0.0), |_| unreachable!());
-        let b = store.issue(at(1, 5.0), |_| unreachable!());
+        let a = store.issue(at(0, 0.0), |_, _| unreachable!());
+        let b = store.issue(at(1, 5.0), |_, _| unreachable!());
         assert_eq!((a, b), (1, 2));
         assert!(store.take_if(b, |t| t.slot == 0).is_none());
         assert_eq!(store.take_if(b, |t| t.slot == 1), Some(at(1, 5.0)));
         assert!(store.take_if(b, |_| true).is_none());
         let mut expired = Vec::new();
-        store.expire(10.0, 9.0, |t| expired.push(t.slot));
+        store.expire(10.0, 9.0, |_, t| expired.push(t.slot));
         assert_eq!(expired, vec![0]);
         assert!(store.is_empty());
         assert!(store.get(a).is_none());
-        assert_eq!(store.issue(at(2, 11.0), |_| unreachable!()), 3);
+        assert_eq!(store.issue(at(2, 11.0), |_, _| unreachable!()), 3);
     }
 
     #[test]
@@ -175,7 +186,7 @@ mod tests {
         let mut store = TicketStore::default();
         let mut expired = 0;
         for _ in 0..MAX_OUTSTANDING_TICKETS + 10 {
-            store.issue(at(0, 0.0), |_| expired += 1);
+            store.issue(at(0, 0.0), |_, _| expired += 1);
         }
         assert_eq!(expired, 10);
         assert_eq!(store.len(), MAX_OUTSTANDING_TICKETS);
@@ -184,9 +195,9 @@ mod tests {
     #[test]
     fn only_live_tickets_count_towards_the_bound() {
         let mut store = TicketStore::default();
-        let long = store.issue(at(0, 0.0), |_| unreachable!());
+        let long = store.issue(at(0, 0.0), |_, _| unreachable!());
         for _ in 0..MAX_OUTSTANDING_TICKETS + 10 {
-            let quick = store.issue(at(1, 0.0), |_| unreachable!());
+            let quick = store.issue(at(1, 0.0), |_, _| unreachable!());
             assert!(store.take_if(quick, |_| true).is_some());
         }
         assert_eq!(store.len(), 1);

@@ -230,8 +230,9 @@ pub fn capabilities(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<u
     Ok(bits.into_iter().fold(0, |mask, bit| mask | bit))
 }
 
-/// The longest label (a tag, alias or deployment id), in UTF-8 bytes.
-pub const MAX_LABEL_BYTES: usize = 256;
+/// The longest label (a tag, alias, deployment id, tenant or budget name),
+/// in UTF-8 bytes: the core's rule.
+pub const MAX_LABEL_BYTES: usize = core::error::MAX_LABEL_BYTES;
 
 /// A label a request or a model declares (a tag, an alias, a deployment
 /// id): exactly a `str` (not bytes, not a subclass that could compare or
@@ -242,7 +243,7 @@ pub fn label(value: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
         return Err(wrong_type(field, value, "a str is required"));
     }
     let text = text(value, field)?;
-    if text.is_empty() || text.len() > MAX_LABEL_BYTES || text.chars().any(char::is_control) {
+    if core::error::label_problem(&text).is_some() {
         return Err(out_of_range(
             field,
             value,

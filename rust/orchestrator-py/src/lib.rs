@@ -3,6 +3,7 @@
 //! core's lock only around Rust work, and maps each core error to its own
 //! Python exception; every decision is made in the core crate.
 
+mod budget;
 mod convert;
 mod errors;
 mod explanation;
@@ -115,6 +116,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_TAGS", core::table::tags::MAX_TAGS)?;
     m.add("MAX_ALIAS_MEMBERS", core::table::groups::MAX_ALIAS_MEMBERS)?;
     m.add("MAX_LABEL_BYTES", convert::MAX_LABEL_BYTES)?;
+    m.add("NANOS_PER_USD", core::budgets::NANOS_PER_USD)?;
+    m.add("MAX_BUDGETS", core::budgets::MAX_BUDGETS)?;
+    m.add("MAX_BUDGET_LIMIT_USD", core::budgets::MAX_LIMIT_USD)?;
+    m.add(
+        "MAX_BUDGET_RETRY_IN_S",
+        core::budgets::MAX_BUDGET_RETRY_IN_S,
+    )?;
+    m.add("BUDGET_PERIODS", core::budgets::PERIOD_NAMES.to_vec())?;
+    m.add("BUDGET_SCOPES", budget::SCOPE_KINDS.to_vec())?;
     m.add("RECENT_LATENCIES", core::stats::RECENT_LATENCIES)?;
     m.add("BASELINE_LATENCIES", core::stats::BASELINE_LATENCIES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

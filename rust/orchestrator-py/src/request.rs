@@ -25,6 +25,8 @@ pub struct Request {
     /// The conversation to keep on one model; hashed by the table it is
     /// resolved against (each registry keys its sessions itself).
     session_id: Option<String>,
+    /// Whose budgets apply (resolved under the core's lock).
+    tenant: Option<String>,
 }
 
 impl Request {
@@ -41,6 +43,7 @@ impl Request {
         tags: Option<&Bound<'_, PyAny>>,
         session_id: Option<&Bound<'_, PyAny>>,
         alias: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let mask = convert::capabilities(capabilities, "capabilities")?;
         let max_cost = convert::optional_real(max_cost, "max_cost")?;
@@ -69,17 +72,19 @@ impl Request {
             alias,
             given_tokens: (input_tokens, output_tokens),
             session_id,
+            tenant: convert::optional_label(tenant, "tenant")?,
         })
     }
 
     /// The constraints against `table` (under its lock): excluded names
     /// become slots (a logical model's name: every deployment's), required
     /// tags the table's bits, the alias its group, the session id its key in
-    /// the table. An unknown excluded model or alias is a `ValueError`
-    /// naming the field.
+    /// the table, the tenant its budgets. An unknown excluded model or alias
+    /// is a `ValueError` naming the field.
     pub fn resolve(&self, table: &Table) -> PyResult<Constraints> {
         let mut constraints = self.constraints.clone();
         constraints.session = self.session_id.as_deref().map(|id| table.session_key(id));
+        constraints.tenant = self.tenant.as_deref().and_then(|t| table.tenant_budgets(t));
         for name in &self.exclude {
             if !table.exclude(&mut constraints, name) {
                 return Err(convert::invalid(
@@ -104,7 +109,7 @@ impl Request {
 #[pymethods]
 impl Request {
     #[new]
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None, session_id=None, alias=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, tags=None, session_id=None, alias=None, tenant=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capabilities: Option<&Bound<'_, PyAny>>,
@@ -117,6 +122,7 @@ impl Request {
         tags: Option<&Bound<'_, PyAny>>,
         session_id: Option<&Bound<'_, PyAny>>,
         alias: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         Request::parse(
             capabilities,
@@ -129,7 +135,14 @@ impl Request {
             tags,
             session_id,
             alias,
+            tenant,
         )
+    }
+
+    /// Whose budgets apply, as given.
+    #[getter]
+    fn tenant(&self) -> Option<String> {
+        self.tenant.clone()
     }
 
     #[getter]

@@ -282,19 +282,20 @@ impl SelectionCore {
         Ok(d)
     }
 
-    /// The request of `select_model`'s or `select`'s arguments: the ten
+    /// The request of `select_model`'s or `select`'s arguments: the eleven
     /// request keywords in order, or a `constraints` object whose
     /// `request()` gives one.
     fn request_of(
         py: Python<'_>,
-        args: [Option<&Bound<'_, PyAny>>; 10],
+        args: [Option<&Bound<'_, PyAny>>; 11],
         constraints: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Request> {
         let Some(given) = constraints.filter(|c| !c.is_none()) else {
-            let [caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias] =
+            let [caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias, tenant] =
                 args;
             return Request::parse(
                 caps, max_cost, min_speed, context, exclude, input, output, tags, session, alias,
+                tenant,
             );
         };
         if args.iter().flatten().any(|v| !v.is_none()) {
@@ -772,7 +773,7 @@ impl SelectionCore {
     /// the contextual router's; without it they are validated and ignored.
     /// When no model satisfies the request, raises the listener's error
     /// (else `NoEligible`), explained from the same snapshot.
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None, tenant=None))]
     #[allow(clippy::too_many_arguments)]
     fn select_model(
         &self,
@@ -791,6 +792,7 @@ impl SelectionCore {
         tags: Option<&Bound<'_, PyAny>>,
         session_id: Option<&Bound<'_, PyAny>>,
         alias: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let request = Self::request_of(
             py,
@@ -805,6 +807,7 @@ impl SelectionCore {
                 tags,
                 session_id,
                 alias,
+                tenant,
             ],
             constraints,
         )?;
@@ -831,7 +834,7 @@ impl SelectionCore {
     /// Select like `select_model`, without holding the ticket:
     /// `(model, slot, ticket, request_id)` (`request_id` is `None` without
     /// the contextual strategy).
-    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None))]
+    #[pyo3(signature = (capabilities=None, max_cost=None, min_speed=None, context_length=None, exclude_models=None, *, input_tokens=None, output_tokens=None, constraints=None, prompt=None, embedding=None, willingness_to_pay=None, tags=None, session_id=None, alias=None, tenant=None))]
     #[allow(clippy::too_many_arguments)]
     fn select(
         &self,
@@ -850,6 +853,7 @@ impl SelectionCore {
         tags: Option<&Bound<'_, PyAny>>,
         session_id: Option<&Bound<'_, PyAny>>,
         alias: Option<&Bound<'_, PyAny>>,
+        tenant: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Selected> {
         let request = Self::request_of(
             py,
@@ -864,6 +868,7 @@ impl SelectionCore {
                 tags,
                 session_id,
                 alias,
+                tenant,
             ],
             constraints,
         )?;
@@ -1324,14 +1329,107 @@ impl SelectionCore {
     }
 
     /// Release a ticket whose request was abandoned without an outcome;
-    /// its rate-limit reservation returns unless the request was `sent`.
-    #[pyo3(signature = (slot, ticket, sent=None))]
-    fn cancel(&self, slot: u32, ticket: u64, sent: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    /// its rate-limit reservation and budget hold return unless the request
+    /// was `sent` (then its expected cost is spent). A call stopped after it
+    /// was sent that knows what it used (a stream closed early) gives its
+    /// `input_tokens`/`output_tokens` (and `cost`, when the provider billed
+    /// one): its budgets are charged that instead.
+    #[pyo3(signature = (slot, ticket, sent=None, *, input_tokens=None, output_tokens=None, cost=None))]
+    fn cancel(
+        &self,
+        slot: u32,
+        ticket: u64,
+        sent: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let sent = match sent {
             Some(v) => convert::boolean(v, "sent")?,
             None => false,
         };
-        self.lock().table.cancel(slot, ticket, sent).map_err(to_py)
+        let tokens = |v: Option<&Bound<'_, PyAny>>, field| {
+            convert::optional_integer(v, field, 0, i128::from(u64::MAX))
+                .map(|n| n.map(|n| n as u64))
+        };
+        let input = tokens(input_tokens, "input_tokens")?;
+        let output = tokens(output_tokens, "output_tokens")?;
+        let cost = convert::optional_real(cost, "cost")?;
+        let used = input.is_some() || output.is_some() || cost.is_some();
+        if used && !sent {
+            return Err(PyValueError::new_err(
+                "invalid sent: False with a usage (only a sent call used anything)",
+            ));
+        }
+        let mut guard = self.lock();
+        if used {
+            let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
+            guard.table.cancel_spent(slot, ticket, input, output, cost)
+        } else {
+            guard.table.cancel(slot, ticket, sent)
+        }
+        .map_err(to_py)
+    }
+
+    /// Add a spend budget: `scope` is one of `BUDGET_SCOPES` and `value`
+    /// the model, provider, tag or tenant it names; `limit_usd` per
+    /// `period` (one of `BUDGET_PERIODS`, calendar UTC).
+    fn add_budget(
+        &self,
+        name: &Bound<'_, PyAny>,
+        scope: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        limit_usd: &Bound<'_, PyAny>,
+        period: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let spec = crate::budget::spec(name, scope, value, limit_usd, period)?;
+        self.lock().table.add_budget(spec).map_err(to_py)
+    }
+
+    fn remove_budget(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = convert::label(name, "name")?;
+        self.lock().table.remove_budget(&name).map_err(to_py)
+    }
+
+    /// Every budget's state as a dict (see `budget::state`), in the order added.
+    fn budgets<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let states = self.lock_current().table.budgets();
+        states.iter().map(|s| crate::budget::state(py, s)).collect()
+    }
+
+    /// Set (`None`: clear) how many nano-USD of a budget this registry may
+    /// spend in its current period, at most its limit: a worker's share of
+    /// a budget shared across workers.
+    fn set_budget_allowance(
+        &self,
+        name: &Bound<'_, PyAny>,
+        allowance_nanos: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let name = convert::label(name, "name")?;
+        let allowance =
+            convert::optional_integer(allowance_nanos, "allowance_nanos", 0, i128::from(u64::MAX))?
+                .map(|n| n as u64);
+        self.lock()
+            .table
+            .set_budget_allowance(&name, allowance)
+            .map_err(to_py)
+    }
+
+    /// Budget holds outstanding (selections a budget covers, unreported).
+    fn budget_holds(&self) -> usize {
+        self.lock().table.budget_holds()
+    }
+
+    /// The UTC time (Unix seconds) budgets' calendar periods follow.
+    fn unix_time(&self) -> f64 {
+        self.lock().table.unix_time()
+    }
+
+    /// Set the UTC time budgets' periods follow to `unix_time` now (tests;
+    /// a host whose clock was corrected after start).
+    fn set_wall_clock(&self, unix_time: &Bound<'_, PyAny>) -> PyResult<()> {
+        let unix = convert::real(unix_time, "unix_time")?;
+        self.lock().table.set_wall_clock(unix).map_err(to_py)
     }
 
     /// Record an active health check's verdict; returns the breaker's

@@ -19,6 +19,7 @@ impl Table {
         self.expire_tickets(now);
         self.sessions.expire(now);
         self.limits.sweep_due(now);
+        self.budgets.roll_due(now);
         now
     }
 
@@ -58,8 +59,8 @@ impl Table {
     /// Claim `slot` for one request, as [`Table::select`] does for its pick:
     /// count the selection, admit it through the breaker (`fallback_open`:
     /// the probe of a model whose breaker is open half-opens it), issue a
-    /// ticket that reserves one request and `c`'s tokens of its rate limits,
-    /// and mark it pending.
+    /// ticket that reserves one request and `c`'s tokens of its rate limits
+    /// and `c`'s expected cost of its budgets, and mark it pending.
     pub fn claim(
         &mut self,
         slot: u32,
@@ -68,6 +69,6 @@ impl Table {
         fallback_open: bool,
     ) -> Result<Selection, CoreError> {
         let i = self.check_slot(slot)?;
-        Ok(self.claim_at(i, now, c.reserved_tokens(), false, fallback_open))
+        Ok(self.claim_at(i, now, c, false, fallback_open))
     }
 }

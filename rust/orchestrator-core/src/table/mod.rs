@@ -9,6 +9,7 @@ mod change;
 pub mod groups;
 mod leases;
 mod shared;
+mod spend;
 mod stats_matrix;
 pub mod tags;
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
+use crate::budgets::{Budgets, Hold};
 use crate::error::{non_negative, CoreError};
 use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
@@ -142,6 +144,8 @@ pub struct Table {
     sessions: SessionMap,
     /// Logical models (their deployments' slots) and routing aliases.
     groups: Groups,
+    /// Spend budgets and the ones covering each slot.
+    budgets: Budgets,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -202,6 +206,7 @@ impl Table {
             tags: TagIndex::default(),
             sessions: SessionMap::new(SessionConfig::default(), random_secret()),
             groups: Groups::default(),
+            budgets: Budgets::new(0.0, spend::unix_now()),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -344,6 +349,8 @@ impl Table {
             }
         };
         self.limits.reset(slot as usize, limits);
+        let held = spend::held(&self.tickets, &self.generation);
+        self.budgets.attach(slot as usize, &spec, held);
         self.by_name.insert(spec.name, slot);
         self.join_groups(slot as usize);
         Ok(slot)
@@ -364,6 +371,8 @@ impl Table {
             self.hot[i].speed = speed;
         }
         self.limits.configure(i, spec.limits);
+        let held = spend::held(&self.tickets, &self.generation);
+        self.budgets.attach(i, &spec, held);
         self.specs[i] = spec;
         Ok(())
     }
@@ -375,6 +384,10 @@ impl Table {
             .ok_or_else(|| CoreError::UnknownModel(name.to_owned()))?;
         let i = slot as usize;
         self.leave_groups(i);
+        // Before the generation moves on: its outstanding holds are spent.
+        let now = self.now();
+        let held = spend::held(&self.tickets, &self.generation);
+        self.budgets.detach(i, now, held);
         self.active[i] = false;
         self.tags.release(self.hot[i].tags);
         self.hot[i].tags = 0;
@@ -496,6 +509,7 @@ impl Table {
         }
         // Before the breaker: a model whose window is full is never probed.
         self.limits.admits(i, c.reserved_tokens(), now)?;
+        self.budgets.admits(i, c.tenant, cost, now)?;
         let breaker = &self.breakers[i];
         if !breaker.would_admit(now) {
             if breaker.quiet_in(now) > 0.0 {
@@ -714,18 +728,19 @@ impl Table {
             Some(slot) => (slot, false, false),
             None => self.pick_at(c, now)?,
         };
-        let selection = self.claim_at(slot, now, c.reserved_tokens(), forced, fallback);
+        let selection = self.claim_at(slot, now, c, forced, fallback);
         self.settle_session(c, slot, now);
         Some(selection)
     }
 
     /// Count a selection of `slot`, admit it through the breaker and issue
-    /// its ticket, which reserves one request and `tokens` of its rate limits.
+    /// its ticket, which reserves one request and `c`'s tokens of its rate
+    /// limits and `c`'s expected cost of its budgets.
     fn claim_at(
         &mut self,
         slot: usize,
         now: f64,
-        tokens: u64,
+        c: &Constraints,
         forced: bool,
         fallback: bool,
     ) -> Selection {
@@ -739,16 +754,17 @@ impl Table {
         } else {
             self.breakers[slot].admit(now).1
         };
-        self.issue(slot, now, tokens, forced, fallback, transition)
+        self.issue(slot, now, c, forced, fallback, transition)
     }
 
     /// Mark `slot` pending under a new ticket that holds its rate-limit
-    /// reservation of one request and `tokens`.
+    /// reservation of one request and `c`'s tokens, and its budget hold of
+    /// `c`'s expected cost.
     fn issue(
         &mut self,
         slot: usize,
         now: f64,
-        tokens: u64,
+        c: &Constraints,
         forced: bool,
         fallback_open: bool,
         transition: Transition,
@@ -757,16 +773,22 @@ impl Table {
             slot: slot as u32,
             generation: self.generation[slot],
             issued_at: now,
-            reservation: self.limits.reserve(slot, tokens, now),
+            reservation: self.limits.reserve(slot, c.reserved_tokens(), now),
+            budget_hold: self.budgets.reserve(
+                slot,
+                c.tenant,
+                self.hot[slot].expected_cost(c.input_tokens, c.output_tokens),
+            ),
         };
-        let (generation, pending, total, limits) = (
+        let (generation, pending, total, limits, budgets) = (
             &self.generation,
             &mut self.pending,
             &mut self.total_pending,
             &mut self.limits,
+            &mut self.budgets,
         );
-        let ticket = self.tickets.issue(issued, |old| {
-            release_pending(generation, pending, total, limits, old);
+        let ticket = self.tickets.issue(issued, |number, old| {
+            release_pending(generation, pending, total, limits, budgets, number, old);
         });
         self.pending[slot] += 1;
         self.total_pending += 1;
@@ -860,8 +882,8 @@ impl Table {
 
     // ----- reporting -----------------------------------------------------
 
-    /// Take `slot`'s ticket; its rate-limit reservation.
-    fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<u64, CoreError> {
+    /// Take `slot`'s ticket (its rate-limit reservation and budget hold).
+    pub(super) fn take_ticket(&mut self, slot: usize, ticket: u64) -> Result<Ticket, CoreError> {
         let generation = self.generation[slot];
         let taken = self
             .tickets
@@ -871,17 +893,22 @@ impl Table {
             .ok_or(CoreError::StaleTicket(ticket))?;
         self.pending[slot] -= 1;
         self.total_pending -= 1;
-        Ok(taken.reservation)
+        Ok(taken)
     }
 
-    /// Release a ticket without an outcome. Its rate-limit reservation
-    /// returns unless the request was `sent` (a call cancelled after it
-    /// started may have reached the provider, so it stays counted).
+    /// Release a ticket without an outcome. Its rate-limit reservation and
+    /// budget hold return unless the request was `sent` (a call cancelled
+    /// after it started may have reached the provider, so it stays counted,
+    /// and its expected cost is spent).
     pub fn cancel(&mut self, slot: u32, ticket: u64, sent: bool) -> Result<(), CoreError> {
         let i = self.check_slot(slot)?;
-        let reservation = self.take_ticket(i, ticket)?;
-        if !sent {
-            self.limits.cancel(i, reservation);
+        let taken = self.take_ticket(i, ticket)?;
+        if sent {
+            let now = self.now();
+            self.budgets.settle(ticket, i, taken.budget_hold, None, now);
+        } else {
+            self.limits.cancel(i, taken.reservation);
+            self.budgets.release(ticket, i, taken.budget_hold);
         }
         Ok(())
     }
@@ -909,12 +936,15 @@ impl Table {
     ) -> Result<Transition, CoreError> {
         let i = self.check_slot(slot)?;
         outcome.validate()?;
-        let reservation = match ticket {
-            Some(t) => Reservation::Held(self.take_ticket(i, t)?),
-            None if measured => Reservation::Unselected,
-            None => Reservation::Uncounted,
+        let (reservation, hold) = match ticket {
+            Some(t) => {
+                let taken = self.take_ticket(i, t)?;
+                (Reservation::Held(taken.reservation), (t, taken.budget_hold))
+            }
+            None if measured => (Reservation::Unselected, (0, Hold::default())),
+            None => (Reservation::Uncounted, (0, Hold::default())),
         };
-        Ok(self.apply(i, outcome, reservation))
+        Ok(self.apply(i, outcome, reservation, hold))
     }
 
     /// Fold in the outcome of a measured call. A call whose ticket expired
@@ -952,17 +982,30 @@ impl Table {
         let mut transitions = Vec::with_capacity(items.len());
         for (slot, ticket, outcome) in items {
             let i = *slot as usize;
-            let reservation = match ticket {
-                Some(t) => Reservation::Held(self.take_ticket(i, *t)?),
-                None => Reservation::Uncounted,
+            let (reservation, hold) = match ticket {
+                Some(t) => {
+                    let taken = self.take_ticket(i, *t)?;
+                    (
+                        Reservation::Held(taken.reservation),
+                        (*t, taken.budget_hold),
+                    )
+                }
+                None => (Reservation::Uncounted, (0, Hold::default())),
             };
-            transitions.push(self.apply(i, outcome, reservation));
+            transitions.push(self.apply(i, outcome, reservation, hold));
         }
         Ok(transitions)
     }
 
-    /// Fold a validated outcome into slot `i`, settling its reservation.
-    fn apply(&mut self, i: usize, o: &Outcome, reservation: Reservation) -> Transition {
+    /// Fold a validated outcome into slot `i`, settling its rate-limit
+    /// reservation and its ticket's budget hold (`(ticket, hold)`) at its cost.
+    fn apply(
+        &mut self,
+        i: usize,
+        o: &Outcome,
+        reservation: Reservation,
+        (ticket, hold): (u64, Hold),
+    ) -> Transition {
         let now = self.now();
         self.limits.settle(
             i,
@@ -975,6 +1018,11 @@ impl Table {
         let cost_usd = o
             .cost_usd
             .unwrap_or_else(|| self.hot[i].price(o.input_tokens, o.output_tokens));
+        match reservation {
+            Reservation::Held(_) => self.budgets.settle(ticket, i, hold, Some(cost_usd), now),
+            Reservation::Unselected => self.budgets.spend_unselected(i, cost_usd, now),
+            Reservation::Uncounted => {}
+        }
         let reward = o.reward.unwrap_or_else(|| {
             self.reward_weights
                 .reward(o.success, o.latency_s, cost_usd, o.quality)
@@ -1035,15 +1083,17 @@ impl Table {
     }
 
     fn expire_tickets(&mut self, now: f64) {
-        let (generation, pending, total, limits) = (
+        let (generation, pending, total, limits, budgets) = (
             &self.generation,
             &mut self.pending,
             &mut self.total_pending,
             &mut self.limits,
+            &mut self.budgets,
         );
-        self.tickets.expire(now, self.pending_timeout_s, |t| {
-            release_pending(generation, pending, total, limits, t);
-        });
+        self.tickets
+            .expire(now, self.pending_timeout_s, |number, t| {
+                release_pending(generation, pending, total, limits, budgets, number, t);
+            });
     }
 
     /// Expire tickets older than the pending timeout now, rather than at the
@@ -1116,13 +1166,15 @@ fn random_secret() -> u64 {
 }
 
 /// A ticket leaves without an outcome (expired or displaced): it stops
-/// counting as pending and returns its rate-limit reservation, unless its
-/// model was unregistered since.
+/// counting as pending and returns its rate-limit reservation and budget
+/// hold, unless its model was unregistered since.
 fn release_pending(
     generation: &[u32],
     pending: &mut [u32],
     total: &mut u64,
     limits: &mut Limits,
+    budgets: &mut Budgets,
+    number: u64,
     t: &Ticket,
 ) {
     let i = t.slot as usize;
@@ -1130,6 +1182,7 @@ fn release_pending(
         pending[i] -= 1;
         *total -= 1;
         limits.cancel(i, t.reservation);
+        budgets.release(number, i, t.budget_hold);
     }
 }
 
