@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+from orchestrator.core.budgets import BudgetScope
 from orchestrator.errors import NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
 from tests.shared.workers import CountWarnings, SimModel
@@ -117,4 +118,45 @@ def limited_worker(
         "largest_lease": dict(stats.largest_lease),
         "granted": dict(stats.granted),
         "warnings": handler.messages,
+    }
+
+
+#: Tokens of a request that costs exactly $0.01 at the simulated models'
+#: price ($1 per million tokens in and out).
+CENT_TOKENS = 5_000
+
+
+def budget_worker(
+    ready: Callable[[], Any], index: int, url: str, namespace: str, seconds: float
+) -> dict[str, Any]:
+    """Spend $0.01 requests against a shared $1.00 day budget for ``seconds``;
+    the tally and what the budget lease did."""
+    registry = ModelRegistry(state=url, state_namespace=namespace, sync_interval=0.05)
+    registry.register_model(SimModel("m"))
+    registry.add_budget(BudgetScope(provider="sim"), 1.0, "day", name="fleet")
+    tally = Tally()
+    ready()
+    end = time.time() + seconds
+    while time.time() < end:
+        tally.attempted += 1
+        try:
+            selection = registry.select(input_tokens=CENT_TOKENS, output_tokens=CENT_TOKENS)
+        except NoEligibleModelsError:
+            tally.refused += 1
+            time.sleep(0.002)
+            continue
+        tally.admitted_at.append(time.time())
+        registry.report_outcome(
+            selection, True, 0.01, input_tokens=CENT_TOKENS, output_tokens=CENT_TOKENS
+        )
+    (state,) = registry.budgets()
+    shared = registry.shared_state
+    assert shared is not None
+    stats = shared.budget_leases.stats
+    registry.close()
+    return {
+        **tally.as_dict(),
+        "spent_nanos": state.spent_nanos,
+        "granted": stats.granted,
+        "charged": stats.charged,
     }

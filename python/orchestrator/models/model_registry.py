@@ -1120,6 +1120,8 @@ class ModelRegistry:
             raise TypeError(f"invalid scope: expected BudgetScope, got {scope!r}")
         label = f"{scope} {period}" if name is None else name
         self._core.add_budget(label, scope.kind, scope.value, limit_usd, period)
+        if self._shared is not None:
+            self._shared.budget_added(label)
         return label
 
     def remove_budget(self, name: str) -> None:

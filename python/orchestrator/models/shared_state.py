@@ -103,6 +103,7 @@ from redis.retry import Retry
 from orchestrator import _core
 from orchestrator.errors import SharedStateError, StateVersionError
 from orchestrator.models import shared_scripts as scripts
+from orchestrator.models.shared_budgets import SharedBudgets
 from orchestrator.models.shared_connection import (
     CLUSTER_SCHEMES,
     check_namespace,
@@ -344,6 +345,15 @@ class SharedState:
             top_up_in=self.sync_interval,
             divisor=lease_divisor,
         )
+        # Spend budgets of the whole fleet, leased the same way (models/shared_budgets.py).
+        self._budget_leases = SharedBudgets(
+            self._core,
+            lambda keys, args: self._run("lease", keys, args),
+            self.prefix,
+            self.worker_id,
+            refresh_every=max(1.0, 10 * self.sync_interval),
+            divisor=lease_divisor,
+        )
         # A contextual registry's router learning, shared as summed natural
         # parameters in the same sync cycle (models/shared_router.py).
         self._router_sums: Optional[RouterSums] = None
@@ -409,11 +419,26 @@ class SharedState:
         with self._sync_lock:
             if not self._outage and self._fatal is None:
                 try:
-                    self._leases.exchange()
+                    self._exchange_leases()
                     return
                 except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
                     self._down(exc)
-            self._leases.fall_back()
+            self._fall_back()
+
+    def _exchange_leases(self) -> None:
+        self._leases.exchange()
+        self._budget_leases.exchange()
+
+    def _fall_back(self) -> None:
+        """Redis is unreachable: limits and budgets at this worker's share."""
+        self._leases.fall_back()
+        self._budget_leases.fall_back()
+
+    def budget_added(self, name: str) -> None:
+        """A new budget: it may spend nothing here until Redis grants it (its
+        first lease is taken at once, off the selection path)."""
+        self._budget_leases.hold(name)
+        self._lease_now()
 
     def model_updated(self, model: Model) -> None:
         """A registered model's spec changed: share its limits if it has
@@ -539,6 +564,11 @@ class SharedState:
         return self._leases
 
     @property
+    def budget_leases(self) -> SharedBudgets:
+        """The leases of this registry's spend budgets."""
+        return self._budget_leases
+
+    @property
     def connected(self) -> bool:
         """False while an outage is in progress."""
         return not self._outage
@@ -591,8 +621,9 @@ class SharedState:
                 self._init_meta()
             if final:
                 self._leases.release()
+                self._budget_leases.release()
             else:
-                self._leases.exchange()
+                self._exchange_leases()
             self._apply_removals()
             self._deliver_pending()
             batch = self._take_batch()
@@ -616,7 +647,7 @@ class SharedState:
             raise
         except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
             self._down(exc)
-            self._leases.fall_back()
+            self._fall_back()
             return False
         self._up()
         return True
