@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from orchestrator.core.budgets import BudgetScope
+from orchestrator.core.model import ModelCost
 from orchestrator.errors import NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
 from tests.shared.workers import CountWarnings, SimModel
@@ -121,9 +122,15 @@ def limited_worker(
     }
 
 
-#: Tokens of a request that costs exactly $0.01 at the simulated models'
-#: price ($1 per million tokens in and out).
-CENT_TOKENS = 5_000
+#: Tokens in and out of a request that costs exactly $0.01 on :func:`cent_model`.
+CENT_TOKENS = 2_500
+
+
+def cent_model() -> SimModel:
+    """A simulated model at $2 per million tokens in and out (8192-token window)."""
+    model = SimModel("m")
+    model.cost = ModelCost(input_per_million=2.0, output_per_million=2.0)
+    return model
 
 
 def budget_worker(
@@ -132,7 +139,7 @@ def budget_worker(
     """Spend $0.01 requests against a shared $1.00 day budget for ``seconds``;
     the tally and what the budget lease did."""
     registry = ModelRegistry(state=url, state_namespace=namespace, sync_interval=0.05)
-    registry.register_model(SimModel("m"))
+    registry.register_model(cent_model())
     registry.add_budget(BudgetScope(provider="sim"), 1.0, "day", name="fleet")
     tally = Tally()
     ready()

@@ -14,8 +14,7 @@ from orchestrator.errors import NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
 from tests.redis_server import RedisServer
 from tests.shared.helpers import run_workers, shared_of
-from tests.shared.lease_workers import CENT_TOKENS
-from tests.shared.workers import SimModel
+from tests.shared.lease_workers import CENT_TOKENS, cent_model
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def test_four_processes_spend_at_most_one_request_over_a_shared_dollar(
 def cent_spender(url: str, namespace: str) -> Any:
     """A registry sharing ``url`` with one $0.01-a-request model and a $1.00 day budget."""
     registry = ModelRegistry(state=url, state_namespace=namespace, sync_interval=0.05)
-    registry.register_model(SimModel("m"))
+    registry.register_model(cent_model())
     registry.add_budget(BudgetScope(provider="sim"), 1.0, "day", name="fleet")
     return registry
 
