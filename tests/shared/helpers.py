@@ -27,8 +27,9 @@ def run_workers(
     timeout: float = 60.0,
     while_running: Optional[Callable[[], None]] = None,
 ) -> list[Any]:
-    """Run ``workers.<name>`` in one spawned process per kwargs dict; they
-    start together (a barrier, which ``while_running`` also waits on)."""
+    """Run ``workers.<name>`` (or ``module:function``) in one spawned process
+    per kwargs dict; they start together (a barrier, which ``while_running``
+    also waits on)."""
     ctx = multiprocessing.get_context("spawn")
     results: Any = ctx.Queue()
     barrier = ctx.Barrier(len(per_worker) + 1)

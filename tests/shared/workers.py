@@ -6,6 +6,7 @@ rounds and returns what it recorded, so the parent can compare with Redis.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import random
@@ -94,9 +95,12 @@ def final_sync(registry: ModelRegistry, timeout: float = 20.0) -> None:
 
 
 def entry(queue: Any, barrier: Any, index: int, name: str, kwargs: dict[str, Any]) -> None:
-    """Process entry point: run ``name`` and put ``(index, result)`` on ``queue``."""
+    """Process entry point: run ``name`` (a function of this module, or
+    ``module:function``) and put ``(index, result)`` on ``queue``."""
     try:
-        result = globals()[name](ready=barrier.wait, index=index, **kwargs)
+        module, _, function = name.rpartition(":")
+        run = getattr(importlib.import_module(module), function) if module else globals()[name]
+        result = run(ready=barrier.wait, index=index, **kwargs)
         queue.put((index, result))
     except BaseException:
         queue.put((index, {"error": traceback.format_exc()}))

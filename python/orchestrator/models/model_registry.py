@@ -366,8 +366,10 @@ class ModelRegistry:
 
     def update_model(self, model: Model) -> None:
         """Push a registered model's changed capabilities, cost, speed or
-        rate limits to the core."""
+        rate limits to the core (and, with a shared state, share new limits)."""
         self._core.update(self._binding(model).slot, *self._spec(model))
+        if self._shared is not None:
+            self._shared.model_updated(model)
 
     def unregister_model(self, name: str) -> Model:
         """Remove a model (named as :meth:`get_model` finds it); its
@@ -1118,6 +1120,8 @@ class ModelRegistry:
             raise TypeError(f"invalid scope: expected BudgetScope, got {scope!r}")
         label = f"{scope} {period}" if name is None else name
         self._core.add_budget(label, scope.kind, scope.value, limit_usd, period)
+        if self._shared is not None:
+            self._shared.budget_added(label)
         return label
 
     def remove_budget(self, name: str) -> None:

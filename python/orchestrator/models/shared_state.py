@@ -103,6 +103,7 @@ from redis.retry import Retry
 from orchestrator import _core
 from orchestrator.errors import SharedStateError, StateVersionError
 from orchestrator.models import shared_scripts as scripts
+from orchestrator.models.shared_budgets import SharedBudgets
 from orchestrator.models.shared_connection import (
     CLUSTER_SCHEMES,
     check_namespace,
@@ -114,6 +115,7 @@ from orchestrator.models.shared_connection import (
     target,
 )
 from orchestrator.models.shared_fleet import FleetRow, fleet_columns, fleet_rows
+from orchestrator.models.shared_leases import DEFAULT_LEASE_DIVISOR, LEASE, SharedLeases
 from orchestrator.models.shared_router import RouterSums, registry_sums
 from orchestrator.models.shared_sessions import SessionSync
 from orchestrator.models.shared_spool import (
@@ -232,6 +234,9 @@ class SharedState:
         connect_timeout: seconds to wait for Redis on each connection attempt.
         spool_dir: where a worker stopping during an outage leaves its
             undelivered outcomes (default :func:`default_spool_dir`).
+        lease_divisor: a worker's lease of a shared rate limit is
+            ``max(1, limit // (lease_divisor × workers))``
+            (:mod:`orchestrator.models.shared_leases`).
     """
 
     def __init__(
@@ -244,6 +249,7 @@ class SharedState:
         bucket_seconds: float = BUCKET_SECONDS,
         connect_timeout: float = 1.0,
         spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        lease_divisor: int = DEFAULT_LEASE_DIVISOR,
     ) -> None:
         check_url(url)
         self.url = url
@@ -295,6 +301,7 @@ class SharedState:
                 ("restore", scripts.RESTORE),
                 ("remove", scripts.REMOVE),
                 ("forget", scripts.FORGET),
+                ("lease", LEASE),
                 # TIME has no key, so a cluster cannot route it; this script runs
                 # on the node that holds the namespace (a cluster pipeline cannot
                 # carry scripts, so it is its own round trip, once per sync).
@@ -328,6 +335,25 @@ class SharedState:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # Rate limits of the whole fleet: leases of windows in Redis, topped up
+        # in the sync cycle (models/shared_leases.py).
+        self._leases = SharedLeases(
+            self._core,
+            lambda keys, args: self._run("lease", keys, args),
+            self.prefix,
+            self.worker_id,
+            top_up_in=self.sync_interval,
+            divisor=lease_divisor,
+        )
+        # Spend budgets of the whole fleet, leased the same way (models/shared_budgets.py).
+        self._budget_leases = SharedBudgets(
+            self._core,
+            lambda keys, args: self._run("lease", keys, args),
+            self.prefix,
+            self.worker_id,
+            refresh_every=max(1.0, 10 * self.sync_interval),
+            divisor=lease_divisor,
+        )
         # A contextual registry's router learning, shared as summed natural
         # parameters in the same sync cycle (models/shared_router.py).
         self._router_sums: Optional[RouterSums] = None
@@ -383,7 +409,47 @@ class SharedState:
             return
         with self._lock:
             self._slots[model.name] = slot
+        if self._leases.track(model.name, slot):
+            self._lease_now()
         self._start()
+
+    def _lease_now(self) -> None:
+        """Lease a newly shared model's window at once (registration, not the
+        selection path), or fall back to this worker's share during an outage."""
+        with self._sync_lock:
+            if not self._outage and self._fatal is None:
+                try:
+                    self._exchange_leases()
+                    return
+                except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+                    self._down(exc)
+            self._fall_back()
+
+    def _exchange_leases(self) -> None:
+        self._leases.exchange()
+        self._budget_leases.exchange()
+
+    def _fall_back(self) -> None:
+        """Redis is unreachable: limits and budgets at this worker's share."""
+        self._leases.fall_back()
+        self._budget_leases.fall_back()
+
+    def budget_added(self, name: str) -> None:
+        """A new budget: it may spend nothing here until Redis grants it (its
+        first lease is taken at once, off the selection path)."""
+        self._budget_leases.hold(name)
+        self._lease_now()
+
+    def model_updated(self, model: Model) -> None:
+        """A registered model's spec changed: share its limits if it has
+        some now (its leases, if any, go on under the new limits)."""
+        slot = self._core.slot_of(model.name)
+        if slot is None or self._leases.is_tracked(model.name):
+            return
+        with self._sync_lock:
+            tracked = self._leases.track(model.name, slot)
+        if tracked:
+            self._lease_now()
 
     def model_removed(self, name: str) -> None:
         """Forget a model here, and (in the background) delete its fields in
@@ -391,6 +457,8 @@ class SharedState:
         with self._lock:
             self._slots.pop(name, None)
             self._forget_own(name)
+        with self._sync_lock:
+            self._leases.untrack(name)
         self._removals.append(name)
         self._outbox.append((name, "removed"))
         self._wake.set()
@@ -490,6 +558,16 @@ class SharedState:
         return self._subscribed.wait(timeout)
 
     @property
+    def leases(self) -> SharedLeases:
+        """The leases of this registry's shared rate limits."""
+        return self._leases
+
+    @property
+    def budget_leases(self) -> SharedBudgets:
+        """The leases of this registry's spend budgets."""
+        return self._budget_leases
+
+    @property
     def connected(self) -> bool:
         """False while an outage is in progress."""
         return not self._outage
@@ -547,6 +625,11 @@ class SharedState:
         try:
             if self._epoch is None:
                 self._init_meta()
+            if final:
+                self._leases.release()
+                self._budget_leases.release()
+            else:
+                self._exchange_leases()
             self._apply_removals()
             self._deliver_pending()
             batch = self._take_batch()
@@ -570,6 +653,7 @@ class SharedState:
             raise
         except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
             self._down(exc)
+            self._fall_back()
             return False
         self._up()
         return True
@@ -1039,7 +1123,8 @@ class SharedState:
             self._outage = True
         logger.warning(
             "shared state: Redis at %s is unreachable (%s: %s); selecting with local "
-            "statistics and keeping outcomes until it returns",
+            "statistics, each shared rate limit at this worker's share, and keeping "
+            "outcomes until it returns",
             redact(self.url),
             type(exc).__name__,
             self._scrub(exc),

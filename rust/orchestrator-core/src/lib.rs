@@ -12,6 +12,7 @@ pub mod contextual;
 pub mod error;
 pub mod features;
 pub mod hash;
+pub mod leases;
 pub mod limits;
 pub mod outcome;
 pub mod reward;

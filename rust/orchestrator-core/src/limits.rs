@@ -16,7 +16,7 @@
 //! undercounts). A window drops its expired entries whenever it logs a new
 //! one, and [`Limits::sweep_due`] refreshes every window's totals at most
 //! once per [`SWEEP_INTERVAL_S`]: amortised O(1) per reservation. Memory is
-//! one entry (32 bytes) per request in the last minute: at most `rpm` per
+//! one entry (48 bytes) per request in the last minute: at most `rpm` per
 //! slot, and never more than [`MAX_RPM`] (a model with only `tpm` admits at
 //! most `MAX_RPM` requests per minute, and a window counts no more than that
 //! of the calls reported without a selection). Cancelled reservations leave
@@ -27,6 +27,18 @@
 //! expired reservation returns its request and tokens. A call reported
 //! without a reservation (not selected here) is counted at report time.
 //!
+//! The window's length is a parameter of the table ([`Limits::set_window`],
+//! default [`WINDOW_S`]); "minute" below is that length.
+//!
+//! **Shared windows** ([`Limits::share`]): with many workers, each slot
+//! also admits only within its leases of the shared counters of requests
+//! and tokens (see [`crate::leases`]): a reservation takes from them and
+//! records which grant it came from, so a cancelled reservation, or one
+//! reconciled below its estimate, goes back to that grant. While the
+//! counters are unreachable the slot enforces this worker's share on its
+//! local log instead ([`Limits::fall_back`]); what it admits then is
+//! charged to the counters when they are back ([`Limits::take_unrecorded`]).
+//!
 //! Limits learned from a provider's headers ("N requests/tokens remaining,
 //! resets in T s") add a cap that holds until the reset (at most
 //! [`WINDOW_S`] away, so a hostile header cannot park a model): the latest
@@ -36,10 +48,14 @@
 use std::collections::VecDeque;
 
 use crate::error::CoreError;
+use crate::leases::{Lease, LeaseState};
 use crate::spec::Rejection;
 
-/// The window of `rpm` and `tpm`, in seconds.
+/// The default window of `rpm` and `tpm`, in seconds
+/// ([`Limits::set_window`] changes it).
 pub const WINDOW_S: f64 = 60.0;
+/// The longest window [`Limits::set_window`] accepts (a day).
+pub const MAX_WINDOW_S: f64 = 86_400.0;
 /// The largest `rpm`, and the most requests a limited model admits per window.
 pub const MAX_RPM: u32 = 1_000_000;
 /// The largest `tpm` (the outcome token maximum, 2**40).
@@ -157,6 +173,18 @@ impl Learned {
     }
 }
 
+/// Whether the shared counters know of a reservation (see [`SharedWindow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Recorded {
+    /// Not shared, or admitted on the local share during an outage.
+    #[default]
+    No,
+    /// Taken from the leases' grants (`request_grant`, `token_grant`).
+    Leased,
+    /// Charged to the counters after an outage; nothing of it goes back.
+    Charged,
+}
+
 /// One reservation in a window's log.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Entry {
@@ -165,12 +193,48 @@ struct Entry {
     seq: u64,
     tokens: u64,
     live: bool,
+    recorded: Recorded,
+    /// The lease grants the request and its tokens came from (when `Leased`).
+    request_grant: u64,
+    token_grant: u64,
 }
 
-impl Entry {
-    #[inline]
-    fn in_window(&self, now: f64) -> bool {
-        self.at + WINDOW_S > now
+/// A window shared with other workers: the shared counters' leases, which
+/// admit on top of the local log, or, while the counters are unreachable,
+/// this worker's share of the limits, enforced on the local log.
+#[derive(Debug, Clone, Default)]
+struct SharedWindow {
+    requests: Lease,
+    tokens: Lease,
+    fallback: Option<RateLimits>,
+    /// When the lease thread tops the leases up next, at the latest (seconds).
+    top_up_in_s: f64,
+    /// Reservations admitted since the counters last heard of them (a hint:
+    /// [`Limits::take_unrecorded`] counts them exactly).
+    unrecorded: u32,
+}
+
+impl SharedWindow {
+    #[cold]
+    fn spent(&self, kind: LimitKind, needed: u64, now: f64) -> Rejection {
+        let lease = match kind {
+            LimitKind::Requests => &self.requests,
+            LimitKind::Tokens => &self.tokens,
+        };
+        Rejection::LeaseSpent {
+            kind,
+            held: lease.available(now),
+            needed,
+            retry_in_s: self.top_up_in_s,
+        }
+    }
+}
+
+fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -189,16 +253,51 @@ struct Window {
     log: VecDeque<Entry>,
     dead: usize,
     next_seq: u64,
+    window_s: f64,
+    shared: Option<SharedWindow>,
 }
 
 impl Window {
+    #[inline]
+    fn in_window(&self, e: &Entry, now: f64) -> bool {
+        e.at + self.window_s > now
+    }
+
+    /// The limits enforced on the local log: the configured ones, tightened
+    /// to this worker's share while the shared counters are unreachable.
+    #[inline]
+    fn enforced(&self) -> RateLimits {
+        match self.shared.as_ref().and_then(|s| s.fallback) {
+            None => self.limits,
+            Some(share) => RateLimits {
+                rpm: min_some(self.limits.rpm, share.rpm),
+                tpm: min_some(self.limits.tpm, share.tpm),
+            },
+        }
+    }
+
+    /// The leases' verdict on one more request of `needed` tokens.
+    #[inline]
+    fn leases_admit(&self, s: &SharedWindow, needed: u64, now: f64) -> Result<(), Rejection> {
+        if s.fallback.is_some() {
+            return Ok(());
+        }
+        if self.limits.rpm.is_some() && !s.requests.admits(1, now) {
+            return Err(s.spent(LimitKind::Requests, 1, now));
+        }
+        if self.limits.tpm.is_some() && !s.tokens.admits(needed, now) {
+            return Err(s.spent(LimitKind::Tokens, needed, now));
+        }
+        Ok(())
+    }
+
     /// Live requests and tokens in the window at `now`, and the index of
     /// the first entry still in it.
     fn used_at(&self, now: f64) -> (u32, u64, usize) {
         let (mut requests, mut tokens) = (self.requests, self.tokens);
         let mut first = 0;
         for e in &self.log {
-            if e.in_window(now) {
+            if self.in_window(e, now) {
                 break;
             }
             if e.live {
@@ -223,7 +322,7 @@ impl Window {
             requests -= 1;
             tokens -= e.tokens;
             if fits(requests, tokens) {
-                return (e.at + WINDOW_S - now).max(0.0);
+                return (e.at + self.window_s - now).max(0.0);
             }
         }
         0.0
@@ -234,8 +333,9 @@ impl Window {
         if !self.limits.any() && now >= self.learned_until {
             return Ok(());
         }
-        let rpm = self.limits.rpm.unwrap_or(MAX_RPM);
-        let tpm = self.limits.tpm.unwrap_or(u64::MAX);
+        let limits = self.enforced();
+        let rpm = limits.rpm.unwrap_or(MAX_RPM);
+        let tpm = limits.tpm.unwrap_or(u64::MAX);
         if needed > tpm {
             return Err(Rejection::TokenLimit {
                 used: 0,
@@ -282,19 +382,39 @@ impl Window {
                 retry_in_s: self.learned_tokens.until - now,
             });
         }
-        Ok(())
+        match &self.shared {
+            Some(s) => self.leases_admit(s, needed, now),
+            None => Ok(()),
+        }
     }
 
     /// Log one request of `tokens` at `now` (dropping expired entries first).
     fn push(&mut self, now: f64, tokens: u64) -> u64 {
         self.sweep(now);
         self.next_seq += 1;
-        self.log.push_back(Entry {
+        let mut entry = Entry {
             at: now,
             seq: self.next_seq,
             tokens,
             live: true,
-        });
+            recorded: Recorded::No,
+            request_grant: 0,
+            token_grant: 0,
+        };
+        match self.shared.as_mut() {
+            Some(s) if s.fallback.is_none() => {
+                entry.recorded = Recorded::Leased;
+                if self.limits.rpm.is_some() {
+                    entry.request_grant = s.requests.take(1, now);
+                }
+                if self.limits.tpm.is_some() {
+                    entry.token_grant = s.tokens.take(tokens, now);
+                }
+            }
+            Some(s) => s.unrecorded += 1,
+            None => {}
+        }
+        self.log.push_back(entry);
         self.requests += 1;
         self.tokens += tokens;
         self.learned_requests.take(1, now);
@@ -307,19 +427,46 @@ impl Window {
         self.log.get_mut(i).filter(|e| e.live)
     }
 
-    fn reconcile(&mut self, seq: u64, tokens: u64) {
-        if let Some(e) = self.entry(seq) {
-            let old = std::mem::replace(&mut e.tokens, tokens);
-            self.tokens = self.tokens - old + tokens;
+    fn reconcile(&mut self, seq: u64, tokens: u64, now: f64) {
+        let tpm_limited = self.limits.tpm.is_some();
+        let Some(e) = self.entry(seq) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.tokens, tokens);
+        let (recorded, grant) = (e.recorded, e.token_grant);
+        self.tokens = self.tokens - old + tokens;
+        match self.shared.as_mut() {
+            Some(s) if tpm_limited && recorded != Recorded::No => {
+                if tokens > old {
+                    s.tokens.charge(tokens - old, now);
+                } else if recorded == Recorded::Leased {
+                    s.tokens.give_back(grant, old - tokens);
+                }
+            }
+            _ => {}
         }
     }
 
     fn cancel(&mut self, seq: u64) {
+        let (rpm_limited, tpm_limited) = (self.limits.rpm.is_some(), self.limits.tpm.is_some());
         let Some(e) = self.entry(seq) else {
             return;
         };
         e.live = false;
         let tokens = std::mem::take(&mut e.tokens);
+        let (recorded, request_grant, token_grant) = (e.recorded, e.request_grant, e.token_grant);
+        if let Some(s) = self
+            .shared
+            .as_mut()
+            .filter(|_| recorded == Recorded::Leased)
+        {
+            if rpm_limited {
+                s.requests.give_back(request_grant, 1);
+            }
+            if tpm_limited {
+                s.tokens.give_back(token_grant, tokens);
+            }
+        }
         self.requests -= 1;
         self.tokens -= tokens;
         self.dead += 1;
@@ -336,8 +483,8 @@ impl Window {
     /// Drop the entries that left the window; when the next one leaves.
     fn sweep(&mut self, now: f64) -> f64 {
         while let Some(e) = self.log.front() {
-            if e.in_window(now) {
-                return e.at + WINDOW_S;
+            if self.in_window(e, now) {
+                return e.at + self.window_s;
             }
             if e.live {
                 self.requests -= 1;
@@ -351,7 +498,8 @@ impl Window {
     }
 
     fn learn(&mut self, reported: &ProviderLimits, in_flight: u32, now: f64) {
-        let until = |reset: Option<f64>| now + reset.unwrap_or(WINDOW_S).min(WINDOW_S);
+        let window_s = self.window_s;
+        let until = |reset: Option<f64>| now + reset.unwrap_or(window_s).min(window_s);
         if let Some(remaining) = reported.remaining_requests {
             self.learned_requests = Learned {
                 remaining: remaining.saturating_sub(u64::from(in_flight)),
@@ -379,12 +527,37 @@ pub struct WindowState {
     pub provider_tokens: Option<(u64, f64)>,
 }
 
+/// A slot's leases of the shared counters, for the lease thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SharedWindowState {
+    pub requests: LeaseState,
+    pub tokens: LeaseState,
+    /// This worker's share while the counters are unreachable.
+    pub fallback: Option<RateLimits>,
+    /// Some reservations may not be known to the counters yet.
+    pub unrecorded: bool,
+}
+
+/// What a slot owes back to the shared counters: `(grant, amount)` per kind.
+pub type Returns = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
 /// Every slot's window, indexed by slot like the table's other arrays.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Limits {
     windows: Vec<Window>,
     /// No log entry leaves its window before this time.
     earliest_expiry: f64,
+    window_s: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            windows: Vec::new(),
+            earliest_expiry: 0.0,
+            window_s: WINDOW_S,
+        }
+    }
 }
 
 impl Limits {
@@ -395,8 +568,137 @@ impl Limits {
         }
         self.windows[slot] = Window {
             limits,
+            window_s: self.window_s,
             ..Window::default()
         };
+    }
+
+    /// The window's length in seconds.
+    pub fn window(&self) -> f64 {
+        self.window_s
+    }
+
+    /// Change the window's length (every slot's; what each admitted stays
+    /// logged and is judged by the new length). `(0, MAX_WINDOW_S]` seconds.
+    pub fn set_window(&mut self, seconds: f64) -> Result<(), CoreError> {
+        if !(seconds > 0.0 && seconds <= MAX_WINDOW_S) {
+            return Err(CoreError::invalid(
+                "window",
+                format!("{seconds} (seconds, > 0 and at most {MAX_WINDOW_S})"),
+            ));
+        }
+        self.window_s = seconds;
+        for w in &mut self.windows {
+            w.window_s = seconds;
+        }
+        self.earliest_expiry = 0.0;
+        Ok(())
+    }
+
+    // ----- sharing with other workers (see crate::leases) -------------------
+
+    /// Enforce `slot`'s limits across workers from now on: it admits only
+    /// within its leases (none yet: the lease thread grants them). A refusal
+    /// says the next top-up comes within `top_up_in_s`. Its reservations so
+    /// far are unrecorded (the lease thread charges them).
+    pub fn share(&mut self, slot: usize, top_up_in_s: f64) -> Result<(), CoreError> {
+        crate::error::non_negative("top_up_in", top_up_in_s)?;
+        let w = &mut self.windows[slot];
+        let unrecorded = w.log.len() as u32;
+        w.shared
+            .get_or_insert_with(SharedWindow::default)
+            .top_up_in_s = top_up_in_s;
+        if let Some(s) = w.shared.as_mut() {
+            s.unrecorded = s.unrecorded.max(unrecorded);
+        }
+        Ok(())
+    }
+
+    /// Stop sharing `slot`: what its leases hold or owe goes back.
+    pub fn unshare(&mut self, slot: usize) -> Returns {
+        match self.windows[slot].shared.take() {
+            Some(mut s) => (s.requests.release(), s.tokens.release()),
+            None => Default::default(),
+        }
+    }
+
+    fn shared_mut(&mut self, slot: usize) -> Result<&mut SharedWindow, CoreError> {
+        self.windows[slot].shared.as_mut().ok_or_else(|| {
+            CoreError::invalid("slot", format!("{slot} (its limits are not shared)"))
+        })
+    }
+
+    /// Add a grant of the shared counter of `kind` to `slot`'s lease.
+    pub fn grant(
+        &mut self,
+        slot: usize,
+        kind: LimitKind,
+        id: u64,
+        amount: u64,
+        expires_at: f64,
+        now: f64,
+    ) -> Result<(), CoreError> {
+        let s = self.shared_mut(slot)?;
+        match kind {
+            LimitKind::Requests => s.requests.grant(id, amount, expires_at, now),
+            LimitKind::Tokens => s.tokens.grant(id, amount, expires_at, now),
+        }
+    }
+
+    /// What `slot` owes back to the counters as of `now`, emptied.
+    pub fn take_returns(&mut self, slot: usize, now: f64) -> Result<Returns, CoreError> {
+        let s = self.shared_mut(slot)?;
+        Ok((s.requests.take_returns(now), s.tokens.take_returns(now)))
+    }
+
+    /// The counters are unreachable: `slot` gives up its leases (returned
+    /// when they are back) and enforces `share` on its local log, which
+    /// counts what the leases admitted too (so never more than the share).
+    pub fn fall_back(&mut self, slot: usize, share: RateLimits) -> Result<Returns, CoreError> {
+        share.validate()?;
+        let s = self.shared_mut(slot)?;
+        s.fallback = Some(share);
+        Ok((s.requests.release(), s.tokens.release()))
+    }
+
+    /// The counters are back: `slot` admits within its leases again.
+    pub fn recover(&mut self, slot: usize) -> Result<(), CoreError> {
+        self.shared_mut(slot)?.fallback = None;
+        Ok(())
+    }
+
+    /// The requests and tokens `slot` admitted in the window at `now` that
+    /// the counters do not know of (on the local share, or before sharing),
+    /// now marked as charged: the lease thread adds them to the counters.
+    pub fn take_unrecorded(&mut self, slot: usize, now: f64) -> Result<(u32, u64), CoreError> {
+        self.shared_mut(slot)?.unrecorded = 0;
+        let w = &mut self.windows[slot];
+        let window_s = w.window_s;
+        let (mut requests, mut tokens) = (0, 0);
+        for e in w.log.iter_mut().rev() {
+            if e.at + window_s <= now {
+                break;
+            }
+            if e.live && e.recorded == Recorded::No {
+                e.recorded = Recorded::Charged;
+                requests += 1;
+                tokens += e.tokens;
+            }
+        }
+        Ok((requests, tokens))
+    }
+
+    /// `slot`'s leases, or `None` when its limits are not shared.
+    pub fn shared_state(&self, slot: usize, now: f64) -> Option<SharedWindowState> {
+        self.windows[slot]
+            .shared
+            .as_ref()
+            .map(|s| SharedWindowState {
+                requests: s.requests.state(now),
+                tokens: s.tokens.state(now),
+                fallback: s.fallback,
+                unrecorded: s.unrecorded > 0,
+            })
     }
 
     /// Change a slot's configured limits; what it admitted stays counted.
@@ -418,7 +720,7 @@ impl Limits {
             return 0;
         }
         if w.log.is_empty() {
-            self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
+            self.earliest_expiry = self.earliest_expiry.min(now + w.window_s);
         }
         w.push(now, tokens)
     }
@@ -438,12 +740,12 @@ impl Limits {
         let w = &mut self.windows[slot];
         match reservation {
             Reservation::Held(0) | Reservation::Uncounted => {}
-            Reservation::Held(seq) => w.reconcile(seq, tokens),
+            Reservation::Held(seq) => w.reconcile(seq, tokens, now),
             Reservation::Unselected
                 if (w.limits.any() || now < w.learned_until) && w.requests < MAX_RPM =>
             {
                 if w.log.is_empty() {
-                    self.earliest_expiry = self.earliest_expiry.min(now + WINDOW_S);
+                    self.earliest_expiry = self.earliest_expiry.min(now + w.window_s);
                 }
                 w.push(now, tokens);
             }
@@ -618,6 +920,133 @@ mod tests {
             0.0,
         );
         assert_eq!(l.state(0, 0.0).tokens, 8);
+    }
+
+    fn shared(rpm: Option<u32>, tpm: Option<u64>) -> Limits {
+        let mut l = limited(rpm, tpm);
+        l.share(0, 0.5).unwrap();
+        l
+    }
+
+    #[test]
+    fn a_shared_window_admits_only_within_its_lease() {
+        let mut l = shared(Some(100), None);
+        assert_eq!(
+            l.admits(0, 10, 0.0),
+            Err(Rejection::LeaseSpent {
+                kind: LimitKind::Requests,
+                held: 0,
+                needed: 1,
+                retry_in_s: 0.5
+            }),
+            "no lease yet"
+        );
+        l.grant(0, LimitKind::Requests, 7, 2, 30.0, 0.0).unwrap();
+        for t in [0.0, 1.0] {
+            l.admits(0, 10, t).unwrap();
+            l.reserve(0, 10, t);
+        }
+        assert!(matches!(
+            l.admits(0, 10, 2.0),
+            Err(Rejection::LeaseSpent { held: 0, .. })
+        ));
+        assert_eq!(l.state(0, 2.0).requests, 2, "the local log counts them too");
+    }
+
+    #[test]
+    fn cancelled_and_reconciled_reservations_go_back_to_their_grant() {
+        let mut l = shared(Some(100), Some(10_000));
+        l.grant(0, LimitKind::Requests, 1, 5, 30.0, 0.0).unwrap();
+        l.grant(0, LimitKind::Tokens, 2, 1000, 30.0, 0.0).unwrap();
+        let a = l.reserve(0, 300, 0.0);
+        let b = l.reserve(0, 300, 0.0);
+        l.cancel(0, a);
+        l.settle(
+            0,
+            Reservation::Held(b),
+            100,
+            &ProviderLimits::default(),
+            0,
+            0.0,
+        );
+        assert_eq!(
+            l.take_returns(0, 0.0).unwrap(),
+            (vec![(1, 1)], vec![(2, 500)]),
+            "a's request and tokens, and b's 200 unused tokens"
+        );
+        let s = l.shared_state(0, 0.0).unwrap();
+        assert_eq!((s.requests.available, s.tokens.available), (3, 400));
+        assert_eq!(l.unshare(0), (vec![(1, 3)], vec![(2, 400)]));
+        assert_eq!(l.shared_state(0, 0.0), None);
+    }
+
+    #[test]
+    fn an_outage_enforces_the_share_on_the_local_log_and_charges_it_later() {
+        let mut l = shared(Some(10), None);
+        l.grant(0, LimitKind::Requests, 1, 4, 30.0, 0.0).unwrap();
+        for _ in 0..3 {
+            l.reserve(0, 1, 0.0);
+        }
+        let share = RateLimits {
+            rpm: Some(5),
+            tpm: None,
+        };
+        assert_eq!(l.fall_back(0, share).unwrap(), (vec![(1, 1)], vec![]));
+        l.reserve(0, 1, 1.0);
+        l.reserve(0, 1, 1.0);
+        assert!(
+            matches!(
+                l.admits(0, 1, 1.0),
+                Err(Rejection::RequestLimit {
+                    used: 5,
+                    limit: 5,
+                    ..
+                })
+            ),
+            "the share counts what the lease admitted"
+        );
+        assert!(l.shared_state(0, 1.0).unwrap().unrecorded);
+        assert_eq!(
+            l.take_unrecorded(0, 1.0).unwrap(),
+            (2, 2),
+            "only the two admitted on the share"
+        );
+        assert_eq!(l.take_unrecorded(0, 1.0).unwrap(), (0, 0), "charged once");
+        l.recover(0).unwrap();
+        assert!(
+            matches!(l.admits(0, 1, 1.0), Err(Rejection::LeaseSpent { .. })),
+            "back on leases: the released one is gone"
+        );
+        assert!(l
+            .fall_back(
+                0,
+                RateLimits {
+                    rpm: Some(0),
+                    tpm: None
+                }
+            )
+            .is_err());
+        assert!(l.grant(0, LimitKind::Requests, 0, 1, 1.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn the_window_length_is_a_parameter() {
+        let mut l = limited(Some(1), None);
+        l.set_window(2.0).unwrap();
+        l.reserve(0, 1, 0.0);
+        assert!(matches!(
+            l.admits(0, 1, 1.0),
+            Err(Rejection::RequestLimit { retry_in_s, .. }) if retry_in_s == 1.0
+        ));
+        assert_eq!(l.admits(0, 1, 2.0), Ok(()));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_WINDOW_S * 2.0] {
+            assert!(l
+                .set_window(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("window"));
+        }
+        assert!(l.take_returns(0, 0.0).is_err(), "not shared");
     }
 
     #[test]

@@ -207,6 +207,8 @@ impl Constraints {
 /// `RequestLimit`/`TokenLimit`: the model's own window (`rpm`/`tpm`) is
 /// full (`retry_in_s` is `None` when the request can never fit);
 /// `ProviderLimit`: the provider's headers said its allowance is spent.
+/// `LeaseSpent`: the window is shared by many workers and this worker's
+/// lease of it is used up until the lease thread tops it up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     MissingCapabilities(u32),
@@ -258,6 +260,12 @@ pub enum Rejection {
         needed: u64,
         retry_in_s: f64,
     },
+    LeaseSpent {
+        kind: LimitKind,
+        held: u64,
+        needed: u64,
+        retry_in_s: f64,
+    },
     /// A spend budget has no room for the request's expected cost (amounts
     /// in nano-USD; `limit` is the capacity here).
     Budget {
@@ -288,7 +296,8 @@ impl Rejection {
             | Rejection::ProbeInFlight => "health",
             Rejection::RequestLimit { .. }
             | Rejection::TokenLimit { .. }
-            | Rejection::ProviderLimit { .. } => "rate_limit",
+            | Rejection::ProviderLimit { .. }
+            | Rejection::LeaseSpent { .. } => "rate_limit",
             Rejection::Budget { .. } => "budget",
         }
     }
@@ -300,7 +309,8 @@ impl Rejection {
             Rejection::CircuitOpen { retry_in_s }
             | Rejection::RateLimited { retry_in_s }
             | Rejection::RequestLimit { retry_in_s, .. }
-            | Rejection::ProviderLimit { retry_in_s, .. } => Some(*retry_in_s),
+            | Rejection::ProviderLimit { retry_in_s, .. }
+            | Rejection::LeaseSpent { retry_in_s, .. } => Some(*retry_in_s),
             Rejection::TokenLimit { retry_in_s, .. } => *retry_in_s,
             // Worth waiting for only when the period resets soon (a minute
             // budget) and the request fits an empty period.
@@ -384,6 +394,16 @@ impl Rejection {
             } => format!(
                 "the provider reports {remaining} {} left (the request needs {needed}), \
                  next slot in {retry_in_s:.1} s",
+                kind.name()
+            ),
+            Rejection::LeaseSpent {
+                kind,
+                held,
+                needed,
+                retry_in_s,
+            } => format!(
+                "this worker's lease of the shared window holds {held} {} (the request \
+                 needs {needed}), next top-up within {retry_in_s:.1} s",
                 kind.name()
             ),
             Rejection::Budget {

@@ -9,6 +9,7 @@ mod errors;
 mod explanation;
 mod hashing;
 mod held;
+mod leases;
 mod request;
 mod selection;
 mod transition;
@@ -110,6 +111,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_TOKENS", core::outcome::MAX_TOKENS)?;
     m.add("RATE_LIMIT_WINDOW_S", core::limits::WINDOW_S)?;
     m.add("MAX_RPM", core::limits::MAX_RPM)?;
+    m.add("MAX_LEASE_GRANTS", core::leases::MAX_GRANTS)?;
     m.add("MAX_TPM", core::limits::MAX_TPM)?;
     m.add("MAX_TAGS", core::table::tags::MAX_TAGS)?;
     m.add("MAX_ALIAS_MEMBERS", core::table::groups::MAX_ALIAS_MEMBERS)?;

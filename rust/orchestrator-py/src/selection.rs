@@ -8,6 +8,7 @@
 
 use orchestrator_core as core;
 use orchestrator_core::contextual::RouterConfig;
+use orchestrator_core::limits::Returns;
 use orchestrator_core::routing::{NamedChange, Prompted, Routing};
 use orchestrator_core::sessions::{Change, SessionConfig};
 use orchestrator_core::{
@@ -24,6 +25,7 @@ use crate::convert;
 use crate::errors::{to_py, NoEligible, StaleTicketError, UnknownRequestError};
 use crate::explanation::Explanation;
 use crate::held;
+use crate::leases;
 use crate::request::{outcome, Outcome, OutcomeFields, Request, RoutedInput};
 use crate::router::router_config;
 use crate::transition::Transition as PyTransition;
@@ -1588,6 +1590,99 @@ impl SelectionCore {
         d.set_item("provider_requests", w.provider_requests)?;
         d.set_item("provider_tokens", w.provider_tokens)?;
         Ok(d)
+    }
+
+    // ----- rate limits shared across workers (the lease thread's calls) -----
+
+    /// The rate-limit window's length in seconds (default `RATE_LIMIT_WINDOW_S`).
+    fn rate_limit_window(&self) -> f64 {
+        self.lock().table.rate_limit_window()
+    }
+
+    /// Change the rate-limit window's length, for every model.
+    fn set_rate_limit_window(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seconds = convert::real(seconds, "window")?;
+        self.lock()
+            .table
+            .set_rate_limit_window(seconds)
+            .map_err(to_py)
+    }
+
+    /// Enforce a slot's limits across workers: it admits only within its
+    /// leases from now on (`top_up_in`: the lease thread's interval).
+    fn share_limits(&self, slot: u32, top_up_in: &Bound<'_, PyAny>) -> PyResult<()> {
+        let top_up_in = convert::real(top_up_in, "top_up_in")?;
+        self.lock()
+            .table
+            .share_limits(slot, top_up_in)
+            .map_err(to_py)
+    }
+
+    /// Stop sharing a slot's limits: what its leases held or owed, as
+    /// `(requests, tokens)` lists of `(grant, amount)`.
+    fn unshare_limits(&self, slot: u32) -> PyResult<Returns> {
+        self.lock().table.unshare_limits(slot).map_err(to_py)
+    }
+
+    /// Add a grant of the shared counter of `kind` ("requests" or "tokens").
+    fn grant_lease(
+        &self,
+        slot: u32,
+        kind: &Bound<'_, PyAny>,
+        grant: &Bound<'_, PyAny>,
+        amount: &Bound<'_, PyAny>,
+        expires_in: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let kind = leases::kind(kind)?;
+        let grant = leases::count(grant, "grant", 1)?;
+        let amount = leases::count(amount, "amount", 0)?;
+        let expires_in = convert::real(expires_in, "expires_in")?;
+        self.lock()
+            .table
+            .grant_lease(slot, kind, grant, amount, expires_in)
+            .map_err(to_py)
+    }
+
+    /// What a slot owes back to the shared counters, emptied.
+    fn take_lease_returns(&self, slot: u32) -> PyResult<Returns> {
+        self.lock().table.take_lease_returns(slot).map_err(to_py)
+    }
+
+    /// The shared counters are unreachable: the slot enforces this share
+    /// on its local log; what its leases held or owed is returned.
+    #[pyo3(signature = (slot, rpm=None, tpm=None))]
+    fn fall_back_limits(
+        &self,
+        slot: u32,
+        rpm: Option<&Bound<'_, PyAny>>,
+        tpm: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Returns> {
+        let share = convert::rate_limits(rpm, tpm)?;
+        self.lock()
+            .table
+            .fall_back_limits(slot, share)
+            .map_err(to_py)
+    }
+
+    /// The shared counters are back: the slot admits within its leases.
+    fn recover_limits(&self, slot: u32) -> PyResult<()> {
+        self.lock().table.recover_limits(slot).map_err(to_py)
+    }
+
+    /// `(requests, tokens)` the slot admitted in the window that the shared
+    /// counters do not know of, now marked charged.
+    fn take_unrecorded(&self, slot: u32) -> PyResult<(u32, u64)> {
+        self.lock().table.take_unrecorded(slot).map_err(to_py)
+    }
+
+    /// A slot's leases as a dict, `None` when its limits are not shared.
+    fn shared_limits<'py>(
+        &self,
+        py: Python<'py>,
+        slot: u32,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let state = self.lock().table.shared_limits(slot).map_err(to_py)?;
+        state.map(|s| leases::state_dict(py, &s)).transpose()
     }
 
     fn pending(&self, slot: u32) -> PyResult<u32> {

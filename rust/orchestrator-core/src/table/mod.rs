@@ -7,6 +7,7 @@ mod affinity;
 mod candidates;
 mod change;
 pub mod groups;
+mod leases;
 mod shared;
 mod spend;
 mod stats_matrix;

@@ -1,0 +1,211 @@
+"""Spend budgets exact across workers: leases of per-period counters in Redis.
+
+With ``state="redis://..."`` a budget (``registry.add_budget``) caps the whole
+fleet's spend in its calendar period, through the same mechanism as the rate
+limits (:mod:`orchestrator.models.shared_leases`, the same :data:`LEASE`
+script):
+
+* Redis holds one counter per budget and period
+  (``orchestrator:{ns}:budget:<name>:<period end>:spend`` and its ``:amounts``):
+  the grants made in that period, never more than the limit in total. A
+  period's key is named by its end (UTC), so it starts empty and its TTL
+  (one period after its newest grant) lets it go.
+* Each worker's core may spend, in the period, only what Redis granted it:
+  the budget's *allowance* (``set_budget_allowance``), checked in the core
+  with no I/O. The sync thread tops it up by one slice, ``limit //
+  (lease_divisor × workers)`` nano-USD, once what is left of it falls under
+  half a slice, and gives back the unused rest at close. It hears from the
+  counter at least every ``refresh_every`` seconds (the workers it counts set
+  the slice and the outage share).
+* Spent and reserved amounts are the core's; anything the worker spent beyond
+  its grants in a period (on its share during an outage, or in the moment a
+  new period began before its first exchange) is charged to the counter at
+  the next exchange, so Redis's count is what the fleet spent. Each exchange
+  also tells the counter what this worker was granted there: a counter that
+  holds less (Redis restarted empty or from an older snapshot) gets the
+  difference back, once, so a restart forgets no spend.
+
+**The bound.** Within a period the grants add up to at most the limit and a
+worker spends only within its grants, reserving each request's expected cost
+first: the fleet spends at most the limit plus, per worker, what its calls
+cost beyond their estimates (at most one request's cost each when estimates
+are exact). At a period boundary a worker may spend the unused rest of its
+last lease in the new period before its first exchange there (charged then).
+
+**Outages.** A budget's allowance becomes this worker's share, ``limit //
+workers``, or what it was granted in the period if that is more (never
+unlimited); what it spends beyond its grants is charged when Redis is back.
+A worker back first may be granted a slice before another has charged its
+outage spend: around an outage the fleet spends at most the limit plus one
+slice per worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from orchestrator import _core
+from orchestrator.models.shared_leases import DEFAULT_LEASE_DIVISOR, RunScript
+
+__all__ = ["PERIOD_SECONDS", "SharedBudgets"]
+
+#: The longest each calendar period lasts (a month: 31 days).
+PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400, "month": 31 * 86_400}
+
+
+@dataclass
+class _Period:
+    """What this worker was granted of one budget in one period."""
+
+    ends: int
+    granted: int = 0
+    #: When this worker last heard from the period's counter (monotonic).
+    exchanged_at: float = -math.inf
+
+
+@dataclass
+class BudgetLeaseStats:
+    """What the budget exchanges did, in nano-USD."""
+
+    exchanges: int = 0
+    granted: int = 0
+    charged: int = 0
+    returned: int = 0
+    fallbacks: int = 0
+    #: Per budget, the workers Redis saw in the period.
+    workers: dict[str, int] = field(default_factory=dict)
+
+
+class SharedBudgets:
+    """The leases of one registry's budgets (see the module doc), driven by
+    :class:`~orchestrator.models.shared_state.SharedState` from its sync
+    thread (``exchange``; connection errors propagate, then ``fall_back``),
+    and at close (``release``)."""
+
+    def __init__(
+        self,
+        core: _core.SelectionCore,
+        run: RunScript,
+        prefix: str,
+        worker_id: str,
+        refresh_every: float,
+        divisor: int = DEFAULT_LEASE_DIVISOR,
+    ) -> None:
+        self._core = core
+        self._run = run
+        self._prefix = prefix
+        self._worker = worker_id
+        self._divisor = divisor
+        self._refresh_every = refresh_every
+        self._periods: dict[str, _Period] = {}
+        self._call_ids = itertools.count(1)
+        self.stats = BudgetLeaseStats()
+
+    def keys(self, name: str, ends: int) -> list[str]:
+        """The Redis keys of budget ``name``'s period ending at ``ends`` (Unix s)."""
+        counter = f"{self._prefix}:budget:{name}:{ends}:spend"
+        return [counter, f"{counter}:amounts", f"{self._prefix}:budget-workers:{name}"]
+
+    def hold(self, name: str) -> None:
+        """A new budget: nothing may be spent here before Redis grants it."""
+        self._core.set_budget_allowance(name, 0)
+
+    def refresh_all(self) -> None:
+        """Hear from every budget's counter at the next exchange, due or not
+        (after the fleet changed: the worker count sets slices and shares)."""
+        for period in self._periods.values():
+            period.exchanged_at = -math.inf
+
+    def exchange(self) -> None:
+        """Charge, top up and record every budget's lease for its period."""
+        live = set()
+        for budget in self._core.budgets():
+            live.add(budget["name"])
+            self._exchange(budget)
+        for name in set(self._periods) - live:  # removed budgets
+            del self._periods[name]
+
+    def _period(self, budget: dict[str, Any]) -> _Period:
+        ends = round(budget["resets_at"])
+        period = self._periods.get(budget["name"])
+        if period is None or period.ends != ends:
+            period = self._periods[budget["name"]] = _Period(ends)
+        return period
+
+    def _exchange(self, budget: dict[str, Any]) -> None:
+        name, limit = budget["name"], int(budget["limit_nanos"])
+        period = self._period(budget)
+        used = int(budget["spent_nanos"]) + int(budget["reserved_nanos"])
+        charge = max(0, used - period.granted)
+        left = period.granted + charge - used
+        workers = self.stats.workers.get(name, 1)
+        slice_ = max(1, limit // (self._divisor * workers))
+        want = slice_ - left if left < (slice_ + 1) // 2 else 0
+        stale = time.monotonic() - period.exchanged_at >= self._refresh_every
+        if want <= 0 and not charge and not stale:
+            if budget["allowance_nanos"] is None:
+                self._core.set_budget_allowance(name, period.granted)
+            return
+        granted, workers = self._send(budget, period, max(0, want), charge, period.granted, [])
+        period.granted += charge + granted
+        period.exchanged_at = time.monotonic()
+        self.stats.workers[name] = workers
+        self._core.set_budget_allowance(name, period.granted)
+
+    def _send(
+        self,
+        budget: dict[str, Any],
+        period: _Period,
+        want: int,
+        charge: int,
+        claimed: int,
+        returns: list[tuple[int, int]],
+    ) -> tuple[int, int]:
+        """One exchange with the period's counter: ``(granted, workers)``.
+        Grants are never older than the period, so the script's window is
+        the period's length and no grant leaves it early."""
+        args: list[Union[str, int]] = [
+            self._worker,
+            f"b{next(self._call_ids)}",
+            int(budget["limit_nanos"]),
+            PERIOD_SECONDS[budget["period"]] * 1000,
+            want,
+            charge,
+            claimed,
+            len(returns),
+        ]
+        for grant, amount in returns:
+            args += [grant, amount]
+        reply = self._run(self.keys(budget["name"], period.ends), args)
+        _grant_id, granted, _charge_id, _total, workers, _now, _duplicate = (int(v) for v in reply)
+        self.stats.exchanges += 1
+        self.stats.granted += granted
+        self.stats.charged += charge
+        self.stats.returned += sum(amount for _, amount in returns)
+        return granted, max(1, workers)
+
+    def fall_back(self) -> None:
+        """Redis is unreachable: each budget may spend this worker's share of
+        the period, or what Redis granted it there if that is more."""
+        for budget in self._core.budgets():
+            name, limit = budget["name"], int(budget["limit_nanos"])
+            share = limit // self.stats.workers.get(name, 1)
+            self._core.set_budget_allowance(name, max(share, self._period(budget).granted))
+        self.stats.fallbacks += 1
+
+    def release(self) -> None:
+        """Give back what each budget's lease has left (at close); connection
+        errors propagate (what is not returned stays counted: safe)."""
+        for budget in self._core.budgets():
+            period = self._period(budget)
+            used = int(budget["spent_nanos"]) + int(budget["reserved_nanos"])
+            charge = max(0, used - period.granted)
+            left = period.granted + charge - used
+            if left or charge:
+                self._send(budget, period, 0, charge, 0, [(0, left)] if left else [])
+            self._core.set_budget_allowance(budget["name"], 0)
+            period.granted = used
