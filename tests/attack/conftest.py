@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-OPEN_FINDINGS: frozenset[str] = frozenset()
+OPEN_FINDINGS: frozenset[str] = frozenset(
+    {
+        # Redis restored from an older snapshot restarts the session version
+        # counter below the versions workers hold: a later move is ignored by them.
+        "tests/attack/test_shared_sessions.py::"
+        "test_a_move_after_redis_comes_back_from_an_older_snapshot_reaches_every_worker",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
