@@ -13,6 +13,10 @@ import pytest
 
 OPEN_FINDINGS: frozenset[str] = frozenset(
     {
+        # cancel() of a selection whose model was unregistered (and its name
+        # registered again) raises ModelNotFoundError "no model named 'a' is
+        # registered; did you mean 'a'?" where report_outcome says StaleTicketError.
+        "tests/attack/test_sessions.py::test_cancelling_a_selection_of_a_replaced_model_says_it_is_stale",
         # Redis restored from an older snapshot restarts the session version
         # counter below the versions workers hold: a later move is ignored by them.
         "tests/attack/test_shared_sessions.py::"

@@ -192,10 +192,15 @@ class ModelConstraints(BaseModel):
     def _known_capabilities(cls, value: list[str]) -> list[str]:
         return check_capability_names(value)
 
-    @field_validator("session_id")
+    @field_validator("session_id", mode="before")
     @classmethod
-    def _valid_session_id(cls, value: Optional[str]) -> Optional[str]:
-        _core.Request(session_id=value)  # the core's one rule for request strings
+    def _valid_session_id(cls, value: object) -> object:
+        # Before pydantic's own check, which takes a str subclass as its text:
+        # the core's one rule for request strings refuses those too.
+        try:
+            _core.Request(session_id=value)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None  # reported as this field's error
         return value
 
     @field_validator("tenant")
