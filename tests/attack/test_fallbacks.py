@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.core.model import Prompt
+from orchestrator.core.model import ModelCapabilities, Prompt
 from orchestrator.errors import (
     ContentFilteredError,
+    ContextLengthExceededError,
     FailoverExhaustedError,
+    NoEligibleModelsError,
     ServerError,
 )
 from orchestrator.models.model_registry import ModelRegistry
@@ -197,3 +199,63 @@ async def test_cancelling_mid_fallback_leaves_the_core_as_it_was() -> None:
     assert registry.get_metrics("a").pending + registry.get_metrics("b").pending == 1
     assert registry.core.session_counts()[0] <= sessions + 1
     assert registry.rate_limits("b")["requests"] == 1, "a call already sent keeps its reservation"
+
+
+class Counting(ScriptedModel):
+    """A model of a 1,000-token window whose tokenizer returns ``count``."""
+
+    def __init__(self, name: str, count: object) -> None:
+        super().__init__(
+            name,
+            capabilities=ModelCapabilities(text_generation=True, chat=True, context_length=1000),
+        )
+        self.count = count
+
+    async def count_tokens(self, prompt: Prompt) -> Any:
+        return self.count
+
+
+@pytest.mark.parametrize("max_tokens", [2**31, 2**32 - 1, 2**32, 2**40, 2**70])
+async def test_a_max_tokens_no_window_holds_is_never_sent(max_tokens: int) -> None:
+    """The size check before selection counts ``max_tokens``: a value larger
+    than every window is refused however large it is (2**31 was, 2**32 was sent)."""
+    model = ScriptedModel("a")  # an 8,192-token window
+    registry = registry_of(model)
+    with pytest.raises(NoEligibleModelsError, match="context_length"):
+        await registry.generate("hello", max_tokens=max_tokens)
+    with pytest.raises(NoEligibleModelsError, match="context_length"):
+        _ = [chunk async for chunk in registry.stream("hello", max_tokens=max_tokens)]
+    assert model.calls == 0
+    assert_released(registry)
+
+
+@pytest.mark.parametrize("count", [-1, float("nan"), True, "12", 1.5])
+async def test_a_tokenizer_returning_garbage_is_a_clear_error_and_releases(count: object) -> None:
+    counting, other = Counting("a", count), ScriptedModel("b")
+    registry = registry_of(counting, other)
+    with pytest.raises(TypeError, match=r"count_tokens returned"):
+        await registry.generate("hello")
+    assert (counting.calls, other.calls) == (0, 0)
+    assert_released(registry)
+
+
+async def refused_as_too_long(count: int) -> None:
+    """A count larger than every window is the request's problem, said as a
+    context-length error; never an error about a ``context_length`` the
+    caller did not give."""
+    counting, other = Counting("a", count), ScriptedModel("b")
+    registry = registry_of(counting, other)
+    with pytest.raises(ContextLengthExceededError, match="not sent"):
+        await registry.generate("hello")
+    assert (counting.calls, other.calls) == (0, 0)
+    assert_released(registry)
+
+
+async def test_a_tokenizer_count_larger_than_every_window_is_the_context_length_error() -> None:
+    await refused_as_too_long(10**9)
+
+
+@pytest.mark.parametrize("count", [2**32, 2**70])
+async def test_a_tokenizer_count_no_window_holds_is_the_context_length_error(count: int) -> None:
+    """The same beyond the largest window the core can express (2**32 - 1)."""
+    await refused_as_too_long(count)
