@@ -259,3 +259,34 @@ async def test_a_tokenizer_count_larger_than_every_window_is_the_context_length_
 async def test_a_tokenizer_count_no_window_holds_is_the_context_length_error(count: int) -> None:
     """The same beyond the largest window the core can express (2**32 - 1)."""
     await refused_as_too_long(count)
+
+
+class HangingStream(Hanging):
+    """Says when its stream has started, then never sends a chunk."""
+
+    async def stream_response(self, prompt: Prompt, **kwargs: Any) -> AsyncIterator[str]:
+        self.calls += 1
+        self.started.set()
+        await asyncio.Event().wait()
+        yield "unreachable"
+
+
+async def test_cancelling_a_stream_mid_fallback_leaves_the_core_as_it_was() -> None:
+    first = failing("a")
+    slow = HangingStream("b", rpm=5)
+    registry = registry_of(first, slow)
+    tickets = registry.core.outstanding_tickets()
+
+    async def consume() -> list[str]:
+        return [chunk async for chunk in registry.stream("hello", fallbacks=["b"], session_id="s")]
+
+    task = asyncio.create_task(consume())
+    await slow.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert registry.core.outstanding_tickets() == tickets
+    assert_released(registry)
+    assert registry.rate_limits("b")["requests"] == 1, (
+        "a stream already opened keeps its reservation"
+    )

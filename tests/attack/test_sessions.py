@@ -296,3 +296,18 @@ def test_cancelling_a_selection_of_a_replaced_model_says_it_is_stale() -> None:
     with pytest.raises(StaleTicketError):
         registry.cancel(selection)
     assert registry.get_metrics(name).pending == 0
+
+
+def test_a_session_leaves_a_model_that_lacks_a_required_tag() -> None:
+    registry = ModelRegistry()
+    registry.core.use_virtual_clock()
+    for name, tags in (("plain", ()), ("eu", ("eu",))):
+        model = ScriptedModel(name)
+        model.tags = tags
+        registry.register_model(model)
+    assert registry.select_model(session_id="s", exclude_models=["eu"]).name == "plain"
+    assert registry.select_model(session_id="s", tags=["eu"]).name == "eu"
+    assert bound_model(registry, "s") == "eu", "moved, and bound to the pick"
+    with pytest.raises(NoEligibleModelsError):
+        registry.select_model(session_id="s", tags=["us"])
+    assert bound_model(registry, "s") == "eu", "a failed selection binds nothing"
