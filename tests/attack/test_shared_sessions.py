@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from orchestrator.models.model_registry import ModelRegistry
+from tests.conftest import ScriptedModel
 from tests.redis_server import RedisServer
 from tests.shared.helpers import Snapshot, shared_of
 from tests.shared.workers import make_registry
@@ -199,3 +200,30 @@ def test_a_move_after_redis_comes_back_from_an_older_snapshot_reaches_every_work
     bind(b, "s", "m3")  # moved again, on b: the restored counter numbers it below a's version
     assert shared_of(b).sync_now()
     until(lambda: kept_on(a, "s") == "m3", "the move after the restore to reach a", timeout=5.0)
+
+
+def test_sessions_bound_during_an_outage_are_bounded_and_sent_when_redis_is_back(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    registry = ModelRegistry(
+        state=redis_server.url, state_namespace=namespace, sync_interval=60.0, max_sessions=10
+    )
+    try:
+        for name in ("m0", "m1"):
+            registry.register_model(ScriptedModel(name))
+        assert shared_of(registry).sync_now()
+        redis_server.kill()
+        for index in range(100):
+            registry.cancel(registry.select(session_id=f"outage-{index}"))
+        assert not shared_of(registry).sync_now()
+        assert registry.core.session_counts()[0] == 10
+        redis_server.start()
+        until(lambda: shared_of(registry).sync_now(), "Redis to be back")
+        reconnected = redis.Redis.from_url(redis_server.url)
+        try:
+            assert len(session_keys(reconnected, namespace)) == 10, "the ten held, not all 100"
+        finally:
+            reconnected.close()
+        assert registry.core.outstanding_tickets() == 0
+    finally:
+        registry.close()
