@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.server.feedback_relay import owner_of
 from tests.redis_server import RedisServer
-from tests.server.harness import UPSTREAM_KEY, ThreadGateway, config_text, model_table
+from tests.server.harness import ThreadGateway, config_text, model_table
 from tests.servers import OpenAIServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -22,16 +22,6 @@ KEY_B = "relay-tenant-b-0123456789abcdef"
 AS_A = {"authorization": f"Bearer {KEY_A}"}
 AS_B = {"authorization": f"Bearer {KEY_B}"}
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Say hello"}]}
-
-
-@pytest.fixture
-def upstream() -> Iterator[OpenAIServer]:
-    server = OpenAIServer(api_key=UPSTREAM_KEY)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

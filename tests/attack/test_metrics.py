@@ -4,7 +4,6 @@ one that is not a directory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,22 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.errors import ServeError
 from orchestrator.server.metrics import MULTIPROC_ENV, multiprocess_directory
 from tests.redis_server import RedisServer
-from tests.server.harness import UPSTREAM_KEY, config_text, model_table, serve_process
+from tests.server.harness import config_text, model_table, serve_process
 from tests.servers import OpenAIServer
 
 pytestmark = pytest.mark.timeout(180)
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def upstream() -> Iterator[OpenAIServer]:
-    server = OpenAIServer(api_key=UPSTREAM_KEY)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def chat_requests_counted(url: str) -> float:

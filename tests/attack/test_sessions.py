@@ -17,6 +17,7 @@ from orchestrator import _core
 from orchestrator.core.model import Model, ModelConstraints
 from orchestrator.errors import ModelNotFoundError, NoEligibleModelsError, StaleTicketError
 from orchestrator.models.model_registry import ModelRegistry
+from tests.affinity.test_affinity import registry_of
 from tests.conftest import ScriptedModel
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,14 +34,6 @@ class LyingStr(str):
 
     def __eq__(self, other: object) -> bool:
         return True
-
-
-def registry_of(*names: str, **kwargs: Any) -> ModelRegistry:
-    registry = ModelRegistry(**kwargs)
-    registry.core.use_virtual_clock()
-    for name in names:
-        registry.register_model(ScriptedModel(name))
-    return registry
 
 
 def bound_model(registry: ModelRegistry, session_id: str) -> str | None:

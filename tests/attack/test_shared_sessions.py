@@ -6,13 +6,14 @@ older snapshot while sessions move."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from orchestrator.models.model_registry import ModelRegistry
+from tests.affinity.test_shared import bind, until
+from tests.attack.test_sessions import bound_model
 from tests.conftest import ScriptedModel
 from tests.redis_server import RedisServer
 from tests.shared.helpers import Snapshot, shared_of
@@ -22,50 +23,12 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def namespace() -> str:
-    return f"attack-sessions-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(redis_server.url)
     try:
         yield connection
     finally:
         connection.close()
-
-
-@pytest.fixture
-def pair(redis_server: RedisServer, namespace: str) -> Iterator[list[ModelRegistry]]:
-    """Two subscribed workers of one namespace, syncing only when told to."""
-    registries = [make_registry(redis_server.url, namespace, sync_interval=60.0) for _ in "ab"]
-    for registry in registries:
-        assert shared_of(registry).wait_subscribed(10.0)
-    try:
-        yield registries
-    finally:
-        for registry in registries:
-            registry.close()
-
-
-def bind(registry: ModelRegistry, session_id: str, model: str) -> None:
-    others = [m.name for m in registry if m.name != model]
-    assert registry.select_model(session_id=session_id, exclude_models=others).name == model
-
-
-def kept_on(registry: ModelRegistry, session_id: str) -> str | None:
-    note = registry.explain_selection(session_id=session_id).session
-    assert note is not None
-    if not note.startswith("session: kept on "):
-        return None
-    return note.removeprefix("session: kept on ").split(" ")[0]
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def session_keys(client: redis.Redis, namespace: str) -> list[bytes]:
@@ -84,7 +47,7 @@ def test_a_secret_that_is_not_text_is_replaced_and_sync_goes_on(
     client.set(secret_key, b"\xff\xfe\x00garbage")
     assert shared_of(a).sync_now(), "the cycle failed on the damaged secret"
     assert client.get(secret_key) != b"\xff\xfe\x00garbage"
-    assert kept_on(a, "s") == "m1"
+    assert bound_model(a, "s") == "m1"
 
 
 def test_a_session_value_that_is_not_text_is_skipped(
@@ -99,12 +62,12 @@ def test_a_session_value_that_is_not_text_is_skipped(
     try:
         bind(late, "s", "m2")  # first seen here: Redis's binding is asked for
         assert shared_of(late).sync_now(), "the cycle failed on the damaged value"
-        assert kept_on(late, "s") in ("m1", "m2"), "never the forged m3"
+        assert bound_model(late, "s") in ("m1", "m2"), "never the forged m3"
         bind(late, "t", "m4")  # the next cycle still works
         assert shared_of(late).sync_now()
     finally:
         late.close()
-    assert kept_on(b, "s") == "m1"
+    assert bound_model(b, "s") == "m1"
 
 
 def test_forged_session_messages_never_crash_the_subscriber(
@@ -131,7 +94,7 @@ def test_forged_session_messages_never_crash_the_subscriber(
         client.publish(channel, message)
     bind(b, "t", "m3")
     shared_of(b).sync_now()
-    until(lambda: kept_on(a, "t") == "m3", "a valid message after the forged ones")
+    until(lambda: bound_model(a, "t") == "m3", "a valid message after the forged ones")
     assert a.core.session_counts()[0] == 1, "no forged entry was applied"
 
 
@@ -153,8 +116,8 @@ def test_two_namespaces_on_one_redis_share_no_sessions(
             client.set(copied, client.get(key) or b"", ex=600)
         bind(second, "s", "m4")
         assert shared_of(second).sync_now()
-        assert kept_on(second, "s") == "m4"
-        assert kept_on(first, "s") == "m1"
+        assert bound_model(second, "s") == "m4"
+        assert bound_model(first, "s") == "m1"
     finally:
         first.close()
         second.close()
@@ -169,7 +132,7 @@ def listening_again(listener: ModelRegistry, sender: ModelRegistry) -> None:
         assert shared_of(sender).sync_now()
         arrived = time.monotonic() + 0.5
         while time.monotonic() < arrived:
-            if kept_on(listener, f"probe-{probe}") == "m0":
+            if bound_model(listener, f"probe-{probe}") == "m0":
                 return
             time.sleep(0.01)
         assert time.monotonic() < deadline, "the listener never subscribed again"
@@ -184,7 +147,7 @@ def test_a_move_after_redis_comes_back_from_an_older_snapshot_reaches_every_work
     a, b = pair
     bind(a, "s", "m1")
     assert shared_of(a).sync_now()
-    until(lambda: kept_on(b, "s") == "m1", "the first binding")
+    until(lambda: bound_model(b, "s") == "m1", "the first binding")
     snapshot = Snapshot(redis_server)
     snapshot.take()
     for turn in range(50):  # moved many times: a version far newer than the snapshot's
@@ -192,14 +155,14 @@ def test_a_move_after_redis_comes_back_from_an_older_snapshot_reaches_every_work
         assert shared_of(a).sync_now()
     bind(a, "s", "m2")
     assert shared_of(a).sync_now()
-    until(lambda: kept_on(b, "s") == "m2", "the first move")
+    until(lambda: bound_model(b, "s") == "m2", "the first move")
     snapshot.restore()
     for registry in pair:
         until(lambda r=registry: shared_of(r).sync_now(), "Redis to be back")  # type: ignore[misc]
     listening_again(a, b)
     bind(b, "s", "m3")  # moved again, on b: the restored counter numbers it below a's version
     assert shared_of(b).sync_now()
-    until(lambda: kept_on(a, "s") == "m3", "the move after the restore to reach a", timeout=5.0)
+    until(lambda: bound_model(a, "s") == "m3", "the move after the restore to reach a", timeout=5.0)
 
 
 def test_sessions_bound_during_an_outage_are_bounded_and_sent_when_redis_is_back(
