@@ -32,6 +32,10 @@ OPEN_FINDINGS: frozenset[str] = frozenset(
         # a field the caller never gave, instead of the context-length error.
         "tests/attack/test_fallbacks.py::"
         "test_a_tokenizer_count_no_window_holds_is_the_context_length_error",
+        # The idle time is a float difference on a clock frozen at a reading
+        # of a few microseconds: at exactly session_ttl a session is kept or
+        # forgotten by rounding (the affinity suite's idle-TTL test flakes).
+        "tests/attack/test_sessions.py::test_a_session_is_kept_for_exactly_its_ttl_whatever_the_clock_reads",
         # Redis restored from an older snapshot restarts the session version
         # counter below the versions workers hold: a later move is ignored by them.
         "tests/attack/test_shared_sessions.py::"

@@ -290,3 +290,33 @@ async def test_cancelling_a_stream_mid_fallback_leaves_the_core_as_it_was() -> N
     assert registry.rate_limits("b")["requests"] == 1, (
         "a stream already opened keeps its reservation"
     )
+
+
+async def test_the_restrictions_add_up_across_a_chain_of_failures() -> None:
+    """After a context-length error and then a content filter, the next model
+    needs the larger window and another provider; nothing else is sent."""
+
+    def windowed(
+        name: str, provider: str, window: int, fail: BaseException | None
+    ) -> ScriptedModel:
+        capabilities = ModelCapabilities(text_generation=True, chat=True, context_length=window)
+        return ScriptedModel(name, provider=provider, capabilities=capabilities, fail=fail)
+
+    models = [
+        windowed("a", "p1", 8_000, ContextLengthExceededError("too long", model="a")),
+        windowed("b", "p2", 16_000, ContentFilteredError("refused", model="b")),
+        windowed("small-p3", "p3", 4_000, None),  # another provider, too small a window
+        windowed("large-p2", "p2", 64_000, None),  # large enough, the filtering provider
+        windowed("answer", "p3", 32_000, None),
+    ]
+    registry = registry_of(*models)
+    result = await registry.generate(
+        "hello", retry_budget=5, fallbacks=["b", "small-p3", "large-p2", "answer"]
+    )
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("a", "context_length"),
+        ("b", "content_filter"),
+        ("answer", "ok"),
+    ]
+    assert [m.calls for m in models] == [1, 1, 0, 0, 1]
+    assert_released(registry)

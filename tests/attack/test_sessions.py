@@ -304,3 +304,39 @@ def test_a_session_leaves_a_model_that_lacks_a_required_tag() -> None:
     with pytest.raises(NoEligibleModelsError):
         registry.select_model(session_id="s", tags=["us"])
     assert bound_model(registry, "s") == "eu", "a failed selection binds nothing"
+
+
+@pytest.mark.parametrize("value", ["eu", [b"eu"], ["EU"], [LyingStr("eu")]])
+def test_bad_tags_are_refused_at_every_entry_point_and_bind_nothing(value: Any) -> None:
+    registry = registry_of("a", "b")
+    before = registry.core.session_counts()
+    calls: list[Callable[[], object]] = [
+        lambda: registry.select_model(tags=value, session_id="t"),
+        lambda: registry.select(tags=value, session_id="t"),
+        lambda: registry.select_many(2, tags=value, session_id="t"),
+        lambda: registry.explain_selection(tags=value, session_id="t"),
+        lambda: registry.scores(tags=value, session_id="t"),
+        lambda: ModelConstraints(tags=value).request(),
+    ]
+    for call in calls:
+        with pytest.raises((TypeError, ValueError), match="tags"):
+            call()
+    assert registry.core.session_counts() == before
+    assert registry.core.outstanding_tickets() == 0
+
+
+def test_a_session_is_kept_for_exactly_its_ttl_whatever_the_clock_reads() -> None:
+    """A session expires *after* ``session_ttl`` idle seconds. The core's
+    clock starts frozen at its reading (some microseconds) and the idle time
+    is a float difference, so at exactly the TTL the session is kept or
+    forgotten by rounding (about one registry in five): the boundary must not
+    depend on the reading (tests/affinity's idle-TTL test flakes on it)."""
+    forgotten = 0
+    for _ in range(200):
+        registry = registry_of("a", "b", session_ttl=30.0)
+        registry.select(session_id="s")
+        registry.core.advance_clock(29.0)
+        registry.select(session_id="s")
+        registry.core.advance_clock(30.0)
+        forgotten += bound_model(registry, "s") is None
+    assert forgotten == 0
