@@ -5,13 +5,43 @@ promise found by the attack suite and not yet fixed. The test runs and is
 expected to fail (strict: once the promise is kept it passes, the run fails,
 and the entry must be deleted here). Open findings are listed in the issues'
 closing notes; nothing here counts as a pass.
+
+Also the suite's shared fixtures: ``upstream``, a loopback OpenAI server for
+the gateway attacks, and the session-affinity tests' ``namespace`` and
+``pair`` (two subscribed workers on one Redis namespace).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-OPEN_FINDINGS: frozenset[str] = frozenset()
+from tests.affinity.test_shared import namespace, pair  # noqa: F401 (fixtures, reused)
+from tests.server.harness import UPSTREAM_KEY
+from tests.servers import OpenAIServer
+
+OPEN_FINDINGS: frozenset[str] = frozenset(
+    {
+        # cancel() of a selection whose model was unregistered (and its name
+        # registered again) raises ModelNotFoundError "no model named 'a' is
+        # registered; did you mean 'a'?" where report_outcome says StaleTicketError.
+        "tests/attack/test_sessions.py::test_cancelling_a_selection_of_a_replaced_model_says_it_is_stale",
+        # A tokenizer count above 2**32 - 1 becomes the next selection's
+        # context_length floor and fails as "invalid context_length: ...",
+        # a field the caller never gave, instead of the context-length error.
+        "tests/attack/test_fallbacks.py::"
+        "test_a_tokenizer_count_no_window_holds_is_the_context_length_error",
+        # The idle time is a float difference on a clock frozen at a reading
+        # of a few microseconds: at exactly session_ttl a session is kept or
+        # forgotten by rounding (the affinity suite's idle-TTL test flakes).
+        "tests/attack/test_sessions.py::test_a_session_is_kept_for_exactly_its_ttl_whatever_the_clock_reads",
+        # Redis restored from an older snapshot restarts the session version
+        # counter below the versions workers hold: a later move is ignored by them.
+        "tests/attack/test_shared_sessions.py::"
+        "test_a_move_after_redis_comes_back_from_an_older_snapshot_reaches_every_worker",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,3 +51,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(
                 pytest.mark.xfail(strict=True, reason="open attack finding (see tests/attack)")
             )
+
+
+@pytest.fixture
+def upstream() -> Iterator[OpenAIServer]:
+    """A loopback OpenAI server the gateway under attack forwards to."""
+    server = OpenAIServer(api_key=UPSTREAM_KEY)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -34,16 +34,6 @@ CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
-def upstream() -> Iterator[OpenAIServer]:
-    server = OpenAIServer(api_key=UPSTREAM_KEY)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def tenants(upstream: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
     """A gateway with two models, a cache, two tenants (a, b) and a 2 s
     request timeout; a client of it (send ``AS_A``/``AS_B`` headers)."""

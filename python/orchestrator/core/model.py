@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Protocol, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from orchestrator import _core
 from orchestrator.core.cache import ModelCache
@@ -192,10 +192,15 @@ class ModelConstraints(BaseModel):
     def _known_capabilities(cls, value: list[str]) -> list[str]:
         return check_capability_names(value)
 
-    @field_validator("session_id")
+    @field_validator("session_id", "tags", mode="before")
     @classmethod
-    def _valid_session_id(cls, value: Optional[str]) -> Optional[str]:
-        _core.Request(session_id=value)  # the core's one rule for request strings
+    def _core_checked(cls, value: object, info: ValidationInfo) -> object:
+        # Before pydantic's own check, which takes a str subclass as its text:
+        # the core's one conversion of the field refuses those too.
+        try:
+            _core.Request(**{info.field_name: value})  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None  # reported as this field's error
         return value
 
     @field_validator("tenant")

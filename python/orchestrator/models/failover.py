@@ -472,13 +472,11 @@ def _plan(
 
 def _asked_output(max_tokens: object) -> int:
     """The output tokens a ``max_tokens`` generation parameter asks for (0
-    when absent or not a usable count: the provider judges its value)."""
-    if (
-        isinstance(max_tokens, int)
-        and not isinstance(max_tokens, bool)
-        and 0 < max_tokens <= MAX_OUTPUT_ESTIMATE
-    ):
-        return max_tokens
+    when absent or not a count: the provider judges its value). A count
+    above :data:`MAX_OUTPUT_ESTIMATE` is taken as that maximum, which no
+    window holds, so it is refused like any other too large for the windows."""
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
+        return min(max_tokens, MAX_OUTPUT_ESTIMATE)
     return 0
 
 

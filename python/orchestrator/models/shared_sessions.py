@@ -94,7 +94,10 @@ return settled
 
 
 def _text(value: Union[bytes, str]) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    """Redis's bytes as text; bytes that are not UTF-8 (a damaged or foreign
+    value) become U+FFFD, so the checks below refuse them instead of failing
+    the whole sync cycle."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _is_u64(text: str) -> bool:

@@ -32,7 +32,7 @@ from orchestrator.errors import ServeError as ServeError
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.server.app import Gateway
 from orchestrator.server.auth import KeyChecker
-from orchestrator.server.metrics import multiprocess_directory
+from orchestrator.server.metrics import MULTIPROC_ENV, multiprocess_directory
 from orchestrator.server.settings import ServerSettings
 
 #: How the parent tells its workers which configuration to load.
@@ -140,7 +140,10 @@ def serve(
         os.environ[CONFIG_ENV] = str(loaded.path.resolve())
     # The workers re-read the file; the command line's host/port/workers only
     # concern this process, which binds the socket.
-    if settings.workers == 1:
+    # One worker writes metric files too when the operator set the multiproc
+    # directory (prometheus_client's mode is the environment's): then that
+    # directory's files of an earlier run must be wiped as with many workers.
+    if settings.workers == 1 and not os.environ.get(MULTIPROC_ENV):
         _run(settings)
         return
     with multiprocess_directory():  # one /metrics for all the workers

@@ -212,7 +212,9 @@ class FeedbackRelay:
                 self._settle(message)
             else:
                 raise ValueError(f"unknown kind {kind!r}")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the parser goes; left
+            # to escape, it would end this worker's listener for good.
             logger.warning("feedback relay: dropped a malformed message (%s)", exc)
 
     async def _give(self, message: dict[str, Any]) -> None:

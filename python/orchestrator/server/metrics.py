@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from orchestrator.errors import ServeError
 from orchestrator.models.model_registry import ModelRegistry
 
 #: Seconds: from 50 µs (gateway overhead) to a minute (slow models).
@@ -71,9 +72,14 @@ def multiprocess_directory() -> Iterator[Path]:
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         directory = Path(given)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob("*.db"):
+                stale.unlink()
+        except OSError as exc:
+            raise ServeError(
+                f"${MULTIPROC_ENV}={given!r} cannot hold the workers' metric files: {exc}"
+            ) from None
         yield directory
         return
     directory = Path(tempfile.mkdtemp(prefix="orchestrator-metrics-"))

@@ -10,7 +10,7 @@ use orchestrator_core as core;
 use orchestrator_core::contextual::RouterConfig;
 use orchestrator_core::limits::Returns;
 use orchestrator_core::routing::{NamedChange, Prompted, Routing};
-use orchestrator_core::sessions::{Change, SessionConfig};
+use orchestrator_core::sessions::{Change, SessionConfig, MAX_SESSIONS};
 use orchestrator_core::{
     BreakerConfig, CoreError, ModelSpec, RewardWeights, Strategy, StrategyConfig, Table, Transition,
 };
@@ -528,8 +528,9 @@ impl SelectionCore {
         max_sessions: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let ttl = convert::real(ttl, "session_ttl")?;
-        let max_sessions = convert::count(max_sessions, "max_sessions", 1)?;
-        let config = SessionConfig::new(ttl, max_sessions).map_err(to_py)?;
+        // The range is the core's, so the message states the real bound.
+        let max_sessions = convert::integer(max_sessions, "max_sessions", 1, MAX_SESSIONS as i128)?;
+        let config = SessionConfig::new(ttl, max_sessions as u64).map_err(to_py)?;
         self.lock().table.configure_sessions(config);
         Ok(())
     }
