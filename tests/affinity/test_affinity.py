@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator import _core
 from orchestrator.core.model import Model, ModelConstraints
-from orchestrator.errors import ModelNotFoundError, NoEligibleModelsError
+from orchestrator.errors import NoEligibleModelsError, StaleTicketError
 from orchestrator.models.model_registry import ModelRegistry, ModelSelector
 from tests.conftest import ScriptedModel
 
@@ -269,7 +269,7 @@ def test_threads_racing_selections_with_registration_never_return_a_stale_bindin
                 except NoEligibleModelsError:
                     continue
                 # Unregistered since (the churn): the ticket went with it.
-                with contextlib.suppress(ModelNotFoundError):
+                with contextlib.suppress(StaleTicketError):
                     registry.cancel(selection)
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)

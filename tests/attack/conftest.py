@@ -23,19 +23,6 @@ from tests.servers import OpenAIServer
 
 OPEN_FINDINGS: frozenset[str] = frozenset(
     {
-        # cancel() of a selection whose model was unregistered (and its name
-        # registered again) raises ModelNotFoundError "no model named 'a' is
-        # registered; did you mean 'a'?" where report_outcome says StaleTicketError.
-        "tests/attack/test_sessions.py::test_cancelling_a_selection_of_a_replaced_model_says_it_is_stale",
-        # A tokenizer count above 2**32 - 1 becomes the next selection's
-        # context_length floor and fails as "invalid context_length: ...",
-        # a field the caller never gave, instead of the context-length error.
-        "tests/attack/test_fallbacks.py::"
-        "test_a_tokenizer_count_no_window_holds_is_the_context_length_error",
-        # The idle time is a float difference on a clock frozen at a reading
-        # of a few microseconds: at exactly session_ttl a session is kept or
-        # forgotten by rounding (the affinity suite's idle-TTL test flakes).
-        "tests/attack/test_sessions.py::test_a_session_is_kept_for_exactly_its_ttl_whatever_the_clock_reads",
         # Redis restored from an older snapshot restarts the session version
         # counter below the versions workers hold: a later move is ignored by them.
         "tests/attack/test_shared_sessions.py::"

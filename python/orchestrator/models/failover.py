@@ -83,7 +83,8 @@ ROUTING_KEYS = frozenset({"embedding", "willingness_to_pay"})
 SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"} | ROUTING_KEYS
 
 
-#: The largest ``max_tokens`` taken as the request's output size (the core's token maximum).
+#: The largest ``max_tokens`` (or tokenizer count) taken as a request's size:
+#: the core's largest context window, which no model's window exceeds.
 MAX_OUTPUT_ESTIMATE = 2**32 - 1
 
 
@@ -397,7 +398,9 @@ class _Plan:
             f"output tokens > its {window}-token context window",
             model=model.name,
         )
-        self.narrowing.needed_tokens = max(self.narrowing.needed_tokens, counted)
+        # A count beyond the core's largest window is that window: none holds it.
+        needed = min(counted, MAX_OUTPUT_ESTIMATE)
+        self.narrowing.needed_tokens = max(self.narrowing.needed_tokens, needed)
         self.failed(model, error, started, sent=False)
         return True
 

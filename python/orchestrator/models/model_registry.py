@@ -910,7 +910,12 @@ class ModelRegistry:
         registered model's name (no ticket)."""
         if isinstance(selection, Selection):
             model = selection.model
-            if self._binding(model).slot != selection.slot:
+            binding = next((b for b in model._bindings if b.sink is self), None)
+            if binding is None:  # unregistered since (a model of its name may be new)
+                raise StaleTicketError(
+                    f"the selection of {model.name!r} is stale: that model was unregistered"
+                )
+            if binding.slot != selection.slot:
                 raise StaleTicketError(f"the selection of {model.name!r} is not from this registry")
             return model, selection.slot, selection.ticket
         if not isinstance(selection, str):

@@ -197,14 +197,22 @@ impl SessionMap {
     pub fn get(&self, key: SessionKey, now: f64) -> Option<Binding> {
         let at = *self.index.get(&key)?;
         let binding = self.nodes[at as usize].binding;
-        (now - binding.last_used <= self.config.ttl_s).then_some(binding)
+        self.live(&binding, now).then_some(binding)
+    }
+
+    /// Whether `binding` is within its TTL at `now`. Compared as
+    /// `now <= last_used + ttl` (not `now - last_used <= ttl`): a clock
+    /// advanced by the TTL from the last use reads exactly that sum, so the
+    /// boundary does not depend on rounding the clock's reading.
+    fn live(&self, binding: &Binding, now: f64) -> bool {
+        now <= binding.last_used + self.config.ttl_s
     }
 
     /// Drop sessions idle for longer than the TTL (all at the old end).
     pub fn expire(&mut self, now: f64) {
         while self.oldest != NIL {
             let node = &self.nodes[self.oldest as usize];
-            if now - node.binding.last_used <= self.config.ttl_s {
+            if self.live(&node.binding, now) {
                 break;
             }
             let key = node.key;
