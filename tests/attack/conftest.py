@@ -21,14 +21,7 @@ from tests.affinity.test_shared import namespace, pair  # noqa: F401 (fixtures, 
 from tests.server.harness import UPSTREAM_KEY
 from tests.servers import OpenAIServer
 
-OPEN_FINDINGS: frozenset[str] = frozenset(
-    {
-        # Redis restored from an older snapshot restarts the session version
-        # counter below the versions workers hold: a later move is ignored by them.
-        "tests/attack/test_shared_sessions.py::"
-        "test_a_move_after_redis_comes_back_from_an_older_snapshot_reaches_every_worker",
-    }
-)
+OPEN_FINDINGS: frozenset[str] = frozenset()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import secrets
+import threading
 from typing import Any, Optional, Union
 
 from orchestrator import _core
@@ -55,14 +56,21 @@ SYNC_BATCH = 1000
 _RANK = {"touched": 0, "bound": 1, "moved": 2}
 
 #: KEYS: the version counter, then one session key per change. ARGV: worker,
-#: channel, TTL in whole seconds, then (key hex, change, model) per change.
+#: channel, TTL in whole seconds, the highest version the worker has seen (the
+#: counter is raised to it first: a Redis restored from an older snapshot must
+#: not number a move below bindings workers hold), then (key hex, change,
+#: model) per change.
 #: Returns the settled bindings as a flat (key hex, "version model") list and
 #: publishes the ones written, as JSON ``{"w": worker, "b": [hex, value, ...]}``.
 _SYNC = """
 local ttl = tonumber(ARGV[3])
+local seen = tonumber(ARGV[4])
+if tonumber(redis.call('GET', KEYS[1]) or '0') < seen then
+  redis.call('SET', KEYS[1], ARGV[4])
+end
 local settled, written = {}, {}
 for i = 2, #KEYS do
-  local at = 4 + (i - 2) * 3
+  local at = 5 + (i - 2) * 3
   local key, hex, change, model = KEYS[i], ARGV[at], ARGV[at + 1], ARGV[at + 2]
   if change == 'touched' and redis.call('EXPIRE', key, ttl) == 0 then
     change = 'bound'
@@ -91,6 +99,10 @@ if #written > 0 then
 end
 return settled
 """
+
+
+#: The highest version the counter is raised to (Lua numbers are exact up to 2**53).
+_MAX_COUNTER = 2**53
 
 
 def _text(value: Union[bytes, str]) -> str:
@@ -147,6 +159,10 @@ class SessionSync:
         #: Changes taken from the core and not yet settled by Redis: key hex → (model, change).
         self._unsent: dict[str, tuple[str, str]] = {}
         self._script: Any = None
+        #: The highest binding version seen (settled or received), and its
+        #: lock (the sync and subscriber threads both raise it).
+        self._seen_version = 0
+        self._seen_lock = threading.Lock()
         core.start_sharing_sessions()
 
     def sync(self, client: Any) -> None:
@@ -162,13 +178,18 @@ class SessionSync:
         while self._unsent:
             batch = list(itertools.islice(self._unsent.items(), SYNC_BATCH))
             keys = [self._version_key, *(self._session_prefix + hex_key for hex_key, _ in batch)]
-            args: list[Union[str, int]] = [self._worker, self.channel, self._ttl]
+            args: list[Union[str, int]] = [
+                self._worker,
+                self.channel,
+                self._ttl,
+                self._seen_version,
+            ]
             for hex_key, (model, change) in batch:
                 args += [hex_key, change, model]
             settled = self._script(keys=keys, args=args, client=client)
             for hex_key, _ in batch:
                 del self._unsent[hex_key]
-            self._core.apply_shared_sessions(_bindings(settled))
+            self._apply(_bindings(settled))
 
     def on_message(self, data: Union[bytes, str]) -> None:
         """Apply the bindings another worker wrote."""
@@ -181,7 +202,17 @@ class SessionSync:
             logger.warning("shared state: ignoring a malformed session message")
             return
         if worker != self._worker:
-            self._core.apply_shared_sessions(_bindings(flat))
+            self._apply(_bindings(flat))
+
+    def _apply(self, bindings: list[tuple[str, str, int]]) -> None:
+        """Give the core bindings Redis settled or another worker wrote,
+        remembering the highest version among them."""
+        if bindings:
+            with self._seen_lock:
+                highest = max(b[2] for b in bindings)
+                if highest <= _MAX_COUNTER:  # beyond it: forged, never counted up to
+                    self._seen_version = max(self._seen_version, highest)
+        self._core.apply_shared_sessions(bindings)
 
     def _agree_on_secret(self, client: Any) -> None:
         """Hash session ids with the namespace's secret: the first worker sets
