@@ -85,7 +85,7 @@ SELECTION_KEYS = frozenset(ModelConstraints.model_fields) | {"constraints"} | RO
 
 #: The largest ``max_tokens`` (or tokenizer count) taken as a request's size:
 #: the core's largest context window, which no model's window exceeds.
-MAX_OUTPUT_ESTIMATE = 2**32 - 1
+MAX_REQUEST_TOKENS = 2**32 - 1
 
 
 class _Try(NamedTuple):
@@ -399,7 +399,7 @@ class _Plan:
             model=model.name,
         )
         # A count beyond the core's largest window is that window: none holds it.
-        needed = min(counted, MAX_OUTPUT_ESTIMATE)
+        needed = min(counted, MAX_REQUEST_TOKENS)
         self.narrowing.needed_tokens = max(self.narrowing.needed_tokens, needed)
         self.failed(model, error, started, sent=False)
         return True
@@ -476,10 +476,10 @@ def _plan(
 def _asked_output(max_tokens: object) -> int:
     """The output tokens a ``max_tokens`` generation parameter asks for (0
     when absent or not a count: the provider judges its value). A count
-    above :data:`MAX_OUTPUT_ESTIMATE` is taken as that maximum, which no
+    above :data:`MAX_REQUEST_TOKENS` is taken as that maximum, which no
     window holds, so it is refused like any other too large for the windows."""
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
-        return min(max_tokens, MAX_OUTPUT_ESTIMATE)
+        return min(max_tokens, MAX_REQUEST_TOKENS)
     return 0
 
 
