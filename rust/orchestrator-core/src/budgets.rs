@@ -52,10 +52,18 @@ pub const MAX_BUDGETS: usize = 1024;
 /// are not waited for.
 pub const MAX_BUDGET_RETRY_IN_S: f64 = 60.0;
 
-/// A cost in USD as nano-USD, rounded to the nearest (saturating).
+/// A cost in USD as nano-USD, rounded to the nearest with halves away from
+/// zero, like `f64::round` (saturating; 0 for a negative amount or NaN).
+/// Written out because `f64::round` is a libm call on baseline x86-64, and
+/// this runs for every model a selection checks against a budget.
 #[inline]
 pub fn nanos(usd: f64) -> u64 {
-    (usd * NANOS_PER_USD as f64).round() as u64
+    let scaled = usd * NANOS_PER_USD as f64;
+    if scaled.is_nan() || scaled <= 0.0 {
+        return 0;
+    }
+    let whole = scaled as u64;
+    whole.saturating_add(u64::from(scaled - whole as f64 >= 0.5))
 }
 
 /// A budget's calendar period (UTC).
@@ -221,6 +229,18 @@ impl BudgetSpec {
     }
 }
 
+/// What the budget checks of one selection pass share, computed once for
+/// the pass: its Unix time, and the room left in the request's tenant's
+/// budgets (the tightest of them), which cover every slot alike.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetPass {
+    unix: f64,
+    tenant: Option<u32>,
+    /// A request fits its tenant's budgets iff its cost is below this;
+    /// `None` when no budget covers the tenant.
+    tenant_room: Option<u64>,
+}
+
 /// One budget's running figures (nano-USD), read by every check.
 #[derive(Debug, Clone, Copy, Default)]
 struct Meter {
@@ -237,8 +257,19 @@ impl Meter {
     /// budget refuses even a free one).
     #[inline(always)]
     fn fits(&self, needed: u64, unix: f64) -> bool {
+        needed < self.room(unix)
+    }
+
+    /// What a request must cost less than (nano-USD) to fit at Unix time
+    /// `unix`: 0 once the budget is used up, so even a free one does not.
+    #[inline(always)]
+    fn room(&self, unix: f64) -> u64 {
         let used = self.spent_at(unix).saturating_add(self.reserved);
-        used < self.capacity && used.saturating_add(needed) <= self.capacity
+        if used < self.capacity {
+            (self.capacity - used).saturating_add(1)
+        } else {
+            0
+        }
     }
 
     /// Spent in the current period at Unix time `unix` (0 once it ended).
@@ -315,6 +346,9 @@ pub struct Budgets {
     free: Vec<u32>,
     /// Budget indices covering each slot.
     per_slot: Vec<Vec<u32>>,
+    /// Whether any budget covers each slot (its `per_slot` list is not
+    /// empty): the scan reads only this dense array for an uncovered slot.
+    covered: Vec<bool>,
     /// Tenant name → index into `tenant_lists`.
     tenants: FxHashMap<String, u32>,
     tenant_lists: Vec<Vec<u32>>,
@@ -340,6 +374,7 @@ impl Budgets {
             by_name: FxHashMap::default(),
             free: Vec::new(),
             per_slot: Vec::new(),
+            covered: Vec::new(),
             tenants: FxHashMap::default(),
             tenant_lists: Vec::new(),
             frozen: FxHashMap::default(),
@@ -424,7 +459,7 @@ impl Budgets {
         } else {
             for (slot, model) in slots.iter().enumerate() {
                 if model.is_some_and(|m| spec.scope.covers(m)) {
-                    self.slot_list(slot).push(b);
+                    self.edit_slot_list(slot, |list| list.push(b));
                 }
             }
         }
@@ -446,6 +481,9 @@ impl Budgets {
         let i = b as usize;
         for list in self.per_slot.iter_mut().chain(self.tenant_lists.iter_mut()) {
             list.retain(|&x| x != b);
+        }
+        for (covered, list) in self.covered.iter_mut().zip(&self.per_slot) {
+            *covered = !list.is_empty();
         }
         self.specs[i] = None;
         self.generation[i] = self.generation[i].wrapping_add(1);
@@ -475,7 +513,7 @@ impl Budgets {
                     .is_some_and(|s| s.scope.covers(spec))
             })
             .collect();
-        *self.slot_list(slot) = covering;
+        self.edit_slot_list(slot, |list| *list = covering);
     }
 
     /// A slot's model was unregistered: its own holds (`held` lists every
@@ -487,16 +525,17 @@ impl Budgets {
             self.settle(key, s, hold, None, now);
         }
         self.freeze(held.into_iter().filter(|h| h.1 != slot));
-        if let Some(list) = self.per_slot.get_mut(slot) {
-            list.clear();
-        }
+        self.edit_slot_list(slot, Vec::clear);
     }
 
-    fn slot_list(&mut self, slot: usize) -> &mut Vec<u32> {
+    /// Change the list of budgets covering `slot`, keeping `covered` true to it.
+    fn edit_slot_list(&mut self, slot: usize, edit: impl FnOnce(&mut Vec<u32>)) {
         if self.per_slot.len() <= slot {
             self.per_slot.resize_with(slot + 1, Vec::new);
+            self.covered.resize(slot + 1, false);
         }
-        &mut self.per_slot[slot]
+        edit(&mut self.per_slot[slot]);
+        self.covered[slot] = !self.per_slot[slot].is_empty();
     }
 
     /// Before the budgets covering any hold change: each outstanding hold
@@ -538,27 +577,56 @@ impl Budgets {
         now + self.wall_at_zero
     }
 
-    /// Whether every budget covering `slot` (and the request's `tenant`)
-    /// has room for a request of expected cost `cost` (`None`: unpriced,
-    /// reserved as 0) at `now`.
+    /// What every check of a pass for a request of `tenant` at `now` shares.
+    pub fn pass(&self, tenant: Option<u32>, now: f64) -> BudgetPass {
+        let unix = self.unix(now);
+        let tenant_room = tenant.and_then(|t| {
+            self.tenant_lists[t as usize]
+                .iter()
+                .map(|&b| self.meters[b as usize].room(unix))
+                .min()
+        });
+        BudgetPass {
+            unix,
+            tenant,
+            tenant_room,
+        }
+    }
+
+    /// Whether every budget covering `slot` (and the pass's tenant) has
+    /// room for a request of expected cost `cost` (`None`: unpriced,
+    /// reserved as 0).
     #[inline(always)]
     pub fn admits(
         &self,
         slot: usize,
-        tenant: Option<u32>,
+        pass: &BudgetPass,
         cost: Option<f64>,
-        now: f64,
     ) -> Result<(), Rejection> {
-        let own = self.per_slot.get(slot).map_or(&[][..], Vec::as_slice);
-        if own.is_empty() && tenant.is_none() {
+        let covered = self.covered.get(slot).is_some_and(|&c| c);
+        if !covered && pass.tenant_room.is_none() {
             return Ok(());
         }
         let needed = cost.map_or(0, nanos);
-        let unix = self.unix(now);
-        let theirs = tenant.map_or(&[][..], |t| self.tenant_lists[t as usize].as_slice());
-        for &b in own.iter().chain(theirs) {
-            if !self.meters[b as usize].fits(needed, unix) {
-                return Err(self.refusal(b as usize, needed, unix));
+        let mut fit = pass.tenant_room.is_none_or(|room| needed < room);
+        if covered {
+            for &b in &self.per_slot[slot] {
+                fit &= self.meters[b as usize].fits(needed, pass.unix);
+            }
+        }
+        if fit {
+            return Ok(());
+        }
+        self.first_refusal(slot, pass, needed)
+    }
+
+    /// The first budget covering `slot` or the pass's tenant that refuses
+    /// a request of `needed`, as a rejection.
+    #[cold]
+    fn first_refusal(&self, slot: usize, pass: &BudgetPass, needed: u64) -> Result<(), Rejection> {
+        for b in covering(&self.per_slot, &self.tenant_lists, slot, pass.tenant) {
+            if !self.meters[b as usize].fits(needed, pass.unix) {
+                return Err(self.refusal(b as usize, needed, pass.unix));
             }
         }
         Ok(())
@@ -799,6 +867,34 @@ mod tests {
     }
 
     #[test]
+    fn nanos_rounds_like_f64_round() {
+        let below_half = f64::from_bits(0.5f64.to_bits() - 1);
+        for usd in [
+            0.0,
+            -1.0,
+            f64::NAN,
+            below_half / 1e9,
+            0.5e-9,
+            1.5e-9,
+            2.5e-9,
+            1e30,
+            1e-3,
+        ] {
+            let expected = (usd * NANOS_PER_USD as f64).round() as u64;
+            assert_eq!(nanos(usd), expected, "{usd}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn nanos_agrees_with_f64_round(usd in 0.0..1e12f64, tiny in 0.0..1e-6f64) {
+            for x in [usd, tiny] {
+                proptest::prop_assert_eq!(nanos(x), (x * NANOS_PER_USD as f64).round() as u64);
+            }
+        }
+    }
+
+    #[test]
     fn a_model_scope_covers_every_deployment_of_its_logical_model() {
         let mut azure = model("gpt-4o@azure", "openai");
         azure.deployment = Some("azure".to_owned());
@@ -857,10 +953,10 @@ mod tests {
         .unwrap();
         let mut holds = Vec::new();
         for _ in 0..3 {
-            b.admits(0, None, Some(0.01), 0.0).unwrap();
+            b.admits(0, &b.pass(None, 0.0), Some(0.01)).unwrap();
             holds.push(b.reserve(0, None, Some(0.01)));
         }
-        match b.admits(0, None, Some(0.01), 1.0) {
+        match b.admits(0, &b.pass(None, 1.0), Some(0.01)) {
             Err(Rejection::Budget {
                 spent: 0,
                 reserved: 30_000_000,
@@ -895,8 +991,8 @@ mod tests {
         let acme = b.tenant("acme");
         assert!(acme.is_some() && b.tenant("other").is_none());
         let hold = b.reserve(0, acme, Some(0.01));
-        assert!(b.admits(0, acme, Some(0.01), 0.0).is_err());
-        assert!(b.admits(0, None, Some(0.01), 0.0).is_ok());
+        assert!(b.admits(0, &b.pass(acme, 0.0), Some(0.01)).is_err());
+        assert!(b.admits(0, &b.pass(None, 0.0), Some(0.01)).is_ok());
         b.settle(1, 0, hold, Some(0.01), 0.0);
         assert_eq!(b.state("t", 0.0).unwrap().spent, 10_000_000);
     }
@@ -944,14 +1040,14 @@ mod tests {
         b.set_allowance("p", Some(nanos(0.01))).unwrap();
         b.reserve(0, None, Some(0.01));
         assert!(matches!(
-            b.admits(0, None, Some(0.0), 0.0),
+            b.admits(0, &b.pass(None, 0.0), Some(0.0)),
             Err(Rejection::Budget {
                 limit: 10_000_000,
                 ..
             })
         ));
         b.set_allowance("p", None).unwrap();
-        assert!(b.admits(0, None, Some(0.01), 0.0).is_ok());
+        assert!(b.admits(0, &b.pass(None, 0.0), Some(0.01)).is_ok());
         assert!(b.set_allowance("nope", None).is_err());
     }
 

@@ -541,10 +541,65 @@ pub struct SharedWindowState {
 /// What a slot owes back to the shared counters: `(grant, amount)` per kind.
 pub type Returns = (Vec<(u64, u64)>, Vec<(u64, u64)>);
 
+/// What a selection needs of one slot's window to admit a request without
+/// reading the window: enough for a slot without limits, and for a limited
+/// one with room in a plain window (no learned cap, not shared).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Gate {
+    /// Until when the window may refuse: forever while it has configured
+    /// limits, else until its learned caps end.
+    watched_until: f64,
+    /// From when the window is plain: its learned caps' end, or never
+    /// while it is shared with other workers.
+    plain_from: f64,
+    /// Requests left under its limits by its running totals (which count
+    /// entries not yet swept: never more than the truth), and what a
+    /// request's tokens must be below to fit (0 once over the limit, when
+    /// reported usage exceeded the estimates).
+    requests_left: u32,
+    tokens_room: u64,
+}
+
+impl Gate {
+    fn of(w: &Window) -> Self {
+        Gate {
+            watched_until: if w.limits.any() {
+                f64::INFINITY
+            } else {
+                w.learned_until
+            },
+            plain_from: if w.shared.is_some() {
+                f64::INFINITY
+            } else {
+                w.learned_until
+            },
+            requests_left: w.limits.rpm.unwrap_or(MAX_RPM).saturating_sub(w.requests),
+            tokens_room: w
+                .limits
+                .tpm
+                .unwrap_or(u64::MAX)
+                .checked_sub(w.tokens)
+                .map_or(0, |left| left.saturating_add(1)),
+        }
+    }
+
+    /// Whether the gate alone admits one more request of `needed` tokens
+    /// at `now` (`false`: ask the window).
+    #[inline(always)]
+    fn admits(&self, needed: u64, now: f64) -> bool {
+        now >= self.watched_until
+            || (now >= self.plain_from && self.requests_left > 0 && needed < self.tokens_room)
+    }
+}
+
 /// Every slot's window, indexed by slot like the table's other arrays.
 #[derive(Debug)]
 pub struct Limits {
     windows: Vec<Window>,
+    /// What the scan reads of each slot's window, kept true to it by
+    /// [`Limits::watch`] after every change: a dense array, so the common
+    /// checks stay in cache however many models there are.
+    gates: Vec<Gate>,
     /// No log entry leaves its window before this time.
     earliest_expiry: f64,
     window_s: f64,
@@ -554,6 +609,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             windows: Vec::new(),
+            gates: Vec::new(),
             earliest_expiry: 0.0,
             window_s: WINDOW_S,
         }
@@ -565,12 +621,20 @@ impl Limits {
     pub fn reset(&mut self, slot: usize, limits: RateLimits) {
         if self.windows.len() <= slot {
             self.windows.resize_with(slot + 1, Window::default);
+            self.gates.resize(slot + 1, Gate::default());
         }
         self.windows[slot] = Window {
             limits,
             window_s: self.window_s,
             ..Window::default()
         };
+        self.watch(slot);
+    }
+
+    /// Bring `slot`'s gate up to date after its window changed.
+    #[inline]
+    fn watch(&mut self, slot: usize) {
+        self.gates[slot] = Gate::of(&self.windows[slot]);
     }
 
     /// The window's length in seconds.
@@ -611,15 +675,18 @@ impl Limits {
         if let Some(s) = w.shared.as_mut() {
             s.unrecorded = s.unrecorded.max(unrecorded);
         }
+        self.watch(slot);
         Ok(())
     }
 
     /// Stop sharing `slot`: what its leases hold or owe goes back.
     pub fn unshare(&mut self, slot: usize) -> Returns {
-        match self.windows[slot].shared.take() {
+        let returns = match self.windows[slot].shared.take() {
             Some(mut s) => (s.requests.release(), s.tokens.release()),
             None => Default::default(),
-        }
+        };
+        self.watch(slot);
+        returns
     }
 
     fn shared_mut(&mut self, slot: usize) -> Result<&mut SharedWindow, CoreError> {
@@ -704,11 +771,25 @@ impl Limits {
     /// Change a slot's configured limits; what it admitted stays counted.
     pub fn configure(&mut self, slot: usize, limits: RateLimits) {
         self.windows[slot].limits = limits;
+        self.watch(slot);
     }
 
     /// Whether `slot` admits one more request of `tokens` at `now`.
     #[inline(always)]
     pub fn admits(&self, slot: usize, tokens: u64, now: f64) -> Result<(), Rejection> {
+        debug_assert_eq!(
+            self.gates[slot],
+            Gate::of(&self.windows[slot]),
+            "gate of slot {slot}"
+        );
+        if self.gates[slot].admits(tokens, now) {
+            debug_assert_eq!(
+                self.windows[slot].admits(tokens, now),
+                Ok(()),
+                "slot {slot}"
+            );
+            return Ok(());
+        }
         self.windows[slot].admits(tokens, now)
     }
 
@@ -722,7 +803,9 @@ impl Limits {
         if w.log.is_empty() {
             self.earliest_expiry = self.earliest_expiry.min(now + w.window_s);
         }
-        w.push(now, tokens)
+        let seq = w.push(now, tokens);
+        self.watch(slot);
+        seq
     }
 
     /// A reported call: its reservation's estimate becomes the reported
@@ -754,12 +837,14 @@ impl Limits {
         if !reported.is_empty() {
             self.windows[slot].learn(reported, in_flight, now);
         }
+        self.watch(slot);
     }
 
     /// Return a reservation whose request was not sent (cancelled, expired).
     pub fn cancel(&mut self, slot: usize, reservation: u64) {
         if reservation != 0 {
             self.windows[slot].cancel(reservation);
+            self.watch(slot);
         }
     }
 
@@ -775,6 +860,9 @@ impl Limits {
             .iter_mut()
             .map(|w| w.sweep(now))
             .fold(f64::INFINITY, f64::min);
+        for (gate, w) in self.gates.iter_mut().zip(&self.windows) {
+            *gate = Gate::of(w);
+        }
         self.earliest_expiry = next.max(now + SWEEP_INTERVAL_S);
     }
 

@@ -31,11 +31,12 @@ impl Table {
     pub fn candidates(&self, c: &Constraints, now: f64, out: &mut Vec<(u32, Option<f64>)>) -> bool {
         out.clear();
         let mut soonest_open: Option<(usize, f64)> = None;
+        let budget_pass = self.budgets.pass(c.tenant, now);
         for i in 0..self.active.len() {
             if !self.active[i] {
                 continue;
             }
-            match self.check(i, c, now) {
+            match self.check_in(i, c, &budget_pass, now) {
                 Ok(cost) => out.push((i as u32, cost)),
                 Err(Rejection::CircuitOpen { .. }) => {
                     let until = self.breakers[i].open_until;

@@ -18,7 +18,7 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
-use crate::budgets::{Budgets, Hold};
+use crate::budgets::{BudgetPass, Budgets, Hold};
 use crate::error::{non_negative, CoreError};
 use crate::limits::{Limits, RateLimits, Reservation, WindowState};
 pub use crate::outcome::{Delta, Outcome, SharedStats};
@@ -452,8 +452,21 @@ impl Table {
     // ----- selection -----------------------------------------------------
 
     /// The first constraint slot `i` fails, or its expected cost.
-    #[inline(always)]
+    #[inline]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
+        self.check_in(i, c, &self.budgets.pass(c.tenant, now), now)
+    }
+
+    /// [`Self::check`] within a pass over many slots, which computes what
+    /// their budget checks share once.
+    #[inline(always)]
+    fn check_in(
+        &self,
+        i: usize,
+        c: &Constraints,
+        budget_pass: &BudgetPass,
+        now: f64,
+    ) -> Result<Option<f64>, Rejection> {
         if let Some(group) = c.group {
             if !self.groups.contains(group, i) {
                 return Err(Rejection::NotInGroup(group));
@@ -509,7 +522,7 @@ impl Table {
         }
         // Before the breaker: a model whose window is full is never probed.
         self.limits.admits(i, c.reserved_tokens(), now)?;
-        self.budgets.admits(i, c.tenant, cost, now)?;
+        self.budgets.admits(i, budget_pass, cost)?;
         let breaker = &self.breakers[i];
         if !breaker.would_admit(now) {
             if breaker.quiet_in(now) > 0.0 {
@@ -670,6 +683,7 @@ impl Table {
 
     fn pick_at(&self, c: &Constraints, now: f64) -> Option<(usize, bool, bool)> {
         let pass = self.pass();
+        let budget_pass = self.budgets.pass(c.tenant, now);
         // Best forced trial: fewest tried. Best scored: highest (score, secondary).
         let mut forced: Option<(usize, u64)> = None;
         let mut best: Option<(usize, f64, f64)> = None;
@@ -678,7 +692,7 @@ impl Table {
             if !self.active[i] {
                 continue;
             }
-            let cost = match self.check(i, c, now) {
+            let cost = match self.check_in(i, c, &budget_pass, now) {
                 Ok(cost) => cost,
                 Err(Rejection::CircuitOpen { .. }) => {
                     let until = self.breakers[i].open_until;
@@ -834,11 +848,12 @@ impl Table {
     pub fn explain(&self, c: &Constraints) -> Vec<Explanation> {
         let now = self.now();
         let pass = self.pass();
+        let budget_pass = self.budgets.pass(c.tenant, now);
         (0..self.active.len())
             .filter(|&i| self.active[i])
             .map(|i| Explanation {
                 slot: i as u32,
-                verdict: match self.check(i, c, now) {
+                verdict: match self.check_in(i, c, &budget_pass, now) {
                     Ok(cost) => Verdict::Eligible(self.score(i, cost, &pass)),
                     Err(rejection) => Verdict::Rejected(rejection),
                 },
@@ -867,12 +882,13 @@ impl Table {
     pub fn scores(&self, c: &Constraints) -> Vec<f64> {
         let now = self.now();
         let pass = self.pass();
+        let budget_pass = self.budgets.pass(c.tenant, now);
         (0..self.active.len())
             .map(|i| {
                 if !self.active[i] {
                     return f64::NEG_INFINITY;
                 }
-                match self.check(i, c, now) {
+                match self.check_in(i, c, &budget_pass, now) {
                     Ok(cost) => self.score(i, cost, &pass).score,
                     Err(_) => f64::NEG_INFINITY,
                 }
