@@ -236,6 +236,9 @@ impl BudgetSpec {
 pub struct BudgetPass {
     unix: f64,
     tenant: Option<u32>,
+    /// Every budget that can cover a slot of this pass has room for the
+    /// costliest request the pass can admit: no slot needs checking.
+    all_fit: bool,
     /// A request fits its tenant's budgets iff its cost is below this;
     /// `None` when no budget covers the tenant.
     tenant_room: Option<u64>,
@@ -349,6 +352,9 @@ pub struct Budgets {
     /// Whether any budget covers each slot (its `per_slot` list is not
     /// empty): the scan reads only this dense array for an uncovered slot.
     covered: Vec<bool>,
+    /// The live budgets of a model, provider or tag scope (the ones a
+    /// `per_slot` list can hold).
+    slot_budgets: Vec<u32>,
     /// Tenant name → index into `tenant_lists`.
     tenants: FxHashMap<String, u32>,
     tenant_lists: Vec<Vec<u32>>,
@@ -375,6 +381,7 @@ impl Budgets {
             free: Vec::new(),
             per_slot: Vec::new(),
             covered: Vec::new(),
+            slot_budgets: Vec::new(),
             tenants: FxHashMap::default(),
             tenant_lists: Vec::new(),
             frozen: FxHashMap::default(),
@@ -457,6 +464,7 @@ impl Budgets {
             }
             self.tenant_lists[t as usize].push(b);
         } else {
+            self.slot_budgets.push(b);
             for (slot, model) in slots.iter().enumerate() {
                 if model.is_some_and(|m| spec.scope.covers(m)) {
                     self.edit_slot_list(slot, |list| list.push(b));
@@ -482,6 +490,7 @@ impl Budgets {
         for list in self.per_slot.iter_mut().chain(self.tenant_lists.iter_mut()) {
             list.retain(|&x| x != b);
         }
+        self.slot_budgets.retain(|&x| x != b);
         for (covered, list) in self.covered.iter_mut().zip(&self.per_slot) {
             *covered = !list.is_empty();
         }
@@ -577,8 +586,10 @@ impl Budgets {
         now + self.wall_at_zero
     }
 
-    /// What every check of a pass for a request of `tenant` at `now` shares.
-    pub fn pass(&self, tenant: Option<u32>, now: f64) -> BudgetPass {
+    /// What every check of a pass for a request of `tenant` at `now` shares;
+    /// `cost_ceiling` (USD) bounds the expected cost of every slot the pass
+    /// can admit.
+    pub fn pass(&self, tenant: Option<u32>, now: f64, cost_ceiling: f64) -> BudgetPass {
         let unix = self.unix(now);
         let tenant_room = tenant.and_then(|t| {
             self.tenant_lists[t as usize]
@@ -586,9 +597,17 @@ impl Budgets {
                 .map(|&b| self.meters[b as usize].room(unix))
                 .min()
         });
+        let slot_room = self
+            .slot_budgets
+            .iter()
+            .map(|&b| self.meters[b as usize].room(unix))
+            .min();
+        let ceiling = nanos(cost_ceiling);
         BudgetPass {
             unix,
             tenant,
+            all_fit: slot_room.is_none_or(|room| ceiling < room)
+                && tenant_room.is_none_or(|room| ceiling < room),
             tenant_room,
         }
     }
@@ -603,6 +622,14 @@ impl Budgets {
         pass: &BudgetPass,
         cost: Option<f64>,
     ) -> Result<(), Rejection> {
+        if pass.all_fit {
+            let checked = BudgetPass {
+                all_fit: false,
+                ..*pass
+            };
+            debug_assert_eq!(self.admits(slot, &checked, cost), Ok(()), "slot {slot}");
+            return Ok(());
+        }
         let covered = self.covered.get(slot).is_some_and(|&c| c);
         if !covered && pass.tenant_room.is_none() {
             return Ok(());
@@ -866,6 +893,21 @@ mod tests {
         }
     }
 
+    /// `b.admits` for a request of `cost` at `now`, which must agree
+    /// whether the pass's cost ceiling is the request's or unbounded.
+    fn admits(
+        b: &Budgets,
+        slot: usize,
+        tenant: Option<u32>,
+        cost: f64,
+        now: f64,
+    ) -> Result<(), Rejection> {
+        let tight = b.admits(slot, &b.pass(tenant, now, cost), Some(cost));
+        let loose = b.admits(slot, &b.pass(tenant, now, f64::INFINITY), Some(cost));
+        assert_eq!(tight, loose);
+        tight
+    }
+
     #[test]
     fn nanos_rounds_like_f64_round() {
         let below_half = f64::from_bits(0.5f64.to_bits() - 1);
@@ -953,10 +995,10 @@ mod tests {
         .unwrap();
         let mut holds = Vec::new();
         for _ in 0..3 {
-            b.admits(0, &b.pass(None, 0.0), Some(0.01)).unwrap();
+            admits(&b, 0, None, 0.01, 0.0).unwrap();
             holds.push(b.reserve(0, None, Some(0.01)));
         }
-        match b.admits(0, &b.pass(None, 1.0), Some(0.01)) {
+        match admits(&b, 0, None, 0.01, 1.0) {
             Err(Rejection::Budget {
                 spent: 0,
                 reserved: 30_000_000,
@@ -991,8 +1033,8 @@ mod tests {
         let acme = b.tenant("acme");
         assert!(acme.is_some() && b.tenant("other").is_none());
         let hold = b.reserve(0, acme, Some(0.01));
-        assert!(b.admits(0, &b.pass(acme, 0.0), Some(0.01)).is_err());
-        assert!(b.admits(0, &b.pass(None, 0.0), Some(0.01)).is_ok());
+        assert!(admits(&b, 0, acme, 0.01, 0.0).is_err());
+        assert!(admits(&b, 0, None, 0.01, 0.0).is_ok());
         b.settle(1, 0, hold, Some(0.01), 0.0);
         assert_eq!(b.state("t", 0.0).unwrap().spent, 10_000_000);
     }
@@ -1040,14 +1082,14 @@ mod tests {
         b.set_allowance("p", Some(nanos(0.01))).unwrap();
         b.reserve(0, None, Some(0.01));
         assert!(matches!(
-            b.admits(0, &b.pass(None, 0.0), Some(0.0)),
+            admits(&b, 0, None, 0.0, 0.0),
             Err(Rejection::Budget {
                 limit: 10_000_000,
                 ..
             })
         ));
         b.set_allowance("p", None).unwrap();
-        assert!(b.admits(0, &b.pass(None, 0.0), Some(0.01)).is_ok());
+        assert!(admits(&b, 0, None, 0.01, 0.0).is_ok());
         assert!(b.set_allowance("nope", None).is_err());
     }
 

@@ -115,6 +115,14 @@ impl Lease {
         held.saturating_sub(self.debt)
     }
 
+    /// What the lease holds less its debt, and until when that stays what
+    /// [`Self::available`] says (its earliest grant's expiry): a reading
+    /// that stays true until the lease changes or that time comes.
+    #[inline]
+    pub fn steady(&self) -> (u64, f64) {
+        (self.held.saturating_sub(self.debt), self.next_expiry)
+    }
+
     /// Whether `amount` fits in the lease at `now`; a refusal is remembered
     /// (the next top-up covers it). Lock-free: checks run under a shared borrow.
     #[inline]

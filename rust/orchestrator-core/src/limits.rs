@@ -543,15 +543,22 @@ pub type Returns = (Vec<(u64, u64)>, Vec<(u64, u64)>);
 
 /// What a selection needs of one slot's window to admit a request without
 /// reading the window: enough for a slot without limits, and for a limited
-/// one with room in a plain window (no learned cap, not shared).
+/// one with room in its log, no learned cap active and, when shared, room
+/// in its leases.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Gate {
     /// Until when the window may refuse: forever while it has configured
     /// limits, else until its learned caps end.
     watched_until: f64,
-    /// From when the window is plain: its learned caps' end, or never
-    /// while it is shared with other workers.
+    /// From when no learned cap is active: their end.
     plain_from: f64,
+    /// Until when the leases' holdings below stay true (their earliest
+    /// grant's expiry; forever when not shared or on the outage share).
+    leased_until: f64,
+    /// What the request and token leases hold, less their debt (`MAX` for
+    /// a kind the leases do not limit).
+    leased_requests: u64,
+    leased_tokens: u64,
     /// Requests left under its limits by its running totals (which count
     /// entries not yet swept: never more than the truth), and what a
     /// request's tokens must be below to fit (0 once over the limit, when
@@ -562,20 +569,27 @@ struct Gate {
 
 impl Gate {
     fn of(w: &Window) -> Self {
+        let enforced = w.enforced();
+        let unlimited = (u64::MAX, f64::INFINITY);
+        let (requests, tokens) = match &w.shared {
+            Some(s) if s.fallback.is_none() => (
+                w.limits.rpm.map_or(unlimited, |_| s.requests.steady()),
+                w.limits.tpm.map_or(unlimited, |_| s.tokens.steady()),
+            ),
+            _ => (unlimited, unlimited),
+        };
         Gate {
             watched_until: if w.limits.any() {
                 f64::INFINITY
             } else {
                 w.learned_until
             },
-            plain_from: if w.shared.is_some() {
-                f64::INFINITY
-            } else {
-                w.learned_until
-            },
-            requests_left: w.limits.rpm.unwrap_or(MAX_RPM).saturating_sub(w.requests),
-            tokens_room: w
-                .limits
+            plain_from: w.learned_until,
+            leased_until: requests.1.min(tokens.1),
+            leased_requests: requests.0,
+            leased_tokens: tokens.0,
+            requests_left: enforced.rpm.unwrap_or(MAX_RPM).saturating_sub(w.requests),
+            tokens_room: enforced
                 .tpm
                 .unwrap_or(u64::MAX)
                 .checked_sub(w.tokens)
@@ -588,7 +602,12 @@ impl Gate {
     #[inline(always)]
     fn admits(&self, needed: u64, now: f64) -> bool {
         now >= self.watched_until
-            || (now >= self.plain_from && self.requests_left > 0 && needed < self.tokens_room)
+            || (now >= self.plain_from
+                && self.requests_left > 0
+                && needed < self.tokens_room
+                && now < self.leased_until
+                && self.leased_requests > 0
+                && needed <= self.leased_tokens)
     }
 }
 
@@ -706,16 +725,20 @@ impl Limits {
         now: f64,
     ) -> Result<(), CoreError> {
         let s = self.shared_mut(slot)?;
-        match kind {
+        let granted = match kind {
             LimitKind::Requests => s.requests.grant(id, amount, expires_at, now),
             LimitKind::Tokens => s.tokens.grant(id, amount, expires_at, now),
-        }
+        };
+        self.watch(slot);
+        granted
     }
 
     /// What `slot` owes back to the counters as of `now`, emptied.
     pub fn take_returns(&mut self, slot: usize, now: f64) -> Result<Returns, CoreError> {
         let s = self.shared_mut(slot)?;
-        Ok((s.requests.take_returns(now), s.tokens.take_returns(now)))
+        let returns = (s.requests.take_returns(now), s.tokens.take_returns(now));
+        self.watch(slot);
+        Ok(returns)
     }
 
     /// The counters are unreachable: `slot` gives up its leases (returned
@@ -725,12 +748,15 @@ impl Limits {
         share.validate()?;
         let s = self.shared_mut(slot)?;
         s.fallback = Some(share);
-        Ok((s.requests.release(), s.tokens.release()))
+        let returns = (s.requests.release(), s.tokens.release());
+        self.watch(slot);
+        Ok(returns)
     }
 
     /// The counters are back: `slot` admits within its leases again.
     pub fn recover(&mut self, slot: usize) -> Result<(), CoreError> {
         self.shared_mut(slot)?.fallback = None;
+        self.watch(slot);
         Ok(())
     }
 

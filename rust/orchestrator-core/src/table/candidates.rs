@@ -31,7 +31,7 @@ impl Table {
     pub fn candidates(&self, c: &Constraints, now: f64, out: &mut Vec<(u32, Option<f64>)>) -> bool {
         out.clear();
         let mut soonest_open: Option<(usize, f64)> = None;
-        let budget_pass = self.budgets.pass(c.tenant, now);
+        let budget_pass = self.budget_pass(c, now);
         for i in 0..self.active.len() {
             if !self.active[i] {
                 continue;

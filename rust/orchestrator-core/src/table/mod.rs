@@ -49,7 +49,7 @@ pub const MAX_SELECT_MANY: usize = 10_000;
 
 /// The fields selection reads for every model, packed together so the
 /// one-pass scan stays in cache.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Hot {
     capabilities: u32,
     context_length: u32,
@@ -146,6 +146,9 @@ pub struct Table {
     groups: Groups,
     /// Spend budgets and the ones covering each slot.
     budgets: Budgets,
+    /// The highest prices of any active priced slot: what a request can
+    /// cost at most, so a pass skips budgets with room for that.
+    price_ceiling: Hot,
 
     by_name: FxHashMap<String, u32>,
     free_slots: Vec<u32>,
@@ -207,6 +210,7 @@ impl Table {
             sessions: SessionMap::new(SessionConfig::default(), random_secret()),
             groups: Groups::default(),
             budgets: Budgets::new(0.0, spend::unix_now()),
+            price_ceiling: Hot::default(),
             by_name: FxHashMap::default(),
             free_slots: Vec::new(),
             tickets: TicketStore::default(),
@@ -353,6 +357,7 @@ impl Table {
         self.budgets.attach(slot as usize, &spec, held);
         self.by_name.insert(spec.name, slot);
         self.join_groups(slot as usize);
+        self.raise_price_ceiling(slot as usize);
         Ok(slot)
     }
 
@@ -374,6 +379,7 @@ impl Table {
         let held = spend::held(&self.tickets, &self.generation);
         self.budgets.attach(i, &spec, held);
         self.specs[i] = spec;
+        self.refresh_price_ceiling();
         Ok(())
     }
 
@@ -400,6 +406,7 @@ impl Table {
         self.limits.reset(i, RateLimits::default());
         self.sessions.remove_slot(slot);
         self.free_slots.push(slot);
+        self.refresh_price_ceiling();
         Ok(slot)
     }
 
@@ -454,7 +461,41 @@ impl Table {
     /// The first constraint slot `i` fails, or its expected cost.
     #[inline]
     fn check(&self, i: usize, c: &Constraints, now: f64) -> Result<Option<f64>, Rejection> {
-        self.check_in(i, c, &self.budgets.pass(c.tenant, now), now)
+        self.check_in(i, c, &self.budget_pass(c, now), now)
+    }
+
+    /// What the budget checks of a pass for `c` at `now` share.
+    #[inline]
+    fn budget_pass(&self, c: &Constraints, now: f64) -> BudgetPass {
+        // Rounding is monotone, so no slot's expected cost exceeds this.
+        let ceiling = self
+            .price_ceiling
+            .expected_cost(c.input_tokens, c.output_tokens)
+            .unwrap_or(0.0);
+        let ceiling = c.max_cost.map_or(ceiling, |max| ceiling.min(max));
+        self.budgets.pass(c.tenant, now, ceiling)
+    }
+
+    /// Take slot `i`'s prices into the price ceiling.
+    fn raise_price_ceiling(&mut self, i: usize) {
+        let (hot, top) = (&self.hot[i], &mut self.price_ceiling);
+        if hot.priced {
+            top.priced = true;
+            top.input_price = top.input_price.max(hot.input_price);
+            top.output_price = top.output_price.max(hot.output_price);
+            top.request_fee = top.request_fee.max(hot.request_fee);
+        }
+    }
+
+    /// Recompute the price ceiling from the active slots (after one left or
+    /// changed its prices).
+    fn refresh_price_ceiling(&mut self) {
+        self.price_ceiling = Hot::default();
+        for i in 0..self.active.len() {
+            if self.active[i] {
+                self.raise_price_ceiling(i);
+            }
+        }
     }
 
     /// [`Self::check`] within a pass over many slots, which computes what
@@ -683,7 +724,7 @@ impl Table {
 
     fn pick_at(&self, c: &Constraints, now: f64) -> Option<(usize, bool, bool)> {
         let pass = self.pass();
-        let budget_pass = self.budgets.pass(c.tenant, now);
+        let budget_pass = self.budget_pass(c, now);
         // Best forced trial: fewest tried. Best scored: highest (score, secondary).
         let mut forced: Option<(usize, u64)> = None;
         let mut best: Option<(usize, f64, f64)> = None;
@@ -848,7 +889,7 @@ impl Table {
     pub fn explain(&self, c: &Constraints) -> Vec<Explanation> {
         let now = self.now();
         let pass = self.pass();
-        let budget_pass = self.budgets.pass(c.tenant, now);
+        let budget_pass = self.budget_pass(c, now);
         (0..self.active.len())
             .filter(|&i| self.active[i])
             .map(|i| Explanation {
@@ -882,7 +923,7 @@ impl Table {
     pub fn scores(&self, c: &Constraints) -> Vec<f64> {
         let now = self.now();
         let pass = self.pass();
-        let budget_pass = self.budgets.pass(c.tenant, now);
+        let budget_pass = self.budget_pass(c, now);
         (0..self.active.len())
             .map(|i| {
                 if !self.active[i] {
