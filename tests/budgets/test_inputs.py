@@ -67,6 +67,12 @@ def test_a_bad_tenant_is_named_at_every_entry_point(tenant: Any, error: type, sh
         (math.inf, ValueError, "invalid limit_usd: inf"),
         (-1.0, ValueError, "invalid limit_usd: -1"),
         (0, ValueError, "invalid limit_usd: 0"),
+        # Budgets count nano-USD: a limit that rounds to 0 would refuse everything.
+        (
+            1e-12,
+            ValueError,
+            "invalid limit_usd: 0.000000000001 (a finite number of USD, at least one",
+        ),
         (1e10, ValueError, "invalid limit_usd: 10000000000"),
         (True, TypeError, "invalid limit_usd: True (a number is required, got bool)"),
         ("5", TypeError, "invalid limit_usd: '5'"),

@@ -55,6 +55,23 @@ def test_a_full_window_names_its_count_and_the_next_slot() -> None:
     assert registry.rate_limits("a")["requests"] == 3
 
 
+def test_a_shortened_window_is_named_in_the_reason() -> None:
+    registry = registry_of(ScriptedModel("a", rpm=2, tpm=1000))
+    registry.core.set_rate_limit_window(10.0)
+    registry.select()
+    registry.select()
+    with pytest.raises(NoEligibleModelsError) as info:
+        registry.select_model()
+    assert info.value.reasons == {
+        "a": "rate_limit: 2/2 requests in the last 10 s (rpm), next slot in 10.0 s"
+    }
+    registry.core.advance_clock(10.0)
+    registry.select_model(input_tokens=600, output_tokens=0)
+    with pytest.raises(NoEligibleModelsError) as info:
+        registry.select_model(input_tokens=600, output_tokens=0)
+    assert "tokens in the last 10 s (tpm)" in info.value.reasons["a"]
+
+
 def test_a_full_model_is_skipped_for_the_next_one() -> None:
     registry = registry_of(ScriptedModel("a", rpm=1), ScriptedModel("b"))
     picks = [registry.select().model.name for _ in range(4)]

@@ -215,12 +215,16 @@ impl BudgetSpec {
                 other => other,
             })?;
         }
-        if !(self.limit_usd.is_finite() && self.limit_usd > 0.0 && self.limit_usd <= MAX_LIMIT_USD)
+        // Kept in nano-USD: a limit that rounds to 0 would refuse everything.
+        if !(self.limit_usd.is_finite()
+            && nanos(self.limit_usd) >= 1
+            && self.limit_usd <= MAX_LIMIT_USD)
         {
             return Err(CoreError::invalid(
                 "limit_usd",
                 format!(
-                    "{} (a finite number of USD above 0, at most {MAX_LIMIT_USD:e})",
+                    "{} (a finite number of USD, at least one nano-dollar once rounded, \
+                     at most {MAX_LIMIT_USD:e})",
                     self.limit_usd
                 ),
             ));

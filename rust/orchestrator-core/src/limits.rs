@@ -342,6 +342,7 @@ impl Window {
                 needed,
                 limit: tpm,
                 retry_in_s: None,
+                window_s: self.window_s,
             });
         }
         let fits =
@@ -355,6 +356,7 @@ impl Window {
                         used: requests,
                         limit: rpm,
                         retry_in_s,
+                        window_s: self.window_s,
                     }
                 } else {
                     Rejection::TokenLimit {
@@ -362,6 +364,7 @@ impl Window {
                         needed,
                         limit: tpm,
                         retry_in_s: Some(retry_in_s),
+                        window_s: self.window_s,
                     }
                 });
             }
@@ -928,7 +931,8 @@ mod tests {
             Err(Rejection::RequestLimit {
                 used: 3,
                 limit: 3,
-                retry_in_s: 57.0
+                retry_in_s: 57.0,
+                window_s: 60.0,
             })
         );
         assert_eq!(
@@ -985,7 +989,8 @@ mod tests {
                 used: 0,
                 needed: 101,
                 limit: 100,
-                retry_in_s: None
+                retry_in_s: None,
+                window_s: 60.0,
             })
         );
     }

@@ -247,12 +247,15 @@ pub enum Rejection {
         used: u32,
         limit: u32,
         retry_in_s: f64,
+        /// The window's length (seconds), for the sentence.
+        window_s: f64,
     },
     TokenLimit {
         used: u64,
         needed: u64,
         limit: u64,
         retry_in_s: Option<f64>,
+        window_s: f64,
     },
     ProviderLimit {
         kind: LimitKind,
@@ -276,6 +279,15 @@ pub enum Rejection {
         needed: u64,
         resets_in_s: f64,
     },
+}
+
+/// "the last minute" for the default window, else "the last 10 s".
+fn last(window_s: f64) -> String {
+    if window_s == 60.0 {
+        "the last minute".to_owned()
+    } else {
+        format!("the last {window_s} s")
+    }
 }
 
 impl Rejection {
@@ -368,8 +380,10 @@ impl Rejection {
                 used,
                 limit,
                 retry_in_s,
+                window_s,
             } => format!(
-                "{used}/{limit} requests in the last minute (rpm), next slot in {retry_in_s:.1} s"
+                "{used}/{limit} requests in {} (rpm), next slot in {retry_in_s:.1} s",
+                last(*window_s)
             ),
             Rejection::TokenLimit {
                 needed,
@@ -382,9 +396,11 @@ impl Rejection {
                 needed,
                 limit,
                 retry_in_s: Some(retry_in_s),
+                window_s,
             } => format!(
-                "{used}/{limit} tokens in the last minute (tpm) and the request needs \
-                 {needed}, next slot in {retry_in_s:.1} s"
+                "{used}/{limit} tokens in {} (tpm) and the request needs \
+                 {needed}, next slot in {retry_in_s:.1} s",
+                last(*window_s)
             ),
             Rejection::ProviderLimit {
                 kind,

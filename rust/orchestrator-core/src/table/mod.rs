@@ -1611,7 +1611,8 @@ mod tests {
             Verdict::Rejected(Rejection::RequestLimit {
                 used: 2,
                 limit: 2,
-                retry_in_s: 50.0
+                retry_in_s: 50.0,
+                window_s: 60.0,
             })
         );
         // An open breaker does not make a full window a fallback probe.
