@@ -82,6 +82,26 @@ def plot_result(
     return output
 
 
+def check_output(option: str, path: Optional[Path]) -> None:
+    """Refuse an output that cannot be written before the evaluation runs
+    (on a large table it runs for minutes), not after: its directory must
+    exist, it must not be a directory, and a plot must have an image suffix
+    matplotlib writes."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise EvalError(f"invalid {option} {str(path)!r}: it is a directory")
+    if not path.parent.is_dir():
+        raise EvalError(f"invalid {option} {str(path)!r}: no directory {str(path.parent)!r}")
+    if option == "-o":
+        formats = Figure().canvas.get_supported_filetypes()
+        if path.suffix.lstrip(".").lower() not in formats:
+            raise EvalError(
+                f"invalid -o {str(path)!r}: not an image file name "
+                f"(an image suffix: {', '.join('.' + f for f in sorted(formats))})"
+            )
+
+
 def print_result(result: EvalResult, console: Console) -> None:
     table = Table(title=f"orchestrator eval ({result.protocol})")
     table.add_column("point", justify="right")
@@ -122,6 +142,8 @@ def run_eval(
     """The command: ``cost`` holds the ``MODEL=USD`` items of ``--cost``.
     Raises :class:`EvalError` on a bad table or argument."""
     console = console or Console()
+    for option, path in (("--json", json_out), ("--decisions", decisions_out), ("-o", plot_out)):
+        check_output(option, path)
     costs = parse_costs(cost)
     table = load_table(data, list(costs))
     with Progress(
