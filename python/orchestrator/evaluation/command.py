@@ -41,10 +41,10 @@ def write_decisions(result: EvalResult, path: Path) -> None:
                 writer.writerow([point, repr(curve_point.willingness_to_pay), row, model])
 
 
-def plot_result(
-    result: EvalResult, table: EvalTable, costs: Mapping[str, float], output: Path
-) -> Path:
-    """Write the curve plot to ``output`` (PNG) and return the path."""
+def curve_figure(result: EvalResult, table: EvalTable, costs: Mapping[str, float]) -> Figure:
+    """The curve plot: the router's quality against cost share, the random
+    router's line between the cheapest and the best model, and each model
+    alone (a labelled point)."""
     reference = result.reference
     figure = Figure(figsize=(7, 4.5))
     axes = figure.subplots()
@@ -78,7 +78,14 @@ def plot_result(
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    figure.savefig(output, dpi=120)
+    return figure
+
+
+def plot_result(
+    result: EvalResult, table: EvalTable, costs: Mapping[str, float], output: Path
+) -> Path:
+    """Write the curve plot to ``output`` (its suffix says the format) and return the path."""
+    curve_figure(result, table, costs).savefig(output, dpi=120)
     return output
 
 
