@@ -5,27 +5,15 @@ to end in a traceback, the outputs only after the whole evaluation had run)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.routing.test_eval import cost_arguments, write_table
+from tests.routing.test_eval import cost_arguments, run_eval, write_table
 
 pytestmark = pytest.mark.timeout(120)
 
 ROWS = 40
-
-
-def run_module(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.evaluation", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -44,7 +32,7 @@ def test_bad_seeds_and_unwritable_outputs_exit_2_before_routing(
 ) -> None:
     path = write_table(tmp_path / "t.csv", rows=ROWS)
     given = [argument.format(tmp=tmp_path) for argument in arguments]
-    done = run_module(str(path), *cost_arguments(), *given)
+    done = run_eval(str(path), *cost_arguments(), *given)
     assert done.returncode == 2, done.stderr
     assert f"orchestrator eval: error: {message.format(tmp=tmp_path)}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -54,6 +42,6 @@ def test_bad_seeds_and_unwritable_outputs_exit_2_before_routing(
 def test_an_image_suffix_in_any_case_is_written(tmp_path: Path) -> None:
     path = write_table(tmp_path / "t.csv", rows=ROWS)
     plot = tmp_path / "curve.PNG"
-    done = run_module(str(path), *cost_arguments(), "--points", "3", "-o", str(plot))
+    done = run_eval(str(path), *cost_arguments(), "--points", "3", "-o", str(plot))
     assert done.returncode == 0, done.stderr
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
