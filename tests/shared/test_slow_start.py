@@ -16,7 +16,7 @@ from orchestrator.errors import NoEligibleModelsError
 from orchestrator.models.model_registry import ModelRegistry
 from tests.redis_server import RedisServer
 from tests.shared.helpers import shared_of
-from tests.shared.lease_workers import REQUEST_TOKENS, limited_registry
+from tests.shared.lease_workers import limited_registry, report_sent, select_request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,20 +29,12 @@ def exchanges_to_send(registry: ModelRegistry, requests: int) -> int:
     sent = syncs = 0
     while sent < requests and syncs < 100:
         try:
-            selection = registry.select(
-                input_tokens=REQUEST_TOKENS // 2, output_tokens=REQUEST_TOKENS // 2
-            )
+            selection = select_request(registry)
         except NoEligibleModelsError:
             assert shared_of(registry).sync_now()
             syncs += 1
             continue
-        registry.report_outcome(
-            selection,
-            True,
-            0.01,
-            input_tokens=REQUEST_TOKENS // 2,
-            output_tokens=REQUEST_TOKENS // 2,
-        )
+        report_sent(registry, selection)
         sent += 1
     return syncs
 
