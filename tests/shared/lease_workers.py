@@ -18,7 +18,7 @@ from typing import Any, Optional
 from orchestrator.core.budgets import BudgetScope
 from orchestrator.core.model import ModelCost
 from orchestrator.errors import NoEligibleModelsError
-from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.models.model_registry import ModelRegistry, Selection
 from tests.shared.workers import CountWarnings, SimModel
 
 #: Tokens every simulated request reserves and reports.
@@ -61,6 +61,18 @@ class Tally:
         }
 
 
+def select_request(registry: ModelRegistry) -> Selection:
+    """Select for one request of :data:`REQUEST_TOKENS` tokens (half in, half out)."""
+    return registry.select(input_tokens=REQUEST_TOKENS // 2, output_tokens=REQUEST_TOKENS // 2)
+
+
+def report_sent(registry: ModelRegistry, selection: Selection) -> None:
+    """Report a selected request as sent, using its :data:`REQUEST_TOKENS` tokens."""
+    registry.report_outcome(
+        selection, True, 0.01, input_tokens=REQUEST_TOKENS // 2, output_tokens=REQUEST_TOKENS // 2
+    )
+
+
 def select_for(
     registry: ModelRegistry, seconds: float, tally: Tally, cancel_every: int = 0
 ) -> None:
@@ -71,9 +83,7 @@ def select_for(
     while time.time() < end:
         tally.attempted += 1
         try:
-            selection = registry.select(
-                input_tokens=REQUEST_TOKENS // 2, output_tokens=REQUEST_TOKENS // 2
-            )
+            selection = select_request(registry)
         except NoEligibleModelsError:
             tally.refused += 1
             time.sleep(0.002)
@@ -83,13 +93,7 @@ def select_for(
             tally.cancelled += 1
             continue
         tally.admitted_at.append(time.time())
-        registry.report_outcome(
-            selection,
-            True,
-            0.01,
-            input_tokens=REQUEST_TOKENS // 2,
-            output_tokens=REQUEST_TOKENS // 2,
-        )
+        report_sent(registry, selection)
 
 
 def limited_worker(

@@ -41,10 +41,10 @@ def write_decisions(result: EvalResult, path: Path) -> None:
                 writer.writerow([point, repr(curve_point.willingness_to_pay), row, model])
 
 
-def plot_result(
-    result: EvalResult, table: EvalTable, costs: Mapping[str, float], output: Path
-) -> Path:
-    """Write the curve plot to ``output`` (PNG) and return the path."""
+def curve_figure(result: EvalResult, table: EvalTable, costs: Mapping[str, float]) -> Figure:
+    """The curve plot: the router's quality against cost share, the random
+    router's line between the cheapest and the best model, and each model
+    alone (a labelled point)."""
     reference = result.reference
     figure = Figure(figsize=(7, 4.5))
     axes = figure.subplots()
@@ -78,8 +78,35 @@ def plot_result(
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    figure.savefig(output, dpi=120)
+    return figure
+
+
+def plot_result(
+    result: EvalResult, table: EvalTable, costs: Mapping[str, float], output: Path
+) -> Path:
+    """Write the curve plot to ``output`` (its suffix says the format) and return the path."""
+    curve_figure(result, table, costs).savefig(output, dpi=120)
     return output
+
+
+def check_output(option: str, path: Optional[Path]) -> None:
+    """Refuse an output that cannot be written before the evaluation runs
+    (on a large table it runs for minutes), not after: its directory must
+    exist, it must not be a directory, and a plot must have an image suffix
+    matplotlib writes."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise EvalError(f"invalid {option} {str(path)!r}: it is a directory")
+    if not path.parent.is_dir():
+        raise EvalError(f"invalid {option} {str(path)!r}: no directory {str(path.parent)!r}")
+    if option == "-o":
+        formats = Figure().canvas.get_supported_filetypes()
+        if path.suffix.lstrip(".").lower() not in formats:
+            raise EvalError(
+                f"invalid -o {str(path)!r}: not an image file name "
+                f"(an image suffix: {', '.join('.' + f for f in sorted(formats))})"
+            )
 
 
 def print_result(result: EvalResult, console: Console) -> None:
@@ -122,6 +149,8 @@ def run_eval(
     """The command: ``cost`` holds the ``MODEL=USD`` items of ``--cost``.
     Raises :class:`EvalError` on a bad table or argument."""
     console = console or Console()
+    for option, path in (("--json", json_out), ("--decisions", decisions_out), ("-o", plot_out)):
+        check_output(option, path)
     costs = parse_costs(cost)
     table = load_table(data, list(costs))
     with Progress(

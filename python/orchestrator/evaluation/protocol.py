@@ -156,10 +156,14 @@ def evaluate(
         isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= len(table)
     ):
         raise EvalError(f"invalid folds: {folds!r} (need 2 ≤ folds ≤ {len(table)} rows)")
+    try:
+        seeded = ContextualSelector(seed=seed)  # the core's check of a seed, named
+    except (TypeError, ValueError) as exc:
+        raise EvalError(str(exc)) from None
     reference = Reference.of(table, costs)
     models = table.models
     model_costs = {model: costs[model] for model in models}
-    selector = selector or ContextualSelector(seed=seed)
+    selector = selector or seeded
     tick = progress or (lambda _: None)
     timings: list[int] = []
     if protocol == "calibrated":

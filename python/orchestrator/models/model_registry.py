@@ -61,6 +61,7 @@ from orchestrator.models.selectors import (
     RewardWeights,
     ThompsonSelector,
     UCBModelSelector,
+    calibration_table,
     selector_for,
 )
 from orchestrator.models.shared_state import SharedState, check_url
@@ -1024,17 +1025,12 @@ class ModelRegistry:
             ModelNotFoundError: ``qualities`` or ``costs`` names a model that
                 is not registered.
         """
-        if isinstance(prompts, (str, bytes)):
-            raise TypeError("invalid prompts: a list of prompts is required, not a string")
-        if not isinstance(qualities, Mapping):
-            raise TypeError(f"invalid qualities: {qualities!r} (a dict of model name to a list)")
-        names = [*qualities, *(costs or {})]
+        table = calibration_table(prompts, qualities, costs)
+        names = [*table[1], *(table[2] or {})]
         for name in names:
             self.get_model(name)
         try:
-            self._core.calibrate(
-                list(prompts), dict(qualities), None if costs is None else dict(costs)
-            )
+            self._core.calibrate(*table)
         except KeyError:
             # Unregistered since the check (another thread, or a prompt's own
             # callback while the core read it): the documented error, by name.

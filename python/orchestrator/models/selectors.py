@@ -11,7 +11,7 @@ configuration loader can build selectors without it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
@@ -239,6 +239,41 @@ class ContextualSelector(ModelSelector):
 
     def configure(self, core: _core.SelectionCore) -> None:
         core.enable_routing(self.willingness_to_pay, **self.core_options())
+
+
+def calibration_table(
+    prompts: Iterable[Any],
+    qualities: Mapping[str, Sequence[float]],
+    costs: Optional[Mapping[str, float]],
+) -> tuple[list[Any], dict[str, Sequence[float]], Optional[dict[str, float]]]:
+    """The arguments of ``calibrate`` (registry and standalone router) as the
+    core takes them: the prompts as a list, ``qualities`` and ``costs`` as
+    dicts. A string of prompts, or an argument that cannot be converted, is a
+    ``TypeError`` naming the field and the value (the bare conversion said
+    only "'int' object is not iterable"); the core checks every value."""
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("invalid prompts: a list of prompts is required, not a string")
+    try:
+        listed = list(prompts)
+    except TypeError:
+        raise TypeError(
+            f"invalid prompts: {prompts!r:.80} (a list of prompts is required)"
+        ) from None
+    return (
+        listed,
+        _as_dict("qualities", qualities, "a dict of model name to a list of qualities"),
+        None if costs is None else _as_dict("costs", costs, "a dict of model name to USD per call"),
+    )
+
+
+def _as_dict(field: str, value: Any, expected: str) -> dict[str, Any]:
+    """``dict(value)``, or a ``TypeError`` naming ``field`` and the value."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"invalid {field}: {value!r:.80} ({expected})")
+    try:
+        return dict(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"invalid {field}: {value!r:.80} ({expected})") from None
 
 
 #: Every name ``selection_strategy`` and ``[selection] strategy`` accept, as the

@@ -20,14 +20,15 @@ limit × replicas). The design:
   (lease_divisor × workers))``, ``workers`` = the workers that took a lease of
   that model in the last window) once what it holds falls under half a slice,
   and gives back what the core queued. A worker starts slow: its first lease
-  is 1, and each exchange doubles the most it may top up to, until the slice
-  (so workers that start together, before they know of each other, do not
-  each take a big slice). A request larger than a slice (tokens) is leased
-  whole. A grant is used for a quarter of the
-  window (:data:`LEASE_TTL_FRACTION`), and never after it leaves Redis's
-  window (the core dates it from when the exchange *started*, never later than
-  Redis did); its unused units go back then, so a lease taken before the
-  worker knew how many workers share the window does not last.
+  is 1 (tokens: the first request refused for want of them), and each
+  exchange doubles the most it may top up to, until the slice (so workers
+  that start together, before they know of each other, do not each take a
+  big slice). A request larger than a slice (tokens) is leased whole. A
+  grant is used for a quarter of the window (:data:`LEASE_TTL_FRACTION`),
+  and never after it leaves Redis's window (the core dates it from when the
+  exchange *started*, never later than Redis did); its unused units go back
+  then, so a lease taken before the worker knew how many workers share the
+  window does not last.
 
 **The bound.** Redis never grants more than ``limit`` within one window, and a
 unit is used only while its grant counts there; so in any window the requests
@@ -348,6 +349,12 @@ class SharedLeases:
         refused request needs), what it owes back, and what it must charge."""
         available = int(state[f"{kind}_available"])
         wanted = int(state[f"{kind}_wanted"])
+        # Slow start counts in requests: doubling from below the size of a
+        # refused request would spend an exchange, and one of the lease's few
+        # grants (held until they expire), per doubling before a lease held
+        # more than that one request (a fresh worker of tpm=12000 sent 7 calls
+        # of 100 tokens in a quarter window).
+        tracked.ceiling[kind] = max(tracked.ceiling[kind], wanted)
         fair = min(tracked.ceiling[kind], lease_slice(limit, tracked.workers, self.divisor))
         full = min(limit, max(fair, wanted))
         low = available < math.ceil(full / 2) or wanted > available

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from orchestrator import _core
+from orchestrator.models.selectors import calibration_table
 from orchestrator.routing.selector import ContextualSelector
 
 Prompt = Union[str, Sequence[Mapping[str, Any]]]
@@ -166,13 +167,7 @@ class ContextualRouter:
         """Fit from an evaluation table: ``qualities`` maps model name to one
         quality in [0, 1] per prompt; ``costs`` (USD per call) are stored for
         later decisions. Online learning continues from the result."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of strings, not a string")
-        self._core.calibrate(
-            list(prompts),
-            dict(qualities),
-            None if costs is None else dict(costs),
-        )
+        self._core.calibrate(*calibration_table(prompts, qualities, costs))
 
     def explain(
         self, prompt: Prompt, embedding: Any = None, top: int = 5

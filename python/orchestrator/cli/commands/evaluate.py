@@ -29,7 +29,7 @@ def evaluate(
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
     points: Annotated[
-        int, typer.Option("--points", min=2, help="Operating points on the cost curve.")
+        int, typer.Option("--points", min=3, help="Operating points on the cost curve.")
     ] = 11,
     json_out: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the results as JSON.")

@@ -11,6 +11,11 @@ use crate::tickets::TicketStore;
 
 use super::Table;
 
+/// The latest UTC time (Unix seconds) [`Table::set_wall_clock`] accepts,
+/// 9999-11-30 23:59:59: every period then ends by 9999-12-01, a date the
+/// bindings can still read (Python's `datetime` ends in the year 9999).
+pub const MAX_WALL_CLOCK_S: f64 = 253_399_622_399.0;
+
 /// Every outstanding ticket's budget hold, of the models registered now
 /// (a ticket of an unregistered model had its hold spent).
 pub(super) fn held<'a>(
@@ -85,10 +90,15 @@ impl Table {
     }
 
     /// Set the UTC time budgets' calendar periods follow (tests, or a host
-    /// whose clock was corrected): `unix_s` is now.
+    /// whose clock was corrected): `unix_s` is now, from 1970 to
+    /// [`MAX_WALL_CLOCK_S`] (a time beyond it gave periods ending past what a
+    /// calendar date reads, and every `budgets()` failed).
     pub fn set_wall_clock(&mut self, unix_s: f64) -> Result<(), CoreError> {
-        if !unix_s.is_finite() {
-            return Err(CoreError::invalid("unix_time", unix_s));
+        if !(0.0..=MAX_WALL_CLOCK_S).contains(&unix_s) {
+            return Err(CoreError::invalid(
+                "unix_time",
+                format!("{unix_s} (Unix seconds from 0 to {MAX_WALL_CLOCK_S}: 1970 to 9999-11-30)"),
+            ));
         }
         let now = self.now();
         self.budgets.set_wall_clock(now, unix_s);
