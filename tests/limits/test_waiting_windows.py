@@ -37,7 +37,7 @@ async def test_a_full_window_is_waited_for_within_the_deadline() -> None:
     await registry.generate("first")
     with pytest.raises(NoEligibleModelsError) as info:
         registry.select_model()
-    assert info.value.reasons["a"].startswith("rate_limit: 1/1 requests in the last minute")
+    assert info.value.reasons["a"].startswith("rate_limit: 1/1 requests in the last 0.5 s")
     assert info.value.retry_in is not None and 0 < info.value.retry_in <= WINDOW
     result = await registry.generate("second", deadline=10)
     assert [a.outcome for a in result.attempts] == ["ok"] and model.calls == 2
