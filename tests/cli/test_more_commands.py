@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 
 from tests.cli.conftest import Run, one_line_error, write
 from tests.redis_server import RedisServer
 from tests.routing.test_eval import cost_arguments, write_table
+from tests.shared.test_budget_leases import CENT_NANOS, cent_spender, redis_spend, spend
 
 
 @pytest.mark.timeout(200)
@@ -69,3 +71,33 @@ def test_stats_without_shared_state_says_what_to_add(run: Run, tmp_path: Path) -
     result = run("--config", str(config), "stats")
     assert result.returncode == 3
     assert "add a [state] table" in one_line_error(result)
+
+
+def test_budgets_shows_the_fleets_spend_without_joining_it(run: Run, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        worker = cent_spender(redis.url, "cli-budgets")
+        assert spend(worker, 7) == 7
+        worker.close()  # its unused lease goes back: Redis counts $0.07
+        config = write(
+            tmp_path / "fleet.toml",
+            f'[state]\nurl = "{redis.url}"\nnamespace = "cli-budgets"\n\n'
+            '[[models]]\nprovider = "simulated"\nname = "sim-a"\n\n'
+            '[[budgets]]\nname = "fleet"\nprovider = "sim"\nlimit_usd = 1.0\nperiod = "day"\n',
+        )
+        for _ in range(2):  # reading twice changes nothing
+            result = run("budgets", "--config", str(config))
+            assert result.returncode == 0, result.stderr
+            assert "fleet spent" in result.stdout and "$0.0700" in result.stdout
+        assert redis_spend(redis.url, "cli-budgets") == 7 * CENT_NANOS
+        client = redis_client.Redis.from_url(redis.url)
+        try:
+            workers = client.hgetall("orchestrator:{cli-budgets}:budget-workers:fleet")
+        finally:
+            client.close()
+        assert len(workers) == 1, "the command did not count itself a worker"
+    finally:
+        redis.kill()
+    down = run("budgets", "--config", str(config))
+    assert down.returncode != 0 and "cannot read the fleet's budgets at redis://" in down.stderr

@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from orchestrator.core.budgets import BudgetScope
-from orchestrator.errors import NoEligibleModelsError
+from orchestrator.errors import NoEligibleModelsError, SharedStateError
 from orchestrator.models.model_registry import ModelRegistry
+from orchestrator.models.shared_state import read_fleet_budgets
 from tests.redis_server import RedisServer
 from tests.shared.helpers import run_workers, shared_of
 from tests.shared.lease_workers import CENT_TOKENS, cent_model
@@ -103,3 +104,38 @@ def test_a_redis_outage_spends_each_workers_share_and_is_charged_when_back(
     for registry in workers:
         registry.close()
     assert redis_spend(redis_server.url, namespace) == spent, "Redis counts what was spent"
+
+
+@pytest.mark.timeout(60)
+def test_the_fleets_spend_is_read_from_redis_without_a_lease(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    workers = [cent_spender(redis_server.url, namespace) for _ in range(2)]
+    spent_here = []
+    for registry, requests in zip(workers, (3, 5)):
+        assert spend(registry, requests) == requests
+        assert shared_of(registry).sync_now()
+        spent_here.append(registry.budgets()[0].spent_nanos)
+    assert spent_here == [3 * CENT_NANOS, 5 * CENT_NANOS]
+    (live,) = workers[0].budgets(fleet=True)
+    # Unused leases count until they come back: at least what was spent.
+    assert live.fleet_nanos is not None
+    assert 8 * CENT_NANOS <= live.fleet_nanos <= 8 * CENT_NANOS + 2 * (DOLLAR_NANOS // 4)
+    assert live.fleet_usd == live.fleet_nanos / 1e9
+    assert workers[0].budgets()[0].fleet_nanos is None, "read only when asked"
+    for registry in workers:
+        registry.close()
+    (state,) = workers[0].budgets()
+    period = [("fleet", round(state.resets_at.timestamp()))]
+    assert read_fleet_budgets(redis_server.url, namespace, period) == {"fleet": 8 * CENT_NANOS}
+    assert redis_spend(redis_server.url, namespace) == 8 * CENT_NANOS, "the read took nothing"
+    assert read_fleet_budgets(redis_server.url, namespace, [("fleet", 1)]) == {"fleet": 0}
+    with pytest.raises(TypeError, match="invalid fleet: 1"):
+        workers[0].budgets(fleet=1)  # type: ignore[arg-type]
+    redis_server.kill()
+    with pytest.raises(SharedStateError, match="cannot read the fleet's budgets at redis://"):
+        read_fleet_budgets(redis_server.url, namespace, period, timeout=0.5)
+    local = ModelRegistry()
+    local.register_model(cent_model())
+    local.add_budget(BudgetScope(provider="sim"), 1.0, "day", name="fleet")
+    assert local.budgets(fleet=True)[0].fleet_nanos is None, "no shared state: unknown"

@@ -4,6 +4,7 @@ request constraints given as options, and closing what a command opened."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -59,14 +60,18 @@ def load(require_file: bool = False) -> LoadedConfig:
     return loaded
 
 
-def registry() -> ModelRegistry:
-    """The registry of the configuration's models (notes about skipped ones on stderr)."""
+def registry(local: bool = False) -> ModelRegistry:
+    """The registry of the configuration's models (notes about skipped ones on
+    stderr); ``local``: without its ``[state]``, for a command that reads and
+    must not join the fleet (a budget's first lease is taken at once)."""
     loaded = load()
-    built = (
-        _registry_from_discovery(loaded)
-        if loaded.path is None
-        else ModelRegistry.from_parts(registry_parts(loaded))
-    )
+    if loaded.path is None:
+        built = _registry_from_discovery(loaded)
+    else:
+        parts = registry_parts(loaded)
+        built = ModelRegistry.from_parts(
+            dataclasses.replace(parts, state="local") if local else parts
+        )
     for note in loaded.notes:
         print_note(note)
     return built

@@ -64,7 +64,10 @@ class BudgetState(BaseModel):
     a new request may still reserve; the ``*_nanos`` fields are the exact
     integer figures (nano-USD) the core keeps. ``allowance_nanos`` is the
     share of the limit this registry may spend (set for budgets shared across
-    workers), ``None`` when the whole limit is local."""
+    workers), ``None`` when the whole limit is local. ``fleet_nanos`` /
+    ``fleet_usd``: the whole fleet's spend in the period as Redis counts it
+    (each worker's unused lease included until returned), read by
+    ``registry.budgets(fleet=True)`` with shared state, else ``None``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -82,11 +85,16 @@ class BudgetState(BaseModel):
     allowance_nanos: Optional[int]
     resets_at: datetime.datetime
     resets_in: float
+    fleet_nanos: Optional[int] = None
+    fleet_usd: Optional[float] = None
 
     @classmethod
-    def of(cls, raw: dict[str, Any]) -> BudgetState:
-        """The state the core reports (``SelectionCore.budgets()``)."""
+    def of(cls, raw: dict[str, Any], fleet_nanos: Optional[int] = None) -> BudgetState:
+        """The state the core reports (``SelectionCore.budgets()``), with the
+        fleet's spend when known."""
         return cls(
+            fleet_nanos=fleet_nanos,
+            fleet_usd=None if fleet_nanos is None else fleet_nanos / _core.NANOS_PER_USD,
             name=raw["name"],
             scope=BudgetScope(**{raw["scope"]: raw["value"]}),
             period=raw["period"],

@@ -1129,10 +1129,17 @@ class ModelRegistry:
         """Remove a budget; calls already selected under it finish unaffected."""
         self._core.remove_budget(name)
 
-    def budgets(self) -> list[BudgetState]:
+    def budgets(self, fleet: bool = False) -> list[BudgetState]:
         """Every budget now, in the order added: spent, reserved, remaining,
-        limit, period and when it resets."""
-        return [BudgetState.of(raw) for raw in self._core.budgets()]
+        limit, period and when it resets, as this registry counts them.
+        ``fleet=True`` (with ``state="redis://..."``) also reads the whole
+        fleet's spend in each period from Redis (one round trip; a ``redis``
+        error when it is down) into ``fleet_nanos``/``fleet_usd``; the read
+        takes no lease (this registry leases as a worker of the fleet anyway)."""
+        if not isinstance(fleet, bool):
+            raise TypeError(f"invalid fleet: {fleet!r} (True or False)")
+        totals = self._shared.fleet_budget_totals() if fleet and self._shared is not None else {}
+        return [BudgetState.of(raw, totals.get(raw["name"])) for raw in self._core.budgets()]
 
     # ----- reading ------------------------------------------------------------
 

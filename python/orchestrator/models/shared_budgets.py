@@ -45,16 +45,64 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from orchestrator import _core
 from orchestrator.models.shared_leases import DEFAULT_LEASE_DIVISOR, RunScript
 
-__all__ = ["PERIOD_SECONDS", "SharedBudgets"]
+__all__ = [
+    "PERIOD_SECONDS",
+    "SharedBudgets",
+    "budget_keys",
+    "current_periods",
+    "fleet_totals",
+    "read_totals",
+]
 
 #: The longest each calendar period lasts (a month: 31 days).
 PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400, "month": 31 * 86_400}
+
+
+def budget_keys(prefix: str, name: str, ends: int) -> list[str]:
+    """The Redis keys of budget ``name``'s period ending at ``ends`` (Unix s)
+    in the namespace of ``prefix``: its grants, their amounts (and ``total``),
+    and the workers that exchanged with it."""
+    counter = f"{prefix}:budget:{name}:{ends}:spend"
+    return [counter, f"{counter}:amounts", f"{prefix}:budget-workers:{name}"]
+
+
+def fleet_totals(
+    periods: list[tuple[str, int]],
+    prefix: str,
+    read: Callable[[list[str]], list[Optional[str]]],
+) -> dict[str, int]:
+    """What the fleet was granted or charged, less what came back, in each
+    budget's period (``(name, period end in Unix s)``), in nano-USD: the
+    ``total`` of each period's counter, read with ``read`` (one value per
+    key). Reading takes no lease. A counter that does not exist yet counts 0."""
+    keys = [budget_keys(prefix, name, ends)[1] for name, ends in periods]
+    totals = read(keys) if keys else []
+    return {name: int(total or 0) for (name, _), total in zip(periods, totals)}
+
+
+def current_periods(budgets: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """``(name, period end)`` of each of ``budgets`` (``SelectionCore.budgets()``)."""
+    return [(b["name"], round(b["resets_at"])) for b in budgets]
+
+
+def read_totals(client: Any) -> Callable[[list[str]], list[Optional[str]]]:
+    """A reader for :func:`fleet_totals` on a redis-py ``client``: the
+    ``total`` field of every key in one pipelined round trip."""
+
+    def read(keys: list[str]) -> list[Optional[str]]:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, "total")
+        return [v.decode() if isinstance(v, bytes) else v for v in pipe.execute()]
+
+    return read
 
 
 @dataclass
@@ -107,8 +155,7 @@ class SharedBudgets:
 
     def keys(self, name: str, ends: int) -> list[str]:
         """The Redis keys of budget ``name``'s period ending at ``ends`` (Unix s)."""
-        counter = f"{self._prefix}:budget:{name}:{ends}:spend"
-        return [counter, f"{counter}:amounts", f"{self._prefix}:budget-workers:{name}"]
+        return budget_keys(self._prefix, name, ends)
 
     def hold(self, name: str) -> None:
         """A new budget: nothing may be spent here before Redis grants it."""
@@ -130,7 +177,7 @@ class SharedBudgets:
             del self._periods[name]
 
     def _period(self, budget: dict[str, Any]) -> _Period:
-        ends = round(budget["resets_at"])
+        ((_, ends),) = current_periods([budget])
         period = self._periods.get(budget["name"])
         if period is None or period.ends != ends:
             period = self._periods[budget["name"]] = _Period(ends)

@@ -90,10 +90,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
 import redis
@@ -103,7 +103,12 @@ from redis.retry import Retry
 from orchestrator import _core
 from orchestrator.errors import SharedStateError, StateVersionError
 from orchestrator.models import shared_scripts as scripts
-from orchestrator.models.shared_budgets import SharedBudgets
+from orchestrator.models.shared_budgets import (
+    SharedBudgets,
+    current_periods,
+    fleet_totals,
+    read_totals,
+)
 from orchestrator.models.shared_connection import (
     CLUSTER_SCHEMES,
     check_namespace,
@@ -146,6 +151,8 @@ __all__ = [
     "check_namespace",
     "check_url",
     "connect",
+    "namespace_prefix",
+    "read_fleet_budgets",
     "read_fleet_rows",
     "redact",
 ]
@@ -181,19 +188,53 @@ def read_fleet_rows(
     """The fleet's totals of ``namespace`` at ``url``, one row per model, without
     a registry (``orchestrator stats``). Raises :class:`SharedStateError`, naming
     the URL without its password, when Redis cannot be read."""
+    raw = _read_once(
+        url,
+        namespace,
+        timeout,
+        "the fleet's totals",
+        lambda c: c.hgetall(f"{namespace_prefix(namespace)}:totals"),
+    )
+    return fleet_rows({_text(k): float(v) for k, v in raw.items()})
+
+
+def read_fleet_budgets(
+    url: str, namespace: str, periods: list[tuple[str, int]], *, timeout: float = 2.0
+) -> dict[str, int]:
+    """Each budget's spend over the fleet of ``namespace`` at ``url`` in its
+    period (``(name, period end)``, nano-USD), without a registry and
+    without taking a lease (``orchestrator budgets``). Raises
+    :class:`SharedStateError`, naming the URL without its password, when
+    Redis cannot be read."""
+    prefix = namespace_prefix(namespace)
+    return _read_once(
+        url,
+        namespace,
+        timeout,
+        "the fleet's budgets",
+        lambda client: fleet_totals(periods, prefix, read_totals(client)),
+    )
+
+
+_Read = TypeVar("_Read")
+
+
+def _read_once(
+    url: str, namespace: str, timeout: float, what: str, read: Callable[[Any], _Read]
+) -> _Read:
+    """``read(client)`` on a fresh client of ``url`` that does not retry, closed after."""
     check_url(url)
     check_namespace(namespace)
     client = connect(
         url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
     )
     try:
-        raw = client.hgetall(f"orchestrator:{{{namespace}}}:totals")
+        return read(client)
     except (*_CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
         text = scrub(exc, urlsplit(url).password)
-        raise SharedStateError(f"cannot read the fleet's totals at {redact(url)}: {text}") from None
+        raise SharedStateError(f"cannot read {what} at {redact(url)}: {text}") from None
     finally:
         client.close()
-    return fleet_rows({_text(k): float(v) for k, v in raw.items()})
 
 
 def discount_weight(discount: float, age_buckets: float) -> float:
@@ -220,6 +261,11 @@ class SyncStats:
     published: int = 0
     received: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+
+
+def namespace_prefix(namespace: str) -> str:
+    """The prefix of every Redis key of ``namespace`` (one hash slot)."""
+    return f"orchestrator:{{{namespace}}}"
 
 
 class SharedState:
@@ -272,7 +318,7 @@ class SharedState:
         self.stats = SyncStats()
         self._registry = registry
         self._core = registry._core
-        self.prefix = f"orchestrator:{{{namespace}}}"
+        self.prefix = namespace_prefix(namespace)
         self.keys = {
             "meta": f"{self.prefix}:meta",
             "totals": f"{self.prefix}:totals",
@@ -477,6 +523,13 @@ class SharedState:
         holds them (one round trip; raises ``redis`` errors when it is down)."""
         raw = self._client.hgetall(self.keys["totals"])
         return fleet_rows({_text(k): float(v) for k, v in raw.items()})
+
+    def fleet_budget_totals(self) -> dict[str, int]:
+        """Each budget's spend over the whole fleet in its current period, as
+        Redis counts it (nano-USD; a worker's unused lease counts until it
+        returns it). One round trip; raises ``redis`` errors when it is down."""
+        periods = current_periods(self._core.budgets())
+        return fleet_totals(periods, self.prefix, read_totals(self._client))
 
     def fleet_statistics(self) -> dict[str, Any]:
         """The fleet's totals shaped like ``registry.statistics()``: a ``name``
