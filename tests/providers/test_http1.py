@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from orchestrator.integrations import ClientPool
+from orchestrator.integrations._http._connections import pooled_transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -273,3 +274,48 @@ async def test_an_unsupported_scheme_and_a_closed_pool_are_errors() -> None:
     with pytest.raises(httpx.ConnectError, match="closed"):
         await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/x"))
     await pool.aclose()
+
+
+async def test_an_answer_before_the_whole_streamed_body_is_the_response() -> None:
+    """A server may refuse an upload before reading it (413) and hang up:
+    the client gets that answer and stops sending, instead of hanging or
+    writing into a closed connection."""
+
+    def refuse(server: ScriptedServer) -> Script:
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 413 Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+            )
+            await writer.drain()
+
+        return run
+
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 1
+            yield b"x" * 1024
+            await asyncio.sleep(0.01)
+
+    pool = ClientPool()
+    async with scripted(refuse) as server:
+        response = await pool.get(server.url).post(server.url, content=endless())
+        assert response.status_code == 413
+        assert sent < 1000
+    await pool.aclose()
+
+
+async def test_an_idle_connection_past_its_expiry_is_not_reused() -> None:
+    transport = pooled_transport(httpx.Limits(max_keepalive_connections=5, keepalive_expiry=0.05))
+    async with scripted(answering(OK, OK)) as server:
+        client = httpx.AsyncClient(transport=transport)
+        assert (await client.get(server.url)).content == b"ok"
+        assert (await client.get(server.url)).content == b"ok"
+        assert server.connections == 1  # reused within its expiry
+        await asyncio.sleep(0.1)
+        assert (await client.get(server.url)).content == b"ok"
+        assert server.connections == 2
+        await client.aclose()

@@ -241,10 +241,12 @@ class Connection(asyncio.Protocol):
             transport.write(head)
             chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
             async for part in request.stream:  # type: ignore[union-attr]
+                if self._headers_done or self.closed:
+                    break  # the server answered (or hung up) before taking the whole body
                 if part:
                     transport.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
                     await self._drained(timeouts.get("write"))
-            if chunked:
+            if chunked and not (self._headers_done or self.closed):
                 transport.write(b"0\r\n\r\n")
         await self._drained(timeouts.get("write"))
         await _within(self._head, timeouts.get("read"), httpx.ReadTimeout)
