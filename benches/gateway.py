@@ -63,6 +63,8 @@ def litellm_command(given: Optional[str]) -> tuple[Optional[str], str]:
     if found is None:
         return None, "no litellm command (pip install 'litellm[proxy]', or --litellm PATH)"
     python = Path(found).with_name("python")
+    if not python.is_file():
+        return None, f"{found}: no python beside it, so not a litellm command of a venv"
     # The version from the package's metadata: importing litellm would fetch its cost map.
     code = "import fastapi, importlib.metadata as m; print(m.version('litellm'))"
     probe = [str(python), "-c", code]

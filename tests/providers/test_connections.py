@@ -1,5 +1,5 @@
-"""The pooled connection layer (httpcore on the asyncio backend, linear pool
-scheduling, requests handed to the transport): HTTPS, keep-alive reuse and its
+"""The pooled connection layer (HTTP/1.1 on asyncio protocols, parsed by
+httptools, requests handed to the transport): HTTPS, keep-alive reuse and its
 bound, a server that closes an idle connection, bodies larger than every
 buffer both ways, untrusted certificates and proxies from the environment."""
 
@@ -21,7 +21,6 @@ from cryptography.x509.oid import NameOID
 
 from orchestrator.errors import ModelError
 from orchestrator.integrations import ClientPool
-from orchestrator.integrations._http._connections import ScheduledPool
 from orchestrator.integrations.openai_model import OpenAIModel
 from tests.servers import OpenAIServer
 
@@ -121,9 +120,7 @@ async def test_keep_alive_is_reused_and_bounded() -> None:
         await asyncio.gather(*(model.generate_response(f"q{i}") for i in range(12)))
         assert server.connections == 12  # all at once: one connection each
         transport = pool.direct(model.endpoint.url)
-        assert transport is not None and isinstance(transport._pool, ScheduledPool)
-        kept = transport._pool.connections
-        assert len(kept) == 3 and all(c.is_idle() for c in kept)
+        assert transport is not None and transport.idle_connections() == 3
         for i in range(6):
             await model.generate_response(f"again {i}")
         assert server.connections == 12  # one after the other: a kept one each time

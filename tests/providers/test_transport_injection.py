@@ -48,8 +48,8 @@ async def test_a_pool_of_ones_own_serves_every_adapter_given_it() -> None:
         assert pool.open_clients() == 1  # one base URL, one client
         assert server.connections == 1  # and its keep-alive connection is shared
         assert DEFAULT_POOL.open_clients() == 0
-        client = pool.get(models[0].endpoint.url)
-        assert client._transport._pool._max_connections == 4  # type: ignore[attr-defined]
+        transport = pool.direct(models[0].endpoint.url)
+        assert transport is not None and transport.limits.max_connections == 4
         await pool.aclose()
         assert pool.open_clients() == 0
 

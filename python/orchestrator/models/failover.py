@@ -305,6 +305,8 @@ class _Plan:
     def next_constraints(self, members: Optional[list[str]]) -> ModelConstraints:
         """The request's constraints less every model tried or ruled out,
         and (within a chain entry) every model outside it."""
+        if members is None and not self.excluded and self.narrowing.rules_out_nothing():
+            return self.constraints  # nothing tried or ruled out yet: the request's own
         models = self.registry.list_models()
         exclude = [*self.constraints.exclude_models, *self.excluded]
         exclude += self.narrowing.excluded(models)
@@ -447,16 +449,24 @@ def _plan(
     selection = {k: kwargs.pop(k) for k in list(kwargs) if k in SELECTION_KEYS}
     routing = {k: selection.pop(k) for k in list(selection) if k in ROUTING_KEYS}
     given = selection.pop("constraints", None)
-    if given is not None:
-        if not isinstance(given, ModelConstraints):
-            raise TypeError(f"invalid constraints: expected ModelConstraints, got {given!r}")
-        selection = {**given.model_dump(exclude_defaults=True), **selection}
+    if given is not None and not isinstance(given, ModelConstraints):
+        raise TypeError(f"invalid constraints: expected ModelConstraints, got {given!r}")
     output_tokens = _asked_output(kwargs.get("max_tokens"))
-    if selection.get("input_tokens") is None:  # the request's size, estimated up front
-        selection["input_tokens"] = estimate_tokens(prompt)
-    if selection.get("output_tokens") is None and output_tokens:
-        selection["output_tokens"] = output_tokens
-    constraints = ModelConstraints(**selection)
+    if (
+        given is not None
+        and not selection
+        and given.input_tokens is not None
+        and (given.output_tokens is not None or not output_tokens)
+    ):
+        constraints = given  # validated when made, and sized: nothing to add (the gateway's)
+    else:
+        if given is not None:
+            selection = {**given.model_dump(exclude_defaults=True), **selection}
+        if selection.get("input_tokens") is None:  # the request's size, estimated up front
+            selection["input_tokens"] = estimate_tokens(prompt)
+        if selection.get("output_tokens") is None and output_tokens:
+            selection["output_tokens"] = output_tokens
+        constraints = ModelConstraints(**selection)
     assert constraints.input_tokens is not None
     return _Plan(
         registry=registry,

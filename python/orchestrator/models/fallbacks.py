@@ -128,6 +128,10 @@ class Narrowing:
             return f"{what}: a provider other than {', '.join(self.filtered_providers)}"
         return what
 
+    def rules_out_nothing(self) -> bool:
+        """Whether no failure narrowed the next selections yet."""
+        return self.min_window is None and not self.filtered_providers
+
     def context_length(self, asked: Optional[int]) -> Optional[int]:
         """The ``context_length`` constraint of the next selection."""
         if self.min_window is None:

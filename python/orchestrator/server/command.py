@@ -164,4 +164,7 @@ def _run(settings: ServerSettings) -> None:
         log_config=_log_config(),
         timeout_graceful_shutdown=settings.shutdown_timeout,
         server_header=False,
+        # No X-Forwarded-* rewriting of the client address: the gateway never
+        # reads it, and the middleware would run on every request.
+        proxy_headers=False,
     )

@@ -68,7 +68,10 @@ class ChatRequest:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object (400 when it is not, or when it
-    nests deeper than :data:`MAX_JSON_DEPTH`)."""
+    nests deeper than :data:`MAX_JSON_DEPTH`). A body with at most
+    :data:`MAX_JSON_DEPTH` brackets cannot nest deeper, so its depth is
+    walked only past that. (The standard library parses it, not orjson,
+    which reads integers beyond 64 bits as floats.)"""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -76,7 +79,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except RecursionError:  # deeper than the interpreter's stack: far beyond the bound
         too_deep = True
     else:
-        too_deep = _deeper_than(data, MAX_JSON_DEPTH)
+        brackets = body.count(b"[") + body.count(b"{")
+        too_deep = brackets > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH)
     if too_deep:
         raise bad_request("body", f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(data, dict):

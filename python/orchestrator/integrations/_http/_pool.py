@@ -19,13 +19,11 @@ from typing import Optional
 
 import httpx
 
-from orchestrator.integrations._http._connections import pooled_transport
+from orchestrator.integrations._http._connections import ConnectionPool, pooled_transport
 
-#: Per base URL: up to 1,000 open connections, 20 kept idle. More idle
-#: connections make httpcore's pool scheduling slower for every request (at
-#: 100 concurrent requests on loopback, 64 idle cost 0.8 ms per request more
-#: than 20); raise it when reconnecting is the larger cost (TLS to a far
-#: provider at high concurrency).
+#: Per base URL: up to 1,000 open connections, 20 kept idle; raise the idle
+#: bound when reconnecting is the larger cost (TLS to a far provider at high
+#: concurrency).
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_KEEPALIVE = 20
 KEEPALIVE_EXPIRY = 30.0
@@ -57,7 +55,7 @@ class ClientPool:
         self._lock = threading.Lock()
         self._clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop,
-            dict[str, tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]],
+            dict[str, tuple[httpx.AsyncClient, Optional[ConnectionPool]]],
         ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
@@ -74,7 +72,7 @@ class ClientPool:
         """The pooled client for ``base_url`` in the running event loop."""
         return self._entry(base_url)[0]
 
-    def direct(self, base_url: str) -> Optional[httpx.AsyncHTTPTransport]:
+    def direct(self, base_url: str) -> Optional[ConnectionPool]:
         """The transport under :meth:`get`'s client, to send a request built
         complete (headers, timeout) without the client's redirect, auth,
         cookie and hook handling; ``None`` when the environment named a proxy
@@ -82,7 +80,7 @@ class ClientPool:
         read it then and only the client applies it."""
         return self._entry(base_url)[1]
 
-    def _entry(self, base_url: str) -> tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]:
+    def _entry(self, base_url: str) -> tuple[httpx.AsyncClient, Optional[ConnectionPool]]:
         loop = asyncio.get_running_loop()
         with self._lock:
             per_loop = self._clients.get(loop)
@@ -93,7 +91,7 @@ class ClientPool:
                 entry = per_loop[base_url] = self._new_client()
             return entry
 
-    def _new_client(self) -> tuple[httpx.AsyncClient, Optional[httpx.AsyncHTTPTransport]]:
+    def _new_client(self) -> tuple[httpx.AsyncClient, Optional[ConnectionPool]]:
         """A client on :func:`pooled_transport`, and that transport; with a
         proxy in the environment, httpx's own client (a client given a
         transport ignores the environment's proxies) and no direct transport."""

@@ -92,7 +92,11 @@ def _tightest(
 
 
 def rate_limits_of(headers: httpx.Headers, now: Optional[float] = None) -> ReportedLimits:
-    """What a response's headers say of the provider's limits (empty when nothing)."""
+    """What a response's headers say of the provider's limits (empty when nothing).
+    Every header read is named ``*ratelimit*``: a response without one (most
+    providers, most of the time) is told apart in one pass over its names."""
+    if not any(b"ratelimit" in name.lower() for name, _ in headers.raw):
+        return ReportedLimits(None, None, None, None)
     requests, requests_reset = _tightest(
         headers,
         [

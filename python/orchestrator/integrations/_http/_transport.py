@@ -118,6 +118,10 @@ class Transport:
     _built_headers: Optional[tuple[tuple[tuple[str, str], ...], list[tuple[str, str]]]] = field(
         default=None, repr=False
     )
+    #: The model's headers :meth:`_pooled_headers` was built from, whether with JSON, and it.
+    _pooled: Optional[tuple[list[tuple[str, str]], bool, httpx.Headers]] = field(
+        default=None, repr=False
+    )
     #: Parsed URL per path (with the endpoint's own query parameters).
     _urls: dict[str, httpx.URL] = field(default_factory=dict, repr=False)
 
@@ -156,19 +160,27 @@ class Transport:
                 timeout=self._timeout(remaining),
             )
         content = None
-        headers = self._request_headers()
         if json_body is not None:
             content = json.dumps(
                 json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode("utf-8")
-            headers = [*headers, _JSON_HEADER]
         return httpx.Request(
             method,
             self._url(path, params),
-            headers=[*_POOLED_HEADERS, *headers],
+            headers=self._pooled_headers(json_body is not None),
             content=content,
             extensions={"timeout": self._timeout(remaining).as_dict()},
         )
+
+    def _pooled_headers(self, with_json: bool) -> httpx.Headers:
+        """A pooled request's headers, normalized once while this model's
+        headers do not change (``httpx.Request`` copies them)."""
+        model_headers = self._request_headers()
+        built = self._pooled
+        if built is None or built[0] is not model_headers or built[1] != with_json:
+            items = [*_POOLED_HEADERS, *model_headers, *([_JSON_HEADER] if with_json else [])]
+            built = self._pooled = (model_headers, with_json, httpx.Headers(items))
+        return built[2]
 
     def _request_headers(self) -> list[tuple[str, str]]:
         """This model's headers (and the endpoint's basic auth), rebuilt only
