@@ -33,6 +33,8 @@ def problems(tmp_path: Path, text: str) -> list[str]:
         ("[selection]\npending_timeout = nan\n" + SIM,
          "bad.toml:2: selection.pending_timeout: must be a finite number in (0, 86400] seconds"
          " (got nan)"),
+        ("[selection]\nmax_waiting = -1\n" + SIM,
+         "bad.toml:2: selection.max_waiting: must be in [0, 1000000] (got -1)"),
         ("[selection.reward]\nlatency = inf\n" + SIM,
          "bad.toml:2: selection.reward.latency: must be a finite number in [0, 1000] (got inf)"),
         ("[health]\nbase_cooldown = inf\n" + SIM,
@@ -56,7 +58,8 @@ def problems(tmp_path: Path, text: str) -> list[str]:
          "bad.toml:2: selection.discount: must be in [0.5, 1] (got 1e-320)"),
     ],
     ids=[
-        "inf-selection", "nan-selection", "inf-reward", "inf-health", "huge-threshold",
+        "inf-selection", "nan-selection", "negative-max-waiting", "inf-reward", "inf-health",
+        "huge-threshold",
         "huge-context", "negative-price", "float-for-int", "string-for-int", "int-for-bool",
         "simulated-option", "underflowing-discount",
     ],

@@ -30,6 +30,7 @@ from orchestrator.config.schema import (
 )
 from orchestrator.core.cache import ModelCache
 from orchestrator.core.model import Model, ModelCapabilities, ModelCost
+from orchestrator.models.failover import DEFAULT_MAX_WAITING
 from orchestrator.models.health_monitor import ModelHealthMonitor
 from orchestrator.models.selectors import (
     SELECTORS,
@@ -119,6 +120,7 @@ class RegistryParts:
     state_spool_dir: Optional[str] = None
     session_ttl: float = _core.DEFAULT_SESSION_TTL_S
     max_sessions: int = _core.DEFAULT_MAX_SESSIONS
+    max_waiting: int = DEFAULT_MAX_WAITING
     models: list[Model] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: ``[fallbacks]``: for :meth:`ModelRegistry.set_fallbacks`, by model name.
@@ -143,6 +145,7 @@ class RegistryParts:
             "sync_interval": self.sync_interval,
             "session_ttl": self.session_ttl,
             "max_sessions": self.max_sessions,
+            "max_waiting": self.max_waiting,
         }
         if self.state_spool_dir is not None:
             kwargs["state_spool_dir"] = self.state_spool_dir
@@ -325,6 +328,7 @@ def registry_parts(loaded: LoadedConfig) -> RegistryParts:
         state_spool_dir=spool,
         session_ttl=config.sessions.ttl,
         max_sessions=config.sessions.max_sessions,
+        max_waiting=config.selection.max_waiting,
         models=models,
         notes=notes,
         fallbacks=config.fallbacks,

@@ -16,6 +16,7 @@ from orchestrator import _core
 from orchestrator.core.budgets import BudgetPeriod, BudgetScope
 from orchestrator.core.model import CAPABILITY_NAMES
 from orchestrator.errors import did_you_mean
+from orchestrator.models.failover import DEFAULT_MAX_WAITING, MAX_WAITING
 from orchestrator.models.selectors import ContextualSelector
 from orchestrator.server.settings import ServerSettings
 
@@ -175,6 +176,8 @@ class SelectionSection(Section):
         Annotated[float, in_range(_core.MIN_WILLINGNESS_TO_PAY, 1e6, unit="USD")]
     ] = None
     pending_timeout: Seconds = 600.0
+    #: Requests kept waiting for a rate-limit slot at most (``ModelRegistry(max_waiting=)``).
+    max_waiting: Annotated[int, in_range(0, MAX_WAITING)] = DEFAULT_MAX_WAITING
     reward: RewardSection = Field(default_factory=RewardSection)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,49 @@ class Attempt(_Try):
             f"Attempt(model={self.model!r}, outcome={self.outcome!r}, latency={self.latency:.6f}, "
             f"reason={self.reason!r}, sent={self.sent!r})"
         )
+
+
+#: Requests one registry keeps waiting for a rate-limit slot at most, by default.
+DEFAULT_MAX_WAITING = 1024
+#: The largest ``max_waiting`` accepted.
+MAX_WAITING = 1_000_000
+
+
+class SlotWaiters:
+    """How many requests of one registry wait for a rate-limit slot, bounded:
+    beyond ``limit`` a request fails at once with its ``retry_in`` (a 429 at
+    the gateway) instead of holding its connection and task open. Taken only
+    when every eligible model is rate limited, never on the selection path."""
+
+    def __init__(self, limit: int) -> None:
+        if type(limit) is not int:
+            kind = type(limit).__name__
+            raise TypeError(f"invalid max_waiting: {limit!r} (an int is required, got {kind})")
+        if not 0 <= limit <= MAX_WAITING:
+            raise ValueError(
+                f"invalid max_waiting: {limit!r} (0 to {MAX_WAITING:,}; 0: never wait)"
+            )
+        self.limit = limit
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting now."""
+        return self._waiting
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[bool]:
+        """Whether one more request may wait (counted until the block ends)."""
+        with self._lock:
+            admitted = self._waiting < self.limit
+            self._waiting += admitted
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._lock:
+                    self._waiting -= 1
 
 
 @dataclass
@@ -241,8 +285,15 @@ class _Plan:
                 if self.walk is not None:
                     why = f"fallback chain {self.walk.source} spent"
                 raise self.exhausted(why) from first
-            logger.info("every eligible model is rate limited; waiting %.2fs for a slot", wait)
-            await asyncio.sleep(wait)
+            with self.registry.slot_waiters.admitted() as admitted:
+                if not admitted and first is not None:
+                    logger.info(
+                        "%d requests already wait for a slot: not waiting",
+                        self.registry.slot_waiters.limit,
+                    )
+                    raise first
+                logger.info("every eligible model is rate limited; waiting %.2fs for a slot", wait)
+                await asyncio.sleep(wait)
 
     def choose(self, constraints: ModelConstraints) -> tuple[Model, Optional[int]]:
         """The next pick under ``constraints``: another deployment of the

@@ -138,6 +138,9 @@ class ModelRegistry:
             a selection (default 3600; finite, > 0, at most 30 days).
         max_sessions: sessions held at most (default 100,000; 1 to 10**7);
             beyond it the least recently used is forgotten.
+        max_waiting: requests ``generate``/``stream`` keep waiting for a
+            rate-limit slot at most (default 1,024; 0 to 10**6, 0: never
+            wait); beyond it a request fails at once with its ``retry_in``.
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class ModelRegistry:
         state_spool_dir: Optional[str] = None,
         session_ttl: float = _core.DEFAULT_SESSION_TTL_S,
         max_sessions: int = _core.DEFAULT_MAX_SESSIONS,
+        max_waiting: int = failover.DEFAULT_MAX_WAITING,
     ) -> None:
         if model_selector is not None and not isinstance(model_selector, ModelSelector):
             kind = type(model_selector).__name__
@@ -191,6 +195,7 @@ class ModelRegistry:
         self._core.configure_reward(**weights.__dict__)
         self._core.set_pending_timeout(pending_timeout)
         self._core.configure_sessions(session_ttl, max_sessions)
+        self.slot_waiters = failover.SlotWaiters(max_waiting)
         self.session_ttl = float(session_ttl)
         self.max_sessions = int(max_sessions)
         self.reward_weights = weights
