@@ -596,6 +596,97 @@ mod tests {
         }
     }
 
+    /// One step of a lane-table history.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add,
+        /// Remove the model at this index (modulo the model count).
+        Remove(usize),
+        /// Teach the model at this index (modulo the model count) one quality.
+        Learn(usize, Vec<(usize, f32)>, f64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Add),
+            2 => (0usize..64).prop_map(Step::Remove),
+            4 => (
+                0usize..64,
+                proptest::collection::vec((0usize..12, -2.0f32..2.0), 1..6),
+                0.0f64..=1.0,
+            )
+                .prop_map(|(model, entries, quality)| Step::Learn(model, entries, quality)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// After any history of adds, removes and updates, the lane table
+        /// holds exactly what a table built fresh for the surviving models
+        /// holds after replaying each one's own updates (a reused lane keeps
+        /// nothing of its last owner; a model's posterior depends only on its
+        /// own observations), scores bit-identically to it, reuses a free
+        /// lane before growing, and grows only by doubling.
+        #[test]
+        fn a_churned_lane_table_equals_a_fresh_one(
+            start in 0usize..20,
+            steps in proptest::collection::vec(step(), 0..80),
+            probe in proptest::collection::vec((0usize..12, -2.0f32..2.0), 1..8),
+        ) {
+            let dim = 12;
+            let mut table = Posteriors::new(dim, start, 0.25);
+            let mut histories: Vec<Vec<(Features, f64)>> = vec![Vec::new(); start];
+            for step in steps {
+                match step {
+                    Step::Add => {
+                        let (lanes, taken) = (table.lanes(), table.models());
+                        let lane = table.add_model(usize::MAX);
+                        if taken < lanes {
+                            prop_assert_eq!(table.lanes(), lanes, "a free lane is reused");
+                            prop_assert!(lane < lanes);
+                        } else {
+                            prop_assert_eq!(table.lanes(), lanes_for(2 * lanes));
+                            prop_assert_eq!(lane, lanes, "the first new lane");
+                        }
+                        histories.push(Vec::new());
+                    }
+                    Step::Remove(model) if !histories.is_empty() => {
+                        let model = model % histories.len();
+                        table.remove_model(model);
+                        histories.remove(model);
+                    }
+                    Step::Learn(model, entries, quality) if !histories.is_empty() => {
+                        let model = model % histories.len();
+                        let features = features(dim, &entries);
+                        table.update(model, &features, quality);
+                        histories[model].push((features, quality));
+                    }
+                    Step::Remove(_) | Step::Learn(..) => {}
+                }
+            }
+            let models = histories.len();
+            prop_assert_eq!(table.models(), models);
+            let mut fresh = Posteriors::new(dim, models, 0.25);
+            for (model, history) in histories.iter().enumerate() {
+                for (features, quality) in history {
+                    fresh.update(model, features, *quality);
+                }
+                prop_assert_eq!(table.observations[model], history.len() as u64);
+                for feature in 0..dim {
+                    prop_assert_eq!(table.weight(model, feature), fresh.weight(model, feature));
+                }
+            }
+            let probe = features(dim, &probe);
+            let scores = |posteriors: &Posteriors| {
+                let (mut logits, mut variances) = (vec![f64::NAN; models], vec![f64::NAN; models]);
+                posteriors.score(&probe, &mut logits, &mut variances);
+                (logits, variances)
+            };
+            prop_assert_eq!(scores(&table), scores(&fresh));
+        }
+    }
+
     /// Adding a model touches only its lane (or doubles the lanes), removing
     /// one frees its lane, and a reused lane starts from the prior: nothing
     /// of the model that held it before is inherited.
