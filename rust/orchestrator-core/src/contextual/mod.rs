@@ -331,24 +331,18 @@ impl Router {
 
     /// The most weight lanes the router may hold ([`MAX_WEIGHTS`]).
     fn most_lanes(&self) -> usize {
-        let most = MAX_WEIGHTS / self.featurizer.dim() as usize;
-        if most >= posterior::LANES {
-            most - most % posterior::LANES
-        } else {
-            1 << most.ilog2()
-        }
+        MAX_WEIGHTS / self.featurizer.dim() as usize
     }
 
-    /// Refuse `models` models when their weight lanes exceed [`MAX_WEIGHTS`].
+    /// Refuse `models` models when their weights exceed [`MAX_WEIGHTS`].
     fn check_capacity(&self, models: usize) -> Result<(), CoreError> {
         let dim = self.featurizer.dim() as usize;
-        if dim.saturating_mul(posterior::lanes_for(models)) > MAX_WEIGHTS {
+        if dim.saturating_mul(models) > MAX_WEIGHTS {
             return Err(CoreError::invalid(
                 "models",
                 format!(
-                    "{models} models ({} weight lanes) × {dim} features exceed \
-                     {MAX_WEIGHTS} weights; lower hash_bits",
-                    posterior::lanes_for(models)
+                    "{models} models × {dim} features exceed {MAX_WEIGHTS} weights; \
+                     lower hash_bits"
                 ),
             ));
         }

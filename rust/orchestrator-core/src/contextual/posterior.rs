@@ -1,10 +1,9 @@
 //! Per-model Bayesian logistic regression with a diagonal Gaussian posterior
 //! over the weights (Chapelle & Li 2011), for every model at once.
 //!
-//! Weights live in one feature-major table: for each feature a row of the
-//! means of every model lane, then their variances, so scoring a prompt
-//! reads one contiguous run per feature (one run of pages: the TLB stays
-//! warm at 1,000 models). A model owns a lane.
+//! Weights live in two feature-major tables (means and variances): for each
+//! feature a row of every model lane, so scoring a prompt reads one
+//! contiguous run per feature and table. A model owns a lane.
 //! Adding a model takes the lowest free lane and resets it to the prior
 //! (O(features)); removing one frees its lane, so registering and
 //! unregistering never re-lay out the other models' weights. Only adding a
@@ -30,33 +29,20 @@ pub fn moderated(z: f64, variance: f64) -> f64 {
     sigmoid(z / (1.0 + std::f64::consts::PI * variance / 8.0).sqrt())
 }
 
-/// Lanes are allocated [`LANES`] at a time past the first [`LANES`] (fewer:
-/// a power of two, so a small router holds at most twice its models' weights).
-pub const LANES: usize = 16;
-
 /// Most models in one scoring block: a block's running sums stay in vector
 /// registers (32 f32 sums are four AVX2 registers for the logits and four
 /// for the variances).
 const SCORE_BLOCK: usize = 32;
-
-/// The lane count that holds `models` models: a power of two up to
-/// [`LANES`], else a multiple of [`LANES`].
-pub fn lanes_for(models: usize) -> usize {
-    if models <= LANES {
-        models.max(1).next_power_of_two()
-    } else {
-        models.next_multiple_of(LANES)
-    }
-}
 
 /// The posterior of every model's weights.
 #[derive(Debug, Clone)]
 pub struct Posteriors {
     dim: usize,
     prior_variance: f32,
-    /// `dim` rows of `2 · lanes` values: per feature, every lane's mean,
-    /// then every lane's variance.
-    weights: Vec<f32>,
+    /// `dim` rows of `lanes` weight means.
+    mean: Vec<f32>,
+    /// `dim` rows of `lanes` weight variances.
+    variance: Vec<f32>,
     /// Each model's lane.
     lane_of: Vec<usize>,
     /// Each lane's model, `None` when free; as long as the lane count.
@@ -65,6 +51,8 @@ pub struct Posteriors {
     /// While sharing: each changed weight's (precision, precision × mean)
     /// before its first change since the last sync, by [`Posteriors::weight_id`].
     pub(crate) unsynced: Option<FxHashMap<usize, (f64, f64)>>,
+    /// Lanes up to the last one taken: scoring skips the free lanes after it.
+    scored: usize,
 }
 
 /// Optimiser settings of [`Posteriors::fit`].
@@ -76,22 +64,23 @@ pub struct FitSettings {
 }
 
 impl Posteriors {
-    /// `models` models at the prior, in [`lanes_for`]`(models)` lanes.
+    /// `models` models at the prior, one lane each.
     pub fn new(dim: usize, models: usize, prior_variance: f32) -> Self {
         let mut posteriors = Posteriors {
             dim,
             prior_variance,
-            weights: Vec::new(),
+            mean: Vec::new(),
+            variance: Vec::new(),
             lane_of: Vec::new(),
             model_of_lane: Vec::new(),
-            observations: Vec::new(),
+            observations: vec![0; models],
             unsynced: None,
+            scored: models,
         };
-        let lanes = lanes_for(models);
-        posteriors.grow(lanes);
-        for _ in 0..models {
-            posteriors.add_model(lanes);
-        }
+        posteriors.grow(models);
+        // Fresh lanes are at the prior already.
+        posteriors.lane_of = (0..models).collect();
+        posteriors.model_of_lane = (0..models).map(Some).collect();
         posteriors
     }
 
@@ -111,7 +100,7 @@ impl Posteriors {
     /// Append a model with the prior as its posterior: the lowest free lane
     /// (its weights reset to the prior, nothing of its last owner kept), or,
     /// when every lane is taken, the first of twice as many lanes (at most
-    /// `most_lanes`, a [`lanes_for`] value, but always one more). Returns its
+    /// `most_lanes`, but always one more). Returns its
     /// lane.
     pub fn add_model(&mut self, most_lanes: usize) -> usize {
         let model = self.lane_of.len();
@@ -122,15 +111,12 @@ impl Posteriors {
             }
             None => {
                 let first = self.lanes();
-                self.grow(
-                    lanes_for(first * 2)
-                        .min(most_lanes)
-                        .max(lanes_for(first + 1)),
-                );
+                self.grow((2 * first).min(most_lanes).max(first + 1));
                 first
             }
         };
         self.model_of_lane[lane] = Some(model);
+        self.scored = self.scored.max(lane + 1);
         self.lane_of.push(lane);
         self.observations.push(0);
         lane
@@ -139,31 +125,35 @@ impl Posteriors {
     /// Re-lay the weights out in `lanes` lanes (at least today's), the new
     /// lanes free and at the prior.
     fn grow(&mut self, lanes: usize) {
-        let old = self.lanes();
-        let added = lanes - old;
-        let mut weights = Vec::with_capacity(self.dim * 2 * lanes);
-        for row in self.weights.chunks_exact(2 * old.max(1)).take(self.dim) {
-            weights.extend_from_slice(&row[..old]);
-            weights.extend(std::iter::repeat_n(0.0, added));
-            weights.extend_from_slice(&row[old..2 * old]);
-            weights.extend(std::iter::repeat_n(self.prior_variance, added));
-        }
-        if old == 0 {
-            for _ in 0..self.dim {
-                weights.extend(std::iter::repeat_n(0.0, lanes));
-                weights.extend(std::iter::repeat_n(self.prior_variance, lanes));
+        let (dim, old) = (self.dim, self.lanes());
+        // `vec![0.0; n]` maps zeroed pages lazily, so the means of features
+        // no model has learned stay on the shared zero page, as in a table
+        // allocated at once: cheaper to grow, and cache-friendly to read.
+        let widen = |table: &[f32], fill: f32| {
+            let mut out = vec![fill; dim * lanes];
+            if old > 0 {
+                for (to, from) in out.chunks_exact_mut(lanes).zip(table.chunks_exact(old)) {
+                    if from.iter().any(|&value| value != fill) {
+                        to[..old].copy_from_slice(from);
+                    }
+                }
             }
-        }
-        self.weights = weights;
+            out
+        };
+        self.mean = widen(&self.mean, 0.0);
+        self.variance = widen(&self.variance, self.prior_variance);
         self.model_of_lane.resize(lanes, None);
     }
 
     /// Set every weight of `lane` to the prior.
     fn reset_lane(&mut self, lane: usize) {
-        let (prior, lanes) = (self.prior_variance, self.lanes());
-        for row in self.weights.chunks_exact_mut(2 * lanes) {
-            row[lane] = 0.0;
-            row[lanes + lane] = prior;
+        let lanes = self.lanes();
+        for at in (lane..self.mean.len()).step_by(lanes) {
+            // Only a learned mean is written, so a zero page stays shared.
+            if self.mean[at] != 0.0 {
+                self.mean[at] = 0.0;
+            }
+            self.variance[at] = self.prior_variance;
         }
     }
 
@@ -171,6 +161,9 @@ impl Posteriors {
     pub fn remove_model(&mut self, model: usize) {
         let lane = self.lane_of.remove(model);
         self.model_of_lane[lane] = None;
+        while self.scored > 0 && self.model_of_lane[self.scored - 1].is_none() {
+            self.scored -= 1;
+        }
         for owner in self.model_of_lane.iter_mut().flatten() {
             if *owner > model {
                 *owner -= 1;
@@ -200,25 +193,23 @@ impl Posteriors {
         Some((model, id % self.dim))
     }
 
-    /// Where the mean of the weight of `lane` for `feature` is; the
-    /// variance is one lane count further.
+    /// Where the weight of `lane` for `feature` is in either table.
     #[inline]
     fn place(&self, lane: usize, feature: usize) -> usize {
-        feature * 2 * self.lanes() + lane
+        feature * self.lanes() + lane
     }
 
     /// Mean and variance of `model`'s weight for `feature`.
     pub fn weight(&self, model: usize, feature: usize) -> (f32, f32) {
         let at = self.place(self.lane_of[model], feature);
-        (self.weights[at], self.weights[at + self.lanes()])
+        (self.mean[at], self.variance[at])
     }
 
     /// Set `model`'s weight for `feature`.
     pub fn set_weight(&mut self, model: usize, feature: usize, mean: f32, variance: f32) {
         let at = self.place(self.lane_of[model], feature);
-        let lanes = self.lanes();
-        self.weights[at] = mean;
-        self.weights[at + lanes] = variance;
+        self.mean[at] = mean;
+        self.variance[at] = variance;
     }
 
     /// Logit mean and variance of every model for `features`, into the slices.
@@ -254,10 +245,11 @@ impl Posteriors {
         self.score_blocks(features, logits, variances);
     }
 
-    /// Score every lane with the widest block width the lane count allows.
+    /// Score every lane up to the last one taken, with the widest block
+    /// width their count allows.
     #[inline(always)]
     fn score_blocks(&self, features: &Features, logits: &mut [f64], variances: &mut [f64]) {
-        match self.lanes() {
+        match self.scored {
             0 => {}
             1 => self.score_in_blocks_of::<1>(features, logits, variances),
             2..=3 => self.score_in_blocks_of::<2>(features, logits, variances),
@@ -268,10 +260,10 @@ impl Posteriors {
         }
     }
 
-    /// Score every lane in blocks of `W` (`W` ≤ the lane count), two blocks
-    /// per pass over the features (twice the independent sums in flight);
-    /// the last block starts `W` before the end, rescoring a few lanes
-    /// identically.
+    /// Score the lanes up to the last one taken in blocks of `W` (`W` ≤
+    /// their count), two blocks per pass over the features (twice the
+    /// independent sums in flight); the last block starts `W` before the
+    /// end, rescoring a few lanes identically.
     #[inline(always)]
     fn score_in_blocks_of<const W: usize>(
         &self,
@@ -279,9 +271,9 @@ impl Posteriors {
         logits: &mut [f64],
         variances: &mut [f64],
     ) {
-        let lanes = self.lanes();
-        let blocks = lanes.div_ceil(W);
-        let start = |block: usize| (block * W).min(lanes - W);
+        let scored = self.scored;
+        let blocks = scored.div_ceil(W);
+        let start = |block: usize| (block * W).min(scored - W);
         let mut block = 0;
         while block + 1 < blocks {
             let starts = [start(block), start(block + 1)];
@@ -343,15 +335,14 @@ impl Posteriors {
         let lanes = self.lanes();
         let mut sums = [([T::default(); W], [T::default(); W]); B];
         for (&index, &x) in features.indices.iter().zip(&features.values) {
-            let row = index as usize * 2 * lanes;
+            let row = index as usize * lanes;
             let x = T::from(x);
             let xx = x * x;
             for ((z, v), &first) in sums.iter_mut().zip(&starts) {
-                let means: &[f32; W] = self.weights[row + first..row + first + W]
+                let means: &[f32; W] = self.mean[row + first..row + first + W]
                     .try_into()
                     .expect("a block is W weights");
-                let at = row + lanes + first;
-                let vars: &[f32; W] = self.weights[at..at + W]
+                let vars: &[f32; W] = self.variance[row + first..row + first + W]
                     .try_into()
                     .expect("a block is W weights");
                 for k in 0..W {
@@ -445,66 +436,62 @@ impl Posteriors {
                 }
             }
         }
-        // Per target, its weights as dense feature-indexed arrays while fitting.
-        let mut means: Vec<Vec<f32>> = Vec::with_capacity(targets.len());
-        let mut precisions: Vec<Vec<f32>> = Vec::with_capacity(targets.len());
-        for (model, _) in targets {
-            let (mean, precision): (Vec<f32>, Vec<f32>) = (0..dim)
-                .map(|feature| {
-                    let (mean, variance) = self.weight(*model, feature);
-                    (mean, 1.0 / variance)
-                })
-                .unzip();
-            means.push(mean);
-            precisions.push(precision);
-        }
-        let prior_means = means.clone();
-        let mut squared_gradients = vec![vec![0f32; dim]; targets.len()];
+        // Main's fit over lanes: each target's weights sit in its lane.
+        let lanes = self.lanes();
+        let targets: Vec<(usize, usize, &[f64])> = targets
+            .iter()
+            .map(|(model, qualities)| (*model, self.lane_of[*model], qualities.as_slice()))
+            .collect();
+        let prior_mean = self.mean.clone();
+        let prior_precision: Vec<f32> = self.variance.iter().map(|v| 1.0 / v).collect();
+        let mut squared_gradients = vec![0f32; self.mean.len()];
         let mut order: Vec<usize> = (0..rows.len()).collect();
         let mut state = settings.seed;
         let rate = settings.learning_rate as f32;
-        let logit = |mean: &[f32], row: &Features| -> f32 {
-            row.indices
-                .iter()
-                .zip(&row.values)
-                .map(|(&i, &x)| mean[i as usize] * x)
-                .sum()
-        };
         for _ in 0..settings.epochs {
             shuffle(&mut order, &mut state);
             for &row_index in &order {
                 let row = &rows[row_index];
-                for (target, (_, qualities)) in targets.iter().enumerate() {
-                    let mean = &mut means[target];
-                    let z = logit(mean, row);
+                for &(_, lane, qualities) in &targets {
+                    let z = self.lane_logit(row, lane);
                     let residual = sigmoid(f64::from(z)) as f32 - qualities[row_index] as f32;
                     for (&index, &x) in row.indices.iter().zip(&row.values) {
-                        let at = index as usize;
-                        let pull = precisions[target][at] * (mean[at] - prior_means[target][at])
-                            / touches[at] as f32;
+                        let at = index as usize * lanes + lane;
+                        let pull = prior_precision[at] * (self.mean[at] - prior_mean[at])
+                            / touches[index as usize] as f32;
                         let gradient = residual * x + pull;
-                        let squared = &mut squared_gradients[target][at];
-                        *squared += gradient * gradient;
-                        mean[at] -= rate * gradient / (squared.sqrt() + 1e-6);
+                        squared_gradients[at] += gradient * gradient;
+                        self.mean[at] -= rate * gradient / (squared_gradients[at].sqrt() + 1e-6);
                     }
                 }
             }
         }
+        let mut precision = prior_precision;
         for row in rows {
-            for (target, _) in targets.iter().enumerate() {
-                let p = sigmoid(f64::from(logit(&means[target], row))) as f32;
+            for &(_, lane, _) in &targets {
+                let p = sigmoid(f64::from(self.lane_logit(row, lane))) as f32;
                 for (&index, &x) in row.indices.iter().zip(&row.values) {
-                    precisions[target][index as usize] += p * (1.0 - p) * x * x;
+                    precision[index as usize * lanes + lane] += p * (1.0 - p) * x * x;
                 }
             }
         }
-        for (target, (model, _)) in targets.iter().enumerate() {
-            for feature in 0..dim {
-                let variance = 1.0 / precisions[target][feature];
-                self.set_weight(*model, feature, means[target][feature], variance);
+        for &(model, lane, _) in &targets {
+            for at in (lane..self.variance.len()).step_by(lanes) {
+                self.variance[at] = 1.0 / precision[at];
             }
-            self.observations[*model] += rows.len() as u64;
+            self.observations[model] += rows.len() as u64;
         }
+    }
+
+    /// The logit mean of the model in `lane` for `features`.
+    fn lane_logit(&self, features: &Features, lane: usize) -> f32 {
+        let lanes = self.lanes();
+        features
+            .indices
+            .iter()
+            .zip(&features.values)
+            .map(|(&i, &x)| self.mean[i as usize * lanes + lane] * x)
+            .sum()
     }
 }
 
@@ -646,7 +633,7 @@ mod tests {
                             prop_assert_eq!(table.lanes(), lanes, "a free lane is reused");
                             prop_assert!(lane < lanes);
                         } else {
-                            prop_assert_eq!(table.lanes(), lanes_for(2 * lanes));
+                            prop_assert_eq!(table.lanes(), (2 * lanes).max(1));
                             prop_assert_eq!(lane, lanes, "the first new lane");
                         }
                         histories.push(Vec::new());
@@ -692,40 +679,43 @@ mod tests {
     /// of the model that held it before is inherited.
     #[test]
     fn a_recycled_lane_starts_from_the_prior() {
-        let dim = 8;
-        let mut posteriors = Posteriors::new(dim, LANES + 1, 0.5);
-        assert_eq!(posteriors.lanes(), 2 * LANES);
+        let (dim, models) = (8, 17);
+        let mut posteriors = Posteriors::new(dim, models, 0.5);
+        assert_eq!(posteriors.lanes(), models);
         let features = features(dim, &[(1, 1.0), (3, -0.5)]);
-        for model in 0..posteriors.models() {
+        for model in 0..models {
             posteriors.update(model, &features, 1.0);
         }
-        let learned: Vec<(f32, f32)> = (0..dim).map(|f| posteriors.weight(LANES, f)).collect();
+        let last = models - 1;
+        let learned: Vec<(f32, f32)> = (0..dim).map(|f| posteriors.weight(last, f)).collect();
         posteriors.remove_model(3);
-        assert_eq!(posteriors.models(), LANES);
+        assert_eq!(posteriors.models(), last);
         // The last model moved down one index and kept its weights and lane.
-        assert_eq!(posteriors.lane(LANES - 1), LANES);
-        let moved: Vec<(f32, f32)> = (0..dim).map(|f| posteriors.weight(LANES - 1, f)).collect();
+        assert_eq!(posteriors.lane(last - 1), last);
+        let moved: Vec<(f32, f32)> = (0..dim).map(|f| posteriors.weight(last - 1, f)).collect();
         assert_eq!(moved, learned);
         let lane = posteriors.add_model(usize::MAX);
         assert_eq!(lane, 3, "the freed lane is reused");
-        assert_eq!(posteriors.lanes(), 2 * LANES, "no new block");
+        assert_eq!(posteriors.lanes(), models, "no new lane");
         for feature in 0..dim {
-            assert_eq!(posteriors.weight(LANES, feature), (0.0, 0.5));
+            assert_eq!(posteriors.weight(last, feature), (0.0, 0.5));
         }
-        assert_eq!(posteriors.observations[LANES], 0);
-        let (mut logits, mut variances) = (vec![f64::NAN; LANES + 1], vec![f64::NAN; LANES + 1]);
+        assert_eq!(posteriors.observations[last], 0);
+        let (mut logits, mut variances) = (vec![f64::NAN; models], vec![f64::NAN; models]);
         posteriors.score(&features, &mut logits, &mut variances);
-        assert_eq!((logits[LANES], variances[LANES]), (0.0, 0.5 * 1.25));
+        assert_eq!((logits[last], variances[last]), (0.0, 0.5 * 1.25));
         // Growing past the lanes allocated doubles them, keeping every weight.
-        for _ in 0..LANES - 1 {
+        let keep = posteriors.weight(last - 1, 1);
+        assert_eq!(posteriors.add_model(usize::MAX), models);
+        assert_eq!(posteriors.lanes(), 2 * models);
+        assert_eq!(posteriors.weight(last - 1, 1), keep);
+        assert_eq!(posteriors.weight(models, 1), (0.0, 0.5));
+        // A cap on the lanes bounds the growth, but a model always fits.
+        for _ in models + 1..2 * models {
             posteriors.add_model(usize::MAX);
         }
-        assert_eq!(posteriors.lanes(), 2 * LANES);
-        let keep = posteriors.weight(LANES - 1, 1);
-        posteriors.add_model(usize::MAX);
-        assert_eq!(posteriors.lanes(), 4 * LANES);
-        assert_eq!(posteriors.weight(LANES - 1, 1), keep);
-        assert_eq!(posteriors.weight(2 * LANES, 1), (0.0, 0.5));
+        posteriors.add_model(2 * models + 1);
+        assert_eq!(posteriors.lanes(), 2 * models + 1);
     }
 
     /// Every block width and instruction set sums in the same order, so a
