@@ -105,9 +105,10 @@ def test_select_with_prompt_plain_python(benchmark: Any) -> None:
 
 
 def test_register_and_unregister_at_200_models_contextual(benchmark: Any) -> None:
-    """Registering a model under the contextual strategy re-lays out every
-    weight (``Posteriors::add_model``, feature-major), under the core's lock:
-    what a selection racing a registration waits for at 200 models."""
+    """Registering a model under the contextual strategy takes a free weight
+    lane and resets it to the prior (``Posteriors::add_model``), under the
+    core's lock: what a selection racing a registration waits for at 200
+    models."""
     registry = build_registry(200, "contextual", warm=False)
     extra = next(iter(registry))
     registry.unregister_model(extra.name)

@@ -29,8 +29,9 @@ pub const DEFAULT_WILLINGNESS_TO_PAY: f64 = 1.0;
 /// meaning, and cost / willingness_to_pay would overflow for real prices.
 pub const MIN_WILLINGNESS_TO_PAY: f64 = 1e-12;
 
-/// Most weights a router holds (features × models; 8 bytes each, so 2 GiB):
-/// more is refused with an error rather than failing to allocate.
+/// Most weights a router holds (features × model lanes, [`posterior`]; 8
+/// bytes each, so 2 GiB): more is refused with an error rather than failing
+/// to allocate.
 pub const MAX_WEIGHTS: usize = 1 << 28;
 
 /// How a decision treats the uncertainty of its predictions.
@@ -191,7 +192,8 @@ pub struct Router {
     draws: DrawKey,
     /// Decisions made so far: the counter Thompson draws are keyed by.
     decisions: u64,
-    /// Natural parameters of every weight when sharing started ([`sharing`]).
+    /// Natural parameters of every weight when sharing started, by weight
+    /// lane and feature ([`sharing`]).
     sharing_baseline: Option<Vec<(f32, f32)>>,
 }
 
@@ -293,9 +295,9 @@ impl Router {
     pub fn add_model(&mut self, name: &str, cost: Option<f64>) -> Result<usize, CoreError> {
         self.check_new_model(name, cost)?;
         self.check_capacity(self.names.len() + 1)?;
-        let before = self.names.len();
-        self.posteriors.add_model();
-        self.share_model_added(before);
+        let model = self.names.len();
+        self.posteriors.add_model(self.most_lanes());
+        self.share_model_added(model);
         self.names.push(name.to_owned());
         self.costs.push(cost);
         self.logits.push(0.0);
@@ -306,9 +308,7 @@ impl Router {
     /// Remove a model; later models move down one index and its pending decisions are dropped.
     pub fn remove_model(&mut self, name: &str) -> Result<(), CoreError> {
         let model = self.model_index(name)?;
-        let before = self.names.len();
         self.posteriors.remove_model(model);
-        self.share_model_removed(model, before);
         self.pending.forget_model(model);
         self.names.remove(model);
         self.costs.remove(model);
@@ -329,6 +329,12 @@ impl Router {
         Ok(())
     }
 
+    /// The most weight lanes the router may hold ([`MAX_WEIGHTS`]).
+    fn most_lanes(&self) -> usize {
+        MAX_WEIGHTS / self.featurizer.dim() as usize
+    }
+
+    /// Refuse `models` models when their weights exceed [`MAX_WEIGHTS`].
     fn check_capacity(&self, models: usize) -> Result<(), CoreError> {
         let dim = self.featurizer.dim() as usize;
         if dim.saturating_mul(models) > MAX_WEIGHTS {

@@ -84,7 +84,7 @@ impl Router {
     /// The router's learned state in the format above.
     pub fn save(&self) -> Vec<u8> {
         let featurizer = self.featurizer.config();
-        let weights = self.posteriors.mean.len();
+        let weights = self.posteriors.dim() * self.posteriors.models();
         let mut out = Vec::with_capacity(64 + weights * 8);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
@@ -104,8 +104,15 @@ impl Router {
             out.extend_from_slice(&self.costs[model].unwrap_or(0.0).to_le_bytes());
             out.extend_from_slice(&self.posteriors.observations[model].to_le_bytes());
         }
-        for value in self.posteriors.mean.iter().chain(&self.posteriors.variance) {
-            out.extend_from_slice(&value.to_le_bytes());
+        let (dim, models) = (self.posteriors.dim(), self.posteriors.models());
+        for part in [0, 1] {
+            for feature in 0..dim {
+                for model in 0..models {
+                    let (mean, variance) = self.posteriors.weight(model, feature);
+                    let value = if part == 0 { mean } else { variance };
+                    out.extend_from_slice(&value.to_le_bytes());
+                }
+            }
         }
         let checksum = xxh3_64(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
@@ -210,8 +217,9 @@ impl Router {
         for (model, &(_, _, observations)) in entries.iter().enumerate() {
             router.posteriors.observations[model] = observations;
         }
-        let weights = router.posteriors.mean.len();
-        router.posteriors.mean = reader.floats(weights, "the weight means")?;
+        let (dim, models) = (router.posteriors.dim(), router.posteriors.models());
+        let weights = dim * models;
+        let mean = reader.floats(weights, "the weight means")?;
         let variance = reader.floats(weights, "the weight variances")?;
         if variance.iter().any(|v| *v <= 0.0) {
             return Err(corrupt("the weight variances hold a value ≤ 0"));
@@ -223,7 +231,14 @@ impl Router {
                 "the weight variances hold a value above the prior's (learning only shrinks them)",
             ));
         }
-        router.posteriors.variance = variance;
+        for feature in 0..dim {
+            for model in 0..models {
+                let at = feature * models + model;
+                router
+                    .posteriors
+                    .set_weight(model, feature, mean[at], variance[at]);
+            }
+        }
         Ok(router)
     }
 }

@@ -9,11 +9,12 @@
 //! state plus everyone's changes, plus its own changes not yet pushed.
 //! Sums commute, so the order in which workers sync does not matter and
 //! nothing is counted twice. All workers must start from the same state
-//! (fresh, or loaded from the same saved state). A weight's index depends on
-//! the model list; models added or removed while sharing keep the records in
-//! step (a new model's starting state is the prior, the same everywhere), and
-//! callers whose workers may list models differently share by model name
-//! (`crate::routing::Routing::take_changes`).
+//! (fresh, or loaded from the same saved state). Records are kept by the
+//! model's weight lane, so models added or removed while sharing move
+//! nothing (a new model's starting state is the prior, the same everywhere);
+//! a change's index is `feature · models + model` in the current model
+//! list, and callers whose workers may list models differently share by
+//! model name (`crate::routing::Routing::take_changes`).
 
 use rustc_hash::FxHashMap;
 
@@ -29,10 +30,15 @@ impl Router {
     /// starting state every worker must share.
     pub fn start_sharing(&mut self) {
         let posteriors = &mut self.posteriors;
-        let baseline = (0..posteriors.mean.len())
-            .map(|at| posteriors.natural(at))
-            .map(|(q, h)| (q as f32, h as f32))
-            .collect();
+        let dim = posteriors.dim();
+        let prior = (self.config.prior_precision as f32, 0.0f32);
+        let mut baseline = vec![prior; posteriors.lanes() * dim];
+        for model in 0..posteriors.models() {
+            for feature in 0..dim {
+                let (q, h) = posteriors.natural(model, feature);
+                baseline[posteriors.weight_id(model, feature)] = (q as f32, h as f32);
+            }
+        }
         posteriors.unsynced = Some(FxHashMap::default());
         self.sharing_baseline = Some(baseline);
     }
@@ -42,64 +48,36 @@ impl Router {
         self.sharing_baseline.is_some()
     }
 
-    /// A model was appended (there were `before` models): the starting state
-    /// of its weights is the prior, and recorded weight indices move.
-    pub(super) fn share_model_added(&mut self, before: usize) {
+    /// Model `model` was appended: the starting state of its weights (its
+    /// lane's, whoever held it before) is the prior. O(features): nothing
+    /// else moves, records are kept by lane.
+    pub(super) fn share_model_added(&mut self, model: usize) {
         let prior = (self.config.prior_precision as f32, 0.0f32);
-        let after = before + 1;
         if let Some(baseline) = self.sharing_baseline.as_mut() {
             let dim = self.posteriors.dim();
-            let mut grown = Vec::with_capacity(dim * after);
-            for feature in 0..dim {
-                grown.extend_from_slice(&baseline[feature * before..(feature + 1) * before]);
-                grown.push(prior);
+            let lane = self.posteriors.lane(model);
+            if baseline.len() < (lane + 1) * dim {
+                baseline.resize((lane + 1) * dim, prior);
             }
-            *baseline = grown;
-        }
-        if let Some(unsynced) = self.posteriors.unsynced.as_mut().filter(|_| before > 0) {
-            *unsynced = std::mem::take(unsynced)
-                .into_iter()
-                .map(|(at, natural)| ((at / before) * after + at % before, natural))
-                .collect();
+            baseline[lane * dim..(lane + 1) * dim].fill(prior);
         }
     }
 
-    /// Model `model` was removed (there were `before` models): its records
-    /// are dropped and the others' indices move.
-    pub(super) fn share_model_removed(&mut self, model: usize, before: usize) {
-        let after = before - 1;
-        let moved = |at: usize| {
-            let (feature, m) = (at / before, at % before);
-            (m != model).then(|| feature * after + if m > model { m - 1 } else { m })
-        };
-        if let Some(baseline) = self.sharing_baseline.as_mut() {
-            *baseline = baseline
-                .iter()
-                .enumerate()
-                .filter(|&(at, _)| at % before != model)
-                .map(|(_, natural)| *natural)
-                .collect();
-        }
-        if let Some(unsynced) = self.posteriors.unsynced.as_mut() {
-            *unsynced = std::mem::take(unsynced)
-                .into_iter()
-                .filter_map(|(at, natural)| moved(at).map(|at| (at, natural)))
-                .collect();
-        }
-    }
-
-    /// The changes since the last call, to add to the shared sums; forgets them.
+    /// The changes since the last call, to add to the shared sums; forgets
+    /// them. A change's index is `feature · models + model`.
     pub fn take_changes(&mut self) -> Result<Vec<Change>, CoreError> {
         let posteriors = &mut self.posteriors;
         let Some(unsynced) = posteriors.unsynced.as_mut() else {
             return Err(CoreError::invalid("sharing", "not started"));
         };
         let before = std::mem::take(unsynced);
+        let models = posteriors.models();
         let mut changes: Vec<Change> = before
             .into_iter()
-            .map(|(at, (q, h))| {
-                let (q_now, h_now) = posteriors.natural(at);
-                (at as u64, q_now - q, h_now - h)
+            .filter_map(|(id, (q, h))| {
+                let (model, feature) = posteriors.weight_of_id(id)?;
+                let (q_now, h_now) = posteriors.natural(model, feature);
+                Some(((feature * models + model) as u64, q_now - q, h_now - h))
             })
             .filter(|&(_, dq, dh)| dq != 0.0 || dh != 0.0)
             .collect();
@@ -107,27 +85,30 @@ impl Router {
         Ok(changes)
     }
 
-    /// Set every weight in `sums` (the shared sums of all workers' changes)
-    /// to the starting state plus the sums, keeping this worker's changes
-    /// not yet taken on top.
+    /// Set every weight in `sums` (the shared sums of all workers' changes,
+    /// indexed `feature · models + model`) to the starting state plus the
+    /// sums, keeping this worker's changes not yet taken on top.
     pub fn apply_shared(&mut self, sums: &[Change]) -> Result<(), CoreError> {
         let Some(baseline) = self.sharing_baseline.as_ref() else {
             return Err(CoreError::invalid("sharing", "not started"));
         };
         let posteriors = &mut self.posteriors;
-        let weights = posteriors.mean.len();
+        let models = posteriors.models();
+        let weights = posteriors.dim() * models;
         for &(index, dq, dh) in sums {
             let at = usize::try_from(index)
                 .ok()
                 .filter(|&at| at < weights)
                 .ok_or_else(|| CoreError::invalid("shared weight index", index))?;
-            let (q0, h0) = baseline[at];
+            let (feature, model) = (at / models, at % models);
+            let id = posteriors.weight_id(model, feature);
+            let (q0, h0) = baseline[id];
             let (mut q, mut h) = (f64::from(q0) + dq, f64::from(h0) + dh);
-            let (q_now, h_now) = posteriors.natural(at);
+            let (q_now, h_now) = posteriors.natural(model, feature);
             if let Some(before) = posteriors
                 .unsynced
                 .as_mut()
-                .and_then(|unsynced| unsynced.get_mut(&at))
+                .and_then(|unsynced| unsynced.get_mut(&id))
             {
                 // Local changes not yet taken stay on top of the shared state.
                 let local = (q_now - before.0, h_now - before.1);
@@ -141,8 +122,7 @@ impl Router {
                     format!("weight {index} would have precision {q} and precision × mean {h}"),
                 ));
             }
-            posteriors.variance[at] = (1.0 / q) as f32;
-            posteriors.mean[at] = (h / q) as f32;
+            posteriors.set_weight(model, feature, (h / q) as f32, (1.0 / q) as f32);
         }
         Ok(())
     }
