@@ -14,13 +14,10 @@ import httpx
 import pytest
 
 from orchestrator.integrations import ClientPool
-from orchestrator.integrations._http._connections import ConnectionPool
+from orchestrator.integrations._http._connections import MAX_HEAD_BYTES, ConnectionPool
 from tests.providers.test_http1 import OK, Script, ScriptedServer, answering, scripted
 
 pytestmark = pytest.mark.timeout(60)
-
-#: httpcore's bound on a response head.
-MAX_HEAD_BYTES = 100 * 1024
 
 
 async def test_trailers_never_become_response_headers() -> None:
