@@ -75,7 +75,7 @@ def test_a_registry_reading_a_forged_total_names_it(redis_server: RedisServer) -
             registry.budgets(fleet=True)
         assert key in str(raised.value) and "'lots'" in str(raised.value)
     finally:
-        registry.close(flush=False)
+        registry.close()
 
 
 @pytest.mark.parametrize(

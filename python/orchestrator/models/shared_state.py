@@ -105,6 +105,7 @@ from orchestrator.errors import SharedStateError, StateVersionError
 from orchestrator.models import shared_scripts as scripts
 from orchestrator.models.shared_budgets import (
     SharedBudgets,
+    check_periods,
     current_periods,
     fleet_totals,
     read_totals,
@@ -112,6 +113,7 @@ from orchestrator.models.shared_budgets import (
 from orchestrator.models.shared_connection import (
     CLUSTER_SCHEMES,
     check_namespace,
+    check_timeout,
     check_url,
     connect,
     evicting_policy,
@@ -205,7 +207,9 @@ def read_fleet_budgets(
     period (``(name, period end)``, nano-USD), without a registry and
     without taking a lease (``orchestrator budgets``). Raises
     :class:`SharedStateError`, naming the URL without its password, when
-    Redis cannot be read."""
+    Redis cannot be read or holds a corrupt counter; ``TypeError`` or
+    ``ValueError`` naming the argument for a bad one."""
+    periods = check_periods(periods)
     prefix = namespace_prefix(namespace)
     return _read_once(
         url,
@@ -225,6 +229,7 @@ def _read_once(
     """``read(client)`` on a fresh client of ``url`` that does not retry, closed after."""
     check_url(url)
     check_namespace(namespace)
+    check_timeout(timeout)
     client = connect(
         url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
     )
