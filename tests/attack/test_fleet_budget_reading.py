@@ -6,12 +6,16 @@ a clear exception naming what was wrong, never a bare ``ValueError`` from
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 import redis
 
 from orchestrator.errors import SharedStateError
 from orchestrator.models.shared_budgets import budget_keys
 from orchestrator.models.shared_state import namespace_prefix, read_fleet_budgets
+from tests.cli.conftest import Run, cli_env, one_line_error, run, write  # noqa: F401 (fixtures)
 from tests.redis_server import RedisServer
 from tests.shared.test_budget_leases import cent_spender, spend
 
@@ -114,3 +118,24 @@ def test_a_bad_timeout_is_refused_naming_it(
 ) -> None:
     with pytest.raises(error, match="invalid timeout"):
         read_fleet_budgets(redis_server.url, "t", [("fleet", 100)], timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_orchestrator_budgets_on_a_forged_total_is_one_line_naming_it(
+    run: Run,  # noqa: F811 (the CLI fixture)
+    tmp_path: Path,
+    redis_server: RedisServer,
+) -> None:
+    """``orchestrator budgets`` with ``[state]``: a forged total is the
+    command's one error line, not a traceback."""
+    today_ends = (int(time.time()) // 86_400 + 1) * 86_400
+    key = forge_total(redis_server.url, "cli-forged", "fleet", today_ends, b"12abc")
+    config = write(
+        tmp_path / "fleet.toml",
+        f'[state]\nurl = "{redis_server.url}"\nnamespace = "cli-forged"\n\n'
+        '[[models]]\nprovider = "simulated"\nname = "sim-a"\n\n'
+        '[[budgets]]\nname = "fleet"\nprovider = "sim"\nlimit_usd = 1.0\nperiod = "day"\n',
+    )
+    result = run("budgets", "--config", str(config))
+    assert result.returncode != 0
+    line = one_line_error(result)
+    assert "corrupt budget counter" in line and key in line and "'12abc'" in line
