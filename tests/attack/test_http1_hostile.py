@@ -93,6 +93,44 @@ async def test_a_head_just_under_the_bound_and_a_body_after_it_are_read() -> Non
     await pool.aclose()
 
 
+def endless_trailer(server: ScriptedServer) -> Script:
+    """A chunked body whose trailer section never ends (llhttp hands trailers
+    to httptools, which buffers each one whole)."""
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: ")
+        while not writer.is_closing():
+            writer.write(b"t" * 16384)
+            await writer.drain()
+
+    return run
+
+
+async def test_a_trailer_section_without_end_is_refused_at_the_bound() -> None:
+    pool = ClientPool()
+    async with scripted(endless_trailer) as server:
+        client = pool.get(server.url)
+        with pytest.raises(httpx.RemoteProtocolError, match="without a body byte"):
+            await client.get(server.url)
+    await pool.aclose()
+
+
+async def test_one_byte_chunks_are_read_whole() -> None:
+    """Chunk framing is most of a body of 1-byte chunks: still a body, not a flood."""
+    count = 3 * MAX_HEAD_BYTES
+    framed = b"1\r\nb\r\n" * count
+    response_bytes = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + framed + b"0\r\n\r\n"
+    )
+    pool = ClientPool()
+    async with scripted(answering(response_bytes, OK)) as server:
+        client = pool.get(server.url)
+        assert (await client.get(server.url)).content == b"b" * count
+        assert (await client.get(server.url)).content == b"ok"
+    await pool.aclose()
+
+
 def held(server: ScriptedServer) -> Script:
     """Answer every request on a kept-alive connection."""
 
