@@ -15,7 +15,9 @@ unread; a response head (status line, headers, any informational responses
 before it) over :data:`MAX_HEAD_BYTES` is refused, as httpcore refuses it
 (llhttp itself buffers headers without bound). A chunked body's trailers
 are read past and dropped, as httpcore does: they arrive after the head and
-must not change the headers the body is framed and decoded by. A connection
+must not change the headers the body is framed and decoded by; more than
+:data:`MAX_HEAD_BYTES` received after the head without a body byte among
+them (a trailer section or chunk framing without end) is refused too. A connection
 goes back to the pool only once its response was read to the end and both
 sides allow keep-alive; one that received anything while idle, or that
 expired, is closed.
@@ -90,6 +92,9 @@ class Connection(asyncio.Protocol):
         self._headers_done = False
         #: Bytes of the response head fed to the parser so far.
         self._head_bytes = 0
+        #: Bytes fed after the head since the last that held a body byte.
+        self._bodiless_bytes = 0
+        self._body_seen = False
         #: Neither Content-Length nor chunked: the body ends when the server closes.
         self._until_close = False
         self._keep_alive = False
@@ -112,7 +117,7 @@ class Connection(asyncio.Protocol):
             if not self._headers_done:
                 data = self._feed_head(data)
             if data:
-                self._parser.feed_data(data)
+                self._feed_body(data)
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"invalid HTTP response: {exc}"))
 
@@ -133,6 +138,23 @@ class Connection(asyncio.Protocol):
             )
             return b""
         return data[len(part) :]
+
+    def _feed_body(self, data: bytes) -> None:
+        """Feed ``data`` after the head; fail the request once too much
+        arrived without a body byte (httptools buffers each trailer whole)."""
+        self._body_seen = False
+        self._parser.feed_data(data)
+        if self._body_seen or self._complete or self.closed:
+            self._bodiless_bytes = 0
+            return
+        self._bodiless_bytes += len(data)
+        if self._bodiless_bytes > MAX_HEAD_BYTES:
+            self._fail(
+                httpx.RemoteProtocolError(
+                    f"over {MAX_HEAD_BYTES} bytes (MAX_HEAD_BYTES) of the response arrived "
+                    "without a body byte (trailers or chunk framing without end)"
+                )
+            )
 
     def eof_received(self) -> Optional[bool]:
         self._ended(None)
@@ -193,6 +215,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._surplus:
             return
+        self._body_seen = True
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
