@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -53,17 +54,29 @@ def endless_head(server: ScriptedServer) -> Script:
     return run
 
 
-def one_huge_header(server: ScriptedServer) -> Script:
-    """One header whose value never ends."""
+def never_ending(opening: bytes) -> Callable[[ScriptedServer], Script]:
+    """Answer with ``opening``, then with the value of its last header forever."""
 
-    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nx-big: ")
-        while not writer.is_closing():
-            writer.write(b"v" * 16384)
-            await writer.drain()
+    def script(server: ScriptedServer) -> Script:
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(opening)
+            while not writer.is_closing():
+                writer.write(b"v" * 16384)
+                await writer.drain()
 
-    return run
+        return run
+
+    return script
+
+
+#: One header whose value never ends.
+one_huge_header = never_ending(b"HTTP/1.1 200 OK\r\nx-big: ")
+#: A chunked body whose trailer section never ends (llhttp hands trailers to
+#: httptools, which buffers each one whole).
+endless_trailer = never_ending(
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: "
+)
 
 
 @pytest.mark.parametrize("script", [endless_head, one_huge_header])
@@ -91,20 +104,6 @@ async def test_a_head_just_under_the_bound_and_a_body_after_it_are_read() -> Non
         assert len(response.headers["x-fill"]) == MAX_HEAD_BYTES - 200
         assert (await client.get(server.url)).content == b"ok"
     await pool.aclose()
-
-
-def endless_trailer(server: ScriptedServer) -> Script:
-    """A chunked body whose trailer section never ends (llhttp hands trailers
-    to httptools, which buffers each one whole)."""
-
-    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: ")
-        while not writer.is_closing():
-            writer.write(b"t" * 16384)
-            await writer.drain()
-
-    return run
 
 
 async def test_a_trailer_section_without_end_is_refused_at_the_bound() -> None:
