@@ -44,18 +44,21 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from orchestrator import _core
+from orchestrator.errors import SharedStateError
 from orchestrator.models.shared_leases import DEFAULT_LEASE_DIVISOR, RunScript
 
 __all__ = [
     "PERIOD_SECONDS",
     "SharedBudgets",
     "budget_keys",
+    "check_periods",
     "current_periods",
     "fleet_totals",
     "read_totals",
@@ -63,6 +66,9 @@ __all__ = [
 
 #: The longest each calendar period lasts (a month: 31 days).
 PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400, "month": 31 * 86_400}
+#: A counter total as Redis's HINCRBY writes it: ASCII decimal, signed 64 bits.
+_COUNTER_TOTAL = re.compile(rb"-?[0-9]{1,19}")
+_I64 = range(-(2**63), 2**63)
 
 
 def budget_keys(prefix: str, name: str, ends: int) -> list[str]:
@@ -76,7 +82,7 @@ def budget_keys(prefix: str, name: str, ends: int) -> list[str]:
 def fleet_totals(
     periods: list[tuple[str, int]],
     prefix: str,
-    read: Callable[[list[str]], list[Optional[str]]],
+    read: Callable[[list[str]], list[Optional[Union[str, bytes]]]],
 ) -> dict[str, int]:
     """What the fleet was granted or charged, less what came back, in each
     budget's period (``(name, period end in Unix s)``), in nano-USD: the
@@ -84,7 +90,45 @@ def fleet_totals(
     key). Reading takes no lease. A counter that does not exist yet counts 0."""
     keys = [budget_keys(prefix, name, ends)[1] for name, ends in periods]
     totals = read(keys) if keys else []
-    return {name: int(total or 0) for (name, _), total in zip(periods, totals)}
+    return {name: counter_total(key, total) for (name, _), key, total in zip(periods, keys, totals)}
+
+
+def counter_total(key: str, raw: Optional[Union[str, bytes]]) -> int:
+    """The ``total`` of counter ``key`` as read from Redis (0 when absent);
+    anything HINCRBY could not have written (a forged or corrupt value) is a
+    :class:`SharedStateError` naming the key and the value."""
+    if raw is None:
+        return 0
+    encoded = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    if _COUNTER_TOTAL.fullmatch(encoded) and int(encoded) in _I64:
+        return int(encoded)
+    raise SharedStateError(
+        f"corrupt budget counter {key}: total {encoded.decode('utf-8', 'replace')!r} "
+        "(Redis should hold a signed 64-bit integer of nano-USD there)"
+    )
+
+
+def check_periods(periods: object) -> list[tuple[str, int]]:
+    """``periods`` as :func:`fleet_totals` takes them (a list of ``(budget
+    name, period end in Unix s)``), else a ``TypeError``/``ValueError``
+    naming the entry."""
+    if not isinstance(periods, (list, tuple)):
+        raise TypeError(f"invalid periods: {periods!r} (a list of (budget name, period end))")
+    for index, period in enumerate(periods):
+        if not (
+            isinstance(period, tuple)
+            and len(period) == 2
+            and isinstance(period[0], str)
+            and isinstance(period[1], int)
+            and not isinstance(period[1], bool)
+        ):
+            raise TypeError(
+                f"invalid periods[{index}]: {period!r} (a (budget name, period end) tuple "
+                "of a str and an int of Unix seconds)"
+            )
+        if period[1] < 0:
+            raise ValueError(f"invalid periods[{index}]: {period!r} (the period end is >= 0)")
+    return list(periods)
 
 
 def current_periods(budgets: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -92,15 +136,15 @@ def current_periods(budgets: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(b["name"], round(b["resets_at"])) for b in budgets]
 
 
-def read_totals(client: Any) -> Callable[[list[str]], list[Optional[str]]]:
+def read_totals(client: Any) -> Callable[[list[str]], list[Optional[Union[str, bytes]]]]:
     """A reader for :func:`fleet_totals` on a redis-py ``client``: the
     ``total`` field of every key in one pipelined round trip."""
 
-    def read(keys: list[str]) -> list[Optional[str]]:
+    def read(keys: list[str]) -> list[Optional[Union[str, bytes]]]:
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.hget(key, "total")
-        return [v.decode() if isinstance(v, bytes) else v for v in pipe.execute()]
+        return list(pipe.execute())
 
     return read
 

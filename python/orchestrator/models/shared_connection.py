@@ -4,6 +4,7 @@ every message."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
@@ -25,6 +26,16 @@ def redact(url: str) -> str:
     port = f":{parts.port}" if parts.port is not None else ""
     netloc = f"{user}:***@{host}{port}"
     return parts._replace(netloc=netloc).geturl()
+
+
+def check_timeout(timeout: object) -> float:
+    """A usable timeout of a Redis read (finite seconds > 0), else a
+    ``TypeError``/``ValueError`` naming it."""
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"invalid timeout: {timeout!r} (seconds, a number)")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"invalid timeout: {timeout!r} (finite seconds > 0)")
+    return float(timeout)
 
 
 def check_namespace(namespace: object) -> str:

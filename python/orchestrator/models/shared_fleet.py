@@ -11,6 +11,7 @@ from typing import Any, Union
 import numpy as np
 
 from orchestrator import _core
+from orchestrator.errors import SharedStateError
 
 #: Columns of :func:`fleet_statistics`, besides ``name``, in order.
 FLEET_COLUMNS = (
@@ -56,6 +57,27 @@ class FleetRow:
             "output_tokens": self.output_tokens,
             "total_cost_usd": self.total_cost_usd,
         }
+
+
+def decode_totals(key: str, raw: dict[Any, Any]) -> dict[str, float]:
+    """The totals hash ``key`` as Redis returned it (``HGETALL``), decoded;
+    a field that is not a finite number (forged or corrupt) is a
+    :class:`SharedStateError` naming the key, the field and the value."""
+    totals = {}
+    for name, value in raw.items():
+        field_name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise SharedStateError(
+                f"corrupt fleet total in {key}: field {field_name!r} holds {text!r} "
+                "(a finite number is expected)"
+            )
+        totals[field_name] = number
+    return totals
 
 
 def fleet_rows(totals: dict[str, float]) -> list[FleetRow]:

@@ -105,6 +105,7 @@ from orchestrator.errors import SharedStateError, StateVersionError
 from orchestrator.models import shared_scripts as scripts
 from orchestrator.models.shared_budgets import (
     SharedBudgets,
+    check_periods,
     current_periods,
     fleet_totals,
     read_totals,
@@ -112,6 +113,7 @@ from orchestrator.models.shared_budgets import (
 from orchestrator.models.shared_connection import (
     CLUSTER_SCHEMES,
     check_namespace,
+    check_timeout,
     check_url,
     connect,
     evicting_policy,
@@ -119,7 +121,7 @@ from orchestrator.models.shared_connection import (
     scrub,
     target,
 )
-from orchestrator.models.shared_fleet import FleetRow, fleet_columns, fleet_rows
+from orchestrator.models.shared_fleet import FleetRow, decode_totals, fleet_columns, fleet_rows
 from orchestrator.models.shared_leases import DEFAULT_LEASE_DIVISOR, LEASE, SharedLeases
 from orchestrator.models.shared_router import RouterSums, registry_sums
 from orchestrator.models.shared_sessions import SessionSync
@@ -187,15 +189,11 @@ def read_fleet_rows(
 ) -> list[FleetRow]:
     """The fleet's totals of ``namespace`` at ``url``, one row per model, without
     a registry (``orchestrator stats``). Raises :class:`SharedStateError`, naming
-    the URL without its password, when Redis cannot be read."""
-    raw = _read_once(
-        url,
-        namespace,
-        timeout,
-        "the fleet's totals",
-        lambda c: c.hgetall(f"{namespace_prefix(namespace)}:totals"),
-    )
-    return fleet_rows({_text(k): float(v) for k, v in raw.items()})
+    the URL without its password, when Redis cannot be read (or a total is
+    not a finite number)."""
+    key = f"{namespace_prefix(namespace)}:totals"
+    raw = _read_once(url, namespace, timeout, "the fleet's totals", lambda c: c.hgetall(key))
+    return fleet_rows(decode_totals(key, raw))
 
 
 def read_fleet_budgets(
@@ -205,7 +203,9 @@ def read_fleet_budgets(
     period (``(name, period end)``, nano-USD), without a registry and
     without taking a lease (``orchestrator budgets``). Raises
     :class:`SharedStateError`, naming the URL without its password, when
-    Redis cannot be read."""
+    Redis cannot be read or holds a corrupt counter; ``TypeError`` or
+    ``ValueError`` naming the argument for a bad one."""
+    periods = check_periods(periods)
     prefix = namespace_prefix(namespace)
     return _read_once(
         url,
@@ -225,6 +225,7 @@ def _read_once(
     """``read(client)`` on a fresh client of ``url`` that does not retry, closed after."""
     check_url(url)
     check_namespace(namespace)
+    check_timeout(timeout)
     client = connect(
         url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
     )
@@ -520,9 +521,10 @@ class SharedState:
 
     def fleet_rows(self) -> list[FleetRow]:
         """Every model's totals over all the workers of this namespace, as Redis
-        holds them (one round trip; raises ``redis`` errors when it is down)."""
-        raw = self._client.hgetall(self.keys["totals"])
-        return fleet_rows({_text(k): float(v) for k, v in raw.items()})
+        holds them (one round trip; raises ``redis`` errors when it is down,
+        :class:`SharedStateError` for a total that is not a finite number)."""
+        key = self.keys["totals"]
+        return fleet_rows(decode_totals(key, self._client.hgetall(key)))
 
     def fleet_budget_totals(self) -> dict[str, int]:
         """Each budget's spend over the whole fleet in its current period, as

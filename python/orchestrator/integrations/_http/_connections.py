@@ -11,9 +11,16 @@ newest first. httpx above keeps its API: requests, responses, decoding and
 its exception classes (``ConnectError``, ``ReadTimeout``...).
 
 Reading pauses while more than :data:`HIGH_WATER` bytes of a body wait
-unread. A connection goes back to the pool only once its response was read
-to the end and both sides allow keep-alive; one that received anything while
-idle, or that expired, is closed.
+unread; a response head (status line, headers, any informational responses
+before it) over :data:`MAX_HEAD_BYTES` is refused, as httpcore refuses it
+(llhttp itself buffers headers without bound). A chunked body's trailers
+are read past and dropped, as httpcore does: they arrive after the head and
+must not change the headers the body is framed and decoded by; more than
+:data:`MAX_HEAD_BYTES` received after the head without a body byte among
+them (a trailer section or chunk framing without end) is refused too. A connection
+goes back to the pool only once its response was read to the end and both
+sides allow keep-alive; one that received anything while idle, or that
+expired, is closed.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import httpx
 
 #: Reading pauses while this many received body bytes wait unread.
 HIGH_WATER = 256 * 1024
+#: The largest response head read (httpcore's bound: "Receive buffer too long").
+MAX_HEAD_BYTES = 100 * 1024
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 Origin = tuple[bytes, bytes, int]
 
@@ -81,6 +90,11 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._complete = False
         self._headers_done = False
+        #: Bytes of the response head fed to the parser so far.
+        self._head_bytes = 0
+        #: Bytes fed after the head since the last that held a body byte.
+        self._bodiless_bytes = 0
+        self._body_seen = False
         #: Neither Content-Length nor chunked: the body ends when the server closes.
         self._until_close = False
         self._keep_alive = False
@@ -100,9 +114,47 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         try:
-            self._parser.feed_data(data)
+            if not self._headers_done:
+                data = self._feed_head(data)
+            if data:
+                self._feed_body(data)
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"invalid HTTP response: {exc}"))
+
+    def _feed_head(self, data: bytes) -> bytes:
+        """Feed ``data`` up to the head's bound and return what is left of it
+        (body bytes once the head ended); past the bound, fail the request."""
+        room = MAX_HEAD_BYTES - self._head_bytes
+        part = data[:room]
+        self._head_bytes += len(part)
+        self._parser.feed_data(part)
+        if self.closed:
+            return b""
+        if not self._headers_done and self._head_bytes >= MAX_HEAD_BYTES:
+            self._fail(
+                httpx.RemoteProtocolError(
+                    f"the response head is over {MAX_HEAD_BYTES} bytes (MAX_HEAD_BYTES)"
+                )
+            )
+            return b""
+        return data[len(part) :]
+
+    def _feed_body(self, data: bytes) -> None:
+        """Feed ``data`` after the head; fail the request once too much
+        arrived without a body byte (httptools buffers each trailer whole)."""
+        self._body_seen = False
+        self._parser.feed_data(data)
+        if self._body_seen or self._complete or self.closed:
+            self._bodiless_bytes = 0
+            return
+        self._bodiless_bytes += len(data)
+        if self._bodiless_bytes > MAX_HEAD_BYTES:
+            self._fail(
+                httpx.RemoteProtocolError(
+                    f"over {MAX_HEAD_BYTES} bytes (MAX_HEAD_BYTES) of the response arrived "
+                    "without a body byte (trailers or chunk framing without end)"
+                )
+            )
 
     def eof_received(self) -> Optional[bool]:
         self._ended(None)
@@ -134,7 +186,7 @@ class Connection(asyncio.Protocol):
             self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._surplus:
+        if not (self._surplus or self._headers_done):  # after the head: a trailer
             self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -163,6 +215,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._surplus:
             return
+        self._body_seen = True
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -383,7 +436,12 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             if not self._close_an_idle_one():
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiting.append(waiter)
-                await _within(waiter, timeouts.get("pool"), httpx.PoolTimeout)
+                try:
+                    await _within(waiter, timeouts.get("pool"), httpx.PoolTimeout)
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                        self._wake_one()  # woken, then cancelled: the room goes to the next
+                    raise
 
     async def _connect(self, origin: Origin, seconds: Optional[float]) -> Connection:
         scheme, raw_host, port = origin
