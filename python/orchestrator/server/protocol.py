@@ -103,8 +103,11 @@ class _HeadWithBody:
     """A request cycle's view of its connection's transport: the cycle's
     first write (the response head) waits for its second (the first body
     bytes) and leaves with it in one write, or alone at the end of the
-    current event loop iteration if no second write comes in it. Every other
-    write, and everything else, goes straight to the transport."""
+    current event loop iteration if no second write comes in it. (For a
+    request with ``Expect: 100-continue`` the first write is the interim
+    ``100 Continue``: it leaves at the end of its iteration, and the head
+    then goes alone.) Every other write, and everything else, goes straight
+    to the transport."""
 
     __slots__ = ("_first_done", "_flush_handle", "_held", "_loop", "_transport")
 
