@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -170,6 +173,34 @@ def test_sse_json_round_trip(payloads: list[dict[str, int]]) -> None:
         ]
 
     assert asyncio.run(run()) == payloads
+
+
+async def test_sse_json_closes_its_event_parser_when_the_end_comes_first() -> None:
+    """Ended by its sentinel or end marker, the parser of events is closed
+    at once, not left to the garbage collector (whose finalizer hook would
+    schedule an extra task through the loop's thread-safe wake-up)."""
+    finalized: list[str] = []
+    hooks = sys.get_asyncgen_hooks()
+
+    def record(agen: Any) -> None:
+        finalized.append(agen.ag_code.co_name)
+        if hooks.finalizer is not None:
+            hooks.finalizer(agen)
+
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=record)
+    try:
+        by_sentinel = iter_sse_json(
+            lines_of("data: {}\n\ndata: [DONE]\n\ndata: {}\n\n"),
+            is_end=lambda _: False,
+            sentinel="[DONE]",
+        )
+        by_end_marker = iter_sse_json(lines_of("data: {}\n\ndata: {}\n\n"), is_end=lambda _: True)
+        for events in (by_sentinel, by_end_marker):
+            assert [p async for _, p in events] == [{}]
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    assert "iter_sse" not in finalized
 
 
 async def test_stream_parsers_raise_on_cut_and_malformed() -> None:

@@ -11,6 +11,14 @@ closes the connection. The bound is ``[server] header_timeout``, handed over
 in the lifespan state (:data:`~orchestrator.server.settings.HEADER_TIMEOUT_STATE`),
 so every connection of a worker uses its configuration. Only ``orchestrator
 serve`` loads this module (it needs uvicorn, the ``[server]`` extra).
+
+It also sends a response's head together with its first body bytes.
+uvicorn writes the head as soon as the application starts the response, and
+the body in a second write: two system calls, two TCP segments, and a client
+that wakes twice (once for the head alone) before it has anything to read.
+Each request's cycle writes through :class:`_HeadWithBody`, which holds the
+first write until the next one or the end of the event loop's iteration,
+whichever comes first, so nothing is delayed past the iteration it was sent in.
 """
 
 from __future__ import annotations
@@ -59,7 +67,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:
+            self.cycle.transport = _HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         # uvicorn's keep-alive timer bounds the idle time until the next
@@ -86,3 +97,53 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         )
         self.transport.write(_TIMED_OUT)
         self.transport.close()
+
+
+class _HeadWithBody:
+    """A request cycle's view of its connection's transport: the cycle's
+    first write (the response head) waits for its second (the first body
+    bytes) and leaves with it in one write, or alone at the end of the
+    current event loop iteration if no second write comes in it. (For a
+    request with ``Expect: 100-continue`` the first write is the interim
+    ``100 Continue``: it leaves at the end of its iteration, and the head
+    then goes alone.) Every other write, and everything else, goes straight
+    to the transport."""
+
+    __slots__ = ("_first_done", "_flush_handle", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held = b""
+        self._flush_handle: Optional[asyncio.Handle] = None
+        self._first_done = False
+
+    def write(self, data: bytes) -> None:
+        """Hold the first write; send it with the second."""
+        if not self._first_done:
+            self._first_done = True
+            self._held = bytes(data)
+            self._flush_handle = self._loop.call_soon(self._flush)
+            return
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+            data, self._held = self._held + data, b""
+        self._transport.write(data)
+
+    def close(self) -> None:
+        """Send what is held, then close."""
+        self._flush()
+        self._transport.close()
+
+    def _flush(self) -> None:
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is None:
+            return
+        handle.cancel()
+        held, self._held = self._held, b""
+        if not self._transport.is_closing():
+            self._transport.write(held)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -5,7 +5,8 @@ before its end marker, :class:`MalformedResponseError` on a malformed event
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -24,7 +25,7 @@ class SSEEvent:
     id: Optional[str] = None
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, None]:
     """Parse server-sent events from text lines (per the WHATWG rules: fields
     ``event``/``data``/``id``, comments, multi-line data; an unterminated last
     event is dropped)."""
@@ -63,19 +64,23 @@ async def iter_sse_json(
     such as ``[DONE]`` also ends it and is not yielded).
 
     Raises :class:`MalformedResponseError` on data that is not JSON and
-    :class:`StreamCutError` if the stream ends first."""
-    async for ev in iter_sse(lines):
-        if sentinel is not None and ev.data.strip() == sentinel:
-            return
-        try:
-            payload = json.loads(ev.data)
-        except ValueError:
-            raise MalformedResponseError(
-                redact(f"malformed stream event {ev.event!r}: {ev.data[:120]!r}"), model=model
-            ) from None
-        yield ev.event, payload
-        if is_end(payload):
-            return
+    :class:`StreamCutError` if the stream ends first. The event parser is
+    closed here when the end comes before its input's end: left to the
+    garbage collector, it would be closed by an extra task scheduled through
+    the event loop's thread-safe wake-up (two system calls per stream)."""
+    async with aclosing(iter_sse(lines)) as events:
+        async for ev in events:
+            if sentinel is not None and ev.data.strip() == sentinel:
+                return
+            try:
+                payload = json.loads(ev.data)
+            except ValueError:
+                raise MalformedResponseError(
+                    redact(f"malformed stream event {ev.event!r}: {ev.data[:120]!r}"), model=model
+                ) from None
+            yield ev.event, payload
+            if is_end(payload):
+                return
     raise StreamCutError("stream ended before its end marker", model=model)
 
 
