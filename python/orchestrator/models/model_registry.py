@@ -64,6 +64,7 @@ from orchestrator.models.selectors import (
     calibration_table,
     selector_for,
 )
+from orchestrator.models.shared_budgets import current_periods
 from orchestrator.models.shared_state import SharedState, check_url
 
 if TYPE_CHECKING:
@@ -1143,8 +1144,13 @@ class ModelRegistry:
         takes no lease (this registry leases as a worker of the fleet anyway)."""
         if not isinstance(fleet, bool):
             raise TypeError(f"invalid fleet: {fleet!r} (True or False)")
-        totals = self._shared.fleet_budget_totals() if fleet and self._shared is not None else {}
-        return [BudgetState.of(raw, totals.get(raw["name"])) for raw in self._core.budgets()]
+        raws = self._core.budgets()
+        totals = (
+            self._shared.fleet_budget_totals(current_periods(raws))
+            if fleet and self._shared is not None
+            else {}
+        )
+        return [BudgetState.of(raw, totals.get(raw["name"])) for raw in raws]
 
     # ----- reading ------------------------------------------------------------
 

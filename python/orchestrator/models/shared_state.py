@@ -106,7 +106,6 @@ from orchestrator.models import shared_scripts as scripts
 from orchestrator.models.shared_budgets import (
     SharedBudgets,
     check_periods,
-    current_periods,
     fleet_totals,
     read_totals,
 )
@@ -526,11 +525,11 @@ class SharedState:
         key = self.keys["totals"]
         return fleet_rows(decode_totals(key, self._client.hgetall(key)))
 
-    def fleet_budget_totals(self) -> dict[str, int]:
-        """Each budget's spend over the whole fleet in its current period, as
-        Redis counts it (nano-USD; a worker's unused lease counts until it
-        returns it). One round trip; raises ``redis`` errors when it is down."""
-        periods = current_periods(self._core.budgets())
+    def fleet_budget_totals(self, periods: list[tuple[str, int]]) -> dict[str, int]:
+        """The spend over the whole fleet of each budget in its period
+        (``(name, period end)``), as Redis counts it (nano-USD; a worker's
+        unused lease counts until it returns it). One round trip; raises
+        ``redis`` errors when it is down."""
         return fleet_totals(periods, self.prefix, read_totals(self._client))
 
     def fleet_statistics(self) -> dict[str, Any]:

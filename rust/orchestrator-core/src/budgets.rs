@@ -47,6 +47,10 @@ pub const NANOS_PER_USD: u64 = 1_000_000_000;
 pub const MAX_LIMIT_USD: f64 = crate::outcome::MAX_COST_USD;
 /// The most budgets one table holds.
 pub const MAX_BUDGETS: usize = 1024;
+/// A selection pass skips every slot's budget check when all the model,
+/// provider and tag budgets have room for its costliest request; it looks
+/// at them only while there are at most this many.
+const ALL_FIT_MAX_BUDGETS: usize = 16;
 /// A request refused by budgets is worth retrying (`retry_in`) only when the
 /// period resets within this many seconds (a minute budget); later resets
 /// are not waited for.
@@ -601,17 +605,16 @@ impl Budgets {
                 .map(|&b| self.meters[b as usize].room(unix))
                 .min()
         });
-        let slot_room = self
-            .slot_budgets
-            .iter()
-            .map(|&b| self.meters[b as usize].room(unix))
-            .min();
-        let ceiling = nanos(cost_ceiling);
+        // Bounded work per pass: with many budgets, check the slots instead.
+        let all_fit = self.slot_budgets.len() <= ALL_FIT_MAX_BUDGETS && {
+            let ceiling = nanos(cost_ceiling);
+            let fits = |b: &u32| ceiling < self.meters[*b as usize].room(unix);
+            self.slot_budgets.iter().all(fits) && tenant_room.is_none_or(|room| ceiling < room)
+        };
         BudgetPass {
             unix,
             tenant,
-            all_fit: slot_room.is_none_or(|room| ceiling < room)
-                && tenant_room.is_none_or(|room| ceiling < room),
+            all_fit,
             tenant_room,
         }
     }
@@ -1021,6 +1024,49 @@ mod tests {
         assert_eq!(b.state("p", 60.0).unwrap().spent, 0);
         b.roll_due(60.0);
         assert_eq!(b.state("p", 61.0).unwrap().resets_in_s, 59.0);
+    }
+
+    #[test]
+    fn many_budgets_are_checked_slot_by_slot_with_the_same_verdicts() {
+        let mut b = Budgets::new(0.0, NEW_YEARS_EVE);
+        let a = model("a", "openai");
+        let roomy = |i: usize| {
+            budget(
+                &format!("r{i}"),
+                Scope::Provider("openai".into()),
+                1.0,
+                Period::Day,
+            )
+        };
+        for i in 0..ALL_FIT_MAX_BUDGETS {
+            b.add(roomy(i), &[Some(&a)], 0.0, none()).unwrap();
+        }
+        assert!(
+            b.pass(None, 0.0, 0.01).all_fit,
+            "few budgets: the pass skips the slots"
+        );
+        b.add(
+            budget(
+                "tight",
+                Scope::Provider("openai".into()),
+                0.015,
+                Period::Day,
+            ),
+            &[Some(&a)],
+            0.0,
+            none(),
+        )
+        .unwrap();
+        assert!(
+            !b.pass(None, 0.0, 0.01).all_fit,
+            "past the bound: slot by slot"
+        );
+        admits(&b, 0, None, 0.01, 0.0).unwrap();
+        b.reserve(0, None, Some(0.01));
+        assert!(
+            admits(&b, 0, None, 0.01, 0.0).is_err(),
+            "the tight budget still refuses"
+        );
     }
 
     #[test]
