@@ -55,7 +55,7 @@ def config_text(models: Sequence[str], extra: str = "") -> str:
 class ThreadGateway:
     """A gateway served by uvicorn in a background thread."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, http: str = HTTP_PROTOCOL) -> None:
         os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
         loaded = parse_config(text)
         self.gateway = Gateway(
@@ -66,7 +66,7 @@ class ThreadGateway:
             host="127.0.0.1",
             port=0,
             loop="uvloop",
-            http=HTTP_PROTOCOL,
+            http=http,
             log_level="warning",
             access_log=False,
             lifespan="on",

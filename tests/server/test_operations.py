@@ -11,6 +11,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.server.command import HTTP_PROTOCOL
 from tests.server.harness import ThreadGateway, config_text, model_table
 from tests.servers import OpenAIServer
 
@@ -128,10 +129,15 @@ def test_feedback_teaches_a_contextual_registry(upstream: OpenAIServer) -> None:
         assert learned == learned_before + 2
 
 
-def test_client_disconnect_mid_stream_cancels_the_upstream() -> None:
+@pytest.mark.parametrize(
+    "http",
+    [HTTP_PROTOCOL, "httptools"],
+    ids=["the protocol's disconnect callback", "a watcher task (another server)"],
+)
+def test_client_disconnect_mid_stream_cancels_the_upstream(http: str) -> None:
     with OpenAIServer(api_key=None, chunk_delay=0.3) as slow:
         text = config_text([model_table("slow", slow.url)])
-        with ThreadGateway(text) as gateway:
+        with ThreadGateway(text, http=http) as gateway:
             body = b'{"model":"auto","stream":true,"messages":[{"role":"user","content":"long"}]}'
             with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
                 conn.sendall(
@@ -283,3 +289,38 @@ def test_a_stalled_body_is_a_408_and_the_connection_is_closed(upstream: OpenAISe
         assert b'"code":"request_timeout"' in body  # chunked: not parsed here
         assert gateway.gateway.registry.get_metrics("mini").requests == 0
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "http",
+    [HTTP_PROTOCOL, "httptools"],
+    ids=["the protocol's disconnect callback", "a watcher task (another server)"],
+)
+def test_client_hanging_up_during_a_call_ends_it_as_a_499(http: str) -> None:
+    with OpenAIServer(api_key=None, answer_delay=1.5) as slow:
+        text = config_text([model_table("slow", slow.url)])
+        with ThreadGateway(text, http=http) as gateway:
+            body = b'{"model":"auto","messages":[{"role":"user","content":"slow"}]}'
+            with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
+                conn.sendall(
+                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                deadline = time.monotonic() + 10
+                while not slow.requests and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert slow.requests  # the upstream call is in flight
+            samples = gateway.gateway.metrics.registry
+            route = "/v1/chat/completions"
+            hung_up = {"route": route, "error_class": "client_disconnected"}
+            deadline = time.monotonic() + 10
+            while (
+                samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+            assert samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) == 1
+            answered = {"route": route, "model": "-", "status": "499"}
+            assert samples.get_sample_value("orchestrator_gateway_requests_total", answered) == 1
+            assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome

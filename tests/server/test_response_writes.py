@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from orchestrator.server.command import HTTP_PROTOCOL
+from orchestrator.server.protocol import _DisconnectWatch
 from tests.server.harness import ThreadGateway, config_text, model_table
 from tests.servers import OpenAIServer
 
@@ -122,3 +123,19 @@ def test_a_head_without_a_body_in_the_same_iteration_is_not_held() -> None:
         app.release.set()
         server.should_exit = True
         thread.join(HANG)
+
+
+def test_a_disconnect_watch_calls_back_once_and_at_once_when_already_lost() -> None:
+    calls: list[str] = []
+    watch = _DisconnectWatch()
+    watch.watch(lambda: calls.append("first"))
+    watch.lose()
+    watch.lose()
+    assert calls == ["first"]
+    watch.watch(lambda: calls.append("late"))  # a request that starts after the loss
+    assert calls == ["first", "late"]
+    quiet = _DisconnectWatch()
+    quiet.watch(lambda: calls.append("unwatched"))
+    quiet.unwatch()
+    quiet.lose()
+    assert calls == ["first", "late"]

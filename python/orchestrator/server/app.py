@@ -5,9 +5,11 @@ No web framework: a route table, a body reader and a few send helpers are all
 the gateway needs, and every microsecond a framework spends per request is
 overhead the benchmark measures (``benches/gateway.py``).
 
-Each request runs in its own task while a watcher waits for the client's
-``http.disconnect``; a client that hangs up cancels that task, which closes
-the upstream stream or call (the provider sees its connection closed).
+A client that hangs up cancels its request's task, which closes the upstream
+stream or call (the provider sees its connection closed). Under
+``orchestrator serve`` the server's protocol says so through a callback
+(:mod:`~orchestrator.server.protocol`); under another ASGI server a watcher
+task waits for the client's ``http.disconnect``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ from orchestrator.server.feedback_relay import (
 )
 from orchestrator.server.metrics import GatewayMetrics
 from orchestrator.server.routing import Route, Router
-from orchestrator.server.settings import HEADER_TIMEOUT_STATE, ServerSettings
+from orchestrator.server.settings import (
+    DISCONNECT_EXTENSION,
+    HEADER_TIMEOUT_STATE,
+    ServerSettings,
+)
 from orchestrator.server.status import Decision, DecisionLog, status_snapshot
 from orchestrator.server.wire import (
     ChatRequest,
@@ -192,23 +198,24 @@ class Gateway:
         call.tenant = tenant
 
     async def _until_disconnect(self, call: Call, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` in this task until it ends, while a watcher waits for
-        the client's ``http.disconnect``: if that comes first, the watcher
-        cancels this task inside ``work`` (closing the upstream call or
-        stream), and the request ends as a 499. One extra task per request,
-        not two and an ``asyncio.wait``."""
+        """Run ``work`` in this task until it ends; if the client hangs up
+        first, this task is cancelled inside ``work`` (closing the upstream
+        call or stream), and the request ends as a 499."""
         task = asyncio.current_task()
         assert task is not None, "the gateway runs inside a task"
-        watcher = asyncio.ensure_future(_wait_disconnect(call.receive))
         hung_up = False
 
-        def on_disconnect(done: asyncio.Future[None]) -> None:
+        def on_disconnect() -> None:
             nonlocal hung_up
-            if not done.cancelled() and done.exception() is None:
-                hung_up = True
-                task.cancel()
+            hung_up = True
+            task.cancel()
 
-        watcher.add_done_callback(on_disconnect)
+        watch = call.scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+        if watch is not None:
+            watch.watch(on_disconnect)
+            stop = watch.unwatch
+        else:
+            stop = _watch_receive(call.receive, on_disconnect)
         try:
             await work
         except asyncio.CancelledError:
@@ -217,8 +224,7 @@ class Gateway:
             call.error_class = "client_disconnected"
             call.status = call.status or 499
         finally:
-            watcher.remove_done_callback(on_disconnect)
-            watcher.cancel()
+            stop()
 
     # ----- responses ----------------------------------------------------------------
 
@@ -618,9 +624,28 @@ class Gateway:
         )
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+def _watch_receive(receive: Receive, on_disconnect: Callable[[], None]) -> Callable[[], None]:
+    """For a server without the disconnect extension: a task that waits for
+    ``http.disconnect`` on ``receive`` and then calls ``on_disconnect``; the
+    function returned stops it."""
+
+    async def wait() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(wait())
+
+    def done(finished: asyncio.Future[None]) -> None:
+        if not finished.cancelled() and finished.exception() is None:
+            on_disconnect()
+
+    watcher.add_done_callback(done)
+
+    def stop() -> None:
+        watcher.remove_done_callback(done)
+        watcher.cancel()
+
+    return stop
 
 
 ROUTES: dict[tuple[str, str], Handler] = {

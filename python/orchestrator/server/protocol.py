@@ -19,17 +19,28 @@ that wakes twice (once for the head alone) before it has anything to read.
 Each request's cycle writes through :class:`_HeadWithBody`, which holds the
 first write until the next one or the end of the event loop's iteration,
 whichever comes first, so nothing is delayed past the iteration it was sent in.
+
+And it tells the application when the client hangs up: each request's scope
+carries a :class:`_DisconnectWatch` (``extensions``, under
+:data:`~orchestrator.server.settings.DISCONNECT_EXTENSION`) whose callback
+runs when the connection is lost, instead of a task per request waiting on
+``receive()`` for ``http.disconnect``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Optional
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from orchestrator.server.settings import HEADER_TIMEOUT_STATE, ServerSettings
+from orchestrator.server.settings import (
+    DISCONNECT_EXTENSION,
+    HEADER_TIMEOUT_STATE,
+    ServerSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +62,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         published = self.app_state.get(HEADER_TIMEOUT_STATE, _DEFAULT_HEADER_TIMEOUT)
         self.header_timeout = float(published)
         self._head_timer: Optional[asyncio.TimerHandle] = None
+        #: The watch of the newest request (``self.cycle``'s), as uvicorn
+        #: tells only that cycle of a lost connection.
+        self._watch: Optional[_DisconnectWatch] = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,6 +73,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._disarm()
         super().connection_lost(exc)
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.lose()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -71,6 +88,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not previous:
             self.cycle.transport = _HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
+            self._watch = _DisconnectWatch()
+            extensions = self.cycle.scope.setdefault("extensions", {})  # the task has not run yet
+            extensions[DISCONNECT_EXTENSION] = self._watch  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         # uvicorn's keep-alive timer bounds the idle time until the next
@@ -147,3 +167,30 @@ class _HeadWithBody:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+class _DisconnectWatch:
+    """One request's watch on its connection: ``watch(callback)`` runs the
+    callback once when the connection is lost (at once if it already was),
+    ``unwatch()`` forgets it when the request is done."""
+
+    __slots__ = ("_callback", "_lost")
+
+    def __init__(self) -> None:
+        self._callback: Optional[Callable[[], None]] = None
+        self._lost = False
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        if self._lost:
+            callback()
+        else:
+            self._callback = callback
+
+    def unwatch(self) -> None:
+        self._callback = None
+
+    def lose(self) -> None:
+        self._lost = True
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()

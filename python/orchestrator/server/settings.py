@@ -25,6 +25,10 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 #: The lifespan-state key under which the gateway hands ``header_timeout`` to
 #: uvicorn's protocol (:mod:`orchestrator.server.protocol`).
 HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
+#: The scope extension under which that protocol hands each request a watch
+#: on its connection (``watch(callback)``, ``unwatch()``): the callback runs
+#: when the client hangs up, so the gateway needs no task waiting on ``receive``.
+DISCONNECT_EXTENSION = "orchestrator.disconnect"
 
 
 class _Strict(BaseModel):
