@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -129,32 +131,52 @@ def test_feedback_teaches_a_contextual_registry(upstream: OpenAIServer) -> None:
         assert learned == learned_before + 2
 
 
-@pytest.mark.parametrize(
+#: A hang-up reaches the gateway by our protocol's callback under ``orchestrator
+#: serve``, and by a watcher task under another ASGI server (uvicorn's own protocol).
+BOTH_DISCONNECT_PATHS = pytest.mark.parametrize(
     "http",
     [HTTP_PROTOCOL, "httptools"],
     ids=["the protocol's disconnect callback", "a watcher task (another server)"],
 )
+
+
+@contextlib.contextmanager
+def slow_gateway(http: str, **slowness: float) -> Iterator[tuple[OpenAIServer, ThreadGateway]]:
+    """A gateway (served by ``http``) in front of one slow upstream model, ``slow``."""
+    with (
+        OpenAIServer(api_key=None, **slowness) as slow,
+        ThreadGateway(config_text([model_table("slow", slow.url)]), http=http) as gateway,
+    ):
+        yield slow, gateway
+
+
+@contextlib.contextmanager
+def raw_chat(gateway: ThreadGateway, body: bytes) -> Iterator[socket.socket]:
+    """A chat request sent on a raw connection, which leaving the block hangs up."""
+    with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
+        conn.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+            + b"content-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        yield conn
+
+
+@BOTH_DISCONNECT_PATHS
 def test_client_disconnect_mid_stream_cancels_the_upstream(http: str) -> None:
-    with OpenAIServer(api_key=None, chunk_delay=0.3) as slow:
-        text = config_text([model_table("slow", slow.url)])
-        with ThreadGateway(text, http=http) as gateway:
-            body = b'{"model":"auto","stream":true,"messages":[{"role":"user","content":"long"}]}'
-            with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
-                conn.sendall(
-                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
-                    + b"content-type: application/json\r\n"
-                    + f"content-length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                received = b""
-                while b"data: " not in received:
-                    received += conn.recv(65536)
-            deadline = time.monotonic() + 10
-            while slow.streams_abandoned == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert slow.streams_abandoned == 1
-            assert slow.streams_completed == 0
-            assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
+    with slow_gateway(http, chunk_delay=0.3) as (slow, gateway):
+        body = b'{"model":"auto","stream":true,"messages":[{"role":"user","content":"long"}]}'
+        with raw_chat(gateway, body) as conn:
+            received = b""
+            while b"data: " not in received:
+                received += conn.recv(65536)
+        deadline = time.monotonic() + 10
+        while slow.streams_abandoned == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.streams_abandoned == 1
+        assert slow.streams_completed == 0
+        assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
 
 
 def test_malformed_requests_get_clear_errors(upstream: OpenAIServer) -> None:
@@ -291,36 +313,25 @@ def test_a_stalled_body_is_a_408_and_the_connection_is_closed(upstream: OpenAISe
     assert upstream.requests == []
 
 
-@pytest.mark.parametrize(
-    "http",
-    [HTTP_PROTOCOL, "httptools"],
-    ids=["the protocol's disconnect callback", "a watcher task (another server)"],
-)
+@BOTH_DISCONNECT_PATHS
 def test_client_hanging_up_during_a_call_ends_it_as_a_499(http: str) -> None:
-    with OpenAIServer(api_key=None, answer_delay=1.5) as slow:
-        text = config_text([model_table("slow", slow.url)])
-        with ThreadGateway(text, http=http) as gateway:
-            body = b'{"model":"auto","messages":[{"role":"user","content":"slow"}]}'
-            with socket.create_connection(("127.0.0.1", gateway.port)) as conn:
-                conn.sendall(
-                    b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
-                    + f"content-length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                deadline = time.monotonic() + 10
-                while not slow.requests and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                assert slow.requests  # the upstream call is in flight
-            samples = gateway.gateway.metrics.registry
-            route = "/v1/chat/completions"
-            hung_up = {"route": route, "error_class": "client_disconnected"}
+    with slow_gateway(http, answer_delay=1.5) as (slow, gateway):
+        body = b'{"model":"auto","messages":[{"role":"user","content":"slow"}]}'
+        with raw_chat(gateway, body):
             deadline = time.monotonic() + 10
-            while (
-                samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) is None
-                and time.monotonic() < deadline
-            ):
+            while not slow.requests and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) == 1
-            answered = {"route": route, "model": "-", "status": "499"}
-            assert samples.get_sample_value("orchestrator_gateway_requests_total", answered) == 1
-            assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
+            assert slow.requests  # the upstream call is in flight
+        samples = gateway.gateway.metrics.registry
+        route = "/v1/chat/completions"
+        hung_up = {"route": route, "error_class": "client_disconnected"}
+        deadline = time.monotonic() + 10
+        while (
+            samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        assert samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) == 1
+        answered = {"route": route, "model": "-", "status": "499"}
+        assert samples.get_sample_value("orchestrator_gateway_requests_total", answered) == 1
+        assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
