@@ -6,7 +6,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -163,6 +163,13 @@ def raw_chat(gateway: ThreadGateway, body: bytes) -> Iterator[socket.socket]:
         yield conn
 
 
+def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> None:
+    """Poll ``condition`` until it holds or ``seconds`` pass; the caller asserts after."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @BOTH_DISCONNECT_PATHS
 def test_client_disconnect_mid_stream_cancels_the_upstream(http: str) -> None:
     with slow_gateway(http, chunk_delay=0.3) as (slow, gateway):
@@ -171,9 +178,7 @@ def test_client_disconnect_mid_stream_cancels_the_upstream(http: str) -> None:
             received = b""
             while b"data: " not in received:
                 received += conn.recv(65536)
-        deadline = time.monotonic() + 10
-        while slow.streams_abandoned == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: slow.streams_abandoned)
         assert slow.streams_abandoned == 1
         assert slow.streams_completed == 0
         assert gateway.gateway.registry.get_metrics("slow").requests == 0  # not an outcome
@@ -318,19 +323,12 @@ def test_client_hanging_up_during_a_call_ends_it_as_a_499(http: str) -> None:
     with slow_gateway(http, answer_delay=1.5) as (slow, gateway):
         body = b'{"model":"auto","messages":[{"role":"user","content":"slow"}]}'
         with raw_chat(gateway, body):
-            deadline = time.monotonic() + 10
-            while not slow.requests and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: slow.requests)
             assert slow.requests  # the upstream call is in flight
         samples = gateway.gateway.metrics.registry
         route = "/v1/chat/completions"
         hung_up = {"route": route, "error_class": "client_disconnected"}
-        deadline = time.monotonic() + 10
-        while (
-            samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) is None
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
+        wait_until(lambda: samples.get_sample_value("orchestrator_gateway_errors_total", hung_up))
         assert samples.get_sample_value("orchestrator_gateway_errors_total", hung_up) == 1
         answered = {"route": route, "model": "-", "status": "499"}
         assert samples.get_sample_value("orchestrator_gateway_requests_total", answered) == 1
