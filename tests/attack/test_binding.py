@@ -21,6 +21,7 @@ from orchestrator.errors import (
     ModelNotFoundError,
     NoEligibleModelsError,
     StaleTicketError,
+    UnknownSlotError,
 )
 from orchestrator.models.model_registry import ModelRegistry
 from orchestrator.models.selectors import RewardWeights
@@ -305,6 +306,27 @@ def test_a_model_re_registered_under_its_name_does_not_take_an_old_selection() -
     with pytest.raises(StaleTicketError):
         registry.report_outcome(selection, True, 0.1)
     assert registry.get_metrics("a").requests == 0
+
+
+def test_a_ticket_held_across_its_models_unregistration_is_stale_in_the_core() -> None:
+    """The registry's own check of a selection and the core call after it are
+    two steps: a thread that unregisters the model between them must leave
+    the holder a StaleTicketError (found as ``UnknownSlotError: no model is
+    registered in slot 0`` by threads racing ``cancel``), and a measured call
+    that was running then counts nowhere rather than raising."""
+    registry = registry_of("a", "b")
+    first = registry.select(exclude_models=["b"])
+    second = registry.select(exclude_models=["b"])
+    registry.unregister_model("a")
+    core = registry.core
+    with pytest.raises(StaleTicketError, match="unregistered"):
+        core.cancel(first.slot, first.ticket)
+    with pytest.raises(StaleTicketError):
+        core.report(second.model, second.slot, second.ticket, True, 0.1)
+    assert core.record(first.slot, first.ticket, _core.Outcome(True, 0.1)) is None
+    assert registry.get_metrics("b").requests == 0
+    with pytest.raises(UnknownSlotError, match="slot 9"):
+        core.cancel(9, first.ticket)
 
 
 def test_get_metrics_racing_unregister_raises_model_not_found() -> None:

@@ -58,7 +58,8 @@ impl fmt::Display for CoreError {
             CoreError::UnknownSlot(slot) => write!(f, "no model is registered in slot {slot}"),
             CoreError::StaleTicket(ticket) => write!(
                 f,
-                "ticket {ticket} was already reported, has expired, or was never issued"
+                "ticket {ticket} was already reported, has expired, was never issued, \
+                 or its model was unregistered"
             ),
             CoreError::UnknownRequest { request_id, reason } => {
                 write!(f, "request_id {request_id} {reason}")

@@ -456,6 +456,22 @@ impl Table {
         }
     }
 
+    /// Whether `slot` held a model that was unregistered (and is free now).
+    fn is_vacated(&self, slot: u32) -> bool {
+        (slot as usize) < self.active.len() && !self.is_active(slot)
+    }
+
+    /// The slot a ticket was issued for: its model may have been
+    /// unregistered since (racing the ticket's holder), and then the ticket
+    /// is stale, not the slot unknown.
+    pub(super) fn check_ticketed_slot(&self, slot: u32, ticket: u64) -> Result<usize, CoreError> {
+        if self.is_vacated(slot) {
+            Err(CoreError::StaleTicket(ticket))
+        } else {
+            self.check_slot(slot)
+        }
+    }
+
     // ----- selection -----------------------------------------------------
 
     /// The first constraint slot `i` fails, or its expected cost.
@@ -958,7 +974,7 @@ impl Table {
     /// after it started may have reached the provider, so it stays counted,
     /// and its expected cost is spent).
     pub fn cancel(&mut self, slot: u32, ticket: u64, sent: bool) -> Result<(), CoreError> {
-        let i = self.check_slot(slot)?;
+        let i = self.check_ticketed_slot(slot, ticket)?;
         let taken = self.take_ticket(i, ticket)?;
         if sent {
             let now = self.now();
@@ -991,7 +1007,10 @@ impl Table {
         outcome: &Outcome,
         measured: bool,
     ) -> Result<Transition, CoreError> {
-        let i = self.check_slot(slot)?;
+        let i = match ticket {
+            Some(t) => self.check_ticketed_slot(slot, t)?,
+            None => self.check_slot(slot)?,
+        };
         outcome.validate()?;
         let (reservation, hold) = match ticket {
             Some(t) => {
@@ -1005,13 +1024,18 @@ impl Table {
     }
 
     /// Fold in the outcome of a measured call. A call whose ticket expired
-    /// (or was displaced) while it ran still counts, without the ticket.
+    /// (or was displaced) while it ran still counts, without the ticket; one
+    /// whose model was unregistered while it ran counts nowhere.
     pub fn record_call(
         &mut self,
         slot: u32,
         ticket: Option<u64>,
         outcome: &Outcome,
     ) -> Result<Transition, CoreError> {
+        if self.is_vacated(slot) {
+            outcome.validate()?;
+            return Ok(Transition::None);
+        }
         match self.report_as(slot, ticket, outcome, true) {
             Err(CoreError::StaleTicket(_)) => self.report_as(slot, None, outcome, true),
             other => other,
@@ -1026,7 +1050,10 @@ impl Table {
     ) -> Result<Vec<Transition>, CoreError> {
         let mut seen = rustc_hash::FxHashSet::default();
         for (slot, ticket, outcome) in items {
-            let i = self.check_slot(*slot)?;
+            let i = match ticket {
+                Some(t) => self.check_ticketed_slot(*slot, *t)?,
+                None => self.check_slot(*slot)?,
+            };
             outcome.validate()?;
             if let Some(t) = ticket {
                 let valid = matches!(self.tickets.get(*t),
@@ -1480,6 +1507,50 @@ mod tests {
         );
         assert_eq!(t.pending(0).unwrap(), 0);
         assert!(t.register(spec("b", &[], 1.0)).is_err());
+    }
+
+    #[test]
+    fn a_ticket_whose_model_left_is_stale_and_its_call_counts_nowhere() {
+        let mut t = Table::default();
+        t.register(spec("a", &[], 1.0)).unwrap();
+        let tickets: Vec<u64> = (0..4).map(|_| t.select(&any()).unwrap().ticket).collect();
+        t.register(spec("b", &[], 1.0)).unwrap();
+        t.unregister("a").unwrap();
+        let stale = CoreError::StaleTicket;
+        assert_eq!(
+            t.report(0, Some(tickets[0]), &ok(0.1)),
+            Err(stale(tickets[0]))
+        );
+        assert_eq!(t.cancel(0, tickets[1], false), Err(stale(tickets[1])));
+        assert_eq!(
+            t.cancel_spent(0, tickets[2], 1, 1, None),
+            Err(stale(tickets[2]))
+        );
+        assert_eq!(
+            t.report_many(&[(0, Some(tickets[3]), ok(0.1))]),
+            Err(CoreError::StaleTicket(tickets[3]))
+        );
+        // A measured call that was running when its model left is dropped,
+        // with or without its ticket; its outcome is still checked.
+        assert_eq!(
+            t.record_call(0, Some(tickets[3]), &ok(0.1)),
+            Ok(Transition::None)
+        );
+        assert_eq!(t.record_call(0, None, &ok(0.1)), Ok(Transition::None));
+        assert!(matches!(
+            t.record_call(0, None, &ok(f64::NAN)),
+            Err(CoreError::Invalid { .. })
+        ));
+        assert_eq!(t.snapshot(1).unwrap().requests, 0);
+        // A slot no model ever held is still unknown, ticket or not.
+        assert_eq!(
+            t.cancel(7, tickets[1], false),
+            Err(CoreError::UnknownSlot(7))
+        );
+        assert_eq!(
+            t.record_call(7, None, &ok(0.1)),
+            Err(CoreError::UnknownSlot(7))
+        );
     }
 
     #[test]
