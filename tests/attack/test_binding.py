@@ -325,6 +325,11 @@ def test_a_ticket_held_across_its_models_unregistration_is_stale_in_the_core() -
         core.report(second.model, second.slot, second.ticket, True, 0.1)
     assert core.record(first.slot, first.ticket, _core.Outcome(True, 0.1)) is None
     assert registry.get_metrics("b").requests == 0
+    # A new model takes the freed slot: the old call's outcome is not its.
+    registry.register_model(ScriptedModel("c"))
+    assert registry.core.slot_of("c") == first.slot
+    assert core.record(first.slot, first.ticket, _core.Outcome(True, 0.1)) is None
+    assert registry.get_metrics("c").requests == 0
     with pytest.raises(UnknownSlotError, match="slot 9"):
         core.cancel(9, first.ticket)
 

@@ -461,6 +461,15 @@ impl Table {
         (slot as usize) < self.active.len() && !self.is_active(slot)
     }
 
+    /// Whether `ticket` was issued to a model that held `slot` before the
+    /// one registered there now.
+    fn of_an_earlier_model(&self, slot: u32, ticket: Option<u64>) -> bool {
+        let Some(number) = ticket else { return false };
+        self.tickets.get(number).is_some_and(|t| {
+            t.slot == slot && self.generation.get(slot as usize) != Some(&t.generation)
+        })
+    }
+
     /// The slot a ticket was issued for: its model may have been
     /// unregistered since (racing the ticket's holder), and then the ticket
     /// is stale, not the slot unknown.
@@ -1025,14 +1034,15 @@ impl Table {
 
     /// Fold in the outcome of a measured call. A call whose ticket expired
     /// (or was displaced) while it ran still counts, without the ticket; one
-    /// whose model was unregistered while it ran counts nowhere.
+    /// whose model was unregistered while it ran counts nowhere, even when
+    /// another model took its slot since.
     pub fn record_call(
         &mut self,
         slot: u32,
         ticket: Option<u64>,
         outcome: &Outcome,
     ) -> Result<Transition, CoreError> {
-        if self.is_vacated(slot) {
+        if self.is_vacated(slot) || self.of_an_earlier_model(slot, ticket) {
             outcome.validate()?;
             return Ok(Transition::None);
         }
@@ -1542,6 +1552,15 @@ mod tests {
             Err(CoreError::Invalid { .. })
         ));
         assert_eq!(t.snapshot(1).unwrap().requests, 0);
+        // Another model takes the slot: the old call still counts nowhere.
+        assert_eq!(t.register(spec("c", &[], 1.0)).unwrap(), 0);
+        assert_eq!(
+            t.record_call(0, Some(tickets[0]), &ok(0.1)),
+            Ok(Transition::None)
+        );
+        assert_eq!(t.snapshot(0).unwrap().requests, 0);
+        t.record_call(0, None, &ok(0.1)).unwrap();
+        assert_eq!(t.snapshot(0).unwrap().requests, 1);
         // A slot no model ever held is still unknown, ticket or not.
         assert_eq!(
             t.cancel(7, tickets[1], false),
