@@ -147,6 +147,34 @@ def test_help_texts_are_clean(run: Run) -> None:
     assert "--no-probe skips it" in health
 
 
+def test_commands_that_draw_nothing_do_not_import_matplotlib(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """matplotlib takes most of a second to import: ``--help``, ``models`` and
+    every other command but ``simulate`` and ``eval -o`` start without it."""
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['orchestrator', 'models', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('orchestrator', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('matplotlib loaded:', 'matplotlib' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert result.stdout.rstrip().endswith("matplotlib loaded: False"), result.stdout
+
+
 def test_version_names_the_distribution(run: Run) -> None:
     result = run("--version")
     assert result.returncode == 0

@@ -14,7 +14,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.lines import Line2D
 
 from orchestrator.evaluation import evaluate, load_table
-from orchestrator.evaluation.command import curve_figure
+from orchestrator.evaluation.plot import curve_figure
 from tests.routing.test_eval import COSTS, write_table
 
 pytestmark = pytest.mark.timeout(60)

@@ -2,9 +2,9 @@
 
 The CLI calls :func:`run_eval` with its parsed arguments; ``python -m
 orchestrator.evaluation`` runs :func:`main`, the same command on argparse.
-Rich and matplotlib (the ``[cli]`` extra) are imported here only, for the
-table, the progress bar and the plot (quality against cost share for the
-router, a random router and each model alone).
+Rich (the ``[cli]`` extra) is imported here, for the table and the progress
+bar; matplotlib only once a plot is asked for (``evaluation/plot.py``: it
+takes about half a second to import, which every other command would pay).
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.evaluation.protocol import EvalResult, Protocol, evaluate, total_decisions
-from orchestrator.evaluation.table import EvalError, EvalTable, load_table, parse_costs
+from orchestrator.evaluation.table import EvalError, load_table, parse_costs
 
 logger = logging.getLogger("orchestrator.evaluation")
 
@@ -41,54 +40,6 @@ def write_decisions(result: EvalResult, path: Path) -> None:
                 writer.writerow([point, repr(curve_point.willingness_to_pay), row, model])
 
 
-def curve_figure(result: EvalResult, table: EvalTable, costs: Mapping[str, float]) -> Figure:
-    """The curve plot: the router's quality against cost share, the random
-    router's line between the cheapest and the best model, and each model
-    alone (a labelled point)."""
-    reference = result.reference
-    figure = Figure(figsize=(7, 4.5))
-    axes = figure.subplots()
-    shares = [point.cost_share for point in result.curve]
-    qualities = [point.quality for point in result.curve]
-    axes.plot(
-        shares,
-        qualities,
-        marker="o",
-        label=f"contextual router ({result.protocol}), APGR {result.apgr:.3f}",
-    )
-    axes.plot(
-        [0.0, 1.0],
-        [reference.cheapest_quality, reference.best_quality],
-        linestyle="--",
-        color="grey",
-        label=f"random router, APGR {result.random_apgr:.3f}",
-    )
-    for model, values in table.qualities.items():
-        axes.scatter(
-            [reference.cost_share(costs[model])],
-            [sum(values) / len(values)],
-            marker="s",
-            s=60,
-            zorder=3,
-            label=f"{model} alone",
-        )
-    axes.set_xlabel("cost share (0 = cheapest model alone, 1 = best model alone)")
-    axes.set_ylabel("mean quality")
-    axes.set_title(f"Quality vs cost: CPT(50%) {result.cpt50:.1f}%, CPT(80%) {result.cpt80:.1f}%")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    return figure
-
-
-def plot_result(
-    result: EvalResult, table: EvalTable, costs: Mapping[str, float], output: Path
-) -> Path:
-    """Write the curve plot to ``output`` (its suffix says the format) and return the path."""
-    curve_figure(result, table, costs).savefig(output, dpi=120)
-    return output
-
-
 def check_output(option: str, path: Optional[Path]) -> None:
     """Refuse an output that cannot be written before the evaluation runs
     (on a large table it runs for minutes), not after: its directory must
@@ -101,7 +52,9 @@ def check_output(option: str, path: Optional[Path]) -> None:
     if not path.parent.is_dir():
         raise EvalError(f"invalid {option} {str(path)!r}: no directory {str(path.parent)!r}")
     if option == "-o":
-        formats = Figure().canvas.get_supported_filetypes()
+        from orchestrator.evaluation.plot import image_formats  # matplotlib: see the docstring
+
+        formats = image_formats()
         if path.suffix.lstrip(".").lower() not in formats:
             raise EvalError(
                 f"invalid -o {str(path)!r}: not an image file name "
@@ -179,6 +132,8 @@ def run_eval(
     if decisions_out is not None:
         write_decisions(result, decisions_out)
     if plot_out is not None:
+        from orchestrator.evaluation.plot import plot_result
+
         plot_result(result, table, costs, plot_out)
         console.print(f"plot written to {plot_out}")
     return result
