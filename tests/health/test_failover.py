@@ -159,6 +159,11 @@ async def test_caller_constraints_and_exclusions_are_kept() -> None:
         ({"deadline": 0}, "deadline"),
         ({"deadline": -3}, "deadline"),
         ({"attempt_timeout": float("inf")}, "attempt_timeout"),
+        ({"max_wait": -1}, "invalid max_wait: -1"),
+        ({"max_wait": float("nan")}, "invalid max_wait: nan"),
+        ({"max_wait": float("inf")}, "invalid max_wait: inf"),
+        ({"max_wait": True}, "invalid max_wait: True"),
+        ({"max_wait": "1"}, "invalid max_wait: '1'"),
         ({"capabilities": ["telepathy"]}, "telepathy"),
     ],
 )

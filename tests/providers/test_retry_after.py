@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import RateLimitError
+from orchestrator.core.waits import caller_waits
+from orchestrator.errors import FailoverError, RateLimitError
 from orchestrator.integrations._http import (
     MAX_RETRY_AFTER,
     RetryPolicy,
@@ -22,6 +23,7 @@ from orchestrator.integrations._http import (
     parse_retry_after,
 )
 from orchestrator.integrations.openai_model import OpenAIModel
+from orchestrator.models.model_registry import ModelRegistry
 from tests.providers.conftest import OPENAI_KEY, fast
 from tests.servers import OpenAIServer
 
@@ -88,3 +90,50 @@ def test_any_retry_after_value_is_a_wait_or_none_and_never_raises(value: str) ->
     assert seconds is None or (seconds >= 0 and not math.isnan(seconds))
     exc = error_for_payload(error_detail({}), status=429, model="m", retry_after=seconds)
     assert exc.retry_after is None or 0 <= exc.retry_after <= MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize(
+    ("max_wait", "requests", "answered"),
+    [(None, 2, True), (1.0, 2, True), (0.1, 1, False), (0.0, 1, False)],
+)
+async def test_failover_waits_in_place_only_as_long_as_max_wait(
+    max_wait: float | None, requests: int, answered: bool
+) -> None:
+    """A Retry-After of 0.3 s is slept on and the call retried unless the
+    request's ``max_wait`` is shorter: then the one model's 429 is raised."""
+    with OpenAIServer(api_key=OPENAI_KEY) as server:
+        model = fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=server.url), max_retries=2)
+        registry = ModelRegistry()
+        registry.register_model(model)
+        server.add_fault(status=429, retry_after="0.3", times=1)
+        if answered:
+            result = await registry.generate("Hello", deadline=30, max_wait=max_wait)
+            assert result.model == "gpt-4"
+        else:
+            with pytest.raises((RateLimitError, FailoverError)):
+                await registry.generate("Hello", deadline=30, max_wait=max_wait)
+        assert len(server.requests) == requests
+    assert not caller_waits()  # the request's setting only
+
+
+async def test_a_retry_after_under_failover_moves_to_a_model_that_can_answer_now() -> None:
+    """Failover does not sleep on one provider's Retry-After while another
+    eligible model can answer: the HTTP layer leaves the wait to failover."""
+    with (
+        OpenAIServer(api_key=OPENAI_KEY) as limited,
+        OpenAIServer(api_key=OPENAI_KEY) as free,
+    ):
+        registry = ModelRegistry()
+        registry.register_model(
+            fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=limited.url), max_retries=2)
+        )
+        registry.register_model(
+            fast(OpenAIModel("gpt-4o", api_key=OPENAI_KEY, base_url=free.url), max_retries=2)
+        )
+        limited.add_fault(status=429, retry_after="30", times=-1)
+        # Each model gets its first trials, so the limited one is tried once;
+        # inside its Retry-After it is not selected again.
+        answered = [(await registry.generate(f"Hello {i}", deadline=60)).model for i in range(4)]
+        assert answered == ["gpt-4o"] * 4
+        assert len(limited.requests) == 1
+    assert not caller_waits()

@@ -59,15 +59,54 @@ def test_explicit_model_fails_over_only_when_allowed(upstream: OpenAIServer) -> 
     assert raw.headers["x-orchestrator-attempts"] == "2"
 
 
-def test_every_model_rate_limited_is_429_with_retry_after(upstream: OpenAIServer) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_model_rate_limited_is_429_with_retry_after(
+    upstream: OpenAIServer, stream: bool
+) -> None:
+    """A slot further away than ``max_wait`` is the client's to wait for: one
+    upstream call, then the 429 with the provider's Retry-After."""
     upstream.add_fault(status=429, retry_after="7", times=-1)
-    with (
-        ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway,
-        pytest.raises(openai.RateLimitError) as limited,
-    ):
-        client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
+    text = config_text([model_table("mini", upstream.url)], "[server]\nmax_wait = 1\n")
+    with ThreadGateway(text) as gateway, pytest.raises(openai.RateLimitError) as limited:
+        client(gateway).chat.completions.create(model="auto", messages=MESSAGES, stream=stream)
     assert limited.value.response.headers["retry-after"] == "7"
     assert "rate limited" in limited.value.message
+    assert len(upstream.requests) == 1
+
+
+def test_a_retry_after_is_waited_once_per_attempt_within_the_retry_budget(
+    upstream: OpenAIServer,
+) -> None:
+    """Without ``max_wait`` the request waits for the slot within
+    ``request_timeout``, once per attempt: 1 + ``retry_budget`` calls. (The
+    HTTP layer used to sleep on the Retry-After and retry in place as well:
+    nine calls, and 58 s for a Retry-After of 7.)"""
+    upstream.add_fault(status=429, retry_after="0.3", times=-1)
+    with (
+        ThreadGateway(config_text([model_table("mini", upstream.url)])) as gateway,
+        pytest.raises(openai.RateLimitError),
+    ):
+        client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
+    assert len(upstream.requests) == 3
+
+
+def test_a_retry_after_within_max_wait_is_waited_on_and_the_call_retried(
+    upstream: OpenAIServer,
+) -> None:
+    upstream.add_fault(status=429, retry_after="0.2", times=1)
+    text = config_text([model_table("mini", upstream.url)], "[server]\nmax_wait = 1\n")
+    with ThreadGateway(text) as gateway:
+        answer = client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
+    assert answer.choices[0].message.content
+    assert len(upstream.requests) == 2
+
+
+def test_max_wait_zero_never_waits(upstream: OpenAIServer) -> None:
+    upstream.add_fault(status=429, retry_after="0.2", times=-1)
+    never = config_text([model_table("mini", upstream.url)], "[server]\nmax_wait = 0\n")
+    with ThreadGateway(never) as gateway, pytest.raises(openai.RateLimitError):
+        client(gateway).chat.completions.create(model="auto", messages=MESSAGES)
+    assert len(upstream.requests) == 1
 
 
 def test_a_second_request_inside_the_retry_after_window_is_429_without_an_upstream_call(

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.timeout(30)
         ("workers = 0", "server.workers", "must be at least 1 (got 0)"),
         ("request_timeout = inf", "server.request_timeout", "finite"),
         ("request_timeout = -1", "server.request_timeout", "must be greater than 0 (got -1)"),
+        ("max_wait = -0.5", "server.max_wait", "must be at least 0 (got -0.5)"),
+        ("max_wait = inf", "server.max_wait", "finite"),
+        ('max_wait = "1"', "server.max_wait", "must be a number (got '1')"),
         ('host = "example.com"', "server.host", "not an IP address"),
         (
             'api_keys = [{ env = "sk-live-abc" }]',

@@ -49,6 +49,7 @@ from orchestrator.core.model import (
     release_selection,
 )
 from orchestrator.core.tokens import estimate_tokens
+from orchestrator.core.waits import waited_by_caller
 from orchestrator.errors import (
     ContextLengthExceededError,
     FailoverError,
@@ -210,6 +211,8 @@ class _Plan:
     retry_budget: int
     deadline: Optional[float]
     attempt_timeout: Optional[float]
+    #: The longest wait for a slot (None: any the deadline leaves room for).
+    max_wait: Optional[float]
     narrowing: Narrowing
     #: The request's own chain (``None``: the registry's chain of the model that failed first).
     chain: Optional[tuple[str, ...]]
@@ -374,9 +377,11 @@ class _Plan:
 
     def wait_for(self, retry_in: Optional[float]) -> Optional[float]:
         """Seconds to wait for the soonest slot, or ``None`` when there is no
-        deadline or no slot comes before it (or the core's clock is virtual:
-        real waiting would bring no slot nearer)."""
+        deadline, or no slot comes before it and within ``max_wait`` (or the
+        core's clock is virtual: real waiting would bring no slot nearer)."""
         if retry_in is None or self.deadline is None or self.registry.core.is_virtual_clock():
+            return None
+        if self.max_wait is not None and retry_in > self.max_wait:
             return None
         left = self.deadline - (time.monotonic() - self.started)
         return retry_in if retry_in < left else None
@@ -483,6 +488,7 @@ def _plan(
     retry_budget: int,
     deadline: Optional[float],
     attempt_timeout: Optional[float],
+    max_wait: Optional[float],
     fallbacks: Optional[Sequence[str]],
     kwargs: dict[str, Any],
 ) -> _Plan:
@@ -496,6 +502,12 @@ def _plan(
             or not 0 < value < float("inf")
         ):
             raise ValueError(f"invalid {name}: {value!r} (seconds, > 0, or None)")
+    if max_wait is not None and (
+        not isinstance(max_wait, (int, float))
+        or isinstance(max_wait, bool)
+        or not 0 <= max_wait < float("inf")
+    ):
+        raise ValueError(f"invalid max_wait: {max_wait!r} (seconds, >= 0, or None)")
     chain = None if fallbacks is None else registry.check_fallbacks(check_chain(fallbacks))
     selection = {k: kwargs.pop(k) for k in list(kwargs) if k in SELECTION_KEYS}
     routing = {k: selection.pop(k) for k in list(selection) if k in ROUTING_KEYS}
@@ -528,6 +540,7 @@ def _plan(
         retry_budget=retry_budget,
         deadline=None if deadline is None else float(deadline),
         attempt_timeout=None if attempt_timeout is None else float(attempt_timeout),
+        max_wait=None if max_wait is None else float(max_wait),
         narrowing=Narrowing(constraints.input_tokens + (constraints.output_tokens or 0)),
         chain=chain,
         output_tokens=output_tokens,
@@ -583,11 +596,14 @@ async def generate(
     retry_budget: int = 2,
     deadline: Optional[float] = None,
     attempt_timeout: Optional[float] = None,
+    max_wait: Optional[float] = None,
     fallbacks: Optional[Sequence[str]] = None,
     **kwargs: Any,
 ) -> GenerationResult:
     """See :meth:`ModelRegistry.generate`."""
-    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, fallbacks, kwargs)
+    plan = _plan(
+        registry, prompt, retry_budget, deadline, attempt_timeout, max_wait, fallbacks, kwargs
+    )
     while True:
         plan.remaining()  # the deadline may have passed: fail before selecting
         model, request_id = await plan.select()
@@ -598,7 +614,8 @@ async def generate(
         time_limit = _TimeLimit(limit)
         try:
             async with time_limit:
-                text = await model.generate_response(prompt, **plan.params)
+                with waited_by_caller():
+                    text = await model.generate_response(prompt, **plan.params)
         except TimeoutError as exc:
             if time_limit.expired:
                 plan.hung(model, started)
@@ -714,7 +731,8 @@ class FailoverStream:
             try:
                 async with time_limit:
                     inner = model.stream_response(self._prompt, **plan.params)
-                    chunk = await inner.__anext__()
+                    with waited_by_caller():
+                        chunk = await inner.__anext__()
             except StopAsyncIteration:
                 self._streaming_on(model, inner, started, request_id)
                 self._end("ok")
@@ -774,9 +792,12 @@ def stream(
     retry_budget: int = 2,
     deadline: Optional[float] = None,
     attempt_timeout: Optional[float] = None,
+    max_wait: Optional[float] = None,
     fallbacks: Optional[Sequence[str]] = None,
     **kwargs: Any,
 ) -> FailoverStream:
     """See :meth:`ModelRegistry.stream`."""
-    plan = _plan(registry, prompt, retry_budget, deadline, attempt_timeout, fallbacks, kwargs)
+    plan = _plan(
+        registry, prompt, retry_budget, deadline, attempt_timeout, max_wait, fallbacks, kwargs
+    )
     return FailoverStream(prompt, plan)

@@ -1336,13 +1336,19 @@ class ModelRegistry:
         retry_budget: int = 2,
         deadline: Optional[float] = None,
         attempt_timeout: Optional[float] = None,
+        max_wait: Optional[float] = None,
         fallbacks: Optional[Sequence[str]] = None,
         **kwargs: Any,
     ) -> GenerationResult:
         """Select a model and call it; on a failure another model may not
         repeat, try the next-best eligible model (each at most once), up to
         ``retry_budget`` retries and within ``deadline`` seconds in total
-        (``attempt_timeout`` caps each try). A context-length error moves to
+        (``attempt_timeout`` caps each try). When every eligible model is
+        rate limited or inside a provider's ``Retry-After``, it waits for the
+        soonest slot if that comes within the deadline and ``max_wait``
+        seconds (``None``: any the deadline leaves room for; ``0``: never
+        wait); a ``Retry-After`` is never slept on in place, so another model
+        that can answer now is tried first. A context-length error moves to
         a model with a larger known window, a content-filter error to another
         provider; ``fallbacks`` (model or alias names, in order) replaces the
         configured chain of the model that failed (``[]``: no chain, any
@@ -1356,6 +1362,7 @@ class ModelRegistry:
             retry_budget=retry_budget,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
+            max_wait=max_wait,
             fallbacks=fallbacks,
             **kwargs,
         )
@@ -1367,6 +1374,7 @@ class ModelRegistry:
         retry_budget: int = 2,
         deadline: Optional[float] = None,
         attempt_timeout: Optional[float] = None,
+        max_wait: Optional[float] = None,
         fallbacks: Optional[Sequence[str]] = None,
         **kwargs: Any,
     ) -> FailoverStream:
@@ -1378,6 +1386,7 @@ class ModelRegistry:
             retry_budget=retry_budget,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
+            max_wait=max_wait,
             fallbacks=fallbacks,
             **kwargs,
         )

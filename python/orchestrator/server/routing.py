@@ -144,6 +144,7 @@ class Router:
                 prompt,
                 retry_budget=self._budget(route),
                 deadline=timeout,
+                max_wait=self.settings.max_wait,
                 constraints=route.constraints,
                 **params,
             )
@@ -154,6 +155,7 @@ class Router:
                 prompt,
                 retry_budget=self.settings.retry_budget,
                 deadline=timeout,
+                max_wait=self.settings.max_wait,
                 constraints=route.fallback,
                 **params,
             )
@@ -172,6 +174,7 @@ class Router:
             prompt,
             retry_budget=self._budget(route),
             deadline=timeout,
+            max_wait=self.settings.max_wait,
             constraints=route.constraints,
             **params,
         )
@@ -185,6 +188,7 @@ class Router:
             prompt,
             retry_budget=self.settings.retry_budget,
             deadline=timeout,
+            max_wait=self.settings.max_wait,
             constraints=route.fallback,
             **params,
         )

@@ -111,6 +111,11 @@ class ServerSettings(_Strict):
     retry_budget: int = Field(2, ge=0, le=20)
     #: Seconds a request may take in total, failovers included.
     request_timeout: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False)
+    #: The longest a request is held for a rate-limited model's slot (its
+    #: window's, or a provider's Retry-After); past it the client gets the 429
+    #: with Retry-After at once (its SDK waits and retries). Unset: any wait
+    #: within request_timeout.
+    max_wait: Optional[float] = Field(None, ge=0, le=3600, allow_inf_nan=False)
     #: Seconds from a connection's opening (or a request's first byte) to the
     #: end of the request's headers; past it the connection gets a 408 and is closed.
     header_timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False)

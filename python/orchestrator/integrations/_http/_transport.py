@@ -26,6 +26,7 @@ import httpx
 
 from orchestrator._secrets import redact, scrub_exception
 from orchestrator.core.rate_limits import ReportedLimits
+from orchestrator.core.waits import caller_waits
 from orchestrator.errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -269,6 +270,15 @@ class Transport:
                     raise
                 delay = policy.backoff(tries)
                 if exc.retry_after is not None:
+                    if caller_waits():  # failover: another model, or its own wait
+                        logger.info(
+                            "%s for %s: %s with a Retry-After of %.2fs, left to failover",
+                            what,
+                            self.model,
+                            exc.error_class,
+                            exc.retry_after,
+                        )
+                        raise
                     delay = exc.retry_after + random.uniform(0.0, 0.1 * max(exc.retry_after, 0.1))
                 if delay >= deadline - time.monotonic():
                     logger.info(
