@@ -44,19 +44,32 @@ def limited_registry(
 
 
 class Tally:
-    """What one worker attempted, admitted (when), cancelled and was refused."""
+    """What one worker attempted, admitted (when), cancelled and was refused.
+
+    The core admits a request at some instant inside its ``select`` call, on
+    its own clock; Python can only bracket it. ``admitted_at`` is the wall
+    clock after each admitting call returned, ``selecting_at`` before it
+    began (a thread can be paused between the two, so only the pair bounds
+    the instant: see ``tests.shared.test_leases.most_in_any_window``)."""
 
     def __init__(self) -> None:
         self.attempted = 0
         self.refused = 0
         self.cancelled = 0
+        self.selecting_at: list[float] = []
         self.admitted_at: list[float] = []
+
+    def admitted(self, selecting_at: float) -> None:
+        """Count an admission whose ``select`` began at ``selecting_at``."""
+        self.selecting_at.append(selecting_at)
+        self.admitted_at.append(time.time())
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "attempted": self.attempted,
             "refused": self.refused,
             "cancelled": self.cancelled,
+            "selecting_at": self.selecting_at,
             "admitted_at": self.admitted_at,
         }
 
@@ -82,6 +95,7 @@ def select_for(
     end = time.time() + seconds
     while time.time() < end:
         tally.attempted += 1
+        selecting_at = time.time()
         try:
             selection = select_request(registry)
         except NoEligibleModelsError:
@@ -92,7 +106,7 @@ def select_for(
             registry.cancel(selection)
             tally.cancelled += 1
             continue
-        tally.admitted_at.append(time.time())
+        tally.admitted(selecting_at)
         report_sent(registry, selection)
 
 
@@ -150,13 +164,14 @@ def budget_worker(
     end = time.time() + seconds
     while time.time() < end:
         tally.attempted += 1
+        selecting_at = time.time()
         try:
             selection = registry.select(input_tokens=CENT_TOKENS, output_tokens=CENT_TOKENS)
         except NoEligibleModelsError:
             tally.refused += 1
             time.sleep(0.002)
             continue
-        tally.admitted_at.append(time.time())
+        tally.admitted(selecting_at)
         registry.report_outcome(
             selection, True, 0.01, input_tokens=CENT_TOKENS, output_tokens=CENT_TOKENS
         )
