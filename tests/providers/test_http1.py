@@ -8,6 +8,7 @@ a cancelled request."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from orchestrator.integrations import ClientPool
-from orchestrator.integrations._http._connections import pooled_transport
+from orchestrator.integrations._http._connections import ConnectionPool, pooled_transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -318,4 +319,26 @@ async def test_an_idle_connection_past_its_expiry_is_not_reused() -> None:
         await asyncio.sleep(0.1)
         assert (await client.get(server.url)).content == b"ok"
         assert server.connections == 2
+        await client.aclose()
+
+
+async def test_the_tls_context_is_made_on_the_first_https_connection_only() -> None:
+    """Loading the CA bundle costs ~150 ms: a pool that only speaks http://
+    never pays it, and one that speaks https makes it once."""
+    made: list[ssl.SSLContext] = []
+
+    def make() -> ssl.SSLContext:
+        made.append(httpx.create_ssl_context())
+        return made[-1]
+
+    transport = ConnectionPool(httpx.Limits(max_keepalive_connections=5), make)
+    async with scripted(answering(OK, OK)) as server:
+        client = httpx.AsyncClient(transport=transport)
+        assert (await client.get(server.url)).content == b"ok"
+        assert (await client.get(server.url)).content == b"ok"
+        assert made == []
+        for _ in range(2):  # nothing listens there: each attempt fails to connect
+            with pytest.raises(httpx.ConnectError):
+                await client.get("https://127.0.0.1:9/")
+        assert len(made) == 1
         await client.aclose()

@@ -29,7 +29,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Optional
 
 import httptools
@@ -382,12 +382,19 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     ``max_keepalive_connections`` kept idle, each for ``keepalive_expiry``
     seconds; the newest idle one is reused first."""
 
-    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        ssl_context: Callable[[], ssl.SSLContext] = httpx.create_ssl_context,
+    ) -> None:
         self.limits = limits
         self._max_connections = limits.max_connections or 2**31
         self._max_idle = limits.max_keepalive_connections or 0
         self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 0.0
-        self._ssl_context = ssl_context
+        #: Makes the TLS context on the first https connection: loading the CA
+        #: bundle takes ~150 ms, which an http:// upstream never needs.
+        self._make_ssl_context = ssl_context
+        self._ssl_context: Optional[ssl.SSLContext] = None
         self._idle: dict[Origin, list[Connection]] = {}
         self._idle_count = 0
         self._open: set[Connection] = set()
@@ -443,6 +450,11 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                         self._wake_one()  # woken, then cancelled: the room goes to the next
                     raise
 
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = self._make_ssl_context()
+        return self._ssl_context
+
     async def _connect(self, origin: Origin, seconds: Optional[float]) -> Connection:
         scheme, raw_host, port = origin
         host = raw_host.decode("ascii")
@@ -452,7 +464,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             lambda: Connection(origin),
             host,
             port,
-            ssl=self._ssl_context if secure else None,
+            ssl=self._tls() if secure else None,
             server_hostname=host if secure else None,
         )
         self._connecting += 1
@@ -531,5 +543,6 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
 def pooled_transport(limits: httpx.Limits) -> ConnectionPool:
     """A :class:`ConnectionPool` with ``limits``, verifying TLS as httpx
-    does (its default context: certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``)."""
-    return ConnectionPool(limits, httpx.create_ssl_context())
+    does (its default context: certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``,
+    read when the first https connection opens)."""
+    return ConnectionPool(limits)
