@@ -137,3 +137,16 @@ async def test_a_retry_after_under_failover_moves_to_a_model_that_can_answer_now
         assert answered == ["gpt-4o"] * 4
         assert len(limited.requests) == 1
     assert not caller_waits()
+
+
+async def test_without_a_deadline_the_http_layer_still_waits_out_a_retry_after() -> None:
+    """Failover without a deadline never waits itself, so a single provider's
+    short Retry-After is still slept on and retried in place, as before."""
+    with OpenAIServer(api_key=OPENAI_KEY) as server:
+        registry = ModelRegistry()
+        registry.register_model(
+            fast(OpenAIModel("gpt-4", api_key=OPENAI_KEY, base_url=server.url), max_retries=2)
+        )
+        server.add_fault(status=429, retry_after="0.2", times=1)
+        assert (await registry.generate("Hello")).model == "gpt-4"
+        assert len(server.requests) == 2

@@ -2,9 +2,10 @@
 
 Called on its own, a model's HTTP layer sleeps for a ``Retry-After`` and tries
 the same provider again. Called by failover (``registry.generate`` and
-``stream``), it must not: another eligible model may answer at once, and
-failover already waits for the soonest slot itself, within the request's
-deadline and ``max_wait``, knowing the ``Retry-After`` through the core. A
+``stream``) with a deadline, it must not: another eligible model may answer
+at once, and failover already waits for the soonest slot itself, within the
+deadline and ``max_wait``, knowing the ``Retry-After`` through the core.
+(Without a deadline failover never waits, so the HTTP layer keeps its retry.) A
 sleep in the HTTP layer as well made one request wait twice per attempt (a
 gateway request held 58 s by a ``Retry-After: 7``). A context variable, as a
 deadline is carried: each task sees its own request's.

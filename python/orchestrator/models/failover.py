@@ -375,6 +375,14 @@ class _Plan:
             update["context_length"] = window
         return self.constraints.model_copy(update=update)
 
+    def calling(self) -> contextlib.AbstractContextManager[None]:
+        """The context of a model call: with a deadline, failover waits out a
+        ``Retry-After`` itself (or tries another model), so the HTTP layer
+        hands it back; without one, nothing here waits, and the HTTP layer
+        keeps its own retry after the ``Retry-After``, as a call outside
+        failover does."""
+        return waited_by_caller() if self.deadline is not None else contextlib.nullcontext()
+
     def wait_for(self, retry_in: Optional[float]) -> Optional[float]:
         """Seconds to wait for the soonest slot, or ``None`` when there is no
         deadline, or no slot comes before it and within ``max_wait`` (or the
@@ -614,7 +622,7 @@ async def generate(
         time_limit = _TimeLimit(limit)
         try:
             async with time_limit:
-                with waited_by_caller():
+                with plan.calling():
                     text = await model.generate_response(prompt, **plan.params)
         except TimeoutError as exc:
             if time_limit.expired:
@@ -731,7 +739,7 @@ class FailoverStream:
             try:
                 async with time_limit:
                     inner = model.stream_response(self._prompt, **plan.params)
-                    with waited_by_caller():
+                    with plan.calling():
                         chunk = await inner.__anext__()
             except StopAsyncIteration:
                 self._streaming_on(model, inner, started, request_id)
