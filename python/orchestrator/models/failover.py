@@ -503,19 +503,18 @@ def _plan(
     check_prompt(prompt)  # the caller's error: before any model is selected or charged
     if not isinstance(retry_budget, int) or isinstance(retry_budget, bool) or retry_budget < 0:
         raise ValueError(f"invalid retry_budget: {retry_budget!r} (an integer >= 0)")
-    for name, value in (("deadline", deadline), ("attempt_timeout", attempt_timeout)):
-        if value is not None and (
-            not isinstance(value, (int, float))
-            or isinstance(value, bool)
-            or not 0 < value < float("inf")
-        ):
-            raise ValueError(f"invalid {name}: {value!r} (seconds, > 0, or None)")
-    if max_wait is not None and (
-        not isinstance(max_wait, (int, float))
-        or isinstance(max_wait, bool)
-        or not 0 <= max_wait < float("inf")
+    for name, value, zero_allowed in (
+        ("deadline", deadline, False),
+        ("attempt_timeout", attempt_timeout, False),
+        ("max_wait", max_wait, True),
     ):
-        raise ValueError(f"invalid max_wait: {max_wait!r} (seconds, >= 0, or None)")
+        if value is None:
+            continue
+        in_range = isinstance(value, (int, float)) and not isinstance(value, bool)
+        in_range = in_range and (value >= 0 if zero_allowed else value > 0) and value < float("inf")
+        if not in_range:
+            bound = ">= 0" if zero_allowed else "> 0"
+            raise ValueError(f"invalid {name}: {value!r} (seconds, {bound}, or None)")
     chain = None if fallbacks is None else registry.check_fallbacks(check_chain(fallbacks))
     selection = {k: kwargs.pop(k) for k in list(kwargs) if k in SELECTION_KEYS}
     routing = {k: selection.pop(k) for k in list(selection) if k in ROUTING_KEYS}

@@ -134,17 +134,23 @@ class Router:
     def _budget(self, route: Route) -> int:
         return 0 if route.pinned is not None else self.settings.retry_budget
 
+    def _limits(self, retry_budget: int) -> dict[str, Any]:
+        """Failover's limits for one request: its retries, deadline and longest wait."""
+        settings = self.settings
+        return {
+            "retry_budget": retry_budget,
+            "deadline": settings.request_timeout,
+            "max_wait": settings.max_wait,
+        }
+
     async def generate(
         self, route: Route, prompt: Prompt, params: dict[str, Any]
     ) -> GenerationResult:
         """The answer, failing over as the route allows."""
-        timeout = self.settings.request_timeout
         try:
             return await self.registry.generate(
                 prompt,
-                retry_budget=self._budget(route),
-                deadline=timeout,
-                max_wait=self.settings.max_wait,
+                **self._limits(self._budget(route)),
                 constraints=route.constraints,
                 **params,
             )
@@ -153,9 +159,7 @@ class Router:
                 raise
             result = await self.registry.generate(
                 prompt,
-                retry_budget=self.settings.retry_budget,
-                deadline=timeout,
-                max_wait=self.settings.max_wait,
+                **self._limits(self.settings.retry_budget),
                 constraints=route.fallback,
                 **params,
             )
@@ -169,12 +173,9 @@ class Router:
         """A started stream and its first chunk (``None``: an empty answer),
         failing over before the first chunk as the route allows. The
         attempts of a pinned model that failed over are returned too."""
-        timeout = self.settings.request_timeout
         stream = self.registry.stream(
             prompt,
-            retry_budget=self._budget(route),
-            deadline=timeout,
-            max_wait=self.settings.max_wait,
+            **self._limits(self._budget(route)),
             constraints=route.constraints,
             **params,
         )
@@ -186,9 +187,7 @@ class Router:
             earlier = list(exc.attempts)
         stream = self.registry.stream(
             prompt,
-            retry_budget=self.settings.retry_budget,
-            deadline=timeout,
-            max_wait=self.settings.max_wait,
+            **self._limits(self.settings.retry_budget),
             constraints=route.fallback,
             **params,
         )

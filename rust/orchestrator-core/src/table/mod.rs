@@ -470,14 +470,17 @@ impl Table {
         })
     }
 
-    /// The slot a ticket was issued for: its model may have been
-    /// unregistered since (racing the ticket's holder), and then the ticket
-    /// is stale, not the slot unknown.
-    pub(super) fn check_ticketed_slot(&self, slot: u32, ticket: u64) -> Result<usize, CoreError> {
-        if self.is_vacated(slot) {
-            Err(CoreError::StaleTicket(ticket))
-        } else {
-            self.check_slot(slot)
+    /// The slot a report names, with the ticket it holds if any: a ticket's
+    /// model may have been unregistered since (racing the ticket's holder),
+    /// and then the ticket is stale, not the slot unknown.
+    pub(super) fn check_ticketed_slot(
+        &self,
+        slot: u32,
+        ticket: Option<u64>,
+    ) -> Result<usize, CoreError> {
+        match ticket {
+            Some(number) if self.is_vacated(slot) => Err(CoreError::StaleTicket(number)),
+            _ => self.check_slot(slot),
         }
     }
 
@@ -983,7 +986,7 @@ impl Table {
     /// after it started may have reached the provider, so it stays counted,
     /// and its expected cost is spent).
     pub fn cancel(&mut self, slot: u32, ticket: u64, sent: bool) -> Result<(), CoreError> {
-        let i = self.check_ticketed_slot(slot, ticket)?;
+        let i = self.check_ticketed_slot(slot, Some(ticket))?;
         let taken = self.take_ticket(i, ticket)?;
         if sent {
             let now = self.now();
@@ -1016,10 +1019,7 @@ impl Table {
         outcome: &Outcome,
         measured: bool,
     ) -> Result<Transition, CoreError> {
-        let i = match ticket {
-            Some(t) => self.check_ticketed_slot(slot, t)?,
-            None => self.check_slot(slot)?,
-        };
+        let i = self.check_ticketed_slot(slot, ticket)?;
         outcome.validate()?;
         let (reservation, hold) = match ticket {
             Some(t) => {
@@ -1060,10 +1060,7 @@ impl Table {
     ) -> Result<Vec<Transition>, CoreError> {
         let mut seen = rustc_hash::FxHashSet::default();
         for (slot, ticket, outcome) in items {
-            let i = match ticket {
-                Some(t) => self.check_ticketed_slot(*slot, *t)?,
-                None => self.check_slot(*slot)?,
-            };
+            let i = self.check_ticketed_slot(*slot, *ticket)?;
             outcome.validate()?;
             if let Some(t) = ticket {
                 let valid = matches!(self.tickets.get(*t),

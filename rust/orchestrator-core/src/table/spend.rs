@@ -117,7 +117,7 @@ impl Table {
         output_tokens: u64,
         cost_usd: Option<f64>,
     ) -> Result<(), CoreError> {
-        let i = self.check_ticketed_slot(slot, ticket)?;
+        let i = self.check_ticketed_slot(slot, Some(ticket))?;
         // The usage is checked by an outcome's rules.
         Outcome {
             input_tokens,
