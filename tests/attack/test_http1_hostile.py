@@ -256,3 +256,27 @@ async def test_a_request_cancelled_while_connecting_leaks_no_socket() -> None:
             await asyncio.gather(request, return_exceptions=True)
         await pool.aclose()
         await all_closed(server)
+
+
+async def test_a_request_cancelled_while_connecting_stays_cancelled() -> None:
+    """A cancellation that arrives as the connection is made must not be
+    swallowed (``asyncio.wait_for`` returns the result instead when both
+    land in one step, on Python < 3.12): the request would then go on, and
+    an interrupted ``orchestrator ask`` wait out its provider's timeout."""
+    async with scripted(numbered) as server:
+        server.open_now = 0  # type: ignore[attr-defined]
+        swallowed = []
+        for trial in range(200):
+            steps = trial % 20
+            pool = ClientPool()  # a new connection every time
+            client = pool.get(server.url)
+            request = asyncio.create_task(client.get(server.url + "/x", timeout=30))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            if request.cancel():  # not done yet: it must end cancelled
+                outcome = (await asyncio.gather(request, return_exceptions=True))[0]
+                if not isinstance(outcome, asyncio.CancelledError):
+                    swallowed.append((steps, outcome))
+            await pool.aclose()
+        assert swallowed == []
+        await all_closed(server)

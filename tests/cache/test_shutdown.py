@@ -161,7 +161,8 @@ async def test_a_redis_cache_closes_within_its_bound_when_redis_is_down(
         os.kill(pid, signal.SIGSTOP)
     try:
         await model.generate_response("Hello again")  # goes on without the cache
-        await asyncio.wait_for(cache.aclose(), REDIS_CLOSE_BOUND)
+        async with asyncio.timeout(REDIS_CLOSE_BOUND):
+            await cache.aclose()
     finally:
         if outage == "stalled":
             os.kill(pid, signal.SIGCONT)

@@ -247,7 +247,8 @@ async def test_a_call_cancelled_after_it_started_stays_counted() -> None:
     registry = registry_of(model)
     chosen = registry.select_model()
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(chosen.generate_response("hi"), 0.05)
+        async with asyncio.timeout(0.05):
+            await chosen.generate_response("hi")
     assert registry.rate_limits("a")["requests"] == 1
     assert registry.get_metrics("a").pending == 0
 

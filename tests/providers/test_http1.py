@@ -180,7 +180,8 @@ async def test_a_stalled_response_is_a_read_timeout_and_its_connection_is_closed
         client = pool.get(server.url)
         with pytest.raises(httpx.ReadTimeout):
             await client.get(server.url, timeout=httpx.Timeout(0.2))
-        await asyncio.wait_for(server.closed.wait(), 5)
+        async with asyncio.timeout(5):
+            await server.closed.wait()
     await pool.aclose()
 
 
@@ -196,11 +197,13 @@ async def test_a_cancelled_request_closes_its_connection() -> None:
     pool = ClientPool()
     async with scripted(never) as server:
         request = asyncio.ensure_future(pool.get(server.url).get(server.url))
-        await asyncio.wait_for(server.requested.wait(), 5)
+        async with asyncio.timeout(5):
+            await server.requested.wait()
         request.cancel()
         with pytest.raises(asyncio.CancelledError):
             await request
-        await asyncio.wait_for(server.closed.wait(), 5)  # the server saw the close
+        async with asyncio.timeout(5):
+            await server.closed.wait()  # the server saw the close
     await pool.aclose()
 
 

@@ -108,7 +108,8 @@ async def close(target: ModelRegistry) -> None:
         closers.append(target.cache.aclose)
     for closer in closers:
         try:
-            await asyncio.wait_for(closer(), CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await closer()
         except TimeoutError:
             logger.warning(
                 "closing %s took over %gs; left to the process exit", closer, CLOSE_TIMEOUT_S

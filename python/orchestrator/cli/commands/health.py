@@ -79,7 +79,8 @@ async def _health(registry: ModelRegistry, probe: bool, probe_timeout: float) ->
         probed = "skipped"
         if probe:
             try:
-                ok = await asyncio.wait_for(model.health_check(), probe_timeout)
+                async with asyncio.timeout(probe_timeout):
+                    ok = await model.health_check()
                 probed = (
                     "ok" if ok else f"failed: {reasons.reasons.get(model.name, 'no reason given')}"
                 )

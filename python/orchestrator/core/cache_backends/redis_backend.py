@@ -92,7 +92,8 @@ class RedisBackend(Backend):
                 f"redis at {redact(self.url)} failed recently; not retried yet"
             )
         try:
-            return await asyncio.wait_for(op(self._connection()), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await op(self._connection())
         except Exception:
             self._down_until = time.monotonic() + self.retry_interval
             raise
@@ -194,6 +195,7 @@ class RedisBackend(Backend):
 
     async def _disconnect(self, client: aioredis.Redis) -> None:
         try:
-            await asyncio.wait_for(client.aclose(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await client.aclose()
         except (TimeoutError, OSError, aioredis.RedisError) as exc:
             logger.debug("redis client at %s dropped on close: %r", redact(self.url), exc)

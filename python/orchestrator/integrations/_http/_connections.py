@@ -469,7 +469,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         )
         self._connecting += 1
         try:
-            _, connection = await asyncio.wait_for(made, seconds)
+            async with asyncio.timeout(seconds):
+                _, connection = await made
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting timed out after {seconds:g}s") from None
         except (OSError, ssl.SSLError) as exc:
