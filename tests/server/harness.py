@@ -93,6 +93,11 @@ class ThreadGateway:
         self.server.should_exit = True
         self.thread.join(20)
 
+    def stall(self, seconds: float) -> None:
+        """Block the gateway's event loop for ``seconds`` from now, as a worker
+        starved of CPU or stuck in a blocking call would be."""
+        self.server.servers[0].get_loop().call_soon_threadsafe(time.sleep, seconds)
+
 
 @contextmanager
 def serve_process(

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
-from orchestrator.server.feedback_relay import new_request_id, owner_of
+from orchestrator.server.feedback_relay import Verdict, new_request_id, owner_of
 from tests.redis_server import RedisServer
 from tests.server.harness import ThreadGateway, config_text, model_table
 from tests.servers import OpenAIServer
@@ -134,3 +135,102 @@ def test_redis_down_is_a_503_and_forwarding_resumes_when_it_is_back(
             break
         time.sleep(0.2)
     assert scored.status_code == 200, scored.text
+
+
+def _score_until_answered(gateway: ThreadGateway, request_id: str) -> list[int]:
+    """Score ``request_id`` through ``gateway`` until it is not answered 503,
+    as a client honouring ``Retry-After`` would; every status seen."""
+    statuses: list[int] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        statuses.append(_score(gateway, request_id).status_code)
+        if statuses[-1] != 503:
+            break
+        time.sleep(0.2)
+    return statuses
+
+
+@pytest.mark.parametrize("stalled", ["owner", "forwarder", "both"])
+def test_workers_stalled_through_a_redis_restart_lose_no_score(
+    pair: tuple[ThreadGateway, ...], redis_server: RedisServer, stalled: str
+) -> None:
+    """Redis restarts (empty) while a worker's event loop is blocked, so it
+    learns of the loss only afterwards. The score is refused (503) until both
+    workers listen again, then given once: never answered 404 (the owner
+    deaf) nor 409 (kept by the owner while its verdict went to a forwarder
+    not yet listening)."""
+    first, second = pair
+    request_id = _answer_id(first)
+    for gateway in {"owner": [first], "forwarder": [second], "both": [first, second]}[stalled]:
+        gateway.stall(1.5)
+    time.sleep(0.1)
+    redis_server.restart()
+    statuses = _score_until_answered(second, request_id)
+    assert statuses[-1] == 200 and set(statuses) <= {503, 200}, statuses
+    assert _score(first, request_id).status_code == 409  # given once
+
+
+def test_a_score_that_fails_to_be_given_does_not_end_the_owners_listener(
+    pair: tuple[ThreadGateway, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The owner's scoring raises something unforeseen (not Redis's error):
+    the owner logs it and listens again, the score sent again is given, and
+    so are later ones (a listener that died would leave every later score of
+    its answers refused as unknown)."""
+    first, second = pair
+    relay = first.gateway.relay
+    assert relay is not None
+    give = relay._scorer
+    calls = 0
+
+    def failing_once(request_id: str, tenant: str | None, quality: float) -> Verdict:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+        return give(request_id, tenant, quality)
+
+    monkeypatch.setattr(relay, "_scorer", failing_once)
+    statuses = _score_until_answered(second, _answer_id(first))
+    assert statuses[-1] == 200 and calls == 2, statuses
+    assert any("the listener failed" in r.getMessage() for r in caplog.records)
+    assert _score(second, _answer_id(first)).status_code == 200
+
+
+def test_a_score_sent_again_with_its_token_gets_the_same_verdict(
+    pair: tuple[ThreadGateway, ...], redis_server: RedisServer
+) -> None:
+    """At-least-once delivery: the owner answers a token it has seen with the
+    verdict it gave then (not "already given"), and gives the score once; a
+    new token for the same answer is a second score, refused."""
+    first, _ = pair
+    relay = first.gateway.relay
+    assert relay is not None
+    request_id = _answer_id(first)
+    listener = redis.Redis(port=redis_server.port).pubsub()
+    listener.subscribe(relay.channel("0000beef"))
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+
+    def send(token: str) -> dict[str, Any]:
+        score = {
+            "kind": "score",
+            "id": request_id,
+            "tenant": None,
+            "quality": 0.4,
+            "reply_to": "0000beef",
+            "token": token,
+        }
+        channel = relay.channel(first.gateway.worker).encode()
+        assert redis_server.command(b"PUBLISH", channel, json.dumps(score).encode()) == b":1"
+        reply = listener.get_message(timeout=10)
+        assert reply is not None and reply["type"] == "message"
+        verdict: dict[str, Any] = json.loads(reply["data"])
+        return verdict
+
+    given = send("t1")
+    assert given == {"kind": "verdict", "token": "t1", "verdict": "counted", "model": "mini"}
+    assert send("t1") == given
+    assert send("t2")["verdict"] == "already_given"
+    listener.close()

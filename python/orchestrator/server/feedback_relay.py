@@ -22,12 +22,25 @@ and the verdict of a score it forwarded (``{"kind": "verdict", "token",
   unknown id;
 * the owner listens but no verdict came within :data:`FORWARD_TIMEOUT`, or
   Redis is unreachable: 503 with ``Retry-After`` (the score may or may not
-  have been kept; a retry is then answered 409 if it was).
+  have been kept; a retry is then answered 409 if it was);
+* the forwarding worker is not listening on its own channel itself (Redis
+  restarted and it has not subscribed again yet): 503 before anything is
+  sent, so the owner never keeps a score whose verdict nobody would hear.
+
+Delivery is at least once: a score without a verdict after
+:data:`_RESEND_AFTER` is sent again with its token, and the owner answers a
+token it has seen with the verdict it gave then, so a message lost on a
+closing subscription costs a second, not a wrongly refused score.
+
+A listener outlives any failure of Redis, of its connection or of a score it
+gives: it logs it and subscribes again, and only its cancellation ends it, so
+a worker is never left deaf to the scores of its answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import re
@@ -52,6 +65,12 @@ _RELISTEN_PAUSE = 1.0
 OWNER_GRACE = 3 * _RELISTEN_PAUSE
 #: Seconds between two tries to reach an owner not listening (yet).
 _OWNER_RETRY = 0.25
+#: Seconds a forwarded score waits for its verdict before it is sent again
+#: (a message can be lost to a subscription that was closing as it arrived).
+_RESEND_AFTER = _RELISTEN_PAUSE
+#: How many verdicts an owner keeps to answer a score sent again with the
+#: same token (far more than the scores forwarded within FORWARD_TIMEOUT).
+_KEPT_VERDICTS = 4096
 _REQUEST_ID = re.compile(r"req_([0-9a-f]{8})[0-9a-f]{16}")
 
 Outcome = Literal["learned", "counted", "unknown", "already_given"]
@@ -98,6 +117,9 @@ class FeedbackRelay:
         self._client: Optional[aioredis.Redis] = None
         self._listener: Optional[asyncio.Task[None]] = None
         self._waiting: dict[str, asyncio.Future[Verdict]] = {}
+        #: ``(reply_to, token, request id) -> verdict message`` of the last
+        #: :data:`_KEPT_VERDICTS` scores given here, for scores sent again.
+        self._given: collections.OrderedDict[tuple[str, str, str], str] = collections.OrderedDict()
 
     def channel(self, worker: str) -> str:
         return f"{self._prefix}:gateway-feedback:{worker}"
@@ -153,9 +175,14 @@ class FeedbackRelay:
         }
         try:
             async with asyncio.timeout(FORWARD_TIMEOUT):
-                if not await self._publish_to_listener(self.channel(owner), json.dumps(message)):
-                    return Verdict("unknown")  # the owner is gone, and the answers it kept
-                return await waiting
+                if not await self._listened_to(self.channel(self.worker)):
+                    raise RelayUnavailable("this worker is not listening for the verdict yet")
+                payload = json.dumps(message)
+                while True:
+                    if not await self._publish_to_listener(self.channel(owner), payload):
+                        return Verdict("unknown")  # the owner is gone, and the answers it kept
+                    if (await asyncio.wait({waiting}, timeout=_RESEND_AFTER))[0]:
+                        return waiting.result()
         except (redis.exceptions.RedisError, OSError) as exc:
             raise RelayUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
         except TimeoutError:
@@ -164,6 +191,13 @@ class FeedbackRelay:
             ) from None
         finally:
             del self._waiting[token]
+
+    async def _listened_to(self, channel: str) -> bool:
+        """Whether Redis counts a listener on ``channel`` (a worker's own
+        subscription as the others see it, not as its client believes)."""
+        assert self._client is not None
+        counts = await self._client.pubsub_numsub(channel)
+        return bool(counts and counts[0][1])
 
     async def _publish_to_listener(self, channel: str, payload: str) -> bool:
         """Publish ``payload`` once some worker listens on ``channel``; ``False``
@@ -178,9 +212,11 @@ class FeedbackRelay:
         return True
 
     async def _listen(self, subscribed: asyncio.Event) -> None:
-        """Handle this worker's messages until cancelled; after a Redis
-        failure, subscribe again (an answer's score sent meanwhile was
-        answered 503 by the worker that forwarded it)."""
+        """Handle this worker's messages until cancelled; after any failure,
+        subscribe again (an answer's score sent meanwhile was answered 503 by
+        the worker that forwarded it). Only cancellation ends the loop: an
+        error escaping it would leave this worker deaf for good, and every
+        score of its answers refused as unknown."""
         assert self._client is not None
         while True:
             pubsub = self._client.pubsub()
@@ -196,6 +232,13 @@ class FeedbackRelay:
                     "feedback relay: lost Redis at %s (%s); subscribing again in %g s",
                     redact(self._url),
                     type(exc).__name__,
+                    _RELISTEN_PAUSE,
+                )
+            except Exception:
+                # Not Redis saying so: the event loop's transport (uvloop raises
+                # RuntimeError on a closed one) or a score that failed to be given.
+                logger.exception(
+                    "feedback relay: the listener failed; subscribing again in %g s",
                     _RELISTEN_PAUSE,
                 )
             finally:
@@ -230,15 +273,23 @@ class FeedbackRelay:
             and isinstance(token, str)
         ):
             raise ValueError(f"invalid score message {message!r}")
-        verdict = self._scorer(request_id, tenant, quality)
-        reply = {
-            "kind": "verdict",
-            "token": token,
-            "verdict": verdict.outcome,
-            "model": verdict.model,
-        }
+        given = (reply_to, token, request_id)
+        reply = self._given.get(given)
+        if reply is None:  # not a score sent again: give it
+            verdict = self._scorer(request_id, tenant, quality)
+            reply = json.dumps(
+                {
+                    "kind": "verdict",
+                    "token": token,
+                    "verdict": verdict.outcome,
+                    "model": verdict.model,
+                }
+            )
+            self._given[given] = reply
+            if len(self._given) > _KEPT_VERDICTS:
+                self._given.popitem(last=False)
         assert self._client is not None
-        await self._client.publish(self.channel(reply_to), json.dumps(reply))
+        await self._client.publish(self.channel(reply_to), reply)
 
     def _settle(self, message: dict[str, Any]) -> None:
         waiting = self._waiting.get(message["token"])
