@@ -31,5 +31,8 @@ ruff format --check python tests benches scripts
 mypy
 python -m mypy.stubtest orchestrator._core
 
+# Two processes (pytest-xdist): most tests wait on subprocesses, Redis outages and
+# time windows rather than on the CPU, so two halve the run on two cores.
+# ORCHESTRATOR_TEST_PROCESSES=0 (or -n 0 among the arguments) runs them in this one.
 echo "==> Python: tests"
-python -m pytest "$@"
+python -m pytest -n "${ORCHESTRATOR_TEST_PROCESSES:-2}" "$@"
