@@ -156,6 +156,50 @@ def test_models_on_the_example_config(run: Run) -> None:
     assert "gpt-4o-mini" in with_key.stdout and "4 models" in with_key.stdout
 
 
+DEPLOYED = """
+[[models]]
+provider = "simulated"
+name = "sim-a"
+deployment = "eu"
+tags = ["eu", "zero-retention"]
+
+[[models]]
+provider = "simulated"
+name = "sim-a"
+deployment = "us"
+
+[[models]]
+provider = "simulated"
+name = "sim-b"
+
+[[aliases]]
+name = "[red]cheap"
+models = ["sim-a", "sim-b"]
+"""
+
+
+def test_models_shows_deployments_tags_and_aliases(run: Run, tmp_path: Path) -> None:
+    """Deployments by their registered names, each tagged model's tags, and
+    every alias with the models it stands for now; a name that looks like
+    rich markup is printed as written."""
+    config = write(tmp_path / "deployed.toml", DEPLOYED)
+    result = run("--config", str(config), "models", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "sim-a@eu" in out and "sim-a@us" in out and "3 models" in out
+    assert "sim-a@eu: eu, zero-retention" in out
+    assert "sim-a@us:" not in out  # no tags, no line
+    assert "[red]cheap → sim-a@eu, sim-a@us, sim-b  (as given: sim-a, sim-b)" in out
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+
+
+def test_models_without_tags_or_aliases_prints_no_empty_sections(run: Run, tmp_path: Path) -> None:
+    result = run("--config", str(write(tmp_path / "one.toml", SIM)), "models")
+    assert result.returncode == 0, result.stderr
+    assert "sim-a" in result.stdout
+    assert "tags:" not in result.stdout and "routing aliases:" not in result.stdout
+
+
 def test_select_explain_on_the_example_config(run: Run) -> None:
     result = run(
         "--config", str(EXAMPLE_CONFIG), "select", "--capability", "vision",

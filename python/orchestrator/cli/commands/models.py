@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli import context
 from orchestrator.cli.app import CLIError, app
@@ -15,9 +16,11 @@ from orchestrator.models.model_registry import NoEligibleModelsError
 
 @app.command()
 def models() -> None:
-    """List the registered models.
+    """List the registered models, their tags and the routing aliases.
 
     From the configuration file, else the providers found in the environment.
+    A deployment shows as ``name@deployment``; tags and aliases are listed
+    under the table (as columns they would squeeze it past 80 columns).
     """
     registry = context.registry()
     rows = table(
@@ -38,6 +41,22 @@ def models() -> None:
             ", ".join(model.capabilities.names()),
         )
     print_table(rows)
+    tagged = [model for model in registry if model.tags]
+    if tagged:
+        console.print("tags:", highlight=False)
+        for model in tagged:
+            console.print(
+                f"  {escape(model.name)}: {escape(', '.join(model.tags))}", highlight=False
+            )
+    aliases = registry.aliases()
+    if aliases:
+        console.print("routing aliases:", highlight=False)
+        for alias, members in aliases.items():
+            console.print(
+                f"  {escape(alias)} → {escape(', '.join(registry.alias_members(alias)))}"
+                f"  [dim](as given: {escape(', '.join(members))})[/dim]",
+                highlight=False,
+            )
 
 
 @app.command()
