@@ -204,7 +204,8 @@ def test_a_score_sent_again_with_its_token_gets_the_same_verdict(
 ) -> None:
     """At-least-once delivery: the owner answers a token it has seen with the
     verdict it gave then (not "already given"), and gives the score once; a
-    new token for the same answer is a second score, refused."""
+    new token for the same answer is a second score, refused, and the same
+    token for another tenant is no replay (that tenant does not own it)."""
     first, _ = pair
     relay = first.gateway.relay
     assert relay is not None
@@ -213,11 +214,11 @@ def test_a_score_sent_again_with_its_token_gets_the_same_verdict(
     listener.subscribe(relay.channel("0000beef"))
     assert listener.get_message(timeout=5)["type"] == "subscribe"
 
-    def send(token: str) -> dict[str, Any]:
+    def send(token: str, tenant: str | None = None) -> dict[str, Any]:
         score = {
             "kind": "score",
             "id": request_id,
-            "tenant": None,
+            "tenant": tenant,
             "quality": 0.4,
             "reply_to": "0000beef",
             "token": token,
@@ -232,5 +233,6 @@ def test_a_score_sent_again_with_its_token_gets_the_same_verdict(
     given = send("t1")
     assert given == {"kind": "verdict", "token": "t1", "verdict": "counted", "model": "mini"}
     assert send("t1") == given
+    assert send("t1", tenant="other")["verdict"] == "unknown"  # not a replay: another's answer
     assert send("t2")["verdict"] == "already_given"
     listener.close()

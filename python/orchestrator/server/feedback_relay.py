@@ -117,9 +117,11 @@ class FeedbackRelay:
         self._client: Optional[aioredis.Redis] = None
         self._listener: Optional[asyncio.Task[None]] = None
         self._waiting: dict[str, asyncio.Future[Verdict]] = {}
-        #: ``(reply_to, token, request id) -> verdict message`` of the last
-        #: :data:`_KEPT_VERDICTS` scores given here, for scores sent again.
-        self._given: collections.OrderedDict[tuple[str, str, str], str] = collections.OrderedDict()
+        #: ``(reply_to, token, request id, tenant) -> verdict message`` of the
+        #: last :data:`_KEPT_VERDICTS` scores given here, for scores sent again.
+        self._given: collections.OrderedDict[tuple[str, str, str, Optional[str]], str] = (
+            collections.OrderedDict()
+        )
 
     def channel(self, worker: str) -> str:
         return f"{self._prefix}:gateway-feedback:{worker}"
@@ -273,7 +275,7 @@ class FeedbackRelay:
             and isinstance(token, str)
         ):
             raise ValueError(f"invalid score message {message!r}")
-        given = (reply_to, token, request_id)
+        given = (reply_to, token, request_id, tenant)  # a replay for another tenant is new
         reply = self._given.get(given)
         if reply is None:  # not a score sent again: give it
             verdict = self._scorer(request_id, tenant, quality)
