@@ -49,6 +49,17 @@ def _score(gateway: ThreadGateway, request_id: str, quality: float = 0.7) -> htt
     )
 
 
+def _score_until_answered(gateway: ThreadGateway, request_id: str) -> list[httpx.Response]:
+    """Score ``request_id`` through ``gateway`` until it is not answered 503
+    (for 30 s at most), as a client honouring ``Retry-After`` would; every answer."""
+    answers = [_score(gateway, request_id)]
+    deadline = time.monotonic() + 30
+    while answers[-1].status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        answers.append(_score(gateway, request_id))
+    return answers
+
+
 def test_request_ids_name_their_worker() -> None:
     request_id = new_request_id("0a1b2c3d")
     assert len(request_id) == 4 + 24 and owner_of(request_id) == "0a1b2c3d"
@@ -128,26 +139,8 @@ def test_redis_down_is_a_503_and_forwarding_resumes_when_it_is_back(
     # The owner itself still takes it, without Redis.
     assert _score(first, _answer_id(first)).status_code == 200
     redis_server.start()  # same port, empty
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        scored = _score(second, before)
-        if scored.status_code != 503:
-            break
-        time.sleep(0.2)
+    scored = _score_until_answered(second, before)[-1]
     assert scored.status_code == 200, scored.text
-
-
-def _score_until_answered(gateway: ThreadGateway, request_id: str) -> list[int]:
-    """Score ``request_id`` through ``gateway`` until it is not answered 503,
-    as a client honouring ``Retry-After`` would; every status seen."""
-    statuses: list[int] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        statuses.append(_score(gateway, request_id).status_code)
-        if statuses[-1] != 503:
-            break
-        time.sleep(0.2)
-    return statuses
 
 
 @pytest.mark.parametrize("stalled", ["owner", "forwarder", "both"])
@@ -165,7 +158,7 @@ def test_workers_stalled_through_a_redis_restart_lose_no_score(
         gateway.stall(1.5)
     time.sleep(0.1)
     redis_server.restart()
-    statuses = _score_until_answered(second, request_id)
+    statuses = [answer.status_code for answer in _score_until_answered(second, request_id)]
     assert statuses[-1] == 200 and set(statuses) <= {503, 200}, statuses
     assert _score(first, request_id).status_code == 409  # given once
 
@@ -193,7 +186,7 @@ def test_a_score_that_fails_to_be_given_does_not_end_the_owners_listener(
         return give(request_id, tenant, quality)
 
     monkeypatch.setattr(relay, "_scorer", failing_once)
-    statuses = _score_until_answered(second, _answer_id(first))
+    statuses = [answer.status_code for answer in _score_until_answered(second, _answer_id(first))]
     assert statuses[-1] == 200 and calls == 2, statuses
     assert any("the listener failed" in r.getMessage() for r in caplog.records)
     assert _score(second, _answer_id(first)).status_code == 200
