@@ -283,12 +283,15 @@ impl Table {
         }
     }
 
-    /// Stop the clock at its current reading: from now on it moves only by
-    /// `advance_clock`, so a seeded simulation gives the same numbers however
-    /// long it takes in real time.
+    /// Stop the clock at its current reading, rounded up to a whole second:
+    /// from now on it moves only by `advance_clock`, so a seeded simulation
+    /// gives the same numbers however long it takes in real time. The whole
+    /// second makes the readings exact sums of the advances: started at a
+    /// real reading such as 0.0123, advances of 1, 1, 1 and 57 s could add
+    /// up to a hair under 60 s past it, and a window would end late.
     pub fn use_virtual_clock(&mut self) {
         if !self.clock_virtual {
-            self.clock_offset_s = self.now();
+            self.clock_offset_s = self.now().ceil();
             self.clock_virtual = true;
         }
     }
@@ -1674,6 +1677,27 @@ mod tests {
         assert_eq!(t.now(), start);
         t.advance_clock(2.5).unwrap();
         assert_eq!(t.now(), start + 2.5);
+    }
+
+    #[test]
+    fn a_virtual_clock_starts_on_a_whole_second_so_a_window_ends_when_told() {
+        for before in [0.0123, 0.4999, 3.7, 1e-9] {
+            let mut t = Table::default();
+            t.advance_clock(before).unwrap();
+            t.use_virtual_clock();
+            let start = t.now();
+            assert!(
+                start >= before && start.fract() == 0.0,
+                "{before} -> {start}"
+            );
+            t.register(limited("a", Some(3), None)).unwrap();
+            for _ in 0..3 {
+                t.select(&any()).unwrap();
+                t.advance_clock(1.0).unwrap();
+            }
+            t.advance_clock(57.0).unwrap(); // the first selection leaves the window now
+            assert!(t.select(&any()).is_some(), "started after {before} s");
+        }
     }
 
     fn limited(name: &str, rpm: Option<u32>, tpm: Option<u64>) -> ModelSpec {
