@@ -29,7 +29,8 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import httptools
@@ -41,6 +42,43 @@ HIGH_WATER = 256 * 1024
 MAX_HEAD_BYTES = 100 * 1024
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 Origin = tuple[bytes, bytes, int]
+Timeouts = dict[str, Optional[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A request its sender built to bytes itself, past :class:`httpx.Request`:
+    ``head`` is its request line and header lines, checked for line breaks
+    and without the ``Content-Length`` line, which is written from ``body``."""
+
+    method: str
+    origin: Origin
+    head: bytes
+    body: bytes
+    timeouts: Timeouts
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    """The pool's key of ``url``: scheme, host and port."""
+    if url.raw_scheme not in _DEFAULT_PORTS:
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+    return (url.raw_scheme, url.raw_host, url.port or _DEFAULT_PORTS[url.raw_scheme])
+
+
+def request_head(method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The request line and header lines (without the blank line that ends them).
+
+    Raises:
+        httpx.LocalProtocolError: a line break inside a header or the target,
+            which would start another line.
+    """
+    lines = [method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    head = b"".join(lines)
+    if head.count(b"\n") != len(headers) + 1 or head.count(b"\r") != head.count(b"\n"):
+        raise httpx.LocalProtocolError("a request header or the URL holds a line break")
+    return head
 
 
 async def _within(
@@ -267,25 +305,19 @@ class Connection(asyncio.Protocol):
     def reusable(self, now: float, expiry: float) -> bool:
         return not self.closed and now - self.idle_since < expiry
 
-    async def send(self, request: httpx.Request, timeouts: dict[str, Optional[float]]) -> None:
-        """Write ``request`` (head and body in one write when the body is in
-        memory) and wait for the response head."""
+    def _begin(self, method: str) -> asyncio.Future[None]:
+        """Make this connection ready for one request's response; its head's future."""
         self._reset()
         self.busy = True
-        self._head_only = request.method == "HEAD"
-        loop = asyncio.get_running_loop()
-        self._head = loop.create_future()
-        url = request.url
-        target = url.raw_path
-        lines = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in request.headers.raw:
-            lines += (name, b": ", value, b"\r\n")
-        lines.append(b"\r\n")
-        head = b"".join(lines)
-        if head.count(b"\n") != len(request.headers.raw) + 2 or head.count(b"\r") != head.count(
-            b"\n"
-        ):  # a line break inside a header or the target would start another line
-            raise httpx.LocalProtocolError("a request header or the URL holds a line break")
+        self._head_only = method == "HEAD"
+        self._head = asyncio.get_running_loop().create_future()
+        return self._head
+
+    async def send(self, request: httpx.Request, timeouts: Timeouts) -> None:
+        """Write ``request`` (head and body in one write when the body is in
+        memory) and wait for the response head."""
+        head_arrived = self._begin(request.method)
+        head = request_head(request.method, request.url, request.headers.raw) + b"\r\n"
         transport = self.transport
         assert transport is not None, "a connection is made before it is used"
         if isinstance(request.stream, httpx.ByteStream):
@@ -302,7 +334,17 @@ class Connection(asyncio.Protocol):
             if chunked and not (self._headers_done or self.closed):
                 transport.write(b"0\r\n\r\n")
         await self._drained(timeouts.get("write"))
-        await _within(self._head, timeouts.get("read"), httpx.ReadTimeout)
+        await _within(head_arrived, timeouts.get("read"), httpx.ReadTimeout)
+
+    async def send_prepared(self, request: PreparedRequest) -> None:
+        """Write a prepared request in one write and wait for the response head."""
+        head_arrived = self._begin(request.method)
+        transport = self.transport
+        assert transport is not None, "a connection is made before it is used"
+        body = request.body
+        transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (request.head, len(body), body))
+        await self._drained(request.timeouts.get("write"))
+        await _within(head_arrived, request.timeouts.get("read"), httpx.ReadTimeout)
 
     async def _drained(self, seconds: Optional[float]) -> None:
         if self._drain is not None:
@@ -408,23 +450,37 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         return sum(not c.closed for kept in self._idle.values() for c in kept)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        return await self._exchange(
+            origin_of(request.url), timeouts, lambda c: c.send(request, timeouts)
+        )
+
+    async def send_prepared(self, request: PreparedRequest) -> httpx.Response:
+        """Send a request built to bytes by its sender (see :class:`PreparedRequest`)."""
+        return await self._exchange(
+            request.origin, request.timeouts, lambda c: c.send_prepared(request)
+        )
+
+    async def _exchange(
+        self,
+        origin: Origin,
+        timeouts: Timeouts,
+        send: Callable[[Connection], Awaitable[None]],
+    ) -> httpx.Response:
+        """A connection to ``origin``, the request sent on it, and its response
+        (whose body's end releases the connection)."""
         if self._closed:
             raise httpx.ConnectError("the connection pool is closed")
-        url = request.url
-        if url.raw_scheme not in _DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        timeouts = request.extensions.get("timeout", {})
-        origin = (url.raw_scheme, url.raw_host, url.port or _DEFAULT_PORTS[url.raw_scheme])
         connection = await self._acquire(origin, timeouts)
         try:
-            await connection.send(request, timeouts)
+            await send(connection)
         except BaseException:
             connection.close()
             self._forget(connection)
             raise
         return connection.response(_Body(self, connection, timeouts.get("read")))
 
-    async def _acquire(self, origin: Origin, timeouts: dict[str, Optional[float]]) -> Connection:
+    async def _acquire(self, origin: Origin, timeouts: Timeouts) -> Connection:
         """The newest reusable idle connection to ``origin``, else a new one
         when there is room (closing another origin's idle one if need be),
         else the first to free up within the ``pool`` timeout."""

@@ -33,6 +33,12 @@ from orchestrator.errors import (
     ModelError,
     ProviderTimeoutError,
 )
+from orchestrator.integrations._http._connections import (
+    Origin,
+    PreparedRequest,
+    origin_of,
+    request_head,
+)
 from orchestrator.integrations._http._errors import (
     ErrorDetail,
     error_detail,
@@ -62,6 +68,8 @@ _POOLED_HEADERS: tuple[tuple[str, str], ...] = (
     ("User-Agent", f"python-httpx/{httpx.__version__}"),
 )
 _JSON_HEADER = ("Content-Type", "application/json")
+#: Headers a prepared request's head must not hold: it writes its own.
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 ErrorParser = Callable[[Any], ErrorDetail]
 HeadersFn = Callable[[], Mapping[str, str]]
 Params = Optional[Mapping[str, str]]
@@ -125,6 +133,11 @@ class Transport:
     )
     #: Parsed URL per path (with the endpoint's own query parameters).
     _urls: dict[str, httpx.URL] = field(default_factory=dict, repr=False)
+    #: Per (method, path): the pooled headers a prepared head was built from,
+    #: its origin and the head (``None``: those headers need httpx's framing).
+    _heads: dict[tuple[str, str], tuple[httpx.Headers, Optional[tuple[Origin, bytes]]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __repr__(self) -> str:
         return f"Transport(endpoint={self.endpoint.public()!r}, model={self.model!r})"
@@ -135,7 +148,7 @@ class Transport:
 
     def _request(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
-    ) -> httpx.Request:
+    ) -> httpx.Request | PreparedRequest:
         """The request to send. A body, header or parameter that cannot be
         encoded is the caller's error, raised before anything is sent: an
         :class:`InvalidRequestError` (not retryable) naming the field, never a
@@ -151,7 +164,7 @@ class Transport:
 
     def _build(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
-    ) -> httpx.Request:
+    ) -> httpx.Request | PreparedRequest:
         if self.http_client is not None:  # the caller's client builds its own requests
             return self.http_client.build_request(
                 method,
@@ -165,6 +178,9 @@ class Transport:
             content = json.dumps(
                 json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode("utf-8")
+            prepared = self._prepared(method, path, content, params, remaining)
+            if prepared is not None:
+                return prepared
         return httpx.Request(
             method,
             self._url(path, params),
@@ -172,6 +188,46 @@ class Transport:
             content=content,
             extensions={"timeout": self._timeout(remaining).as_dict()},
         )
+
+    def _prepared(
+        self, method: str, path: str, content: bytes, params: Params, remaining: float
+    ) -> Optional[PreparedRequest]:
+        """A JSON request for the pool's own connections, built to bytes from
+        a head kept while this model's headers do not change: the bytes
+        httpx would write (``Host`` first, ``Content-Length`` last) without
+        its request and header objects. ``None`` where httpx must build it:
+        query parameters, a proxy, or headers that frame the request."""
+        if params or self.pool.direct(self.endpoint.url) is None:
+            return None
+        headers = self._pooled_headers(True)
+        kept = self._heads.get((method, path))
+        if kept is None or kept[0] is not headers:
+            kept = (headers, self._prepared_head(method, path, headers))
+            self._heads[(method, path)] = kept
+        if kept[1] is None:
+            return None
+        origin, head = kept[1]
+        read = max(0.001, min(self.policy.timeout, remaining))
+        connect = min(self.policy.connect_timeout, read)
+        timeouts: dict[str, Optional[float]] = {
+            "connect": connect,
+            "read": read,
+            "write": read,
+            "pool": read,
+        }
+        return PreparedRequest(method, origin, head, content, timeouts)
+
+    def _prepared_head(
+        self, method: str, path: str, headers: httpx.Headers
+    ) -> Optional[tuple[Origin, bytes]]:
+        if any(name.lower() in _FRAMING for name, _ in headers.raw):
+            return None
+        url = self._url(path, None)
+        try:
+            head = request_head(method, url, [(b"Host", url.netloc), *headers.raw])
+        except httpx.LocalProtocolError:
+            return None  # httpx's request, sent, raises it as before
+        return origin_of(url), head
 
     def _pooled_headers(self, with_json: bool) -> httpx.Headers:
         """A pooled request's headers, normalized once while this model's
@@ -205,17 +261,24 @@ class Transport:
             self._urls[path] = url
         return url.copy_merge_params(dict(params)) if params else url
 
-    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request | PreparedRequest, *, stream: bool
+    ) -> httpx.Response:
         """Send through the caller's client, or the pool's transport itself
         (its client when a proxy applies). Without ``stream``, the body is
         read and the connection released before this returns."""
-        if self.http_client is not None:
+        if isinstance(request, PreparedRequest):
+            transport = self.pool.direct(self.endpoint.url)
+            assert transport is not None, "a request is prepared only for a direct transport"
+            response = await transport.send_prepared(request)
+        elif self.http_client is not None:
             return await self.http_client.send(request, stream=stream)
-        transport = self.pool.direct(self.endpoint.url)
-        if transport is None:
-            return await self.pool.get(self.endpoint.url).send(request, stream=stream)
-        response = await transport.handle_async_request(request)
-        response.request = request
+        else:
+            direct = self.pool.direct(self.endpoint.url)
+            if direct is None:
+                return await self.pool.get(self.endpoint.url).send(request, stream=stream)
+            response = await direct.handle_async_request(request)
+            response.request = request
         if not stream:
             try:
                 await response.aread()
