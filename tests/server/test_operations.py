@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -316,6 +317,32 @@ def test_a_stalled_body_is_a_408_and_the_connection_is_closed(upstream: OpenAISe
         assert b'"code":"request_timeout"' in body  # chunked: not parsed here
         assert gateway.gateway.registry.get_metrics("mini").requests == 0
     assert upstream.requests == []
+
+
+def test_a_body_that_arrives_in_parts_is_read_whole(upstream: OpenAIServer) -> None:
+    """A body whose end comes later than its head (so the server cannot say
+    it has all arrived) is still read to its end within ``request_timeout``."""
+    body = b'{"model":"auto","messages":[{"role":"user","content":"in two parts"}]}'
+    text = config_text([model_table("mini", upstream.url)], "[server]\nrequest_timeout = 5\n")
+    with (
+        ThreadGateway(text) as gateway,
+        socket.create_connection(("127.0.0.1", gateway.port)) as conn,
+    ):
+        conn.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(body), body[:20])
+        )
+        time.sleep(0.3)
+        conn.sendall(body[20:])
+        conn.settimeout(20)
+        reply = b""
+        while chunk := conn.recv(4096):  # until the gateway closes
+            reply += chunk
+    head, _, answer = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert json.loads(answer)["choices"][0]["message"]["content"]
+    assert [r.json()["messages"][-1]["content"] for r in upstream.requests] == ["in two parts"]
 
 
 @BOTH_DISCONNECT_PATHS

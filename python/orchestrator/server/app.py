@@ -280,7 +280,11 @@ class Gateway:
     async def _body(self, call: Call) -> dict[str, Any]:
         """The request body as JSON, read within ``request_timeout``: a client
         that stalls mid-body (``Content-Length`` larger than what it sends)
-        gets a 408 and its connection closed instead of holding both forever."""
+        gets a 408 and its connection closed instead of holding both forever.
+        A body the server says has all arrived is read without a timer."""
+        watch = call.scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+        if watch is not None and watch.received:  # all here: reading cannot wait
+            return await self._read_body(call)
         timeout = self.settings.request_timeout
         try:
             async with asyncio.timeout(timeout):

@@ -24,7 +24,9 @@ And it tells the application when the client hangs up: each request's scope
 carries a :class:`_DisconnectWatch` (``extensions``, under
 :data:`~orchestrator.server.settings.DISCONNECT_EXTENSION`) whose callback
 runs when the connection is lost, instead of a task per request waiting on
-``receive()`` for ``http.disconnect``.
+``receive()`` for ``http.disconnect``. The watch also says when the request's
+whole body has arrived (``received``): reading it then cannot wait, so the
+gateway arms no body timer for it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self._watch = _DisconnectWatch()
             extensions = self.cycle.scope.setdefault("extensions", {})  # the task has not run yet
             extensions[DISCONNECT_EXTENSION] = self._watch  # type: ignore[assignment]
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._watch is not None:  # the newest request's body is all here
+            self._watch.received = True
 
     def on_response_complete(self) -> None:
         # uvicorn's keep-alive timer bounds the idle time until the next
@@ -172,13 +179,15 @@ class _HeadWithBody:
 class _DisconnectWatch:
     """One request's watch on its connection: ``watch(callback)`` runs the
     callback once when the connection is lost (at once if it already was),
-    ``unwatch()`` forgets it when the request is done."""
+    ``unwatch()`` forgets it when the request is done; ``received`` is true
+    once the request's whole body has arrived."""
 
-    __slots__ = ("_callback", "_lost")
+    __slots__ = ("_callback", "_lost", "received")
 
     def __init__(self) -> None:
         self._callback: Optional[Callable[[], None]] = None
         self._lost = False
+        self.received = False
 
     def watch(self, callback: Callable[[], None]) -> None:
         if self._lost:

@@ -27,7 +27,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 HEADER_TIMEOUT_STATE = "orchestrator.header_timeout"
 #: The scope extension under which that protocol hands each request a watch
 #: on its connection (``watch(callback)``, ``unwatch()``): the callback runs
-#: when the client hangs up, so the gateway needs no task waiting on ``receive``.
+#: when the client hangs up, so the gateway needs no task waiting on ``receive``;
+#: its ``received`` is true once the whole request body has arrived.
 DISCONNECT_EXTENSION = "orchestrator.disconnect"
 
 

@@ -360,24 +360,52 @@ class Connection(asyncio.Protocol):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
         )
 
+    def full_response(self, body: bytes) -> httpx.Response:
+        """The response with its whole ``body`` read (decoded as its headers say)."""
+        return httpx.Response(
+            self._status,
+            headers=self._headers,
+            content=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
+        )
+
+    def _take(self) -> bytes:
+        """The oldest received body chunk; reading resumes once half the
+        high-water mark is left."""
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered <= HIGH_WATER // 2:
+            self._paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+        return chunk
+
+    async def _arrival(self, read_timeout: Optional[float]) -> None:
+        """Wait for more of the body (or its end) within ``read_timeout``."""
+        if self._error is not None:
+            raise self._error
+        self._wake = asyncio.get_running_loop().create_future()
+        await _within(self._wake, read_timeout, httpx.ReadTimeout)
+
     async def body(self, read_timeout: Optional[float]) -> AsyncIterator[bytes]:
         """The response body as it arrives."""
         while True:
             if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._paused and self._buffered <= HIGH_WATER // 2:
-                    self._paused = False
-                    if self.transport is not None:
-                        self.transport.resume_reading()
-                yield chunk
+                yield self._take()
             elif self._complete:
                 return
-            elif self._error is not None:
-                raise self._error
             else:
-                self._wake = asyncio.get_running_loop().create_future()
-                await _within(self._wake, read_timeout, httpx.ReadTimeout)
+                await self._arrival(read_timeout)
+
+    async def read_body(self, read_timeout: Optional[float]) -> bytes:
+        """The whole response body, each chunk within ``read_timeout`` of the last."""
+        parts = []
+        while True:
+            while self._chunks:
+                parts.append(self._take())
+            if self._complete:
+                return b"".join(parts)
+            await self._arrival(read_timeout)
 
     def finished(self) -> bool:
         """Whether the response was read to its end and the connection may carry another."""
@@ -411,6 +439,15 @@ class _Body(httpx.AsyncByteStream):
         except BaseException:
             await self.aclose()
             raise
+
+    async def read_whole(self) -> httpx.Response:
+        """The response read to its end, its connection released: one loop
+        over the received chunks, past httpx's layered byte iterators."""
+        try:
+            body = await self._connection.read_body(self._read)
+        finally:
+            await self.aclose()
+        return self._connection.full_response(body)
 
     async def aclose(self) -> None:
         if not self._released:
@@ -455,11 +492,17 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             origin_of(request.url), timeouts, lambda c: c.send(request, timeouts)
         )
 
-    async def send_prepared(self, request: PreparedRequest) -> httpx.Response:
-        """Send a request built to bytes by its sender (see :class:`PreparedRequest`)."""
-        return await self._exchange(
+    async def send_prepared(self, request: PreparedRequest, *, stream: bool) -> httpx.Response:
+        """Send a request built to bytes by its sender (see :class:`PreparedRequest`).
+        Without ``stream`` the body is read, and the connection released, here."""
+        response = await self._exchange(
             request.origin, request.timeouts, lambda c: c.send_prepared(request)
         )
+        if stream:
+            return response
+        body = response.stream
+        assert isinstance(body, _Body), "the pool's responses stream from their connection"
+        return await body.read_whole()
 
     async def _exchange(
         self,

@@ -270,15 +270,14 @@ class Transport:
         if isinstance(request, PreparedRequest):
             transport = self.pool.direct(self.endpoint.url)
             assert transport is not None, "a request is prepared only for a direct transport"
-            response = await transport.send_prepared(request)
-        elif self.http_client is not None:
+            return await transport.send_prepared(request, stream=stream)
+        if self.http_client is not None:
             return await self.http_client.send(request, stream=stream)
-        else:
-            direct = self.pool.direct(self.endpoint.url)
-            if direct is None:
-                return await self.pool.get(self.endpoint.url).send(request, stream=stream)
-            response = await direct.handle_async_request(request)
-            response.request = request
+        direct = self.pool.direct(self.endpoint.url)
+        if direct is None:
+            return await self.pool.get(self.endpoint.url).send(request, stream=stream)
+        response = await direct.handle_async_request(request)
+        response.request = request
         if not stream:
             try:
                 await response.aread()
