@@ -12,8 +12,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import (
@@ -45,6 +46,7 @@ from orchestrator.integrations._http import (
     redact,
     same_model,
 )
+from orchestrator.integrations._http._streams import utf8_lines
 from tests.servers import OpenAIServer
 
 
@@ -158,6 +160,43 @@ async def test_sse_parser_follows_the_spec() -> None:
         ("message", '{"x": 1}'),
     ]
     assert events[0].id == "7"
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+
+_LINE_TEXT = st.text(alphabet=st.sampled_from(list("ab\r\n\x0b\x85\u2028é€😀 ")), max_size=40)
+
+
+@given(
+    st.one_of(_LINE_TEXT.map(lambda t: t.encode()), st.binary(max_size=40)),
+    st.lists(st.integers(min_value=0, max_value=40), max_size=6),
+)
+@example(b"data: a\r\n\r\ndata: b\r\n", [8, 10])  # each \r\n cut in two
+@example("é€\n😀".encode(), [1, 3, 7])  # characters cut in the middle
+@example(b"\xff\xfe\n\xe2\x82", [1])  # invalid, then a truncated character
+@settings(max_examples=400)
+def test_utf8_lines_split_as_httpx_does(body: bytes, cuts: list[int]) -> None:
+    """Whatever the bytes (line breaks of every kind, ``\r\n`` cut in two,
+    multi-byte characters cut anywhere, invalid UTF-8) and however they are
+    chunked, the pool's line reader gives the lines httpx's would."""
+    points = sorted({min(c, len(body)) for c in cuts})
+    parts = [body[a:b] for a, b in zip([0, *points], [*points, len(body)])]
+
+    async def run() -> tuple[list[str], list[str]]:
+        ours = [line async for line in utf8_lines(_Chunks(parts))]
+        response = httpx.Response(200, stream=_Chunks(parts))
+        theirs = [line async for line in response.aiter_lines()]
+        return ours, theirs
+
+    ours, theirs = asyncio.run(run())
+    assert ours == theirs
 
 
 @given(st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), max_size=6))

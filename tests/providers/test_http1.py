@@ -8,6 +8,7 @@ a cancelled request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +16,9 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from orchestrator.errors import ModelError
 from orchestrator.integrations import ClientPool
+from orchestrator.integrations._http import Endpoint, Transport
 from orchestrator.integrations._http._connections import ConnectionPool, pooled_transport
 
 pytestmark = pytest.mark.timeout(30)
@@ -345,3 +348,44 @@ async def test_the_tls_context_is_made_on_the_first_https_connection_only() -> N
                 await client.get("https://127.0.0.1:9/")
         assert len(made) == 1
         await client.aclose()
+
+
+async def test_a_prepared_request_writes_the_bytes_httpx_would() -> None:
+    """A pooled JSON request skips httpx's request objects; what it writes
+    is what httpx's request wrote: the same head, header for header, and body."""
+    pool = ClientPool()
+    headers = {"Authorization": "Bearer sk-t", "X-Trace": "1"}
+    answer = b'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"ok"'
+    async with scripted(answering(answer, answer)) as server:
+        transport = Transport(Endpoint.parse(server.url), "m", lambda: headers, pool=pool)
+        body = {"model": "m", "messages": [{"role": "user", "content": "héllo"}]}
+        assert await transport.request_json("POST", "/v1/chat", json_body=body, parse=str) == "ok"
+        direct = pool.direct(server.url)
+        assert direct is not None
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        request = httpx.Request(
+            "POST",
+            f"{server.url}/v1/chat",
+            headers=transport._pooled_headers(True),
+            content=content,
+        )
+        response = await direct.handle_async_request(request)
+        await response.aread()
+        await response.aclose()
+        prepared, built = server.heads
+        assert prepared == built
+        assert prepared.startswith(b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert prepared.endswith(b"Content-Length: %d\r\n\r\n" % len(content))
+    await pool.aclose()
+
+
+async def test_a_model_header_with_a_line_break_is_refused_on_the_prepared_path() -> None:
+    pool = ClientPool()
+    async with scripted(answering(OK)) as server:
+        transport = Transport(
+            Endpoint.parse(server.url), "m", lambda: {"X-Key": "a\r\nX-Injected: 1"}, pool=pool
+        )
+        with pytest.raises(ModelError):
+            await transport.request_json("POST", "/v1/chat", json_body={"a": 1}, retry=False)
+        assert server.heads == []
+    await pool.aclose()

@@ -423,7 +423,7 @@ def _resolve(waiter: Optional[asyncio.Future[None]]) -> None:
         waiter.set_result(None)
 
 
-class _Body(httpx.AsyncByteStream):
+class ConnectionBody(httpx.AsyncByteStream):
     """A response's body; closing it releases its connection to the pool."""
 
     def __init__(self, pool: ConnectionPool, connection: Connection, read: Optional[float]) -> None:
@@ -501,7 +501,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         if stream:
             return response
         body = response.stream
-        assert isinstance(body, _Body), "the pool's responses stream from their connection"
+        assert isinstance(body, ConnectionBody), "the pool's responses stream from their connection"
         return await body.read_whole()
 
     async def _exchange(
@@ -521,7 +521,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             connection.close()
             self._forget(connection)
             raise
-        return connection.response(_Body(self, connection, timeouts.get("read")))
+        return connection.response(ConnectionBody(self, connection, timeouts.get("read")))
 
     async def _acquire(self, origin: Origin, timeouts: Timeouts) -> Connection:
         """The newest reusable idle connection to ``origin``, else a new one

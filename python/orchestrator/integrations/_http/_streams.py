@@ -4,8 +4,9 @@ before its end marker, :class:`MalformedResponseError` on a malformed event
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -14,6 +15,33 @@ from orchestrator._secrets import redact
 from orchestrator.errors import MalformedResponseError, StreamCutError
 
 EndPredicate = Callable[[Any], bool]
+#: What ``str.splitlines`` ends a line at (``\r\n`` counts once).
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+async def utf8_lines(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
+    """The text lines of a UTF-8 byte stream, split as ``str.splitlines``
+    splits (and as httpx's ``aiter_lines`` does), without their line breaks;
+    undecodable bytes become U+FFFD. A ``\r`` at the end of a chunk waits
+    for the next, which may begin with the ``\n`` of the same break."""
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    pending = ""
+    async for chunk in chunks:
+        text = pending + decode(chunk)
+        if not text:
+            continue
+        lines = text.splitlines()
+        last = text[-1]
+        if last == "\r":
+            pending = lines.pop() + "\r"
+        elif last in _LINE_BREAKS:
+            pending = ""
+        else:
+            pending = lines.pop()
+        for line in lines:
+            yield line
+    for line in (pending + decode(b"", True)).splitlines():
+        yield line
 
 
 @dataclass(frozen=True)

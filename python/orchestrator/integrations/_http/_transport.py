@@ -34,6 +34,7 @@ from orchestrator.errors import (
     ProviderTimeoutError,
 )
 from orchestrator.integrations._http._connections import (
+    ConnectionBody,
     Origin,
     PreparedRequest,
     origin_of,
@@ -53,6 +54,7 @@ from orchestrator.integrations._http._streams import (
     drain,
     iter_ndjson,
     iter_sse_json,
+    utf8_lines,
 )
 from orchestrator.integrations._http._urls import Endpoint
 
@@ -77,6 +79,24 @@ Params = Optional[Mapping[str, str]]
 
 def _no_headers() -> Mapping[str, str]:
     return {}
+
+
+def _lines_of(response: httpx.Response) -> AsyncIterator[str]:
+    """The response body's text lines: straight from one of the pool's own
+    connections when the body is plain UTF-8 (no content encoding, no other
+    charset), past httpx's byte, text and line layers; else httpx's."""
+    headers = response.headers
+    if (
+        isinstance(response.stream, ConnectionBody)
+        and "content-encoding" not in headers
+        and ("charset" not in headers.get("content-type", "").lower() or _utf8(response))
+    ):
+        return utf8_lines(response.stream)
+    return response.aiter_lines()
+
+
+def _utf8(response: httpx.Response) -> bool:
+    return (response.charset_encoding or "").lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def _unencodable_field(value: Any, path: str = "") -> Optional[str]:
@@ -450,7 +470,7 @@ class Transport:
         await self.call(attempt, what=f"{method} {path} (stream)")
         response = holder[0]
         try:
-            lines = response.aiter_lines()
+            lines = _lines_of(response)
             while True:
                 if time.monotonic() - started > self.policy.deadline:
                     raise ProviderTimeoutError(
