@@ -114,6 +114,8 @@ class Router:
         The input size is the gateway's estimate of a bounded body: only
         ``max_tokens`` can be out of range."""
         sized = ModelConstraints(input_tokens=input_tokens, output_tokens=output_tokens)
+        if output_tokens is None:
+            return sized
         try:
             sized.request()
         except (TypeError, ValueError) as exc:

@@ -302,7 +302,10 @@ def encode_embedding(vector: list[float], fmt: str) -> Any:
 
 
 def merged_constraints(base: ModelConstraints, extra: Mapping[str, Any]) -> ModelConstraints:
-    """An alias's constraints with the request's on top (exclusions add up)."""
+    """An alias's constraints with the request's on top (exclusions add up);
+    ``base`` itself when the request adds none."""
+    if not extra:
+        return base
     update = dict(extra)
     if "exclude_models" in update:
         update["exclude_models"] = [*base.exclude_models, *update["exclude_models"]]
