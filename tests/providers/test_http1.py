@@ -8,6 +8,7 @@ a cancelled request."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -388,4 +389,29 @@ async def test_a_model_header_with_a_line_break_is_refused_on_the_prepared_path(
         with pytest.raises(ModelError):
             await transport.request_json("POST", "/v1/chat", json_body={"a": 1}, retry=False)
         assert server.heads == []
+    await pool.aclose()
+
+
+def _answer(body: bytes, *headers: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(h + b"\r\n" for h in headers)
+    return head + b"content-length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def test_encoded_bodies_and_other_charsets_on_the_pool_path_are_decoded() -> None:
+    """Bodies read past httpx's response layers are decoded as httpx would:
+    a gzip JSON answer, a gzip event stream, a stream in another charset."""
+    events = "data: é\n\ndata: fin\n\n"
+    answers = (
+        _answer(gzip.compress(b'{"a": 1}'), b"content-encoding: gzip"),
+        _answer(gzip.compress(events.encode()), b"content-encoding: gzip"),
+        _answer(events.encode("latin-1"), b"content-type: text/event-stream; charset=latin-1"),
+        _answer(events.encode(), b"content-type: text/event-stream; charset=UTF-8"),
+    )
+    pool = ClientPool()
+    async with scripted(answering(*answers)) as server:
+        transport = Transport(Endpoint.parse(server.url), "m", pool=pool)
+        assert await transport.request_json("POST", "/v1", json_body={}) == {"a": 1}
+        for _ in range(3):
+            lines = [line async for line in transport.stream_lines("POST", "/v1", json_body={})]
+            assert lines == ["data: é", "", "data: fin", ""]
     await pool.aclose()

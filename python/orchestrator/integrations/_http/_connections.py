@@ -58,6 +58,16 @@ class PreparedRequest:
     timeouts: Timeouts
 
 
+@dataclass(frozen=True, slots=True)
+class WholeResponse:
+    """A response read to its end: its status, headers and (decoded) body,
+    without the machinery of a streaming :class:`httpx.Response`."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
 def origin_of(url: httpx.URL) -> Origin:
     """The pool's key of ``url``: scheme, host and port."""
     if url.raw_scheme not in _DEFAULT_PORTS:
@@ -135,6 +145,8 @@ class Connection(asyncio.Protocol):
         self._body_seen = False
         #: Neither Content-Length nor chunked: the body ends when the server closes.
         self._until_close = False
+        #: The headers name a content encoding (gzip...), which httpx decodes.
+        self._encoded = False
         self._keep_alive = False
         self._head_only = False
         #: The server sent more than the one response asked for.
@@ -243,6 +255,7 @@ class Connection(asyncio.Protocol):
             and b"transfer-encoding" not in names
             and status not in (204, 304)
         )
+        self._encoded = b"content-encoding" in names
         tokens = b",".join(v for n, v in self._headers if n.lower() == b"connection").lower()
         self._keep_alive = self._parser.get_http_version() == "1.1" and b"close" not in tokens
         _resolve(self._head)
@@ -360,14 +373,13 @@ class Connection(asyncio.Protocol):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
         )
 
-    def full_response(self, body: bytes) -> httpx.Response:
-        """The response with its whole ``body`` read (decoded as its headers say)."""
-        return httpx.Response(
-            self._status,
-            headers=self._headers,
-            content=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
-        )
+    def whole_response(self, body: bytes) -> WholeResponse:
+        """The response with its whole ``body`` read, decoded by httpx when
+        its headers name a content encoding."""
+        if self._encoded:
+            decoded = httpx.Response(self._status, headers=self._headers, content=body)
+            return WholeResponse(self._status, decoded.headers, decoded.content)
+        return WholeResponse(self._status, httpx.Headers(self._headers), body)
 
     def _take(self) -> bytes:
         """The oldest received body chunk; reading resumes once half the
@@ -440,14 +452,14 @@ class ConnectionBody(httpx.AsyncByteStream):
             await self.aclose()
             raise
 
-    async def read_whole(self) -> httpx.Response:
+    async def read_whole(self) -> WholeResponse:
         """The response read to its end, its connection released: one loop
         over the received chunks, past httpx's layered byte iterators."""
         try:
             body = await self._connection.read_body(self._read)
         finally:
             await self.aclose()
-        return self._connection.full_response(body)
+        return self._connection.whole_response(body)
 
     async def aclose(self) -> None:
         if not self._released:
@@ -492,14 +504,17 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             origin_of(request.url), timeouts, lambda c: c.send(request, timeouts)
         )
 
-    async def send_prepared(self, request: PreparedRequest, *, stream: bool) -> httpx.Response:
-        """Send a request built to bytes by its sender (see :class:`PreparedRequest`).
-        Without ``stream`` the body is read, and the connection released, here."""
-        response = await self._exchange(
+    async def send_prepared(self, request: PreparedRequest) -> httpx.Response:
+        """Send a request built to bytes by its sender (see
+        :class:`PreparedRequest`); its body streams from the connection."""
+        return await self._exchange(
             request.origin, request.timeouts, lambda c: c.send_prepared(request)
         )
-        if stream:
-            return response
+
+    async def fetch_prepared(self, request: PreparedRequest) -> WholeResponse:
+        """Send a prepared request and read its response to the end, the
+        connection released here."""
+        response = await self.send_prepared(request)
         body = response.stream
         assert isinstance(body, ConnectionBody), "the pool's responses stream from their connection"
         return await body.read_whole()

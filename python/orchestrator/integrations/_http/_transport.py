@@ -35,8 +35,10 @@ from orchestrator.errors import (
 )
 from orchestrator.integrations._http._connections import (
     ConnectionBody,
+    ConnectionPool,
     Origin,
     PreparedRequest,
+    WholeResponse,
     origin_of,
     request_head,
 )
@@ -281,38 +283,45 @@ class Transport:
             self._urls[path] = url
         return url.copy_merge_params(dict(params)) if params else url
 
-    async def _send(
-        self, request: httpx.Request | PreparedRequest, *, stream: bool
-    ) -> httpx.Response:
+    async def _send(self, request: httpx.Request | PreparedRequest) -> httpx.Response:
         """Send through the caller's client, or the pool's transport itself
-        (its client when a proxy applies). Without ``stream``, the body is
-        read and the connection released before this returns."""
+        (its client when a proxy applies); the body streams."""
         if isinstance(request, PreparedRequest):
-            transport = self.pool.direct(self.endpoint.url)
-            assert transport is not None, "a request is prepared only for a direct transport"
-            return await transport.send_prepared(request, stream=stream)
+            return await self._direct().send_prepared(request)
         if self.http_client is not None:
-            return await self.http_client.send(request, stream=stream)
+            return await self.http_client.send(request, stream=True)
         direct = self.pool.direct(self.endpoint.url)
         if direct is None:
-            return await self.pool.get(self.endpoint.url).send(request, stream=stream)
+            return await self.pool.get(self.endpoint.url).send(request, stream=True)
         response = await direct.handle_async_request(request)
         response.request = request
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
         return response
 
-    def _observe(self, response: httpx.Response) -> None:
+    async def _fetch(self, request: httpx.Request | PreparedRequest) -> WholeResponse:
+        """Send as :meth:`_send` does, and read the response to its end (the
+        connection released)."""
+        if isinstance(request, PreparedRequest):
+            return await self._direct().fetch_prepared(request)
+        response = await self._send(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return WholeResponse(response.status_code, response.headers, response.content)
+
+    def _direct(self) -> ConnectionPool:
+        transport = self.pool.direct(self.endpoint.url)
+        assert transport is not None, "a request is prepared only for a direct transport"
+        return transport
+
+    def _observe(self, response: httpx.Response | WholeResponse) -> None:
         """Pass on what the response's rate-limit headers reported."""
         if self.on_rate_limits is not None:
             reported = rate_limits_of(response.headers)
             if reported:
                 self.on_rate_limits(reported)
 
-    def _status_error(self, response: httpx.Response, body: bytes) -> ModelError:
+    def _status_error(self, response: httpx.Response | WholeResponse, body: bytes) -> ModelError:
         try:
             decoded: Any = json.loads(body) if body else None
         except ValueError:
@@ -401,7 +410,7 @@ class Transport:
         async def attempt(remaining: float) -> T:
             request = self._request(method, path, json_body, params, remaining)
             try:
-                response = await self._send(request, stream=False)
+                response = await self._fetch(request)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self.model, False) from None
             self._observe(response)
@@ -453,7 +462,7 @@ class Transport:
         async def attempt(remaining: float) -> None:
             request = self._request(method, path, json_body, params, remaining)
             try:
-                response = await self._send(request, stream=True)
+                response = await self._send(request)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self.model, False) from None
             self._observe(response)
