@@ -34,7 +34,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
@@ -96,17 +96,32 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-@contextlib.contextmanager
-def tenant_namespace(tenant: Optional[str]) -> Iterator[None]:
+def tenant_namespace(tenant: Optional[str]) -> TenantScope:
     """Within this block (this task and the tasks it starts), every cache keeps
     ``tenant``'s entries apart: keys are made in the namespace
     ``"<cache namespace>/<tenant>"``, so two tenants never read each other's
-    answers from one shared cache. ``None`` means the cache's own namespace."""
-    token = _TENANT.set(None if tenant is None else check_tenant(tenant))
-    try:
-        yield
-    finally:
-        _TENANT.reset(token)
+    answers from one shared cache. ``None`` means the cache's own namespace.
+    Used as ``with tenant_namespace(tenant): ...``."""
+    return TenantScope(None if tenant is None else check_tenant(tenant))
+
+
+class TenantScope:
+    """The context manager of :func:`tenant_namespace` (a class, not a
+    generator: the gateway enters one per request)."""
+
+    __slots__ = ("_tenant", "_token")
+
+    def __init__(self, tenant: Optional[str]) -> None:
+        self._tenant = tenant
+        self._token: Optional[contextvars.Token[Optional[str]]] = None
+
+    def __enter__(self) -> None:
+        self._token = _TENANT.set(self._tenant)
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _TENANT.reset(token)
 
 
 class CacheStatistics(BaseModel):

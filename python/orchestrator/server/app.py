@@ -71,7 +71,7 @@ _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One request while it is handled."""
 
