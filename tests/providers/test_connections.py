@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,33 @@ async def test_the_pooled_client_still_sends_a_request_of_its_own() -> None:
         response = await pool.get(server.url).get(f"{server.url}/models")
         assert response.status_code == 200 and isinstance(response, httpx.Response)
     await pool.aclose()
+
+
+def test_threads_with_their_own_loops_share_a_pool_without_sharing_clients() -> None:
+    """The pool finds a loop's client without its lock: eight threads, each
+    with its own event loop, racing on one pool, each get a client of their
+    own (never another loop's), and every request is answered."""
+    pool = ClientPool()
+    with OpenAIServer() as server:
+        model = OpenAIModel("gpt-4o-mini", base_url=server.url, api_key="sk-t", client_pool=pool)
+        barrier = threading.Barrier(8)
+        clients: dict[int, list[httpx.AsyncClient]] = {}  # kept alive: their ids stay theirs
+        answers: list[str] = []
+
+        async def work(index: int) -> None:
+            barrier.wait()
+            for i in range(20):
+                answers.append(await model.generate_response(f"t{index} q{i}"))
+                clients.setdefault(index, []).append(pool.get(model.endpoint.url))
+            await pool.aclose()
+
+        threads = [threading.Thread(target=asyncio.run, args=(work(i),)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
+        assert len(answers) == 160 and all(answers)
+        per_loop = [{id(client) for client in kept} for kept in clients.values()]
+        assert all(len(ids) == 1 for ids in per_loop)  # one client per loop, kept
+        assert len(set().union(*per_loop)) == 8  # and no two loops share one

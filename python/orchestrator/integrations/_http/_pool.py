@@ -81,7 +81,14 @@ class ClientPool:
         return self._entry(base_url)[1]
 
     def _entry(self, base_url: str) -> tuple[httpx.AsyncClient, Optional[ConnectionPool]]:
+        """This loop's open client for ``base_url`` and its transport: found
+        without the lock (every request of every model asks), made under it."""
         loop = asyncio.get_running_loop()
+        per_loop = self._clients.get(loop)
+        if per_loop is not None:
+            entry = per_loop.get(base_url)
+            if entry is not None and not entry[0].is_closed:
+                return entry
         with self._lock:
             per_loop = self._clients.get(loop)
             if per_loop is None:
