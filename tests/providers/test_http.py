@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gc
+import itertools
 import json
 import sys
 import time
@@ -46,7 +47,7 @@ from orchestrator.integrations._http import (
     redact,
     same_model,
 )
-from orchestrator.integrations._http._streams import utf8_lines
+from orchestrator.integrations._http._streams import split_lines
 from tests.servers import OpenAIServer
 
 
@@ -171,32 +172,52 @@ class _Chunks(httpx.AsyncByteStream):
             yield part
 
 
-_LINE_TEXT = st.text(alphabet=st.sampled_from(list("ab\r\n\x0b\x85\u2028é€😀 ")), max_size=40)
+_LINE = st.text(
+    alphabet=st.sampled_from(list('ab :{}"\x0b\x0c\x1c\x85\u2028\u2029é€😀')), max_size=12
+)
+
+
+def _unambiguous(lines: list[tuple[str, str]]) -> bool:
+    """No CR end followed by an empty line ended by LF: that is a CRLF."""
+    return not any(
+        end == "\r" and text == "" and nxt == "\n"
+        for (_, end), (text, nxt) in itertools.pairwise(lines)
+    )
 
 
 @given(
-    st.one_of(_LINE_TEXT.map(lambda t: t.encode()), st.binary(max_size=40)),
-    st.lists(st.integers(min_value=0, max_value=40), max_size=6),
+    st.lists(st.tuples(_LINE, st.sampled_from(["\n", "\r\n", "\r"])), max_size=8).filter(
+        _unambiguous
+    ),
+    st.lists(st.integers(min_value=0, max_value=120), max_size=8),
 )
-@example(b"data: a\r\n\r\ndata: b\r\n", [8, 10])  # each \r\n cut in two
-@example("é€\n😀".encode(), [1, 3, 7])  # characters cut in the middle
-@example(b"\xff\xfe\n\xe2\x82", [1])  # invalid, then a truncated character
+@example([("data: a", "\r\n"), ("", "\r\n"), ("data: b", "\r\n")], [8, 10])  # CRLF cut in two
+@example([("é€", "\n"), ("😀", "\n")], [1, 3, 7])  # characters cut in the middle
+@example([('data: {"t":"a\u2028b"}', "\n"), ("", "\n")], [])  # U+2028 inside JSON
 @settings(max_examples=400)
-def test_utf8_lines_split_as_httpx_does(body: bytes, cuts: list[int]) -> None:
-    """Whatever the bytes (line breaks of every kind, ``\r\n`` cut in two,
-    multi-byte characters cut anywhere, invalid UTF-8) and however they are
-    chunked, the pool's line reader gives the lines httpx's would."""
+def test_split_lines_ends_lines_as_sse_and_ndjson_do(
+    lines: list[tuple[str, str]], cuts: list[int]
+) -> None:
+    """However the body is cut into chunks, every line comes back whole:
+    ended by LF, CRLF or CR (a CRLF cut in two is one end), and never at
+    U+2028, NEL, VT, FF or the other breaks ``str.splitlines`` knows."""
+    body = "".join(text + end for text, end in lines).encode()
     points = sorted({min(c, len(body)) for c in cuts})
     parts = [body[a:b] for a, b in zip([0, *points], [*points, len(body)])]
 
-    async def run() -> tuple[list[str], list[str]]:
-        ours = [line async for line in utf8_lines(_Chunks(parts))]
-        response = httpx.Response(200, stream=_Chunks(parts))
-        theirs = [line async for line in response.aiter_lines()]
-        return ours, theirs
+    async def run() -> list[str]:
+        return [line async for line in split_lines(_Chunks(parts))]
 
-    ours, theirs = asyncio.run(run())
-    assert ours == theirs
+    assert asyncio.run(run()) == [text for text, _ in lines]
+
+
+def test_split_lines_keeps_an_unended_last_line_and_replaces_bad_utf8() -> None:
+    async def run(parts: list[bytes]) -> list[str]:
+        return [line async for line in split_lines(_Chunks(parts))]
+
+    assert asyncio.run(run([b"a\n", b"tail"])) == ["a", "tail"]
+    assert asyncio.run(run([b"a\r"])) == ["a"]
+    assert asyncio.run(run([b"\xff\xfe\n\xe2\x82"])) == ["\ufffd\ufffd", "\ufffd"]
 
 
 @given(st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), max_size=6))

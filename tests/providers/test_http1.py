@@ -397,21 +397,33 @@ def _answer(body: bytes, *headers: bytes) -> bytes:
     return head + b"content-length: %d\r\n\r\n%s" % (len(body), body)
 
 
-async def test_encoded_bodies_and_other_charsets_on_the_pool_path_are_decoded() -> None:
-    """Bodies read past httpx's response layers are decoded as httpx would:
-    a gzip JSON answer, a gzip event stream, a stream in another charset."""
+async def test_bodies_on_the_pool_path_are_decoded_and_split_as_their_formats_say() -> None:
+    """Bodies read past httpx's response layers: a gzip JSON answer and a
+    gzip event stream are decoded as httpx decodes them; an event stream is
+    UTF-8 whatever charset it names (as the SSE format says); a JSON string
+    holding U+2028 stays on its line."""
     events = "data: é\n\ndata: fin\n\n"
     answers = (
         _answer(gzip.compress(b'{"a": 1}'), b"content-encoding: gzip"),
         _answer(gzip.compress(events.encode()), b"content-encoding: gzip"),
-        _answer(events.encode("latin-1"), b"content-type: text/event-stream; charset=latin-1"),
-        _answer(events.encode(), b"content-type: text/event-stream; charset=UTF-8"),
+        _answer(events.encode(), b"content-type: text/event-stream; charset=latin-1"),
+        _answer(
+            'data: {"t": "a\u2028b"}\n\ndata: [DONE]\n\n'.encode(),
+            b"content-type: text/event-stream",
+        ),
     )
     pool = ClientPool()
     async with scripted(answering(*answers)) as server:
         transport = Transport(Endpoint.parse(server.url), "m", pool=pool)
         assert await transport.request_json("POST", "/v1", json_body={}) == {"a": 1}
-        for _ in range(3):
+        for _ in range(2):
             lines = [line async for line in transport.stream_lines("POST", "/v1", json_body={})]
             assert lines == ["data: é", "", "data: fin", ""]
+        events_seen = [
+            data
+            async for _, data in transport.stream_sse(
+                "POST", "/v1", json_body={}, is_end=lambda _: False, sentinel="[DONE]"
+            )
+        ]
+        assert events_seen == [{"t": "a\u2028b"}]
     await pool.aclose()

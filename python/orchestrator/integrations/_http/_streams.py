@@ -4,7 +4,6 @@ before its end marker, :class:`MalformedResponseError` on a malformed event
 
 from __future__ import annotations
 
-import codecs
 import json
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
@@ -15,33 +14,28 @@ from orchestrator._secrets import redact
 from orchestrator.errors import MalformedResponseError, StreamCutError
 
 EndPredicate = Callable[[Any], bool]
-#: What ``str.splitlines`` ends a line at (``\r\n`` counts once).
-_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-async def utf8_lines(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
-    """The text lines of a UTF-8 byte stream, split as ``str.splitlines``
-    splits (and as httpx's ``aiter_lines`` does), without their line breaks;
-    undecodable bytes become U+FFFD. A ``\r`` at the end of a chunk waits
-    for the next, which may begin with the ``\n`` of the same break."""
-    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-    pending = ""
+async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
+    """The lines of an event stream or NDJSON body, ended as both formats
+    end them: LF, CRLF or CR (a CR closing a chunk waits for the next, which
+    may begin with its LF), never at other characters ``str.splitlines``
+    breaks at, such as U+2028 inside a JSON string. Each line is decoded as
+    UTF-8, which both formats are, undecodable bytes becoming U+FFFD."""
+    pending = b""
     async for chunk in chunks:
-        text = pending + decode(chunk)
-        if not text:
-            continue
-        lines = text.splitlines()
-        last = text[-1]
-        if last == "\r":
-            pending = lines.pop() + "\r"
-        elif last in _LINE_BREAKS:
-            pending = ""
-        else:
-            pending = lines.pop()
+        data = pending + chunk if pending else chunk
+        held = b"\r" if data.endswith(b"\r") else b""
+        if held:
+            data = data[:-1]
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        pending = lines.pop() + held
         for line in lines:
-            yield line
-    for line in (pending + decode(b"", True)).splitlines():
-        yield line
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from orchestrator.integrations._http._streams import (
     drain,
     iter_ndjson,
     iter_sse_json,
-    utf8_lines,
+    split_lines,
 )
 from orchestrator.integrations._http._urls import Endpoint
 
@@ -84,21 +84,12 @@ def _no_headers() -> Mapping[str, str]:
 
 
 def _lines_of(response: httpx.Response) -> AsyncIterator[str]:
-    """The response body's text lines: straight from one of the pool's own
-    connections when the body is plain UTF-8 (no content encoding, no other
-    charset), past httpx's byte, text and line layers; else httpx's."""
-    headers = response.headers
-    if (
-        isinstance(response.stream, ConnectionBody)
-        and "content-encoding" not in headers
-        and ("charset" not in headers.get("content-type", "").lower() or _utf8(response))
-    ):
-        return utf8_lines(response.stream)
-    return response.aiter_lines()
-
-
-def _utf8(response: httpx.Response) -> bool:
-    return (response.charset_encoding or "").lower().replace("_", "-") in ("utf-8", "utf8")
+    """The response body's lines (see :func:`split_lines`): read straight
+    from one of the pool's own connections when nothing is to be decoded,
+    past httpx's byte iterators; else from httpx's decoded bytes."""
+    if isinstance(response.stream, ConnectionBody) and "content-encoding" not in response.headers:
+        return split_lines(response.stream)
+    return split_lines(response.aiter_bytes())
 
 
 def _unencodable_field(value: Any, path: str = "") -> Optional[str]:
@@ -164,9 +155,15 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(endpoint={self.endpoint.public()!r}, model={self.model!r})"
 
-    def _timeout(self, remaining: float) -> httpx.Timeout:
+    def _timeouts(self, remaining: float) -> dict[str, Optional[float]]:
+        """One attempt's timeouts: reading, writing and waiting for a
+        connection within what is left of the deadline; connecting within that too."""
         read = max(0.001, min(self.policy.timeout, remaining))
-        return httpx.Timeout(read, connect=min(self.policy.connect_timeout, read))
+        connect = min(self.policy.connect_timeout, read)
+        return {"connect": connect, "read": read, "write": read, "pool": read}
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        return httpx.Timeout(**self._timeouts(remaining))
 
     def _request(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
@@ -208,7 +205,7 @@ class Transport:
             self._url(path, params),
             headers=self._pooled_headers(json_body is not None),
             content=content,
-            extensions={"timeout": self._timeout(remaining).as_dict()},
+            extensions={"timeout": self._timeouts(remaining)},
         )
 
     def _prepared(
@@ -229,15 +226,7 @@ class Transport:
         if kept[1] is None:
             return None
         origin, head = kept[1]
-        read = max(0.001, min(self.policy.timeout, remaining))
-        connect = min(self.policy.connect_timeout, read)
-        timeouts: dict[str, Optional[float]] = {
-            "connect": connect,
-            "read": read,
-            "write": read,
-            "pool": read,
-        }
-        return PreparedRequest(method, origin, head, content, timeouts)
+        return PreparedRequest(method, origin, head, content, self._timeouts(remaining))
 
     def _prepared_head(
         self, method: str, path: str, headers: httpx.Headers
@@ -246,10 +235,9 @@ class Transport:
             return None
         url = self._url(path, None)
         try:
-            head = request_head(method, url, [(b"Host", url.netloc), *headers.raw])
-        except httpx.LocalProtocolError:
+            return origin_of(url), request_head(method, url, [(b"Host", url.netloc), *headers.raw])
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol):
             return None  # httpx's request, sent, raises it as before
-        return origin_of(url), head
 
     def _pooled_headers(self, with_json: bool) -> httpx.Headers:
         """A pooled request's headers, normalized once while this model's
