@@ -1,6 +1,6 @@
 """Gateway overhead benchmark, reproducible in one command:
 
-    python benches/gateway.py                 # ~5 minutes
+    python benches/gateway.py                 # ~8 minutes
     python benches/gateway.py --quick         # shorter runs, fewer rates
 
 One upstream (``benches/gateway_upstream.py``: a fixed OpenAI answer after a
@@ -74,6 +74,25 @@ def litellm_command(given: Optional[str]) -> tuple[Optional[str], str]:
     return found, f"LiteLLM proxy {checked.stdout.strip() or '(version unknown)'} ({found})"
 
 
+def yardstick_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes (the median of five): how
+    fast this shared machine runs Python right now, so that runs made at
+    different times can be compared (its speed varies by about 2x)."""
+
+    def work() -> int:
+        table: dict[int, int] = {}
+        for i in range(200_000):
+            table[i & 1023] = table.get(i & 1023, 0) + i
+        return sum(table.values())
+
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        work()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -98,6 +117,8 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     #: A run of the search for the highest sustained rate.
     ceiling: bool = False
+    #: Which round of the latency runs (each round measures every rate and target once).
+    round: int = 0
 
     @property
     def sustained(self) -> bool:
@@ -375,6 +396,12 @@ def main() -> None:
         default=2,
         help="LiteLLM's workers for its highest sustained rate (1: its 1-worker proxy)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the latency runs; the added latency is the median over rounds",
+    )
     options = parser.parse_args()
     seconds = options.seconds or (4.0 if options.quick else 8.0)
     latency_rates = [100, 500] if options.quick else [100, 500, 1000]
@@ -388,6 +415,7 @@ def main() -> None:
     litellm, litellm_found = litellm_command(options.litellm)
     sys.stderr.write(f"{litellm_found}{'' if litellm else ': left out'}\n")
     started = time.time()
+    yardstick = [yardstick_ms()]
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))  # kept: the servers' logs
     sys.stderr.write(f"server logs in {work}\n")
     bench = Bench(work)
@@ -414,12 +442,18 @@ def main() -> None:
             direct = f"{urls['upstream']}/v1/chat/completions"
             chat = {name: f"{url}/v1/chat/completions" for name, url in urls.items()}
             gateways = {"orchestrator": "auto", **({"litellm": "bench"} if litellm else {})}
-            for rate in latency_rates:  # interleaved: the machine's load hits all alike
-                upstream = bench.pids["upstream"]
-                runs.append(oha(direct, rate, seconds, None, "direct", 1, upstream))
-                for name in gateways:
-                    served = chat[f"{name}-1"], bench.pids[f"{name}-1"]
-                    runs.append(oha(served[0], rate, seconds, GATEWAY_KEY, name, 1, served[1]))
+            for round_ in range(options.rounds):  # interleaved: the machine's load hits all alike
+                for rate in latency_rates:
+                    upstream = bench.pids["upstream"]
+                    measured = [oha(direct, rate, seconds, None, "direct", 1, upstream)]
+                    for name in gateways:
+                        served = chat[f"{name}-1"], bench.pids[f"{name}-1"]
+                        measured.append(
+                            oha(served[0], rate, seconds, GATEWAY_KEY, name, 1, served[1])
+                        )
+                    for run in measured:
+                        run.round = round_
+                    runs += measured
             count = 100 if options.quick else 300
             ttfb_raw = {"direct": first_byte_ms(direct, None, "gpt-4o-mini", count)}
             for name, model in gateways.items():
@@ -443,7 +477,10 @@ def main() -> None:
     finally:
         redis.terminate()
         redis.wait(10)
+    yardstick.append(yardstick_ms())
     report = summarise(runs, ttfb, latency_rates)
+    report["yardstick_ms"] = yardstick
+    report["rounds"] = options.rounds
     report["notes"] = [litellm_found if litellm else f"{litellm_found}: LiteLLM not measured"]
     report["started"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     report["seconds_per_run"] = seconds
@@ -461,22 +498,29 @@ def summarise(
     runs: list[Run], ttfb: dict[str, dict[str, float]], rates: list[int]
 ) -> dict[str, Any]:
     """Added latency per rate, the highest sustained rates, time to first byte."""
-    by = {(r.target, r.rate, r.workers): r for r in runs}
+    latency = [r for r in runs if not r.ceiling]
+    by = {(r.target, r.rate, r.round): r for r in latency}
+    rounds = sorted({r.round for r in latency})
     gateways = [t for t in dict.fromkeys(r.target for r in runs) if t != "direct"]
     added = []
     for rate in rates:
-        base = by[("direct", rate, 1)]
         for target in gateways:
-            run = by[(target, rate, 1)]
+            pairs = [(by[(target, rate, n)], by[("direct", rate, n)]) for n in rounds]
+            p50 = [run.p50_ms - base.p50_ms for run, base in pairs]
+            p99 = [run.p99_ms - base.p99_ms for run, base in pairs]
             added.append(
                 {
                     "target": target,
                     "rate": rate,
-                    "p50_added_ms": run.p50_ms - base.p50_ms,
-                    "p99_added_ms": run.p99_ms - base.p99_ms,
-                    "success_rate": run.success_rate,
-                    "cpu_ms_per_request": run.cpu_ms_per_request,
-                    "load_average": run.load_average,
+                    "p50_added_ms": statistics.median(p50),
+                    "p99_added_ms": statistics.median(p99),
+                    "p50_added_by_round_ms": p50,
+                    "p99_added_by_round_ms": p99,
+                    "success_rate": min(run.success_rate for run, _ in pairs),
+                    "cpu_ms_per_request": statistics.median(
+                        run.cpu_ms_per_request for run, _ in pairs
+                    ),
+                    "load_average": statistics.median(run.load_average for run, _ in pairs),
                 }
             )
     ceilings = {}
@@ -496,14 +540,30 @@ def summarise(
     }
 
 
+def _with_rounds(median: float, by_round: list[float]) -> str:
+    if len(by_round) < 2:
+        return f"{median:.2f}"
+    return f"{median:.2f} ({', '.join(f'{v:.2f}' for v in by_round)})"
+
+
+def _yardstick_line(yardstick: list[float]) -> str:
+    if not yardstick:
+        return ""
+    return (
+        "Machine yardstick (a fixed pure-Python loop; lower is faster, it varies about 2x "
+        f"on these shared machines): {' ms at the start, '.join(f'{v:.0f}' for v in yardstick)}"
+        " ms at the end.\n"
+    )
+
+
 def render(report: dict[str, Any]) -> str:
     """The Markdown of the README's gateway section."""
     rows = [
         [
             str(a["rate"]),
             a["target"],
-            f"{a['p50_added_ms']:.2f}",
-            f"{a['p99_added_ms']:.2f}",
+            _with_rounds(a["p50_added_ms"], a.get("p50_added_by_round_ms", [])),
+            _with_rounds(a["p99_added_ms"], a.get("p99_added_by_round_ms", [])),
             f"{100 * a['success_rate']:.2f}%",
             f"{a['cpu_ms_per_request']:.2f}",
             f"{a['load_average']:.1f}",
@@ -513,7 +573,10 @@ def render(report: dict[str, Any]) -> str:
     out = [
         f"Gateway benchmark, {report['started']}: upstream answers after "
         f"{report['upstream_delay_ms']:.0f} ms; {report['seconds_per_run']:.0f} s per run; "
-        f"{report['cpus']} CPUs.\n",
+        f"{report['cpus']} CPUs; added latency: the median of {report.get('rounds', 1)} "
+        "rounds (each round's own figures in brackets), each round measuring direct and "
+        "every gateway back to back.\n",
+        _yardstick_line(report.get("yardstick_ms", [])),
         _table(
             rows,
             [
@@ -532,6 +595,7 @@ def render(report: dict[str, Any]) -> str:
         [
             r["target"],
             str(r["workers"]),
+            "ceiling" if r["ceiling"] else str(r.get("round", 0) + 1),
             str(r["rate"]),
             f"{r['achieved_rps']:.0f}",
             f"{100 * r['success_rate']:.2f}%",
@@ -548,6 +612,7 @@ def render(report: dict[str, Any]) -> str:
             [
                 "target",
                 "workers",
+                "round",
                 "asked RPS",
                 "served RPS",
                 "success",
