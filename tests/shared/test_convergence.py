@@ -45,6 +45,7 @@ def test_sharing_finds_the_best_model_sooner(redis_server: RedisServer, namespac
             "rounds": ROUNDS,
             "pace": 0.002,
             "seed": seed,
+            "sync_every": 25,  # what the 50 ms sync thread does at this pace, on any machine
         }
         shared = run_workers("convergence_worker", [kwargs] * 4)
         # Learning alone needs no Redis and no pacing: run it here.

@@ -228,10 +228,15 @@ def convergence_worker(
     rounds: int,
     pace: float,
     seed: int = 0,
+    sync_every: int = 0,
 ) -> list[str]:
-    """The sequence of models this worker chose, one per round."""
+    """The sequence of models this worker chose, one per round. With
+    ``sync_every``, the worker also syncs with Redis itself every that many
+    rounds, so how often it learns from the others does not depend on how
+    soon a loaded machine runs its sync thread."""
     rng = random.Random(seed * 100 + index)
     registry = make_registry(state, namespace, sync_interval=0.05)
+    shared = registry.shared_state
     ready()
     began = time.time()
     chosen = []
@@ -240,9 +245,11 @@ def convergence_worker(
         name = selection.model.name
         chosen.append(name)
         registry.report_outcome(selection, rng.random() < RATES[name], 0.2)
+        if shared is not None and sync_every and (i + 1) % sync_every == 0:
+            assert shared.sync_now()
         time.sleep(max(0.0, began + (i + 1) * pace - time.time()))
-    if registry.shared_state is not None:
-        registry.shared_state.close()
+    if shared is not None:
+        shared.close()
     return chosen
 
 
