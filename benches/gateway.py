@@ -251,9 +251,16 @@ def oha(
     )
 
 
-def first_byte_ms(url: str, key: Optional[str], model: str, count: int) -> list[float]:
-    """Milliseconds to the first body byte of ``count`` sequential streamed requests."""
-    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "Stream it"}]}
+def first_byte_ms(
+    url: str, key: Optional[str], model: str, count: int, *, stream: bool = True
+) -> list[float]:
+    """Milliseconds to the first body byte of ``count`` sequential streamed
+    requests (with ``stream=False``, plain ones)."""
+    body = {
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Stream it"}],
+    }
     headers = {"authorization": f"Bearer {key}"} if key else {}
     times = []
     with httpx.Client(timeout=30) as client:
