@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,11 @@ from gateway import (
     process,
     wait_ready,
 )
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def sequential_ms(url: str, key: str, model: str, count: int, *, stream: bool) -> float:
@@ -90,10 +94,9 @@ def main() -> None:
                 run = oha(url, options.rate, options.seconds, GATEWAY_KEY, label, 1, pid)
                 added = (run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms)
                 loaded[label].append((*added, run.cpu_ms_per_request))
-                print(
+                say(
                     f"round {round_ + 1} {label}: {options.rate} RPS, added P50 {added[0]:.2f} "
-                    f"P99 {added[1]:.2f} ms, CPU {run.cpu_ms_per_request:.3f} ms/request",
-                    flush=True,
+                    f"P99 {added[1]:.2f} ms, CPU {run.cpu_ms_per_request:.3f} ms/request"
                 )
         blocks: dict[str, dict[str, list[float]]] = {
             label: {"stream": [], "plain": []} for label in gateways
@@ -106,17 +109,16 @@ def main() -> None:
                 for label, (url, _) in gateways.items():
                     ms = sequential_ms(url, GATEWAY_KEY, "auto", count, stream=stream)
                     blocks[label][kind].append(ms - baseline)
-                    print(
+                    say(
                         f"round {round_ + 1} {label}: sequential {kind}, first byte added "
-                        f"{ms - baseline:.2f} ms",
-                        flush=True,
+                        f"{ms - baseline:.2f} ms"
                     )
-    print(f"\nmedians over {options.rounds} rounds (server logs in {work}):")
+    say(f"\nmedians over {options.rounds} rounds (server logs in {work}):")
     for label in gateways:
         p50, p99, cpu = (statistics.median(values) for values in zip(*loaded[label]))
         stream_ms = statistics.median(blocks[label]["stream"])
         plain_ms = statistics.median(blocks[label]["plain"])
-        print(
+        say(
             f"{label:>6}: {options.rate} RPS added P50 {p50:.2f} / P99 {p99:.2f} ms, "
             f"CPU {cpu:.3f} ms/request; sequential first byte added {stream_ms:.2f} ms "
             f"(streamed), {plain_ms:.2f} ms (plain)"
@@ -124,5 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()
