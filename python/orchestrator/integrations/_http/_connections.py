@@ -452,6 +452,10 @@ class ConnectionBody(httpx.AsyncByteStream):
             await self.aclose()
             raise
 
+    def response(self) -> httpx.Response:
+        """The response that streams this body."""
+        return self._connection.response(self)
+
     async def read_whole(self) -> WholeResponse:
         """The response read to its end, its connection released: one loop
         over the received chunks, past httpx's layered byte iterators."""
@@ -500,23 +504,25 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
-        return await self._exchange(
+        body = await self._exchange(
             origin_of(request.url), timeouts, lambda c: c.send(request, timeouts)
         )
+        return body.response()
 
     async def send_prepared(self, request: PreparedRequest) -> httpx.Response:
         """Send a request built to bytes by its sender (see
         :class:`PreparedRequest`); its body streams from the connection."""
-        return await self._exchange(
+        body = await self._exchange(
             request.origin, request.timeouts, lambda c: c.send_prepared(request)
         )
+        return body.response()
 
     async def fetch_prepared(self, request: PreparedRequest) -> WholeResponse:
         """Send a prepared request and read its response to the end, the
-        connection released here."""
-        response = await self.send_prepared(request)
-        body = response.stream
-        assert isinstance(body, ConnectionBody), "the pool's responses stream from their connection"
+        connection released here (no :class:`httpx.Response` is made)."""
+        body = await self._exchange(
+            request.origin, request.timeouts, lambda c: c.send_prepared(request)
+        )
         return await body.read_whole()
 
     async def _exchange(
@@ -524,9 +530,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         origin: Origin,
         timeouts: Timeouts,
         send: Callable[[Connection], Awaitable[None]],
-    ) -> httpx.Response:
-        """A connection to ``origin``, the request sent on it, and its response
-        (whose body's end releases the connection)."""
+    ) -> ConnectionBody:
+        """A connection to ``origin``, the request sent on it and the response
+        head received: the body to come (whose end releases the connection)."""
         if self._closed:
             raise httpx.ConnectError("the connection pool is closed")
         connection = await self._acquire(origin, timeouts)
@@ -536,7 +542,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             connection.close()
             self._forget(connection)
             raise
-        return connection.response(ConnectionBody(self, connection, timeouts.get("read")))
+        return ConnectionBody(self, connection, timeouts.get("read"))
 
     async def _acquire(self, origin: Origin, timeouts: Timeouts) -> Connection:
         """The newest reusable idle connection to ``origin``, else a new one
