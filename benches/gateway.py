@@ -251,6 +251,15 @@ def oha(
     )
 
 
+def serve_command(port: int, workers: int, config: Path) -> list[str]:
+    """The command that runs ``orchestrator serve`` on ``port`` with ``config``."""
+    code = (
+        "from orchestrator.server.command import serve; "
+        f"serve(port={port}, workers={workers}, config_path={str(config)!r})"
+    )
+    return [sys.executable, "-c", code]
+
+
 def first_byte_ms(
     url: str, key: Optional[str], model: str, count: int, *, stream: bool = True
 ) -> list[float]:
@@ -350,11 +359,11 @@ class Bench:
         for workers, state in ((1, "local"), (2, redis_url)):
             port = free_port()
             config = self.gateway_config(state)
-            code = (
-                "from orchestrator.server.command import serve; "
-                f"serve(port={port}, workers={workers}, config_path={str(config)!r})"
+            commands[f"orchestrator-{workers}"] = (
+                serve_command(port, workers, config),
+                "/healthz",
+                env,
             )
-            commands[f"orchestrator-{workers}"] = ([sys.executable, "-c", code], "/healthz", env)
             urls[f"orchestrator-{workers}"] = f"http://127.0.0.1:{port}"
             if litellm is None or (workers > 1 and litellm_workers == 1):
                 continue

@@ -34,6 +34,7 @@ from gateway import (
     free_port,
     oha,
     process,
+    serve_command,
     wait_ready,
 )
 
@@ -78,13 +79,9 @@ def main() -> None:
         gateways: dict[str, tuple[str, int]] = {}
         for label, tree in zip(("before", "after"), trees):
             port = free_port()
-            code = (
-                "from orchestrator.server.command import serve; "
-                f"serve(port={port}, workers=1, config_path={str(config)!r})"
-            )
             log = work / f"{label}.log"
             tree_env = {**env, "PYTHONPATH": str(tree / "python")}
-            proc = stack.enter_context(process([sys.executable, "-c", code], log, tree_env))
+            proc = stack.enter_context(process(serve_command(port, 1, config), log, tree_env))
             wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log, 120)
             gateways[label] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)
         loaded: dict[str, list[tuple[float, float, float]]] = {label: [] for label in gateways}

@@ -80,6 +80,8 @@ class Call:
     send: Send
     headers: dict[bytes, bytes]
     request_id: str
+    #: The serve protocol's watch on the connection (hang-up, body received), if any.
+    watch: Any = None
     started: float = field(default_factory=time.perf_counter)
     tenant: Optional[str] = None
     status: int = 0
@@ -156,7 +158,14 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Always our own id: it is the key of POST /v1/feedback, so a client
         # must not be able to choose (or collide with) another request's.
-        call = Call(scope, receive, send, dict(scope["headers"]), new_request_id(self.worker))
+        call = Call(
+            scope,
+            receive,
+            send,
+            dict(scope["headers"]),
+            new_request_id(self.worker),
+            scope.get("extensions", {}).get(DISCONNECT_EXTENSION),
+        )
         handler = ROUTES.get((scope["method"], scope["path"]))
         try:
             if handler is None:
@@ -210,7 +219,7 @@ class Gateway:
             hung_up = True
             task.cancel()
 
-        watch = call.scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+        watch = call.watch
         if watch is not None:
             watch.watch(on_disconnect)
             stop = watch.unwatch
@@ -282,8 +291,7 @@ class Gateway:
         that stalls mid-body (``Content-Length`` larger than what it sends)
         gets a 408 and its connection closed instead of holding both forever.
         A body the server says has all arrived is read without a timer."""
-        watch = call.scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
-        if watch is not None and watch.received:  # all here: reading cannot wait
+        if call.watch is not None and call.watch.received:  # all here: reading cannot wait
             return await self._read_body(call)
         timeout = self.settings.request_timeout
         try:
