@@ -47,10 +47,12 @@ Timeouts = dict[str, Optional[float]]
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A request its sender built to bytes itself, past :class:`httpx.Request`:
-    ``head`` is its request line and header lines, checked for line breaks
-    and without the ``Content-Length`` line, which is written from ``body``."""
+    """A request its sender built to bytes itself, past :class:`httpx.Request`,
+    for the pool ``via``: ``head`` is its request line and header lines,
+    checked for line breaks and without the ``Content-Length`` line, which
+    is written from ``body``."""
 
+    via: ConnectionPool
     method: str
     origin: Origin
     head: bytes

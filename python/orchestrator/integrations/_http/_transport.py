@@ -35,7 +35,6 @@ from orchestrator.errors import (
 )
 from orchestrator.integrations._http._connections import (
     ConnectionBody,
-    ConnectionPool,
     Origin,
     PreparedRequest,
     WholeResponse,
@@ -216,7 +215,8 @@ class Transport:
         httpx would write (``Host`` first, ``Content-Length`` last) without
         its request and header objects. ``None`` where httpx must build it:
         query parameters, a proxy, or headers that frame the request."""
-        if params or self.pool.direct(self.endpoint.url) is None:
+        via = None if params else self.pool.direct(self.endpoint.url)
+        if via is None:
             return None
         headers = self._pooled_headers(True)
         kept = self._heads.get((method, path))
@@ -226,7 +226,7 @@ class Transport:
         if kept[1] is None:
             return None
         origin, head = kept[1]
-        return PreparedRequest(method, origin, head, content, self._timeouts(remaining))
+        return PreparedRequest(via, method, origin, head, content, self._timeouts(remaining))
 
     def _prepared_head(
         self, method: str, path: str, headers: httpx.Headers
@@ -275,7 +275,7 @@ class Transport:
         """Send through the caller's client, or the pool's transport itself
         (its client when a proxy applies); the body streams."""
         if isinstance(request, PreparedRequest):
-            return await self._direct().send_prepared(request)
+            return await request.via.send_prepared(request)
         if self.http_client is not None:
             return await self.http_client.send(request, stream=True)
         direct = self.pool.direct(self.endpoint.url)
@@ -289,18 +289,13 @@ class Transport:
         """Send as :meth:`_send` does, and read the response to its end (the
         connection released)."""
         if isinstance(request, PreparedRequest):
-            return await self._direct().fetch_prepared(request)
+            return await request.via.fetch_prepared(request)
         response = await self._send(request)
         try:
             await response.aread()
         finally:
             await response.aclose()
         return WholeResponse(response.status_code, response.headers, response.content)
-
-    def _direct(self) -> ConnectionPool:
-        transport = self.pool.direct(self.endpoint.url)
-        assert transport is not None, "a request is prepared only for a direct transport"
-        return transport
 
     def _observe(self, response: httpx.Response | WholeResponse) -> None:
         """Pass on what the response's rate-limit headers reported."""
