@@ -60,14 +60,59 @@ class PreparedRequest:
     timeouts: Timeouts
 
 
-@dataclass(frozen=True, slots=True)
-class WholeResponse:
-    """A response read to its end: its status, headers and (decoded) body,
+class PooledResponse:
+    """A response from one of the pool's connections: its status and raw
+    headers, with the :class:`httpx.Headers` view made only when asked for
+    (an answer whose headers nobody reads costs no header objects)."""
+
+    __slots__ = ("_headers", "raw_headers", "status_code")
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status_code
+        self.raw_headers = raw_headers
+        self._headers: Optional[httpx.Headers] = None
+
+    @property
+    def headers(self) -> httpx.Headers:
+        if self._headers is None:
+            self._headers = httpx.Headers(self.raw_headers)
+        return self._headers
+
+
+class WholeResponse(PooledResponse):
+    """A response read to its end: status, headers and (decoded) body,
     without the machinery of a streaming :class:`httpx.Response`."""
 
-    status_code: int
-    headers: httpx.Headers
-    content: bytes
+    __slots__ = ("content",)
+
+    def __init__(
+        self, status_code: int, raw_headers: list[tuple[bytes, bytes]], content: bytes
+    ) -> None:
+        super().__init__(status_code, raw_headers)
+        self.content = content
+
+
+class StreamedResponse(PooledResponse):
+    """A response whose body is still to come on its connection, with no
+    content encoding to undo: ``chunks()`` yields the body as it arrives,
+    ``aclose()`` releases the connection (read to its end or not)."""
+
+    __slots__ = ("body",)
+
+    def __init__(
+        self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: ConnectionBody
+    ) -> None:
+        super().__init__(status_code, raw_headers)
+        self.body = body
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self.body.chunks()
+
+    async def aread(self) -> bytes:
+        return (await self.body.read_whole()).content
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
 
 
 def origin_of(url: httpx.URL) -> Origin:
@@ -380,8 +425,15 @@ class Connection(asyncio.Protocol):
         its headers name a content encoding."""
         if self._encoded:
             decoded = httpx.Response(self._status, headers=self._headers, content=body)
-            return WholeResponse(self._status, decoded.headers, decoded.content)
-        return WholeResponse(self._status, httpx.Headers(self._headers), body)
+            return WholeResponse(self._status, self._headers, decoded.content)
+        return WholeResponse(self._status, self._headers, body)
+
+    def streamed_response(self, body: ConnectionBody) -> httpx.Response | StreamedResponse:
+        """The response whose ``body`` is to come: httpx's when it has a
+        content encoding to decode, else one that reads the connection."""
+        if self._encoded:
+            return self.response(body)
+        return StreamedResponse(self._status, self._headers, body)
 
     def _take(self) -> bytes:
         """The oldest received body chunk; reading resumes once half the
@@ -458,6 +510,15 @@ class ConnectionBody(httpx.AsyncByteStream):
         """The response that streams this body."""
         return self._connection.response(self)
 
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, straight from the connection (the
+        caller closes this body, which releases the connection)."""
+        return self._connection.body(self._read)
+
+    def streamed_response(self) -> httpx.Response | StreamedResponse:
+        """The response that streams this body, past httpx when it can."""
+        return self._connection.streamed_response(self)
+
     async def read_whole(self) -> WholeResponse:
         """The response read to its end, its connection released: one loop
         over the received chunks, past httpx's layered byte iterators."""
@@ -511,13 +572,13 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         )
         return body.response()
 
-    async def send_prepared(self, request: PreparedRequest) -> httpx.Response:
+    async def send_prepared(self, request: PreparedRequest) -> httpx.Response | StreamedResponse:
         """Send a request built to bytes by its sender (see
         :class:`PreparedRequest`); its body streams from the connection."""
         body = await self._exchange(
             request.origin, request.timeouts, lambda c: c.send_prepared(request)
         )
-        return body.response()
+        return body.streamed_response()
 
     async def fetch_prepared(self, request: PreparedRequest) -> WholeResponse:
         """Send a prepared request and read its response to the end, the

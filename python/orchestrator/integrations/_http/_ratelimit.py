@@ -91,11 +91,16 @@ def _tightest(
     return remaining, reset
 
 
+def names_rate_limits(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether any header is named ``*ratelimit*``, as every header that
+    :func:`rate_limits_of` reads is: most responses of most providers have
+    none, which one pass over the raw names tells."""
+    return any(b"ratelimit" in name.lower() for name, _ in raw_headers)
+
+
 def rate_limits_of(headers: httpx.Headers, now: Optional[float] = None) -> ReportedLimits:
-    """What a response's headers say of the provider's limits (empty when nothing).
-    Every header read is named ``*ratelimit*``: a response without one (most
-    providers, most of the time) is told apart in one pass over its names."""
-    if not any(b"ratelimit" in name.lower() for name, _ in headers.raw):
+    """What a response's headers say of the provider's limits (empty when nothing)."""
+    if not names_rate_limits(headers.raw):
         return ReportedLimits(None, None, None, None)
     requests, requests_reset = _tightest(
         headers,

@@ -36,7 +36,9 @@ from orchestrator.errors import (
 from orchestrator.integrations._http._connections import (
     ConnectionBody,
     Origin,
+    PooledResponse,
     PreparedRequest,
+    StreamedResponse,
     WholeResponse,
     origin_of,
     request_head,
@@ -48,7 +50,7 @@ from orchestrator.integrations._http._errors import (
     transport_error,
 )
 from orchestrator.integrations._http._pool import DEFAULT_POOL, ClientPool
-from orchestrator.integrations._http._ratelimit import rate_limits_of
+from orchestrator.integrations._http._ratelimit import names_rate_limits, rate_limits_of
 from orchestrator.integrations._http._retries import RetryAfterCap, RetryPolicy, retry_after_of
 from orchestrator.integrations._http._streams import (
     EndPredicate,
@@ -71,6 +73,9 @@ _POOLED_HEADERS: tuple[tuple[str, str], ...] = (
     ("User-Agent", f"python-httpx/{httpx.__version__}"),
 )
 _JSON_HEADER = ("Content-Type", "application/json")
+#: A request body's encoding: compact UTF-8 as httpx writes it, no NaN (one
+#: encoder for every request: ``json.dumps`` with options makes one per call).
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 #: Headers a prepared request's head must not hold: it writes its own.
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 ErrorParser = Callable[[Any], ErrorDetail]
@@ -82,13 +87,21 @@ def _no_headers() -> Mapping[str, str]:
     return {}
 
 
-def _lines_of(response: httpx.Response) -> AsyncIterator[str]:
+def _lines_of(response: httpx.Response | StreamedResponse) -> AsyncIterator[str]:
     """The response body's lines (see :func:`split_lines`): read straight
     from one of the pool's own connections when nothing is to be decoded,
     past httpx's byte iterators; else from httpx's decoded bytes."""
+    if isinstance(response, StreamedResponse):
+        return split_lines(response.chunks())
     if isinstance(response.stream, ConnectionBody) and "content-encoding" not in response.headers:
         return split_lines(response.stream)
     return split_lines(response.aiter_bytes())
+
+
+def _raw_headers(response: httpx.Response | PooledResponse) -> list[tuple[bytes, bytes]]:
+    if isinstance(response, PooledResponse):
+        return response.raw_headers
+    return response.headers.raw
 
 
 def _unencodable_field(value: Any, path: str = "") -> Optional[str]:
@@ -193,9 +206,7 @@ class Transport:
             )
         content = None
         if json_body is not None:
-            content = json.dumps(
-                json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            ).encode("utf-8")
+            content = _JSON_ENCODER.encode(json_body).encode("utf-8")
             prepared = self._prepared(method, path, content, params, remaining)
             if prepared is not None:
                 return prepared
@@ -271,7 +282,9 @@ class Transport:
             self._urls[path] = url
         return url.copy_merge_params(dict(params)) if params else url
 
-    async def _send(self, request: httpx.Request | PreparedRequest) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request | PreparedRequest
+    ) -> httpx.Response | StreamedResponse:
         """Send through the caller's client, or the pool's transport itself
         (its client when a proxy applies); the body streams."""
         if isinstance(request, PreparedRequest):
@@ -292,19 +305,19 @@ class Transport:
             return await request.via.fetch_prepared(request)
         response = await self._send(request)
         try:
-            await response.aread()
+            content = await response.aread()
         finally:
             await response.aclose()
-        return WholeResponse(response.status_code, response.headers, response.content)
+        return WholeResponse(response.status_code, _raw_headers(response), content)
 
-    def _observe(self, response: httpx.Response | WholeResponse) -> None:
+    def _observe(self, response: httpx.Response | PooledResponse) -> None:
         """Pass on what the response's rate-limit headers reported."""
-        if self.on_rate_limits is not None:
+        if self.on_rate_limits is not None and names_rate_limits(_raw_headers(response)):
             reported = rate_limits_of(response.headers)
             if reported:
                 self.on_rate_limits(reported)
 
-    def _status_error(self, response: httpx.Response | WholeResponse, body: bytes) -> ModelError:
+    def _status_error(self, response: httpx.Response | PooledResponse, body: bytes) -> ModelError:
         try:
             decoded: Any = json.loads(body) if body else None
         except ValueError:
@@ -440,7 +453,7 @@ class Transport:
         :class:`StreamCutError`; the deadline :class:`ProviderTimeoutError`.
         The response is always closed, so the pool stays healthy."""
         started = time.monotonic()
-        holder: list[httpx.Response] = []
+        holder: list[httpx.Response | StreamedResponse] = []
 
         async def attempt(remaining: float) -> None:
             request = self._request(method, path, json_body, params, remaining)
