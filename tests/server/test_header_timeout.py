@@ -96,6 +96,32 @@ def test_a_complete_head_is_served_then_kept_alive(slow_headed: ThreadGateway) -
     assert first.status_code == second.status_code == 200
 
 
+def test_a_head_sent_in_parts_within_the_bound_is_served(slow_headed: ThreadGateway) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    with connect(slow_headed.url) as conn:
+        conn.sendall(head[:20])
+        time.sleep(HEADER_TIMEOUT / 5)
+        conn.sendall(head[20:])
+        reply = read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
+
+
+def test_a_stalled_head_on_a_kept_alive_connection_gets_408(slow_headed: ThreadGateway) -> None:
+    """After a first request served whole (no timer armed for its head), the
+    second request's half head is still bounded."""
+    with connect(slow_headed.url) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        conn.settimeout(HANG)
+        first = conn.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        conn.sendall(HALF_HEAD)
+        started = time.monotonic()
+        reply = read_until_closed(conn)
+        waited = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert waited < HANG
+
+
 def test_orchestrator_serve_bounds_request_heads(tmp_path: Path, upstream: OpenAIServer) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(config_text([model_table("mini", upstream.url)], SETTINGS))

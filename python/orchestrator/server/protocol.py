@@ -5,11 +5,13 @@ body (``request_timeout``), but nothing bounds the time between a
 connection's first byte (or its opening) and the end of a request's headers:
 a client that sends half a head and stalls, or trickles one byte at a time
 (slowloris), holds a connection and its file descriptor forever. This
-protocol arms one timer when a connection opens and when a request begins,
-cancels it when the headers are complete, and when it fires answers 408 and
-closes the connection. The bound is ``[server] header_timeout``, handed over
-in the lifespan state (:data:`~orchestrator.server.settings.HEADER_TIMEOUT_STATE`),
-so every connection of a worker uses its configuration. Only ``orchestrator
+protocol arms one timer when a connection opens, and when bytes received
+leave a request's head unfinished; it cancels it when the headers are
+complete, and when it fires answers 408 and closes the connection. A head
+that arrives whole in one read (nearly every request) arms no timer. The
+bound is ``[server] header_timeout``, handed over in the lifespan state
+(:data:`~orchestrator.server.settings.HEADER_TIMEOUT_STATE`), so every
+connection of a worker uses its configuration. Only ``orchestrator
 serve`` loads this module (it needs uvicorn, the ``[server]`` extra).
 
 It also sends a response's head together with its first body bytes.
@@ -64,6 +66,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         published = self.app_state.get(HEADER_TIMEOUT_STATE, _DEFAULT_HEADER_TIMEOUT)
         self.header_timeout = float(published)
         self._head_timer: Optional[asyncio.TimerHandle] = None
+        #: A request has begun and its headers are not all here yet.
+        self._in_head = False
         #: The watch of the newest request (``self.cycle``'s), as uvicorn
         #: tells only that cycle of a lost connection.
         self._watch: Optional[_DisconnectWatch] = None
@@ -79,12 +83,17 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if watch is not None:
             watch.lose()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._head_timer is None:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and self._head_timer is None:  # the bound counts from here
             self._arm()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._disarm()
         previous = self.cycle
         super().on_headers_complete()
@@ -98,12 +107,6 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().on_message_complete()
         if self._watch is not None:  # the newest request's body is all here
             self._watch.received = True
-
-    def on_response_complete(self) -> None:
-        # uvicorn's keep-alive timer bounds the idle time until the next
-        # request; its first byte re-arms the head timer (on_message_begin).
-        self._disarm()
-        super().on_response_complete()
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
