@@ -57,7 +57,7 @@ def chat_messages(prompt: Any) -> list[dict[str, Any]]:
             raise ValueError("messages must not be empty")
         out: list[dict[str, Any]] = []
         for i, msg in enumerate(prompt):
-            if not isinstance(msg, Mapping) or "role" not in msg or "content" not in msg:
+            if not isinstance(msg, (dict, Mapping)) or "role" not in msg or "content" not in msg:
                 raise TypeError(f"message {i} must be a dict with 'role' and 'content'")
             out.append(dict(msg))
         return out
@@ -232,6 +232,8 @@ class HTTPModel(Model):
         if validate_model is None:
             validate_model = self.echoes_model_name or self.is_official_endpoint
         self.validate_model = validate_model
+        #: The last ``(model_id, answered name)`` that :meth:`_check_model` accepted.
+        self._accepted_answer: tuple[str, object] = ("", None)
         self._api_key: Optional[Secret] = Secret(api_key) if api_key else None
         self._env_keys: dict[str, Secret] = {}
         self._transport = Transport(
@@ -299,9 +301,12 @@ class HTTPModel(Model):
         """Raise :class:`MalformedResponseError` if the wire says another model
         answered and this endpoint is one that echoes names (``validate_model``);
         elsewhere a mismatch is only logged at DEBUG."""
-        if answered is None:
+        if answered is None or (self.model_id, answered) == self._accepted_answer:
             return
         if isinstance(answered, str) and same_model(self.model_id, answered):
+            # Every chunk of a stream, and every answer after, names the same
+            # model: compared once, then matched as it was.
+            self._accepted_answer = (self.model_id, answered)
             return
         if not self.validate_model:
             logger.debug(
