@@ -249,3 +249,15 @@ def test_constraints_objects_are_strict_too(registry: ModelRegistry) -> None:
         registry.select_model(
             capabilities=["chat"], constraints=ModelConstraints(capabilities=["chat"])
         )
+
+
+async def test_constraints_of_another_type_are_refused_by_name(registry: ModelRegistry) -> None:
+    """At selection, and where a call selects for itself (generate's and
+    stream's path), a ``constraints`` that is not a ``ModelConstraints``."""
+    bad: Any = {"capabilities": ["chat"]}
+    with pytest.raises(TypeError, match="invalid constraints: expected ModelConstraints"):
+        registry.select_model(constraints=bad)
+    with pytest.raises(TypeError, match="invalid constraints: expected ModelConstraints"):
+        registry.select_for_call(bad)
+    with pytest.raises(TypeError, match="invalid constraints: expected ModelConstraints"):
+        await registry.generate("Hello", constraints=bad)

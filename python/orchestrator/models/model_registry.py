@@ -625,7 +625,7 @@ class ModelRegistry:
                 willingness_to_pay=willingness_to_pay,
             )
             return model, None
-        request = self._request(None, None, None, None, None, None, None, constraints)
+        request = _request_of(constraints)
         model, request_id = self._core.select_held(
             request, prompt=prompt, embedding=embedding, willingness_to_pay=willingness_to_pay
         )
@@ -663,13 +663,12 @@ class ModelRegistry:
                 alias=alias,
                 tenant=tenant,
             )
-        if not isinstance(constraints, ModelConstraints):
-            raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
+        request = _request_of(constraints)
         given = (capabilities, max_cost, min_speed, context_length, exclude_models)
         extra = (input_tokens, output_tokens, tags, alias, session_id, tenant)
         if any(v is not None for v in (*given, *extra)):
             raise TypeError("pass either constraints or the individual keyword arguments")
-        return constraints.request()
+        return request
 
     def select(
         self,
@@ -1390,3 +1389,10 @@ class ModelRegistry:
             fallbacks=fallbacks,
             **kwargs,
         )
+
+
+def _request_of(constraints: object) -> _core.Request:
+    """``constraints`` (a :class:`ModelConstraints`) as the core's typed request."""
+    if not isinstance(constraints, ModelConstraints):
+        raise TypeError(f"invalid constraints: expected ModelConstraints, got {constraints!r}")
+    return constraints.request()

@@ -95,7 +95,7 @@ def names_rate_limits(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether any header is named ``*ratelimit*``, as every header that
     :func:`rate_limits_of` reads is: most responses of most providers have
     none, which one pass over the raw names tells."""
-    return any(b"ratelimit" in name.lower() for name, _ in raw_headers)
+    return b"ratelimit" in b"\n".join([name for name, _ in raw_headers]).lower()
 
 
 def rate_limits_of(headers: httpx.Headers, now: Optional[float] = None) -> ReportedLimits:
