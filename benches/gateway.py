@@ -11,7 +11,8 @@ request rates (``-q``, with latency correction, so a slow server cannot hide
 its queueing) and reports percentiles; the added latency of a gateway is its
 percentile minus the direct one at the same rate. Then, with two workers
 each, the highest rate each gateway sustains with < 1% errors, and the time
-to the first streamed byte (sequential streamed requests, HTTP keep-alive).
+to the first streamed byte (blocks of sequential streamed requests, HTTP keep-alive, in
+rounds: direct and every gateway back to back in each).
 
 Needs ``oha`` (``cargo install oha``) and ``redis-server`` (the two gateway
 workers share state through it); LiteLLM's proxy runs when ``litellm[proxy]``
@@ -427,7 +428,7 @@ def main() -> None:
         else [100, 250, 500, 750, 1000, 1500, 2000, 3000]
     )
     runs: list[Run] = []
-    ttfb: dict[str, dict[str, float]] = {}
+    ttfb: dict[str, dict[str, Any]] = {}
     litellm, litellm_found = litellm_command(options.litellm)
     sys.stderr.write(f"{litellm_found}{'' if litellm else ': left out'}\n")
     started = time.time()
@@ -471,15 +472,15 @@ def main() -> None:
                         run.round = round_
                     runs += measured
             count = 100 if options.quick else 300
-            ttfb_raw = {"direct": first_byte_ms(direct, None, "gpt-4o-mini", count)}
-            for name, model in gateways.items():
-                ttfb_raw[name] = first_byte_ms(chat[f"{name}-1"], GATEWAY_KEY, model, count)
-            for name, values in ttfb_raw.items():
-                ttfb[name] = {
-                    "p50_ms": statistics.median(values),
-                    "p99_ms": statistics.quantiles(values, n=100)[98],
-                    "load_average": os.getloadavg()[0],
-                }
+            blocks: dict[str, list[FirstBytes]] = {"direct": [], **{name: [] for name in gateways}}
+            for _ in range(options.rounds):  # interleaved, as the latency runs are
+                blocks["direct"].append(
+                    FirstBytes.of(first_byte_ms(direct, None, "gpt-4o-mini", count))
+                )
+                for name, model in gateways.items():
+                    times = first_byte_ms(chat[f"{name}-1"], GATEWAY_KEY, model, count)
+                    blocks[name].append(FirstBytes.of(times))
+            ttfb = {name: FirstBytes.summary(measured) for name, measured in blocks.items()}
             ceiling_workers = {"orchestrator": 2, "litellm": options.litellm_workers}
             for name in gateways:
                 workers = ceiling_workers[name]
@@ -510,9 +511,31 @@ def main() -> None:
     sys.stdout.write(markdown)
 
 
-def summarise(
-    runs: list[Run], ttfb: dict[str, dict[str, float]], rates: list[int]
-) -> dict[str, Any]:
+@dataclass
+class FirstBytes:
+    """One block of sequential requests' time to the first body byte."""
+
+    p50_ms: float
+    p99_ms: float
+    load_average: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> FirstBytes:
+        p99 = statistics.quantiles(values, n=100)[98]
+        return cls(statistics.median(values), p99, os.getloadavg()[0])
+
+    @staticmethod
+    def summary(blocks: list[FirstBytes]) -> dict[str, Any]:
+        """The medians over a target's blocks, with each block's P50."""
+        return {
+            "p50_ms": statistics.median(b.p50_ms for b in blocks),
+            "p99_ms": statistics.median(b.p99_ms for b in blocks),
+            "load_average": statistics.median(b.load_average for b in blocks),
+            "p50_by_round_ms": [b.p50_ms for b in blocks],
+        }
+
+
+def summarise(runs: list[Run], ttfb: dict[str, dict[str, Any]], rates: list[int]) -> dict[str, Any]:
     """Added latency per rate, the highest sustained rates, time to first byte."""
     latency = [r for r in runs if not r.ceiling]
     by = {(r.target, r.rate, r.round): r for r in latency}
@@ -545,14 +568,20 @@ def summarise(
         ok = [r.rate for r in searched if r.sustained]
         ceilings[target] = {"rps": max(ok) if ok else 0, "workers": searched[0].workers}
     first = dict(ttfb)
+    first_added = {
+        t: [
+            block - base
+            for block, base in zip(first[t]["p50_by_round_ms"], first["direct"]["p50_by_round_ms"])
+        ]
+        for t in gateways
+    }
     return {
         "runs": [asdict(r) for r in runs],
         "added_latency": added,
         "highest_sustained_rps": ceilings,
         "first_byte": first,
-        "first_byte_added_p50_ms": {
-            t: first[t]["p50_ms"] - first["direct"]["p50_ms"] for t in gateways
-        },
+        "first_byte_added_p50_ms": {t: statistics.median(v) for t, v in first_added.items()},
+        "first_byte_added_by_round_ms": first_added,
     }
 
 
@@ -648,13 +677,22 @@ def render(report: dict[str, Any]) -> str:
     )
     first = report["first_byte"]
     rows = [
-        [name, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", f"{v['load_average']:.1f}"]
+        [
+            name,
+            _with_rounds(v["p50_ms"], v.get("p50_by_round_ms", [])),
+            f"{v['p99_ms']:.2f}",
+            f"{v['load_average']:.1f}",
+        ]
         for name, v in first.items()
     ]
     out += [_table(rows, ["first streamed byte", "P50 (ms)", "P99 (ms)", "load avg"]), ""]
     added = report["first_byte_added_p50_ms"]
+    by_round = report.get("first_byte_added_by_round_ms", {})
     out.append(
-        "First byte added, P50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in added.items()) + "\n"
+        "First byte added, P50 (the median over rounds of each round's gateway block minus its "
+        "direct block): "
+        + ", ".join(f"{k} {_with_rounds(v, by_round.get(k, []))} ms" for k, v in added.items())
+        + "\n"
     )
     out += [f"Note: {note}\n" for note in report.get("notes", [])]
     return "\n".join(out)
