@@ -376,11 +376,9 @@ def check_prompt(prompt: object) -> None:
                     f"invalid prompt: {part[exc.start : exc.end]!r} at index {exc.start} "
                     "is not valid Unicode text (a lone surrogate cannot be encoded as UTF-8)"
                 ) from None
-        elif isinstance(part, dict):  # before the Mapping ABC, whose check is slow
-            parts.extend(part.values())
         elif isinstance(part, (list, tuple)):
             parts.extend(part)
-        elif isinstance(part, Mapping):
+        elif isinstance(part, (dict, Mapping)):  # dict first: the Mapping ABC's check is slow
             parts.extend(part.values())
 
 

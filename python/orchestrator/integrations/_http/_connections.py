@@ -30,7 +30,7 @@ import collections
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import httptools
@@ -60,17 +60,15 @@ class PreparedRequest:
     timeouts: Timeouts
 
 
+@dataclass(slots=True)
 class PooledResponse:
     """A response from one of the pool's connections: its status and raw
     headers, with the :class:`httpx.Headers` view made only when asked for
     (an answer whose headers nobody reads costs no header objects)."""
 
-    __slots__ = ("_headers", "raw_headers", "status_code")
-
-    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
-        self.status_code = status_code
-        self.raw_headers = raw_headers
-        self._headers: Optional[httpx.Headers] = None
+    status_code: int
+    raw_headers: list[tuple[bytes, bytes]]
+    _headers: Optional[httpx.Headers] = field(default=None, init=False, repr=False)
 
     @property
     def headers(self) -> httpx.Headers:
@@ -79,34 +77,21 @@ class PooledResponse:
         return self._headers
 
 
+@dataclass(slots=True)
 class WholeResponse(PooledResponse):
     """A response read to its end: status, headers and (decoded) body,
     without the machinery of a streaming :class:`httpx.Response`."""
 
-    __slots__ = ("content",)
-
-    def __init__(
-        self, status_code: int, raw_headers: list[tuple[bytes, bytes]], content: bytes
-    ) -> None:
-        super().__init__(status_code, raw_headers)
-        self.content = content
+    content: bytes
 
 
+@dataclass(slots=True)
 class StreamedResponse(PooledResponse):
-    """A response whose body is still to come on its connection, with no
-    content encoding to undo: ``chunks()`` yields the body as it arrives,
-    ``aclose()`` releases the connection (read to its end or not)."""
+    """A response whose ``body`` is still to come on its connection, with no
+    content encoding to undo; ``aclose()`` releases the connection (read to
+    its end or not)."""
 
-    __slots__ = ("body",)
-
-    def __init__(
-        self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: ConnectionBody
-    ) -> None:
-        super().__init__(status_code, raw_headers)
-        self.body = body
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self.body.chunks()
+    body: ConnectionBody
 
     async def aread(self) -> bytes:
         return (await self.body.read_whole()).content

@@ -92,7 +92,7 @@ def _lines_of(response: httpx.Response | StreamedResponse) -> AsyncIterator[str]
     from one of the pool's own connections when nothing is to be decoded,
     past httpx's byte iterators; else from httpx's decoded bytes."""
     if isinstance(response, StreamedResponse):
-        return split_lines(response.chunks())
+        return split_lines(response.body.chunks())
     if isinstance(response.stream, ConnectionBody) and "content-encoding" not in response.headers:
         return split_lines(response.stream)
     return split_lines(response.aiter_bytes())
