@@ -4,9 +4,12 @@
     python benches/gateway.py --quick         # shorter runs, fewer rates
 
 One upstream (``benches/gateway_upstream.py``: a fixed OpenAI answer after a
-fixed delay) is reached three ways, back to back in one run: (a) directly,
+fixed delay) is reached four ways, back to back in one run: (a) directly,
 (b) through ``orchestrator serve``, (c) through LiteLLM's proxy (same
-upstream, one deployment, simple routing). ``oha`` drives each at fixed
+upstream, one deployment, simple routing), and (d) through the floor
+(``benches/gateway_floor.py``: a pass-through proxy on the gateway's own
+server stack and connection pool with none of its logic, which shows what
+the stack alone adds on this machine). ``oha`` drives each at fixed
 request rates (``-q``, with latency correction, so a slow server cannot hide
 its queueing) and reports percentiles; the added latency of a gateway is its
 percentile minus the direct one at the same rate. Then, with two workers
@@ -366,6 +369,11 @@ class Bench:
                 env,
             )
             urls[f"orchestrator-{workers}"] = f"http://127.0.0.1:{port}"
+            if workers == 1:
+                port = free_port()
+                floor = [sys.executable, str(BENCH_DIR / "gateway_floor.py"), str(port)]
+                commands["floor-1"] = ([*floor, self.upstream_url, UPSTREAM_KEY], "/healthz", {})
+                urls["floor-1"] = f"http://127.0.0.1:{port}"
             if litellm is None or (workers > 1 and litellm_workers == 1):
                 continue
             port = free_port()
@@ -459,11 +467,13 @@ def main() -> None:
             direct = f"{urls['upstream']}/v1/chat/completions"
             chat = {name: f"{url}/v1/chat/completions" for name, url in urls.items()}
             gateways = {"orchestrator": "auto", **({"litellm": "bench"} if litellm else {})}
+            #: Measured for latency and first byte; the floor has no ceiling run.
+            relays = {**gateways, "floor": "gpt-4o-mini"}
             for round_ in range(options.rounds):  # interleaved: the machine's load hits all alike
                 for rate in latency_rates:
                     upstream = bench.pids["upstream"]
                     measured = [oha(direct, rate, seconds, None, "direct", 1, upstream)]
-                    for name in gateways:
+                    for name in relays:
                         served = chat[f"{name}-1"], bench.pids[f"{name}-1"]
                         measured.append(
                             oha(served[0], rate, seconds, GATEWAY_KEY, name, 1, served[1])
@@ -472,12 +482,12 @@ def main() -> None:
                         run.round = round_
                     runs += measured
             count = 100 if options.quick else 300
-            blocks: dict[str, list[FirstBytes]] = {"direct": [], **{name: [] for name in gateways}}
+            blocks: dict[str, list[FirstBytes]] = {"direct": [], **{name: [] for name in relays}}
             for _ in range(options.rounds):  # interleaved, as the latency runs are
                 blocks["direct"].append(
                     FirstBytes.of(first_byte_ms(direct, None, "gpt-4o-mini", count))
                 )
-                for name, model in gateways.items():
+                for name, model in relays.items():
                     times = first_byte_ms(chat[f"{name}-1"], GATEWAY_KEY, model, count)
                     blocks[name].append(FirstBytes.of(times))
             ttfb = {name: FirstBytes.summary(measured) for name, measured in blocks.items()}
@@ -565,8 +575,9 @@ def summarise(runs: list[Run], ttfb: dict[str, dict[str, Any]], rates: list[int]
     ceilings = {}
     for target in gateways:
         searched = [r for r in runs if r.target == target and r.ceiling]
-        ok = [r.rate for r in searched if r.sustained]
-        ceilings[target] = {"rps": max(ok) if ok else 0, "workers": searched[0].workers}
+        if searched:  # the floor has none
+            ok = [r.rate for r in searched if r.sustained]
+            ceilings[target] = {"rps": max(ok) if ok else 0, "workers": searched[0].workers}
     first = dict(ttfb)
     first_added = {
         t: [
