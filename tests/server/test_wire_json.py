@@ -1,5 +1,5 @@
 """The gateway's JSON encoder (orjson, and the standard library for what
-orjson refuses) and its request parser (the standard library, bounded in depth)."""
+orjson refuses) and its request parser (read as the standard library reads it, bounded in depth)."""
 
 from __future__ import annotations
 

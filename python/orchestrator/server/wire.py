@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import orjson
 
+from orchestrator import _json
 from orchestrator.core.model import ModelConstraints, check_capability_names
 from orchestrator.server.errors import bad_request
 
@@ -70,10 +71,10 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object (400 when it is not, or when it
     nests deeper than :data:`MAX_JSON_DEPTH`). A body with at most
     :data:`MAX_JSON_DEPTH` brackets cannot nest deeper, so its depth is
-    walked only past that. (The standard library parses it, not orjson,
-    which reads integers beyond 64 bits as floats.)"""
+    walked only past that. Read as :func:`json.loads` reads it
+    (:func:`orchestrator._json.loads`)."""
     try:
-        data = json.loads(body)
+        data = _json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("body", f"the request body is not valid JSON: {exc}") from None
     except RecursionError:  # deeper than the interpreter's stack: far beyond the bound

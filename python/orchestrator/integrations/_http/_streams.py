@@ -4,12 +4,12 @@ before its end marker, :class:`MalformedResponseError` on a malformed event
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from orchestrator import _json
 from orchestrator._secrets import redact
 from orchestrator.errors import MalformedResponseError, StreamCutError
 
@@ -95,7 +95,7 @@ async def iter_sse_json(
             if sentinel is not None and ev.data.strip() == sentinel:
                 return
             try:
-                payload = json.loads(ev.data)
+                payload = _json.loads(ev.data)
             except ValueError:
                 raise MalformedResponseError(
                     redact(f"malformed stream event {ev.event!r}: {ev.data[:120]!r}"), model=model
@@ -116,7 +116,7 @@ async def iter_ndjson(
         if not line:
             continue
         try:
-            payload = json.loads(line)
+            payload = _json.loads(line)
         except ValueError:
             raise MalformedResponseError(
                 redact(f"malformed stream line: {line[:120]!r}"), model=model

@@ -24,6 +24,7 @@ from typing import Any, Optional, TypeVar
 
 import httpx
 
+from orchestrator import _json
 from orchestrator._secrets import redact, scrub_exception
 from orchestrator.core.rate_limits import ReportedLimits
 from orchestrator.core.waits import caller_waits
@@ -319,7 +320,7 @@ class Transport:
 
     def _status_error(self, response: httpx.Response | PooledResponse, body: bytes) -> ModelError:
         try:
-            decoded: Any = json.loads(body) if body else None
+            decoded: Any = _json.loads(body) if body else None
         except ValueError:
             decoded = None
         detail = self.parse_error(decoded)
@@ -414,7 +415,7 @@ class Transport:
             if response.status_code >= 400:
                 raise self._status_error(response, body)
             try:
-                decoded = json.loads(body)
+                decoded = _json.loads(body)
             except ValueError:
                 raise MalformedResponseError(
                     redact(f"invalid JSON in response to {method} {path}: {body[:80]!r}"),
