@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -79,11 +80,24 @@ def test_any_document_reads_as_the_standard_library_reads_it(value: Any, ascii_o
         '{"a": 1, "a": 2}',
         '{"text": "phone 0123456789012345678 in a prompt"}',
         "  [ ]  ",
+        "[1e-400, -1e-400, 4.9e-324, 2.5e-324, 1.7976931348623159e308]",
+        '"\\ud83d\\ude00 \\u00e9 \\/ \u2028"',
+        '"a\tb"',  # a raw control character in a string
+        "[1,]",
+        "1.",
+        ".5",
+        "+1",
     ],
 )
 def test_the_edges_orjson_reads_otherwise_read_as_the_standard_library(document: str) -> None:
-    assert same(_json.loads(document), json.loads(document))
-    assert same(_json.loads(document.encode()), json.loads(document.encode()))
+    for form in (document, document.encode()):
+        try:
+            expected = json.loads(form)
+        except ValueError as error:
+            with pytest.raises(type(error), match=re.escape(str(error))):
+                _json.loads(form)
+        else:
+            assert same(_json.loads(form), expected)
 
 
 @pytest.mark.parametrize(
