@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from gateway_upstream import read_body
 from orchestrator.integrations._http._connections import (
     ConnectionPool,
     PreparedRequest,
@@ -66,12 +67,7 @@ class Floor:
         if scope["path"] == "/healthz":
             await _answer(send, 200, b"text/plain", b"ok")
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         request = PreparedRequest(self._pool, "POST", self._origin, self._head, body, _TIMEOUTS)
         response = await self._pool.send_prepared(request)
         if not isinstance(response, StreamedResponse):  # content-encoded: the benchmark's is not

@@ -63,6 +63,16 @@ _REST = (
 )
 
 
+async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
+    """An ASGI request's whole body."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 def make_app(delay: float) -> Callable[..., Awaitable[None]]:
     """The upstream: ``delay`` seconds, then the fixed answer."""
 
@@ -73,12 +83,7 @@ def make_app(delay: float) -> Callable[..., Awaitable[None]]:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         if scope["path"].endswith("/models"):
             await send(
                 {
