@@ -5,6 +5,7 @@ in time is served, on a fresh and on a kept-alive connection."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -14,7 +15,13 @@ import httpx
 import pytest
 
 from orchestrator.server.settings import ServerSettings
-from tests.server.harness import ThreadGateway, config_text, model_table, serve_process
+from tests.server.harness import (
+    UPSTREAM_KEY,
+    ThreadGateway,
+    config_text,
+    model_table,
+    serve_process,
+)
 from tests.servers import OpenAIServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -120,6 +127,52 @@ def test_a_stalled_head_on_a_kept_alive_connection_gets_408(slow_headed: ThreadG
         waited = time.monotonic() - started
     assert reply.startswith(b"HTTP/1.1 408 "), reply
     assert waited < HANG
+
+
+def test_a_stray_crlf_on_a_kept_alive_connection_is_bounded_too(slow_headed: ThreadGateway) -> None:
+    """A CRLF after a response begins no request (the parser skips it) but
+    stops uvicorn's keep-alive timer: the head bound closes the connection."""
+    with connect(slow_headed.url) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        conn.settimeout(HANG)
+        first = conn.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        conn.sendall(b"\r\n")
+        reply = read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+
+
+@pytest.fixture
+def slow_upstream() -> Iterator[ThreadGateway]:
+    """A gateway whose model answers after 2 s, four head bounds."""
+    slow = OpenAIServer(api_key=UPSTREAM_KEY, answer_delay=4 * HEADER_TIMEOUT)
+    slow.start()
+    try:
+        with ThreadGateway(config_text([model_table("mini", slow.url)], SETTINGS)) as gateway:
+            yield gateway
+    finally:
+        slow.stop()
+
+
+def test_a_stalled_pipelined_head_waits_for_the_response_in_flight(
+    slow_upstream: ThreadGateway,
+) -> None:
+    """A whole chat request, then half of a pipelined one that stalls: the
+    head bound passes while the first answer is still coming, and its 408
+    follows that answer instead of landing before or inside it."""
+    body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "Hi"}]})
+    chat = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body.encode())
+    )
+    with connect(slow_upstream.url) as conn:
+        conn.sendall(chat + HALF_HEAD)
+        reply = read_until_closed(conn)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    answer, _, after = reply.partition(b"\r\n\r\n")
+    assert b'"chat.completion"' in after
+    assert after.count(b"HTTP/1.1 408 ") == 1 and b"HTTP/1.1 408 " not in answer
 
 
 def test_orchestrator_serve_bounds_request_heads(tmp_path: Path, upstream: OpenAIServer) -> None:

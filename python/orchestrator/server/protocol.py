@@ -6,8 +6,10 @@ connection's first byte (or its opening) and the end of a request's headers:
 a client that sends half a head and stalls, or trickles one byte at a time
 (slowloris), holds a connection and its file descriptor forever. This
 protocol arms one timer when a connection opens, and when bytes received
-leave a request's head unfinished; it cancels it when the headers are
-complete, and when it fires answers 408 and closes the connection. A head
+leave a request's head unfinished, or arrive on an idle connection without
+starting a request (a stray CRLF stops uvicorn's keep-alive timer); it
+cancels it when the headers are complete, and when it fires answers 408
+and closes the connection (after the response in flight, if one is). A head
 that arrives whole in one read (nearly every request) arms no timer. The
 bound is ``[server] header_timeout``, handed over in the lifespan state
 (:data:`~orchestrator.server.settings.HEADER_TIMEOUT_STATE`), so every
@@ -85,8 +87,18 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._in_head and self._head_timer is None:  # the bound counts from here
-            self._arm()
+        if self._head_timer is None and (self._in_head or self._idle()):
+            self._arm()  # the bound counts from here
+
+    def _idle(self) -> bool:
+        """No request in progress and no keep-alive timer: bytes arrived that
+        began no request (a stray CRLF, which uvicorn's timer stopped for),
+        so only the head bound is left to close the connection."""
+        return (
+            (self.cycle is None or self.cycle.response_complete)
+            and self.timeout_keep_alive_task is None
+            and not self.transport.is_closing()
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -119,6 +131,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head waits behind a response still being sent (a
+            # 408 now would land inside it): looked at again one bound later.
+            self._arm()
             return
         logger.info(
             "closing a connection from %s: no complete request head within %gs",
