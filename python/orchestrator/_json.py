@@ -9,7 +9,11 @@ escapes of lone surrogates, numbers too large for a double, text in UTF-16
 or UTF-32. :func:`loads` gives orjson no document holding a run of 19
 digits (where an integer might not fit in 64 bits), and hands whatever
 orjson refuses to the standard library. So every document reads as
-``json.loads`` reads it, and invalid JSON raises its errors.
+``json.loads`` reads it, and invalid JSON raises its errors, with one
+difference: a document nested deeper than the interpreter's stack lets
+``json.loads`` go (``RecursionError``, from about 1,000 levels) but within
+orjson's 1,024 levels is read, as ``json.loads`` reads it with a higher
+recursion limit.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
 
 
-def loads(document: Union[bytes, str]) -> Any:
+def loads(document: Union[bytes, bytearray, str]) -> Any:
     """``json.loads(document)``, through orjson wherever its result is the same.
 
     Raises:
@@ -35,10 +39,10 @@ def loads(document: Union[bytes, str]) -> Any:
         RecursionError: nesting deeper than the interpreter's stack, as
             :func:`json.loads` raises it.
     """
-    if isinstance(document, bytes):
-        fits = _LONG_DIGITS.search(document) is None
-    else:
+    if isinstance(document, str):
         fits = _LONG_DIGITS_TEXT.search(document) is None
+    else:
+        fits = _LONG_DIGITS.search(document) is None
     if fits:
         try:
             return orjson.loads(document)

@@ -136,3 +136,21 @@ def test_nesting_beyond_the_stack_raises_as_the_standard_library_does() -> None:
         json.loads(document)
     with pytest.raises(RecursionError):
         _json.loads(document)
+
+
+@pytest.mark.parametrize("depth", [1_000, 1_024])
+def test_nesting_the_standard_library_has_no_stack_for_is_read_within_orjsons_bound(
+    depth: int,
+) -> None:
+    """The one documented difference: ``json.loads`` may run out of stack
+    here (about 1,000 levels); the document is read, as it is with a higher
+    recursion limit."""
+    value = _json.loads(b"[" * depth + b"]" * depth)
+    for _ in range(depth - 1):
+        (value,) = value
+    assert value == []
+
+
+def test_a_bytearray_reads_as_json_loads_reads_it() -> None:
+    for document in (bytearray(b'{"a": 1}'), bytearray(b'{"big": 123456789012345678901}')):
+        assert same(_json.loads(document), json.loads(document))
