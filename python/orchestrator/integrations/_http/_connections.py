@@ -42,6 +42,8 @@ HIGH_WATER = 256 * 1024
 MAX_HEAD_BYTES = 100 * 1024
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 Origin = tuple[bytes, bytes, int]
+#: httpx's ``connect``/``read``/``write``/``pool`` seconds, and ``deadline``:
+#: the ``time.monotonic()`` by which the response must have arrived whole.
 Timeouts = dict[str, Optional[float]]
 
 
@@ -183,6 +185,9 @@ class Connection(asyncio.Protocol):
         self._head_only = False
         #: The server sent more than the one response asked for.
         self._surplus = False
+        #: The server answered before the request's streamed body was all
+        #: written: the server still reads the rest, so the connection is done.
+        self._body_unsent = False
 
     # ----- asyncio.Protocol -------------------------------------------------------
 
@@ -200,7 +205,8 @@ class Connection(asyncio.Protocol):
                 data = self._feed_head(data)
             if data:
                 self._feed_body(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # An upgrade (101) pauses the parser; the request failed already.
             self._fail(httpx.RemoteProtocolError(f"invalid HTTP response: {exc}"))
 
     def _feed_head(self, data: bytes) -> bytes:
@@ -370,14 +376,20 @@ class Connection(asyncio.Protocol):
         else:  # a streamed body, framed as its headers say
             transport.write(head)
             chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+            whole = True
             async for part in request.stream:  # type: ignore[union-attr]
                 if self._headers_done or self.closed:
-                    break  # the server answered (or hung up) before taking the whole body
+                    whole = False  # the server answered (or hung up) before taking it all
+                    break
                 if part:
                     transport.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
                     await self._drained(timeouts.get("write"))
-            if chunked and not (self._headers_done or self.closed):
-                transport.write(b"0\r\n\r\n")
+            if chunked and whole:
+                if self._headers_done or self.closed:
+                    whole = False
+                else:
+                    transport.write(b"0\r\n\r\n")
+            self._body_unsent = not whole
         await self._drained(timeouts.get("write"))
         await _within(head_arrived, timeouts.get("read"), httpx.ReadTimeout)
 
@@ -431,14 +443,23 @@ class Connection(asyncio.Protocol):
                 self.transport.resume_reading()
         return chunk
 
-    async def _arrival(self, read_timeout: Optional[float]) -> None:
-        """Wait for more of the body (or its end) within ``read_timeout``."""
+    async def _arrival(self, read_timeout: Optional[float], deadline: Optional[float]) -> None:
+        """Wait for more of the body (or its end) within ``read_timeout``,
+        and before ``deadline`` (``time.monotonic()``), which bounds a body
+        that trickles in, each read in time."""
         if self._error is not None:
             raise self._error
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpx.ReadTimeout("the deadline passed while the response was arriving")
+            read_timeout = left if read_timeout is None else min(read_timeout, left)
         self._wake = asyncio.get_running_loop().create_future()
         await _within(self._wake, read_timeout, httpx.ReadTimeout)
 
-    async def body(self, read_timeout: Optional[float]) -> AsyncIterator[bytes]:
+    async def body(
+        self, read_timeout: Optional[float], deadline: Optional[float]
+    ) -> AsyncIterator[bytes]:
         """The response body as it arrives."""
         while True:
             if self._chunks:
@@ -446,17 +467,18 @@ class Connection(asyncio.Protocol):
             elif self._complete:
                 return
             else:
-                await self._arrival(read_timeout)
+                await self._arrival(read_timeout, deadline)
 
-    async def read_body(self, read_timeout: Optional[float]) -> bytes:
-        """The whole response body, each chunk within ``read_timeout`` of the last."""
+    async def read_body(self, read_timeout: Optional[float], deadline: Optional[float]) -> bytes:
+        """The whole response body, each chunk within ``read_timeout`` of the
+        last, all of it before ``deadline``."""
         parts = []
         while True:
             while self._chunks:
                 parts.append(self._take())
             if self._complete:
                 return b"".join(parts)
-            await self._arrival(read_timeout)
+            await self._arrival(read_timeout, deadline)
 
     def finished(self) -> bool:
         """Whether the response was read to its end and the connection may carry another."""
@@ -466,6 +488,7 @@ class Connection(asyncio.Protocol):
             and not self.closed
             and self._error is None
             and self._keep_alive
+            and not self._body_unsent
         )
 
 
@@ -477,15 +500,17 @@ def _resolve(waiter: Optional[asyncio.Future[None]]) -> None:
 class ConnectionBody(httpx.AsyncByteStream):
     """A response's body; closing it releases its connection to the pool."""
 
-    def __init__(self, pool: ConnectionPool, connection: Connection, read: Optional[float]) -> None:
+    def __init__(self, pool: ConnectionPool, connection: Connection, timeouts: Timeouts) -> None:
         self._pool = pool
         self._connection = connection
-        self._read = read
+        self._read = timeouts.get("read")
+        #: ``time.monotonic()`` by which the whole body must have arrived.
+        self._deadline = timeouts.get("deadline")
         self._released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._connection.body(self._read):
+            async for chunk in self._connection.body(self._read, self._deadline):
                 yield chunk
         except BaseException:
             await self.aclose()
@@ -498,7 +523,7 @@ class ConnectionBody(httpx.AsyncByteStream):
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, straight from the connection (the
         caller closes this body, which releases the connection)."""
-        return self._connection.body(self._read)
+        return self._connection.body(self._read, self._deadline)
 
     def streamed_response(self) -> httpx.Response | StreamedResponse:
         """The response that streams this body, past httpx when it can."""
@@ -508,7 +533,7 @@ class ConnectionBody(httpx.AsyncByteStream):
         """The response read to its end, its connection released: one loop
         over the received chunks, past httpx's layered byte iterators."""
         try:
-            body = await self._connection.read_body(self._read)
+            body = await self._connection.read_body(self._read, self._deadline)
         finally:
             await self.aclose()
         return self._connection.whole_response(body)
@@ -590,7 +615,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             connection.close()
             self._forget(connection)
             raise
-        return ConnectionBody(self, connection, timeouts.get("read"))
+        return ConnectionBody(self, connection, timeouts)
 
     async def _acquire(self, origin: Origin, timeouts: Timeouts) -> Connection:
         """The newest reusable idle connection to ``origin``, else a new one

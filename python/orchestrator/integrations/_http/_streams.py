@@ -15,27 +15,47 @@ from orchestrator.errors import MalformedResponseError, StreamCutError
 
 EndPredicate = Callable[[Any], bool]
 
+#: The longest line of a stream (an event's data line, an NDJSON object):
+#: longer, and the stream is malformed rather than held in memory unbounded.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
 
 async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
     """The lines of an event stream or NDJSON body, ended as both formats
     end them: LF, CRLF or CR (a CR closing a chunk waits for the next, which
     may begin with its LF), never at other characters ``str.splitlines``
     breaks at, such as U+2028 inside a JSON string. Each line is decoded as
-    UTF-8, which both formats are, undecodable bytes becoming U+FFFD."""
-    pending = b""
+    UTF-8, which both formats are, undecodable bytes becoming U+FFFD.
+
+    A line arriving over many chunks is joined once, when it ends (linear in
+    its length). Raises :class:`MalformedResponseError` for a line over
+    :data:`MAX_LINE_BYTES`."""
+    parts: list[bytes] = []  # the line not ended yet, without line breaks
+    size = 0
+    held = False  # the last chunk ended with a CR, whose LF may open the next
     async for chunk in chunks:
-        data = pending + chunk if pending else chunk
-        held = b"\r" if data.endswith(b"\r") else b""
+        if not held and b"\n" not in chunk and b"\r" not in chunk:
+            if chunk:
+                parts.append(chunk)
+                size += len(chunk)
+            if size > MAX_LINE_BYTES:
+                raise MalformedResponseError(f"a stream line is over {MAX_LINE_BYTES} bytes")
+            continue
+        data = b"".join((*parts, b"\r" if held else b"", chunk)) if parts or held else chunk
+        held = data.endswith(b"\r")
         if held:
             data = data[:-1]
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = data.split(b"\n")
-        pending = lines.pop() + held
+        rest = lines.pop()
+        parts, size = ([rest] if rest else []), len(rest)
+        if size > MAX_LINE_BYTES:
+            raise MalformedResponseError(f"a stream line is over {MAX_LINE_BYTES} bytes")
         for line in lines:
             yield line.decode("utf-8", "replace")
-    if pending:
-        yield pending.removesuffix(b"\r").decode("utf-8", "replace")
+    if parts or held:
+        yield b"".join(parts).decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -96,7 +116,7 @@ async def iter_sse_json(
                 return
             try:
                 payload = _json.loads(ev.data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise MalformedResponseError(
                     redact(f"malformed stream event {ev.event!r}: {ev.data[:120]!r}"), model=model
                 ) from None
@@ -117,7 +137,7 @@ async def iter_ndjson(
             continue
         try:
             payload = _json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedResponseError(
                 redact(f"malformed stream line: {line[:120]!r}"), model=model
             ) from None

@@ -170,13 +170,19 @@ class Transport:
 
     def _timeouts(self, remaining: float) -> dict[str, Optional[float]]:
         """One attempt's timeouts: reading, writing and waiting for a
-        connection within what is left of the deadline; connecting within that too."""
+        connection within what is left of the deadline; connecting within
+        that too; and the deadline itself, which the pool's connections keep
+        for the whole response (a body that trickles in, each read in time,
+        still ends there)."""
         read = max(0.001, min(self.policy.timeout, remaining))
         connect = min(self.policy.connect_timeout, read)
-        return {"connect": connect, "read": read, "write": read, "pool": read}
+        deadline = time.monotonic() + remaining
+        return {"connect": connect, "read": read, "write": read, "pool": read, "deadline": deadline}
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
-        return httpx.Timeout(**self._timeouts(remaining))
+        """httpx's timeouts of a caller's own client (it has no deadline)."""
+        read = max(0.001, min(self.policy.timeout, remaining))
+        return httpx.Timeout(read, connect=min(self.policy.connect_timeout, read))
 
     def _request(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
@@ -321,7 +327,7 @@ class Transport:
     def _status_error(self, response: httpx.Response | PooledResponse, body: bytes) -> ModelError:
         try:
             decoded: Any = _json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             decoded = None
         detail = self.parse_error(decoded)
         if not detail.message and body and decoded is None:
@@ -416,7 +422,7 @@ class Transport:
                 raise self._status_error(response, body)
             try:
                 decoded = _json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise MalformedResponseError(
                     redact(f"invalid JSON in response to {method} {path}: {body[:80]!r}"),
                     model=self.model,
