@@ -17,7 +17,7 @@ from orchestrator.integrations import ClientPool
 from orchestrator.integrations._http import Endpoint, Transport
 from orchestrator.integrations._http._retries import RetryPolicy
 from orchestrator.integrations._http._streams import MAX_LINE_BYTES, split_lines
-from tests.providers.test_http1 import OK, Script, ScriptedServer, scripted
+from tests.providers.test_http1 import OK, Script, ScriptedServer, answering, scripted
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -126,17 +126,8 @@ async def test_an_answer_nested_beyond_the_stack_is_a_typed_error_or_read(depth:
     body = b"[" * depth + b"]" * depth
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
 
-    def script(server: ScriptedServer) -> Script:
-        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(answer)
-            await writer.drain()
-            await reader.read()
-
-        return run
-
     pool = ClientPool()
-    async with scripted(script) as server:
+    async with scripted(answering(answer)) as server:
         transport = Transport(
             Endpoint.parse(server.url), "m", pool=pool, policy=RetryPolicy(max_retries=0)
         )
@@ -157,21 +148,12 @@ async def test_a_101_answer_fails_the_request_and_nothing_else() -> None:
     exception leaves the protocol for the event loop to report."""
     answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n"
 
-    def script(server: ScriptedServer) -> Script:
-        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(answer)
-            await writer.drain()
-            await reader.read()
-
-        return run
-
     loop = asyncio.get_running_loop()
     reported: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
     pool = ClientPool()
     try:
-        async with scripted(script) as server:
+        async with scripted(answering(answer)) as server:
             with pytest.raises(httpx.RemoteProtocolError):
                 await pool.get(server.url).get(server.url)
             await asyncio.sleep(0.1)
