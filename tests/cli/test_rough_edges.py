@@ -257,6 +257,39 @@ def test_ctrl_c_exits_quietly_with_130(
     assert "RuntimeWarning" not in err
 
 
+#: A command's async part, interrupted by a SIGINT that the kernel hands to
+#: another thread than the main one (as it may hand a process's signal to
+#: any thread, numpy's BLAS threads included).
+SIGINT_ON_ANOTHER_THREAD = """
+import asyncio, signal, sys, threading, time
+from orchestrator.cli.context import run
+
+def interrupt_from_here():
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    time.sleep(600)
+
+threading.Thread(target=interrupt_from_here, daemon=True).start()
+try:
+    run(asyncio.sleep(600))
+except KeyboardInterrupt:
+    sys.exit(130 if signal.getsignal(signal.SIGINT) is signal.default_int_handler else 1)
+"""
+
+
+def test_ctrl_c_received_by_another_thread_still_interrupts(cli_env: dict[str, str]) -> None:
+    """The main thread sleeps in the event loop; without the loop's wake-up
+    pipe it would sleep the full 600 s (and this test time out)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGINT_ON_ANOTHER_THREAD],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 130, done.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -1,5 +1,6 @@
 """What commands share: the configuration, the registry built from it, the
-request constraints given as options, and closing what a command opened."""
+request constraints given as options, running their async part, and closing
+what a command opened."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -27,6 +30,46 @@ from orchestrator.core.model import check_capability_names
 from orchestrator.models.model_registry import ModelRegistry
 
 logger = logging.getLogger("orchestrator.cli")
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, with Ctrl-C through the event loop's wake-up pipe.
+
+    ``asyncio.run`` cancels on SIGINT from a Python handler, which runs only
+    when the main thread wakes. The kernel may hand a process's SIGINT to
+    any of its threads (numpy's BLAS threads included): then the loop slept
+    on until its next timer, a silent server's read timeout. A loop signal
+    handler has the signal written to the loop's pipe from whatever thread
+    receives it. The first Ctrl-C cancels ``main`` (which closes what it
+    opened) and raises :class:`KeyboardInterrupt`; a second raises at once.
+    """
+
+    async def interruptible() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(interruptible())
 
 
 def load(require_file: bool = False) -> LoadedConfig:

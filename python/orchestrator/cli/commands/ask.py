@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Optional
@@ -71,7 +70,7 @@ def ask(
         params["max_tokens"] = max_tokens
     if not use_cache:
         params["cache"] = False
-    answer = asyncio.run(_ask(registry, prompt, params, stream, retries, deadline))
+    answer = context.run(_ask(registry, prompt, params, stream, retries, deadline))
     if not answer.text.endswith("\n"):
         console.print()
     for name, why in answer.failed:

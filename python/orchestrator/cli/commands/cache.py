@@ -58,7 +58,7 @@ def cache_stats() -> None:
     """
     cache = configured_cache()
     stats = cache.get_statistics().model_dump()
-    size = asyncio.run(counted(cache))
+    size = context.run(counted(cache))
     if isinstance(size, StoreSize):
         stats.update(entries=size.entries, bytes=size.bytes)
     else:
@@ -87,5 +87,5 @@ def cache_clear() -> None:
     cache = configured_cache()
     result = cache.clear()
     if asyncio.iscoroutine(result):
-        asyncio.run(result)
+        context.run(result)
     console.print("cache cleared")

@@ -54,7 +54,7 @@ def health(
     model is unhealthy.
     """
     registry = context.registry()
-    rows = asyncio.run(_health(registry, probe, timeout))
+    rows = context.run(_health(registry, probe, timeout))
     shown = table("model health", ["model", "provider", "circuit", "probe", "issues"])
     bad = 0
     for name, provider, state, probed, issues in rows:
