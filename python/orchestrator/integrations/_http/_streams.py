@@ -38,22 +38,20 @@ async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str, None]
             if chunk:
                 parts.append(chunk)
                 size += len(chunk)
-            if size > MAX_LINE_BYTES:
-                raise MalformedResponseError(f"a stream line is over {MAX_LINE_BYTES} bytes")
-            continue
-        data = b"".join((*parts, b"\r" if held else b"", chunk)) if parts or held else chunk
-        held = data.endswith(b"\r")
-        if held:
-            data = data[:-1]
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        parts, size = ([rest] if rest else []), len(rest)
+        else:
+            data = b"".join((*parts, b"\r" if held else b"", chunk)) if parts or held else chunk
+            held = data.endswith(b"\r")
+            if held:
+                data = data[:-1]
+            if b"\r" in data:
+                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines = data.split(b"\n")
+            rest = lines.pop()
+            parts, size = ([rest] if rest else []), len(rest)
+            for line in lines:
+                yield line.decode("utf-8", "replace")
         if size > MAX_LINE_BYTES:
             raise MalformedResponseError(f"a stream line is over {MAX_LINE_BYTES} bytes")
-        for line in lines:
-            yield line.decode("utf-8", "replace")
     if parts or held:
         yield b"".join(parts).decode("utf-8", "replace")
 
