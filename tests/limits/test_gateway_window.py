@@ -60,5 +60,6 @@ def test_a_full_window_is_429_with_retry_after_and_nothing_sent(
 def test_a_slot_within_the_request_timeout_is_waited_for(upstream: OpenAIServer) -> None:
     with serving(upstream, request_timeout=30) as gateway:
         gateway.gateway.registry.core.set_rate_limit_window(1.0)  # the slot opens in ~1 s
-        assert [chat(gateway).status_code for _ in range(RPM + 1)] == [200] * (RPM + 1)
+        answers = [chat(gateway) for _ in range(RPM + 1)]
+        assert [a.status_code for a in answers] == [200] * (RPM + 1), [a.text for a in answers]
         assert len(upstream.requests) == RPM + 1
