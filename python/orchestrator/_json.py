@@ -24,6 +24,9 @@ from typing import Any, Union
 
 import orjson
 
+#: What :func:`loads` raises for a document it cannot read: invalid JSON,
+#: undecodable bytes, or nesting beyond the interpreter's stack.
+NOT_JSON: tuple[type[Exception], ...] = (ValueError, RecursionError)
 #: A run of digits that may be an integer beyond 64 bits (2**63 has 19).
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")

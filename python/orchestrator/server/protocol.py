@@ -95,10 +95,14 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         began no request (a stray CRLF, which uvicorn's timer stopped for),
         so only the head bound is left to close the connection."""
         return (
-            (self.cycle is None or self.cycle.response_complete)
+            not self._responding()
             and self.timeout_keep_alive_task is None
             and not self.transport.is_closing()
         )
+
+    def _responding(self) -> bool:
+        """A request's response is still being sent."""
+        return self.cycle is not None and not self.cycle.response_complete
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -132,7 +136,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
+        if self._responding():
             # A pipelined head waits behind a response still being sent (a
             # 408 now would land inside it): looked at again one bound later.
             self._arm()

@@ -114,7 +114,7 @@ async def iter_sse_json(
                 return
             try:
                 payload = _json.loads(ev.data)
-            except (ValueError, RecursionError):
+            except _json.NOT_JSON:
                 raise MalformedResponseError(
                     redact(f"malformed stream event {ev.event!r}: {ev.data[:120]!r}"), model=model
                 ) from None
@@ -135,7 +135,7 @@ async def iter_ndjson(
             continue
         try:
             payload = _json.loads(line)
-        except (ValueError, RecursionError):
+        except _json.NOT_JSON:
             raise MalformedResponseError(
                 redact(f"malformed stream line: {line[:120]!r}"), model=model
             ) from None

@@ -174,15 +174,19 @@ class Transport:
         that too; and the deadline itself, which the pool's connections keep
         for the whole response (a body that trickles in, each read in time,
         still ends there)."""
-        read = max(0.001, min(self.policy.timeout, remaining))
-        connect = min(self.policy.connect_timeout, read)
+        read, connect = self._read_and_connect(remaining)
         deadline = time.monotonic() + remaining
         return {"connect": connect, "read": read, "write": read, "pool": read, "deadline": deadline}
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         """httpx's timeouts of a caller's own client (it has no deadline)."""
+        read, connect = self._read_and_connect(remaining)
+        return httpx.Timeout(read, connect=connect)
+
+    def _read_and_connect(self, remaining: float) -> tuple[float, float]:
+        """An attempt's read (also write and pool) and connect timeouts."""
         read = max(0.001, min(self.policy.timeout, remaining))
-        return httpx.Timeout(read, connect=min(self.policy.connect_timeout, read))
+        return read, min(self.policy.connect_timeout, read)
 
     def _request(
         self, method: str, path: str, json_body: Any, params: Params, remaining: float
@@ -327,7 +331,7 @@ class Transport:
     def _status_error(self, response: httpx.Response | PooledResponse, body: bytes) -> ModelError:
         try:
             decoded: Any = _json.loads(body) if body else None
-        except (ValueError, RecursionError):
+        except _json.NOT_JSON:
             decoded = None
         detail = self.parse_error(decoded)
         if not detail.message and body and decoded is None:
@@ -422,7 +426,7 @@ class Transport:
                 raise self._status_error(response, body)
             try:
                 decoded = _json.loads(body)
-            except (ValueError, RecursionError):
+            except _json.NOT_JSON:
                 raise MalformedResponseError(
                     redact(f"invalid JSON in response to {method} {path}: {body[:80]!r}"),
                     model=self.model,
