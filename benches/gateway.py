@@ -264,6 +264,45 @@ def serve_command(port: int, workers: int, config: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def say(line: str) -> None:
+    """One line of progress, flushed (a run takes minutes)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def add_round_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the side-by-side scripts: the rate and length of each
+    ``oha`` run, the rounds, and the sequential requests per block."""
+    parser.add_argument("--rate", type=int, default=500, help="requests per second of oha runs")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per oha run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
+    parser.add_argument("--sequential", type=int, default=300, help="requests per block")
+
+
+def alternating_runs(
+    direct: tuple[str, int],
+    targets: dict[str, tuple[str, int, Optional[str]]],
+    options: argparse.Namespace,
+) -> dict[str, list[tuple[float, float, float]]]:
+    """``oha`` runs at ``options.rate`` alternating between ``targets`` (each
+    a URL, its server's process id and the key it wants), with a run of the
+    ``direct`` upstream (URL, process id) in each round: per target, each
+    round's added P50, added P99 and CPU milliseconds per request."""
+    added: dict[str, list[tuple[float, float, float]]] = {label: [] for label in targets}
+    for round_ in range(options.rounds):
+        base = oha(direct[0], options.rate, options.seconds, None, "direct", 1, direct[1])
+        for label, (url, pid, key) in targets.items():
+            run = oha(url, options.rate, options.seconds, key, label, 1, pid)
+            figures = (run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms)
+            added[label].append((*figures, run.cpu_ms_per_request))
+            say(
+                f"round {round_ + 1} {label}: {options.rate} RPS, added P50 {figures[0]:.2f} "
+                f"P99 {figures[1]:.2f} ms, CPU {run.cpu_ms_per_request:.3f} ms/request, "
+                f"{run.success_rate:.2%} answered"
+            )
+    return added
+
+
 def first_byte_ms(
     url: str, key: Optional[str], model: str, count: int, *, stream: bool = True
 ) -> list[float]:

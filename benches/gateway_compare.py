@@ -30,18 +30,15 @@ from gateway import (
     UPSTREAM_DELAY,
     UPSTREAM_KEY,
     Bench,
+    add_round_options,
+    alternating_runs,
     first_byte_ms,
     free_port,
-    oha,
     process,
+    say,
     serve_command,
     wait_ready,
 )
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def sequential_ms(url: str, key: str, model: str, count: int, *, stream: bool) -> float:
@@ -52,10 +49,7 @@ def sequential_ms(url: str, key: str, model: str, count: int, *, stream: bool) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trees", nargs=2, type=Path, help="the two checkouts: before, after")
-    parser.add_argument("--rate", type=int, default=500, help="requests per second of oha runs")
-    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per oha run")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
-    parser.add_argument("--sequential", type=int, default=300, help="requests per block")
+    add_round_options(parser)
     options = parser.parse_args()
     trees = [tree.resolve() for tree in options.trees]
     for tree in trees:
@@ -84,17 +78,8 @@ def main() -> None:
             proc = stack.enter_context(process(serve_command(port, 1, config), log, tree_env))
             wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log, 120)
             gateways[label] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)
-        loaded: dict[str, list[tuple[float, float, float]]] = {label: [] for label in gateways}
-        for round_ in range(options.rounds):
-            base = oha(direct, options.rate, options.seconds, None, "direct", 1, upstream.pid)
-            for label, (url, pid) in gateways.items():
-                run = oha(url, options.rate, options.seconds, GATEWAY_KEY, label, 1, pid)
-                added = (run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms)
-                loaded[label].append((*added, run.cpu_ms_per_request))
-                say(
-                    f"round {round_ + 1} {label}: {options.rate} RPS, added P50 {added[0]:.2f} "
-                    f"P99 {added[1]:.2f} ms, CPU {run.cpu_ms_per_request:.3f} ms/request"
-                )
+        targets = {label: (url, pid, GATEWAY_KEY) for label, (url, pid) in gateways.items()}
+        loaded = alternating_runs((direct, upstream.pid), targets, options)
         blocks: dict[str, dict[str, list[float]]] = {
             label: {"stream": [], "plain": []} for label in gateways
         }

@@ -31,27 +31,21 @@ from gateway import (
     RESULTS,
     UPSTREAM_DELAY,
     UPSTREAM_KEY,
+    add_round_options,
+    alternating_runs,
     first_byte_ms,
     free_port,
-    oha,
     process,
+    say,
     wait_ready,
     yardstick_ms,
 )
 from gateway_floor import SERVERS
 
 
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=int, default=500, help="requests per second of oha runs")
-    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per oha run")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
-    parser.add_argument("--sequential", type=int, default=300, help="requests per block")
+    add_round_options(parser)
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gateway-servers-"))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -65,7 +59,6 @@ def main() -> None:
         str(upstream_port),
         str(UPSTREAM_DELAY),
     ]
-    added: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SERVERS}
     first_bytes: dict[str, list[float]] = {name: [] for name in SERVERS}
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(process(upstream_args, work / "upstream.log"))
@@ -78,17 +71,8 @@ def main() -> None:
             floor = stack.enter_context(process(args, log))
             wait_ready(floor, f"http://127.0.0.1:{port}/healthz", log, 60)
             floors[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", floor.pid)
-        for round_ in range(options.rounds):
-            base = oha(direct, options.rate, options.seconds, None, "direct", 1, upstream.pid)
-            for name, (url, pid) in floors.items():
-                run = oha(url, options.rate, options.seconds, None, name, 1, pid)
-                figures = (run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms)
-                added[name].append((*figures, run.cpu_ms_per_request))
-                say(
-                    f"round {round_ + 1} {name}: {options.rate} RPS, added P50 {figures[0]:.2f} "
-                    f"P99 {figures[1]:.2f} ms, CPU {run.cpu_ms_per_request:.3f} ms/request, "
-                    f"{run.success_rate:.2%} answered"
-                )
+        targets = {name: (url, pid, None) for name, (url, pid) in floors.items()}
+        added = alternating_runs((direct, upstream.pid), targets, options)
         for round_ in range(options.rounds):
             baseline = statistics.median(
                 first_byte_ms(direct, None, "gpt-4o-mini", options.sequential)
