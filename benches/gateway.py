@@ -264,6 +264,12 @@ def serve_command(port: int, workers: int, config: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def upstream_command(port: int, delay: float = UPSTREAM_DELAY) -> list[str]:
+    """The command that runs the benchmark's upstream on ``port``, answering
+    after ``delay`` seconds."""
+    return [sys.executable, str(BENCH_DIR / "gateway_upstream.py"), str(port), str(delay)]
+
+
 def say(line: str) -> None:
     """One line of progress, flushed (a run takes minutes)."""
     sys.stdout.write(line + "\n")
@@ -388,12 +394,7 @@ class Bench:
         }
         commands: dict[str, tuple[list[str], str, dict[str, str]]] = {
             "upstream": (
-                [
-                    sys.executable,
-                    str(BENCH_DIR / "gateway_upstream.py"),
-                    str(self.upstream_port),
-                    str(UPSTREAM_DELAY),
-                ],
+                upstream_command(self.upstream_port),
                 "/v1/models",
                 {},
             ),

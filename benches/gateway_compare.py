@@ -25,9 +25,7 @@ import tempfile
 from pathlib import Path
 
 from gateway import (
-    BENCH_DIR,
     GATEWAY_KEY,
-    UPSTREAM_DELAY,
     UPSTREAM_KEY,
     Bench,
     add_round_options,
@@ -37,6 +35,7 @@ from gateway import (
     process,
     say,
     serve_command,
+    upstream_command,
     wait_ready,
 )
 
@@ -59,12 +58,7 @@ def main() -> None:
     bench = Bench(work)
     config = bench.gateway_config("local")
     env = {"BENCH_GATEWAY_KEY": GATEWAY_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
-    upstream_args = [
-        sys.executable,
-        str(BENCH_DIR / "gateway_upstream.py"),
-        str(bench.upstream_port),
-        str(UPSTREAM_DELAY),
-    ]
+    upstream_args = upstream_command(bench.upstream_port)
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(process(upstream_args, work / "upstream.log"))
         direct = f"http://127.0.0.1:{bench.upstream_port}/v1/chat/completions"

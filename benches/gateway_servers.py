@@ -37,6 +37,7 @@ from gateway import (
     free_port,
     process,
     say,
+    upstream_command,
     wait_ready,
     yardstick_ms,
 )
@@ -53,12 +54,7 @@ def main() -> None:
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
     direct = f"{upstream_url}/chat/completions"
-    upstream_args = [
-        sys.executable,
-        str(BENCH_DIR / "gateway_upstream.py"),
-        str(upstream_port),
-        str(UPSTREAM_DELAY),
-    ]
+    upstream_args = upstream_command(upstream_port)
     first_bytes: dict[str, list[float]] = {name: [] for name in SERVERS}
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(process(upstream_args, work / "upstream.log"))

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import uvloop
 
-from gateway import BENCH_DIR, RESULTS, free_port, process, wait_ready
+from gateway import RESULTS, free_port, process, upstream_command, wait_ready
 from orchestrator.integrations import ClientPool
 from orchestrator.integrations._http import Endpoint, Transport
 
@@ -108,8 +108,7 @@ def main() -> None:
     options = parser.parse_args()
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="transport-bench-"))
-    args = [sys.executable, str(BENCH_DIR / "gateway_upstream.py"), str(port), "0"]
-    with process(args, work / "upstream.log") as upstream:
+    with process(upstream_command(port, 0), work / "upstream.log") as upstream:
         wait_ready(upstream, f"http://127.0.0.1:{port}/v1/models", work / "upstream.log", 60)
         results = uvloop.run(measure(f"http://127.0.0.1:{port}", options.calls))
     report = {
